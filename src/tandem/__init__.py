@@ -1,0 +1,3 @@
+"""Tandem: medication-supported addiction treatment, from detox to outcomes."""
+
+__version__ = "0.1.0"
