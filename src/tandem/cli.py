@@ -11,4 +11,12 @@ app = typer.Typer(
     add_completion=False,
 )
 
+from tandem.platform_cli import register as _register_platform  # noqa: E402
+
+_register_platform(app)
+
 # Domain command groups register here (each lives beside its domain).
+
+from tandem.instruments.cli import score_command  # noqa: E402
+
+app.command("score")(score_command)

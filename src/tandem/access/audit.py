@@ -1,0 +1,68 @@
+"""The audit trail: every read or write of patient data, and every refusal, leaves an entry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from tandem.access.policy import Actor
+from tandem.storage.db import session_scope, utcnow
+from tandem.storage.models import AuditEntry
+
+ACTIONS = {"create": "C", "read": "R", "search": "R", "update": "U", "delete": "D"}
+SUCCESS, MINOR_FAILURE, SERIOUS_FAILURE = "0", "4", "8"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a request came from."""
+
+    source_ip: str = ""
+    user_agent: str = ""
+    channel: str = "web"  # web | api | cli
+
+
+def entry(
+    actor: Actor | None,
+    operation: str,
+    origin: Origin,
+    *,
+    resource_type: str = "",
+    resource_id: str | None = None,
+    patient_id: str | None = None,
+    outcome: str = SUCCESS,
+    detail: str = "",
+    query: str = "",
+    actor_label: str | None = None,
+    now: datetime | None = None,
+) -> AuditEntry:
+    return AuditEntry(
+        recorded_at=now or utcnow(),
+        user_id=actor.user_id if actor else None,
+        actor=actor_label or (actor.label if actor else "anonymous"),
+        role=str(actor.role) if actor else "",
+        action=ACTIONS.get(operation, "E"),
+        operation=operation,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        patient_id=patient_id,
+        outcome=outcome,
+        outcome_detail=detail[:2000],
+        source_ip=origin.source_ip[:64],
+        user_agent=origin.user_agent[:300],
+        channel=origin.channel,
+        query=query[:2000],
+    )
+
+
+def record(db: Session, *args: object, **kwargs: object) -> None:
+    """Add an entry to the caller's unit of work: it commits, or rolls back, with the change."""
+    db.add(entry(*args, **kwargs))  # type: ignore[arg-type]
+
+
+def record_now(factory: sessionmaker[Session], *args: object, **kwargs: object) -> None:
+    """Commit an entry on its own, for refusals and failures whose work is rolled back."""
+    with session_scope(factory) as db:
+        db.add(entry(*args, **kwargs))  # type: ignore[arg-type]

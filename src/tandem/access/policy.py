@@ -1,0 +1,179 @@
+"""The one policy: who may see or change what.
+
+Every route asks here, through `decide`, before it touches patient data; nothing else decides
+access. Pure: plain values in, a `Decision` out. The inputs are the actor's role, their program
+memberships, their own patient record (for patients), the scopes of an API token, and the
+patient's program. Consent (42 CFR Part 2) joins as one more input in the consent issue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from tandem.access.scopes import Scope
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    PRESCRIBER = "prescriber"
+    NURSE = "nurse"
+    COUNSELOR = "counselor"
+    PATIENT = "patient"
+    RESEARCHER = "researcher"
+
+
+class Permission(StrEnum):
+    """SMART v2 letters."""
+
+    CREATE = "c"
+    READ = "r"
+    UPDATE = "u"
+    DELETE = "d"
+    SEARCH = "s"
+
+
+ROLE_LABELS: dict[Role, str] = {
+    Role.ADMIN: "Administrator",
+    Role.PRESCRIBER: "Prescriber",
+    Role.NURSE: "Nurse",
+    Role.COUNSELOR: "Counselor",
+    Role.PATIENT: "Patient",
+    Role.RESEARCHER: "Researcher",
+}
+
+# What each role may do with patient records of its own programs ("*" = every patient type).
+# Researchers see no identified record: they work from de-identified outcomes.
+# Patients see only their own record. Nobody deletes a clinical record.
+ROLE_GRANTS: dict[Role, dict[str, str]] = {
+    Role.ADMIN: {"*": "crus"},
+    Role.PRESCRIBER: {"*": "crus"},
+    Role.NURSE: {"*": "crus"},
+    Role.COUNSELOR: {"*": "rs"},
+    Role.PATIENT: {"*": "rs"},
+    Role.RESEARCHER: {},
+}
+
+ROLE_DUTIES: dict[Role, str] = {
+    Role.ADMIN: "Manages users, roles and programs; reads the audit trail; full chart access in own programs.",
+    Role.PRESCRIBER: "Reads and writes charts of patients in own programs; receives escalations.",
+    Role.NURSE: "Registers patients, records assessments and doses in own programs.",
+    Role.COUNSELOR: "Reads charts of patients in own programs.",
+    Role.PATIENT: "Reads own record only.",
+    Role.RESEARCHER: "No identified patient records; program-level outcomes only.",
+}
+
+STAFF_ROLES = frozenset({Role.ADMIN, Role.PRESCRIBER, Role.NURSE, Role.COUNSELOR})
+
+
+@dataclass(frozen=True)
+class Actor:
+    user_id: int
+    label: str
+    role: Role
+    program_ids: frozenset[int] = frozenset()
+    patient_id: str | None = None
+    # None for a signed-in browser session; the token's scopes for an API client.
+    scopes: tuple[Scope, ...] | None = None
+
+
+@dataclass(frozen=True)
+class PatientRef:
+    patient_id: str
+    program_id: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """What a search may return: patients of these programs, or only this one patient."""
+
+    program_ids: frozenset[int] = field(default_factory=frozenset)
+    only_patient_id: str | None = None
+    nothing: bool = False
+
+
+def _scope_allows(actor: Actor, resource_type: str, permission: Permission) -> Decision:
+    if actor.scopes is None:
+        return Decision(True, "browser session")
+    contexts = ("patient",) if actor.role is Role.PATIENT else ("user", "system")
+    for scope in actor.scopes:
+        if scope.context in contexts and scope.grants(resource_type, permission.value):
+            return Decision(True, f"scope {scope}")
+    wanted = f"{'patient' if actor.role is Role.PATIENT else 'user'}/{resource_type}.{permission.value}"
+    return Decision(False, f"token lacks a scope granting {wanted}")
+
+
+def _role_allows(actor: Actor, resource_type: str, permission: Permission) -> Decision:
+    grants = ROLE_GRANTS[actor.role]
+    letters = grants.get(resource_type, grants.get("*", ""))
+    if permission.value in letters:
+        return Decision(True, f"role {actor.role}")
+    return Decision(False, f"role {actor.role} may not {permission.name.lower()} {resource_type}")
+
+
+def decide(
+    actor: Actor,
+    permission: Permission,
+    resource_type: str,
+    patient: PatientRef | None = None,
+    program_id: int | None = None,
+) -> Decision:
+    """May `actor` do `permission` on `resource_type` of `patient` (or in `program_id`)?
+
+    Deny by default: role, then token scope, then program membership or own record.
+    """
+    for check in (_role_allows(actor, resource_type, permission), _scope_allows(actor, resource_type, permission)):
+        if not check:
+            return check
+    if patient is not None:
+        if actor.role is Role.PATIENT:
+            if actor.patient_id == patient.patient_id:
+                return Decision(True, "own record")
+            return Decision(False, "a patient may see only their own record")
+        if patient.program_id in actor.program_ids:
+            return Decision(True, "member of the patient's program")
+        return Decision(False, "not a member of the patient's program")
+    if program_id is not None:
+        if actor.role is Role.PATIENT:
+            return Decision(False, "a patient may not act on a program")
+        if program_id in actor.program_ids:
+            return Decision(True, "member of the program")
+        return Decision(False, "not a member of the program")
+    if permission is Permission.SEARCH:
+        return Decision(True, "search limited to visible records")
+    return Decision(False, "no patient or program given")
+
+
+def visibility(actor: Actor, resource_type: str = "Patient") -> Visibility:
+    """The rows a search by `actor` may return; searches filter by this, never after."""
+    if not decide(actor, Permission.SEARCH, resource_type):
+        return Visibility(nothing=True)
+    if actor.role is Role.PATIENT:
+        if actor.patient_id is None:
+            return Visibility(nothing=True)
+        return Visibility(only_patient_id=actor.patient_id)
+    return Visibility(program_ids=actor.program_ids)
+
+
+def may_administer(actor: Actor) -> Decision:
+    """Users, roles, programs and the audit trail are for administrators (signed in, or a token
+    with a user/ scope covering AuditEvent)."""
+    if actor.role is not Role.ADMIN:
+        return Decision(False, "administrators only")
+    return Decision(True, "administrator")
+
+
+def may_read_audit(actor: Actor) -> Decision:
+    admin = may_administer(actor)
+    if not admin:
+        return admin
+    return _scope_allows(actor, "AuditEvent", Permission.READ)

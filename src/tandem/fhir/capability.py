@@ -1,0 +1,85 @@
+"""What the FHIR API really supports; each resource's router declares itself here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tandem import __version__
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    name: str
+    type: str
+    documentation: str = ""
+
+
+@dataclass(frozen=True)
+class ResourceSupport:
+    type: str
+    interactions: tuple[str, ...]
+    search_params: tuple[SearchParam, ...] = ()
+    versioning: str = "no-version"
+    documentation: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+_SUPPORTED: dict[str, ResourceSupport] = {}
+
+
+def declare(support: ResourceSupport) -> None:
+    _SUPPORTED[support.type] = support
+
+
+def capability_statement(base_url: str, now_iso: str) -> dict[str, Any]:
+    resources = []
+    for support in sorted(_SUPPORTED.values(), key=lambda s: s.type):
+        entry: dict[str, Any] = {
+            "type": support.type,
+            "interaction": [{"code": code} for code in support.interactions],
+            "versioning": support.versioning,
+        }
+        if support.search_params:
+            entry["searchParam"] = [
+                {"name": p.name, "type": p.type, **({"documentation": p.documentation} if p.documentation else {})}
+                for p in support.search_params
+            ]
+        if support.documentation:
+            entry["documentation"] = support.documentation
+        if support.versioning != "no-version":
+            entry["readHistory"] = False
+            entry["updateCreate"] = False
+        entry.update(support.extras)
+        resources.append(entry)
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": now_iso,
+        "kind": "instance",
+        "software": {"name": "Tandem", "version": __version__},
+        "implementation": {"description": "Tandem FHIR R4 API", "url": base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [
+            {
+                "mode": "server",
+                "security": {
+                    "cors": False,
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "SMART-on-FHIR",
+                                }
+                            ]
+                        }
+                    ],
+                    "description": "Bearer tokens with SMART v2 scopes (user/Patient.rs, user/*.cruds, "
+                    "patient/*.rs), made by `tandem token create`.",
+                },
+                "resource": resources,
+            }
+        ],
+    }

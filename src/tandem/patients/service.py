@@ -1,0 +1,263 @@
+"""Patients and episodes in storage. Every function asks the policy and audits through `Access`."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from sqlalchemy import Select, and_, exists, or_, select
+from sqlalchemy.orm import selectinload
+
+from tandem.access.guard import Access
+from tandem.access.policy import PatientRef, Permission
+from tandem.patients.records import (
+    Identifier,
+    InvalidRecord,
+    PatientQuery,
+    PatientRecord,
+    Phase,
+    check_discharge,
+    check_episode_times,
+    check_record,
+)
+from tandem.storage.db import utcnow
+from tandem.storage.models import Episode, Patient, PatientIdentifier, Program, Unit
+
+
+class NotFound(LookupError):
+    pass
+
+
+class VersionConflict(Exception):
+    pass
+
+
+def patient_ref(patient: Patient) -> PatientRef:
+    return PatientRef(patient.id, patient.program_id)
+
+
+def _load(access: Access, patient_id: str) -> Patient:
+    patient = access.db.scalar(
+        select(Patient)
+        .where(Patient.id == patient_id)
+        .options(selectinload(Patient.identifiers), selectinload(Patient.program))
+    )
+    if patient is None:
+        raise NotFound(f"Patient/{patient_id} is not known")
+    return patient
+
+
+def get_patient(access: Access, patient_id: str) -> Patient:
+    patient = _load(access, patient_id)
+    access.require(Permission.READ, "Patient", patient_ref(patient), resource_id=patient_id)
+    access.audit("read", resource_type="Patient", resource_id=patient.id, patient_id=patient.id)
+    return patient
+
+
+def _apply(patient: Patient, record: PatientRecord) -> None:
+    patient.family = record.family
+    patient.given = " ".join(record.given)
+    patient.family_lower = record.family.lower()
+    patient.given_lower = " ".join(record.given).lower()
+    patient.gender = record.gender
+    patient.birth_date = record.birth_date
+    patient.phone = record.phone
+    patient.email = record.email
+    patient.active = record.active
+
+
+def _identifiers(access: Access, patient: Patient, record: PatientRecord, program: Program) -> None:
+    wanted = [Identifier(i.system or program.mrn_system, i.value) for i in record.identifiers]
+    if not any(i.system == program.mrn_system for i in wanted):
+        wanted.insert(0, Identifier(program.mrn_system, _new_mrn(program)))
+    for ident in wanted:
+        owner = access.db.scalar(
+            select(PatientIdentifier.patient_id).where(
+                PatientIdentifier.system == ident.system, PatientIdentifier.value == ident.value
+            )
+        )
+        if owner is not None and owner != patient.id:
+            raise InvalidRecord("identifier", f"{ident.value} already belongs to another patient")
+    keep = {(i.system, i.value) for i in wanted}
+    patient.identifiers[:] = [i for i in patient.identifiers if (i.system, i.value) in keep]
+    have = {(i.system, i.value) for i in patient.identifiers}
+    for ident in wanted:
+        if (ident.system, ident.value) not in have:
+            patient.identifiers.append(PatientIdentifier(system=ident.system, value=ident.value))
+
+
+def _new_mrn(program: Program) -> str:
+    return f"{program.code.upper()[:6]}-{secrets.randbelow(10**8):08d}"
+
+
+def create_patient(access: Access, record: PatientRecord, program_id: int | None, now: datetime | None = None) -> Patient:
+    now = now or utcnow()
+    if program_id is None:
+        if len(access.actor.program_ids) != 1:
+            raise InvalidRecord(
+                "managingOrganization",
+                "name the program (Organization/<program id>): you belong to "
+                f"{len(access.actor.program_ids)} programs",
+            )
+        (program_id,) = access.actor.program_ids
+    program = access.db.get(Program, program_id)
+    if program is None:
+        raise InvalidRecord("managingOrganization", f"program {program_id} is not known")
+    access.require(Permission.CREATE, "Patient", program_id=program_id)
+    record = check_record(record, now.date())
+    patient = Patient(program_id=program_id, version_id=1, last_updated=now)
+    patient.program = program
+    _apply(patient, record)
+    access.db.add(patient)
+    access.db.flush()
+    _identifiers(access, patient, record, program)
+    access.db.flush()
+    access.audit("create", resource_type="Patient", resource_id=patient.id, patient_id=patient.id)
+    return patient
+
+
+def update_patient(access: Access, patient_id: str, record: PatientRecord,
+                   if_match: int | None = None, now: datetime | None = None) -> Patient:
+    now = now or utcnow()
+    patient = _load(access, patient_id)
+    access.require(Permission.UPDATE, "Patient", patient_ref(patient), resource_id=patient_id)
+    if if_match is not None and if_match != patient.version_id:
+        raise VersionConflict(f"Patient/{patient_id} is at version {patient.version_id}, not {if_match}")
+    record = check_record(record, now.date())
+    _apply(patient, record)
+    _identifiers(access, patient, record, patient.program)
+    patient.version_id += 1
+    patient.last_updated = now
+    access.db.flush()
+    access.audit("update", resource_type="Patient", resource_id=patient.id, patient_id=patient.id)
+    return patient
+
+
+def _prefix_range(column, text: str):  # type: ignore[no-untyped-def]
+    # A range, not LIKE, so the index serves the prefix match on every engine.
+    return and_(column >= text, column < text + "\uffff")
+
+
+def _search_statement(access: Access, query: PatientQuery) -> Select[tuple[Patient]]:
+    seen = access.visibility("Patient")
+    stmt = select(Patient)
+    if seen.nothing:
+        return stmt.where(Patient.id.is_(None))
+    if seen.only_patient_id is not None:
+        stmt = stmt.where(Patient.id == seen.only_patient_id)
+    else:
+        programs = seen.program_ids
+        if query.program_id is not None:
+            programs = programs & {query.program_id}
+        stmt = stmt.where(Patient.program_id.in_(sorted(programs)))
+    if query.name:
+        for word in query.name.lower().split():
+            stmt = stmt.where(
+                or_(
+                    _prefix_range(Patient.family_lower, word),
+                    _prefix_range(Patient.given_lower, word),
+                    Patient.given_lower.like(f"% {word}%"),
+                )
+            )
+    if query.identifier:
+        system, _, value = query.identifier.rpartition("|")
+        cond = PatientIdentifier.value == value
+        if system:
+            cond = and_(cond, PatientIdentifier.system == system)
+        stmt = stmt.where(exists().where(PatientIdentifier.patient_id == Patient.id, cond))
+    for flt in query.birth_dates:
+        col = Patient.birth_date
+        stmt = stmt.where(
+            {"eq": col == flt.day, "ne": col != flt.day, "lt": col < flt.day,
+             "le": col <= flt.day, "gt": col > flt.day, "ge": col >= flt.day}[flt.prefix]
+        )
+    if query.in_phase:
+        stmt = stmt.where(
+            exists().where(Episode.patient_id == Patient.id, Episode.discharged_at.is_(None),
+                           Episode.phase == query.in_phase)
+        )
+    return stmt
+
+
+def search_patients(access: Access, query: PatientQuery, query_text: str = "") -> tuple[list[Patient], bool]:
+    """A page of patients the actor may see, and whether there are more."""
+    access.require(Permission.SEARCH, "Patient")
+    stmt = (
+        _search_statement(access, query)
+        .order_by(Patient.family_lower, Patient.given_lower, Patient.id)
+        .offset(query.offset)
+        .limit(query.count + 1)
+        .options(selectinload(Patient.identifiers), selectinload(Patient.program))
+    )
+    rows = list(access.db.scalars(stmt))
+    has_more = len(rows) > query.count
+    rows = rows[: query.count]
+    access.audit("search", resource_type="Patient", query=query_text,
+                 patient_id=rows[0].id if len(rows) == 1 else None)
+    return rows, has_more
+
+
+# --- episodes of care -----------------------------------------------------------------
+
+
+def open_episode(patient: Patient) -> Episode | None:
+    return next((e for e in patient.episodes if e.discharged_at is None), None)
+
+
+def admit(access: Access, patient_id: str, unit_id: int, phase: str, admitted_at: datetime,
+          now: datetime | None = None) -> Episode:
+    now = now or utcnow()
+    patient = _load(access, patient_id)
+    access.require(Permission.UPDATE, "Episode", patient_ref(patient))
+    if phase not in set(Phase):
+        raise InvalidRecord("phase", f"must be one of {', '.join(Phase)}")
+    unit = access.db.get(Unit, unit_id)
+    if unit is None or unit.program_id != patient.program_id:
+        raise InvalidRecord("unit", "choose a unit of the patient's program")
+    check_episode_times(admitted_at, now)
+    if open_episode(patient) is not None:
+        raise InvalidRecord("episode", "the patient already has an open episode: discharge it first")
+    episode = Episode(patient_id=patient.id, program_id=patient.program_id, unit_id=unit.id,
+                      phase=phase, admitted_at=admitted_at, phase_started_at=admitted_at)
+    access.db.add(episode)
+    access.db.flush()
+    access.audit("create", resource_type="EpisodeOfCare", resource_id=str(episode.id), patient_id=patient.id)
+    return episode
+
+
+def _episode(access: Access, patient_id: str, episode_id: int) -> Episode:
+    episode = access.db.get(Episode, episode_id)
+    if episode is None or episode.patient_id != patient_id:
+        raise NotFound(f"episode {episode_id} is not known for this patient")
+    access.require(Permission.UPDATE, "Episode", PatientRef(patient_id, episode.program_id))
+    if episode.discharged_at is not None:
+        raise InvalidRecord("episode", "this episode is already discharged")
+    return episode
+
+
+def change_phase(access: Access, patient_id: str, episode_id: int, phase: str, unit_id: int | None,
+                 now: datetime | None = None) -> Episode:
+    now = now or utcnow()
+    episode = _episode(access, patient_id, episode_id)
+    if phase not in set(Phase):
+        raise InvalidRecord("phase", f"must be one of {', '.join(Phase)}")
+    if unit_id is not None:
+        unit = access.db.get(Unit, unit_id)
+        if unit is None or unit.program_id != episode.program_id:
+            raise InvalidRecord("unit", "choose a unit of the patient's program")
+        episode.unit_id = unit_id
+    episode.phase = phase
+    episode.phase_started_at = now
+    access.audit("update", resource_type="EpisodeOfCare", resource_id=str(episode.id), patient_id=patient_id)
+    return episode
+
+
+def discharge(access: Access, patient_id: str, episode_id: int, reason: str, discharged_at: datetime,
+              now: datetime | None = None) -> Episode:
+    now = now or utcnow()
+    episode = _episode(access, patient_id, episode_id)
+    check_discharge(episode.admitted_at, discharged_at, reason, now)
+    episode.discharged_at = discharged_at
+    episode.discharge_reason = reason
+    access.audit("update", resource_type="EpisodeOfCare", resource_id=str(episode.id), patient_id=patient_id)
+    return episode

@@ -1,0 +1,237 @@
+"""Platform commands: init, serve, demo, token, backup, restore."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from tandem.access import accounts, audit
+from tandem.access.credentials import CredentialError, actor_for, create_token, revoke_token
+from tandem.access.scopes import ScopeError
+from tandem.patients.records import InvalidRecord
+from tandem.settings import Settings
+from tandem.storage.db import make_engine, make_sessionmaker, session_scope, utcnow
+from tandem.storage.migrate import upgrade
+from tandem.storage.models import ApiToken, User
+
+err = Console(stderr=True)
+out = Console()
+token_app = typer.Typer(help="API tokens with SMART scopes.", no_args_is_help=True)
+CLI_ORIGIN = audit.Origin(channel="cli")
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(2)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:  # pydantic's ValidationError, told plainly
+        raise fail(str(exc)) from None
+
+
+def _migrated_sessions(settings: Settings):  # type: ignore[no-untyped-def]
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    return engine, make_sessionmaker(engine)
+
+
+def init(
+    admin_email: str = typer.Option(..., prompt="Administrator e-mail"),
+    admin_name: str = typer.Option(..., prompt="Administrator name"),
+    admin_password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
+    program_code: str = typer.Option("main", help="Short code of the first program"),
+    program_name: str = typer.Option("Main program", help="Name of the first program"),
+    time_zone: str = typer.Option("UTC", help="IANA time zone of the program, e.g. America/New_York"),
+) -> None:
+    """Create the database (run migrations) and the first administrator and program."""
+    settings = _settings()
+    _, sessions = _migrated_sessions(settings)
+    try:
+        with session_scope(sessions) as db:
+            if db.scalar(select(User.id).where(User.email == admin_email.strip().lower())) is not None:
+                raise fail(f"{admin_email} already exists; the database is initialised")
+            program = accounts.create_program(db, program_code, program_name, time_zone=time_zone)
+            user = accounts.create_user(db, admin_email, admin_name, "admin", admin_password, [program.id])
+            db.add(audit.entry(actor_for(user), "create", CLI_ORIGIN, resource_type="User", resource_id=str(user.id)))
+    except InvalidRecord as exc:
+        raise fail(f"--{exc.field.replace('_', '-')}: {exc.message}") from None
+    out.print(f"Initialised {settings.database_url}: administrator {admin_email}, program {program_code}.")
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on"),
+    port: int = typer.Option(8000, help="Port to listen on"),
+    workers: int = typer.Option(1, help="Worker processes"),
+) -> None:
+    """Run migrations, then serve the web UI and the FHIR API."""
+    import uvicorn
+
+    settings = _settings()
+    _migrated_sessions(settings)
+    out.print(f"Tandem on http://{host}:{port}  (database {make_url(settings.database_url).render_as_string()})")
+    if workers > 1:
+        uvicorn.run("tandem.web.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    log_level="warning")
+    else:
+        from tandem.web.app import create_app
+
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+def demo(
+    patients: int = typer.Option(200, min=1, max=200_000, help="How many synthetic patients"),
+    seed: int = typer.Option(1, help="Same seed, same program"),
+) -> None:
+    """Load a synthetic treatment program and print the demo logins as `email password` lines."""
+    from tandem import demo as demo_data
+
+    settings = _settings()
+    _, sessions = _migrated_sessions(settings)
+    with session_scope(sessions) as db:
+        if demo_data.already_loaded(db):
+            err.print("The demo program is already loaded; its logins are reset to these passwords.")
+            logins = demo_data.reset_logins(db, seed)
+        else:
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=err, transient=False) as progress:
+                task = progress.add_task("Synthetic patients", total=patients)
+                world = demo_data.build_platform(db, patients, seed, progress=lambda n: progress.advance(task, n))
+                logins = demo_data.create_logins(db, world, seed)
+                for label, step in demo_data.DEMO_STEPS:
+                    step_task = progress.add_task(label, total=1)
+                    step(db, world)
+                    progress.advance(step_task)
+            db.add(audit.entry(None, "create", CLI_ORIGIN, resource_type="Patient", actor_label="tandem demo",
+                               detail=f"synthetic demo program: {patients} patients, seed {seed}"))
+    err.print("Demo logins (synthetic data only):")
+    for login in logins:
+        print(f"{login.email} {login.password}")
+
+
+@token_app.command("create")
+def token_create(
+    user: str = typer.Option(..., "--user", help="E-mail of the user the token acts for"),
+    scope: list[str] = typer.Option(..., "--scope", help="SMART scope, e.g. user/Patient.rs (repeatable)"),
+    more_scopes: list[str] = typer.Argument(None, help="More scopes", show_default=False),
+    label: str = typer.Option("", help="What the token is for"),
+    expires_days: int | None = typer.Option(None, min=1, help="Expire after this many days"),
+) -> None:
+    """Create an API token; prints it once on stdout."""
+    scopes = [s for item in [*scope, *(more_scopes or [])] for s in item.replace(",", " ").split()]
+    settings = _settings()
+    _, sessions = _migrated_sessions(settings)
+    now = utcnow()
+    try:
+        with session_scope(sessions) as db:
+            owner = db.scalar(select(User).where(User.email == user.strip().lower()))
+            if owner is None or not owner.active:
+                raise fail(f"--user: no active user {user}")
+            secret, token = create_token(db, owner, scopes, label, now,
+                                         now + timedelta(days=expires_days) if expires_days else None)
+            db.add(audit.entry(actor_for(owner), "create", CLI_ORIGIN, resource_type="ApiToken",
+                               resource_id=str(token.id), detail=token.scopes))
+    except (ScopeError, CredentialError) as exc:
+        raise fail(f"--scope: {exc}") from None
+    err.print(f"Token {token.id} for {owner.email} with scopes: {token.scopes}")
+    print(secret)
+
+
+@token_app.command("revoke")
+def token_revoke(token: str = typer.Argument(..., help="The token itself, or its id from `tandem token list`")) -> None:
+    """Revoke a token: it stops working at once."""
+    settings = _settings()
+    _, sessions = _migrated_sessions(settings)
+    with session_scope(sessions) as db:
+        found = revoke_token(db, token, utcnow())
+        if found is None:
+            raise fail("no such token")
+        db.add(audit.entry(actor_for(found.user), "update", CLI_ORIGIN, resource_type="ApiToken",
+                           resource_id=str(found.id), detail="revoked"))
+    out.print(f"Token {found.id} revoked.")
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List tokens (never the secrets)."""
+    settings = _settings()
+    _, sessions = _migrated_sessions(settings)
+    with session_scope(sessions) as db:
+        for token in db.scalars(select(ApiToken).order_by(ApiToken.id)):
+            state = "revoked" if token.revoked_at else "active"
+            out.print(f"{token.id}\t{token.prefix}…\t{token.user.email}\t{token.scopes}\t{state}")
+
+
+def _pg_url(settings: Settings) -> str:
+    return make_url(settings.database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def backup(path: Path = typer.Argument(..., help="File to write")) -> None:
+    """Back up the database while it runs (SQLite online backup; pg_dump for PostgreSQL)."""
+    settings = _settings()
+    if path.exists():
+        raise fail(f"{path} exists; choose a new file")
+    if settings.is_sqlite:
+        source = make_url(settings.database_url).database or ""
+        if not Path(source).exists():
+            raise fail(f"no database at {source}")
+        with sqlite3.connect(source) as src, sqlite3.connect(path) as dst:
+            src.backup(dst)
+    else:
+        if shutil.which("pg_dump") is None:
+            raise fail("pg_dump is not installed")
+        result = subprocess.run(["pg_dump", "--format=custom", f"--file={path}", _pg_url(settings)],  # noqa: S603
+                                capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise fail(f"pg_dump failed: {result.stderr.strip()}")
+    out.print(f"Backed up to {path}.")
+
+
+def restore(path: Path = typer.Argument(..., help="A file made by `tandem backup`"),
+            yes: bool = typer.Option(False, "--yes", help="Do not ask before replacing the database")) -> None:
+    """Replace the database with a backup."""
+    settings = _settings()
+    if not path.exists():
+        raise fail(f"{path} does not exist")
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"Replace {settings.database_url} with {path}?", abort=True)
+    if settings.is_sqlite:
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as src:
+                src.execute("SELECT version_num FROM alembic_version").fetchone()
+        except sqlite3.DatabaseError:
+            raise fail(f"{path} is not a Tandem SQLite backup") from None
+        target = make_url(settings.database_url).database or ""
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as src, sqlite3.connect(target) as dst:
+            src.backup(dst)
+    else:
+        if shutil.which("pg_restore") is None:
+            raise fail("pg_restore is not installed")
+        result = subprocess.run(["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction",  # noqa: S603
+                                 f"--dbname={_pg_url(settings)}", str(path)], capture_output=True, text=True,
+                                check=False)
+        if result.returncode != 0:
+            raise fail(f"pg_restore failed: {result.stderr.strip()}")
+    _migrated_sessions(settings)
+    out.print(f"Restored from {path}.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)
+    app.command()(serve)
+    app.command()(demo)
+    app.add_typer(token_app, name="token")
+    app.command()(backup)
+    app.command()(restore)

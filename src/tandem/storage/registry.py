@@ -1,0 +1,9 @@
+"""Every module that defines tables, imported once so `Base.metadata` is complete.
+
+A domain that adds tables lists its models module here; Alembic and the drift test read it.
+"""
+
+from tandem.storage import models  # noqa: F401
+from tandem.storage.models import Base
+
+metadata = Base.metadata

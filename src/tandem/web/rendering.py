@@ -1,0 +1,50 @@
+"""Server-rendered pages: one Jinja environment over every domain's `templates/` folder."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from tandem.access.policy import ROLE_LABELS, Role
+
+PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def _template_dirs() -> list[str]:
+    dirs = [str(PACKAGE / "web" / "templates")]
+    dirs += sorted(str(p) for p in PACKAGE.glob("*/templates") if p.parent.name != "web")
+    return dirs
+
+
+def _local(value: datetime | None, zone: str = "UTC", fmt: str = "%d %b %Y %H:%M") -> str:
+    if value is None:
+        return ""
+    return value.astimezone(ZoneInfo(zone)).strftime(fmt)
+
+
+env = Environment(
+    loader=FileSystemLoader(_template_dirs()),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+env.filters["local"] = _local
+env.globals["role_label"] = lambda role: ROLE_LABELS.get(Role(role), role)
+templates = Jinja2Templates(env=env)
+
+
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    web_session = getattr(request.state, "web_session", None)
+    context.setdefault("user", web_session.user if web_session else None)
+    context.setdefault("csrf_token", web_session.csrf_token if web_session else "")
+    context.setdefault("flash", request.query_params.get("flash"))
+    response = templates.TemplateResponse(request, name, context, status_code=status_code)
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,23 @@
+// Progressive enhancement only: every page works without this file.
+document.addEventListener("DOMContentLoaded", () => {
+  // Submit a filter form when its select changes (the button stays for keyboard and no-JS users).
+  document.querySelectorAll("select[data-autosubmit]").forEach((select) => {
+    select.addEventListener("change", () => select.form.submit());
+  });
+  // Confirm before destructive-looking actions.
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  });
+  // Parts of a page that refresh themselves: <div data-refresh="/url" data-every="30">.
+  document.querySelectorAll("[data-refresh]").forEach((region) => {
+    const every = Number(region.dataset.every || 30) * 1000;
+    setInterval(async () => {
+      try {
+        const response = await fetch(region.dataset.refresh, { headers: { "X-Fragment": "1" } });
+        if (response.ok) region.innerHTML = await response.text();
+      } catch (error) { /* keep the last good view; the next tick tries again */ }
+    }, every);
+  });
+});
