@@ -165,7 +165,8 @@ def _print_list(instruments: list[Instrument], as_json: bool) -> None:
             table.add_column(column)
         for item in inst.items:
             mark = " (unverified text)" if item.unverified else ""
-            mark += "" if item.verified else " (unverified anchors)"
+            if any(a.unverified for a in item.anchors.values()):
+                mark += " (unverified anchors)"
             allowed = ", ".join(map(str, item.allowed_values))
             table.add_row(item.id, allowed, escape(item.text) + mark)
         console.print(table)

@@ -1,0 +1,145 @@
+"""Hand-copied from /work/shared/reference/clinical_facts.md (sections A and B).
+
+The tests compare the shipped YAML and the engine against these tables, so a change to either
+side that the facts sheet does not support fails a test.
+"""
+
+from __future__ import annotations
+
+ZERO_TO_7 = (0, 1, 2, 3, 4, 5, 6, 7)
+ZERO_TO_3 = (0, 1, 2, 3)
+
+# Items in scale order with their legal values.
+ITEMS: dict[str, list[tuple[str, tuple[int, ...]]]] = {
+    "ciwa_ar": [  # A1: nine items 0-7, orientation 0-4
+        ("nausea_vomiting", ZERO_TO_7),
+        ("tremor", ZERO_TO_7),
+        ("paroxysmal_sweats", ZERO_TO_7),
+        ("anxiety", ZERO_TO_7),
+        ("agitation", ZERO_TO_7),
+        ("tactile_disturbances", ZERO_TO_7),
+        ("auditory_disturbances", ZERO_TO_7),
+        ("visual_disturbances", ZERO_TO_7),
+        ("headache", ZERO_TO_7),
+        ("orientation", (0, 1, 2, 3, 4)),
+    ],
+    "cows": [  # A3: sparse values (SAMHSA TIP 45 / VA VistA)
+        ("resting_pulse", (0, 1, 2, 4)),
+        ("sweating", (0, 1, 2, 3, 4)),
+        ("restlessness", (0, 1, 3, 5)),
+        ("pupil_size", (0, 1, 2, 5)),
+        ("bone_joint_aches", (0, 1, 2, 4)),
+        ("runny_nose_tearing", (0, 1, 2, 4)),
+        ("gi_upset", (0, 1, 2, 3, 5)),
+        ("tremor", (0, 1, 2, 4)),
+        ("yawning", (0, 1, 2, 4)),
+        ("anxiety_irritability", (0, 1, 2, 4)),
+        ("gooseflesh", (0, 3, 5)),
+    ],
+    "sows_gossop": [  # A4: ten items 0-3 (not the 0-4 Subjective OWS)
+        ("feeling_sick", ZERO_TO_3),
+        ("stomach_cramps", ZERO_TO_3),
+        ("muscle_spasms", ZERO_TO_3),
+        ("feeling_cold", ZERO_TO_3),
+        ("heart_pounding", ZERO_TO_3),
+        ("muscular_tension", ZERO_TO_3),
+        ("aches_pains", ZERO_TO_3),
+        ("yawning", ZERO_TO_3),
+        ("runny_eyes", ZERO_TO_3),
+        ("insomnia", ZERO_TO_3),
+    ],
+    "phq9": [  # B4
+        ("interest_pleasure", ZERO_TO_3),
+        ("down_depressed", ZERO_TO_3),
+        ("sleep", ZERO_TO_3),
+        ("tired_energy", ZERO_TO_3),
+        ("appetite", ZERO_TO_3),
+        ("feeling_bad_about_self", ZERO_TO_3),
+        ("concentration", ZERO_TO_3),
+        ("psychomotor", ZERO_TO_3),
+        ("self_harm_thoughts", ZERO_TO_3),
+    ],
+    "gad7": [  # B5
+        ("nervous", ZERO_TO_3),
+        ("uncontrolled_worry", ZERO_TO_3),
+        ("excessive_worry", ZERO_TO_3),
+        ("trouble_relaxing", ZERO_TO_3),
+        ("restless", ZERO_TO_3),
+        ("irritable", ZERO_TO_3),
+        ("afraid", ZERO_TO_3),
+    ],
+}
+
+TOTALS = {
+    "ciwa_ar": (0, 67),
+    "cows": (0, 48),
+    "sows_gossop": (0, 30),
+    "phq9": (0, 27),
+    "gad7": (0, 21),
+}
+
+# (instrument, scheme) -> [(band id, min, max)], lowest severity first.
+BANDS: dict[tuple[str, str], list[tuple[str, int, int]]] = {
+    ("ciwa_ar", "asam_2020"): [("minimal_mild", 0, 9), ("moderate", 10, 18), ("severe", 19, 67)],
+    ("ciwa_ar", "va_paws"): [("minimal_mild", 0, 7), ("moderate", 8, 14), ("severe", 15, 67)],
+    ("ciwa_ar", "pmc6286444_review"): [
+        ("minimal_mild", 0, 7),
+        ("moderate", 8, 15),
+        ("severe", 16, 67),
+    ],
+    ("cows", "wesson_ling_2003"): [
+        ("none", 0, 4),
+        ("mild", 5, 12),
+        ("moderate", 13, 24),
+        ("moderately_severe", 25, 36),
+        ("severe", 37, 48),
+    ],
+    ("phq9", "kroenke_2001"): [
+        ("minimal", 0, 4),
+        ("mild", 5, 9),
+        ("moderate", 10, 14),
+        ("moderately_severe", 15, 19),
+        ("severe", 20, 27),
+    ],
+    ("gad7", "spitzer_2006"): [
+        ("minimal", 0, 4),
+        ("mild", 5, 9),
+        ("moderate", 10, 14),
+        ("severe", 15, 21),
+    ],
+}
+
+DEFAULT_SCHEMES = {
+    "ciwa_ar": "asam_2020",
+    "cows": "wesson_ling_2003",
+    "sows_gossop": None,
+    "phq9": "kroenke_2001",
+    "gad7": "spitzer_2006",
+}
+
+# B4: PHQ-9 item LOINC codes (US Core example), in item order; totals per B4/B5.
+PHQ9_ITEM_LOINC = [
+    "44250-9",
+    "44255-8",
+    "44259-0",
+    "44254-1",
+    "44251-7",
+    "44258-2",
+    "44252-5",
+    "44253-3",
+    "44260-8",
+]
+TOTAL_LOINC = {
+    "phq9": "44261-6",
+    "gad7": "70274-6",
+    "ciwa_ar": None,
+    "cows": None,
+    "sows_gossop": None,
+}
+
+
+def answers(instrument_id: str, values: list[int]) -> dict[str, int]:
+    """Values given in scale order, keyed by this table's item ids."""
+    ids = [item_id for item_id, _ in ITEMS[instrument_id]]
+    assert len(values) == len(ids), f"{instrument_id} has {len(ids)} items"
+    return dict(zip(ids, values, strict=True))
