@@ -80,10 +80,10 @@ TOTALS = {
 
 # (instrument, scheme) -> [(band id, min, max)], lowest severity first.
 BANDS: dict[tuple[str, str], list[tuple[str, int, int]]] = {
-    ("ciwa_ar", "asam_2020"): [("minimal_mild", 0, 9), ("moderate", 10, 18), ("severe", 19, 67)],
-    ("ciwa_ar", "va_paws"): [("minimal_mild", 0, 7), ("moderate", 8, 14), ("severe", 15, 67)],
-    ("ciwa_ar", "pmc6286444_review"): [
-        ("minimal_mild", 0, 7),
+    ("ciwa_ar", "asam_2020"): [("minimal", 0, 9), ("moderate", 10, 18), ("severe", 19, 67)],
+    ("ciwa_ar", "va_paws"): [("minimal", 0, 7), ("moderate", 8, 14), ("severe", 15, 67)],
+    ("ciwa_ar", "pmc6286444"): [
+        ("minimal", 0, 7),
         ("moderate", 8, 15),
         ("severe", 16, 67),
     ],

@@ -56,10 +56,10 @@ def test_scheme_changes_the_band() -> None:
 
     bands = {
         scheme: json.loads(run("ciwa_ar", *ciwa_15, "--json", "--scheme", scheme)[1])["band"]
-        for scheme in ("asam_2020", "va_paws", "pmc6286444_review")
+        for scheme in ("asam_2020", "va_paws", "pmc6286444")
     }
 
-    assert bands == {"asam_2020": "moderate", "va_paws": "severe", "pmc6286444_review": "moderate"}
+    assert bands == {"asam_2020": "moderate", "va_paws": "severe", "pmc6286444": "moderate"}
 
 
 def test_sows_gossop_has_null_band() -> None:

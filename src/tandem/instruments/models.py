@@ -168,9 +168,6 @@ class Instrument(_Data):
                 )
         return self
 
-    def item(self, item_id: str) -> Item:
-        return next(i for i in self.items if i.id == item_id)
-
     def scheme(self, scheme_id: str | None) -> BandScheme | None:
         """The named scheme, or the default one; None when the instrument has no bands."""
         wanted = scheme_id or self.default_scheme
