@@ -1,0 +1,1 @@
+"""Alerts for the care team: escalations and risk signals that a person must acknowledge."""

@@ -1,0 +1,210 @@
+"""Shared fixtures. Storage and API tests run on SQLite and on PostgreSQL (the real servers).
+
+PostgreSQL: TANDEM_TEST_POSTGRES_URL, default postgresql+psycopg://postgres@127.0.0.1:5432/test.
+When no server answers there, those tests are skipped and the run says so at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from tandem.settings import Settings
+from tandem.storage.db import make_engine, make_sessionmaker
+from tandem.storage.migrate import upgrade
+from tandem.storage.registry import metadata
+
+PG_URL = os.environ.get("TANDEM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+_pg_state: dict[str, object] = {}
+
+
+def postgres_available() -> tuple[bool, str]:
+    if "ok" not in _pg_state:
+        try:
+            engine = make_engine(PG_URL, connect_args={"connect_timeout": 3})
+            with engine.connect() as conn:
+                conn.execute(text("select 1"))
+            engine.dispose()
+            _pg_state.update(ok=True, why="")
+        except Exception as exc:  # any failure to connect means: no PostgreSQL here
+            _pg_state.update(ok=False, why=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+    return bool(_pg_state["ok"]), str(_pg_state["why"])
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]
+    if "ok" in _pg_state and not _pg_state["ok"]:
+        terminalreporter.write_sep("!", "PostgreSQL SKIPPED", red=True, bold=True)
+        terminalreporter.write_line(
+            f"No PostgreSQL at {PG_URL} ({_pg_state['why']}): every PostgreSQL storage and API test was "
+            "SKIPPED. Start the server or set TANDEM_TEST_POSTGRES_URL."
+        )
+    elif _pg_state.get("ok"):
+        terminalreporter.write_line(f"PostgreSQL tests ran against {PG_URL}.")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_migrated() -> str:
+    ok, why = postgres_available()
+    if not ok:
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {why}")
+    engine = make_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    upgrade(engine)
+    engine.dispose()
+    return PG_URL
+
+
+def _truncate_postgres(engine: Engine) -> None:
+    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
+    """A freshly migrated, empty database on each engine."""
+    if request.param == "sqlite":
+        path = tmp_path / "tandem.db"
+        shutil.copy(sqlite_template, path)
+        yield f"sqlite:///{path}"
+        return
+    url = request.getfixturevalue("postgres_migrated")
+    engine = make_engine(url)
+    _truncate_postgres(engine)
+    engine.dispose()
+    yield url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return make_sessionmaker(engine)
+
+
+@dataclass
+class World:
+    """Two programs, a user of every role in program A, a nurse in B, patients in both."""
+
+    program_a: int = 0
+    program_b: int = 0
+    unit_a_detox: int = 0
+    unit_b: int = 0
+    patient_a: str = ""
+    patient_a2: str = ""
+    patient_b: str = ""
+    passwords: dict[str, str] = field(default_factory=dict)
+
+    def email(self, name: str) -> str:
+        return f"{name}@test.tandem.test"
+
+
+@pytest.fixture
+def world(sessions: sessionmaker[Session]) -> World:
+    from tandem.access import accounts
+    from tandem.storage.db import session_scope
+    from tandem.storage.models import Patient, PatientIdentifier
+
+    w = World()
+    with session_scope(sessions) as db:
+        a = accounts.create_program(db, "alpha", "Alpha Detox", time_zone="America/New_York")
+        b = accounts.create_program(db, "bravo", "Bravo Outpatient", time_zone="Europe/Paris")
+        w.program_a, w.program_b = a.id, b.id
+        w.unit_a_detox = accounts.add_unit(db, a, "detox", "Alpha detox", "detox").id
+        accounts.add_unit(db, a, "outpatient", "Alpha outpatient", "outpatient")
+        w.unit_b = accounts.add_unit(db, b, "outpatient", "Bravo outpatient", "outpatient").id
+        patients = []
+        for program, family, given, mrn in ((a, "Rivera", "Ana", "ALP-1"), (a, "Okafor", "Kofi", "ALP-2"),
+                                            (b, "Novak", "Ivan", "BRA-1")):
+            patient = Patient(program_id=program.id, family=family, given=given, family_lower=family.lower(),
+                              given_lower=given.lower(), gender="female" if given == "Ana" else "male")
+            patient.identifiers.append(PatientIdentifier(system=program.mrn_system, value=mrn))
+            db.add(patient)
+            patients.append(patient)
+        db.flush()
+        w.patient_a, w.patient_a2, w.patient_b = (p.id for p in patients)
+        for role in ("admin", "prescriber", "nurse", "counselor", "researcher", "patient"):
+            w.passwords[role] = f"pw-{role}-0123456789"
+            accounts.create_user(db, w.email(role), role.title(), role, w.passwords[role], [a.id],
+                                 w.patient_a if role == "patient" else None)
+        w.passwords["nurse_b"] = "pw-nurse-b-0123456789"
+        accounts.create_user(db, w.email("nurse_b"), "Nurse B", "nurse", w.passwords["nurse_b"], [b.id])
+        w.passwords["patient2"] = "pw-patient2-0123456789"
+        accounts.create_user(db, w.email("patient2"), "Patient Two", "patient", w.passwords["patient2"], [a.id],
+                             w.patient_a2)
+    return w
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, cookie_secure=True, login_max_failures=3,
+                    login_window_minutes=15, session_idle_minutes=30)
+
+
+@pytest.fixture
+def client(settings: Settings, world: World) -> Iterator[TestClient]:
+    from tandem.web.app import create_app
+
+    app = create_app(settings)
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as test_client:
+        yield test_client
+    app.state.engine.dispose()
+
+
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_from(html: str) -> str:
+    match = _CSRF.search(html)
+    assert match, "page has no CSRF token"
+    return match.group(1)
+
+
+def sign_in(client: TestClient, email: str, password: str) -> str:
+    """Sign in through the login form; returns the CSRF token of the signed-in session."""
+    page = client.get("/login")
+    response = client.post("/login", data={"email": email, "password": password,
+                                           "csrf_token": csrf_from(page.text), "next": "/patients"})
+    assert response.status_code == 303, response.text
+    landing = client.get(response.headers["location"])
+    return csrf_from(landing.text)
+
+
+def make_token(sessions: sessionmaker[Session], email: str, *scopes: str) -> str:
+    from sqlalchemy import select
+
+    from tandem.access.credentials import create_token
+    from tandem.storage.db import session_scope, utcnow
+    from tandem.storage.models import User
+
+    with session_scope(sessions) as db:
+        user = db.scalar(select(User).where(User.email == email))
+        secret, _ = create_token(db, user, list(scopes), "test", utcnow())
+    return secret
