@@ -97,6 +97,9 @@ def demo(
 ) -> None:
     """Load a synthetic treatment program and print the demo logins as `email password` lines."""
     from tandem import demo as demo_data
+    from tandem.demo.steps import load_steps
+
+    load_steps()
 
     settings = _settings()
     _, sessions = _migrated_sessions(settings)

@@ -13,6 +13,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from tandem.access.policy import ROLE_LABELS, Role
+from tandem.web.nav import nav_for
 
 PACKAGE = Path(__file__).resolve().parent.parent
 
@@ -36,6 +37,7 @@ env = Environment(
     lstrip_blocks=True,
 )
 env.filters["local"] = _local
+env.globals["nav_for"] = nav_for
 env.globals["role_label"] = lambda role: ROLE_LABELS.get(Role(role), role)
 templates = Jinja2Templates(env=env)
 

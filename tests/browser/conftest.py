@@ -1,0 +1,104 @@
+"""Browser tests: Playwright driving Debian's Chromium against a live Tandem on a demo database."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+SHOTS = Path(__file__).resolve().parents[2] / "screenshots"
+
+
+@dataclass
+class LiveServer:
+    url: str
+    logins: dict[str, str]  # email -> password
+    database_url: str
+
+    def login(self, name: str) -> tuple[str, str]:
+        email = f"{name}@demo.tandem.test"
+        return email, self.logins[email]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    import uvicorn
+
+    from tandem import demo
+    from tandem.demo.steps import load_steps
+    from tandem.settings import Settings
+    from tandem.storage.db import make_engine, make_sessionmaker, session_scope
+    from tandem.storage.migrate import upgrade
+    from tandem.web.app import create_app
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('live') / 'tandem.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    load_steps()
+    with session_scope(make_sessionmaker(engine)) as db:
+        world = demo.build_platform(db, 80, seed=7)
+        logins = demo.create_logins(db, world, seed=7)
+        for _label, step in demo.DEMO_STEPS:
+            step(db, world)
+    engine.dispose()
+    port = _free_port()
+    config = uvicorn.Config(create_app(Settings(database_url=url, cookie_secure=True)), host="127.0.0.1",
+                            port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield LiveServer(f"http://127.0.0.1:{port}", {login.email: login.password for login in logins}, url)
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def browser():  # type: ignore[no-untyped-def]
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+def sign_in(page, server: LiveServer, name: str) -> None:  # type: ignore[no-untyped-def]
+    email, password = server.login(name)
+    page.goto(server.url + "/login")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
+
+
+def screenshot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
