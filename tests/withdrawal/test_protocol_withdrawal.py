@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -273,3 +274,37 @@ def test_protocol_error_is_a_value_error() -> None:
     data["version"] = ""
     with pytest.raises(ValueError, match="version"):
         protocol_from_mapping(data)
+
+
+@pytest.mark.parametrize("instrument_id", ["ciwa_ar", "cows", "sows_gossop"])
+def test_declared_bands_match_the_instrument_engine_data(instrument_id: str) -> None:
+    """The engine's band ids are what assessments carry; a drift would raise BandMismatch."""
+    try:
+        text = (
+            resources.files("tandem.instruments")
+            .joinpath("data", f"{instrument_id}.yaml")
+            .read_text(encoding="utf-8")
+        )
+    except FileNotFoundError:
+        pytest.skip(f"instrument data for {instrument_id} not present")
+    engine = yaml.safe_load(text)
+    engine_schemes = {s["id"]: s for s in engine.get("band_schemes") or []}
+    assert set(engine_schemes) == KNOWN_BAND_SCHEMES[instrument_id]
+    declared = load_protocol().instrument(instrument_id).band_scheme
+    if declared is None:
+        return
+    engine_bands = [(b["id"], b["min"], b["max"]) for b in engine_schemes[declared.id]["bands"]]
+    assert engine_bands == [(b.id, b.min_total, b.max_total) for b in declared.bands]
+    assert (engine["total"]["min"], engine["total"]["max"]) == (
+        declared.bands[0].min_total,
+        declared.bands[-1].max_total,
+    )
+
+
+def test_round_trip_through_json_keeps_the_hash() -> None:
+    """Programs store their protocol as JSON; reading it back must give the same version."""
+    protocol = load_protocol()
+    stored = json.loads(json.dumps(protocol.model_dump(mode="json")))
+    again = protocol_from_mapping(stored)
+    assert again == protocol
+    assert again.content_hash == protocol.content_hash
