@@ -20,3 +20,7 @@ _register_platform(app)
 from tandem.instruments.cli import score_command  # noqa: E402
 
 app.command("score")(score_command)
+
+from tandem.medications.cli import med_app  # noqa: E402
+
+app.add_typer(med_app, name="med")
