@@ -51,6 +51,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: igno
         terminalreporter.write_line(f"PostgreSQL tests ran against {PG_URL}.")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _quick_password_hashing() -> Iterator[None]:
+    """argon2id still, with the smallest cost: a test creates many users. Production keeps the
+    library's recommended parameters (tandem.access.credentials)."""
+    from argon2 import PasswordHasher
+
+    from tandem.access import credentials
+
+    original = credentials._hasher
+    credentials._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    credentials._hasher = original
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.db"
@@ -63,17 +77,25 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_migrated() -> str:
+def postgres_migrated() -> Iterator[str]:
+    """A schema of this test run's own (concurrent runs on one server do not collide), migrated."""
     ok, why = postgres_available()
     if not ok:
         pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {why}")
-    engine = make_engine(PG_URL)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
+    schema = f"tandem_test_{os.getpid()}"
+    admin = make_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in PG_URL else "?"
+    url = f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
-    return PG_URL
+    yield url
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    admin.dispose()
 
 
 def _truncate_postgres(engine: Engine) -> None:

@@ -8,7 +8,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
 
-from tandem.storage.db import utcnow
+from tandem.storage.db import make_engine, utcnow
 from tandem.storage.migrate import current_revisions, head_revisions
 from tandem.storage.models import AuditEntry
 from tandem.storage.registry import metadata
@@ -37,9 +37,8 @@ def test_audit_entries_cannot_be_changed_or_deleted(engine, sessions) -> None:
         assert conn.execute(text("SELECT actor FROM audit_entries")).scalar_one() == "t"
 
 
-def test_sqlite_runs_wal_with_foreign_keys_and_durable_commits(database_url, engine) -> None:
-    if not database_url.startswith("sqlite"):
-        pytest.skip("SQLite pragmas")
+def test_sqlite_runs_wal_with_foreign_keys_and_durable_commits(tmp_path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'pragmas.db'}")
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
