@@ -48,6 +48,11 @@ def _migrated_sessions(settings: Settings):  # type: ignore[no-untyped-def]
     return engine, make_sessionmaker(engine)
 
 
+# The record fields `init` fills, named as the flags the operator typed.
+_INIT_FLAGS = {"email": "--admin-email", "display_name": "--admin-name", "password": "--admin-password",
+               "code": "--program-code", "name": "--program-name", "time_zone": "--time-zone"}
+
+
 def init(
     admin_email: str = typer.Option(..., prompt="Administrator e-mail"),
     admin_name: str = typer.Option(..., prompt="Administrator name"),
@@ -67,7 +72,7 @@ def init(
             user = accounts.create_user(db, admin_email, admin_name, "admin", admin_password, [program.id])
             db.add(audit.entry(actor_for(user), "create", CLI_ORIGIN, resource_type="User", resource_id=str(user.id)))
     except InvalidRecord as exc:
-        raise fail(f"--{exc.field.replace('_', '-')}: {exc.message}") from None
+        raise fail(f"{_INIT_FLAGS.get(exc.field, '--' + exc.field.replace('_', '-'))}: {exc.message}") from None
     out.print(f"Initialised {settings.database_url}: administrator {admin_email}, program {program_code}.")
 
 
@@ -174,7 +179,8 @@ def token_list() -> None:
     with session_scope(sessions) as db:
         for token in db.scalars(select(ApiToken).order_by(ApiToken.id)):
             state = "revoked" if token.revoked_at else "active"
-            out.print(f"{token.id}\t{token.prefix}…\t{token.user.email}\t{token.scopes}\t{state}")
+            # Plain print: tab-separated for scripts (Rich would expand tabs, wrap and read [markup]).
+            print(f"{token.id}\t{token.prefix}…\t{token.user.email}\t{token.scopes}\t{state}")
 
 
 def _pg_url(settings: Settings) -> str:
@@ -195,7 +201,7 @@ def backup(path: Path = typer.Argument(..., help="File to write")) -> None:
     else:
         if shutil.which("pg_dump") is None:
             raise fail("pg_dump is not installed")
-        result = subprocess.run(["pg_dump", "--format=custom", f"--file={path}", _pg_url(settings)],  # noqa: S603
+        result = subprocess.run(["pg_dump", "--format=custom", f"--file={path}", _pg_url(settings)],  # noqa: S603, S607
                                 capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise fail(f"pg_dump failed: {result.stderr.strip()}")
@@ -208,7 +214,9 @@ def restore(path: Path = typer.Argument(..., help="A file made by `tandem backup
     settings = _settings()
     if not path.exists():
         raise fail(f"{path} does not exist")
-    if not yes and sys.stdin.isatty():
+    if not yes:
+        if not sys.stdin.isatty():  # a script without --yes must not replace the database unasked
+            raise fail("restore replaces the whole database; add --yes to do it without a prompt")
         typer.confirm(f"Replace {settings.database_url} with {path}?", abort=True)
     if settings.is_sqlite:
         try:
@@ -222,7 +230,7 @@ def restore(path: Path = typer.Argument(..., help="A file made by `tandem backup
     else:
         if shutil.which("pg_restore") is None:
             raise fail("pg_restore is not installed")
-        result = subprocess.run(["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction",  # noqa: S603
+        result = subprocess.run(["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction",  # noqa: S603, S607
                                  f"--dbname={_pg_url(settings)}", str(path)], capture_output=True, text=True,
                                 check=False)
         if result.returncode != 0:

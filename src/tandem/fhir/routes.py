@@ -217,7 +217,9 @@ def install_fhir(app: FastAPI) -> None:
         if access is not None:
             access.refused(request.method.lower(), f"invalid input: {exc}", resource_type=request.url.path)
         if request.url.path.startswith("/fhir"):
-            return outcome_response(422, "invalid", str(exc), [exc.field])
+            resource_type = request.url.path.split("/")[2] if request.url.path.count("/") >= 2 else ""
+            where = f"{resource_type}.{exc.field}" if resource_type else exc.field
+            return outcome_response(422, "invalid", f"{where}: {exc.message}", [where])
         from tandem.web.rendering import render
 
         return render(request, "error.html", status_code=422, title="Check the form", message=str(exc))

@@ -44,8 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     from tandem.fhir.routes import install_fhir
-    from tandem.web import admin_pages, auth_pages
     from tandem.patients import pages as patient_pages
+    from tandem.web import admin_pages, auth_pages
 
     install_fhir(app)
     app.include_router(auth_pages.router)

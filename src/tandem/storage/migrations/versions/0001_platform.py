@@ -1,7 +1,7 @@
 """platform: programs, people, patients, episodes, sign-in, audit
 
 Revision ID: 0001_platform
-Revises: 
+Revises:
 Create Date: 2026-11-24 04:43:58.225919
 """
 
@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from alembic import op
 
 import tandem.storage.db
-
 
 revision = '0001_platform'
 down_revision = None

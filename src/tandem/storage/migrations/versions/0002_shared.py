@@ -12,7 +12,6 @@ from alembic import op
 
 import tandem.storage.db
 
-
 revision = '0002_shared'
 down_revision = '0001_platform'
 branch_labels = None
