@@ -100,3 +100,12 @@ def test_baclofen_medication_knowledge_content() -> None:
     assert (
         "Spasticity" in resource["administrationGuidelines"][0]["indicationCodeableConcept"]["text"]
     )
+
+
+def test_frequency_change_within_a_titration() -> None:
+    plan = titration("baclofen", "5mg-tid", 5, 3, "20mg-qid", D0)
+    resource = to_medication_request(plan, "Patient/p1")
+    repeats = [d["timing"]["repeat"] for d in resource["dosageInstruction"]]
+    assert [r["frequency"] for r in repeats] == [3, 3, 3, 3, 4]
+    assert all("when" not in r for r in repeats)
+    assert [str(s.uniform_dose) for s in plan.steps][-2:] == ["20mg-tid", "20mg-qid"]

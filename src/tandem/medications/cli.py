@@ -202,7 +202,10 @@ def list_command(
             m.name,
             ", ".join(m.brand_list) or "-",
             (code.code or "none") + (" (unverified)" if code.unverified else ""),
-            "-" if m.dosing.max_mg_day.value is None else f"{m.dosing.max_mg_day.value:g}",
+            "-"
+            if m.dosing.max_mg_day.value is None
+            else f"{m.dosing.max_mg_day.value:g}"
+            + (" (unverified)" if m.dosing.max_mg_day.unverified else ""),
             str(len(m.rules)),
         )
     _out().print(table)

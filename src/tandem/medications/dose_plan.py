@@ -180,7 +180,9 @@ class DosePlan:
                 last = out[-1]
                 out[-1] = PlanStep(last.start, day.date, last.doses, last.frequency)
             else:
-                out.append(PlanStep(day.date, day.date, day.doses, self.frequency))
+                out.append(
+                    PlanStep(day.date, day.date, day.doses, _frequency_of(day, self.frequency))
+                )
         return tuple(out)
 
     @property
@@ -203,6 +205,15 @@ class DosePlan:
             "steps": [s.to_dict() for s in self.steps],
             "days": [d.to_dict() for d in self.days],
         }
+
+
+def _frequency_of(day: PlanDay, default: Frequency) -> Frequency:
+    """The frequency whose time slots a day uses (a titration may switch TID → QID)."""
+    slots = tuple(d.time_slot for d in day.doses)
+    for freq in Frequency:
+        if freq.slots == slots:
+            return freq
+    return default
 
 
 # --------------------------------------------------------------------------- bounds
