@@ -85,3 +85,15 @@ def test_sign_out_ends_the_session(client, world: World) -> None:
     assert response.status_code == 303
     client.cookies.set("tandem_session", cookie, domain="testserver")
     assert client.get("/patients").status_code == 303
+
+
+def test_guessing_across_many_accounts_from_one_address_is_locked(client, world: World) -> None:
+    # 3 failures per account are allowed; 4 x 3 = 12 from one address lock that address.
+    for i in range(12):
+        page = client.get("/login")
+        client.post("/login", data={"email": f"nobody{i}@test.tandem.test", "password": "wrong-password-1",
+                                    "csrf_token": csrf_from(page.text)})
+    page = client.get("/login")
+    locked = client.post("/login", data={"email": world.email("counselor"), "password": world.passwords["counselor"],
+                                         "csrf_token": csrf_from(page.text)})
+    assert locked.status_code == 429 and "Too many failed sign-in attempts" in locked.text

@@ -80,22 +80,23 @@ class Lockout:
     retry_after_minutes: int = 0
 
 
-def login_lockout(db: Session, email: str, now: datetime, max_failures: int, window_minutes: int) -> Lockout:
-    """Too many failed sign-ins for this e-mail within the window locks it until they age out."""
+def login_lockout(db: Session, email: str, now: datetime, max_failures: int, window_minutes: int,
+                  source_ip: str = "") -> Lockout:
+    """Too many failed sign-ins for this e-mail, or from this address across e-mails (four times
+    the per-account limit), within the window lock sign-in until the failures age out."""
     since = now - timedelta(minutes=window_minutes)
-    failures = db.execute(
-        select(func.count(), func.min(LoginAttempt.attempted_at)).where(
-            LoginAttempt.email == email.strip().lower(),
-            LoginAttempt.attempted_at >= since,
-            LoginAttempt.succeeded.is_(False),
-        )
-    ).one()
-    count, oldest = failures
-    if count < max_failures:
-        return Lockout(False)
-    unlock = oldest + timedelta(minutes=window_minutes)
-    minutes = max(1, int((unlock - now).total_seconds() // 60) + 1)
-    return Lockout(True, minutes)
+    recent = (LoginAttempt.attempted_at >= since, LoginAttempt.succeeded.is_(False))
+    checks = [(LoginAttempt.email == email.strip().lower(), max_failures)]
+    if source_ip:
+        checks.append((LoginAttempt.source_ip == source_ip, max_failures * 4))
+    for where, limit in checks:
+        count, oldest = db.execute(
+            select(func.count(), func.min(LoginAttempt.attempted_at)).where(where, *recent)
+        ).one()
+        if count >= limit:
+            unlock = oldest + timedelta(minutes=window_minutes)
+            return Lockout(True, max(1, int((unlock - now).total_seconds() // 60) + 1))
+    return Lockout(False)
 
 
 def record_login_attempt(db: Session, email: str, source_ip: str, now: datetime, succeeded: bool) -> None:

@@ -74,7 +74,8 @@ def login(
         return _login_page(request, 422, error="Enter your e-mail and password.", email=email,
                            error_field="email" if not email.strip() else "password", next=next)
     now = utcnow()
-    lockout = login_lockout(db, email, now, settings.login_max_failures, settings.login_window_minutes)
+    lockout = login_lockout(db, email, now, settings.login_max_failures, settings.login_window_minutes,
+                            origin.source_ip)
     if lockout.locked:
         db.add(audit.entry(None, "login", origin, outcome=audit.MINOR_FAILURE, detail="rate limited",
                            actor_label=email.strip().lower()[:254]))

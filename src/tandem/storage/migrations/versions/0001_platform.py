@@ -53,6 +53,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('login_attempts', schema=None) as batch_op:
         batch_op.create_index('ix_login_attempts_email_at', ['email', 'attempted_at'], unique=False)
+        batch_op.create_index('ix_login_attempts_ip_at', ['source_ip', 'attempted_at'], unique=False)
 
     op.create_table('programs',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -219,6 +220,7 @@ def downgrade() -> None:
     op.drop_table('patients')
     op.drop_table('programs')
     with op.batch_alter_table('login_attempts', schema=None) as batch_op:
+        batch_op.drop_index('ix_login_attempts_ip_at')
         batch_op.drop_index('ix_login_attempts_email_at')
 
     op.drop_table('login_attempts')
