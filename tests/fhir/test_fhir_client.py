@@ -25,6 +25,8 @@ from tandem.settings import Settings
 from tandem.storage.db import make_engine, make_sessionmaker, session_scope, utcnow
 from tandem.storage.models import Patient as PatientRow
 
+LAB_SYSTEM = "urn:oid:2.16.840.1.113883.19.5"  # the reference lab's own patient numbers
+
 
 @dataclass
 class Live:
@@ -80,16 +82,21 @@ def client(live: Live, token: str | None) -> FHIRServer:
     return FHIRServer(None, state=state)
 
 
-def new_patient(family: str, given: str, mrn: str | None = None) -> Patient:
+def new_patient(family: str, given: str, mrn: str | None = None, lab_id: str | None = None) -> Patient:
     patient = Patient()
     name = HumanName()
     name.family, name.given, name.use = family, [given], "official"
     patient.name = [name]
     patient.gender = "female"
+    patient.identifier = []
     if mrn:
         ident = Identifier()
-        ident.value = mrn
-        patient.identifier = [ident]
+        ident.value = mrn  # no system: the program's MRN
+        patient.identifier.append(ident)
+    if lab_id:
+        ident = Identifier()
+        ident.system, ident.value = LAB_SYSTEM, lab_id
+        patient.identifier.append(ident)
     return patient
 
 
@@ -109,12 +116,14 @@ def patient_count(database_url: str) -> int:
 def test_fhirclient_creates_a_patient_and_finds_it_by_name_and_identifier(live: Live) -> None:
     server = client(live, live.token)
 
-    created = new_patient("Okonkwo", "Adaeze", mrn="LAKE-0001").create(server)
+    # The lab happens to number her with the same value as her MRN: still one patient in searches.
+    created = new_patient("Okonkwo", "Adaeze", mrn="LAKE-0001", lab_id="LAKE-0001").create(server)
 
     assert created["resourceType"] == "Patient"
     patient_id = created["id"]
-    (mrn,) = [i for i in created["identifier"] if i["value"] == "LAKE-0001"]
-    assert mrn["system"] == "urn:tandem:program:lakeside:mrn"
+    systems = sorted(i["system"] for i in created["identifier"] if i["value"] == "LAKE-0001")
+    assert systems == sorted(["urn:tandem:program:lakeside:mrn", LAB_SYSTEM])
+    mrn = {"system": "urn:tandem:program:lakeside:mrn"}
 
     read = Patient.read(patient_id, server)
     assert (read.name[0].family, read.name[0].given) == ("Okonkwo", ["Adaeze"])
@@ -124,6 +133,8 @@ def test_fhirclient_creates_a_patient_and_finds_it_by_name_and_identifier(live: 
     assert ids(Patient.where({"identifier": "LAKE-0001"}).perform_resources_iter(server)) == [patient_id]
     system_and_value = f"{mrn['system']}|LAKE-0001"
     assert ids(Patient.where({"identifier": system_and_value}).perform_resources_iter(server)) == [patient_id]
+    lab = f"{LAB_SYSTEM}|LAKE-0001"
+    assert ids(Patient.where({"identifier": lab}).perform_resources_iter(server)) == [patient_id]
     assert ids(Patient.where({"name": "Nobody"}).perform_resources_iter(server)) == []
 
 

@@ -164,7 +164,9 @@ def _search_statement(access: Access, query: PatientQuery) -> Select[tuple[Patie
         cond = PatientIdentifier.value == value
         if system:
             cond = and_(cond, PatientIdentifier.system == system)
-        stmt = stmt.where(exists().where(PatientIdentifier.patient_id == Patient.id, cond))
+        # A join, not EXISTS: SQLite then starts from the identifier index instead of probing every
+        # patient of the program (seconds at 100,000 patients). DISTINCT: one row per patient.
+        stmt = stmt.join(PatientIdentifier, PatientIdentifier.patient_id == Patient.id).where(cond).distinct()
     for flt in query.birth_dates:
         col = Patient.birth_date
         stmt = stmt.where(

@@ -147,7 +147,8 @@ class Patient(Base):
 
 class PatientIdentifier(Base):
     __tablename__ = "patient_identifiers"
-    __table_args__ = (UniqueConstraint("system", "value"), Index("ix_identifier_value", "value"))
+    __table_args__ = (UniqueConstraint("system", "value"), Index("ix_identifier_value", "value"),
+                      Index("ix_identifier_patient", "patient_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
