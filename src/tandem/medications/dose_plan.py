@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from tandem.medications.dose import Dose, Frequency, check_positive, parse_dose, round_mg
 from tandem.medications.errors import ImplausibleValue, PlanRefused
-from tandem.medications.monograph import Monograph, Source, load_monograph
+from tandem.medications.monograph import Monograph, Source, load_monograph, load_sources
 from tandem.medications.renal import RenalResult
 
 __all__ = [
@@ -40,6 +40,10 @@ __all__ = [
     "PlanNote",
     "PlanStep",
     "ScheduledDose",
+    "StepSpec",
+    "maintenance",
+    "plan_ceiling",
+    "plan_from_steps",
     "taper",
     "titration",
 ]
@@ -153,7 +157,7 @@ class DosePlan:
     (a titration reaching its target); otherwise `stop_date` is the first day without doses."""
 
     medication_id: str
-    kind: Literal["titration", "taper"]
+    kind: Literal["titration", "taper", "maintenance"]
     frequency: Frequency
     days: tuple[PlanDay, ...]
     ceiling_mg_day: float | None
@@ -194,6 +198,7 @@ class DosePlan:
         return {
             "medication_id": self.medication_id,
             "kind": self.kind,
+            "frequency": self.frequency.code,
             "start_date": self.start_date.isoformat(),
             "end_date": self.end_date.isoformat(),
             "continues": self.continues,
@@ -204,7 +209,59 @@ class DosePlan:
             "notes": [n.to_dict() for n in self.notes],
             "steps": [s.to_dict() for s in self.steps],
             "days": [d.to_dict() for d in self.days],
+            "meta": dict(self.meta),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DosePlan:
+        """The plan back from `to_dict()` (as stored): days, bounds, notes and their sources."""
+        days = tuple(
+            PlanDay(
+                date.fromisoformat(d["date"]),
+                tuple(ScheduledDose(x["time_slot"], float(x["mg"])) for x in d["doses"]),
+            )
+            for d in data["days"]
+        )
+        if not days:
+            raise ImplausibleValue("days", "a stored plan has at least one day")
+        limits = tuple(
+            PlanLimit(
+                reason=lim["reason"],
+                source=_stored_sources(lim.get("source", ())),
+                mg_day=lim.get("mg_day"),
+                mg_per_dose=lim.get("mg_per_dose"),
+                rule_id=lim.get("rule_id"),
+                unverified=bool(lim.get("unverified", False)),
+            )
+            for lim in data.get("limits", ())
+        )
+        notes = tuple(
+            PlanNote(n["text"], _stored_sources(n.get("source", ())), bool(n.get("unverified")))
+            for n in data.get("notes", ())
+        )
+        stop = data.get("stop_date")
+        return cls(
+            medication_id=data["medication_id"],
+            kind=data["kind"],
+            frequency=Frequency.parse(data.get("frequency") or _frequency_of(days[-1], Frequency.TID).code),
+            days=days,
+            ceiling_mg_day=data.get("ceiling_mg_day"),
+            ceiling_mg_per_dose=data.get("ceiling_mg_per_dose"),
+            limits=limits,
+            notes=notes,
+            continues=bool(data.get("continues", False)),
+            stop_date=None if stop is None else date.fromisoformat(stop),
+            meta=dict(data.get("meta") or {}),
+        )
+
+
+def _stored_sources(items: Iterable[Mapping[str, Any]]) -> tuple[Source, ...]:
+    """Sources as stored: resolved by id from the registry (so a corrected citation shows),
+    or rebuilt from the stored copy when the registry no longer holds that id."""
+    registry = load_sources()
+    return tuple(
+        registry[s["id"]] if s.get("id") in registry else Source.model_validate(s) for s in items
+    )
 
 
 def _frequency_of(day: PlanDay, default: Frequency) -> Frequency:
@@ -678,3 +735,221 @@ def taper(
         stop_date=current,
         meta={"from": str(dose), "over_days": over_days, "unit_mg": unit},
     )
+
+
+# --------------------------------------------------------------------------- maintenance
+
+
+def maintenance(
+    medication_id: str,
+    dose: Dose | str,
+    start_date: date,
+    renal: RenalResult | None = None,
+    protocol_max_mg_day: float | None = None,
+    *,
+    hold_days: int = 7,
+) -> DosePlan:
+    """One dose, continued from `start_date` (naltrexone 50mg-daily, acamprosate 666mg-tid).
+
+    Bounded like a titration: the maximum (or the program's protocol maximum when the
+    monograph holds none) and the kidney limits. `hold_days` days are listed; the dose goes on.
+    """
+    mono = load_monograph(medication_id)
+    the_dose = _as_dose(dose, "dose")
+    first = _check_date(start_date, "start_date")
+    hold = _whole_days(hold_days, "hold_days")
+    bounds = _bounds(mono, renal, protocol_max_mg_day, require_max=True)
+    _check_within("dose", the_dose, bounds, mono)
+    days = tuple(
+        PlanDay(first + timedelta(days=i), _slots(the_dose.mg, the_dose.frequency))
+        for i in range(hold)
+    )
+    notes = list(bounds.notes)
+    if mono.discontinuation is not None and mono.discontinuation.taper_required:
+        notes.append(PlanNote(mono.discontinuation.text, mono.discontinuation.source))
+    return DosePlan(
+        medication_id=mono.id,
+        kind="maintenance",
+        frequency=the_dose.frequency,
+        days=days,
+        ceiling_mg_day=bounds.mg_day,
+        ceiling_mg_per_dose=bounds.mg_per_dose,
+        limits=bounds.limits,
+        notes=tuple(notes),
+        continues=True,
+        meta={"dose": str(the_dose)},
+    )
+
+
+# --------------------------------------------------------------------------- from steps
+
+MAX_PLAN_DAYS = 366
+_SLOT_ORDER = Frequency.QID.slots
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """A run of days with the same doses, as a prescription states it (e.g. a FHIR dosage
+    instruction). `end` is the last day, inclusive; None means the doses go on (last step only).
+    `where` names the step in error messages (e.g. 'dosageInstruction[2]')."""
+
+    start: date
+    end: date | None
+    doses: tuple[ScheduledDose, ...]
+    where: str = ""
+
+
+def plan_from_steps(
+    medication_id: str,
+    steps: Iterable[StepSpec],
+    renal: RenalResult | None = None,
+    protocol_max_mg_day: float | None = None,
+) -> DosePlan:
+    """A plan written out step by step, checked against the same bounds as `titration`.
+
+    The steps must follow each other day by day. A plan whose daily totals only rise (or stay)
+    is a titration (a maintenance plan if there is one level); one whose totals only fall and
+    that ends is a taper. A plan that ends above the smallest dose step of a medication that
+    must be tapered is refused, as is any step above the ceiling.
+    """
+    mono = load_monograph(medication_id)
+    specs = list(steps)
+    if not specs:
+        raise ImplausibleValue("steps", "a plan needs at least one step")
+    for i, spec in enumerate(specs):
+        where = spec.where or f"steps[{i}]"
+        _check_date(spec.start, where)
+        if spec.end is not None:
+            _check_date(spec.end, where)
+            if spec.end < spec.start:
+                raise ImplausibleValue(where, f"ends ({spec.end}) before it starts ({spec.start})")
+        elif i != len(specs) - 1:
+            raise ImplausibleValue(where, "only the last step may go on without an end date")
+        if i > 0:
+            before = specs[i - 1]
+            assert before.end is not None
+            if spec.start != before.end + timedelta(days=1):
+                raise ImplausibleValue(
+                    where,
+                    f"starts {spec.start}; it must start the day after the previous step "
+                    f"ends ({before.end + timedelta(days=1)})",
+                )
+        if not spec.doses:
+            raise ImplausibleValue(where, "a step needs at least one dose")
+        slots = [d.time_slot for d in spec.doses]
+        if any(s not in _SLOT_ORDER for s in slots) or len(set(slots)) != len(slots):
+            raise ImplausibleValue(
+                where, f"time slots must be distinct, from {', '.join(_SLOT_ORDER)}; got {slots}"
+            )
+        for dose in spec.doses:
+            check_positive(dose.mg, where)
+    last = specs[-1]
+    span_end = last.end if last.end is not None else last.start
+    if (span_end - specs[0].start).days + 1 > MAX_PLAN_DAYS:
+        raise ImplausibleValue("steps", f"a plan is written out for at most {MAX_PLAN_DAYS} days")
+
+    totals = [round_mg(sum(d.mg for d in s.doses)) for s in specs]
+    rising = all(b >= a - _EPS for a, b in zip(totals, totals[1:], strict=False))
+    falling = all(b <= a + _EPS for a, b in zip(totals, totals[1:], strict=False))
+    ends = last.end is not None
+    kind: Literal["titration", "taper", "maintenance"]
+    if len(set(totals)) == 1 and len({tuple(s.doses) for s in specs}) == 1:
+        kind = "maintenance"
+    elif rising:
+        kind = "titration"
+    elif falling and ends:
+        kind = "taper"
+    elif falling:
+        raise ImplausibleValue(
+            last.where or "steps",
+            "a plan that lowers the dose must end (a taper); to go on at a lower dose, "
+            "start a new plan at that dose",
+        )
+    else:
+        raise ImplausibleValue(
+            "steps", "the daily totals go both up and down; write the titration and the taper "
+            "as separate plans",
+        )
+
+    disc = mono.discontinuation
+    if ends and disc is not None and disc.taper_required:
+        unit = mono.dosing.dose_unit_mg.value if mono.dosing.dose_unit_mg else None
+        if kind != "taper" or unit is None or totals[-1] > unit + _EPS:
+            raise PlanRefused(
+                last.where or "steps",
+                f"{mono.name} must not be stopped at once: the plan ends at {totals[-1]:g} mg/day"
+                + (f"; taper down to {unit:g} mg/day before stopping" if unit else "")
+                + f". {disc.text}",
+                disc.source,
+            )
+
+    bounds = _bounds(mono, renal, protocol_max_mg_day, require_max=kind != "taper")
+    if kind != "taper":
+        for spec, total in zip(specs, totals, strict=True):
+            where = spec.where or "steps"
+            day_lim = bounds.day_limit()
+            if bounds.mg_day is not None and day_lim is not None and total > bounds.mg_day + _EPS:
+                raise PlanRefused(
+                    where,
+                    f"{total:g} mg/day is above the {_mg(bounds.mg_day)} mg/day ceiling for "
+                    f"{mono.name}: {day_lim.reason}",
+                    day_lim.source,
+                )
+            dose_lim = bounds.dose_limit()
+            biggest = max(d.mg for d in spec.doses)
+            if bounds.mg_per_dose is not None and dose_lim is not None and (
+                biggest > bounds.mg_per_dose + _EPS
+            ):
+                raise PlanRefused(
+                    where,
+                    f"{biggest:g} mg per dose is above the {bounds.mg_per_dose:g} mg per-dose "
+                    f"ceiling for {mono.name}: {dose_lim.reason}",
+                    dose_lim.source,
+                )
+
+    days: list[PlanDay] = []
+    for spec in specs:
+        ordered = tuple(sorted(spec.doses, key=lambda d: _SLOT_ORDER.index(d.time_slot)))
+        current = spec.start
+        for _ in range(((spec.end or spec.start) - spec.start).days + 1):
+            days.append(PlanDay(current, ordered))
+            current += timedelta(days=1)
+    notes = list(bounds.notes)
+    if kind == "taper" and bounds.mg_day is not None and totals[0] > bounds.mg_day + _EPS:
+        lim = bounds.day_limit()
+        notes.append(
+            PlanNote(
+                f"The starting dose is above the {_mg(bounds.mg_day)} mg/day ceiling for this "
+                f"patient; {lim.reason if lim else ''}",
+                lim.source if lim else (),
+            )
+        )
+    if disc is not None and disc.taper_required:
+        notes.append(PlanNote(disc.text, disc.source, disc.unverified))
+    most = max(specs, key=lambda s: len(s.doses))
+    frequency = next(f for f in Frequency if f.per_day == len(most.doses))
+    return DosePlan(
+        medication_id=mono.id,
+        kind=kind,
+        frequency=frequency,
+        days=tuple(days),
+        ceiling_mg_day=bounds.mg_day,
+        ceiling_mg_per_dose=bounds.mg_per_dose,
+        limits=bounds.limits,
+        notes=tuple(notes),
+        continues=not ends,
+        stop_date=(last.end + timedelta(days=1)) if last.end is not None else None,
+        meta={"written_as": "steps"},
+    )
+
+
+def plan_ceiling(
+    medication_id: str,
+    renal: RenalResult | None = None,
+    protocol_max_mg_day: float | None = None,
+) -> tuple[float | None, float | None, tuple[PlanLimit, ...], tuple[PlanNote, ...]]:
+    """The ceilings a new plan would meet (mg/day, mg per dose) with their limits and notes,
+    for showing beside a form before anything is asked. Raises `PlanRefused` when kidney
+    function contraindicates the medication, as a plan would."""
+    bounds = _bounds(load_monograph(medication_id), renal, protocol_max_mg_day, require_max=False)
+    return bounds.mg_day, bounds.mg_per_dose, bounds.limits, bounds.notes

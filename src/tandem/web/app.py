@@ -44,13 +44,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     from tandem.fhir.routes import install_fhir
+    from tandem.medications import pages as medication_pages
+    from tandem.medications import routes as medication_routes
     from tandem.patients import pages as patient_pages
     from tandem.web import admin_pages, auth_pages
 
     install_fhir(app)
+    app.include_router(medication_routes.router)
     app.include_router(auth_pages.router)
     app.include_router(patient_pages.router)
     app.include_router(admin_pages.router)
+    app.include_router(medication_pages.router)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:

@@ -1,0 +1,241 @@
+"""Medication pages through the browser's HTTP, on SQLite and PostgreSQL: the library, facts,
+screening, titration and taper forms (with refusals naming the field), the calendar, doses
+given and taken, side effects, and the missed-dose alert."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from tandem.alerts.models import Alert
+from tandem.medications.storage import (
+    DosePlanRow,
+    MedicationAdministrationRow,
+    MedicationFactsRow,
+    MedicationStatementRow,
+    SideEffectRow,
+)
+from tandem.storage.models import AuditEntry, Patient
+from tests.conftest import World, sign_in
+from tests.medications.conftest import NOW, NY
+
+pytestmark = pytest.mark.usefixtures("frozen_clock")
+
+
+def utcnow() -> datetime:
+    return NOW.astimezone(UTC)
+
+
+def count(sessions, model) -> int:  # type: ignore[no-untyped-def]
+    with sessions() as db:
+        return db.scalar(select(func.count()).select_from(model))
+
+
+def set_birth_date(sessions, patient_id: str, year: int = 1970) -> None:  # type: ignore[no-untyped-def]
+    from datetime import date
+
+    with sessions() as db:
+        db.get(Patient, patient_id).birth_date = date(year, 1, 15)
+        db.commit()
+
+
+def facts_form(csrf: str, **extra: str) -> dict[str, str]:
+    today = utcnow().astimezone(NY).date().isoformat()
+    data = {"csrf_token": csrf, "weight_kg": "60", "weighed_on": today, "weight_basis": "actual",
+            "creatinine": "3.0", "creatinine_unit": "mg_dl", "creatinine_on": today,
+            "seizure_history": "yes", "taking_recorded": "yes"}
+    data.update(extra)
+    return data
+
+
+def test_library_lists_searches_and_shows_evidence_with_citations(client, world: World) -> None:
+    sign_in(client, world.email("counselor"), world.passwords["counselor"])
+    listing = client.get("/medications")
+    assert listing.status_code == 200
+    assert "Baclofen" in listing.text and "Naltrexone" in listing.text and "Medication library" in listing.text
+    found = client.get("/medications", params={"q": "campral"}).text
+    assert "Acamprosate" in found and "Baclofen" not in found
+    by_use = client.get("/medications", params={"q": "cocaine"}).text
+    assert "Baclofen" in by_use and "Naltrexone" not in by_use
+    page = client.get("/medications/baclofen")
+    assert page.status_code == 200
+    text = page.text
+    # The evidence table: each study with its design, size, result and a citation link.
+    assert "Addolorato 2007 (Lancet)" in text and "71% (30/42)" in text and "doi:10.1016/S0140-6736(07)61814-5" in text
+    assert "Akhondzadeh 2000" in text and "clonidine" in text
+    assert re.search(r'href="#src-addolorato_2007"', text)
+    assert 'id="src-addolorato_2007"' in text
+    # Unverified facts are visibly marked, with what is unconfirmed.
+    assert text.count("Unverified") >= 5 and "Effect estimates unconfirmed" in text
+    assert "Must be tapered." in text and "80 mg/day" in text
+    assert client.get("/medications/aspirin").status_code == 404
+
+
+def test_screening_from_stored_facts_shows_clearance_with_formula_and_findings(client, sessions, world: World) -> None:
+    set_birth_date(sessions, world.patient_a2, utcnow().year - 70)
+    csrf = sign_in(client, world.email("prescriber"), world.passwords["prescriber"])
+    base = f"/patients/{world.patient_a2}/medications"
+    empty = client.get(base, params={"screen": "baclofen"})
+    assert empty.status_code == 200 and "creatinine not recorded" in empty.text
+    saved = client.post(f"{base}/facts", data=facts_form(csrf, taking=["opioids", "benzodiazepines"]))
+    assert saved.status_code == 303, saved.text
+    page = client.get(base, params={"screen": "baclofen"}).text
+    # Man of 70 (born mid-January, so 69 or 70 today), 60 kg, creatinine 3.0 mg/dL.
+    assert re.search(r"<strong>(19\.4|19\.7) mL/min</strong>", page)
+    assert "Cockcroft-Gault" in page and "actual weight" in page and "CKD-EPI 2021" in page
+    for reason in ("Creatinine clearance below 30 mL/min", "Takes opioids", "Takes benzodiazepines",
+                   "History of seizures"):
+        assert reason in page
+    assert "Major caution" in page and "J Clin Pharmacol 2014" in page
+    naltrexone = client.get(base, params={"screen": "naltrexone"}).text
+    assert "Contraindicated" in naltrexone and "naltrexone is contraindicated" in naltrexone
+
+
+def test_impossible_facts_are_refused_naming_the_field(client, sessions, world: World) -> None:
+    csrf = sign_in(client, world.email("nurse"), world.passwords["nurse"])
+    before = count(sessions, MedicationFactsRow)
+    bad = client.post(f"/patients/{world.patient_a}/medications/facts", data=facts_form(csrf, creatinine="-1"))
+    assert bad.status_code == 422
+    assert 'id="creatinine"' in bad.text and 'aria-invalid="true"' in bad.text and "more than zero" in bad.text
+    future = (utcnow() + timedelta(days=3)).date().isoformat()
+    bad_date = client.post(f"/patients/{world.patient_a}/medications/facts", data=facts_form(csrf, creatinine_on=future))
+    assert bad_date.status_code == 422 and "future" in bad_date.text
+    assert count(sessions, MedicationFactsRow) == before
+
+
+def _titration(csrf: str, **extra: str) -> dict[str, str]:
+    data = {"csrf_token": csrf, "kind": "titration", "medication": "baclofen", "start_mg": "5", "start_freq": "tid",
+            "step_mg": "5", "every_days": "3", "target_mg": "20", "target_freq": "tid",
+            "start_date": utcnow().astimezone(NY).date().isoformat()}
+    data.update(extra)
+    return data
+
+
+def test_titration_form_respects_kidneys_and_shows_the_calendar(client, sessions, world: World) -> None:
+    set_birth_date(sessions, world.patient_a2, utcnow().year - 70)
+    csrf = sign_in(client, world.email("prescriber"), world.passwords["prescriber"])
+    base = f"/patients/{world.patient_a2}/medications"
+    assert client.post(f"{base}/facts", data=facts_form(csrf)).status_code == 303
+    form = client.get(f"{base}/plans/new", params={"kind": "titration", "medication": "baclofen"})
+    assert form.status_code == 200 and "26.7 mg/day" in form.text
+    # CrCl below 30: the ceiling is 80 × 1/3 = 26.7 mg/day; 20 mg TID (60 mg/day) is refused.
+    refused = client.post(f"{base}/plans", data=_titration(csrf))
+    assert refused.status_code == 422
+    assert 'id="target_mg"' in refused.text and re.search(r'id="target_mg"[^>]*aria-invalid="true"', refused.text)
+    assert "26.7 mg/day ceiling" in refused.text and "J Clin Pharmacol 2014" in refused.text
+    assert count(sessions, DosePlanRow) == 0
+    zero_step = client.post(f"{base}/plans", data=_titration(csrf, step_mg="0"))
+    assert zero_step.status_code == 422 and "more than zero" in zero_step.text
+    created = client.post(f"{base}/plans", data=_titration(csrf, target_mg="5", target_freq="qid", step_mg="5"))
+    assert created.status_code == 303, created.text
+    plan_page = client.get(created.headers["location"])
+    assert plan_page.status_code == 200
+    assert 'class="calendar"' in plan_page.text and 'aria-current="date"' in plan_page.text
+    assert "Total 15 mg" in plan_page.text and "Total 20 mg" in plan_page.text
+    assert "CrCl" in plan_page.text and "Cockcroft-Gault" in plan_page.text
+    tab = client.get(base).text
+    assert "Baclofen calendar" in tab and "Total 15 mg" in tab
+    with sessions() as db:
+        row = db.scalars(select(DosePlanRow)).one()
+        assert row.kind == "titration" and row.crcl_ml_min is not None and row.ceiling_mg_day < 27
+
+
+def test_taper_replaces_the_plan_and_stopping_at_once_is_refused(client, sessions, world: World) -> None:
+    csrf = sign_in(client, world.email("prescriber"), world.passwords["prescriber"])
+    base = f"/patients/{world.patient_a}/medications"
+    created = client.post(f"{base}/plans", data=_titration(csrf))
+    assert created.status_code == 303
+    plan_id = int(created.headers["location"].split("/")[-1].split("?")[0])
+    stop = client.post(f"{base}/plans/{plan_id}/stop", data={
+        "csrf_token": csrf, "stop_on": (utcnow().astimezone(NY).date() + timedelta(days=2)).isoformat(),
+        "reason": "not helping"})
+    assert stop.status_code == 422 and "must not be stopped at once" in stop.text and "Start a taper" in stop.text
+    at_once = client.post(f"{base}/plans", data={"csrf_token": csrf, "kind": "taper", "medication": "baclofen",
+                                                  "from_mg": "20", "from_freq": "tid", "over_days": "0",
+                                                  "start_date": utcnow().astimezone(NY).date().isoformat()})
+    assert at_once.status_code == 422 and "must not be stopped at once" in at_once.text
+    assert re.search(r'id="over_days"[^>]*aria-invalid="true"', at_once.text)
+    start = (utcnow().astimezone(NY).date() + timedelta(days=5)).isoformat()
+    form = client.get(f"{base}/plans/new", params={"kind": "taper", "medication": "baclofen"}).text
+    assert 'value="14"' in form
+    taper = client.post(f"{base}/plans", data={"csrf_token": csrf, "kind": "taper", "medication": "baclofen",
+                                               "from_mg": "15", "from_freq": "tid", "over_days": "14",
+                                               "start_date": start})
+    assert taper.status_code == 303, taper.text
+    with sessions() as db:
+        rows = {r.kind: r for r in db.scalars(select(DosePlanRow))}
+        assert rows["titration"].status == "stopped" and rows["titration"].ends_on.isoformat() == start
+        assert rows["taper"].replaces_id == rows["titration"].id and rows["taper"].ends_on is not None
+    page = client.get(taper.headers["location"]).text
+    assert "Taper to stop" in page.lower().title() or "taper" in page
+
+
+def test_doses_given_and_taken_give_adherence_and_a_missed_run_alerts(client, sessions, world: World) -> None:
+    csrf = sign_in(client, world.email("nurse"), world.passwords["nurse"])
+    base = f"/patients/{world.patient_a}/medications"
+    yesterday = (utcnow().astimezone(NY).date() - timedelta(days=1)).isoformat()
+    created = client.post(f"{base}/plans", data=_titration(csrf, start_date=yesterday))
+    assert created.status_code == 303
+    plan_id = int(created.headers["location"].split("/")[-1].split("?")[0])
+    page = client.get(f"{base}/plans/{plan_id}").text
+    dues = sorted(re.findall(r'<option value="([0-9T:\-+]+)"', page))
+    assert len(dues) == 6  # yesterday's and today's three doses, all due by 21:00
+    given = client.post(f"{base}/plans/{plan_id}/doses", data={
+        "csrf_token": csrf, "due_at": dues[0], "outcome": "given", "administered_at": dues[0][:16]})
+    assert given.status_code == 303, given.text
+    no_reason = client.post(f"{base}/plans/{plan_id}/doses", data={
+        "csrf_token": csrf, "due_at": dues[1], "outcome": "not_given", "reason": ""})
+    assert no_reason.status_code == 422 and "say why" in no_reason.text
+    for due in dues[1:4]:
+        missed = client.post(f"{base}/plans/{plan_id}/doses", data={
+            "csrf_token": csrf, "due_at": due, "outcome": "missed", "reason": "forgot"})
+        assert missed.status_code == 303
+    with sessions() as db:
+        admin = db.scalars(select(MedicationAdministrationRow)).one()
+        assert admin.dose_plan_id == plan_id and admin.status == "completed" and float(admin.dose_value) == 5
+        assert db.scalar(select(func.count()).select_from(MedicationStatementRow)) == 3
+        alerts = list(db.scalars(select(Alert).where(Alert.kind == "missed_doses")))
+        assert len(alerts) == 1 and alerts[0].for_role == "prescriber" and alerts[0].related_id == str(plan_id)
+        assert "unverified" in alerts[0].detail
+    # A fourth missed dose is the same run: no second alert.
+    client.post(f"{base}/plans/{plan_id}/doses", data={"csrf_token": csrf, "due_at": dues[4], "outcome": "missed"})
+    with sessions() as db:
+        assert db.scalar(select(func.count()).select_from(Alert)) == 1
+    plan_page = client.get(f"{base}/plans/{plan_id}").text
+    assert "✓ given" in plan_page and "✗ missed" in plan_page and "Adherence" in plan_page
+    tab = client.get(base).text
+    assert "doses in a row missed or not recorded" in tab
+
+
+def test_side_effects_recorded_with_severity(client, sessions, world: World) -> None:
+    csrf = sign_in(client, world.email("nurse"), world.passwords["nurse"])
+    base = f"/patients/{world.patient_a}/medications"
+    ok = client.post(f"{base}/side-effects", data={"csrf_token": csrf, "medication": "baclofen",
+                                                   "effect": "drowsiness", "severity": "moderate"})
+    assert ok.status_code == 303
+    bad = client.post(f"{base}/side-effects", data={"csrf_token": csrf, "medication": "baclofen",
+                                                    "effect": "other", "severity": "mild", "detail": ""})
+    assert bad.status_code == 422 and "describe the side effect" in bad.text
+    worse = client.post(f"{base}/side-effects", data={"csrf_token": csrf, "medication": "baclofen",
+                                                      "effect": "drowsiness", "severity": "awful"})
+    assert worse.status_code == 422
+    assert count(sessions, SideEffectRow) == 1
+    assert "Drowsiness" in client.get(base).text
+
+
+def test_policy_on_the_pages(client, sessions, world: World) -> None:
+    csrf = sign_in(client, world.email("nurse"), world.passwords["nurse"])
+    assert client.get(f"/patients/{world.patient_b}/medications").status_code == 403
+    refused = client.post(f"/patients/{world.patient_b}/medications/facts", data=facts_form(csrf))
+    assert refused.status_code == 403
+    assert count(sessions, MedicationFactsRow) == 0
+    with sessions() as db:
+        audited = db.scalars(select(AuditEntry).where(AuditEntry.outcome == "4")).all()
+        assert any(a.patient_id == world.patient_b for a in audited)
+    client.post("/logout", data={"csrf_token": csrf})
+    sign_in(client, world.email("counselor"), world.passwords["counselor"])
+    tab = client.get(f"/patients/{world.patient_a}/medications")
+    assert tab.status_code == 200 and "New titration" not in tab.text and "Record or update facts" not in tab.text
