@@ -24,3 +24,7 @@ app.command("score")(score_command)
 from tandem.medications.cli import med_app  # noqa: E402
 
 app.add_typer(med_app, name="med")
+
+from tandem.withdrawal.cli import withdrawal_app  # noqa: E402
+
+app.add_typer(withdrawal_app, name="withdrawal")

@@ -48,7 +48,8 @@ ROLE_LABELS: dict[Role, str] = {
 ROLE_GRANTS: dict[Role, dict[str, str]] = {
     Role.ADMIN: {"*": "crus"},
     Role.PRESCRIBER: {"*": "crus"},
-    Role.NURSE: {"*": "crus"},
+    # Alerts go to the prescriber on duty: a nurse sees them but does not acknowledge them.
+    Role.NURSE: {"*": "crus", "Alert": "rs"},
     Role.COUNSELOR: {"*": "rs"},
     Role.PATIENT: {"*": "rs"},
     Role.RESEARCHER: {},

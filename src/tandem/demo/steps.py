@@ -6,6 +6,8 @@ import importlib
 
 STEP_MODULES: list[str] = [
     # each domain appends its demo module here, e.g. "tandem.withdrawal.demo"
+    "tandem.withdrawal.demo",
+    "tandem.medications.demo",
 ]
 
 

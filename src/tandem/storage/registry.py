@@ -7,5 +7,6 @@ from tandem.alerts import models as alert_models  # noqa: F401
 from tandem.medications import storage as medication_storage  # noqa: F401
 from tandem.storage import models  # noqa: F401
 from tandem.storage.models import Base
+from tandem.withdrawal import storage as withdrawal_storage  # noqa: F401
 
 metadata = Base.metadata

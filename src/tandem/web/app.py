@@ -43,18 +43,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    from tandem.alerts import pages as alert_pages
     from tandem.fhir.routes import install_fhir
     from tandem.medications import pages as medication_pages
     from tandem.medications import routes as medication_routes
     from tandem.patients import pages as patient_pages
     from tandem.web import admin_pages, auth_pages
+    from tandem.withdrawal import pages as withdrawal_pages
+    from tandem.withdrawal import routes as withdrawal_routes
 
     install_fhir(app)
     app.include_router(medication_routes.router)
+    app.include_router(withdrawal_routes.router)
     app.include_router(auth_pages.router)
     app.include_router(patient_pages.router)
     app.include_router(admin_pages.router)
     app.include_router(medication_pages.router)
+    app.include_router(withdrawal_pages.router)
+    app.include_router(alert_pages.router)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:

@@ -44,8 +44,10 @@ __all__ = [
     "NoAssessment",
     "ScoredAssessment",
     "WithdrawalContext",
+    "census_key",
     "census_sort_key",
     "context_flags",
+    "escalation_key",
     "evaluate",
     "next_due",
     "reassessment_interval",
@@ -378,9 +380,14 @@ def _local_text(value: datetime, protocol: Protocol) -> str:
     return value.astimezone(protocol.zone).strftime("%Y-%m-%d %H:%M %Z")
 
 
+def escalation_key(instrument_id: str, rule_id: str, assessment_ref: str) -> str:
+    """What an acknowledgement of rule `rule_id` fired by one assessment records."""
+    return f"{instrument_id}:{rule_id}:{assessment_ref}"
+
+
 def _escalation_key(instrument_id: str, rule_id: str, latest: ScoredAssessment) -> str:
     ref = latest.assessment_id or _utc(latest.scored_at).isoformat()
-    return f"{instrument_id}:{rule_id}:{ref}"
+    return escalation_key(instrument_id, rule_id, ref)
 
 
 def _escalations(
@@ -618,12 +625,32 @@ def census_sort_key(state: MonitoringState) -> tuple[int, int, float, int, float
     of known due times in its group, so the gap is seen.
     """
     unacked = [SEVERITY_RANK[e.severity] for e in state.escalations if not e.acknowledged]
-    escalation = -(max(unacked) + 1) if unacked else 0
-    due = state.due_at.timestamp() if state.due_at is not None else float("-inf")
+    return census_key(
+        max(unacked) if unacked else None,
+        state.overdue_by if state.overdue else None,
+        state.band_rank,
+        state.due_at,
+    )
+
+
+def census_key(
+    escalation_rank: int | None,
+    overdue_by: timedelta | None,
+    band_rank: int,
+    due_at: datetime | None,
+) -> tuple[int, int, float, int, float]:
+    """`census_sort_key` over plain values, for a census read from stored monitoring rows.
+
+    `escalation_rank` is the SEVERITY_RANK of the most severe unacknowledged escalation (None
+    when there is none); `overdue_by` is how late the reassessment is (None when not overdue).
+    """
+    escalation = -(escalation_rank + 1) if escalation_rank is not None else 0
+    overdue = overdue_by is not None and overdue_by > timedelta(0)
+    due = due_at.timestamp() if due_at is not None else float("-inf")
     return (
         escalation,
-        0 if state.overdue else 1,
-        -state.overdue_by.total_seconds(),
-        -state.band_rank,
+        0 if overdue else 1,
+        -overdue_by.total_seconds() if overdue and overdue_by is not None else -0.0,
+        -band_rank,
         due,
     )

@@ -12,6 +12,7 @@ Pure: standard library, pydantic and PyYAML only. No clock, no database.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
@@ -443,9 +444,11 @@ class Protocol(_Model):
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
 
-    @property
+    @functools.cached_property
     def content_hash(self) -> str:
-        """sha256 of the canonical JSON of the validated protocol: changes with any edit."""
+        """sha256 of the canonical JSON of the validated protocol: changes with any edit.
+
+        Cached: the model is frozen, and every evaluation reports it."""
         canonical = json.dumps(
             self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
         )

@@ -1,0 +1,65 @@
+"""The alert list: escalations for the prescriber on duty, unacknowledged on top, and the
+acknowledgement (who, when, note), recorded and audited."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+
+from tandem.access.guard import Access
+from tandem.access.policy import Permission, decide
+from tandem.alerts import service
+from tandem.patients.records import InvalidRecord
+from tandem.storage.models import Program
+from tandem.web.deps import csrf_form, page_access
+from tandem.web.nav import NavItem, add_nav
+from tandem.web.rendering import render
+
+router = APIRouter(include_in_schema=False)
+
+add_nav(NavItem("alerts", "Alerts", "/alerts", frozenset({"admin", "prescriber", "nurse"}), 30))
+
+
+def _programs(access: Access) -> list[Program]:
+    return list(access.db.scalars(select(Program).where(Program.id.in_(sorted(access.actor.program_ids)))
+                                  .order_by(Program.name)))
+
+
+def _page(request: Request, access: Access, program: str, show: str, status_code: int = 200,
+          error: InvalidRecord | None = None, error_alert: int | None = None) -> Response:
+    programs = _programs(access)
+    chosen = next((p for p in programs if str(p.id) == program), programs[0] if programs else None)
+    views = []
+    if chosen is not None:
+        views = service.list_alerts(access, chosen.id, include_acknowledged=show != "open",
+                                    query_text=str(request.url.query))
+    access.db.commit()
+    return render(request, "alerts/list.html", status_code=status_code, active="alerts", programs=programs,
+                  program=chosen, views=views, show=show, error=error, error_alert=error_alert,
+                  zone=chosen.time_zone if chosen else "UTC",
+                  may_acknowledge=chosen is not None and bool(
+                      decide(access.actor, Permission.UPDATE, service.RESOURCE, program_id=chosen.id)),
+                  open_count=sum(1 for v in views if v.alert.acknowledged_at is None))
+
+
+@router.get("/alerts")
+def alert_list(request: Request, program: str = "", show: str = "all",
+               access: Access = Depends(page_access)) -> Response:
+    return _page(request, access, program, show)
+
+
+@router.post("/alerts/{alert_id}/acknowledge")
+async def acknowledge(request: Request, alert_id: int, access: Access = Depends(csrf_form)) -> Response:
+    form = await request.form()
+    note = str(form.get("note", ""))
+    program = str(form.get("program", ""))
+    try:
+        alert = service.acknowledge(access, alert_id, note)
+        access.db.commit()
+    except InvalidRecord as exc:
+        access.db.rollback()
+        access.refused("update", f"invalid input: {exc}", resource_type=service.RESOURCE,
+                       resource_id=str(alert_id))
+        return _page(request, access, program, "all", 422, exc, alert_id)
+    return RedirectResponse(f"/alerts?program={alert.program_id}&flash=saved#alert-{alert.id}", status_code=303)

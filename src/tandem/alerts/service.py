@@ -1,0 +1,143 @@
+"""Raise, list and acknowledge alerts. Every read and change asks the policy and is audited.
+
+An alert is never deleted or edited after acknowledgement: acknowledging records who, when and
+their note. Lists put unacknowledged alerts first, most severe first, newest first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import case, select
+
+from tandem.access.guard import Access
+from tandem.access.policy import PatientRef, Permission
+from tandem.alerts.models import Alert
+from tandem.patients.records import InvalidRecord
+from tandem.patients.service import NotFound
+from tandem.storage.db import utcnow
+from tandem.storage.models import Patient, User
+
+RESOURCE = "Alert"
+# Alert severities, most severe last: the withdrawal protocol's (info..critical) and the
+# shared table's (low..high) on one ladder, so a list can sort them together.
+SEVERITY_RANK = {"info": 0, "low": 0, "warning": 1, "medium": 1, "high": 2, "critical": 3}
+MAX_NOTE = 2000
+
+
+def severity_rank(severity: str) -> int:
+    return SEVERITY_RANK.get(severity, 1)
+
+
+def severity_rank_sql(column):  # type: ignore[no-untyped-def]
+    """The same ladder as a SQL expression, for sorting and aggregating in one query."""
+    return case(*((column == name, rank) for name, rank in SEVERITY_RANK.items()), else_=1)
+
+
+def raise_alert(
+    access: Access,
+    *,
+    patient_id: str,
+    program_id: int,
+    kind: str,
+    severity: str,
+    title: str,
+    detail: str = "",
+    source: str = "",
+    rule_id: str = "",
+    related_type: str | None = None,
+    related_id: str | None = None,
+    for_role: str = "prescriber",
+    raised_at: datetime | None = None,
+) -> Alert:
+    """Add an alert to the caller's unit of work. The caller has already been allowed the change
+    that raised it (e.g. saving an assessment); raising is a consequence, audited here."""
+    alert = Alert(
+        patient_id=patient_id, program_id=program_id, kind=kind, rule_id=rule_id[:80],
+        severity=severity, for_role=for_role, title=title[:200], detail=detail, source=source,
+        related_type=related_type, related_id=related_id, raised_at=raised_at or utcnow(),
+        acknowledgement_note="",
+    )
+    access.db.add(alert)
+    access.db.flush()
+    access.audit("create", resource_type=RESOURCE, resource_id=str(alert.id), patient_id=patient_id,
+                 detail=f"{kind} {rule_id}: {title}"[:2000])
+    return alert
+
+
+@dataclass(frozen=True)
+class AlertView:
+    alert: Alert
+    patient_name: str
+    acknowledged_by_name: str | None
+
+
+def list_alerts(
+    access: Access,
+    program_id: int,
+    *,
+    include_acknowledged: bool = True,
+    limit: int = 200,
+    query_text: str = "",
+) -> list[AlertView]:
+    """A program's alerts: unacknowledged first (most severe, then newest), then acknowledged."""
+    access.require(Permission.SEARCH, RESOURCE, program_id=program_id)
+    acknowledger = select(User.display_name).where(User.id == Alert.acknowledged_by).scalar_subquery()
+    stmt = (
+        select(Alert, Patient.family, Patient.given, acknowledger)
+        .join(Patient, Patient.id == Alert.patient_id)
+        .where(Alert.program_id == program_id)
+        .order_by(
+            Alert.acknowledged_at.is_not(None),
+            severity_rank_sql(Alert.severity).desc(),
+            Alert.raised_at.desc(),
+            Alert.id.desc(),
+        )
+        .limit(limit)
+    )
+    if not include_acknowledged:
+        stmt = stmt.where(Alert.acknowledged_at.is_(None))
+    views = [
+        AlertView(alert, f"{family.upper()}, {given}".strip(", "), by)
+        for alert, family, given, by in access.db.execute(stmt)
+    ]
+    patients = {v.alert.patient_id for v in views}
+    access.audit("search", resource_type=RESOURCE, query=query_text or f"program={program_id}",
+                 patient_id=next(iter(patients)) if len(patients) == 1 else None)
+    return views
+
+
+def open_alerts_for_patient(access: Access, patient: Patient) -> Sequence[Alert]:
+    """The patient's unacknowledged alerts, most severe first (the caller has read the chart)."""
+    access.require(Permission.SEARCH, RESOURCE, PatientRef(patient.id, patient.program_id))
+    rows = access.db.scalars(
+        select(Alert)
+        .where(Alert.patient_id == patient.id, Alert.acknowledged_at.is_(None))
+        .order_by(severity_rank_sql(Alert.severity).desc(), Alert.raised_at.desc())
+    ).all()
+    access.audit("search", resource_type=RESOURCE, patient_id=patient.id, query="open")
+    return rows
+
+
+def acknowledge(access: Access, alert_id: int, note: str, now: datetime | None = None) -> Alert:
+    """Record that the actor has seen the alert, with their note. Audited; never undone."""
+    now = now or utcnow()
+    alert = access.db.get(Alert, alert_id)
+    if alert is None:
+        raise NotFound(f"alert {alert_id} is not known")
+    access.require(Permission.UPDATE, RESOURCE, PatientRef(alert.patient_id, alert.program_id),
+                   resource_id=str(alert_id))
+    if alert.acknowledged_at is not None:
+        raise InvalidRecord("alert", "this alert has already been acknowledged")
+    note = note.strip()
+    if len(note) > MAX_NOTE:
+        raise InvalidRecord("note", f"keep the note under {MAX_NOTE} characters")
+    alert.acknowledged_at = now
+    alert.acknowledged_by = access.actor.user_id
+    alert.acknowledgement_note = note
+    access.db.flush()
+    access.audit("update", resource_type=RESOURCE, resource_id=str(alert.id), patient_id=alert.patient_id,
+                 detail=f"acknowledged: {note}"[:2000])
+    return alert
