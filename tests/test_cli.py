@@ -138,7 +138,7 @@ def test_init_creates_the_database_and_an_admin_who_can_sign_in(cli_db: str) -> 
     assert email in said(result.stdout)
 
     with web(cli_db) as client:
-        sign_in(client, email.lower(), password)
+        sign_in(client, email, password)  # typed as given to init, capitals and all
         programs = client.get("/admin/programs")
         assert programs.status_code == 200, "the first user is an administrator"
         assert "Eastside Detox" in programs.text
