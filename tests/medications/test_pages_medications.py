@@ -239,3 +239,24 @@ def test_policy_on_the_pages(client, sessions, world: World) -> None:
     sign_in(client, world.email("counselor"), world.passwords["counselor"])
     tab = client.get(f"/patients/{world.patient_a}/medications")
     assert tab.status_code == 200 and "New titration" not in tab.text and "Record or update facts" not in tab.text
+
+
+def test_a_late_dose_given_after_midnight_counts_for_its_planned_dose(client, sessions, world: World) -> None:
+    csrf = sign_in(client, world.email("nurse"), world.passwords["nurse"])
+    base = f"/patients/{world.patient_a}/medications"
+    yesterday = NOW.date() - timedelta(days=1)
+    created = client.post(f"{base}/plans", data=_titration(csrf, start_date=yesterday.isoformat()))
+    plan_id = int(created.headers["location"].split("/")[-1].split("?")[0])
+    evening = datetime(yesterday.year, yesterday.month, yesterday.day, 19, tzinfo=NY).isoformat()
+    late = client.post(f"{base}/plans/{plan_id}/doses", data={
+        "csrf_token": csrf, "due_at": evening, "outcome": "given", "administered_at": f"{NOW.date()}T00:30"})
+    assert late.status_code == 303, late.text
+    morning = datetime(yesterday.year, yesterday.month, yesterday.day, 8, tzinfo=NY).isoformat()
+    far = client.post(f"{base}/plans/{plan_id}/doses", data={
+        "csrf_token": csrf, "due_at": morning, "outcome": "given", "administered_at": f"{NOW.date()}T20:00"})
+    assert far.status_code == 422 and "more than 12 hours" in far.text
+    page = client.get(f"{base}/plans/{plan_id}").text
+    assert page.count("dose dose-given") == 1
+    first_day = page[page.index(f"{yesterday.day} {yesterday:%b}"):]
+    evening_cell = first_day[first_day.index("19:00"):first_day.index("Total")]
+    assert "given" in evening_cell

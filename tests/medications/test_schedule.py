@@ -94,3 +94,14 @@ def test_week_grid_starts_on_monday_and_marks_today() -> None:
     assert weeks[0][2].total_mg == 15 and weeks[1][2].total_mg == 30
     assert weeks[1][3] is None
     assert calendar_weeks(doses, D0, D0 - timedelta(days=1), today, NY) == []
+
+
+def test_a_linked_administration_counts_for_its_dose_even_after_midnight() -> None:
+    plan = titration("baclofen", "5mg-tid", 5, 3, "10mg-tid", D0)
+    planned = planned_through(plan, D0 + timedelta(days=1), NY)
+    now = at(D0 + timedelta(days=1), 6)
+    late = DoseRecord("administration", 1, True, at(D0 + timedelta(days=1), 0, 30), at(D0, 19))
+    corrected = [DoseRecord("statement", 1, False, at(D0, 8), at(D0, 8)),
+                 DoseRecord("statement", 2, True, at(D0, 8), at(D0, 8))]  # a later report replaces
+    states = [d.state for d in dose_states(planned, [late, *corrected], now, NY)][:4]
+    assert states == ["taken", "unrecorded", "given", "upcoming"]

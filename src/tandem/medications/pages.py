@@ -211,7 +211,7 @@ def chart_tab(request: Request, patient_id: str, screen: str = "", plan: str = "
     for row in rows:
         if service.effective_status(row, today) == "active" or row is shown:
             views[row.id] = service.plan_view(access, patient, row, now)
-    context = _screening_context(access, patient, screen or None, now)
+    context = _screening_context(access, patient, screen or (shown.medication_id if shown else "baclofen"), now)
     return chart_page(
         request, access, patient_id, "medications", "medications/chart.html",
         plans=rows, views=views, shown=views.get(shown.id) if shown else None, today=today,
@@ -541,7 +541,8 @@ async def record_side_effect(request: Request, patient_id: str, access: Access =
             may_prescribe=_may(access, Permission.CREATE, service.PLAN, patient),
             may_record_facts=_may(access, Permission.CREATE, service.FACTS, patient),
             may_record=True, side_effect_values=values, error_form="side_effect",
-            **_common(), **_screening_context(access, patient, None, now), **_refusal(exc),
+            **_common(), **_screening_context(access, patient, shown.row.medication_id if shown else "baclofen", now),
+            **_refusal(exc),
         )
     return RedirectResponse(f"/patients/{patient_id}/medications?flash=saved#side-effects", status_code=303)
 

@@ -1,10 +1,12 @@
 """A stored plan as a calendar: which doses fall on which day, what was recorded against each,
 the week grid a chart shows, adherence, and the missed-run check. Pure: pass `today` / `now`.
 
-Records come from two places. A nurse's administration (MedicationAdministration) carries the
-time it was given, not the planned time, so it is matched to the nearest planned dose of its
-plan on the same local day (within `MATCH_WINDOW`); a patient's report (MedicationStatement)
-names the planned dose it is about. When both exist, the administration wins: it was observed.
+Records come from two places, and each names the planned dose it is about (`due_at`): a
+nurse's administration (MedicationAdministration) and a patient's report (MedicationStatement).
+An administration without that link (written elsewhere with the plan's id) is matched to the
+nearest planned dose on the same local day, within `MATCH_WINDOW`. When several records concern
+one dose, an administration wins over a report (it was observed), and a later record over an
+earlier one.
 """
 
 from __future__ import annotations
@@ -144,15 +146,18 @@ def dose_states(
 ) -> list[CalendarDose]:
     """Each planned dose with what was recorded against it (see the module notes)."""
     by_due: dict[datetime, DoseRecord] = {}
-    administrations: list[DoseRecord] = []
-    for rec in records:
-        if rec.kind == "statement" and rec.due_at is not None:
-            by_due[rec.due_at] = rec
-        elif rec.kind == "administration":
-            administrations.append(rec)
     matched: dict[datetime, DoseRecord] = {}
+    unlinked: list[DoseRecord] = []
+    for rec in sorted(records, key=lambda r: r.record_id):
+        if rec.due_at is None:
+            if rec.kind == "administration":
+                unlinked.append(rec)
+        elif rec.kind == "statement":
+            by_due[rec.due_at] = rec
+        else:
+            matched[rec.due_at] = rec
     free = sorted(planned, key=lambda p: p.due_at)
-    for rec in sorted(administrations, key=lambda r: r.at):
+    for rec in sorted(unlinked, key=lambda r: r.at):
         same_day = [
             p for p in free
             if p.due_at not in matched

@@ -48,6 +48,7 @@ from tandem.medications.schedule import (
     summarise,
 )
 from tandem.medications.storage import (
+    AdministrationDueRow,
     DosePlanRow,
     MedicationAdministrationRow,
     MedicationFactsRow,
@@ -96,6 +97,8 @@ MAX_NOTE = 2000
 # How far back a dose may be recorded from the chart's form, and how far ahead.
 RECORD_BACK = timedelta(days=7)
 RECORD_AHEAD = timedelta(hours=2)
+# A dose recorded as given this far from its planned time is refused as a likely mistake.
+GIVEN_WINDOW = timedelta(hours=12)
 
 
 # --------------------------------------------------------------------------- screening facts
@@ -576,7 +579,12 @@ def _records(access: Access, row: DosePlanRow) -> tuple[list[MedicationAdministr
         select(MedicationStatementRow).where(MedicationStatementRow.dose_plan_id == row.id)
         .order_by(MedicationStatementRow.due_at)
     ))
-    records = [DoseRecord("administration", a.id, a.status == "completed", a.administered_at) for a in admins]
+    dues = dict(access.db.execute(
+        select(AdministrationDueRow.administration_id, AdministrationDueRow.due_at)
+        .where(AdministrationDueRow.dose_plan_id == row.id)
+    ).all())
+    records = [DoseRecord("administration", a.id, a.status == "completed", a.administered_at, dues.get(a.id))
+               for a in admins]
     records += [DoseRecord("statement", s.id, s.taken, s.due_at, s.due_at) for s in statements]
     return admins, statements, records
 
@@ -659,6 +667,9 @@ def record_administration(access: Access, patient_id: str, plan_id: int, *, due_
     access.require(Permission.CREATE, ADMINISTRATION, patient_ref(patient))
     _check_record_time("administered_at", administered_at, now)
     planned = _planned_dose(row, patient, due_at, now)
+    if abs(administered_at - due_at) > GIVEN_WINDOW:
+        raise ImplausibleValue("administered_at", f"is more than {GIVEN_WINDOW.seconds // 3600} hours from the "
+                               "planned time of this dose; check the dose and the time")
     if not given and not reason.strip():
         raise ImplausibleValue("reason", "say why the dose was not given")
     if len(note) > MAX_NOTE or len(reason) > MAX_NOTE:
@@ -672,6 +683,8 @@ def record_administration(access: Access, patient_id: str, plan_id: int, *, due_
         performer_id=access.actor.user_id, dose_plan_id=row.id, note=note.strip(), recorded_at=now,
     )
     access.db.add(admin)
+    access.db.flush()
+    access.db.add(AdministrationDueRow(administration_id=admin.id, dose_plan_id=row.id, due_at=due_at))
     access.db.flush()
     access.audit("create", resource_type=ADMINISTRATION, resource_id=str(admin.id), patient_id=patient.id,
                  detail=f"dose plan {row.id}, {planned.planned.time_slot} {planned.planned.mg:g} mg, "

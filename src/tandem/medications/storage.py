@@ -191,3 +191,19 @@ class SideEffectRow(Base):
     onset_at: Mapped[datetime] = mapped_column(UTCDateTime)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     recorded_by: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+
+
+class AdministrationDueRow(Base):
+    """Which planned dose of a plan a nurse's administration was (the shared table records when
+    a dose was given, not which planned dose it was; a late dose may fall on the next day)."""
+
+    __tablename__ = "medication_administration_dues"
+    __table_args__ = (Index("ix_medication_administration_dues_plan", "dose_plan_id", "due_at"),)
+
+    administration_id: Mapped[int] = mapped_column(
+        ForeignKey("medication_administrations.id", ondelete="RESTRICT"), primary_key=True
+    )
+    dose_plan_id: Mapped[int] = mapped_column(
+        ForeignKey("medication_dose_plans.id", ondelete="RESTRICT")
+    )
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
