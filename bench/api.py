@@ -44,6 +44,7 @@ from tandem.demo.names import FAMILY, GIVEN_FEMALE, GIVEN_MALE
 from tandem.settings import Settings
 from tandem.storage.db import make_engine, make_sessionmaker, session_scope
 from tandem.storage.migrate import upgrade
+from tandem.storage.models import name_words
 
 console = Console(width=None if sys.stdout.isatty() else 120)  # a log file gets the whole table
 DEFAULT_PG = os.environ.get("TANDEM_BENCH_POSTGRES_URL",
@@ -65,6 +66,7 @@ class Rows:
 
     patients: list[tuple[Any, ...]]
     identifiers: list[tuple[Any, ...]]
+    name_words: list[tuple[str, str]]
     home_ids: list[str]  # patients of the program the benchmark user works in
     home_mrns: list[str]
 
@@ -72,6 +74,7 @@ class Rows:
 def make_rows(count: int, home: tuple[int, str], other: tuple[int, str], seed: int, now: datetime) -> Rows:
     rng = random.Random(seed)
     patients, identifiers, home_ids, home_mrns = [], [], [], []
+    words: list[tuple[str, str]] = []
     today = now.date()
     for number in range(1, count + 1):
         program_id, code = home if number % 10 else other  # nine in ten in the user's own program
@@ -87,10 +90,11 @@ def make_rows(count: int, home: tuple[int, str], other: tuple[int, str], seed: i
                          True, True, 1, now))
         mrn = f"{code[:3].upper()}-{number:08d}"
         identifiers.append((patient_id, f"urn:tandem:program:{code}:mrn", mrn))
+        words.extend((patient_id, word) for word in sorted(name_words(family, given)))
         if program_id == home[0]:
             home_ids.append(patient_id)
             home_mrns.append(mrn)
-    return Rows(patients, identifiers, home_ids, home_mrns)
+    return Rows(patients, identifiers, words, home_ids, home_mrns)
 
 
 @dataclass
@@ -152,6 +156,7 @@ def load_sqlite(workdir: str, count: int, seed: int, now: datetime) -> Loaded:
                          ([_sqlite_value(v) for v in row] for row in rows.patients))
         conn.executemany("INSERT INTO patient_identifiers (patient_id, system, value) VALUES (?, ?, ?)",
                          rows.identifiers)
+        conn.executemany("INSERT INTO patient_name_words (patient_id, word) VALUES (?, ?)", rows.name_words)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     return Loaded("SQLite", url, token, home[0], rows, time.perf_counter() - started,
@@ -182,6 +187,9 @@ def load_postgres(url: str, count: int, seed: int, now: datetime, keep: bool) ->
                 copy.write_row(row)
         with cur.copy("COPY patient_identifiers (patient_id, system, value) FROM STDIN") as copy:
             for row in rows.identifiers:
+                copy.write_row(row)
+        with cur.copy("COPY patient_name_words (patient_id, word) FROM STDIN") as copy:
+            for row in rows.name_words:
                 copy.write_row(row)
         conn.commit()
     with psycopg.connect(_libpq(url), autocommit=True) as conn:
@@ -256,9 +264,9 @@ class Bare:
         else:
             word = ask.value
             found = self._rows(
-                SELECT_PATIENT + " WHERE program_id IN (?) AND ((family_lower >= ? AND family_lower < ?) OR "
-                "(given_lower >= ? AND given_lower < ?) OR given_lower LIKE ?)" + ORDER_PAGE,
-                [self.program_id, word, word + "\uffff", word, word + "\uffff", f"% {word}%", PAGE + 1])
+                SELECT_PATIENT + " WHERE program_id IN (?) AND id IN (SELECT patient_id FROM patient_name_words "
+                "WHERE word >= ? AND word < ?)" + ORDER_PAGE,
+                [self.program_id, word, word + "\uffff", PAGE + 1])
         page = found[:PAGE]
         self._with_identifiers_and_program(page)
         if self.audit:

@@ -189,3 +189,22 @@ def test_capability_statement_lists_only_what_works(client) -> None:
     assert {"read", "create", "update", "search-type"} == {i["code"] for i in resources["Patient"]["interaction"]}
     assert {"name", "identifier", "birthdate"} <= {p["name"] for p in resources["Patient"]["searchParam"]}
     assert "delete" not in {i["code"] for r in resources.values() for i in r["interaction"]}
+
+
+def test_name_search_matches_the_start_of_any_part_of_the_name(client, sessions, world: World) -> None:
+    token = make_token(sessions, world.email("nurse"), "user/Patient.cruds")
+    body = {"resourceType": "Patient", "name": [{"family": "Garcia-Lopez", "given": ["Ana", "Maria"]}]}
+    created = client.post("/fhir/Patient", json=body, headers=auth(token)).json()["id"]
+    renamed = client.put(f"/fhir/Patient/{world.patient_a2}", headers=auth(token), json={
+        "resourceType": "Patient", "id": world.patient_a2, "name": [{"family": "Okafor", "given": ["Mariam"]}]})
+    assert renamed.status_code == 200
+
+    def names(query: str) -> set[str]:
+        bundle = client.get("/fhir/Patient", params={"name": query}, headers=auth(token)).json()
+        return {e["resource"]["id"] for e in bundle.get("entry", [])}
+
+    assert names("mari") == {created, world.patient_a2}  # a middle given name, and a renamed patient
+    assert names("LOPEZ") == {created}  # the second part of a hyphenated family name
+    assert names("ana gar") == {created}  # every word must match
+    assert names("kofi") == set()  # the old given name no longer matches after the update
+    assert names("novak") == set()  # another program's patient never appears

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlalchemy import Select, and_, exists, or_, select
+from sqlalchemy import Select, and_, exists, select
 from sqlalchemy.orm import selectinload
 
 from tandem.access.guard import Access
@@ -21,7 +21,15 @@ from tandem.patients.records import (
     check_record,
 )
 from tandem.storage.db import utcnow
-from tandem.storage.models import Episode, Patient, PatientIdentifier, Program, Unit
+from tandem.storage.models import (
+    Episode,
+    Patient,
+    PatientIdentifier,
+    PatientNameWord,
+    Program,
+    Unit,
+    name_words,
+)
 
 
 class NotFound(LookupError):
@@ -151,14 +159,10 @@ def _search_statement(access: Access, query: PatientQuery) -> Select[tuple[Patie
             programs = programs & {query.program_id}
         stmt = stmt.where(Patient.program_id.in_(sorted(programs)))
     if query.name:
-        for word in query.name.lower().split():
-            stmt = stmt.where(
-                or_(
-                    _prefix_range(Patient.family_lower, word),
-                    _prefix_range(Patient.given_lower, word),
-                    Patient.given_lower.like(f"% {word}%"),
-                )
-            )
+        for word in name_words(query.name, ""):
+            stmt = stmt.where(Patient.id.in_(
+                select(PatientNameWord.patient_id).where(_prefix_range(PatientNameWord.word, word))
+            ))
     if query.identifier:
         system, _, value = query.identifier.rpartition("|")
         cond = PatientIdentifier.value == value

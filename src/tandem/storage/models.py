@@ -5,6 +5,7 @@ Domain folders add their own tables on the same `Base` (see `storage/registry.py
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date, datetime
 
@@ -17,8 +18,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from tandem.storage.db import UTCDateTime, utcnow
 
@@ -131,6 +133,9 @@ class Patient(Base):
     episodes: Mapped[list[Episode]] = relationship(
         back_populates="patient", order_by="Episode.admitted_at.desc()"
     )
+    name_words: Mapped[list[PatientNameWord]] = relationship(
+        back_populates="patient", cascade="all, delete-orphan"
+    )
 
     @property
     def display_name(self) -> str:
@@ -156,6 +161,41 @@ class PatientIdentifier(Base):
     value: Mapped[str] = mapped_column(String(100))
 
     patient: Mapped[Patient] = relationship(back_populates="identifiers")
+
+
+_WORD_SPLIT = re.compile(r"[\s\-']+")
+
+
+def name_words(family: str, given: str) -> set[str]:
+    """The words a name search matches by prefix: each part of the family and given names."""
+    return {w for w in _WORD_SPLIT.split(f"{family} {given}".lower()) if w}
+
+
+class PatientNameWord(Base):
+    """One word of a patient's name, indexed so that a prefix search never scans the patients."""
+
+    __tablename__ = "patient_name_words"
+    __table_args__ = (Index("ix_name_words_word", "word", "patient_id"),)
+
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"), primary_key=True)
+    word: Mapped[str] = mapped_column(String(100), primary_key=True)
+
+    patient: Mapped[Patient] = relationship(back_populates="name_words")
+
+
+@event.listens_for(Session, "before_flush")
+def _index_patient_names(session: Session, _context: object, _instances: object) -> None:
+    """However a patient is written through the ORM, its search columns follow its name."""
+    for obj in list(session.new) + list(session.dirty):
+        if not isinstance(obj, Patient):
+            continue
+        obj.family_lower = (obj.family or "").lower()
+        obj.given_lower = (obj.given or "").lower()
+        wanted = name_words(obj.family or "", obj.given or "")
+        have = {w.word for w in obj.name_words}
+        if wanted != have:
+            obj.name_words[:] = [w for w in obj.name_words if w.word in wanted]
+            obj.name_words.extend(PatientNameWord(word=w) for w in sorted(wanted - have))
 
 
 class Episode(Base):
