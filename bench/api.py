@@ -42,7 +42,12 @@ from tandem.access import accounts
 from tandem.access.credentials import create_token
 from tandem.demo.names import FAMILY, GIVEN_FEMALE, GIVEN_MALE
 from tandem.settings import Settings
-from tandem.storage.db import make_engine, make_sessionmaker, session_scope
+from tandem.storage.db import (
+    make_engine,
+    make_sessionmaker,
+    refresh_planner_statistics,
+    session_scope,
+)
 from tandem.storage.migrate import upgrade
 from tandem.storage.models import name_words
 
@@ -159,6 +164,9 @@ def load_sqlite(workdir: str, count: int, seed: int, now: datetime) -> Loaded:
         conn.executemany("INSERT INTO patient_name_words (patient_id, word) VALUES (?, ?)", rows.name_words)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
+    stats_engine = make_engine(url)
+    refresh_planner_statistics(stats_engine)  # as `tandem serve` does at start
+    stats_engine.dispose()
     return Loaded("SQLite", url, token, home[0], rows, time.perf_counter() - started,
                   f"SQLite {sqlite3.sqlite_version}", lambda: sqlite_connect(path), "?")
 

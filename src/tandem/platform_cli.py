@@ -20,7 +20,13 @@ from tandem.access.credentials import CredentialError, actor_for, create_token, 
 from tandem.access.scopes import ScopeError
 from tandem.patients.records import InvalidRecord
 from tandem.settings import Settings
-from tandem.storage.db import make_engine, make_sessionmaker, session_scope, utcnow
+from tandem.storage.db import (
+    make_engine,
+    make_sessionmaker,
+    refresh_planner_statistics,
+    session_scope,
+    utcnow,
+)
 from tandem.storage.migrate import upgrade
 from tandem.storage.models import ApiToken, User
 
@@ -85,7 +91,9 @@ def serve(
     import uvicorn
 
     settings = _settings()
-    _migrated_sessions(settings)
+    engine, _ = _migrated_sessions(settings)
+    refresh_planner_statistics(engine)
+    engine.dispose()
     out.print(f"Tandem on http://{host}:{port}  (database {make_url(settings.database_url).render_as_string()})")
     if workers > 1:
         uvicorn.run("tandem.web.app:create_app", factory=True, host=host, port=port, workers=workers,
@@ -107,7 +115,7 @@ def demo(
     load_steps()
 
     settings = _settings()
-    _, sessions = _migrated_sessions(settings)
+    engine, sessions = _migrated_sessions(settings)
     with session_scope(sessions) as db:
         if demo_data.already_loaded(db):
             err.print("The demo program is already loaded; its logins are reset to these passwords.")
@@ -124,6 +132,7 @@ def demo(
                     progress.advance(step_task)
             db.add(audit.entry(None, "create", CLI_ORIGIN, resource_type="Patient", actor_label="tandem demo",
                                detail=f"synthetic demo program: {patients} patients, seed {seed}"))
+    refresh_planner_statistics(engine)
     err.print("Demo logins (synthetic data only):")
     for login in logins:
         print(f"{login.email} {login.password}")

@@ -73,3 +73,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def refresh_planner_statistics(engine: Engine) -> None:
+    """Give the query planner fresh table statistics (after a bulk load, and at start-up).
+
+    Without them SQLite guesses that `program_id = ?` is selective and scans a whole program
+    instead of starting from the name-word index (0.5 s instead of 20 ms at 100,000 patients).
+    """
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+        conn.exec_driver_sql("ANALYZE")
