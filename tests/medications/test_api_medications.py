@@ -17,6 +17,7 @@ from tandem.medications import service
 from tandem.medications.dose_plan import taper, titration
 from tandem.medications.fhir_mapping import to_medication_request
 from tandem.medications.storage import DosePlanRow, SideEffectRow
+from tandem.patients.service import get_patient
 from tandem.storage.models import AuditEntry
 from tests.conftest import World, make_token
 from tests.medications.conftest import NOW, access_for
@@ -213,7 +214,7 @@ def _seed_records(sessions, world: World) -> int:  # type: ignore[no-untyped-def
         access = access_for(db, sessions, world.email("nurse"))
         row = service.create_titration(access, world.patient_a, "baclofen", start="5mg-tid", step_mg=5,
                                        every_days=3, target="20mg-tid", start_date=TODAY - timedelta(days=1), now=NOW)
-        patient = service.get_patient(access, world.patient_a)
+        patient = get_patient(access, world.patient_a)
         doses = service.plan_view(access, patient, row, NOW).doses
         for dose, taken in zip(doses[:3], (True, False, True), strict=True):
             service.record_statement(access, world.patient_a, row.id, due_at=dose.planned.due_at, taken=taken,
@@ -225,7 +226,7 @@ def _seed_records(sessions, world: World) -> int:  # type: ignore[no-untyped-def
                                        severity=severity, onset_at=NOW - timedelta(hours=3), plan_id=row.id, now=NOW)
         other = service.create_titration(access, world.patient_a2, "baclofen", start="5mg-tid", step_mg=5,
                                          every_days=3, target="10mg-tid", start_date=TODAY, now=NOW)
-        first_a2 = service.plan_view(access, service.get_patient(access, world.patient_a2), other, NOW).doses[0]
+        first_a2 = service.plan_view(access, get_patient(access, world.patient_a2), other, NOW).doses[0]
         service.record_statement(access, world.patient_a2, other.id, due_at=first_a2.planned.due_at, taken=True, now=NOW)
         service.record_side_effect(access, world.patient_a2, medication_id="baclofen", effect="weakness",
                                    severity="severe", onset_at=NOW, now=NOW)

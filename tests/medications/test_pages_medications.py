@@ -260,3 +260,59 @@ def test_a_late_dose_given_after_midnight_counts_for_its_planned_dose(client, se
     first_day = page[page.index(f"{yesterday.day} {yesterday:%b}"):]
     evening_cell = first_day[first_day.index("19:00"):first_day.index("Total")]
     assert "given" in evening_cell
+
+
+def test_a_patient_sees_their_own_calendar_without_forms(client, sessions, world: World) -> None:
+    from tandem.medications import service
+    from tests.medications.conftest import access_for
+
+    with sessions() as db:
+        access = access_for(db, sessions, world.email("prescriber"))
+        row = service.create_titration(access, world.patient_a, "baclofen", start="5mg-tid", step_mg=5,
+                                       every_days=3, target="10mg-tid", start_date=NOW.date(), now=NOW)
+        db.commit()
+        plan_id = row.id
+    csrf = sign_in(client, world.email("patient"), world.passwords["patient"])
+    tab = client.get(f"/patients/{world.patient_a}/medications")
+    assert tab.status_code == 200 and "Baclofen calendar" in tab.text
+    assert "New titration" not in tab.text and "Record side effect" not in tab.text
+    plan = client.get(f"/patients/{world.patient_a}/medications/plans/{plan_id}")
+    assert plan.status_code == 200 and "Record a dose" not in plan.text and "Stop plan" not in plan.text
+    refused = client.post(f"/patients/{world.patient_a}/medications/side-effects", data={
+        "csrf_token": csrf, "medication": "baclofen", "effect": "drowsiness", "severity": "mild"})
+    assert refused.status_code == 403
+    assert client.get(f"/patients/{world.patient_a2}/medications").status_code == 403
+
+
+def test_read_only_roles_are_refused_every_write_at_once_and_nothing_is_stored(client, sessions, world: World) -> None:
+    import time as clock
+
+    from tandem.medications import service
+    from tests.medications.conftest import access_for
+
+    with sessions() as db:
+        access = access_for(db, sessions, world.email("prescriber"))
+        row = service.create_titration(access, world.patient_a, "baclofen", start="5mg-tid", step_mg=5,
+                                       every_days=3, target="10mg-tid", start_date=NOW.date(), now=NOW)
+        db.commit()
+        plan_id = row.id
+    before = {m: count(sessions, m) for m in (MedicationFactsRow, DosePlanRow, MedicationStatementRow,
+                                               MedicationAdministrationRow, SideEffectRow)}
+    csrf = sign_in(client, world.email("counselor"), world.passwords["counselor"])
+    base = f"/patients/{world.patient_a}/medications"
+    due = datetime(NOW.year, NOW.month, NOW.day, 8, tzinfo=NY).isoformat()
+    posts = [
+        (f"{base}/facts", facts_form(csrf)),
+        (f"{base}/plans", _titration(csrf)),
+        (f"{base}/plans/{plan_id}/doses", {"csrf_token": csrf, "due_at": due, "outcome": "taken"}),
+        (f"{base}/plans/{plan_id}/doses", {"csrf_token": csrf, "due_at": due, "outcome": "given"}),
+        (f"{base}/plans/{plan_id}/stop", {"csrf_token": csrf, "reason": "x"}),
+        (f"{base}/side-effects", {"csrf_token": csrf, "medication": "baclofen", "effect": "drowsiness",
+                                  "severity": "mild"}),
+    ]
+    for url, data in posts:
+        started = clock.monotonic()
+        response = client.post(url, data=data)
+        assert response.status_code == 403, (url, response.status_code)
+        assert clock.monotonic() - started < 5, f"{url} waited on a lock"
+    assert {m: count(sessions, m) for m in before} == before

@@ -589,3 +589,49 @@ def taper_command(
         _emit_json(plan.to_dict())
         return
     _print_plan(plan, f"{mono.name} taper from {dose} over {over_days} days")
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+@med_app.command("sweep")
+def sweep_command(
+    as_email: Annotated[
+        str, typer.Option("--as", help="The prescriber or administrator the check runs as.")
+    ],
+) -> None:
+    """Check every active dose plan for a run of missed doses and raise the prescriber's alert
+    (once per run). Run it on a schedule, e.g. hourly; recording a dose checks that plan at once."""
+    from sqlalchemy import select
+
+    from tandem.access.audit import Origin
+    from tandem.access.credentials import actor_for
+    from tandem.access.guard import Access, AccessDenied
+    from tandem.medications.service import sweep_missed_doses
+    from tandem.settings import Settings
+    from tandem.storage.db import make_engine, make_sessionmaker, session_scope
+    from tandem.storage.migrate import upgrade
+    from tandem.storage.models import User
+
+    try:
+        settings = Settings()
+    except Exception as exc:  # pydantic's ValidationError, told plainly
+        _fail("TANDEM_DATABASE_URL", str(exc).splitlines()[0])
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    try:
+        with session_scope(sessions) as db:
+            user = db.scalar(select(User).where(User.email == as_email.strip().lower()))
+            if user is None or not user.active:
+                _fail("--as", f"no active user {as_email!r}")
+            access = Access(actor_for(user), Origin(channel="cli"), db, sessions)
+            alerts = sweep_missed_doses(access, now=datetime.now(tz=UTC))
+            raised = [(a.id, a.title) for a in alerts]
+    except AccessDenied as exc:
+        _fail("--as", f"refused: {exc.reason}")
+    finally:
+        engine.dispose()
+    for alert_id, title in raised:
+        typer.echo(f"alert {alert_id}: {title}")
+    typer.echo(f"{len(raised)} missed-dose alert{'s' if len(raised) != 1 else ''} raised.")

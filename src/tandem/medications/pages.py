@@ -36,9 +36,9 @@ from tandem.medications.safety import screen
 from tandem.patients.chart_tabs import ChartTab, add_tab
 from tandem.patients.pages import chart_page
 from tandem.patients.records import InvalidRecord
-from tandem.patients.service import get_patient, patient_ref
+from tandem.patients.service import NotFound, get_patient, patient_ref
 from tandem.storage.db import utcnow
-from tandem.storage.models import User
+from tandem.storage.models import Patient, Program, User
 from tandem.web.deps import csrf_form, page_access
 from tandem.web.nav import NavItem, add_nav
 from tandem.web.rendering import render
@@ -83,6 +83,16 @@ FIELD_LABELS = {
 
 def _zone(patient: Any) -> ZoneInfo:
     return ZoneInfo(patient.program.time_zone)
+
+
+def _program_zone(access: Access, patient_id: str) -> ZoneInfo:
+    """The time zone a form's times are read in: the patient's program's. Not patient data, so
+    read without the chart (a POST asks the policy in the service, before anything is written)."""
+    zone = access.db.scalar(select(Program.time_zone).join(Patient, Patient.program_id == Program.id)
+                            .where(Patient.id == patient_id))
+    if zone is None:
+        raise NotFound(f"Patient/{patient_id} is not known")
+    return ZoneInfo(zone)
 
 
 def _may(access: Access, permission: Permission, resource_type: str, patient: Any) -> bool:
@@ -216,12 +226,19 @@ def chart_tab(request: Request, patient_id: str, screen: str = "", plan: str = "
         request, access, patient_id, "medications", "medications/chart.html",
         plans=rows, views=views, shown=views.get(shown.id) if shown else None, today=today,
         side_effects=service.list_side_effects(access, patient),
-        alerts=service.open_missed_dose_alerts(access, patient),
+        alerts=_alerts(access, patient),
         may_prescribe=_may(access, Permission.CREATE, service.PLAN, patient),
         may_record_facts=_may(access, Permission.CREATE, service.FACTS, patient),
         may_record=_may(access, Permission.CREATE, service.SIDE_EFFECT, patient),
         **_common(), **context,
     )
+
+
+def _alerts(access: Access, patient: Any) -> list[Any]:
+    """Open missed-dose alerts, for those the policy shows alerts to (not to patients)."""
+    if not _may(access, Permission.SEARCH, "Alert", patient):
+        return []
+    return service.open_missed_dose_alerts(access, patient)
 
 
 def _common() -> dict[str, Any]:
@@ -301,11 +318,11 @@ def facts_form(request: Request, patient_id: str, access: Access = Depends(page_
 @router.post("/patients/{patient_id}/medications/facts")
 async def save_facts(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
     form = await request.form()
-    patient = get_patient(access, patient_id)
+    zone = _program_zone(access, patient_id)
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
     values["taking"] = ",".join(str(v) for v in form.getlist("taking"))
     try:
-        service.record_facts(access, patient_id, _facts_input(form, _zone(patient)))
+        service.record_facts(access, patient_id, _facts_input(form, zone))
         access.db.commit()
     except (MedicationInputError, InvalidRecord) as exc:
         access.db.rollback()
@@ -455,8 +472,7 @@ def plan_page(request: Request, patient_id: str, plan_id: int, all: int = 0, due
 @router.post("/patients/{patient_id}/medications/plans/{plan_id}/doses")
 async def record_dose(request: Request, patient_id: str, plan_id: int, access: Access = Depends(csrf_form)) -> Response:
     form = await request.form()
-    patient = get_patient(access, patient_id)
-    zone = _zone(patient)
+    zone = _program_zone(access, patient_id)
     outcome = str(form.get("outcome", ""))
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
     try:
@@ -491,10 +507,10 @@ async def record_dose(request: Request, patient_id: str, plan_id: int, access: A
 @router.post("/patients/{patient_id}/medications/plans/{plan_id}/stop")
 async def stop_plan(request: Request, patient_id: str, plan_id: int, access: Access = Depends(csrf_form)) -> Response:
     form = await request.form()
-    patient = get_patient(access, patient_id)
+    zone = _program_zone(access, patient_id)
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
     try:
-        stop_on = _date(form, "stop_on", utcnow().astimezone(_zone(patient)).date())
+        stop_on = _date(form, "stop_on", utcnow().astimezone(zone).date())
         assert stop_on is not None
         service.stop_plan(access, patient_id, plan_id, stop_on=stop_on, reason=str(form.get("reason", "")))
         access.db.commit()
@@ -511,13 +527,13 @@ async def stop_plan(request: Request, patient_id: str, plan_id: int, access: Acc
 @router.post("/patients/{patient_id}/medications/side-effects")
 async def record_side_effect(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
     form = await request.form()
-    patient = get_patient(access, patient_id)
+    zone = _program_zone(access, patient_id)
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
     try:
         medication = str(form.get("medication", ""))
         if medication not in medication_ids():
             raise InvalidRecord("medication", "choose the medication suspected")
-        onset = _local_datetime(form, "onset_at", _zone(patient), default=utcnow())
+        onset = _local_datetime(form, "onset_at", zone, default=utcnow())
         assert onset is not None
         plan = str(form.get("plan_id", ""))
         service.record_side_effect(access, patient_id, medication_id=medication, effect=str(form.get("effect", "")),
@@ -537,7 +553,7 @@ async def record_side_effect(request: Request, patient_id: str, access: Access =
             request, access, patient_id, "medications", "medications/chart.html", status_code=422,
             plans=rows, views=views, shown=shown, today=today,
             side_effects=service.list_side_effects(access, patient),
-            alerts=service.open_missed_dose_alerts(access, patient),
+            alerts=_alerts(access, patient),
             may_prescribe=_may(access, Permission.CREATE, service.PLAN, patient),
             may_record_facts=_may(access, Permission.CREATE, service.FACTS, patient),
             may_record=True, side_effect_values=values, error_form="side_effect",

@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from tandem.access.guard import Access
 from tandem.access.policy import PatientRef, Permission, Visibility
@@ -56,7 +57,7 @@ from tandem.medications.storage import (
     SideEffectRow,
 )
 from tandem.patients.records import age_on
-from tandem.patients.service import NotFound, get_patient, patient_ref
+from tandem.patients.service import NotFound, patient_ref
 from tandem.storage.db import utcnow
 from tandem.storage.models import Patient
 
@@ -140,9 +141,21 @@ class FactsInput:
     note: str = ""
 
 
-def _load_patient(access: Access, patient_id: str) -> Patient:
-    """The patient, after the policy allowed reading the chart (audited by get_patient)."""
-    return get_patient(access, patient_id)
+def _load_patient(access: Access, patient_id: str, *wanted: tuple[Permission, str]) -> Patient:
+    """The patient, once the policy allows reading the chart and every `wanted` operation.
+
+    All checks come before anything is written: a refusal is audited in its own session, which
+    must not wait on this one's write (SQLite has one writer)."""
+    patient = access.db.scalar(select(Patient).where(Patient.id == patient_id)
+                               .options(selectinload(Patient.program), selectinload(Patient.identifiers)))
+    if patient is None:
+        raise NotFound(f"Patient/{patient_id} is not known")
+    ref = patient_ref(patient)
+    access.require(Permission.READ, "Patient", ref, resource_id=patient_id)
+    for permission, resource_type in wanted:
+        access.require(permission, resource_type, ref)
+    access.audit("read", resource_type="Patient", resource_id=patient.id, patient_id=patient.id)
+    return patient
 
 
 def kidney_sex(patient: Patient, row: MedicationFactsRow | None) -> str | None:
@@ -269,8 +282,7 @@ def record_facts(access: Access, patient_id: str, values: FactsInput, now: datet
                  ) -> MedicationFactsRow:
     """Save a new version of the patient's screening facts. Impossible values are refused."""
     now = now or utcnow()
-    patient = _load_patient(access, patient_id)
-    access.require(Permission.CREATE, FACTS, patient_ref(patient))
+    patient = _load_patient(access, patient_id, (Permission.CREATE, FACTS))
     _check_facts(values, patient, now)
     row = MedicationFactsRow(
         patient_id=patient.id, program_id=patient.program_id, recorded_at=now,
@@ -414,8 +426,7 @@ def _check_start(start_date: date, patient: Patient, now: datetime) -> None:
 
 def _prescribing(access: Access, patient_id: str, medication_id: str, now: datetime
                  ) -> tuple[Patient, Monograph, MedicationFactsRow | None, RenalResult | None]:
-    patient = _load_patient(access, patient_id)
-    access.require(Permission.CREATE, PLAN, patient_ref(patient))
+    patient = _load_patient(access, patient_id, (Permission.CREATE, PLAN))
     mono = load_monograph(medication_id)
     facts_row = _latest_facts(access, patient.id)
     if facts_row is not None:
@@ -504,11 +515,10 @@ def stop_plan(access: Access, patient_id: str, plan_id: int, *, stop_on: date, r
     """Stop a plan from `stop_on` (no doses that day). A medication that must be tapered is not
     stopped this way once it has started: the refusal says to start a taper."""
     now = now or utcnow()
-    patient = _load_patient(access, patient_id)
+    patient = _load_patient(access, patient_id, (Permission.UPDATE, PLAN))
     row = access.db.get(DosePlanRow, plan_id)
     if row is None or row.patient_id != patient.id:
         raise NotFound(f"MedicationRequest/{plan_id} is not known")
-    access.require(Permission.UPDATE, PLAN, patient_ref(patient), resource_id=str(plan_id))
     today = _today(patient, now)
     if effective_status(row, today) != "active":
         raise ImplausibleValue("plan", f"this plan is already {effective_status(row, today)}")
@@ -650,8 +660,9 @@ def _check_record_time(name: str, when: datetime, now: datetime) -> None:
         raise ImplausibleValue(name, f"doses are recorded within {RECORD_BACK.days} days")
 
 
-def _plan_for_record(access: Access, patient_id: str, plan_id: int) -> tuple[Patient, DosePlanRow]:
-    patient = _load_patient(access, patient_id)
+def _plan_for_record(access: Access, patient_id: str, plan_id: int, *wanted: tuple[Permission, str]
+                     ) -> tuple[Patient, DosePlanRow]:
+    patient = _load_patient(access, patient_id, *wanted)
     row = access.db.get(DosePlanRow, plan_id)
     if row is None or row.patient_id != patient.id:
         raise NotFound(f"MedicationRequest/{plan_id} is not known")
@@ -663,8 +674,7 @@ def record_administration(access: Access, patient_id: str, plan_id: int, *, due_
                           now: datetime | None = None) -> MedicationAdministrationRow:
     """A nurse records a planned dose as given (or not given, with the reason)."""
     now = now or utcnow()
-    patient, row = _plan_for_record(access, patient_id, plan_id)
-    access.require(Permission.CREATE, ADMINISTRATION, patient_ref(patient))
+    patient, row = _plan_for_record(access, patient_id, plan_id, (Permission.CREATE, ADMINISTRATION))
     _check_record_time("administered_at", administered_at, now)
     planned = _planned_dose(row, patient, due_at, now)
     if abs(administered_at - due_at) > GIVEN_WINDOW:
@@ -697,7 +707,9 @@ def record_statement(access: Access, patient_id: str, plan_id: int, *, due_at: d
                      reason: str = "", now: datetime | None = None) -> MedicationStatementRow:
     """The patient reports a planned dose taken or missed. A later report replaces the earlier."""
     now = now or utcnow()
-    patient, row = _plan_for_record(access, patient_id, plan_id)
+    # A report may create or replace one: both permissions are asked before anything is written.
+    patient, row = _plan_for_record(access, patient_id, plan_id, (Permission.CREATE, STATEMENT),
+                                    (Permission.UPDATE, STATEMENT))
     _check_record_time("due_at", due_at, now)
     planned = _planned_dose(row, patient, due_at, now)
     if len(reason) > MAX_NOTE:
@@ -705,7 +717,6 @@ def record_statement(access: Access, patient_id: str, plan_id: int, *, due_at: d
     existing = access.db.scalar(select(MedicationStatementRow).where(
         MedicationStatementRow.dose_plan_id == row.id, MedicationStatementRow.due_at == due_at))
     if existing is None:
-        access.require(Permission.CREATE, STATEMENT, patient_ref(patient))
         statement = MedicationStatementRow(
             patient_id=patient.id, program_id=patient.program_id, dose_plan_id=row.id,
             medication_id=row.medication_id, due_at=due_at, time_slot=planned.planned.time_slot,
@@ -715,7 +726,6 @@ def record_statement(access: Access, patient_id: str, plan_id: int, *, due_at: d
         access.db.add(statement)
         operation = "create"
     else:
-        access.require(Permission.UPDATE, STATEMENT, patient_ref(patient), resource_id=str(existing.id))
         statement = existing
         statement.taken, statement.reason = taken, reason.strip()
         statement.reported_at, statement.recorded_by = now, access.actor.user_id
@@ -808,8 +818,7 @@ def record_side_effect(access: Access, patient_id: str, *, medication_id: str, e
                        onset_at: datetime, detail: str = "", plan_id: int | None = None,
                        now: datetime | None = None) -> SideEffectRow:
     now = now or utcnow()
-    patient = _load_patient(access, patient_id)
-    access.require(Permission.CREATE, SIDE_EFFECT, patient_ref(patient))
+    patient = _load_patient(access, patient_id, (Permission.CREATE, SIDE_EFFECT))
     mono = load_monograph(medication_id)
     if effect not in SIDE_EFFECTS:
         raise ImplausibleValue("effect", f"choose one of {', '.join(SIDE_EFFECTS)}")
