@@ -273,7 +273,8 @@ class Bare:
             word = ask.value
             found = self._rows(
                 SELECT_PATIENT + " WHERE program_id IN (?) AND id IN (SELECT patient_id FROM patient_name_words "
-                "WHERE word >= ? AND word < ?)" + ORDER_PAGE,
+                "WHERE word >= ? AND word < ?)" + ORDER_PAGE.replace("patients.family_lower,",
+                                                                   "patients.family_lower || '',"),
                 [self.program_id, word, word + "\uffff", PAGE + 1])
         page = found[:PAGE]
         self._with_identifiers_and_program(page)

@@ -188,9 +188,13 @@ def _search_statement(access: Access, query: PatientQuery) -> Select[tuple[Patie
 def search_patients(access: Access, query: PatientQuery, query_text: str = "") -> tuple[list[Patient], bool]:
     """A page of patients the actor may see, and whether there are more."""
     access.require(Permission.SEARCH, "Patient")
+    # With a name filter, sort the (few) matches rather than let the planner walk the program's
+    # family-name index hoping to meet matches early: a rare or absent name then scanned every
+    # patient (0.5-1 s at 100,000 on PostgreSQL). `|| ''` keeps that index out of the ORDER BY.
+    family_order = Patient.family_lower.concat("") if query.name else Patient.family_lower
     stmt = (
         _search_statement(access, query)
-        .order_by(Patient.family_lower, Patient.given_lower, Patient.id)
+        .order_by(family_order, Patient.given_lower, Patient.id)
         .offset(query.offset)
         .limit(query.count + 1)
         .options(selectinload(Patient.identifiers), selectinload(Patient.program))
