@@ -187,13 +187,14 @@ def generate(n_patients: int, n_assessments: int, program_id: int, unit_id: int,
         done = [SimpleNamespace(id=aid, total=a.total, assessed_at=when, instrument_id=instrument_id)
                 for aid, a, when in tail]
         service.fill_monitoring(row, protocol, version_id, done, state, now)  # type: ignore[arg-type]
-        monitoring.append((episode_id, pid, program_id, instrument_id, row.last_assessment_id, row.last_total,
-                           row.band_id, row.band_label, row.band_rank, row.last_assessed_at, row.due_at,
-                           row.interval_minutes, row.overdue_alert_at, False, row.may_end, json.dumps(row.trend),
-                           version_id, now))
-    sink("withdrawal_monitoring", ("episode_id", "patient_id", "program_id", "instrument_id", "last_assessment_id",
-                                   "last_total", "band_id", "band_label", "band_rank", "last_assessed_at", "due_at",
-                                   "interval_minutes", "overdue_alert_at", "overdue_alerted", "may_end", "trend",
+        monitoring.append((episode_id, pid, program_id, unit_id, True, now - timedelta(days=9), instrument_id,
+                           row.last_assessment_id, row.last_total, row.band_id, row.band_label, row.band_rank,
+                           row.last_assessed_at, row.due_at, row.interval_minutes, row.overdue_alert_at, False,
+                           row.may_end, json.dumps(row.trend), -1, 0, version_id, now))
+    sink("withdrawal_monitoring", ("episode_id", "patient_id", "program_id", "unit_id", "active", "admitted_at",
+                                   "instrument_id", "last_assessment_id", "last_total", "band_id", "band_label",
+                                   "band_rank", "last_assessed_at", "due_at", "interval_minutes", "overdue_alert_at",
+                                   "overdue_alerted", "may_end", "trend", "alert_rank", "alert_count",
                                    "protocol_version_id", "updated_at"), iter(monitoring))
     alerts = [(pid, program_id, "withdrawal_escalation", "ciwa_severe_band", rng.choice(["high", "critical"]),
                "prescriber", "CIWA-Ar in the severe band (bench)", "", "", now, "")
@@ -214,6 +215,14 @@ OBSERVATIONS_FROM_ASSESSMENTS = {
                    "FROM withdrawal_assessments a UNION ALL SELECT a.id, a.patient_id, a.instrument_id, j.key, "
                    "j.value::int, a.assessed_at FROM withdrawal_assessments a, json_each_text(a.item_values) j"),
 }
+
+
+def refresh_alert_summaries(url: str) -> None:
+    """The census reads each patient's open-alert summary from the monitoring row (one UPDATE)."""
+    engine = make_engine(url)
+    with session_scope(make_sessionmaker(engine)) as db:
+        service.refresh_alerts(db)
+    engine.dispose()
 
 
 def _sqlite_value(value: Any) -> Any:
@@ -241,6 +250,9 @@ def load_sqlite(workdir: str, args: argparse.Namespace, now: datetime) -> World:
             log("  expanding observations")
             conn.execute(OBSERVATIONS_FROM_ASSESSMENTS["sqlite"])
     n_obs = conn.execute("SELECT count(*) FROM withdrawal_observations").fetchone()[0]
+    conn.close()
+    refresh_alert_summaries(url)
+    conn = sqlite3.connect(path)
     conn.execute("ANALYZE")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
@@ -282,6 +294,7 @@ def load_postgres(args: argparse.Namespace, now: datetime) -> World | str:
             cur.execute(OBSERVATIONS_FROM_ASSESSMENTS["postgresql"])
         conn.commit()
         n_obs = cur.execute("SELECT count(*) FROM withdrawal_observations").fetchone()[0]  # type: ignore[index]
+    refresh_alert_summaries(url)
     with psycopg.connect(_libpq(url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
     return World(url, program_id, unit_id, nurse_id, version_id, patients, time.perf_counter() - started, n_rows,
@@ -333,7 +346,7 @@ def time_census(engine: Engine, world: World, runs: int, limit: int | None) -> t
             if i == 3:
                 event.listen(engine, "before_cursor_execute", count)
             started = time.perf_counter()
-            result, counts = service.census_rows(db, world.unit_id, world.program_id, now, limit)
+            result, counts = service.census_rows(db, world.unit_id, now, limit)
             elapsed = time.perf_counter() - started
             if i == 3:
                 event.remove(engine, "before_cursor_execute", count)
@@ -341,14 +354,14 @@ def time_census(engine: Engine, world: World, runs: int, limit: int | None) -> t
             assert counts["in_monitoring"] == len(world.patients)
         if i >= 3:  # three warm-up runs
             timings.append(elapsed)
-    label = f"census (page of {limit})" if limit else "census (all rows)"
+    label = f"census (page of {limit})" if limit else "census (all rows, unpaged)"
     return Timing(label, timings), rows, len(statements)
 
 
 def time_bare(engine: Engine, world: World, runs: int, sqlite_path: str | None, limit: int | None) -> Timing:
     """The census statement the service runs, compiled once, through the bare driver."""
     now = datetime.now(UTC)
-    compiled = service.census_statement(world.unit_id, world.program_id, now, limit).compile(dialect=engine.dialect)
+    compiled = service.census_statement(world.unit_id, now, limit).compile(dialect=engine.dialect)
     sql = str(compiled)
 
     def bind(value: Any) -> Any:  # what the UTCDateTime column type does on the way in

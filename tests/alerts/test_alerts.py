@@ -89,3 +89,14 @@ def test_a_nurse_sees_alerts_but_cannot_acknowledge_and_other_programs_cannot_se
     client.post("/logout", data={"csrf_token": csrf})
     sign_in(client, world.email("nurse_b"), world.passwords["nurse_b"])
     assert f'id="alert-{alert_id}"' not in client.get("/alerts").text
+
+
+def test_a_patient_sees_their_withdrawal_chart_but_not_the_clinicians_alerts(client, sessions, world: World) -> None:
+    admit_to_detox(sessions, world, world.patient_a)
+    _escalate(sessions, world, world.patient_a, 22)
+    sign_in(client, world.email("patient"), world.passwords["patient"])
+    chart = client.get(f"/patients/{world.patient_a}/withdrawal")
+    assert chart.status_code == 200 and ">22<" in chart.text
+    assert "Open alerts" not in chart.text and "Record CIWA-Ar" not in chart.text
+    assert client.get("/alerts").status_code == 403
+    assert client.get(f"/patients/{world.patient_a2}/withdrawal").status_code == 403

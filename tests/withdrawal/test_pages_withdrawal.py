@@ -154,10 +154,12 @@ def test_census_puts_the_most_urgent_on_top_with_one_query(sessions, engine, wor
     _state(sessions, world, names["Soon"], [(9, 1.5)])          # moderate, due in 30 min
     _state(sessions, world, names["Later"], [(9, 0.5)])         # moderate, due in 90 min
     with session_scope(sessions) as db:
+        from tandem.alerts import service as alert_service
         from tandem.alerts.models import Alert
 
-        for alert in db.scalars(select(Alert).where(Alert.patient_id == names["Severe"])):
-            alert.acknowledged_at = utcnow()
+        prescriber = access_for(sessions, db, world, "prescriber")
+        for alert in db.scalars(select(Alert).where(Alert.patient_id == names["Severe"])).all():
+            alert_service.acknowledge(prescriber, alert.id, "seen")
     statements: list[str] = []
 
     def count(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
@@ -166,7 +168,7 @@ def test_census_puts_the_most_urgent_on_top_with_one_query(sessions, engine, wor
     with sessions() as db:
         event.listen(engine, "before_cursor_execute", count)
         try:
-            rows, counts = service.census_rows(db, world.unit_a_detox, world.program_a, utcnow())
+            rows, counts = service.census_rows(db, world.unit_a_detox, utcnow())
         finally:
             event.remove(engine, "before_cursor_execute", count)
     assert len(statements) == 1

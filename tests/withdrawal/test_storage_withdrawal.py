@@ -47,9 +47,9 @@ def test_due_and_overdue_across_spring_forward_in_the_program_zone(sessions, wor
     with sessions() as db:
         row = db.scalar(select(MonitoringRow))
         assert row.due_at == datetime(2024, 3, 10, 8, 30, tzinfo=UTC)
-        before, _ = service.census_rows(db, world.unit_a_detox, world.program_a,
+        before, _ = service.census_rows(db, world.unit_a_detox,
                                      datetime(2024, 3, 10, 4, 29, tzinfo=NEW_YORK))
-        after, _ = service.census_rows(db, world.unit_a_detox, world.program_a,
+        after, _ = service.census_rows(db, world.unit_a_detox,
                                     datetime(2024, 3, 10, 4, 31, tzinfo=NEW_YORK))
     assert not before[0].overdue
     assert after[0].overdue and after[0].overdue_by == timedelta(minutes=1)
@@ -142,22 +142,24 @@ def test_the_census_statement_orders_exactly_as_the_core_census_key(sessions, wo
             db.add(episode)
             db.flush()
             if rng.random() < 0.1:
-                continue  # baseline due
+                continue  # baseline due: the row admission made stays as it is
+            row = db.scalar(select(MonitoringRow).where(MonitoringRow.episode_id == episode.id))
             due = None if rng.random() < 0.1 else now + timedelta(minutes=rng.choice([-90, -30, -1, 5, 30, 30, 120]))
-            db.add(MonitoringRow(
-                episode_id=episode.id, patient_id=patient.id, program_id=world.program_a,
-                instrument_id=rng.choice(["ciwa_ar", "cows"]), last_assessment_id=n, last_total=rng.randint(0, 30),
-                band_rank=rng.choice([-1, 1, 2, 3, 5]), last_assessed_at=now - timedelta(hours=1), due_at=due,
-                interval_minutes=None if due is None else 60, overdue_alerted=False, may_end=False, trend=[],
-                protocol_version_id=version, updated_at=now))
+            row.instrument_id = rng.choice(["ciwa_ar", "cows"])
+            row.last_assessment_id, row.last_total = n, rng.randint(0, 30)
+            row.band_rank = rng.choice([-1, 1, 2, 3, 5])
+            row.last_assessed_at, row.due_at = now - timedelta(hours=1), due
+            row.interval_minutes, row.protocol_version_id = (None if due is None else 60), version
             for _ in range(rng.choice([0, 0, 0, 1, 2])):
                 db.add(Alert(patient_id=patient.id, program_id=world.program_a, kind="k", rule_id="r",
                              severity=rng.choice(["info", "warning", "high", "critical", "medium"]), title="t",
                              detail="", source="", raised_at=now,
                              acknowledged_at=now if rng.random() < 0.3 else None, acknowledgement_note=""))
+        db.flush()
+        service.refresh_alerts(db)
     with sessions() as db:
-        every, counts = service.census_rows(db, world.unit_a_detox, world.program_a, now)
-        pages = [service.census_rows(db, world.unit_a_detox, world.program_a, now, 25, offset)[0]
+        every, counts = service.census_rows(db, world.unit_a_detox, now)
+        pages = [service.census_rows(db, world.unit_a_detox, now, 25, offset)[0]
                  for offset in (0, 25, 50)]
     assert len(every) == counts["in_monitoring"] == 60
     assert [r.sort_key for r in every] == sorted(r.sort_key for r in every)

@@ -51,7 +51,8 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
     # Alerts go to the prescriber on duty: a nurse sees them but does not acknowledge them.
     Role.NURSE: {"*": "crus", "Alert": "rs"},
     Role.COUNSELOR: {"*": "rs"},
-    Role.PATIENT: {"*": "rs"},
+    # Alerts are messages between clinicians about the patient, not part of the patient's view.
+    Role.PATIENT: {"*": "rs", "Alert": ""},
     Role.RESEARCHER: {},
 }
 

@@ -6,11 +6,12 @@ their note. Lists put unacknowledged alerts first, most severe first, newest fir
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import case, select
+from sqlalchemy.orm import Session
 
 from tandem.access.guard import Access
 from tandem.access.policy import PatientRef, Permission
@@ -34,6 +35,22 @@ def severity_rank(severity: str) -> int:
 def severity_rank_sql(column):  # type: ignore[no-untyped-def]
     """The same ladder as a SQL expression, for sorting and aggregating in one query."""
     return case(*((column == name, rank) for name, rank in SEVERITY_RANK.items()), else_=1)
+
+
+# Domains that keep a summary of a patient's open alerts (e.g. the detox census) listen here.
+AlertListener = Callable[[Session, str], None]
+_listeners: list[AlertListener] = []
+
+
+def on_change(listener: AlertListener) -> None:
+    """Call `listener(db, patient_id)` after an alert of that patient is raised or acknowledged."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def _changed(db: Session, patient_id: str) -> None:
+    for listener in _listeners:
+        listener(db, patient_id)
 
 
 def raise_alert(
@@ -64,6 +81,7 @@ def raise_alert(
     access.db.flush()
     access.audit("create", resource_type=RESOURCE, resource_id=str(alert.id), patient_id=patient_id,
                  detail=f"{kind} {rule_id}: {title}"[:2000])
+    _changed(access.db, patient_id)
     return alert
 
 
@@ -140,4 +158,5 @@ def acknowledge(access: Access, alert_id: int, note: str, now: datetime | None =
     access.db.flush()
     access.audit("update", resource_type=RESOURCE, resource_id=str(alert.id), patient_id=alert.patient_id,
                  detail=f"acknowledged: {note}"[:2000])
+    _changed(access.db, alert.patient_id)
     return alert

@@ -34,6 +34,7 @@ from tandem.withdrawal.monitoring import ScoredAssessment, evaluate, reassessmen
 from tandem.withdrawal.prn import dose_range
 from tandem.withdrawal.protocol import OverdueRule, Protocol, protocol_from_mapping
 from tandem.withdrawal.storage import (
+    BASELINE,
     AssessmentRow,
     MonitoringRow,
     ObservationRow,
@@ -143,6 +144,10 @@ def detox_assessments(db: Session, world: DemoWorld) -> None:
     observations: list[dict[str, Any]] = []
     doses: list[dict[str, Any]] = []
     alerts: list[dict[str, Any]] = []
+    # Admission made each episode's baseline monitoring row; the first assessment turns it into
+    # the instrument's row.
+    baselines = {m.episode_id: m for m in db.scalars(select(MonitoringRow).where(
+        MonitoringRow.unit_id == detox.id, MonitoringRow.instrument_id == BASELINE))}
     for plan in plans:
         if not plan.rows:
             continue
@@ -151,11 +156,13 @@ def detox_assessments(db: Session, world: DemoWorld) -> None:
                               "code": code, "value": value, "effective_at": a["assessed_at"]}
                              for code, value in (("total", a["total"]), *a["item_values"].items())]
         doses += _doses(plan, protocol, rng, nurse_id)
-        alerts += _escalations(db, plan, protocol, now, prescriber.id if prescriber else None)
+        alerts += _escalations(db, plan, protocol, now, prescriber.id if prescriber else None,
+                              baselines.get(plan.episode.id))
     for table, values in ((ObservationRow, observations), (MedicationAdministrationRow, doses), (Alert, alerts)):
         if values:
             db.execute(insert(table), values)
     db.flush()
+    service.refresh_alerts(db)  # the census's open-alert summary, for every patient at once
 
 
 def _trajectory(plan: _Plan, protocol: Protocol, rng: random.Random, now: datetime, nurse_id: int | None,
@@ -227,8 +234,8 @@ def _doses(plan: _Plan, protocol: Protocol, rng: random.Random, nurse_id: int | 
     return doses
 
 
-def _escalations(db: Session, plan: _Plan, protocol: Protocol, now: datetime,
-                 prescriber_id: int | None) -> list[dict[str, Any]]:
+def _escalations(db: Session, plan: _Plan, protocol: Protocol, now: datetime, prescriber_id: int | None,
+                 monitoring: MonitoringRow | None) -> list[dict[str, Any]]:
     """Alerts for the escalations each assessment fired, acknowledged by the prescriber when more
     than two hours old so the recent ones are open; and the monitoring row of the final state."""
     inst = plan.instrument
@@ -259,12 +266,15 @@ def _escalations(db: Session, plan: _Plan, protocol: Protocol, now: datetime,
             })
     assert state is not None
     done = [SimpleNamespace(id=aid, **a) for aid, a in zip(plan.ids, plan.rows, strict=True)]
-    monitoring = MonitoringRow(episode_id=plan.episode.id, patient_id=plan.patient.id,
-                               program_id=plan.patient.program_id, instrument_id=inst.id)
+    if monitoring is None:
+        monitoring = MonitoringRow(episode_id=plan.episode.id, patient_id=plan.patient.id,
+                                   program_id=plan.patient.program_id, unit_id=plan.episode.unit_id, active=True,
+                                   admitted_at=plan.episode.phase_started_at, alert_rank=-1, alert_count=0)
+        db.add(monitoring)
+    monitoring.instrument_id = inst.id
     service.fill_monitoring(monitoring, protocol, plan.rows[-1]["protocol_version_id"], done,  # type: ignore[arg-type]
                             state, now)
     monitoring.overdue_alerted = any(isinstance(rules.get(e.rule_id), OverdueRule) for e in state.escalations)
-    db.add(monitoring)
     return alerts
 
 

@@ -463,13 +463,13 @@ def _may_end(
     if rule.consecutive is not None and len(run) < rule.consecutive:
         missing.append(f"{len(run)} of {rule.consecutive} consecutive assessments")
     if rule.for_hours is not None and span < timedelta(hours=rule.for_hours):
-        missing.append(f"{hours:g} of {rule.for_hours:g} h")
+        missing.append(f"{round(hours, 1):g} of {rule.for_hours:g} h")
     if missing:
         return False, f"below {rule.below_total} so far: " + ", ".join(missing)
     if any(not e.acknowledged for e in escalations):
         return False, "stop rule met, but there are unacknowledged escalations"
     return True, (
-        f"every total below {rule.below_total} for {hours:g} h over {len(run)} assessments "
+        f"every total below {rule.below_total} for {round(hours, 1):g} h over {len(run)} assessments "
         f"(since {_local_text(run[0].scored_at, protocol)})"
     )
 

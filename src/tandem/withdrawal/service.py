@@ -21,7 +21,7 @@ from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from tandem.access.guard import Access
-from tandem.access.policy import PatientRef, Permission
+from tandem.access.policy import PatientRef, Permission, decide
 from tandem.alerts import service as alerts
 from tandem.alerts.models import Alert
 from tandem.instruments.engine import get_instrument, score
@@ -50,6 +50,7 @@ from tandem.withdrawal.protocol import (
     protocol_from_mapping,
 )
 from tandem.withdrawal.storage import (
+    BASELINE,
     AssessmentRow,
     MonitoringRow,
     ObservationRow,
@@ -369,13 +370,39 @@ def save_assessment(
 def _write_monitoring(db: Session, episode: Episode, protocol: Protocol, version_id: int,
                       series: Sequence[AssessmentRow], state: MonitoringState, now: datetime) -> None:
     latest = series[-1]
-    monitoring = db.scalar(select(MonitoringRow).where(MonitoringRow.episode_id == episode.id,
-                                                       MonitoringRow.instrument_id == latest.instrument_id))
+    rows = {r.instrument_id: r for r in db.scalars(select(MonitoringRow).where(
+        MonitoringRow.episode_id == episode.id,
+        MonitoringRow.instrument_id.in_([latest.instrument_id, BASELINE])))}
+    monitoring = rows.get(latest.instrument_id) or rows.get(BASELINE)
     if monitoring is None:
         monitoring = MonitoringRow(episode_id=episode.id, patient_id=episode.patient_id,
-                                   program_id=episode.program_id, instrument_id=latest.instrument_id)
+                                   program_id=episode.program_id, alert_rank=-1, alert_count=0)
         db.add(monitoring)
+    monitoring.instrument_id = latest.instrument_id  # the baseline row becomes this instrument's
+    monitoring.unit_id = episode.unit_id
+    monitoring.active = episode.phase == "detox" and episode.discharged_at is None
+    monitoring.admitted_at = episode.phase_started_at
     fill_monitoring(monitoring, protocol, version_id, series, state, now)
+    db.flush()
+    refresh_alerts(db, episode.patient_id)
+
+
+def refresh_alerts(db: Session, patient_id: str | None = None) -> None:
+    """Copy the open-alert summary (count, most severe) onto the patient's monitoring rows, or
+    onto every monitoring row when `patient_id` is None (after a bulk load). One statement."""
+    m = MonitoringRow
+    open_alerts = and_(Alert.patient_id == m.patient_id, Alert.acknowledged_at.is_(None))
+    stmt = update(m).values(
+        alert_count=select(func.count()).where(open_alerts).scalar_subquery(),
+        alert_rank=func.coalesce(
+            select(func.max(alerts.severity_rank_sql(Alert.severity))).where(open_alerts).scalar_subquery(), -1),
+    )
+    if patient_id is not None:
+        stmt = stmt.where(m.patient_id == patient_id)
+    db.execute(stmt.execution_options(synchronize_session=False))
+
+
+alerts.on_change(refresh_alerts)
 
 
 def overdue_rule_minutes(protocol: Protocol, instrument_id: str) -> int | None:
@@ -579,7 +606,8 @@ def withdrawal_chart(access: Access, patient: Patient, now: datetime | None = No
         select(User.id, User.display_name).where(User.id.in_(
             {d.performer_id for d in doses} | {a.recorded_by for v in views for a in v.assessments
                                                 if a.recorded_by is not None}))).all())
-    open_alerts = alerts.open_alerts_for_patient(access, patient)
+    may_see_alerts = decide(access.actor, Permission.SEARCH, alerts.RESOURCE, ref)
+    open_alerts = alerts.open_alerts_for_patient(access, patient) if may_see_alerts else []
     access.audit("search", resource_type=QR, patient_id=patient.id, query="withdrawal chart")
     return WithdrawalChart(patient, episode, current, context_row, flags, views, doses, performers,
                            open_alerts, patient.program.time_zone)
@@ -593,7 +621,7 @@ class CensusRow:
     name: str
     episode_id: int
     admitted_at: datetime
-    instrument_id: str | None
+    instrument_id: str | None  # None: no assessment yet, the baseline is due
     total: int | None
     band_id: str | None
     band_label: str | None
@@ -608,7 +636,7 @@ class CensusRow:
     alert_count: int
     alert_rank: int | None
     may_end: bool
-    monitoring_id: int | None
+    monitoring_id: int
 
     @property
     def overdue(self) -> bool:
@@ -621,8 +649,7 @@ class CensusRow:
     @property
     def sort_key(self) -> tuple[Any, ...]:
         """The monitoring core's census key, then the tie-break the census statement uses."""
-        return (census_key(self.alert_rank, self.overdue_by, self.band_rank, self.due_at), self.episode_id,
-                self.instrument_id or "")
+        return census_key(self.alert_rank, self.overdue_by, self.band_rank, self.due_at), self.monitoring_id
 
 
 @dataclass
@@ -648,89 +675,71 @@ def detox_units(access: Access) -> list[Unit]:
         .order_by(Unit.program_id, Unit.name)))
 
 
-def census_statement(unit_id: int, program_id: int, now: datetime, limit: int | None = None,
+def census_statement(unit_id: int, now: datetime, limit: int | None = None,
                      offset: int = 0):  # type: ignore[no-untyped-def]
-    """The census as ONE statement: the unit's open detox episodes, most urgent first, with their
-    monitoring rows, context and open-alert summary, and the unit's counts. No query per patient.
+    """The census as ONE statement: a page of the unit's monitoring rows, most urgent first,
+    joined to names and context, with the unit's counts. No query per patient.
 
-    The order is the monitoring core's `census_key` written in SQL (a test holds the two equal):
-    unacknowledged alerts (most severe first), then overdue (longest first), then highest band,
-    then soonest due, an unset due time first. The sort keys of every patient of the unit come
-    from a covering index into one materialised set; only the page is joined to names and context.
+    The order is the monitoring core's `census_key` written in SQL (a randomized test holds the
+    two equal): unacknowledged alerts (most severe first), then overdue (longest first), then
+    highest band, then soonest due with an unset due time first. Every key is a column of the
+    monitoring row, so the database sorts the unit from one covering index
+    (`ix_withdrawal_monitoring_unit`) and joins only the page.
     """
     m, c = MonitoringRow, WithdrawalContextRow
-    open_alerts = (
-        select(Alert.patient_id.label("patient_id"), func.count().label("n"),
-               func.max(alerts.severity_rank_sql(Alert.severity)).label("rank"))
-        .where(Alert.program_id == program_id, Alert.acknowledged_at.is_(None))
-        .group_by(Alert.patient_id)
-        .subquery("open_alerts")
+    overdue = m.due_at < now
+    in_unit = and_(m.unit_id == unit_id, m.active.is_(True))
+    page = (
+        select(m.id.label("id"))
+        .where(in_unit)
+        .order_by(m.alert_rank.desc(), case((overdue, 0), else_=1), case((overdue, m.due_at), else_=None),
+                  m.band_rank.desc(), case((m.due_at.is_(None), 0), else_=1), m.due_at, m.id)
+        .limit(limit)
+        .offset(offset)
+        .subquery("page")
     )
-    # No assessment yet: the baseline has been due since admission.
-    due = case((m.id.is_(None), Episode.admitted_at), else_=m.due_at)
-    keyed = (
-        select(
-            Episode.id.label("episode_id"), Episode.patient_id.label("patient_id"),
-            Episode.admitted_at.label("admitted_at"), m.id.label("monitoring_id"),
-            func.coalesce(m.instrument_id, "").label("instrument_key"), due.label("due"),
-            open_alerts.c.n.label("alerts"), open_alerts.c.rank.label("alert_rank"),
-            func.coalesce(open_alerts.c.rank, -1).label("k_alert"),
-            case((due < now, 0), else_=1).label("k_overdue"),
-            func.coalesce(m.band_rank, -1).label("k_band"),
-        )
-        .select_from(Episode)
-        .outerjoin(m, m.episode_id == Episode.id)
-        .outerjoin(open_alerts, open_alerts.c.patient_id == Episode.patient_id)
-        .where(Episode.unit_id == unit_id, Episode.discharged_at.is_(None), Episode.phase == "detox")
-        .cte("keyed")
-        .prefix_with("MATERIALIZED")
-    )
-    k = keyed.c
 
-    def order(cols):  # type: ignore[no-untyped-def]
-        return (cols.k_alert.desc(), cols.k_overdue, case((cols.k_overdue == 0, cols.due), else_=None),
-                cols.k_band.desc(), case((cols.due.is_(None), 0), else_=1), cols.due, cols.episode_id,
-                cols.instrument_key)
+    def count(*where):  # type: ignore[no-untyped-def]
+        return select(func.count()).select_from(m).where(in_unit, *where).scalar_subquery()
 
-    page = select(keyed).order_by(*order(k)).limit(limit).offset(offset).subquery("page")
-    p = page.c
     return (
         select(
-            p.episode_id, p.patient_id, p.admitted_at, Patient.family, Patient.given,
-            p.monitoring_id, m.instrument_id, m.last_total, m.band_id, m.band_label, m.band_rank,
-            m.last_assessed_at, p.due, m.interval_minutes, m.trend, m.may_end,
+            m.id, m.episode_id, m.patient_id, m.admitted_at, Patient.family, Patient.given, m.instrument_id,
+            m.last_total, m.band_id, m.band_label, m.band_rank, m.last_assessed_at, m.due_at,
+            m.interval_minutes, m.trend, m.may_end, m.alert_count, m.alert_rank,
             c.substance, c.history_withdrawal_seizures, c.history_delirium_tremens,
-            p.alerts, p.alert_rank,
-            select(func.count()).select_from(keyed).scalar_subquery().label("in_monitoring"),
-            select(func.count()).select_from(keyed).where(k.k_overdue == 0).scalar_subquery().label("overdue"),
-            select(func.count(k.alerts)).select_from(keyed).scalar_subquery().label("alert_rows"),
+            count().label("in_monitoring"), count(overdue).label("overdue"),
+            count(m.alert_rank >= 0).label("alert_rows"),
         )
         .select_from(page)
-        .join(Patient, Patient.id == p.patient_id)
-        .outerjoin(m, m.id == p.monitoring_id)
-        .outerjoin(c, c.episode_id == p.episode_id)
-        .order_by(*order(p))
+        .join(m, m.id == page.c.id)
+        .join(Patient, Patient.id == m.patient_id)
+        .outerjoin(c, c.episode_id == m.episode_id)
+        .order_by(m.alert_rank.desc(), case((overdue, 0), else_=1), case((overdue, m.due_at), else_=None),
+                  m.band_rank.desc(), case((m.due_at.is_(None), 0), else_=1), m.due_at, m.id)
     )
 
 
-def census_rows(db: Session, unit_id: int, program_id: int, now: datetime, limit: int | None = None,
+def census_rows(db: Session, unit_id: int, now: datetime, limit: int | None = None,
                 offset: int = 0) -> tuple[list[CensusRow], dict[str, int]]:
     """One page of the census (every row when `limit` is None) and the unit's counts."""
     rows: list[CensusRow] = []
     counts = {"in_monitoring": 0, "overdue_count": 0, "alert_rows": 0}
-    for (episode_id, patient_id, admitted_at, family, given, monitoring_id, instrument_id, total, band_id,
-         band_label, band_rank, assessed_at, due_at, interval, trend, may_end, substance, seizures, dts,
-         n_alerts, alert_rank, in_monitoring, overdue_count, alert_rows) in db.execute(
-            census_statement(unit_id, program_id, now, limit, offset)):
+    for (monitoring_id, episode_id, patient_id, admitted_at, family, given, instrument_id, total, band_id,
+         band_label, band_rank, assessed_at, due_at, interval, trend, may_end, n_alerts, alert_rank,
+         substance, seizures, dts, in_monitoring, overdue_count, alert_rows) in db.execute(
+            census_statement(unit_id, now, limit, offset)):
         counts = {"in_monitoring": in_monitoring, "overdue_count": overdue_count, "alert_rows": alert_rows}
+        baseline = instrument_id == BASELINE
         rows.append(CensusRow(
             patient_id=patient_id, name=f"{family.upper()}, {given}".strip(", "), episode_id=episode_id,
-            admitted_at=admitted_at, instrument_id=instrument_id, total=total, band_id=band_id,
-            band_label=band_label, band_rank=band_rank if band_rank is not None else -1,
-            assessed_at=assessed_at, due_at=due_at, interval_set=instrument_id is None or interval is not None,
+            admitted_at=admitted_at, instrument_id=None if baseline else instrument_id, total=total,
+            band_id=band_id, band_label=band_label, band_rank=band_rank, assessed_at=assessed_at, due_at=due_at,
+            interval_set=baseline or interval is not None,
             overdue_by=now - due_at if due_at is not None and due_at < now else None, trend=trend or [],
-            substance=substance, seizure_or_dt_history=bool(seizures or dts), alert_count=n_alerts or 0,
-            alert_rank=alert_rank, may_end=bool(may_end), monitoring_id=monitoring_id,
+            substance=substance, seizure_or_dt_history=bool(seizures or dts), alert_count=n_alerts,
+            alert_rank=alert_rank if alert_rank >= 0 else None, may_end=bool(may_end),
+            monitoring_id=monitoring_id,
         ))
     return rows, counts
 
@@ -749,8 +758,7 @@ def census(access: Access, unit_id: int, now: datetime | None = None, query_text
     assert program is not None
     raise_overdue(access, unit.id, now)
     page = max(1, page)
-    rows, counts = census_rows(access.db, unit.id, unit.program_id, now, page_size,
-                               (page - 1) * page_size if page_size else 0)
+    rows, counts = census_rows(access.db, unit.id, now, page_size, (page - 1) * page_size if page_size else 0)
     access.audit("search", resource_type=QR, query=query_text or f"census unit={unit.id}")
     return Census(unit, program, rows, now, page=page, page_size=page_size, **counts)
 
@@ -760,13 +768,12 @@ def raise_overdue(access: Access, unit_id: int, now: datetime) -> list[Alert]:
     once per assessment (one indexed statement finds them; usually there is nothing to do)."""
     due = access.db.scalars(
         select(MonitoringRow)
-        .join(Episode, Episode.id == MonitoringRow.episode_id)
         .where(MonitoringRow.overdue_alerted.is_(False), MonitoringRow.overdue_alert_at <= now,
-               Episode.unit_id == unit_id, Episode.discharged_at.is_(None))).all()
+               MonitoringRow.unit_id == unit_id, MonitoringRow.active.is_(True))).all()
     raised = []
     for monitoring in due:
         monitoring.overdue_alerted = True
-        if monitoring.due_at is None:
+        if monitoring.due_at is None or monitoring.protocol_version_id is None:
             continue
         protocol = protocol_version(access.db, monitoring.protocol_version_id)
         rule = next((r for r in protocol.instrument(monitoring.instrument_id).escalations

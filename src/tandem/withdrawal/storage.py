@@ -13,17 +13,22 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    Connection,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    event,
+    insert,
+    select,
+    update,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tandem.storage.db import UTCDateTime, utcnow
-from tandem.storage.models import Base
+from tandem.storage.models import Base, Episode
 
 
 class ProtocolVersionRow(Base):
@@ -78,7 +83,10 @@ class AssessmentRow(Base):
     """One scored withdrawal assessment (a QuestionnaireResponse), under one protocol version."""
 
     __tablename__ = "withdrawal_assessments"
-    __table_args__ = (Index("ix_withdrawal_assessments_patient_at", "patient_id", "assessed_at"),)
+    __table_args__ = (
+        Index("ix_withdrawal_assessments_patient_at", "patient_id", "assessed_at"),
+        Index("ix_withdrawal_assessments_episode", "episode_id", "instrument_id", "assessed_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id", ondelete="RESTRICT"))
@@ -131,13 +139,18 @@ class ObservationRow(Base):
 
 class MonitoringRow(Base):
     """Where one episode's monitoring on one instrument stands, rewritten on every save, so the
-    census reads one row per patient instead of each patient's history."""
+    census reads one row per patient from this table alone instead of each patient's history.
+
+    A detox admission starts with a baseline row (`instrument_id` "", due since admission; see
+    `keep_in_step_with_episodes`); the first assessment turns it into that instrument's row.
+    `alert_rank`/`alert_count` summarise the patient's open alerts (kept by `refresh_alerts`).
+    """
 
     __tablename__ = "withdrawal_monitoring"
     __table_args__ = (
         UniqueConstraint("episode_id", "instrument_id"),
-        # The census sorts on these for every patient of the unit: read them from the index alone.
-        Index("ix_withdrawal_monitoring_census", "episode_id", "id", "due_at", "band_rank"),
+        # The census orders every patient of a unit on these: read them from the index alone.
+        Index("ix_withdrawal_monitoring_unit", "unit_id", "active", "alert_rank", "due_at", "band_rank", "id"),
         Index("ix_withdrawal_monitoring_overdue", "overdue_alerted", "overdue_alert_at"),
     )
 
@@ -145,13 +158,18 @@ class MonitoringRow(Base):
     episode_id: Mapped[int] = mapped_column(ForeignKey("episodes.id", ondelete="RESTRICT"))
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id", ondelete="RESTRICT"), index=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="RESTRICT"))
-    instrument_id: Mapped[str] = mapped_column(String(40))
-    last_assessment_id: Mapped[int] = mapped_column(Integer)
-    last_total: Mapped[int] = mapped_column(Integer)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)  # the episode is open and in detox
+    admitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    instrument_id: Mapped[str] = mapped_column(String(40))  # "" until the first assessment
+    last_assessment_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_total: Mapped[int | None] = mapped_column(Integer, nullable=True)
     band_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     band_label: Mapped[str | None] = mapped_column(String(80), nullable=True)
     band_rank: Mapped[int] = mapped_column(Integer, default=-1)
-    last_assessed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_assessed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When the next assessment is due: the admission for the baseline; None when the protocol
+    # sets no interval for the latest score.
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     interval_minutes: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # When an overdue reassessment escalates (the protocol's overdue rule), and whether it has.
@@ -160,7 +178,38 @@ class MonitoringRow(Base):
     may_end: Mapped[bool] = mapped_column(Boolean, default=False)
     # The latest totals, oldest first, as [[minutes since epoch, total], ...] for the sparkline.
     trend: Mapped[list[list[int]]] = mapped_column(JSON, default=list)
-    protocol_version_id: Mapped[int] = mapped_column(
-        ForeignKey("withdrawal_protocol_versions.id", ondelete="RESTRICT")
+    alert_rank: Mapped[int] = mapped_column(Integer, default=-1)  # most severe open alert, -1 none
+    alert_count: Mapped[int] = mapped_column(Integer, default=0)
+    protocol_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("withdrawal_protocol_versions.id", ondelete="RESTRICT"), nullable=True
     )
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+BASELINE = ""  # instrument_id of a monitoring row before the first assessment
+
+
+@event.listens_for(Episode, "after_insert")
+def _episode_admitted(_mapper: Any, connection: Connection, episode: Episode) -> None:
+    if episode.phase == "detox" and episode.discharged_at is None:
+        _baseline(connection, episode)
+
+
+@event.listens_for(Episode, "after_update")
+def _episode_changed(_mapper: Any, connection: Connection, episode: Episode) -> None:
+    """Keep the census in step with the episode: a discharge or a move out of detox ends the
+    monitoring rows; a move into detox starts a baseline; a change of unit moves them."""
+    in_detox = episode.phase == "detox" and episode.discharged_at is None
+    table = MonitoringRow.__table__
+    connection.execute(update(table).where(table.c.episode_id == episode.id)
+                       .values(active=in_detox, unit_id=episode.unit_id))
+    if in_detox and connection.execute(select(table.c.id).where(table.c.episode_id == episode.id)).first() is None:
+        _baseline(connection, episode)
+
+
+def _baseline(connection: Connection, episode: Episode) -> None:
+    connection.execute(insert(MonitoringRow.__table__).values(
+        episode_id=episode.id, patient_id=episode.patient_id, program_id=episode.program_id,
+        unit_id=episode.unit_id, active=True, admitted_at=episode.phase_started_at or episode.admitted_at,
+        instrument_id=BASELINE, band_rank=-1, due_at=episode.phase_started_at or episode.admitted_at,
+        overdue_alerted=False, may_end=False, trend=[], alert_rank=-1, alert_count=0, updated_at=utcnow()))

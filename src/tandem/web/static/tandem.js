@@ -14,8 +14,12 @@ document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-refresh]").forEach((region) => {
     const every = Number(region.dataset.every || 30) * 1000;
     setInterval(async () => {
+      // Never pull the page from under a keyboard user: wait while focus is inside the region.
+      if (region.contains(document.activeElement)) return;
       try {
         const response = await fetch(region.dataset.refresh, { headers: { "X-Fragment": "1" } });
+        // Signed out meanwhile (the fetch followed the redirect to the sign-in page): go there.
+        if (response.redirected) { window.location.assign(response.url); return; }
         if (response.ok) region.innerHTML = await response.text();
       } catch (error) { /* keep the last good view; the next tick tries again */ }
     }, every);
