@@ -178,6 +178,9 @@ def world(sessions: sessionmaker[Session]) -> World:
                                  w.patient_a if role == "patient" else None)
         w.passwords["nurse_b"] = "pw-nurse-b-0123456789"
         accounts.create_user(db, w.email("nurse_b"), "Nurse B", "nurse", w.passwords["nurse_b"], [b.id])
+        w.passwords["prescriber_b"] = "pw-prescriber-b-0123456789"
+        accounts.create_user(db, w.email("prescriber_b"), "Prescriber B", "prescriber", w.passwords["prescriber_b"],
+                             [b.id])
         w.passwords["patient2"] = "pw-patient2-0123456789"
         accounts.create_user(db, w.email("patient2"), "Patient Two", "patient", w.passwords["patient2"], [a.id],
                              w.patient_a2)

@@ -125,3 +125,13 @@ def test_scopes_parse(text: str, context: str, rtype: str, perms: str) -> None:
 def test_bad_scopes_are_refused(text: str) -> None:
     with pytest.raises(ScopeError):
         parse_scope(text)
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_only_prescribers_prescribe(role: Role) -> None:
+    who = actor(role, patient_id="p-own")
+    may = decide(who, Permission.CREATE, "MedicationRequest", OWN_PATIENT)
+    assert bool(may) is (role is Role.PRESCRIBER)
+    assert bool(decide(who, Permission.UPDATE, "MedicationRequest", OWN_PATIENT)) is (role is Role.PRESCRIBER)
+    # Everyone with chart access still reads the plan.
+    assert bool(decide(who, Permission.READ, "MedicationRequest", OWN_PATIENT)) is (role is not Role.RESEARCHER)

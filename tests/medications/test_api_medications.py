@@ -180,11 +180,11 @@ def test_kidney_function_on_record_bounds_a_posted_plan(client, sessions, world:
 
 
 def test_policy_other_program_and_patients(client, sessions, world: World) -> None:
-    nurse = make_token(sessions, world.email("nurse"), "user/*.cruds")
+    nurse = make_token(sessions, world.email("prescriber"), "user/*.cruds")  # a prescriber of program A
     refused = client.post("/fhir/MedicationRequest", json=titration_body(world.patient_b), headers=auth(nurse))
     assert refused.status_code == 403 and refused.json()["resourceType"] == "OperationOutcome"
     assert plans(sessions) == 0
-    nurse_b = make_token(sessions, world.email("nurse_b"), "user/*.cruds")
+    nurse_b = make_token(sessions, world.email("prescriber_b"), "user/*.cruds")
     own_b = client.post("/fhir/MedicationRequest", json=titration_body(world.patient_b), headers=auth(nurse_b))
     assert own_b.status_code == 201
     b_id = own_b.json()["id"]
@@ -206,12 +206,19 @@ def test_policy_other_program_and_patients(client, sessions, world: World) -> No
     assert client.post("/fhir/MedicationRequest", json=titration_body(world.patient_a),
                        headers=auth(read_only)).status_code == 403
     assert plans(sessions) == 3
+    # Prescribing is the prescriber's: a nurse and an administrator may read plans, not write them.
+    for role in ("nurse", "admin"):
+        token = make_token(sessions, world.email(role), "user/*.cruds")
+        refused = client.post("/fhir/MedicationRequest", json=titration_body(world.patient_a), headers=auth(token))
+        assert refused.status_code == 403, role
+        assert client.get(f"/fhir/MedicationRequest/{mine['id']}", headers=auth(token)).status_code == 200
+    assert plans(sessions) == 3
 
 
 def _seed_records(sessions, world: World) -> int:  # type: ignore[no-untyped-def]
-    """A plan from yesterday for patient A (3 reports, a nurse dose, 2 side effects) and one for A2."""
+    """A plan from yesterday for patient A (3 reports, a dose given, 2 side effects) and one for A2."""
     with sessions() as db:
-        access = access_for(db, sessions, world.email("nurse"))
+        access = access_for(db, sessions, world.email("prescriber"))
         row = service.create_titration(access, world.patient_a, "baclofen", start="5mg-tid", step_mg=5,
                                        every_days=3, target="20mg-tid", start_date=TODAY - timedelta(days=1), now=NOW)
         patient = get_patient(access, world.patient_a)

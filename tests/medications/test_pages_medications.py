@@ -174,7 +174,7 @@ def test_taper_replaces_the_plan_and_stopping_at_once_is_refused(client, session
 
 
 def test_doses_given_and_taken_give_adherence_and_a_missed_run_alerts(client, sessions, world: World) -> None:
-    csrf = sign_in(client, world.email("nurse"), world.passwords["nurse"])
+    csrf = sign_in(client, world.email("prescriber"), world.passwords["prescriber"])
     base = f"/patients/{world.patient_a}/medications"
     yesterday = (utcnow().astimezone(NY).date() - timedelta(days=1)).isoformat()
     created = client.post(f"{base}/plans", data=_titration(csrf, start_date=yesterday))
@@ -242,7 +242,7 @@ def test_policy_on_the_pages(client, sessions, world: World) -> None:
 
 
 def test_a_late_dose_given_after_midnight_counts_for_its_planned_dose(client, sessions, world: World) -> None:
-    csrf = sign_in(client, world.email("nurse"), world.passwords["nurse"])
+    csrf = sign_in(client, world.email("prescriber"), world.passwords["prescriber"])
     base = f"/patients/{world.patient_a}/medications"
     yesterday = NOW.date() - timedelta(days=1)
     created = client.post(f"{base}/plans", data=_titration(csrf, start_date=yesterday.isoformat()))

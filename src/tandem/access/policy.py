@@ -46,10 +46,11 @@ ROLE_LABELS: dict[Role, str] = {
 # Researchers see no identified record: they work from de-identified outcomes.
 # Patients see only their own record. Nobody deletes a clinical record.
 ROLE_GRANTS: dict[Role, dict[str, str]] = {
-    Role.ADMIN: {"*": "crus"},
+    # Prescribing (a MedicationRequest: a titration, taper or fixed-dose plan) is the prescriber's.
+    Role.ADMIN: {"*": "crus", "MedicationRequest": "rs"},
     Role.PRESCRIBER: {"*": "crus"},
     # Alerts go to the prescriber on duty: a nurse sees them but does not acknowledge them.
-    Role.NURSE: {"*": "crus", "Alert": "rs"},
+    Role.NURSE: {"*": "crus", "Alert": "rs", "MedicationRequest": "rs"},
     Role.COUNSELOR: {"*": "rs"},
     # Alerts are messages between clinicians about the patient, not part of the patient's view.
     Role.PATIENT: {"*": "rs", "Alert": ""},
@@ -58,8 +59,9 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
 
 ROLE_DUTIES: dict[Role, str] = {
     Role.ADMIN: "Manages users, roles and programs; reads the audit trail; full chart access in own programs.",
-    Role.PRESCRIBER: "Reads and writes charts of patients in own programs; receives escalations.",
-    Role.NURSE: "Registers patients, records assessments and doses in own programs.",
+    Role.PRESCRIBER: "Reads and writes charts of patients in own programs; prescribes (dose plans); "
+    "receives escalations.",
+    Role.NURSE: "Registers patients, records assessments and doses given in own programs; does not prescribe.",
     Role.COUNSELOR: "Reads charts of patients in own programs.",
     Role.PATIENT: "Reads own record only.",
     Role.RESEARCHER: "No identified patient records; program-level outcomes only.",
