@@ -40,6 +40,7 @@ from tandem.patients.service import NotFound, get_patient, patient_ref
 from tandem.storage.db import utcnow
 from tandem.storage.models import Patient, Program, User
 from tandem.web.deps import csrf_form, page_access
+from tandem.web.forms import local_datetime
 from tandem.web.nav import NavItem, add_nav
 from tandem.web.rendering import render
 
@@ -135,14 +136,8 @@ def _date(form: Any, name: str, default: date | None = None) -> date | None:
 
 
 def _local_datetime(form: Any, name: str, zone: ZoneInfo, default: datetime | None = None) -> datetime | None:
-    raw = str(form.get(name, "")).strip()
-    if not raw:
-        return default
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise InvalidRecord(name, "enter a date and time") from None
-    return value.replace(tzinfo=zone) if value.tzinfo is None else value
+    value = local_datetime(str(form.get(name, "")), zone, name, required=False)
+    return default if value is None else value
 
 
 def _dose_text(form: Any, mg_name: str, freq_name: str) -> str:

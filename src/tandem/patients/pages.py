@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
@@ -28,6 +27,7 @@ from tandem.patients.records import (
 from tandem.storage.db import utcnow
 from tandem.storage.models import Patient, Program, Unit
 from tandem.web.deps import csrf_form, page_access
+from tandem.web.forms import local_datetime
 from tandem.web.rendering import render
 
 router = APIRouter(include_in_schema=False)
@@ -170,16 +170,6 @@ async def save_edit(request: Request, patient_id: str, access: Access = Depends(
     return RedirectResponse(f"/patients/{patient_id}?flash=saved", status_code=303)
 
 
-def _local_datetime(text: str, zone: str, field: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidRecord(field, "enter a date and time") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=ZoneInfo(zone))
-    return value
-
-
 async def _episode_action(request: Request, access: Access, patient_id: str, action: str,
                           episode_id: int | None = None) -> Response:
     form = await request.form()
@@ -190,14 +180,14 @@ async def _episode_action(request: Request, access: Access, patient_id: str, act
             unit = str(form.get("unit_id", ""))
             if not unit.isdigit():
                 raise InvalidRecord("unit", "choose a unit")
-            when = _local_datetime(str(form.get("admitted_at", "")), zone, "admitted_at")
+            when = local_datetime(str(form.get("admitted_at", "")), zone, "admitted_at")
             service.admit(access, patient_id, int(unit), str(form.get("phase", "")), when)
         elif action == "phase":
             unit = str(form.get("unit_id", ""))
             service.change_phase(access, patient_id, episode_id or 0, str(form.get("phase", "")),
                                  int(unit) if unit.isdigit() else None)
         else:
-            when = _local_datetime(str(form.get("discharged_at", "")), zone, "discharged_at")
+            when = local_datetime(str(form.get("discharged_at", "")), zone, "discharged_at")
             service.discharge(access, patient_id, episode_id or 0, str(form.get("reason", "")), when)
         access.db.commit()
     except InvalidRecord as exc:

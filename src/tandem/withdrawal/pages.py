@@ -23,6 +23,7 @@ from tandem.patients.service import NotFound, patient_ref
 from tandem.storage.db import utcnow
 from tandem.storage.models import Patient
 from tandem.web.deps import csrf_form, page_access
+from tandem.web.forms import local_datetime
 from tandem.web.nav import NavItem, add_nav
 from tandem.web.rendering import render
 from tandem.withdrawal import charts, service
@@ -52,19 +53,7 @@ def _local_now(zone: str) -> str:
 
 
 def _local_input(text: str, zone: str, field: str, required: bool = True) -> datetime | None:
-    """A `datetime-local` value, read in the program's time zone."""
-    text = text.strip()
-    if not text:
-        if required:
-            raise InvalidRecord(field, "enter a date and time")
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidRecord(field, "enter a date and time") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=ZoneInfo(zone))
-    return value
+    return local_datetime(text, zone, field, required)
 
 
 # --------------------------------------------------------------------------- census

@@ -1,0 +1,24 @@
+"""Reading form fields the same way on every page."""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from zoneinfo import ZoneInfo
+
+from tandem.patients.records import InvalidRecord
+
+
+def local_datetime(text: str, zone: str | tzinfo, field: str, required: bool = True) -> datetime | None:
+    """A `datetime-local` value, read in the program's time zone (an explicit offset wins)."""
+    text = text.strip()
+    if not text:
+        if required:
+            raise InvalidRecord(field, "enter a date and time")
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidRecord(field, "enter a date and time") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(zone) if isinstance(zone, str) else zone)
+    return value
