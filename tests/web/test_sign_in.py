@@ -97,3 +97,19 @@ def test_guessing_across_many_accounts_from_one_address_is_locked(client, world:
     locked = client.post("/login", data={"email": world.email("counselor"), "password": world.passwords["counselor"],
                                          "csrf_token": csrf_from(page.text)})
     assert locked.status_code == 429 and "Too many failed sign-in attempts" in locked.text
+
+
+def test_a_page_refreshing_itself_does_not_keep_an_idle_session_alive(client, sessions, world: World) -> None:
+    sign_in(client, world.email("nurse"), world.passwords["nurse"])
+    with sessions() as db:
+        db.execute(update(WebSession).values(last_seen_at=utcnow() - timedelta(minutes=20)))
+        db.commit()
+    # An automatic refresh 20 minutes into idleness reads, but does not count as activity ...
+    assert client.get("/patients", headers={"X-Fragment": "1"}).status_code == 200
+    with sessions() as db:
+        seen = db.scalar(select(WebSession.last_seen_at))
+    assert utcnow() - seen > timedelta(minutes=19)
+    # ... while a person's request does.
+    assert client.get("/patients").status_code == 200
+    with sessions() as db:
+        assert utcnow() - db.scalar(select(WebSession.last_seen_at)) < timedelta(minutes=1)

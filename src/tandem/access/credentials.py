@@ -127,7 +127,10 @@ class SessionLookup:
     expired: bool = False
 
 
-def find_session(db: Session, cookie_value: str, now: datetime, idle_minutes: int) -> SessionLookup:
+def find_session(db: Session, cookie_value: str, now: datetime, idle_minutes: int,
+                 person_active: bool = True) -> SessionLookup:
+    """The live session for a cookie. Only what a person does keeps it alive: a page's own
+    automatic refresh (`person_active=False`) reads through it without postponing the timeout."""
     web_session = db.get(WebSession, _digest(cookie_value))
     if web_session is None or web_session.ended_at is not None:
         return SessionLookup(None)
@@ -137,7 +140,7 @@ def find_session(db: Session, cookie_value: str, now: datetime, idle_minutes: in
         web_session.ended_at = now
         return SessionLookup(None, expired=True)
     # Touch at most once a minute: a page view should not always cost a write.
-    if now - web_session.last_seen_at > timedelta(seconds=60):
+    if person_active and now - web_session.last_seen_at > timedelta(seconds=60):
         db.execute(update(WebSession).where(WebSession.id == web_session.id).values(last_seen_at=now))
     return SessionLookup(web_session)
 

@@ -68,7 +68,9 @@ def _session_for(request: Request, db: Session) -> tuple[WebSession | None, bool
     if not cookie:
         return None, False
     settings = settings_of(request)
-    found = find_session(db, cookie, utcnow(), settings.session_idle_minutes)
+    # tandem.js marks its automatic refreshes with X-Fragment; they must not defeat the idle timeout.
+    found = find_session(db, cookie, utcnow(), settings.session_idle_minutes,
+                         person_active=request.headers.get("x-fragment") != "1")
     db.commit()
     return found.web_session, found.expired
 
