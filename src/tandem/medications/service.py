@@ -57,7 +57,7 @@ from tandem.medications.storage import (
     SideEffectRow,
 )
 from tandem.patients.records import age_on
-from tandem.patients.service import NotFound, patient_ref
+from tandem.patients.service import NotFound, patient_ref, read_patient_row
 from tandem.storage.db import utcnow
 from tandem.storage.models import Patient
 
@@ -901,13 +901,7 @@ def search(access: Access, resource_type: str, model: Any, order: Sequence[Any],
 
 
 def get_row(access: Access, resource_type: str, model: Any, row_id: int) -> Any:
-    row = access.db.get(model, row_id)
-    if row is None:
-        raise NotFound(f"{resource_type}/{row_id} is not known")
-    access.require(Permission.READ, resource_type, PatientRef(row.patient_id, row.program_id),
-                   resource_id=str(row_id))
-    access.audit("read", resource_type=resource_type, resource_id=str(row.id), patient_id=row.patient_id)
-    return row
+    return read_patient_row(access, resource_type, model, row_id)
 
 
 __all__ = [

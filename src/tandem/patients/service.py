@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, and_, exists, select
 from sqlalchemy.orm import selectinload
@@ -53,6 +54,18 @@ def _load(access: Access, patient_id: str) -> Patient:
     if patient is None:
         raise NotFound(f"Patient/{patient_id} is not known")
     return patient
+
+
+def read_patient_row(access: Access, resource_type: str, model: Any, row_id: int) -> Any:
+    """One stored row of a patient's record (it has patient_id and program_id), read through the
+    policy and audited; unknown ids are NotFound."""
+    row = access.db.get(model, row_id)
+    if row is None:
+        raise NotFound(f"{resource_type}/{row_id} is not known")
+    access.require(Permission.READ, resource_type, PatientRef(row.patient_id, row.program_id),
+                   resource_id=str(row_id))
+    access.audit("read", resource_type=resource_type, resource_id=str(row.id), patient_id=row.patient_id)
+    return row
 
 
 def get_patient(access: Access, patient_id: str) -> Patient:

@@ -28,7 +28,7 @@ from tandem.instruments.engine import get_instrument, score
 from tandem.instruments.models import Instrument
 from tandem.medications.storage import MedicationAdministrationRow
 from tandem.patients.records import InvalidRecord
-from tandem.patients.service import NotFound, open_episode, patient_ref
+from tandem.patients.service import NotFound, open_episode, patient_ref, read_patient_row
 from tandem.storage.db import utcnow
 from tandem.storage.models import Episode, Patient, Program, Unit, User
 from tandem.withdrawal.monitoring import (
@@ -453,13 +453,7 @@ def _raise_escalations(access: Access, patient: Patient, protocol: Protocol, sta
 
 
 def get_assessment(access: Access, assessment_id: int) -> AssessmentRow:
-    row = access.db.get(AssessmentRow, assessment_id)
-    if row is None:
-        raise NotFound(f"{QR}/{assessment_id} is not known")
-    access.require(Permission.READ, QR, PatientRef(row.patient_id, row.program_id),
-                   resource_id=str(assessment_id))
-    access.audit("read", resource_type=QR, resource_id=str(row.id), patient_id=row.patient_id)
-    return row
+    return read_patient_row(access, QR, AssessmentRow, assessment_id)
 
 
 # --------------------------------------------------------------------------- doses given
@@ -876,11 +870,4 @@ def search_administrations(access: Access, patient_id: str | None, count: int, o
 
 
 def get_administration(access: Access, administration_id: int) -> MedicationAdministrationRow:
-    row = access.db.get(MedicationAdministrationRow, administration_id)
-    if row is None:
-        raise NotFound(f"MedicationAdministration/{administration_id} is not known")
-    access.require(Permission.READ, "MedicationAdministration", PatientRef(row.patient_id, row.program_id),
-                   resource_id=str(administration_id))
-    access.audit("read", resource_type="MedicationAdministration", resource_id=str(row.id),
-                 patient_id=row.patient_id)
-    return row
+    return read_patient_row(access, "MedicationAdministration", MedicationAdministrationRow, administration_id)
