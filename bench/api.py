@@ -52,10 +52,25 @@ from tandem.storage.migrate import upgrade
 from tandem.storage.models import name_words
 
 console = Console(width=None if sys.stdout.isatty() else 120)  # a log file gets the whole table
-DEFAULT_PG = os.environ.get("TANDEM_BENCH_POSTGRES_URL",
-                            "postgresql+psycopg://postgres@127.0.0.1:5432/tandem_bench")
-PATIENT_COLUMNS = ("id", "program_id", "family", "given", "family_lower", "given_lower", "gender", "birth_date",
-                   "phone", "email", "active", "synthetic", "version_id", "last_updated")
+DEFAULT_PG = os.environ.get(
+    "TANDEM_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/tandem_bench"
+)
+PATIENT_COLUMNS = (
+    "id",
+    "program_id",
+    "family",
+    "given",
+    "family_lower",
+    "given_lower",
+    "gender",
+    "birth_date",
+    "phone",
+    "email",
+    "active",
+    "synthetic",
+    "version_id",
+    "last_updated",
+)
 PATIENT_FIELDS = ", ".join(f"patients.{column}" for column in PATIENT_COLUMNS)
 SELECT_PATIENT = f"SELECT {PATIENT_FIELDS} FROM patients"
 ORDER_PAGE = " ORDER BY patients.family_lower, patients.given_lower, patients.id LIMIT ? OFFSET 0"
@@ -76,7 +91,9 @@ class Rows:
     home_mrns: list[str]
 
 
-def make_rows(count: int, home: tuple[int, str], other: tuple[int, str], seed: int, now: datetime) -> Rows:
+def make_rows(
+    count: int, home: tuple[int, str], other: tuple[int, str], seed: int, now: datetime
+) -> Rows:
     rng = random.Random(seed)
     patients, identifiers, home_ids, home_mrns = [], [], [], []
     words: list[tuple[str, str]] = []
@@ -90,9 +107,24 @@ def make_rows(count: int, home: tuple[int, str], other: tuple[int, str], seed: i
         family = rng.choice(FAMILY)
         patient_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         born = today - timedelta(days=rng.randint(19 * 365, 72 * 365))
-        patients.append((patient_id, program_id, family, given, family.lower(), given.lower(),
-                         "female" if female else "male", born, f"555-01{rng.randint(0, 99):02d}", None,
-                         True, True, 1, now))
+        patients.append(
+            (
+                patient_id,
+                program_id,
+                family,
+                given,
+                family.lower(),
+                given.lower(),
+                "female" if female else "male",
+                born,
+                f"555-01{rng.randint(0, 99):02d}",
+                None,
+                True,
+                True,
+                1,
+                now,
+            )
+        )
         mrn = f"{code[:3].upper()}-{number:08d}"
         identifiers.append((patient_id, f"urn:tandem:program:{code}:mrn", mrn))
         words.extend((patient_id, word) for word in sorted(name_words(family, given)))
@@ -122,9 +154,12 @@ def _platform_rows(url: str) -> tuple[tuple[int, str], tuple[int, str], str]:
     upgrade(engine)
     with session_scope(make_sessionmaker(engine)) as db:
         home = accounts.create_program(db, "bench", "Bench Detox (synthetic)", synthetic=True)
-        other = accounts.create_program(db, "elsewhere", "Elsewhere Outpatient (synthetic)", synthetic=True)
-        nurse = accounts.create_user(db, "nurse@bench.tandem.test", "Bench Nurse", "nurse", "bench-password-1",
-                                     [home.id])
+        other = accounts.create_program(
+            db, "elsewhere", "Elsewhere Outpatient (synthetic)", synthetic=True
+        )
+        nurse = accounts.create_user(
+            db, "nurse@bench.tandem.test", "Bench Nurse", "nurse", "bench-password-1", [home.id]
+        )
         token, _ = create_token(db, nurse, ["user/Patient.rs"], "bench", datetime.now(UTC))
         result = (home.id, home.code), (other.id, other.code), token
     engine.dispose()
@@ -156,19 +191,34 @@ def load_sqlite(workdir: str, count: int, seed: int, now: datetime) -> Loaded:
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA synchronous=OFF")  # only this loading connection; the app runs FULL
     with conn:
-        conn.executemany(f"INSERT INTO patients ({', '.join(PATIENT_COLUMNS)}) VALUES "
-                         f"({', '.join('?' * len(PATIENT_COLUMNS))})",
-                         ([_sqlite_value(v) for v in row] for row in rows.patients))
-        conn.executemany("INSERT INTO patient_identifiers (patient_id, system, value) VALUES (?, ?, ?)",
-                         rows.identifiers)
-        conn.executemany("INSERT INTO patient_name_words (patient_id, word) VALUES (?, ?)", rows.name_words)
+        conn.executemany(
+            f"INSERT INTO patients ({', '.join(PATIENT_COLUMNS)}) VALUES "
+            f"({', '.join('?' * len(PATIENT_COLUMNS))})",
+            ([_sqlite_value(v) for v in row] for row in rows.patients),
+        )
+        conn.executemany(
+            "INSERT INTO patient_identifiers (patient_id, system, value) VALUES (?, ?, ?)",
+            rows.identifiers,
+        )
+        conn.executemany(
+            "INSERT INTO patient_name_words (patient_id, word) VALUES (?, ?)", rows.name_words
+        )
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     stats_engine = make_engine(url)
     refresh_planner_statistics(stats_engine)  # as `tandem serve` does at start
     stats_engine.dispose()
-    return Loaded("SQLite", url, token, home[0], rows, time.perf_counter() - started,
-                  f"SQLite {sqlite3.sqlite_version}", lambda: sqlite_connect(path), "?")
+    return Loaded(
+        "SQLite",
+        url,
+        token,
+        home[0],
+        rows,
+        time.perf_counter() - started,
+        f"SQLite {sqlite3.sqlite_version}",
+        lambda: sqlite_connect(path),
+        "?",
+    )
 
 
 def _libpq(url: str) -> str:
@@ -180,7 +230,9 @@ def load_postgres(url: str, count: int, seed: int, now: datetime, keep: bool) ->
     name = make_url(url).database or "tandem_bench"
     server_url = make_url(url).set(database="postgres").render_as_string(hide_password=False)
     try:
-        server = make_engine(server_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+        server = make_engine(
+            server_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+        )
         with server.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -209,9 +261,18 @@ def load_postgres(url: str, count: int, seed: int, now: datetime, keep: bool) ->
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         server.dispose()
 
-    return Loaded("PostgreSQL", url, token, home[0], rows, time.perf_counter() - started,
-                  f"PostgreSQL {version}", lambda: psycopg.connect(_libpq(url)), "%s",
-                  (lambda: server.dispose()) if keep else drop)
+    return Loaded(
+        "PostgreSQL",
+        url,
+        token,
+        home[0],
+        rows,
+        time.perf_counter() - started,
+        f"PostgreSQL {version}",
+        lambda: psycopg.connect(_libpq(url)),
+        "%s",
+        (lambda: server.dispose()) if keep else drop,
+    )
 
 
 # --- the two ways of asking --------------------------------------------------------------
@@ -255,10 +316,15 @@ class Bare:
         if not patients:
             return
         marks = ", ".join("?" * len(patients))
-        self._rows(f"SELECT id, patient_id, system, value FROM patient_identifiers WHERE patient_id IN ({marks}) "
-                   "ORDER BY id", [p[0] for p in patients])
-        self._rows("SELECT id, code, name, site, time_zone, synthetic, created_at FROM programs WHERE id IN (?)",
-                   [patients[0][1]])
+        self._rows(
+            f"SELECT id, patient_id, system, value FROM patient_identifiers WHERE patient_id IN ({marks}) "
+            "ORDER BY id",
+            [p[0] for p in patients],
+        )
+        self._rows(
+            "SELECT id, code, name, site, time_zone, synthetic, created_at FROM programs WHERE id IN (?)",
+            [patients[0][1]],
+        )
 
     def __call__(self, ask: Ask) -> list[str]:
         if ask.kind == "read":
@@ -267,27 +333,37 @@ class Bare:
             found = self._rows(
                 f"SELECT DISTINCT {PATIENT_FIELDS} FROM patients JOIN patient_identifiers "
                 "ON patient_identifiers.patient_id = patients.id "
-                "WHERE patients.program_id IN (?) AND patient_identifiers.value = ?"
-                + ORDER_PAGE, [self.program_id, ask.value, PAGE + 1])
+                "WHERE patients.program_id IN (?) AND patient_identifiers.value = ?" + ORDER_PAGE,
+                [self.program_id, ask.value, PAGE + 1],
+            )
         else:
             word = ask.value
             found = self._rows(
-                SELECT_PATIENT + " WHERE program_id IN (?) AND id IN (SELECT patient_id FROM patient_name_words "
-                "WHERE word >= ? AND word < ?)" + ORDER_PAGE.replace("patients.family_lower,",
-                                                                   "patients.family_lower || '',"),
-                [self.program_id, word, word + "\uffff", PAGE + 1])
+                SELECT_PATIENT
+                + " WHERE program_id IN (?) AND id IN (SELECT patient_id FROM patient_name_words "
+                "WHERE word >= ? AND word < ?)"
+                + ORDER_PAGE.replace("patients.family_lower,", "patients.family_lower || '',"),
+                [self.program_id, word, word + "\uffff", PAGE + 1],
+            )
         page = found[:PAGE]
         self._with_identifiers_and_program(page)
         if self.audit:
             stamp: Any = datetime.now(UTC)
-            self.conn.execute(self.sql(
-                "INSERT INTO audit_entries (recorded_at, user_id, actor, role, action, operation, resource_type, "
-                "resource_id, patient_id, outcome, outcome_detail, source_ip, user_agent, channel, query) "
-                "VALUES (?, 1, 'nurse@bench.tandem.test', 'nurse', 'R', ?, 'Patient', ?, ?, '0', '', '127.0.0.1', "
-                "'bench', 'api', ?)"),
-                [_sqlite_value(stamp) if self.sqlite else stamp, "read" if ask.kind == "read" else "search",
-                 ask.value if ask.kind == "read" else None, page[0][0] if len(page) == 1 else None,
-                 "" if ask.kind == "read" else f"{ask.kind}={ask.value}"])
+            self.conn.execute(
+                self.sql(
+                    "INSERT INTO audit_entries (recorded_at, user_id, actor, role, action, operation, resource_type, "
+                    "resource_id, patient_id, outcome, outcome_detail, source_ip, user_agent, channel, query) "
+                    "VALUES (?, 1, 'nurse@bench.tandem.test', 'nurse', 'R', ?, 'Patient', ?, ?, '0', '', '127.0.0.1', "
+                    "'bench', 'api', ?)"
+                ),
+                [
+                    _sqlite_value(stamp) if self.sqlite else stamp,
+                    "read" if ask.kind == "read" else "search",
+                    ask.value if ask.kind == "read" else None,
+                    page[0][0] if len(page) == 1 else None,
+                    "" if ask.kind == "read" else f"{ask.kind}={ask.value}",
+                ],
+            )
         self.conn.commit()  # the app ends every request's transaction too
         return [p[0] for p in page]
 
@@ -299,8 +375,11 @@ class App:
     """The same request as a FHIR client sends it, over HTTP with keep-alive."""
 
     def __init__(self, base: str, token: str) -> None:
-        self.http = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}",
-                                                         "Accept": "application/fhir+json"}, timeout=60)
+        self.http = httpx.Client(
+            base_url=base,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"},
+            timeout=60,
+        )
 
     def __call__(self, ask: Ask) -> list[str]:
         if ask.kind == "read":
@@ -325,8 +404,9 @@ def live_app(database_url: str) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -355,10 +435,14 @@ class Timing:
         return len(self.latencies) / self.wall
 
     def quantile(self, q: float) -> float:
-        return statistics.quantiles(self.latencies, n=100, method="inclusive")[int(q * 100) - 1] * 1000
+        return (
+            statistics.quantiles(self.latencies, n=100, method="inclusive")[int(q * 100) - 1] * 1000
+        )
 
 
-def timed(make: Callable[[], Any], asks: list[Ask], clients: int, warmup: int, max_seconds: float) -> Timing:
+def timed(
+    make: Callable[[], Any], asks: list[Ask], clients: int, warmup: int, max_seconds: float
+) -> Timing:
     """Each client thread has its own connection (HTTP or DB) and its share of `asks`; a row stops
     early when `max_seconds` have passed, so one slow query cannot hold the whole run."""
     shares = [asks[i::clients] for i in range(clients)]
@@ -407,7 +491,9 @@ def check_same_answers(app: App, bare: Bare, asks: list[Ask]) -> None:
     for ask in asks:
         got, expected = app(ask), bare(ask)
         if got != expected:
-            raise SystemExit(f"bare query and app disagree for {ask}: {expected[:3]}... vs {got[:3]}...")
+            raise SystemExit(
+                f"bare query and app disagree for {ask}: {expected[:3]}... vs {got[:3]}..."
+            )
 
 
 @dataclass
@@ -421,7 +507,9 @@ class Line:
 OPERATIONS = {"read": "read by id", "name": "search ?name=", "identifier": "search ?identifier="}
 
 
-def bench_engine(loaded: Loaded, requests: int, clients: int, seed: int, max_seconds: float) -> list[Line]:
+def bench_engine(
+    loaded: Loaded, requests: int, clients: int, seed: int, max_seconds: float
+) -> list[Line]:
     lines: list[Line] = []
     warmup = 3
     with live_app(loaded.url) as base:
@@ -439,25 +527,42 @@ def bench_engine(loaded: Loaded, requests: int, clients: int, seed: int, max_sec
             ):
                 console.print(f"  {loaded.engine}: {label:<20} {runner:<11}", end="")
                 timing = timed(make, asks, clients, warmup, max_seconds)
-                console.print(f" {timing.rate:8.0f} req/s  p95 {timing.quantile(0.95):8.2f} ms"
-                              f"  ({len(timing.latencies)} requests)")
+                console.print(
+                    f" {timing.rate:8.0f} req/s  p95 {timing.quantile(0.95):8.2f} ms"
+                    f"  ({len(timing.latencies)} requests)"
+                )
                 lines.append(Line(loaded.engine, label, runner, timing))
     return lines
 
 
-def report(lines: list[Line], loaded: list[Loaded], args: argparse.Namespace, skipped: dict[str, str]) -> None:
-    table = Table(title=f"FHIR Patient API, {args.patients:,} patients, up to {args.requests:,} requests or "
-                  f"{args.max_seconds:g} s per row, {args.clients} client thread{'s' if args.clients > 1 else ''}",
-                  show_lines=False)
-    for name, justify in (("Engine", "left"), ("Operation", "left"), ("Runner", "left"), ("n", "right"),
-                          ("req/s", "right"),
-                          ("p50 ms", "right"), ("p95 ms", "right"), ("× bare p50", "right"),
-                          ("× bare p95", "right"), ("bare/this req/s", "right")):
+def report(
+    lines: list[Line], loaded: list[Loaded], args: argparse.Namespace, skipped: dict[str, str]
+) -> None:
+    table = Table(
+        title=f"FHIR Patient API, {args.patients:,} patients, up to {args.requests:,} requests or "
+        f"{args.max_seconds:g} s per row, {args.clients} client thread{'s' if args.clients > 1 else ''}",
+        show_lines=False,
+    )
+    for name, justify in (
+        ("Engine", "left"),
+        ("Operation", "left"),
+        ("Runner", "left"),
+        ("n", "right"),
+        ("req/s", "right"),
+        ("p50 ms", "right"),
+        ("p95 ms", "right"),
+        ("× bare p50", "right"),
+        ("× bare p95", "right"),
+        ("bare/this req/s", "right"),
+    ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     previous = None
     for line in lines:
-        bare = next(b for b in lines if (b.engine, b.operation, b.runner) == (line.engine, line.operation,
-                                                                               "bare"))
+        bare = next(
+            b
+            for b in lines
+            if (b.engine, b.operation, b.runner) == (line.engine, line.operation, "bare")
+        )
         key = (line.engine, line.operation)
         if previous is not None and key != previous:
             table.add_section()
@@ -466,38 +571,69 @@ def report(lines: list[Line], loaded: list[Loaded], args: argparse.Namespace, sk
         is_app = line.runner.startswith("Tandem")
         style = "bold" if is_app else None
         t, b = line.timing, bare.timing
-        table.add_row(line.engine if first else "", line.operation if first else "", line.runner,
-                      f"{len(t.latencies):,}", f"{t.rate:,.0f}", f"{t.quantile(0.50):.2f}", f"{t.quantile(0.95):.2f}",
-                      f"{t.quantile(0.50) / b.quantile(0.50):.1f}×", f"{t.quantile(0.95) / b.quantile(0.95):.1f}×",
-                      f"{b.rate / t.rate:.1f}×", style=style)
+        table.add_row(
+            line.engine if first else "",
+            line.operation if first else "",
+            line.runner,
+            f"{len(t.latencies):,}",
+            f"{t.rate:,.0f}",
+            f"{t.quantile(0.50):.2f}",
+            f"{t.quantile(0.95):.2f}",
+            f"{t.quantile(0.50) / b.quantile(0.50):.1f}×",
+            f"{t.quantile(0.95) / b.quantile(0.95):.1f}×",
+            f"{b.rate / t.rate:.1f}×",
+            style=style,
+        )
     console.print()
     console.print(table)
     for item in loaded:
-        console.print(f"{item.version}: bulk load of {args.patients:,} patients + identifiers "
-                      f"in {item.load_seconds:.1f} s")
+        console.print(
+            f"{item.version}: bulk load of {args.patients:,} patients + identifiers "
+            f"in {item.load_seconds:.1f} s"
+        )
     for engine, why in skipped.items():
         console.print(f"[yellow]{engine} skipped:[/] {why}")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    console.print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs (load average {load} at the end), "
-                  "client and server in one process (uvicorn in a thread).")
-    console.print("bare = the SELECTs the app issues, through the same driver; bare+audit = those plus the "
-                  "audit INSERT and commit every Tandem read makes; Tandem = HTTP, token lookup, policy, ORM, "
-                  "FHIR mapping and validation, audit, JSON. × columns: each row over bare.")
+    console.print(
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs (load average {load} at the end), "
+        "client and server in one process (uvicorn in a thread)."
+    )
+    console.print(
+        "bare = the SELECTs the app issues, through the same driver; bare+audit = those plus the "
+        "audit INSERT and commit every Tandem read makes; Tandem = HTTP, token lookup, policy, ORM, "
+        "FHIR mapping and validation, audit, JSON. × columns: each row over bare."
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--patients", type=int, default=100_000, help="patients to load (default 100000)")
-    parser.add_argument("--requests", type=int, default=2_000, help="timed requests per row (default 2000)")
-    parser.add_argument("--clients", type=int, default=4, help="concurrent client threads (default 4)")
-    parser.add_argument("--max-seconds", type=float, default=30.0,
-                        help="stop a row after this many seconds even if requests remain (default 30)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2,000 patients, 200 requests per row")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--patients", type=int, default=100_000, help="patients to load (default 100000)"
+    )
+    parser.add_argument(
+        "--requests", type=int, default=2_000, help="timed requests per row (default 2000)"
+    )
+    parser.add_argument(
+        "--clients", type=int, default=4, help="concurrent client threads (default 4)"
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=30.0,
+        help="stop a row after this many seconds even if requests remain (default 30)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 2,000 patients, 200 requests per row"
+    )
     parser.add_argument("--engine", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--postgres-url", default=DEFAULT_PG,
-                        help="a database the benchmark may DROP and CREATE (default %(default)s; "
-                        "env TANDEM_BENCH_POSTGRES_URL)")
+    parser.add_argument(
+        "--postgres-url",
+        default=DEFAULT_PG,
+        help="a database the benchmark may DROP and CREATE (default %(default)s; "
+        "env TANDEM_BENCH_POSTGRES_URL)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the databases afterwards")
     args = parser.parse_args(argv)
@@ -515,16 +651,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.engine in ("sqlite", "both"):
             console.print(f"[bold]SQLite[/]: loading {args.patients:,} patients into {workdir}")
             loaded.append(load_sqlite(workdir, args.patients, args.seed, now))
-            lines += bench_engine(loaded[-1], args.requests, args.clients, args.seed, args.max_seconds)
+            lines += bench_engine(
+                loaded[-1], args.requests, args.clients, args.seed, args.max_seconds
+            )
         if args.engine in ("postgresql", "both"):
-            console.print(f"[bold]PostgreSQL[/]: loading {args.patients:,} patients into "
-                          f"{make_url(args.postgres_url).render_as_string()}")
+            console.print(
+                f"[bold]PostgreSQL[/]: loading {args.patients:,} patients into "
+                f"{make_url(args.postgres_url).render_as_string()}"
+            )
             result = load_postgres(args.postgres_url, args.patients, args.seed, now, args.keep)
             if isinstance(result, str):
                 skipped["PostgreSQL"] = result
             else:
                 loaded.append(result)
-                lines += bench_engine(result, args.requests, args.clients, args.seed, args.max_seconds)
+                lines += bench_engine(
+                    result, args.requests, args.clients, args.seed, args.max_seconds
+                )
     finally:
         for item in loaded:
             item.cleanup()

@@ -54,12 +54,31 @@ from tandem.withdrawal.demo import demo_protocol
 from tandem.withdrawal.monitoring import ScoredAssessment, evaluate
 from tandem.withdrawal.storage import MonitoringRow
 
-DEFAULT_PG = os.environ.get("TANDEM_BENCH_POSTGRES_URL",
-                            "postgresql+psycopg://postgres@127.0.0.1:5432/tandem_bench_census")
-ASSESSMENT_COLUMNS = ("id", "patient_id", "program_id", "episode_id", "instrument_id", "instrument_version",
-                      "total", "band_scheme_id", "band_id", "band_label", "item_values", "flags",
-                      "protocol_version_id", "protocol_version", "due_at", "interval_minutes", "assessed_at",
-                      "recorded_at", "recorded_by", "channel")
+DEFAULT_PG = os.environ.get(
+    "TANDEM_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/tandem_bench_census"
+)
+ASSESSMENT_COLUMNS = (
+    "id",
+    "patient_id",
+    "program_id",
+    "episode_id",
+    "instrument_id",
+    "instrument_version",
+    "total",
+    "band_scheme_id",
+    "band_id",
+    "band_label",
+    "item_values",
+    "flags",
+    "protocol_version_id",
+    "protocol_version",
+    "due_at",
+    "interval_minutes",
+    "assessed_at",
+    "recorded_at",
+    "recorded_by",
+    "channel",
+)
 HISTORY_FOR_STATE = 40  # enough of each patient's series for the step-down and stop rules
 
 
@@ -68,6 +87,7 @@ def log(message: str) -> None:
 
 
 # --------------------------------------------------------------------------- the data
+
 
 @dataclass
 class Answer:
@@ -79,18 +99,32 @@ class Answer:
     flags: list[str]
 
 
-def answer_pool(instrument: Instrument, protocol: Any, rng: random.Random, size: int = 4000) -> list[Answer]:
+def answer_pool(
+    instrument: Instrument, protocol: Any, rng: random.Random, size: int = 4000
+) -> list[Answer]:
     """Answer sets scored by the engine, mostly mild, some severe, so totals and bands are real."""
     scheme = protocol.instrument(instrument.id).band_scheme
     pool = []
     for _ in range(size):
         share = rng.choice((0.05, 0.1, 0.15, 0.2, 0.25, 0.35, 0.5))
-        values = {i.id: min(i.allowed_values, key=lambda v, i=i: abs(v - share * i.max_value * rng.uniform(0, 2)))
-                  for i in instrument.items}
+        values = {
+            i.id: min(
+                i.allowed_values,
+                key=lambda v, i=i: abs(v - share * i.max_value * rng.uniform(0, 2)),
+            )
+            for i in instrument.items
+        }
         result = score(instrument, values, scheme.id if scheme else None)
-        pool.append(Answer(dict(result.item_values), result.total, result.band.id if result.band else None,
-                           service.band_label(protocol, instrument.id, result.total, result.band),
-                           result.scheme_id, [f.id for f in result.flags]))
+        pool.append(
+            Answer(
+                dict(result.item_values),
+                result.total,
+                result.band.id if result.band else None,
+                service.band_label(protocol, instrument.id, result.total, result.band),
+                result.scheme_id,
+                [f.id for f in result.flags],
+            )
+        )
     return pool
 
 
@@ -111,11 +145,13 @@ def _prepare(url: str) -> tuple[int, int, int, int]:
     engine = make_engine(url)
     upgrade(engine)
     with session_scope(make_sessionmaker(engine)) as db:
-        program = accounts.create_program(db, "bench", "Bench Detox (synthetic)", time_zone="America/New_York",
-                                          synthetic=True)
+        program = accounts.create_program(
+            db, "bench", "Bench Detox (synthetic)", time_zone="America/New_York", synthetic=True
+        )
         unit = accounts.add_unit(db, program, "detox", "Bench detox unit", "detox")
-        nurse = accounts.create_user(db, "nurse@bench.tandem.test", "Bench Nurse", "nurse", "bench-password-1",
-                                     [program.id])
+        nurse = accounts.create_user(
+            db, "nurse@bench.tandem.test", "Bench Nurse", "nurse", "bench-password-1", [program.id]
+        )
         version = service.set_program_protocol(db, program.id, demo_protocol(), origin="program")
         assert version.version_id is not None
         ids = (program.id, unit.id, nurse.id, version.version_id)
@@ -123,9 +159,17 @@ def _prepare(url: str) -> tuple[int, int, int, int]:
     return ids
 
 
-def generate(n_patients: int, n_assessments: int, program_id: int, unit_id: int, nurse_id: int,
-             version_id: int, now: datetime, seed: int,
-             sink: Callable[[str, Sequence[str], Iterator[tuple[Any, ...]]], None]) -> tuple[list[tuple[str, int, str]], int]:
+def generate(
+    n_patients: int,
+    n_assessments: int,
+    program_id: int,
+    unit_id: int,
+    nurse_id: int,
+    version_id: int,
+    now: datetime,
+    seed: int,
+    sink: Callable[[str, Sequence[str], Iterator[tuple[Any, ...]]], None],
+) -> tuple[list[tuple[str, int, str]], int]:
     """Stream the rows of every table to `sink(table, columns, rows)`; returns the patients."""
     rng = random.Random(seed)
     protocol = demo_protocol()
@@ -137,18 +181,60 @@ def generate(n_patients: int, n_assessments: int, program_id: int, unit_id: int,
         pid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         instrument_id = "ciwa_ar" if rng.random() < 0.62 else "cows"
         patients.append((pid, n + 1, instrument_id))
-        patient_rows.append((pid, program_id, f"Bench{n:05d}", "Pat", f"bench{n:05d}", "pat", True, True, 1, now))
+        patient_rows.append(
+            (pid, program_id, f"Bench{n:05d}", "Pat", f"bench{n:05d}", "pat", True, True, 1, now)
+        )
         admitted = now - timedelta(days=9)
         episode_rows.append((n + 1, pid, program_id, unit_id, "detox", admitted, admitted))
-        context_rows.append((n + 1, pid, program_id, "alcohol" if instrument_id == "ciwa_ar" else "opioid",
-                             admitted - timedelta(hours=8), rng.random() < 0.06, rng.random() < 0.04, "", now))
-    sink("patients", ("id", "program_id", "family", "given", "family_lower", "given_lower", "active", "synthetic",
-                      "version_id", "last_updated"), iter(patient_rows))
-    sink("episodes", ("id", "patient_id", "program_id", "unit_id", "phase", "admitted_at", "phase_started_at"),
-         iter(episode_rows))
-    sink("withdrawal_contexts", ("episode_id", "patient_id", "program_id", "substance", "last_use_at",
-                                 "history_withdrawal_seizures", "history_delirium_tremens", "note", "recorded_at"),
-         iter(context_rows))
+        context_rows.append(
+            (
+                n + 1,
+                pid,
+                program_id,
+                "alcohol" if instrument_id == "ciwa_ar" else "opioid",
+                admitted - timedelta(hours=8),
+                rng.random() < 0.06,
+                rng.random() < 0.04,
+                "",
+                now,
+            )
+        )
+    sink(
+        "patients",
+        (
+            "id",
+            "program_id",
+            "family",
+            "given",
+            "family_lower",
+            "given_lower",
+            "active",
+            "synthetic",
+            "version_id",
+            "last_updated",
+        ),
+        iter(patient_rows),
+    )
+    sink(
+        "episodes",
+        ("id", "patient_id", "program_id", "unit_id", "phase", "admitted_at", "phase_started_at"),
+        iter(episode_rows),
+    )
+    sink(
+        "withdrawal_contexts",
+        (
+            "episode_id",
+            "patient_id",
+            "program_id",
+            "substance",
+            "last_use_at",
+            "history_withdrawal_seizures",
+            "history_delirium_tremens",
+            "note",
+            "recorded_at",
+        ),
+        iter(context_rows),
+    )
 
     per_patient = max(1, n_assessments // n_patients)
     version = protocol.version
@@ -162,17 +248,38 @@ def generate(n_patients: int, n_assessments: int, program_id: int, unit_id: int,
             inst = instruments[instrument_id]
             # The latest one 0-3 h ago, so some are overdue; the rest every ~2 h before it.
             at = now - timedelta(minutes=rng.randint(0, 180))
-            times = [at - timedelta(minutes=120 * k + (rng.randint(-10, 10) if k else 0))
-                     for k in range(per_patient)][::-1]
+            times = [
+                at - timedelta(minutes=120 * k + (rng.randint(-10, 10) if k else 0))
+                for k in range(per_patient)
+            ][::-1]
             tail = []
             for when in times:
                 aid += 1
                 answer = rng.choice(pool)
                 counts["assessments"] += 1
                 tail.append((aid, answer, when))
-                yield (aid, pid, program_id, episode_id, instrument_id, inst.version, answer.total, answer.scheme_id,
-                       answer.band_id, answer.band_label, json.dumps(answer.values), json.dumps(answer.flags),
-                       version_id, version, when + timedelta(minutes=120), 120, when, when, nurse_id, "bench")
+                yield (
+                    aid,
+                    pid,
+                    program_id,
+                    episode_id,
+                    instrument_id,
+                    inst.version,
+                    answer.total,
+                    answer.scheme_id,
+                    answer.band_id,
+                    answer.band_label,
+                    json.dumps(answer.values),
+                    json.dumps(answer.flags),
+                    version_id,
+                    version,
+                    when + timedelta(minutes=120),
+                    120,
+                    when,
+                    when,
+                    nurse_id,
+                    "bench",
+                )
             last[episode_id] = tail[-HISTORY_FOR_STATE:]
 
     sink("withdrawal_assessments", ASSESSMENT_COLUMNS, assessments())
@@ -180,40 +287,126 @@ def generate(n_patients: int, n_assessments: int, program_id: int, unit_id: int,
     monitoring = []
     for pid, episode_id, instrument_id in patients:
         tail = last[episode_id]
-        series = [ScoredAssessment(instrument_id, a.total, a.band_id, when, a.scheme_id, version, str(aid))
-                  for aid, a, when in tail]
+        series = [
+            ScoredAssessment(
+                instrument_id, a.total, a.band_id, when, a.scheme_id, version, str(aid)
+            )
+            for aid, a, when in tail
+        ]
         state = evaluate(protocol, instrument_id, series, now)
         row = MonitoringRow()
-        done = [SimpleNamespace(id=aid, total=a.total, assessed_at=when, instrument_id=instrument_id)
-                for aid, a, when in tail]
+        done = [
+            SimpleNamespace(id=aid, total=a.total, assessed_at=when, instrument_id=instrument_id)
+            for aid, a, when in tail
+        ]
         service.fill_monitoring(row, protocol, version_id, done, state, now)  # type: ignore[arg-type]
-        monitoring.append((episode_id, pid, program_id, unit_id, True, now - timedelta(days=9), instrument_id,
-                           row.last_assessment_id, row.last_total, row.band_id, row.band_label, row.band_rank,
-                           row.last_assessed_at, row.due_at, row.interval_minutes, row.overdue_alert_at, False,
-                           row.may_end, json.dumps(row.trend), -1, 0, version_id, now))
-    sink("withdrawal_monitoring", ("episode_id", "patient_id", "program_id", "unit_id", "active", "admitted_at",
-                                   "instrument_id", "last_assessment_id", "last_total", "band_id", "band_label",
-                                   "band_rank", "last_assessed_at", "due_at", "interval_minutes", "overdue_alert_at",
-                                   "overdue_alerted", "may_end", "trend", "alert_rank", "alert_count",
-                                   "protocol_version_id", "updated_at"), iter(monitoring))
-    alerts = [(pid, program_id, "withdrawal_escalation", "ciwa_severe_band", rng.choice(["high", "critical"]),
-               "prescriber", "CIWA-Ar in the severe band (bench)", "", "", now, "")
-              for pid, _e, inst in rng.sample(patients, max(1, n_patients // 40)) if inst == "ciwa_ar"]
-    sink("alerts", ("patient_id", "program_id", "kind", "rule_id", "severity", "for_role", "title", "detail", "source",
-                    "raised_at", "acknowledgement_note"), iter(alerts))
+        monitoring.append(
+            (
+                episode_id,
+                pid,
+                program_id,
+                unit_id,
+                True,
+                now - timedelta(days=9),
+                instrument_id,
+                row.last_assessment_id,
+                row.last_total,
+                row.band_id,
+                row.band_label,
+                row.band_rank,
+                row.last_assessed_at,
+                row.due_at,
+                row.interval_minutes,
+                row.overdue_alert_at,
+                False,
+                row.may_end,
+                json.dumps(row.trend),
+                -1,
+                0,
+                version_id,
+                now,
+            )
+        )
+    sink(
+        "withdrawal_monitoring",
+        (
+            "episode_id",
+            "patient_id",
+            "program_id",
+            "unit_id",
+            "active",
+            "admitted_at",
+            "instrument_id",
+            "last_assessment_id",
+            "last_total",
+            "band_id",
+            "band_label",
+            "band_rank",
+            "last_assessed_at",
+            "due_at",
+            "interval_minutes",
+            "overdue_alert_at",
+            "overdue_alerted",
+            "may_end",
+            "trend",
+            "alert_rank",
+            "alert_count",
+            "protocol_version_id",
+            "updated_at",
+        ),
+        iter(monitoring),
+    )
+    alerts = [
+        (
+            pid,
+            program_id,
+            "withdrawal_escalation",
+            "ciwa_severe_band",
+            rng.choice(["high", "critical"]),
+            "prescriber",
+            "CIWA-Ar in the severe band (bench)",
+            "",
+            "",
+            now,
+            "",
+        )
+        for pid, _e, inst in rng.sample(patients, max(1, n_patients // 40))
+        if inst == "ciwa_ar"
+    ]
+    sink(
+        "alerts",
+        (
+            "patient_id",
+            "program_id",
+            "kind",
+            "rule_id",
+            "severity",
+            "for_role",
+            "title",
+            "detail",
+            "source",
+            "raised_at",
+            "acknowledgement_note",
+        ),
+        iter(alerts),
+    )
     return patients, counts["assessments"]
 
 
 OBSERVATIONS_FROM_ASSESSMENTS = {
     # Every stored assessment's total and items as Observation rows, expanded by the database.
-    "sqlite": ("INSERT INTO withdrawal_observations (assessment_id, patient_id, instrument_id, code, value, "
-               "effective_at) SELECT a.id, a.patient_id, a.instrument_id, 'total', a.total, a.assessed_at "
-               "FROM withdrawal_assessments a UNION ALL SELECT a.id, a.patient_id, a.instrument_id, j.key, "
-               "j.value, a.assessed_at FROM withdrawal_assessments a, json_each(a.item_values) j"),
-    "postgresql": ("INSERT INTO withdrawal_observations (assessment_id, patient_id, instrument_id, code, value, "
-                   "effective_at) SELECT a.id, a.patient_id, a.instrument_id, 'total', a.total, a.assessed_at "
-                   "FROM withdrawal_assessments a UNION ALL SELECT a.id, a.patient_id, a.instrument_id, j.key, "
-                   "j.value::int, a.assessed_at FROM withdrawal_assessments a, json_each_text(a.item_values) j"),
+    "sqlite": (
+        "INSERT INTO withdrawal_observations (assessment_id, patient_id, instrument_id, code, value, "
+        "effective_at) SELECT a.id, a.patient_id, a.instrument_id, 'total', a.total, a.assessed_at "
+        "FROM withdrawal_assessments a UNION ALL SELECT a.id, a.patient_id, a.instrument_id, j.key, "
+        "j.value, a.assessed_at FROM withdrawal_assessments a, json_each(a.item_values) j"
+    ),
+    "postgresql": (
+        "INSERT INTO withdrawal_observations (assessment_id, patient_id, instrument_id, code, value, "
+        "effective_at) SELECT a.id, a.patient_id, a.instrument_id, 'total', a.total, a.assessed_at "
+        "FROM withdrawal_assessments a UNION ALL SELECT a.id, a.patient_id, a.instrument_id, j.key, "
+        "j.value::int, a.assessed_at FROM withdrawal_assessments a, json_each_text(a.item_values) j"
+    ),
 }
 
 
@@ -240,12 +433,23 @@ def load_sqlite(workdir: str, args: argparse.Namespace, now: datetime) -> World:
     conn.execute("PRAGMA synchronous=OFF")  # this loading connection only; the app runs FULL
 
     def sink(table: str, columns: Sequence[str], rows: Iterator[tuple[Any, ...]]) -> None:
-        conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                         ([_sqlite_value(v) for v in row] for row in rows))
+        conn.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            ([_sqlite_value(v) for v in row] for row in rows),
+        )
 
     with conn:
-        patients, n_rows = generate(args.patients, args.assessments, program_id, unit_id, nurse_id, version_id,
-                                    now, args.seed, sink)
+        patients, n_rows = generate(
+            args.patients,
+            args.assessments,
+            program_id,
+            unit_id,
+            nurse_id,
+            version_id,
+            now,
+            args.seed,
+            sink,
+        )
         if not args.no_observations:
             log("  expanding observations")
             conn.execute(OBSERVATIONS_FROM_ASSESSMENTS["sqlite"])
@@ -256,8 +460,17 @@ def load_sqlite(workdir: str, args: argparse.Namespace, now: datetime) -> World:
     conn.execute("ANALYZE")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
-    return World(url, program_id, unit_id, nurse_id, version_id, patients, time.perf_counter() - started, n_rows,
-                 n_obs)
+    return World(
+        url,
+        program_id,
+        unit_id,
+        nurse_id,
+        version_id,
+        patients,
+        time.perf_counter() - started,
+        n_rows,
+        n_obs,
+    )
 
 
 def _libpq(url: str) -> str:
@@ -269,7 +482,9 @@ def load_postgres(args: argparse.Namespace, now: datetime) -> World | str:
     name = make_url(url).database or "tandem_bench_census"
     server_url = make_url(url).set(database="postgres").render_as_string(hide_password=False)
     try:
-        server = make_engine(server_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+        server = make_engine(
+            server_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+        )
         with server.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -279,16 +494,28 @@ def load_postgres(args: argparse.Namespace, now: datetime) -> World | str:
     program_id, unit_id, nurse_id, version_id = _prepare(url)
     started = time.perf_counter()
     with psycopg.connect(_libpq(url)) as conn, conn.cursor() as cur:
+
         def sink(table: str, columns: Sequence[str], rows: Iterator[tuple[Any, ...]]) -> None:
             with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
 
-        patients, n_rows = generate(args.patients, args.assessments, program_id, unit_id, nurse_id, version_id,
-                                    now, args.seed, sink)
+        patients, n_rows = generate(
+            args.patients,
+            args.assessments,
+            program_id,
+            unit_id,
+            nurse_id,
+            version_id,
+            now,
+            args.seed,
+            sink,
+        )
         # Ids were given explicitly: move the sequences past them, as the app's inserts need.
         for table in ("withdrawal_assessments", "episodes"):
-            cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+            cur.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+            )
         if not args.no_observations:
             log("  expanding observations")
             cur.execute(OBSERVATIONS_FROM_ASSESSMENTS["postgresql"])
@@ -297,20 +524,32 @@ def load_postgres(args: argparse.Namespace, now: datetime) -> World | str:
     refresh_alert_summaries(url)
     with psycopg.connect(_libpq(url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
-    return World(url, program_id, unit_id, nurse_id, version_id, patients, time.perf_counter() - started, n_rows,
-                 n_obs)
+    return World(
+        url,
+        program_id,
+        unit_id,
+        nurse_id,
+        version_id,
+        patients,
+        time.perf_counter() - started,
+        n_rows,
+        n_obs,
+    )
 
 
 def drop_postgres(url: str) -> None:
     name = make_url(url).database
-    server = make_engine(make_url(url).set(database="postgres").render_as_string(hide_password=False),
-                         isolation_level="AUTOCOMMIT")
+    server = make_engine(
+        make_url(url).set(database="postgres").render_as_string(hide_password=False),
+        isolation_level="AUTOCOMMIT",
+    )
     with server.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     server.dispose()
 
 
 # --------------------------------------------------------------------------- timing
+
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
@@ -331,7 +570,9 @@ class Timing:
 PAGE = 100  # the census page size (tandem.withdrawal.pages.CENSUS_PAGE)
 
 
-def time_census(engine: Engine, world: World, runs: int, limit: int | None) -> tuple[Timing, int, int]:
+def time_census(
+    engine: Engine, world: World, runs: int, limit: int | None
+) -> tuple[Timing, int, int]:
     sessions = make_sessionmaker(engine)
     statements: list[str] = []
 
@@ -358,7 +599,9 @@ def time_census(engine: Engine, world: World, runs: int, limit: int | None) -> t
     return Timing(label, timings), rows, len(statements)
 
 
-def time_bare(engine: Engine, world: World, runs: int, sqlite_path: str | None, limit: int | None) -> Timing:
+def time_bare(
+    engine: Engine, world: World, runs: int, sqlite_path: str | None, limit: int | None
+) -> Timing:
     """The census statement the service runs, compiled once, through the bare driver."""
     now = datetime.now(UTC)
     compiled = service.census_statement(world.unit_id, now, limit).compile(dialect=engine.dialect)
@@ -385,6 +628,7 @@ def time_bare(engine: Engine, world: World, runs: int, sqlite_path: str | None, 
                 n = len(cur.fetchall())
             conn.commit()
             return n
+
     timings = []
     for i in range(runs + 3):
         started = time.perf_counter()
@@ -423,7 +667,10 @@ def time_saves(engine: Engine, world: World, saves: int, seed: int) -> Timing:
 
 # --------------------------------------------------------------------------- main
 
-def run_engine(label: str, world: World, args: argparse.Namespace, sqlite_path: str | None) -> list[str]:
+
+def run_engine(
+    label: str, world: World, args: argparse.Namespace, sqlite_path: str | None
+) -> list[str]:
     engine = make_engine(world.url)
     try:
         census, rows, statements = time_census(engine, world, args.runs, PAGE)
@@ -446,26 +693,49 @@ def run_engine(label: str, world: World, args: argparse.Namespace, sqlite_path: 
             text += f"   x{t.p(0.5) / bare_t.p(0.5):.2f} of bare at p50"
         return text
 
-    lines += [line(census, bare), line(bare), line(full, full_bare), line(full_bare), line(saves),
-              line(after) + "   (census again, after the saves)"]
+    lines += [
+        line(census, bare),
+        line(bare),
+        line(full, full_bare),
+        line(full_bare),
+        line(saves),
+        line(after) + "   (census again, after the saves)",
+    ]
     verdict = "MET" if census.p(0.95) < 100 else "NOT MET"
     lines.append(f"  target: census p95 < 100 ms -> {verdict} ({census.p(0.95):.1f} ms)")
     return lines
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--patients", type=int, default=10_000, help="patients in monitoring (default 10000)")
-    parser.add_argument("--assessments", type=int, default=1_000_000, help="stored assessments (default 1000000)")
-    parser.add_argument("--runs", type=int, default=40, help="timed census runs per runner (default 40)")
-    parser.add_argument("--saves", type=int, default=200, help="timed assessment saves (default 200)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--patients", type=int, default=10_000, help="patients in monitoring (default 10000)"
+    )
+    parser.add_argument(
+        "--assessments", type=int, default=1_000_000, help="stored assessments (default 1000000)"
+    )
+    parser.add_argument(
+        "--runs", type=int, default=40, help="timed census runs per runner (default 40)"
+    )
+    parser.add_argument(
+        "--saves", type=int, default=200, help="timed assessment saves (default 200)"
+    )
     parser.add_argument("--engine", choices=("sqlite", "postgresql", "both"), default="both")
-    parser.add_argument("--postgres-url", default=DEFAULT_PG,
-                        help="a database the benchmark may DROP and CREATE (default %(default)s)")
-    parser.add_argument("--no-observations", action="store_true",
-                        help="do not expand the stored assessments into Observation rows (faster load)")
-    parser.add_argument("--quick", action="store_true", help="500 patients, 20,000 assessments, few runs")
+    parser.add_argument(
+        "--postgres-url",
+        default=DEFAULT_PG,
+        help="a database the benchmark may DROP and CREATE (default %(default)s)",
+    )
+    parser.add_argument(
+        "--no-observations",
+        action="store_true",
+        help="do not expand the stored assessments into Observation rows (faster load)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="500 patients, 20,000 assessments, few runs"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the databases afterwards")
     args = parser.parse_args(argv)
@@ -480,7 +750,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         log(f"SQLite: loading into {workdir}")
         world = load_sqlite(workdir, args, now)
         log(f"SQLite: loaded in {world.load_seconds:.1f} s; timing")
-        report += run_engine(f"SQLite {sqlite3.sqlite_version}", world, args, os.path.join(workdir, "census.db"))
+        report += run_engine(
+            f"SQLite {sqlite3.sqlite_version}", world, args, os.path.join(workdir, "census.db")
+        )
         if not args.keep:
             import shutil
 
@@ -497,8 +769,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             report += run_engine(f"PostgreSQL {version}", loaded, args, None)
             if not args.keep:
                 drop_postgres(loaded.url)
-    print(f"bench/census.py  Python {platform.python_version()}, {os.cpu_count()} CPUs, "
-          f"load average {load[0]:.1f} at start")
+    print(
+        f"bench/census.py  Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"load average {load[0]:.1f} at start"
+    )
     print("\n".join(report))
 
 

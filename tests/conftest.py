@@ -23,7 +23,9 @@ from tandem.storage.db import make_engine, make_sessionmaker
 from tandem.storage.migrate import upgrade
 from tandem.storage.registry import metadata
 
-PG_URL = os.environ.get("TANDEM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_URL = os.environ.get(
+    "TANDEM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 _pg_state: dict[str, object] = {}
 
 
@@ -105,7 +107,9 @@ def _truncate_postgres(engine: Engine) -> None:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
+) -> Iterator[str]:
     """A freshly migrated, empty database on each engine."""
     if request.param == "sqlite":
         path = tmp_path / "tandem.db"
@@ -163,10 +167,19 @@ def world(sessions: sessionmaker[Session]) -> World:
         accounts.add_unit(db, a, "outpatient", "Alpha outpatient", "outpatient")
         w.unit_b = accounts.add_unit(db, b, "outpatient", "Bravo outpatient", "outpatient").id
         patients = []
-        for program, family, given, mrn in ((a, "Rivera", "Ana", "ALP-1"), (a, "Okafor", "Kofi", "ALP-2"),
-                                            (b, "Novak", "Ivan", "BRA-1")):
-            patient = Patient(program_id=program.id, family=family, given=given, family_lower=family.lower(),
-                              given_lower=given.lower(), gender="female" if given == "Ana" else "male")
+        for program, family, given, mrn in (
+            (a, "Rivera", "Ana", "ALP-1"),
+            (a, "Okafor", "Kofi", "ALP-2"),
+            (b, "Novak", "Ivan", "BRA-1"),
+        ):
+            patient = Patient(
+                program_id=program.id,
+                family=family,
+                given=given,
+                family_lower=family.lower(),
+                given_lower=given.lower(),
+                gender="female" if given == "Ana" else "male",
+            )
             patient.identifiers.append(PatientIdentifier(system=program.mrn_system, value=mrn))
             db.add(patient)
             patients.append(patient)
@@ -174,23 +187,50 @@ def world(sessions: sessionmaker[Session]) -> World:
         w.patient_a, w.patient_a2, w.patient_b = (p.id for p in patients)
         for role in ("admin", "prescriber", "nurse", "counselor", "researcher", "patient"):
             w.passwords[role] = f"pw-{role}-0123456789"
-            accounts.create_user(db, w.email(role), role.title(), role, w.passwords[role], [a.id],
-                                 w.patient_a if role == "patient" else None)
+            accounts.create_user(
+                db,
+                w.email(role),
+                role.title(),
+                role,
+                w.passwords[role],
+                [a.id],
+                w.patient_a if role == "patient" else None,
+            )
         w.passwords["nurse_b"] = "pw-nurse-b-0123456789"
-        accounts.create_user(db, w.email("nurse_b"), "Nurse B", "nurse", w.passwords["nurse_b"], [b.id])
+        accounts.create_user(
+            db, w.email("nurse_b"), "Nurse B", "nurse", w.passwords["nurse_b"], [b.id]
+        )
         w.passwords["prescriber_b"] = "pw-prescriber-b-0123456789"
-        accounts.create_user(db, w.email("prescriber_b"), "Prescriber B", "prescriber", w.passwords["prescriber_b"],
-                             [b.id])
+        accounts.create_user(
+            db,
+            w.email("prescriber_b"),
+            "Prescriber B",
+            "prescriber",
+            w.passwords["prescriber_b"],
+            [b.id],
+        )
         w.passwords["patient2"] = "pw-patient2-0123456789"
-        accounts.create_user(db, w.email("patient2"), "Patient Two", "patient", w.passwords["patient2"], [a.id],
-                             w.patient_a2)
+        accounts.create_user(
+            db,
+            w.email("patient2"),
+            "Patient Two",
+            "patient",
+            w.passwords["patient2"],
+            [a.id],
+            w.patient_a2,
+        )
     return w
 
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, cookie_secure=True, login_max_failures=3,
-                    login_window_minutes=15, session_idle_minutes=30)
+    return Settings(
+        database_url=database_url,
+        cookie_secure=True,
+        login_max_failures=3,
+        login_window_minutes=15,
+        session_idle_minutes=30,
+    )
 
 
 @pytest.fixture
@@ -215,8 +255,15 @@ def csrf_from(html: str) -> str:
 def sign_in(client: TestClient, email: str, password: str) -> str:
     """Sign in through the login form; returns the CSRF token of the signed-in session."""
     page = client.get("/login")
-    response = client.post("/login", data={"email": email, "password": password,
-                                           "csrf_token": csrf_from(page.text), "next": "/patients"})
+    response = client.post(
+        "/login",
+        data={
+            "email": email,
+            "password": password,
+            "csrf_token": csrf_from(page.text),
+            "next": "/patients",
+        },
+    )
     assert response.status_code == 303, response.text
     landing = client.get(response.headers["location"])
     return csrf_from(landing.text)

@@ -33,14 +33,26 @@ ADMIN = ("Head.Nurse@clinic.example", "Hana Admin", "correct-horse-battery")
 FHIR_JSON = "application/fhir+json"
 
 
-def tandem(database_url: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def tandem(
+    database_url: str, *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TANDEM_DATABASE_URL": database_url, "COLUMNS": "200"}
-    return subprocess.run([TANDEM, *args], env=env, cwd=cwd, capture_output=True, text=True,  # noqa: S603
-                          stdin=subprocess.DEVNULL, timeout=300, check=False)
+    return subprocess.run(
+        [TANDEM, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,  # noqa: S603
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+        check=False,
+    )
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    )
     return result
 
 
@@ -132,9 +144,24 @@ def cli_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def test_init_creates_the_database_and_an_admin_who_can_sign_in(cli_db: str) -> None:
     email, name, password = ADMIN
-    result = ok(tandem(cli_db, "init", "--admin-email", email, "--admin-name", name,
-                       "--admin-password", password, "--program-code", "eastside",
-                       "--program-name", "Eastside Detox", "--time-zone", "America/New_York"))
+    result = ok(
+        tandem(
+            cli_db,
+            "init",
+            "--admin-email",
+            email,
+            "--admin-name",
+            name,
+            "--admin-password",
+            password,
+            "--program-code",
+            "eastside",
+            "--program-name",
+            "Eastside Detox",
+            "--time-zone",
+            "America/New_York",
+        )
+    )
     assert email in said(result.stdout)
 
     with web(cli_db) as client:
@@ -146,10 +173,31 @@ def test_init_creates_the_database_and_an_admin_who_can_sign_in(cli_db: str) -> 
 
 def test_second_init_with_the_same_email_exits_2_and_changes_nothing(cli_db: str) -> None:
     email, name, password = ADMIN
-    ok(tandem(cli_db, "init", "--admin-email", email, "--admin-name", name, "--admin-password", password))
+    ok(
+        tandem(
+            cli_db,
+            "init",
+            "--admin-email",
+            email,
+            "--admin-name",
+            name,
+            "--admin-password",
+            password,
+        )
+    )
 
-    again = tandem(cli_db, "init", "--admin-email", email.upper(), "--admin-name", "Someone Else",
-                   "--admin-password", "another-password-123", "--program-code", "second")
+    again = tandem(
+        cli_db,
+        "init",
+        "--admin-email",
+        email.upper(),
+        "--admin-name",
+        "Someone Else",
+        "--admin-password",
+        "another-password-123",
+        "--program-code",
+        "second",
+    )
 
     assert again.returncode == 2
     assert "already exists" in said(again.stderr)
@@ -159,8 +207,16 @@ def test_second_init_with_the_same_email_exits_2_and_changes_nothing(cli_db: str
 
 
 def test_init_refuses_a_short_password_naming_the_flag(cli_db: str) -> None:
-    result = tandem(cli_db, "init", "--admin-email", "a@clinic.example", "--admin-name", "A",
-                    "--admin-password", "short")
+    result = tandem(
+        cli_db,
+        "init",
+        "--admin-email",
+        "a@clinic.example",
+        "--admin-name",
+        "A",
+        "--admin-password",
+        "short",
+    )
     assert result.returncode == 2
     assert "--admin-password" in said(result.stderr)
     assert "10 characters" in said(result.stderr)
@@ -176,10 +232,14 @@ def test_demo_on_an_empty_database_prints_only_logins_and_each_one_signs_in(cli_
 
     lines = result.stdout.splitlines()
     assert lines, "no logins printed"
-    assert [line for line in lines if not LOGIN_LINE.match(line)] == [], "stdout holds more than logins"
+    assert [line for line in lines if not LOGIN_LINE.match(line)] == [], (
+        "stdout holds more than logins"
+    )
     logins = dict(line.split(" ") for line in lines)
     assert len(logins) == len(lines) >= 6
-    assert any(e.startswith("admin@") for e in logins) and any(e.startswith("patient@") for e in logins)
+    assert any(e.startswith("admin@") for e in logins) and any(
+        e.startswith("patient@") for e in logins
+    )
 
     with web(cli_db) as client:
         for email, password in logins.items():
@@ -193,10 +253,14 @@ def test_demo_on_an_empty_database_prints_only_logins_and_each_one_signs_in(cli_
 
 def test_demo_patients_are_tagged_synthetic_in_the_fhir_api(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'demo.db'}"
-    logins = dict(line.split(" ") for line in ok(tandem(url, "demo", "--patients", "15", "--seed", "3"))
-                  .stdout.splitlines())
+    logins = dict(
+        line.split(" ")
+        for line in ok(tandem(url, "demo", "--patients", "15", "--seed", "3")).stdout.splitlines()
+    )
     admin = next(e for e in logins if e.startswith("admin@"))
-    token = ok(tandem(url, "token", "create", "--user", admin, "--scope", "user/Patient.rs")).stdout.strip()
+    token = ok(
+        tandem(url, "token", "create", "--user", admin, "--scope", "user/Patient.rs")
+    ).stdout.strip()
 
     with web(url) as client:
         bundle = client.get("/fhir/Patient", params={"_count": "50"}, headers=bearer(token)).json()
@@ -204,8 +268,11 @@ def test_demo_patients_are_tagged_synthetic_in_the_fhir_api(tmp_path: Path) -> N
     assert len(bundle["entry"]) == 15
     for entry in bundle["entry"]:
         tags = entry["resource"]["meta"].get("tag", [])
-        assert {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "HTEST",
-                "display": "test health data"} in tags
+        assert {
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+            "code": "HTEST",
+            "display": "test health data",
+        } in tags
         assert "synthetic" in entry["resource"]["managingOrganization"]["display"]
 
 
@@ -231,10 +298,23 @@ def demo_db(cli_db: str) -> tuple[str, dict[str, str]]:
     return cli_db, dict(line.split(" ") for line in result.stdout.splitlines())
 
 
-def test_token_create_prints_only_the_token_which_works_until_revoked(demo_db: tuple[str, dict[str, str]]) -> None:
+def test_token_create_prints_only_the_token_which_works_until_revoked(
+    demo_db: tuple[str, dict[str, str]],
+) -> None:
     url, _ = demo_db
-    created = ok(tandem(url, "token", "create", "--user", "nurse@demo.tandem.test", "--scope", "user/Patient.rs",
-                        "--label", "lab interface"))
+    created = ok(
+        tandem(
+            url,
+            "token",
+            "create",
+            "--user",
+            "nurse@demo.tandem.test",
+            "--scope",
+            "user/Patient.rs",
+            "--label",
+            "lab interface",
+        )
+    )
     assert created.stdout.count("\n") == 1
     token = created.stdout.strip()
     assert token and " " not in token
@@ -244,8 +324,11 @@ def test_token_create_prints_only_the_token_which_works_until_revoked(demo_db: t
         assert found.status_code == 200, found.text
         patient_id = found.json()["entry"][0]["resource"]["id"]
         assert client.get(f"/fhir/Patient/{patient_id}", headers=bearer(token)).status_code == 200
-        write = client.post("/fhir/Patient", headers=bearer(token),
-                            json={"resourceType": "Patient", "name": [{"family": "Nope"}]})
+        write = client.post(
+            "/fhir/Patient",
+            headers=bearer(token),
+            json={"resourceType": "Patient", "name": [{"family": "Nope"}]},
+        )
         assert write.status_code == 403, "a read-only token must not create patients"
 
     listed = ok(tandem(url, "token", "list"))
@@ -261,10 +344,15 @@ def test_token_create_prints_only_the_token_which_works_until_revoked(demo_db: t
 
 def test_token_revoke_by_listed_id(demo_db: tuple[str, dict[str, str]]) -> None:
     url, _ = demo_db
-    token = ok(tandem(url, "token", "create", "--user", "nurse@demo.tandem.test",
-                      "--scope", "user/Patient.rs")).stdout.strip()
+    token = ok(
+        tandem(
+            url, "token", "create", "--user", "nurse@demo.tandem.test", "--scope", "user/Patient.rs"
+        )
+    ).stdout.strip()
     listed = ok(tandem(url, "token", "list")).stdout.splitlines()
-    (token_id,) = [line.split("\t")[0] for line in listed if line.split("\t")[1].rstrip("…") == token[:10]]
+    (token_id,) = [
+        line.split("\t")[0] for line in listed if line.split("\t")[1].rstrip("…") == token[:10]
+    ]
 
     ok(tandem(url, "token", "revoke", token_id))
 
@@ -278,16 +366,25 @@ def initialised(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A SQLite database after `tandem init`, shared by tests that must leave it unchanged."""
     url = f"sqlite:///{tmp_path_factory.mktemp('initialised') / 'tandem.db'}"
     email, name, password = ADMIN
-    ok(tandem(url, "init", "--admin-email", email, "--admin-name", name, "--admin-password", password))
+    ok(
+        tandem(
+            url, "init", "--admin-email", email, "--admin-name", name, "--admin-password", password
+        )
+    )
     return url
 
 
-@pytest.mark.parametrize(("args", "named"), [
-    (["--scope", "user/Patient.readall"], "user/Patient.readall"),
-    (["--scope", "user/Patient.rs", "--scope", "Patient.rs"], "Patient.rs"),
-    (["--scope", "patient/*.rs"], "patient/"),
-])
-def test_token_create_refuses_a_bad_scope_naming_it(initialised: str, args: list[str], named: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--scope", "user/Patient.readall"], "user/Patient.readall"),
+        (["--scope", "user/Patient.rs", "--scope", "Patient.rs"], "Patient.rs"),
+        (["--scope", "patient/*.rs"], "patient/"),
+    ],
+)
+def test_token_create_refuses_a_bad_scope_naming_it(
+    initialised: str, args: list[str], named: str
+) -> None:
     url = initialised
     result = tandem(url, "token", "create", "--user", ADMIN[0], *args)
 
@@ -299,7 +396,9 @@ def test_token_create_refuses_a_bad_scope_naming_it(initialised: str, args: list
 
 def test_token_create_for_an_unknown_user_exits_2(initialised: str) -> None:
     url = initialised
-    result = tandem(url, "token", "create", "--user", "nobody@clinic.example", "--scope", "user/Patient.rs")
+    result = tandem(
+        url, "token", "create", "--user", "nobody@clinic.example", "--scope", "user/Patient.rs"
+    )
     assert result.returncode == 2
     assert "nobody@clinic.example" in said(result.stderr)
     assert result.stdout == ""
@@ -309,22 +408,38 @@ def test_token_create_for_an_unknown_user_exits_2(initialised: str) -> None:
 # --- tandem backup / restore -------------------------------------------------------------
 
 
-def test_backup_then_restore_brings_the_data_back(demo_db: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+def test_backup_then_restore_brings_the_data_back(
+    demo_db: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
     url, _ = demo_db
-    token = ok(tandem(url, "token", "create", "--user", "nurse@demo.tandem.test",
-                      "--scope", "user/Patient.cruds")).stdout.strip()
+    token = ok(
+        tandem(
+            url,
+            "token",
+            "create",
+            "--user",
+            "nurse@demo.tandem.test",
+            "--scope",
+            "user/Patient.cruds",
+        )
+    ).stdout.strip()
     before = demo_patients(url)
     backup = tmp_path / "backups" / "tandem.backup"
     backup.parent.mkdir()
 
     ok(tandem(url, "backup", str(backup)))
     again = tandem(url, "backup", str(backup))
-    assert again.returncode == 2 and "exists" in said(again.stderr), "backup must not overwrite a file"
+    assert again.returncode == 2 and "exists" in said(again.stderr), (
+        "backup must not overwrite a file"
+    )
 
     # The day goes on: a patient is registered, the token is revoked.
     with web(url) as client:
-        created = client.post("/fhir/Patient", headers=bearer(token),
-                              json={"resourceType": "Patient", "name": [{"family": "Afterbackup", "given": ["Al"]}]})
+        created = client.post(
+            "/fhir/Patient",
+            headers=bearer(token),
+            json={"resourceType": "Patient", "name": [{"family": "Afterbackup", "given": ["Al"]}]},
+        )
         assert created.status_code == 201, created.text
     ok(tandem(url, "token", "revoke", token))
     assert len(demo_patients(url)) == len(before) + 1
@@ -343,12 +458,14 @@ def test_backup_then_restore_brings_the_data_back(demo_db: tuple[str, dict[str, 
         search = client.get("/fhir/Patient", params={"name": "afterbackup"}, headers=bearer(token))
         assert search.status_code == 200, "the token revoked after the backup works again"
         assert search.json().get("entry", []) == []
-        assert client.get("/fhir/Patient", params={"_count": "200"},
-                          headers=bearer(token)).json()["entry"], "restored patients are visible"
+        assert client.get("/fhir/Patient", params={"_count": "200"}, headers=bearer(token)).json()[
+            "entry"
+        ], "restored patients are visible"
 
 
 def test_restore_refuses_a_file_that_is_not_a_backup_and_keeps_the_data(
-        demo_db: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    demo_db: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
     url, _ = demo_db
     before = demo_patients(url)
     junk = tmp_path / "notes.txt"
@@ -361,7 +478,9 @@ def test_restore_refuses_a_file_that_is_not_a_backup_and_keeps_the_data(
     assert demo_patients(url) == before
 
 
-def test_restore_without_yes_and_no_terminal_refuses(demo_db: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+def test_restore_without_yes_and_no_terminal_refuses(
+    demo_db: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
     url, _ = demo_db
     backup = tmp_path / "tandem.backup"
     ok(tandem(url, "backup", str(backup)))
@@ -370,7 +489,9 @@ def test_restore_without_yes_and_no_terminal_refuses(demo_db: tuple[str, dict[st
         conn.execute(text("UPDATE patients SET family = 'Changed'"))
     engine.dispose()
 
-    result = tandem(url, "restore", str(backup))  # stdin is not a terminal: nobody can answer a prompt
+    result = tandem(
+        url, "restore", str(backup)
+    )  # stdin is not a terminal: nobody can answer a prompt
 
     assert result.returncode == 2
     assert "--yes" in said(result.stderr)

@@ -55,8 +55,14 @@ def _migrated_sessions(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 # The record fields `init` fills, named as the flags the operator typed.
-_INIT_FLAGS = {"email": "--admin-email", "display_name": "--admin-name", "password": "--admin-password",
-               "code": "--program-code", "name": "--program-name", "time_zone": "--time-zone"}
+_INIT_FLAGS = {
+    "email": "--admin-email",
+    "display_name": "--admin-name",
+    "password": "--admin-password",
+    "code": "--program-code",
+    "name": "--program-name",
+    "time_zone": "--time-zone",
+}
 
 
 def init(
@@ -65,21 +71,40 @@ def init(
     admin_password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
     program_code: str = typer.Option("main", help="Short code of the first program"),
     program_name: str = typer.Option("Main program", help="Name of the first program"),
-    time_zone: str = typer.Option("UTC", help="IANA time zone of the program, e.g. America/New_York"),
+    time_zone: str = typer.Option(
+        "UTC", help="IANA time zone of the program, e.g. America/New_York"
+    ),
 ) -> None:
     """Create the database (run migrations) and the first administrator and program."""
     settings = _settings()
     _, sessions = _migrated_sessions(settings)
     try:
         with session_scope(sessions) as db:
-            if db.scalar(select(User.id).where(User.email == admin_email.strip().lower())) is not None:
+            if (
+                db.scalar(select(User.id).where(User.email == admin_email.strip().lower()))
+                is not None
+            ):
                 raise fail(f"{admin_email} already exists; the database is initialised")
             program = accounts.create_program(db, program_code, program_name, time_zone=time_zone)
-            user = accounts.create_user(db, admin_email, admin_name, "admin", admin_password, [program.id])
-            db.add(audit.entry(actor_for(user), "create", CLI_ORIGIN, resource_type="User", resource_id=str(user.id)))
+            user = accounts.create_user(
+                db, admin_email, admin_name, "admin", admin_password, [program.id]
+            )
+            db.add(
+                audit.entry(
+                    actor_for(user),
+                    "create",
+                    CLI_ORIGIN,
+                    resource_type="User",
+                    resource_id=str(user.id),
+                )
+            )
     except InvalidRecord as exc:
-        raise fail(f"{_INIT_FLAGS.get(exc.field, '--' + exc.field.replace('_', '-'))}: {exc.message}") from None
-    out.print(f"Initialised {settings.database_url}: administrator {admin_email}, program {program_code}.")
+        raise fail(
+            f"{_INIT_FLAGS.get(exc.field, '--' + exc.field.replace('_', '-'))}: {exc.message}"
+        ) from None
+    out.print(
+        f"Initialised {settings.database_url}: administrator {admin_email}, program {program_code}."
+    )
 
 
 def serve(
@@ -94,10 +119,18 @@ def serve(
     engine, _ = _migrated_sessions(settings)
     refresh_planner_statistics(engine)
     engine.dispose()
-    out.print(f"Tandem on http://{host}:{port}  (database {make_url(settings.database_url).render_as_string()})")
+    out.print(
+        f"Tandem on http://{host}:{port}  (database {make_url(settings.database_url).render_as_string()})"
+    )
     if workers > 1:
-        uvicorn.run("tandem.web.app:create_app", factory=True, host=host, port=port, workers=workers,
-                    log_level="warning")
+        uvicorn.run(
+            "tandem.web.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+        )
     else:
         from tandem.web.app import create_app
 
@@ -118,20 +151,38 @@ def demo(
     engine, sessions = _migrated_sessions(settings)
     with session_scope(sessions) as db:
         if demo_data.already_loaded(db):
-            err.print("The demo program is already loaded; its logins are reset to these passwords.")
+            err.print(
+                "The demo program is already loaded; its logins are reset to these passwords."
+            )
             logins = demo_data.reset_logins(db, seed)
         else:
-            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          console=err, transient=False) as progress:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=False,
+            ) as progress:
                 task = progress.add_task("Synthetic patients", total=patients)
-                world = demo_data.build_platform(db, patients, seed, progress=lambda n: progress.advance(task, n))
+                world = demo_data.build_platform(
+                    db, patients, seed, progress=lambda n: progress.advance(task, n)
+                )
                 logins = demo_data.create_logins(db, world, seed)
                 for label, step in demo_data.DEMO_STEPS:
                     step_task = progress.add_task(label, total=1)
                     step(db, world)
                     progress.advance(step_task)
-            db.add(audit.entry(None, "create", CLI_ORIGIN, resource_type="Patient", actor_label="tandem demo",
-                               detail=f"synthetic demo program: {patients} patients, seed {seed}"))
+            db.add(
+                audit.entry(
+                    None,
+                    "create",
+                    CLI_ORIGIN,
+                    resource_type="Patient",
+                    actor_label="tandem demo",
+                    detail=f"synthetic demo program: {patients} patients, seed {seed}",
+                )
+            )
     refresh_planner_statistics(engine)
     err.print("Demo logins (synthetic data only):")
     for login in logins:
@@ -141,7 +192,9 @@ def demo(
 @token_app.command("create")
 def token_create(
     user: str = typer.Option(..., "--user", help="E-mail of the user the token acts for"),
-    scope: list[str] = typer.Option(..., "--scope", help="SMART scope, e.g. user/Patient.rs (repeatable)"),
+    scope: list[str] = typer.Option(
+        ..., "--scope", help="SMART scope, e.g. user/Patient.rs (repeatable)"
+    ),
     more_scopes: list[str] = typer.Argument(None, help="More scopes", show_default=False),
     label: str = typer.Option("", help="What the token is for"),
     expires_days: int | None = typer.Option(None, min=1, help="Expire after this many days"),
@@ -156,10 +209,24 @@ def token_create(
             owner = db.scalar(select(User).where(User.email == user.strip().lower()))
             if owner is None or not owner.active:
                 raise fail(f"--user: no active user {user}")
-            secret, token = create_token(db, owner, scopes, label, now,
-                                         now + timedelta(days=expires_days) if expires_days else None)
-            db.add(audit.entry(actor_for(owner), "create", CLI_ORIGIN, resource_type="ApiToken",
-                               resource_id=str(token.id), detail=token.scopes))
+            secret, token = create_token(
+                db,
+                owner,
+                scopes,
+                label,
+                now,
+                now + timedelta(days=expires_days) if expires_days else None,
+            )
+            db.add(
+                audit.entry(
+                    actor_for(owner),
+                    "create",
+                    CLI_ORIGIN,
+                    resource_type="ApiToken",
+                    resource_id=str(token.id),
+                    detail=token.scopes,
+                )
+            )
     except (ScopeError, CredentialError) as exc:
         raise fail(f"--scope: {exc}") from None
     err.print(f"Token {token.id} for {owner.email} with scopes: {token.scopes}")
@@ -167,7 +234,9 @@ def token_create(
 
 
 @token_app.command("revoke")
-def token_revoke(token: str = typer.Argument(..., help="The token itself, or its id from `tandem token list`")) -> None:
+def token_revoke(
+    token: str = typer.Argument(..., help="The token itself, or its id from `tandem token list`"),
+) -> None:
     """Revoke a token: it stops working at once."""
     settings = _settings()
     _, sessions = _migrated_sessions(settings)
@@ -175,8 +244,16 @@ def token_revoke(token: str = typer.Argument(..., help="The token itself, or its
         found = revoke_token(db, token, utcnow())
         if found is None:
             raise fail("no such token")
-        db.add(audit.entry(actor_for(found.user), "update", CLI_ORIGIN, resource_type="ApiToken",
-                           resource_id=str(found.id), detail="revoked"))
+        db.add(
+            audit.entry(
+                actor_for(found.user),
+                "update",
+                CLI_ORIGIN,
+                resource_type="ApiToken",
+                resource_id=str(found.id),
+                detail="revoked",
+            )
+        )
     out.print(f"Token {found.id} revoked.")
 
 
@@ -193,7 +270,11 @@ def token_list() -> None:
 
 
 def _pg_url(settings: Settings) -> str:
-    return make_url(settings.database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return (
+        make_url(settings.database_url)
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
 
 
 def backup(path: Path = typer.Argument(..., help="File to write")) -> None:
@@ -210,15 +291,21 @@ def backup(path: Path = typer.Argument(..., help="File to write")) -> None:
     else:
         if shutil.which("pg_dump") is None:
             raise fail("pg_dump is not installed")
-        result = subprocess.run(["pg_dump", "--format=custom", f"--file={path}", _pg_url(settings)],  # noqa: S603, S607
-                                capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            ["pg_dump", "--format=custom", f"--file={path}", _pg_url(settings)],  # noqa: S603, S607
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if result.returncode != 0:
             raise fail(f"pg_dump failed: {result.stderr.strip()}")
     out.print(f"Backed up to {path}.")
 
 
-def restore(path: Path = typer.Argument(..., help="A file made by `tandem backup`"),
-            yes: bool = typer.Option(False, "--yes", help="Do not ask before replacing the database")) -> None:
+def restore(
+    path: Path = typer.Argument(..., help="A file made by `tandem backup`"),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask before replacing the database"),
+) -> None:
     """Replace the database with a backup."""
     settings = _settings()
     if not path.exists():
@@ -234,14 +321,28 @@ def restore(path: Path = typer.Argument(..., help="A file made by `tandem backup
         except sqlite3.DatabaseError:
             raise fail(f"{path} is not a Tandem SQLite backup") from None
         target = make_url(settings.database_url).database or ""
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as src, sqlite3.connect(target) as dst:
+        with (
+            sqlite3.connect(f"file:{path}?mode=ro", uri=True) as src,
+            sqlite3.connect(target) as dst,
+        ):
             src.backup(dst)
     else:
         if shutil.which("pg_restore") is None:
             raise fail("pg_restore is not installed")
-        result = subprocess.run(["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction",  # noqa: S603, S607
-                                 f"--dbname={_pg_url(settings)}", str(path)], capture_output=True, text=True,
-                                check=False)
+        result = subprocess.run(
+            [
+                "pg_restore",
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "--single-transaction",  # noqa: S603, S607
+                f"--dbname={_pg_url(settings)}",
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if result.returncode != 0:
             raise fail(f"pg_restore failed: {result.stderr.strip()}")
     _migrated_sessions(settings)

@@ -23,8 +23,14 @@ SAME_PROGRAM_PATIENT = PatientRef("p-neighbour", OWN_PROGRAM)
 
 
 def actor(role: Role, scopes: str | None = None, patient_id: str | None = None) -> Actor:
-    return Actor(1, f"{role}@x.test", role, frozenset({OWN_PROGRAM}), patient_id,
-                 parse_scopes(scopes) if scopes is not None else None)
+    return Actor(
+        1,
+        f"{role}@x.test",
+        role,
+        frozenset({OWN_PROGRAM}),
+        patient_id,
+        parse_scopes(scopes) if scopes is not None else None,
+    )
 
 
 # role -> the permissions it has on a patient of its own program (web session, no token)
@@ -39,7 +45,9 @@ EXPECTED_OWN_PROGRAM = {
 
 @pytest.mark.parametrize("role", list(EXPECTED_OWN_PROGRAM))
 @pytest.mark.parametrize("permission", [Permission.READ, Permission.UPDATE, Permission.DELETE])
-def test_staff_on_patients_of_their_own_and_another_program(role: Role, permission: Permission) -> None:
+def test_staff_on_patients_of_their_own_and_another_program(
+    role: Role, permission: Permission
+) -> None:
     who = actor(role)
     allowed_here = permission.value in EXPECTED_OWN_PROGRAM[role]
     assert bool(decide(who, permission, "Patient", OWN_PATIENT)) is allowed_here
@@ -82,16 +90,24 @@ def test_a_token_can_only_narrow_what_the_role_allows() -> None:
     assert decide(read_only, Permission.READ, "Patient", OWN_PATIENT)
     refused = decide(read_only, Permission.UPDATE, "Patient", OWN_PATIENT)
     assert not refused and "user/Patient.u" in refused.reason
-    assert not decide(actor(Role.NURSE, "user/Observation.rs"), Permission.READ, "Patient", OWN_PATIENT)
+    assert not decide(
+        actor(Role.NURSE, "user/Observation.rs"), Permission.READ, "Patient", OWN_PATIENT
+    )
     # A wide scope gives a counselor nothing the role does not have.
-    assert not decide(actor(Role.COUNSELOR, "user/*.cruds"), Permission.UPDATE, "Patient", OWN_PATIENT)
+    assert not decide(
+        actor(Role.COUNSELOR, "user/*.cruds"), Permission.UPDATE, "Patient", OWN_PATIENT
+    )
     # A wide scope never crosses programs.
     assert not decide(actor(Role.ADMIN, "user/*.cruds"), Permission.READ, "Patient", OTHER_PATIENT)
 
 
 def test_patient_tokens_use_patient_scopes() -> None:
-    assert decide(actor(Role.PATIENT, "patient/*.rs", "p-own"), Permission.READ, "Patient", OWN_PATIENT)
-    assert not decide(actor(Role.PATIENT, "user/*.rs", "p-own"), Permission.READ, "Patient", OWN_PATIENT)
+    assert decide(
+        actor(Role.PATIENT, "patient/*.rs", "p-own"), Permission.READ, "Patient", OWN_PATIENT
+    )
+    assert not decide(
+        actor(Role.PATIENT, "user/*.rs", "p-own"), Permission.READ, "Patient", OWN_PATIENT
+    )
     assert not decide(actor(Role.NURSE, "patient/*.rs"), Permission.READ, "Patient", OWN_PATIENT)
 
 
@@ -120,8 +136,18 @@ def test_scopes_parse(text: str, context: str, rtype: str, perms: str) -> None:
     assert (scope.context, scope.resource_type, scope.permissions) == (context, rtype, perms)
 
 
-@pytest.mark.parametrize("text", ["Patient.rs", "user/Patient.xyz", "user/Patient.sr", "user/patient.rs",
-                                  "doctor/*.rs", "user/Patient.rrs", ""])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Patient.rs",
+        "user/Patient.xyz",
+        "user/Patient.sr",
+        "user/patient.rs",
+        "doctor/*.rs",
+        "user/Patient.rrs",
+        "",
+    ],
+)
 def test_bad_scopes_are_refused(text: str) -> None:
     with pytest.raises(ScopeError):
         parse_scope(text)
@@ -132,6 +158,10 @@ def test_only_prescribers_prescribe(role: Role) -> None:
     who = actor(role, patient_id="p-own")
     may = decide(who, Permission.CREATE, "MedicationRequest", OWN_PATIENT)
     assert bool(may) is (role is Role.PRESCRIBER)
-    assert bool(decide(who, Permission.UPDATE, "MedicationRequest", OWN_PATIENT)) is (role is Role.PRESCRIBER)
+    assert bool(decide(who, Permission.UPDATE, "MedicationRequest", OWN_PATIENT)) is (
+        role is Role.PRESCRIBER
+    )
     # Everyone with chart access still reads the plan.
-    assert bool(decide(who, Permission.READ, "MedicationRequest", OWN_PATIENT)) is (role is not Role.RESEARCHER)
+    assert bool(decide(who, Permission.READ, "MedicationRequest", OWN_PATIENT)) is (
+        role is not Role.RESEARCHER
+    )

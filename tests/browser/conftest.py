@@ -12,8 +12,13 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SHOTS = Path(__file__).resolve().parents[2] / "screenshots"
 
 
@@ -56,15 +61,21 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             step(db, world)
     engine.dispose()
     port = _free_port()
-    config = uvicorn.Config(create_app(Settings(database_url=url, cookie_secure=True)), host="127.0.0.1",
-                            port=port, log_level="warning")
+    config = uvicorn.Config(
+        create_app(Settings(database_url=url, cookie_secure=True)),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield LiveServer(f"http://127.0.0.1:{port}", {login.email: login.password for login in logins}, url)
+    yield LiveServer(
+        f"http://127.0.0.1:{port}", {login.email: login.password for login in logins}, url
+    )
     server.should_exit = True
     thread.join(timeout=10)
 
@@ -72,7 +83,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 @pytest.fixture(scope="session")
 def browser():  # type: ignore[no-untyped-def]
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)")
+        pytest.skip(
+            f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -25,7 +25,9 @@ def test_nurse_signs_in_searches_and_opens_the_chart(page, live_server) -> None:
     prefix = family.lower()[:4]
     names = page.locator("tbody tr td:first-child a").all_inner_texts()
     # Every row matches the search on its family or a given name.
-    assert names and all(any(w.startswith(prefix) for w in re.split(r"[ ,]+", n.lower())) for n in names)
+    assert names and all(
+        any(w.startswith(prefix) for w in re.split(r"[ ,]+", n.lower())) for n in names
+    )
     match = page.get_by_role("link", name=re.compile(family, re.I)).first
     chosen = match.inner_text()
     match.click()

@@ -22,13 +22,24 @@ def _unmedicated_patient(database_url: str) -> tuple[str, str]:
     engine = make_engine(database_url)
     with make_sessionmaker(engine)() as db:
         program = db.scalar(select(Program).where(Program.code == "riverside"))
-        taken = set(db.scalars(select(DosePlanRow.patient_id))) | set(db.scalars(select(MedicationFactsRow.patient_id)))
-        rows = db.execute(
-            select(Patient).join(Episode, Episode.patient_id == Patient.id)
-            .where(Patient.program_id == program.id, Episode.phase == "rehab", Episode.discharged_at.is_(None),
-                   Patient.birth_date.is_not(None))
-            .order_by(Patient.family_lower, Patient.id)
-        ).scalars().all()
+        taken = set(db.scalars(select(DosePlanRow.patient_id))) | set(
+            db.scalars(select(MedicationFactsRow.patient_id))
+        )
+        rows = (
+            db.execute(
+                select(Patient)
+                .join(Episode, Episode.patient_id == Patient.id)
+                .where(
+                    Patient.program_id == program.id,
+                    Episode.phase == "rehab",
+                    Episode.discharged_at.is_(None),
+                    Patient.birth_date.is_not(None),
+                )
+                .order_by(Patient.family_lower, Patient.id)
+            )
+            .scalars()
+            .all()
+        )
         patient = next(p for p in rows if p.id not in taken)
         result = patient.id, patient.display_name
     engine.dispose()
@@ -62,7 +73,9 @@ def test_prescriber_screens_a_patient_and_creates_a_titration(page, live_server)
     page.get_by_role("link", name="Record or update facts").click()
     page.get_by_label("Weight (kg)", exact=True).fill("80")
     page.get_by_label("Serum creatinine").fill("0.8")
-    today = page.evaluate("() => new Date().toLocaleDateString('en-CA', {timeZone: 'America/New_York'})")
+    today = page.evaluate(
+        "() => new Date().toLocaleDateString('en-CA', {timeZone: 'America/New_York'})"
+    )
     page.get_by_label("Creatinine measured on").fill(today)
     page.get_by_label("History of seizures or epilepsy").select_option("no")
     page.get_by_label("Recorded?").select_option("yes")

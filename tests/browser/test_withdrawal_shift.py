@@ -13,7 +13,9 @@ from tests.browser.conftest import screenshot, sign_in
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def test_nurse_records_an_assessment_and_the_census_and_chart_update(page, browser, live_server) -> None:
+def test_nurse_records_an_assessment_and_the_census_and_chart_update(
+    page, browser, live_server
+) -> None:
     sign_in(page, live_server, "nurse")
     page.get_by_role("link", name="Detox census").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("Detox census")
@@ -28,7 +30,9 @@ def test_nurse_records_an_assessment_and_the_census_and_chart_update(page, brows
     watcher.evaluate("window.__notReloaded = true")
 
     # Choose a CIWA-Ar patient: the row's Assess link names the instrument.
-    row = page.locator("table.census tbody tr", has=page.locator('a[href*="instrument=ciwa_ar"]')).nth(1)
+    row = page.locator(
+        "table.census tbody tr", has=page.locator('a[href*="instrument=ciwa_ar"]')
+    ).nth(1)
     name = row.locator("td").first.locator("a").inner_text()
     row.get_by_role("link", name=re.compile("Assess")).click()
     expect(page.get_by_role("heading", name=re.compile("CIWA-Ar.*assessment"))).to_be_visible()

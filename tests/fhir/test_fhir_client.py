@@ -50,12 +50,17 @@ def live(database_url: str) -> Iterator[Live]:
 
     engine = make_engine(database_url)
     with session_scope(make_sessionmaker(engine)) as db:
-        program = accounts.create_program(db, "lakeside", "Lakeside Detox", time_zone="America/Chicago")
+        program = accounts.create_program(
+            db, "lakeside", "Lakeside Detox", time_zone="America/Chicago"
+        )
         accounts.add_unit(db, program, "detox", "Detox unit", "detox")
-        nurse = accounts.create_user(db, "nurse@lakeside.example", "Nora Nurse", "nurse",
-                                     "nurse-password-123", [program.id])
+        nurse = accounts.create_user(
+            db, "nurse@lakeside.example", "Nora Nurse", "nurse", "nurse-password-123", [program.id]
+        )
         token, _ = create_token(db, nurse, ["user/Patient.cruds"], "fhirclient test", utcnow())
-        read_only, _ = create_token(db, nurse, ["user/Patient.rs"], "fhirclient read-only", utcnow())
+        read_only, _ = create_token(
+            db, nurse, ["user/Patient.rs"], "fhirclient read-only", utcnow()
+        )
     engine.dispose()
 
     app = create_app(Settings(database_url=database_url, cookie_secure=True))
@@ -77,12 +82,17 @@ def live(database_url: str) -> Iterator[Live]:
 
 def client(live: Live, token: str | None) -> FHIRServer:
     """fhirclient's server object, holding the bearer token as its OAuth2 access token."""
-    state = {"base_uri": live.base + "/", "auth_type": "oauth2" if token else "none",
-             "auth": {"access_token": token} if token else None}
+    state = {
+        "base_uri": live.base + "/",
+        "auth_type": "oauth2" if token else "none",
+        "auth": {"access_token": token} if token else None,
+    }
     return FHIRServer(None, state=state)
 
 
-def new_patient(family: str, given: str, mrn: str | None = None, lab_id: str | None = None) -> Patient:
+def new_patient(
+    family: str, given: str, mrn: str | None = None, lab_id: str | None = None
+) -> Patient:
     patient = Patient()
     name = HumanName()
     name.family, name.given, name.use = family, [given], "official"
@@ -130,9 +140,13 @@ def test_fhirclient_creates_a_patient_and_finds_it_by_name_and_identifier(live: 
 
     assert ids(Patient.where({"name": "Okonkwo"}).perform_resources_iter(server)) == [patient_id]
     assert ids(Patient.where({"name": "adaeze"}).perform_resources_iter(server)) == [patient_id]
-    assert ids(Patient.where({"identifier": "LAKE-0001"}).perform_resources_iter(server)) == [patient_id]
+    assert ids(Patient.where({"identifier": "LAKE-0001"}).perform_resources_iter(server)) == [
+        patient_id
+    ]
     system_and_value = f"{mrn['system']}|LAKE-0001"
-    assert ids(Patient.where({"identifier": system_and_value}).perform_resources_iter(server)) == [patient_id]
+    assert ids(Patient.where({"identifier": system_and_value}).perform_resources_iter(server)) == [
+        patient_id
+    ]
     lab = f"{LAB_SYSTEM}|LAKE-0001"
     assert ids(Patient.where({"identifier": lab}).perform_resources_iter(server)) == [patient_id]
     assert ids(Patient.where({"name": "Nobody"}).perform_resources_iter(server)) == []

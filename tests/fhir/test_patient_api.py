@@ -16,8 +16,13 @@ def auth(token: str) -> dict[str, str]:
 
 
 def new_patient(family: str = "Garcia", given: str = "Lucia", **extra: object) -> dict:
-    return {"resourceType": "Patient", "name": [{"family": family, "given": [given]}], "gender": "female",
-            "birthDate": "1990-04-02", **extra}
+    return {
+        "resourceType": "Patient",
+        "name": [{"family": family, "given": [given]}],
+        "gender": "female",
+        "birthDate": "1990-04-02",
+        **extra,
+    }
 
 
 def count_patients(sessions) -> int:  # type: ignore[no-untyped-def]
@@ -43,10 +48,14 @@ def test_create_read_update_search(client, sessions, world: World) -> None:
 
     changed = dict(read.json())
     changed["birthDate"] = "1991-05-06"
-    updated = client.put(f"/fhir/Patient/{body['id']}", json=changed, headers={**auth(token), "If-Match": 'W/"1"'})
+    updated = client.put(
+        f"/fhir/Patient/{body['id']}", json=changed, headers={**auth(token), "If-Match": 'W/"1"'}
+    )
     assert updated.status_code == 200, updated.text
     assert updated.json()["meta"]["versionId"] == "2"
-    stale = client.put(f"/fhir/Patient/{body['id']}", json=changed, headers={**auth(token), "If-Match": 'W/"1"'})
+    stale = client.put(
+        f"/fhir/Patient/{body['id']}", json=changed, headers={**auth(token), "If-Match": 'W/"1"'}
+    )
     assert stale.status_code == 412
     assert stale.json()["resourceType"] == "OperationOutcome"
 
@@ -54,14 +63,23 @@ def test_create_read_update_search(client, sessions, world: World) -> None:
     assert [e["resource"]["id"] for e in found["entry"]] == [body["id"]]
     by_mrn = client.get("/fhir/Patient", params={"identifier": "ALP-2"}, headers=auth(token)).json()
     assert [e["resource"]["id"] for e in by_mrn["entry"]] == [world.patient_a2]
-    by_birth = client.get("/fhir/Patient", params={"birthdate": "ge1991-01-01"}, headers=auth(token)).json()
+    by_birth = client.get(
+        "/fhir/Patient", params={"birthdate": "ge1991-01-01"}, headers=auth(token)
+    ).json()
     assert [e["resource"]["id"] for e in by_birth["entry"]] == [body["id"]]
 
 
-def test_search_pages_with_next_links_and_never_shows_other_programs(client, sessions, world: World) -> None:
+def test_search_pages_with_next_links_and_never_shows_other_programs(
+    client, sessions, world: World
+) -> None:
     token = make_token(sessions, world.email("nurse"), "user/Patient.cruds")
     for i in range(5):
-        assert client.post("/fhir/Patient", json=new_patient("Pagetest", f"P{i}"), headers=auth(token)).status_code == 201
+        assert (
+            client.post(
+                "/fhir/Patient", json=new_patient("Pagetest", f"P{i}"), headers=auth(token)
+            ).status_code
+            == 201
+        )
     seen: list[str] = []
     url = "/fhir/Patient?name=pagetest&_count=2"
     while url:
@@ -86,15 +104,18 @@ def test_search_pages_with_next_links_and_never_shows_other_programs(client, ses
         ({"resourceType": "Patient", "name": [{"family": ""}]}, 422, "name"),
     ],
 )
-def test_bad_patients_are_refused_with_an_outcome_and_nothing_stored(client, sessions, world, body, status,
-                                                                     expression) -> None:
+def test_bad_patients_are_refused_with_an_outcome_and_nothing_stored(
+    client, sessions, world, body, status, expression
+) -> None:
     token = make_token(sessions, world.email("nurse"), "user/Patient.cruds")
     before = count_patients(sessions)
     response = client.post("/fhir/Patient", json=body, headers=auth(token))
     assert response.status_code == status, response.text
     outcome = response.json()
     assert outcome["resourceType"] == "OperationOutcome"
-    assert any(expression in " ".join(i.get("expression", [])) + i["diagnostics"] for i in outcome["issue"])
+    assert any(
+        expression in " ".join(i.get("expression", [])) + i["diagnostics"] for i in outcome["issue"]
+    )
     assert count_patients(sessions) == before
 
 
@@ -116,8 +137,13 @@ def test_token_needs_the_scope(client, sessions, world: World) -> None:
     assert response.status_code == 403
     assert "user/Patient.c" in response.json()["issue"][0]["diagnostics"]
     observation_only = make_token(sessions, world.email("nurse"), "user/Observation.rs")
-    assert client.get(f"/fhir/Patient/{world.patient_a}", headers=auth(observation_only)).status_code == 403
-    assert client.get(f"/fhir/Patient/{world.patient_a}", headers=auth(read_only)).status_code == 200
+    assert (
+        client.get(f"/fhir/Patient/{world.patient_a}", headers=auth(observation_only)).status_code
+        == 403
+    )
+    assert (
+        client.get(f"/fhir/Patient/{world.patient_a}", headers=auth(read_only)).status_code == 200
+    )
 
 
 def test_missing_unknown_and_revoked_tokens_are_refused(client, sessions, world: World) -> None:
@@ -148,7 +174,12 @@ def test_other_programs_patient_is_refused(client, sessions, world: World) -> No
     token = make_token(sessions, world.email("nurse"), "user/*.cruds")
     assert client.get(f"/fhir/Patient/{world.patient_b}", headers=auth(token)).status_code == 403
     changed = {"resourceType": "Patient", "id": world.patient_b, "name": [{"family": "Changed"}]}
-    assert client.put(f"/fhir/Patient/{world.patient_b}", json=changed, headers=auth(token)).status_code == 403
+    assert (
+        client.put(
+            f"/fhir/Patient/{world.patient_b}", json=changed, headers=auth(token)
+        ).status_code
+        == 403
+    )
     with sessions() as db:
         assert db.get(Patient, world.patient_b).family == "Novak"
 
@@ -179,31 +210,55 @@ def test_admins_read_the_audit_trail_as_audit_events(client, sessions, world: Wo
     assert events[0]["agent"][0]["who"]["display"] == world.email("nurse")
     # No route changes or deletes an audit entry.
     event_id = events[0]["id"]
-    assert client.delete(f"/fhir/AuditEvent/{event_id}", headers=auth(admin)).status_code in (404, 405)
-    assert client.put(f"/fhir/AuditEvent/{event_id}", json=events[0], headers=auth(admin)).status_code in (404, 405)
+    assert client.delete(f"/fhir/AuditEvent/{event_id}", headers=auth(admin)).status_code in (
+        404,
+        405,
+    )
+    assert client.put(
+        f"/fhir/AuditEvent/{event_id}", json=events[0], headers=auth(admin)
+    ).status_code in (404, 405)
 
 
 def test_capability_statement_lists_only_what_works(client) -> None:
     statement = client.get("/fhir/metadata").json()
     resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
-    assert {"read", "create", "update", "search-type"} == {i["code"] for i in resources["Patient"]["interaction"]}
-    assert {"name", "identifier", "birthdate"} <= {p["name"] for p in resources["Patient"]["searchParam"]}
+    assert {"read", "create", "update", "search-type"} == {
+        i["code"] for i in resources["Patient"]["interaction"]
+    }
+    assert {"name", "identifier", "birthdate"} <= {
+        p["name"] for p in resources["Patient"]["searchParam"]
+    }
     assert "delete" not in {i["code"] for r in resources.values() for i in r["interaction"]}
 
 
-def test_name_search_matches_the_start_of_any_part_of_the_name(client, sessions, world: World) -> None:
+def test_name_search_matches_the_start_of_any_part_of_the_name(
+    client, sessions, world: World
+) -> None:
     token = make_token(sessions, world.email("nurse"), "user/Patient.cruds")
-    body = {"resourceType": "Patient", "name": [{"family": "Garcia-Lopez", "given": ["Ana", "Maria"]}]}
+    body = {
+        "resourceType": "Patient",
+        "name": [{"family": "Garcia-Lopez", "given": ["Ana", "Maria"]}],
+    }
     created = client.post("/fhir/Patient", json=body, headers=auth(token)).json()["id"]
-    renamed = client.put(f"/fhir/Patient/{world.patient_a2}", headers=auth(token), json={
-        "resourceType": "Patient", "id": world.patient_a2, "name": [{"family": "Okafor", "given": ["Mariam"]}]})
+    renamed = client.put(
+        f"/fhir/Patient/{world.patient_a2}",
+        headers=auth(token),
+        json={
+            "resourceType": "Patient",
+            "id": world.patient_a2,
+            "name": [{"family": "Okafor", "given": ["Mariam"]}],
+        },
+    )
     assert renamed.status_code == 200
 
     def names(query: str) -> set[str]:
         bundle = client.get("/fhir/Patient", params={"name": query}, headers=auth(token)).json()
         return {e["resource"]["id"] for e in bundle.get("entry", [])}
 
-    assert names("mari") == {created, world.patient_a2}  # a middle given name, and a renamed patient
+    assert names("mari") == {
+        created,
+        world.patient_a2,
+    }  # a middle given name, and a renamed patient
     assert names("LOPEZ") == {created}  # the second part of a hyphenated family name
     assert names("ana gar") == {created}  # every word must match
     assert names("kofi") == set()  # the old given name no longer matches after the update

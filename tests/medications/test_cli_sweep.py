@@ -20,16 +20,34 @@ from tests.medications.conftest import NY, access_for
 def sweep(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TANDEM_DATABASE_URL": database_url, "COLUMNS": "200"}
     tandem = str(Path(sys.executable).with_name("tandem"))
-    return subprocess.run([tandem, "med", "sweep", *args], capture_output=True, text=True, env=env,  # noqa: S603
-                          stdin=subprocess.DEVNULL, timeout=120, check=False)
+    return subprocess.run(
+        [tandem, "med", "sweep", *args],
+        capture_output=True,
+        text=True,
+        env=env,  # noqa: S603
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        check=False,
+    )
 
 
-def test_sweep_raises_one_alert_per_run_of_missed_doses(database_url: str, sessions, world: World) -> None:
+def test_sweep_raises_one_alert_per_run_of_missed_doses(
+    database_url: str, sessions, world: World
+) -> None:
     start = utcnow().astimezone(NY).date() - timedelta(days=2)
     with sessions() as db:
         access = access_for(db, sessions, world.email("prescriber"))
-        service.create_titration(access, world.patient_a, "baclofen", start="5mg-tid", step_mg=5, every_days=3,
-                                 target="10mg-tid", start_date=start, now=datetime.combine(start, time(9), NY))
+        service.create_titration(
+            access,
+            world.patient_a,
+            "baclofen",
+            start="5mg-tid",
+            step_mg=5,
+            every_days=3,
+            target="10mg-tid",
+            start_date=start,
+            now=datetime.combine(start, time(9), NY),
+        )
         db.commit()
     first = sweep(database_url, "--as", world.email("prescriber"))
     assert first.returncode == 0, first.stderr

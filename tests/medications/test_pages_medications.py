@@ -44,9 +44,17 @@ def set_birth_date(sessions, patient_id: str, year: int = 1970) -> None:  # type
 
 def facts_form(csrf: str, **extra: str) -> dict[str, str]:
     today = utcnow().astimezone(NY).date().isoformat()
-    data = {"csrf_token": csrf, "weight_kg": "60", "weighed_on": today, "weight_basis": "actual",
-            "creatinine": "3.0", "creatinine_unit": "mg_dl", "creatinine_on": today,
-            "seizure_history": "yes", "taking_recorded": "yes"}
+    data = {
+        "csrf_token": csrf,
+        "weight_kg": "60",
+        "weighed_on": today,
+        "weight_basis": "actual",
+        "creatinine": "3.0",
+        "creatinine_unit": "mg_dl",
+        "creatinine_on": today,
+        "seizure_history": "yes",
+        "taking_recorded": "yes",
+    }
     data.update(extra)
     return data
 
@@ -55,7 +63,11 @@ def test_library_lists_searches_and_shows_evidence_with_citations(client, world:
     sign_in(client, world.email("counselor"), world.passwords["counselor"])
     listing = client.get("/medications")
     assert listing.status_code == 200
-    assert "Baclofen" in listing.text and "Naltrexone" in listing.text and "Medication library" in listing.text
+    assert (
+        "Baclofen" in listing.text
+        and "Naltrexone" in listing.text
+        and "Medication library" in listing.text
+    )
     found = client.get("/medications", params={"q": "campral"}).text
     assert "Acamprosate" in found and "Baclofen" not in found
     by_use = client.get("/medications", params={"q": "cocaine"}).text
@@ -64,7 +76,11 @@ def test_library_lists_searches_and_shows_evidence_with_citations(client, world:
     assert page.status_code == 200
     text = page.text
     # The evidence table: each study with its design, size, result and a citation link.
-    assert "Addolorato 2007 (Lancet)" in text and "71% (30/42)" in text and "doi:10.1016/S0140-6736(07)61814-5" in text
+    assert (
+        "Addolorato 2007 (Lancet)" in text
+        and "71% (30/42)" in text
+        and "doi:10.1016/S0140-6736(07)61814-5" in text
+    )
     assert "Akhondzadeh 2000" in text and "clonidine" in text
     assert re.search(r'href="#src-addolorato_2007"', text)
     assert 'id="src-addolorato_2007"' in text
@@ -74,20 +90,28 @@ def test_library_lists_searches_and_shows_evidence_with_citations(client, world:
     assert client.get("/medications/aspirin").status_code == 404
 
 
-def test_screening_from_stored_facts_shows_clearance_with_formula_and_findings(client, sessions, world: World) -> None:
+def test_screening_from_stored_facts_shows_clearance_with_formula_and_findings(
+    client, sessions, world: World
+) -> None:
     set_birth_date(sessions, world.patient_a2, utcnow().year - 70)
     csrf = sign_in(client, world.email("prescriber"), world.passwords["prescriber"])
     base = f"/patients/{world.patient_a2}/medications"
     empty = client.get(base, params={"screen": "baclofen"})
     assert empty.status_code == 200 and "creatinine not recorded" in empty.text
-    saved = client.post(f"{base}/facts", data=facts_form(csrf, taking=["opioids", "benzodiazepines"]))
+    saved = client.post(
+        f"{base}/facts", data=facts_form(csrf, taking=["opioids", "benzodiazepines"])
+    )
     assert saved.status_code == 303, saved.text
     page = client.get(base, params={"screen": "baclofen"}).text
     # Man of 70 (born mid-January, so 69 or 70 today), 60 kg, creatinine 3.0 mg/dL.
     assert re.search(r"<strong>(19\.4|19\.7) mL/min</strong>", page)
     assert "Cockcroft-Gault" in page and "actual weight" in page and "CKD-EPI 2021" in page
-    for reason in ("Creatinine clearance below 30 mL/min", "Takes opioids", "Takes benzodiazepines",
-                   "History of seizures"):
+    for reason in (
+        "Creatinine clearance below 30 mL/min",
+        "Takes opioids",
+        "Takes benzodiazepines",
+        "History of seizures",
+    ):
         assert reason in page
     assert "Major caution" in page and "J Clin Pharmacol 2014" in page
     naltrexone = client.get(base, params={"screen": "naltrexone"}).text
@@ -97,24 +121,44 @@ def test_screening_from_stored_facts_shows_clearance_with_formula_and_findings(c
 def test_impossible_facts_are_refused_naming_the_field(client, sessions, world: World) -> None:
     csrf = sign_in(client, world.email("nurse"), world.passwords["nurse"])
     before = count(sessions, MedicationFactsRow)
-    bad = client.post(f"/patients/{world.patient_a}/medications/facts", data=facts_form(csrf, creatinine="-1"))
+    bad = client.post(
+        f"/patients/{world.patient_a}/medications/facts", data=facts_form(csrf, creatinine="-1")
+    )
     assert bad.status_code == 422
-    assert 'id="creatinine"' in bad.text and 'aria-invalid="true"' in bad.text and "more than zero" in bad.text
+    assert (
+        'id="creatinine"' in bad.text
+        and 'aria-invalid="true"' in bad.text
+        and "more than zero" in bad.text
+    )
     future = (utcnow() + timedelta(days=3)).date().isoformat()
-    bad_date = client.post(f"/patients/{world.patient_a}/medications/facts", data=facts_form(csrf, creatinine_on=future))
+    bad_date = client.post(
+        f"/patients/{world.patient_a}/medications/facts",
+        data=facts_form(csrf, creatinine_on=future),
+    )
     assert bad_date.status_code == 422 and "future" in bad_date.text
     assert count(sessions, MedicationFactsRow) == before
 
 
 def _titration(csrf: str, **extra: str) -> dict[str, str]:
-    data = {"csrf_token": csrf, "kind": "titration", "medication": "baclofen", "start_mg": "5", "start_freq": "tid",
-            "step_mg": "5", "every_days": "3", "target_mg": "20", "target_freq": "tid",
-            "start_date": utcnow().astimezone(NY).date().isoformat()}
+    data = {
+        "csrf_token": csrf,
+        "kind": "titration",
+        "medication": "baclofen",
+        "start_mg": "5",
+        "start_freq": "tid",
+        "step_mg": "5",
+        "every_days": "3",
+        "target_mg": "20",
+        "target_freq": "tid",
+        "start_date": utcnow().astimezone(NY).date().isoformat(),
+    }
     data.update(extra)
     return data
 
 
-def test_titration_form_respects_kidneys_and_shows_the_calendar(client, sessions, world: World) -> None:
+def test_titration_form_respects_kidneys_and_shows_the_calendar(
+    client, sessions, world: World
+) -> None:
     set_birth_date(sessions, world.patient_a2, utcnow().year - 70)
     csrf = sign_in(client, world.email("prescriber"), world.passwords["prescriber"])
     base = f"/patients/{world.patient_a2}/medications"
@@ -124,12 +168,16 @@ def test_titration_form_respects_kidneys_and_shows_the_calendar(client, sessions
     # CrCl below 30: the ceiling is 80 × 1/3 = 26.7 mg/day; 20 mg TID (60 mg/day) is refused.
     refused = client.post(f"{base}/plans", data=_titration(csrf))
     assert refused.status_code == 422
-    assert 'id="target_mg"' in refused.text and re.search(r'id="target_mg"[^>]*aria-invalid="true"', refused.text)
+    assert 'id="target_mg"' in refused.text and re.search(
+        r'id="target_mg"[^>]*aria-invalid="true"', refused.text
+    )
     assert "26.7 mg/day ceiling" in refused.text and "J Clin Pharmacol 2014" in refused.text
     assert count(sessions, DosePlanRow) == 0
     zero_step = client.post(f"{base}/plans", data=_titration(csrf, step_mg="0"))
     assert zero_step.status_code == 422 and "more than zero" in zero_step.text
-    created = client.post(f"{base}/plans", data=_titration(csrf, target_mg="5", target_freq="qid", step_mg="5"))
+    created = client.post(
+        f"{base}/plans", data=_titration(csrf, target_mg="5", target_freq="qid", step_mg="5")
+    )
     assert created.status_code == 303, created.text
     plan_page = client.get(created.headers["location"])
     assert plan_page.status_code == 200
@@ -143,37 +191,72 @@ def test_titration_form_respects_kidneys_and_shows_the_calendar(client, sessions
         assert row.kind == "titration" and row.crcl_ml_min is not None and row.ceiling_mg_day < 27
 
 
-def test_taper_replaces_the_plan_and_stopping_at_once_is_refused(client, sessions, world: World) -> None:
+def test_taper_replaces_the_plan_and_stopping_at_once_is_refused(
+    client, sessions, world: World
+) -> None:
     csrf = sign_in(client, world.email("prescriber"), world.passwords["prescriber"])
     base = f"/patients/{world.patient_a}/medications"
     created = client.post(f"{base}/plans", data=_titration(csrf))
     assert created.status_code == 303
     plan_id = int(created.headers["location"].split("/")[-1].split("?")[0])
-    stop = client.post(f"{base}/plans/{plan_id}/stop", data={
-        "csrf_token": csrf, "stop_on": (utcnow().astimezone(NY).date() + timedelta(days=2)).isoformat(),
-        "reason": "not helping"})
-    assert stop.status_code == 422 and "must not be stopped at once" in stop.text and "Start a taper" in stop.text
-    at_once = client.post(f"{base}/plans", data={"csrf_token": csrf, "kind": "taper", "medication": "baclofen",
-                                                  "from_mg": "20", "from_freq": "tid", "over_days": "0",
-                                                  "start_date": utcnow().astimezone(NY).date().isoformat()})
+    stop = client.post(
+        f"{base}/plans/{plan_id}/stop",
+        data={
+            "csrf_token": csrf,
+            "stop_on": (utcnow().astimezone(NY).date() + timedelta(days=2)).isoformat(),
+            "reason": "not helping",
+        },
+    )
+    assert (
+        stop.status_code == 422
+        and "must not be stopped at once" in stop.text
+        and "Start a taper" in stop.text
+    )
+    at_once = client.post(
+        f"{base}/plans",
+        data={
+            "csrf_token": csrf,
+            "kind": "taper",
+            "medication": "baclofen",
+            "from_mg": "20",
+            "from_freq": "tid",
+            "over_days": "0",
+            "start_date": utcnow().astimezone(NY).date().isoformat(),
+        },
+    )
     assert at_once.status_code == 422 and "must not be stopped at once" in at_once.text
     assert re.search(r'id="over_days"[^>]*aria-invalid="true"', at_once.text)
     start = (utcnow().astimezone(NY).date() + timedelta(days=5)).isoformat()
     form = client.get(f"{base}/plans/new", params={"kind": "taper", "medication": "baclofen"}).text
     assert 'value="14"' in form
-    taper = client.post(f"{base}/plans", data={"csrf_token": csrf, "kind": "taper", "medication": "baclofen",
-                                               "from_mg": "15", "from_freq": "tid", "over_days": "14",
-                                               "start_date": start})
+    taper = client.post(
+        f"{base}/plans",
+        data={
+            "csrf_token": csrf,
+            "kind": "taper",
+            "medication": "baclofen",
+            "from_mg": "15",
+            "from_freq": "tid",
+            "over_days": "14",
+            "start_date": start,
+        },
+    )
     assert taper.status_code == 303, taper.text
     with sessions() as db:
         rows = {r.kind: r for r in db.scalars(select(DosePlanRow))}
-        assert rows["titration"].status == "stopped" and rows["titration"].ends_on.isoformat() == start
-        assert rows["taper"].replaces_id == rows["titration"].id and rows["taper"].ends_on is not None
+        assert (
+            rows["titration"].status == "stopped" and rows["titration"].ends_on.isoformat() == start
+        )
+        assert (
+            rows["taper"].replaces_id == rows["titration"].id and rows["taper"].ends_on is not None
+        )
     page = client.get(taper.headers["location"]).text
     assert "Taper to stop" in page.lower().title() or "taper" in page
 
 
-def test_doses_given_and_taken_give_adherence_and_a_missed_run_alerts(client, sessions, world: World) -> None:
+def test_doses_given_and_taken_give_adherence_and_a_missed_run_alerts(
+    client, sessions, world: World
+) -> None:
     csrf = sign_in(client, world.email("prescriber"), world.passwords["prescriber"])
     base = f"/patients/{world.patient_a}/medications"
     yesterday = (utcnow().astimezone(NY).date() - timedelta(days=1)).isoformat()
@@ -183,25 +266,47 @@ def test_doses_given_and_taken_give_adherence_and_a_missed_run_alerts(client, se
     page = client.get(f"{base}/plans/{plan_id}").text
     dues = sorted(re.findall(r'<option value="([0-9T:\-+]+)"', page))
     assert len(dues) == 6  # yesterday's and today's three doses, all due by 21:00
-    given = client.post(f"{base}/plans/{plan_id}/doses", data={
-        "csrf_token": csrf, "due_at": dues[0], "outcome": "given", "administered_at": dues[0][:16]})
+    given = client.post(
+        f"{base}/plans/{plan_id}/doses",
+        data={
+            "csrf_token": csrf,
+            "due_at": dues[0],
+            "outcome": "given",
+            "administered_at": dues[0][:16],
+        },
+    )
     assert given.status_code == 303, given.text
-    no_reason = client.post(f"{base}/plans/{plan_id}/doses", data={
-        "csrf_token": csrf, "due_at": dues[1], "outcome": "not_given", "reason": ""})
+    no_reason = client.post(
+        f"{base}/plans/{plan_id}/doses",
+        data={"csrf_token": csrf, "due_at": dues[1], "outcome": "not_given", "reason": ""},
+    )
     assert no_reason.status_code == 422 and "say why" in no_reason.text
     for due in dues[1:4]:
-        missed = client.post(f"{base}/plans/{plan_id}/doses", data={
-            "csrf_token": csrf, "due_at": due, "outcome": "missed", "reason": "forgot"})
+        missed = client.post(
+            f"{base}/plans/{plan_id}/doses",
+            data={"csrf_token": csrf, "due_at": due, "outcome": "missed", "reason": "forgot"},
+        )
         assert missed.status_code == 303
     with sessions() as db:
         admin = db.scalars(select(MedicationAdministrationRow)).one()
-        assert admin.dose_plan_id == plan_id and admin.status == "completed" and float(admin.dose_value) == 5
+        assert (
+            admin.dose_plan_id == plan_id
+            and admin.status == "completed"
+            and float(admin.dose_value) == 5
+        )
         assert db.scalar(select(func.count()).select_from(MedicationStatementRow)) == 3
         alerts = list(db.scalars(select(Alert).where(Alert.kind == "missed_doses")))
-        assert len(alerts) == 1 and alerts[0].for_role == "prescriber" and alerts[0].related_id == str(plan_id)
+        assert (
+            len(alerts) == 1
+            and alerts[0].for_role == "prescriber"
+            and alerts[0].related_id == str(plan_id)
+        )
         assert "unverified" in alerts[0].detail
     # A fourth missed dose is the same run: no second alert.
-    client.post(f"{base}/plans/{plan_id}/doses", data={"csrf_token": csrf, "due_at": dues[4], "outcome": "missed"})
+    client.post(
+        f"{base}/plans/{plan_id}/doses",
+        data={"csrf_token": csrf, "due_at": dues[4], "outcome": "missed"},
+    )
     with sessions() as db:
         assert db.scalar(select(func.count()).select_from(Alert)) == 1
     plan_page = client.get(f"{base}/plans/{plan_id}").text
@@ -213,14 +318,36 @@ def test_doses_given_and_taken_give_adherence_and_a_missed_run_alerts(client, se
 def test_side_effects_recorded_with_severity(client, sessions, world: World) -> None:
     csrf = sign_in(client, world.email("nurse"), world.passwords["nurse"])
     base = f"/patients/{world.patient_a}/medications"
-    ok = client.post(f"{base}/side-effects", data={"csrf_token": csrf, "medication": "baclofen",
-                                                   "effect": "drowsiness", "severity": "moderate"})
+    ok = client.post(
+        f"{base}/side-effects",
+        data={
+            "csrf_token": csrf,
+            "medication": "baclofen",
+            "effect": "drowsiness",
+            "severity": "moderate",
+        },
+    )
     assert ok.status_code == 303
-    bad = client.post(f"{base}/side-effects", data={"csrf_token": csrf, "medication": "baclofen",
-                                                    "effect": "other", "severity": "mild", "detail": ""})
+    bad = client.post(
+        f"{base}/side-effects",
+        data={
+            "csrf_token": csrf,
+            "medication": "baclofen",
+            "effect": "other",
+            "severity": "mild",
+            "detail": "",
+        },
+    )
     assert bad.status_code == 422 and "describe the side effect" in bad.text
-    worse = client.post(f"{base}/side-effects", data={"csrf_token": csrf, "medication": "baclofen",
-                                                      "effect": "drowsiness", "severity": "awful"})
+    worse = client.post(
+        f"{base}/side-effects",
+        data={
+            "csrf_token": csrf,
+            "medication": "baclofen",
+            "effect": "drowsiness",
+            "severity": "awful",
+        },
+    )
     assert worse.status_code == 422
     assert count(sessions, SideEffectRow) == 1
     assert "Drowsiness" in client.get(base).text
@@ -238,27 +365,47 @@ def test_policy_on_the_pages(client, sessions, world: World) -> None:
     client.post("/logout", data={"csrf_token": csrf})
     sign_in(client, world.email("counselor"), world.passwords["counselor"])
     tab = client.get(f"/patients/{world.patient_a}/medications")
-    assert tab.status_code == 200 and "New titration" not in tab.text and "Record or update facts" not in tab.text
+    assert (
+        tab.status_code == 200
+        and "New titration" not in tab.text
+        and "Record or update facts" not in tab.text
+    )
 
 
-def test_a_late_dose_given_after_midnight_counts_for_its_planned_dose(client, sessions, world: World) -> None:
+def test_a_late_dose_given_after_midnight_counts_for_its_planned_dose(
+    client, sessions, world: World
+) -> None:
     csrf = sign_in(client, world.email("prescriber"), world.passwords["prescriber"])
     base = f"/patients/{world.patient_a}/medications"
     yesterday = NOW.date() - timedelta(days=1)
     created = client.post(f"{base}/plans", data=_titration(csrf, start_date=yesterday.isoformat()))
     plan_id = int(created.headers["location"].split("/")[-1].split("?")[0])
     evening = datetime(yesterday.year, yesterday.month, yesterday.day, 19, tzinfo=NY).isoformat()
-    late = client.post(f"{base}/plans/{plan_id}/doses", data={
-        "csrf_token": csrf, "due_at": evening, "outcome": "given", "administered_at": f"{NOW.date()}T00:30"})
+    late = client.post(
+        f"{base}/plans/{plan_id}/doses",
+        data={
+            "csrf_token": csrf,
+            "due_at": evening,
+            "outcome": "given",
+            "administered_at": f"{NOW.date()}T00:30",
+        },
+    )
     assert late.status_code == 303, late.text
     morning = datetime(yesterday.year, yesterday.month, yesterday.day, 8, tzinfo=NY).isoformat()
-    far = client.post(f"{base}/plans/{plan_id}/doses", data={
-        "csrf_token": csrf, "due_at": morning, "outcome": "given", "administered_at": f"{NOW.date()}T20:00"})
+    far = client.post(
+        f"{base}/plans/{plan_id}/doses",
+        data={
+            "csrf_token": csrf,
+            "due_at": morning,
+            "outcome": "given",
+            "administered_at": f"{NOW.date()}T20:00",
+        },
+    )
     assert far.status_code == 422 and "more than 12 hours" in far.text
     page = client.get(f"{base}/plans/{plan_id}").text
     assert page.count("dose dose-given") == 1
-    first_day = page[page.index(f"{yesterday.day} {yesterday:%b}"):]
-    evening_cell = first_day[first_day.index("19:00"):first_day.index("Total")]
+    first_day = page[page.index(f"{yesterday.day} {yesterday:%b}") :]
+    evening_cell = first_day[first_day.index("19:00") : first_day.index("Total")]
     assert "given" in evening_cell
 
 
@@ -268,8 +415,17 @@ def test_a_patient_sees_their_own_calendar_without_forms(client, sessions, world
 
     with sessions() as db:
         access = access_for(db, sessions, world.email("prescriber"))
-        row = service.create_titration(access, world.patient_a, "baclofen", start="5mg-tid", step_mg=5,
-                                       every_days=3, target="10mg-tid", start_date=NOW.date(), now=NOW)
+        row = service.create_titration(
+            access,
+            world.patient_a,
+            "baclofen",
+            start="5mg-tid",
+            step_mg=5,
+            every_days=3,
+            target="10mg-tid",
+            start_date=NOW.date(),
+            now=NOW,
+        )
         db.commit()
         plan_id = row.id
     csrf = sign_in(client, world.email("patient"), world.passwords["patient"])
@@ -277,14 +433,27 @@ def test_a_patient_sees_their_own_calendar_without_forms(client, sessions, world
     assert tab.status_code == 200 and "Baclofen calendar" in tab.text
     assert "New titration" not in tab.text and "Record side effect" not in tab.text
     plan = client.get(f"/patients/{world.patient_a}/medications/plans/{plan_id}")
-    assert plan.status_code == 200 and "Record a dose" not in plan.text and "Stop plan" not in plan.text
-    refused = client.post(f"/patients/{world.patient_a}/medications/side-effects", data={
-        "csrf_token": csrf, "medication": "baclofen", "effect": "drowsiness", "severity": "mild"})
+    assert (
+        plan.status_code == 200
+        and "Record a dose" not in plan.text
+        and "Stop plan" not in plan.text
+    )
+    refused = client.post(
+        f"/patients/{world.patient_a}/medications/side-effects",
+        data={
+            "csrf_token": csrf,
+            "medication": "baclofen",
+            "effect": "drowsiness",
+            "severity": "mild",
+        },
+    )
     assert refused.status_code == 403
     assert client.get(f"/patients/{world.patient_a2}/medications").status_code == 403
 
 
-def test_read_only_roles_are_refused_every_write_at_once_and_nothing_is_stored(client, sessions, world: World) -> None:
+def test_read_only_roles_are_refused_every_write_at_once_and_nothing_is_stored(
+    client, sessions, world: World
+) -> None:
     import time as clock
 
     from tandem.medications import service
@@ -292,12 +461,29 @@ def test_read_only_roles_are_refused_every_write_at_once_and_nothing_is_stored(c
 
     with sessions() as db:
         access = access_for(db, sessions, world.email("prescriber"))
-        row = service.create_titration(access, world.patient_a, "baclofen", start="5mg-tid", step_mg=5,
-                                       every_days=3, target="10mg-tid", start_date=NOW.date(), now=NOW)
+        row = service.create_titration(
+            access,
+            world.patient_a,
+            "baclofen",
+            start="5mg-tid",
+            step_mg=5,
+            every_days=3,
+            target="10mg-tid",
+            start_date=NOW.date(),
+            now=NOW,
+        )
         db.commit()
         plan_id = row.id
-    before = {m: count(sessions, m) for m in (MedicationFactsRow, DosePlanRow, MedicationStatementRow,
-                                               MedicationAdministrationRow, SideEffectRow)}
+    before = {
+        m: count(sessions, m)
+        for m in (
+            MedicationFactsRow,
+            DosePlanRow,
+            MedicationStatementRow,
+            MedicationAdministrationRow,
+            SideEffectRow,
+        )
+    }
     csrf = sign_in(client, world.email("counselor"), world.passwords["counselor"])
     base = f"/patients/{world.patient_a}/medications"
     due = datetime(NOW.year, NOW.month, NOW.day, 8, tzinfo=NY).isoformat()
@@ -307,8 +493,15 @@ def test_read_only_roles_are_refused_every_write_at_once_and_nothing_is_stored(c
         (f"{base}/plans/{plan_id}/doses", {"csrf_token": csrf, "due_at": due, "outcome": "taken"}),
         (f"{base}/plans/{plan_id}/doses", {"csrf_token": csrf, "due_at": due, "outcome": "given"}),
         (f"{base}/plans/{plan_id}/stop", {"csrf_token": csrf, "reason": "x"}),
-        (f"{base}/side-effects", {"csrf_token": csrf, "medication": "baclofen", "effect": "drowsiness",
-                                  "severity": "mild"}),
+        (
+            f"{base}/side-effects",
+            {
+                "csrf_token": csrf,
+                "medication": "baclofen",
+                "effect": "drowsiness",
+                "severity": "mild",
+            },
+        ),
     ]
     for url, data in posts:
         started = clock.monotonic()

@@ -34,14 +34,24 @@ def steps_of(plan: DosePlan, open_end: bool) -> list[StepSpec]:
     return out
 
 
-@pytest.mark.parametrize("plan", [
-    titration("baclofen", "5mg-tid", 5, 3, "20mg-qid", D0),
-    titration("baclofen", "5mg-tid", 5, 3, "15mg-tid", D0, renal=assess(age=65, sex="male", weight_kg=70,
-                                                                          creatinine_mg_dl=1.4)),
-    taper("baclofen", "20mg-tid", 14, D0),
-    taper("lofexidine", "0.54mg-qid", 3, D0),
-    maintenance("acamprosate", "666mg-tid", D0),
-])
+@pytest.mark.parametrize(
+    "plan",
+    [
+        titration("baclofen", "5mg-tid", 5, 3, "20mg-qid", D0),
+        titration(
+            "baclofen",
+            "5mg-tid",
+            5,
+            3,
+            "15mg-tid",
+            D0,
+            renal=assess(age=65, sex="male", weight_kg=70, creatinine_mg_dl=1.4),
+        ),
+        taper("baclofen", "20mg-tid", 14, D0),
+        taper("lofexidine", "0.54mg-qid", 3, D0),
+        maintenance("acamprosate", "666mg-tid", D0),
+    ],
+)
 def test_stored_form_round_trips(plan: DosePlan) -> None:
     again = DosePlan.from_dict(plan.to_dict())
     assert again == plan
@@ -86,27 +96,50 @@ def test_taper_written_as_steps_keeps_unequal_days() -> None:
 
 
 def test_steps_above_the_ceiling_are_refused_naming_the_step() -> None:
-    steps = [StepSpec(D0, D0 + timedelta(days=2), tid(5), "dosageInstruction[0]"),
-             StepSpec(D0 + timedelta(days=3), None, tid(30), "dosageInstruction[1]")]
+    steps = [
+        StepSpec(D0, D0 + timedelta(days=2), tid(5), "dosageInstruction[0]"),
+        StepSpec(D0 + timedelta(days=3), None, tid(30), "dosageInstruction[1]"),
+    ]
     with pytest.raises(PlanRefused) as err:
         plan_from_steps("baclofen", steps)
     assert err.value.field == "dosageInstruction[1]" and "90 mg/day" in err.value.message
-    renal = assess(age=65, sex="male", weight_kg=70, creatinine_mg_dl=1.4)  # CrCl 52.1: ceiling 53.3
-    ok = [StepSpec(D0, D0 + timedelta(days=2), tid(5)), StepSpec(D0 + timedelta(days=3), None, tid(15))]
+    renal = assess(
+        age=65, sex="male", weight_kg=70, creatinine_mg_dl=1.4
+    )  # CrCl 52.1: ceiling 53.3
+    ok = [
+        StepSpec(D0, D0 + timedelta(days=2), tid(5)),
+        StepSpec(D0 + timedelta(days=3), None, tid(15)),
+    ]
     assert plan_from_steps("baclofen", ok, renal=renal).ceiling_mg_day == pytest.approx(53.3333)
     too_much = [StepSpec(D0, None, tid(20))]
     with pytest.raises(PlanRefused):
         plan_from_steps("baclofen", too_much, renal=renal)
 
 
-@pytest.mark.parametrize(("steps", "field", "words"), [
-    ([StepSpec(D0, D0 + timedelta(days=2), tid(20))], "steps", "must not be stopped at once"),
-    ([StepSpec(D0, D0 + timedelta(days=2), tid(10)), StepSpec(D0 + timedelta(days=3), D0 + timedelta(days=5), tid(15))],
-     "steps", "must not be stopped at once"),
-    ([StepSpec(D0, D0 + timedelta(days=2), tid(10)), StepSpec(D0 + timedelta(days=3), D0 + timedelta(days=5),
-                                                                 (ScheduledDose("morning", 10),))],
-     "steps", "taper down to 5 mg/day"),
-])
+@pytest.mark.parametrize(
+    ("steps", "field", "words"),
+    [
+        ([StepSpec(D0, D0 + timedelta(days=2), tid(20))], "steps", "must not be stopped at once"),
+        (
+            [
+                StepSpec(D0, D0 + timedelta(days=2), tid(10)),
+                StepSpec(D0 + timedelta(days=3), D0 + timedelta(days=5), tid(15)),
+            ],
+            "steps",
+            "must not be stopped at once",
+        ),
+        (
+            [
+                StepSpec(D0, D0 + timedelta(days=2), tid(10)),
+                StepSpec(
+                    D0 + timedelta(days=3), D0 + timedelta(days=5), (ScheduledDose("morning", 10),)
+                ),
+            ],
+            "steps",
+            "taper down to 5 mg/day",
+        ),
+    ],
+)
 def test_a_baclofen_plan_that_ends_above_one_step_is_refused(steps, field, words) -> None:
     with pytest.raises(PlanRefused) as err:
         plan_from_steps("baclofen", steps)
@@ -115,23 +148,36 @@ def test_a_baclofen_plan_that_ends_above_one_step_is_refused(steps, field, words
 
 
 def test_a_course_of_another_medicine_may_end() -> None:
-    plan = plan_from_steps("naltrexone", [StepSpec(D0, D0 + timedelta(days=6), (ScheduledDose("morning", 50),))],
-                           protocol_max_mg_day=50)
-    assert plan.kind == "maintenance" and plan.stop_date == D0 + timedelta(days=7) and not plan.continues
+    plan = plan_from_steps(
+        "naltrexone",
+        [StepSpec(D0, D0 + timedelta(days=6), (ScheduledDose("morning", 50),))],
+        protocol_max_mg_day=50,
+    )
+    assert (
+        plan.kind == "maintenance"
+        and plan.stop_date == D0 + timedelta(days=7)
+        and not plan.continues
+    )
 
 
-@pytest.mark.parametrize(("steps", "field"), [
-    ([], "steps"),
-    ([StepSpec(D0, D0 - timedelta(days=1), tid(5))], "steps[0]"),
-    ([StepSpec(D0, None, tid(5)), StepSpec(D0 + timedelta(days=1), None, tid(10))], "steps[0]"),
-    ([StepSpec(D0, D0, tid(5)), StepSpec(D0 + timedelta(days=2), None, tid(10))], "steps[1]"),
-    ([StepSpec(D0, None, (ScheduledDose("noonish", 5),))], "steps[0]"),
-    ([StepSpec(D0, None, (ScheduledDose("morning", 5), ScheduledDose("morning", 5)))], "steps[0]"),
-    ([StepSpec(D0, None, (ScheduledDose("morning", -5),))], "steps[0]"),
-    ([StepSpec(D0, None, ())], "steps[0]"),
-    ([StepSpec(D0, D0 + timedelta(days=400), tid(5))], "steps"),
-    ([StepSpec(D0, D0, tid(10)), StepSpec(D0 + timedelta(days=1), None, tid(5))], "steps"),
-])
+@pytest.mark.parametrize(
+    ("steps", "field"),
+    [
+        ([], "steps"),
+        ([StepSpec(D0, D0 - timedelta(days=1), tid(5))], "steps[0]"),
+        ([StepSpec(D0, None, tid(5)), StepSpec(D0 + timedelta(days=1), None, tid(10))], "steps[0]"),
+        ([StepSpec(D0, D0, tid(5)), StepSpec(D0 + timedelta(days=2), None, tid(10))], "steps[1]"),
+        ([StepSpec(D0, None, (ScheduledDose("noonish", 5),))], "steps[0]"),
+        (
+            [StepSpec(D0, None, (ScheduledDose("morning", 5), ScheduledDose("morning", 5)))],
+            "steps[0]",
+        ),
+        ([StepSpec(D0, None, (ScheduledDose("morning", -5),))], "steps[0]"),
+        ([StepSpec(D0, None, ())], "steps[0]"),
+        ([StepSpec(D0, D0 + timedelta(days=400), tid(5))], "steps"),
+        ([StepSpec(D0, D0, tid(10)), StepSpec(D0 + timedelta(days=1), None, tid(5))], "steps"),
+    ],
+)
 def test_impossible_steps_are_refused(steps, field) -> None:
     with pytest.raises(ImplausibleValue) as err:
         plan_from_steps("baclofen", steps)
@@ -139,16 +185,20 @@ def test_impossible_steps_are_refused(steps, field) -> None:
 
 
 def test_up_and_down_is_two_plans() -> None:
-    steps = [StepSpec(D0, D0, tid(5)), StepSpec(D0 + timedelta(days=1), D0 + timedelta(days=1), tid(10)),
-             StepSpec(D0 + timedelta(days=2), D0 + timedelta(days=2), (ScheduledDose("morning", 5),))]
+    steps = [
+        StepSpec(D0, D0, tid(5)),
+        StepSpec(D0 + timedelta(days=1), D0 + timedelta(days=1), tid(10)),
+        StepSpec(D0 + timedelta(days=2), D0 + timedelta(days=2), (ScheduledDose("morning", 5),)),
+    ]
     with pytest.raises(ImplausibleValue) as err:
         plan_from_steps("baclofen", steps)
     assert "separate plans" in err.value.message
 
 
 def test_plan_ceiling_for_a_form() -> None:
-    mg_day, per_dose, limits, _notes = plan_ceiling("baclofen", assess(age=70, sex="male", weight_kg=60,
-                                                                        creatinine_mg_dl=3.0))
+    mg_day, per_dose, limits, _notes = plan_ceiling(
+        "baclofen", assess(age=70, sex="male", weight_kg=60, creatinine_mg_dl=3.0)
+    )
     assert mg_day == pytest.approx(26.6667) and per_dose is None
     assert any(lim.rule_id == "baclofen.renal_severe" for lim in limits)
     assert plan_ceiling("naltrexone")[0] is None

@@ -35,7 +35,9 @@ def test_a_continuing_plan_repeats_its_last_day_until_replaced() -> None:
 
 
 def test_planned_doses_keep_the_clock_across_daylight_saving() -> None:
-    plan = maintenance("acamprosate", "666mg-tid", date(2026, 3, 7))  # DST starts 8 March in New York
+    plan = maintenance(
+        "acamprosate", "666mg-tid", date(2026, 3, 7)
+    )  # DST starts 8 March in New York
     doses = planned_through(plan, date(2026, 3, 9), NY)
     mornings = [d.due_at for d in doses if d.time_slot == "morning"][:3]  # 7, 8 and 9 March
     assert [m.hour for m in mornings] == [8, 8, 8]
@@ -47,10 +49,10 @@ def test_records_match_the_planned_dose_they_are_about() -> None:
     planned = planned_through(plan, D0 + timedelta(days=1), NY)
     now = at(D0 + timedelta(days=1), 14)
     records = [
-        DoseRecord("administration", 1, True, at(D0, 8, 40)),          # given 40 min late
-        DoseRecord("statement", 2, False, at(D0, 13), at(D0, 13)),     # reported missed
-        DoseRecord("administration", 3, False, at(D0, 19, 5)),         # not given
-        DoseRecord("statement", 4, True, at(D0, 19), at(D0, 19)),      # the nurse's record wins
+        DoseRecord("administration", 1, True, at(D0, 8, 40)),  # given 40 min late
+        DoseRecord("statement", 2, False, at(D0, 13), at(D0, 13)),  # reported missed
+        DoseRecord("administration", 3, False, at(D0, 19, 5)),  # not given
+        DoseRecord("statement", 4, True, at(D0, 19), at(D0, 19)),  # the nurse's record wins
         DoseRecord("administration", 5, True, at(D0 + timedelta(days=1), 1)),  # 7 h from any dose
     ]
     states = [d.state for d in dose_states(planned, records, now, NY)][:6]
@@ -61,7 +63,9 @@ def test_adherence_counts_due_doses_only() -> None:
     plan = titration("baclofen", "5mg-tid", 5, 3, "10mg-tid", D0)
     planned = planned_through(plan, D0 + timedelta(days=1), NY)
     now = at(D0 + timedelta(days=1), 14)
-    records = [DoseRecord("statement", i, True, p.due_at, p.due_at) for i, p in enumerate(planned[:3])]
+    records = [
+        DoseRecord("statement", i, True, p.due_at, p.due_at) for i, p in enumerate(planned[:3])
+    ]
     summary = summarise(dose_states(planned, records, now, NY), now)
     assert (summary.due, summary.taken, summary.unrecorded, summary.percent) == (5, 3, 2, 60)
     assert summarise(dose_states(planned, [], at(D0, 7), NY), at(D0, 7)).share is None
@@ -83,13 +87,17 @@ def test_missed_run_counts_silence_after_the_grace_period() -> None:
 
 
 def test_week_grid_starts_on_monday_and_marks_today() -> None:
-    plan = titration("baclofen", "5mg-tid", 5, 3, "10mg-tid", D0 + timedelta(days=2))  # starts Wednesday
+    plan = titration(
+        "baclofen", "5mg-tid", 5, 3, "10mg-tid", D0 + timedelta(days=2)
+    )  # starts Wednesday
     planned = planned_through(plan, D0 + timedelta(days=9), NY)
     today = D0 + timedelta(days=4)
     doses = dose_states(planned, [], at(today, 12), NY)
     weeks = calendar_weeks(doses, D0 + timedelta(days=2), D0 + timedelta(days=9), today, NY)
     assert len(weeks) == 2 and all(len(w) == 7 for w in weeks)
-    assert weeks[0][0] is None and weeks[0][1] is None and weeks[0][2].date == D0 + timedelta(days=2)
+    assert (
+        weeks[0][0] is None and weeks[0][1] is None and weeks[0][2].date == D0 + timedelta(days=2)
+    )
     assert [d.is_today for d in weeks[0] if d] == [False, False, True, False, False]
     assert weeks[0][2].total_mg == 15 and weeks[1][2].total_mg == 30
     assert weeks[1][3] is None
@@ -101,7 +109,9 @@ def test_a_linked_administration_counts_for_its_dose_even_after_midnight() -> No
     planned = planned_through(plan, D0 + timedelta(days=1), NY)
     now = at(D0 + timedelta(days=1), 6)
     late = DoseRecord("administration", 1, True, at(D0 + timedelta(days=1), 0, 30), at(D0, 19))
-    corrected = [DoseRecord("statement", 1, False, at(D0, 8), at(D0, 8)),
-                 DoseRecord("statement", 2, True, at(D0, 8), at(D0, 8))]  # a later report replaces
+    corrected = [
+        DoseRecord("statement", 1, False, at(D0, 8), at(D0, 8)),
+        DoseRecord("statement", 2, True, at(D0, 8), at(D0, 8)),
+    ]  # a later report replaces
     states = [d.state for d in dose_states(planned, [late, *corrected], now, NY)][:4]
     assert states == ["taken", "unrecorded", "given", "upcoming"]

@@ -27,8 +27,16 @@ def test_models_and_migrations_do_not_drift(engine) -> None:
 
 def test_audit_entries_cannot_be_changed_or_deleted(engine, sessions) -> None:
     with sessions() as db:
-        db.add(AuditEntry(recorded_at=utcnow(), actor="t", action="R", operation="read", outcome="0",
-                          channel="api"))
+        db.add(
+            AuditEntry(
+                recorded_at=utcnow(),
+                actor="t",
+                action="R",
+                operation="read",
+                outcome="0",
+                channel="api",
+            )
+        )
         db.commit()
     for statement in ("UPDATE audit_entries SET actor = 'x'", "DELETE FROM audit_entries"):
         with pytest.raises(DatabaseError, match="append-only"), engine.begin() as conn:

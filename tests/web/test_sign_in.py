@@ -13,18 +13,36 @@ from tests.conftest import World, csrf_from, sign_in
 
 def test_sign_in_sets_a_hardened_session_cookie(client, world: World) -> None:
     page = client.get("/login")
-    response = client.post("/login", data={"email": world.email("nurse"), "password": world.passwords["nurse"],
-                                           "csrf_token": csrf_from(page.text), "next": "/patients"})
+    response = client.post(
+        "/login",
+        data={
+            "email": world.email("nurse"),
+            "password": world.passwords["nurse"],
+            "csrf_token": csrf_from(page.text),
+            "next": "/patients",
+        },
+    )
     assert response.status_code == 303 and response.headers["location"] == "/patients"
     cookie = response.headers["set-cookie"].lower()
-    assert "tandem_session=" in cookie and "httponly" in cookie and "secure" in cookie and "samesite=lax" in cookie
+    assert (
+        "tandem_session=" in cookie
+        and "httponly" in cookie
+        and "secure" in cookie
+        and "samesite=lax" in cookie
+    )
     assert client.get("/patients").status_code == 200
 
 
 def test_wrong_password_is_refused_and_audited(client, sessions, world: World) -> None:
     page = client.get("/login")
-    response = client.post("/login", data={"email": world.email("nurse"), "password": "wrong-password-1",
-                                           "csrf_token": csrf_from(page.text)})
+    response = client.post(
+        "/login",
+        data={
+            "email": world.email("nurse"),
+            "password": "wrong-password-1",
+            "csrf_token": csrf_from(page.text),
+        },
+    )
     assert response.status_code == 401
     assert "do not match" in response.text
     assert client.get("/patients").status_code == 303
@@ -35,7 +53,9 @@ def test_wrong_password_is_refused_and_audited(client, sessions, world: World) -
 
 def test_login_without_its_csrf_token_is_refused(client, world: World) -> None:
     client.get("/login")
-    response = client.post("/login", data={"email": world.email("nurse"), "password": world.passwords["nurse"]})
+    response = client.post(
+        "/login", data={"email": world.email("nurse"), "password": world.passwords["nurse"]}
+    )
     assert response.status_code == 403
     assert "expired" in response.text
     assert client.get("/patients").status_code == 303
@@ -44,11 +64,23 @@ def test_login_without_its_csrf_token_is_refused(client, world: World) -> None:
 def test_too_many_failures_lock_the_account_with_a_clear_message(client, world: World) -> None:
     for _ in range(3):  # the test settings allow 3 failures per 15 minutes
         page = client.get("/login")
-        client.post("/login", data={"email": world.email("nurse"), "password": "wrong-password-1",
-                                    "csrf_token": csrf_from(page.text)})
+        client.post(
+            "/login",
+            data={
+                "email": world.email("nurse"),
+                "password": "wrong-password-1",
+                "csrf_token": csrf_from(page.text),
+            },
+        )
     page = client.get("/login")
-    locked = client.post("/login", data={"email": world.email("nurse"), "password": world.passwords["nurse"],
-                                         "csrf_token": csrf_from(page.text)})
+    locked = client.post(
+        "/login",
+        data={
+            "email": world.email("nurse"),
+            "password": world.passwords["nurse"],
+            "csrf_token": csrf_from(page.text),
+        },
+    )
     assert locked.status_code == 429
     assert "Too many failed sign-in attempts" in locked.text and "minutes" in locked.text
     assert int(locked.headers["retry-after"]) > 0
@@ -58,7 +90,9 @@ def test_too_many_failures_lock_the_account_with_a_clear_message(client, world: 
 
 def test_a_form_post_without_the_csrf_token_changes_nothing(client, sessions, world: World) -> None:
     sign_in(client, world.email("nurse"), world.passwords["nurse"])
-    response = client.post(f"/patients/{world.patient_a}/edit", data={"family": "Changed", "given": "Ana"})
+    response = client.post(
+        f"/patients/{world.patient_a}/edit", data={"family": "Changed", "given": "Ana"}
+    )
     assert response.status_code == 403
     with sessions() as db:
         assert db.get(Patient, world.patient_a).family == "Rivera"
@@ -91,15 +125,29 @@ def test_guessing_across_many_accounts_from_one_address_is_locked(client, world:
     # 3 failures per account are allowed; 4 x 3 = 12 from one address lock that address.
     for i in range(12):
         page = client.get("/login")
-        client.post("/login", data={"email": f"nobody{i}@test.tandem.test", "password": "wrong-password-1",
-                                    "csrf_token": csrf_from(page.text)})
+        client.post(
+            "/login",
+            data={
+                "email": f"nobody{i}@test.tandem.test",
+                "password": "wrong-password-1",
+                "csrf_token": csrf_from(page.text),
+            },
+        )
     page = client.get("/login")
-    locked = client.post("/login", data={"email": world.email("counselor"), "password": world.passwords["counselor"],
-                                         "csrf_token": csrf_from(page.text)})
+    locked = client.post(
+        "/login",
+        data={
+            "email": world.email("counselor"),
+            "password": world.passwords["counselor"],
+            "csrf_token": csrf_from(page.text),
+        },
+    )
     assert locked.status_code == 429 and "Too many failed sign-in attempts" in locked.text
 
 
-def test_a_page_refreshing_itself_does_not_keep_an_idle_session_alive(client, sessions, world: World) -> None:
+def test_a_page_refreshing_itself_does_not_keep_an_idle_session_alive(
+    client, sessions, world: World
+) -> None:
     sign_in(client, world.email("nurse"), world.passwords["nurse"])
     with sessions() as db:
         db.execute(update(WebSession).values(last_seen_at=utcnow() - timedelta(minutes=20)))

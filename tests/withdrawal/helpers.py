@@ -16,17 +16,37 @@ from tandem.storage.db import session_scope, utcnow
 from tandem.storage.models import Episode, User
 from tests.conftest import World
 
-CIWA_ITEMS = ("nausea_vomiting", "tremor", "paroxysmal_sweats", "anxiety", "agitation",
-              "tactile_disturbances", "auditory_disturbances", "visual_disturbances", "headache",
-              "orientation")
+CIWA_ITEMS = (
+    "nausea_vomiting",
+    "tremor",
+    "paroxysmal_sweats",
+    "anxiety",
+    "agitation",
+    "tactile_disturbances",
+    "auditory_disturbances",
+    "visual_disturbances",
+    "headache",
+    "orientation",
+)
 
 
-def admit_to_detox(sessions: sessionmaker[Session], world: World, patient_id: str,
-                   hours_ago: float = 24, at: datetime | None = None) -> int:
+def admit_to_detox(
+    sessions: sessionmaker[Session],
+    world: World,
+    patient_id: str,
+    hours_ago: float = 24,
+    at: datetime | None = None,
+) -> int:
     with session_scope(sessions) as db:
         at = at or utcnow() - timedelta(hours=hours_ago)
-        episode = Episode(patient_id=patient_id, program_id=world.program_a, unit_id=world.unit_a_detox,
-                          phase="detox", admitted_at=at, phase_started_at=at)
+        episode = Episode(
+            patient_id=patient_id,
+            program_id=world.program_a,
+            unit_id=world.unit_a_detox,
+            phase="detox",
+            admitted_at=at,
+            phase_started_at=at,
+        )
         db.add(episode)
         db.flush()
         return episode.id
@@ -50,21 +70,26 @@ def cows_answers(**given: int) -> dict[str, int]:
     return answers
 
 
-def questionnaire_response(instrument_id: str, patient_id: str, answers: dict[str, Any],
-                           authored: datetime | None = None) -> dict[str, Any]:
+def questionnaire_response(
+    instrument_id: str, patient_id: str, answers: dict[str, Any], authored: datetime | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "resourceType": "QuestionnaireResponse",
         "questionnaire": f"Questionnaire/{instrument_id.replace('_', '-')}",
         "status": "completed",
         "subject": {"reference": f"Patient/{patient_id}"},
-        "item": [{"linkId": k, "answer": [{"valueCoding": {"code": str(v)}}]} for k, v in answers.items()],
+        "item": [
+            {"linkId": k, "answer": [{"valueCoding": {"code": str(v)}}]} for k, v in answers.items()
+        ],
     }
     if authored is not None:
         body["authored"] = authored.isoformat()
     return body
 
 
-def access_for(sessions: sessionmaker[Session], db: Session, world: World, role: str = "nurse") -> Access:
+def access_for(
+    sessions: sessionmaker[Session], db: Session, world: World, role: str = "nurse"
+) -> Access:
     user = db.scalar(select(User).where(User.email == world.email(role)))
     assert user is not None
     return Access(actor_for(user), Origin(channel="web"), db, sessions)

@@ -11,17 +11,38 @@ from tandem.cli import app
 from tandem.withdrawal.protocol import load_protocol
 
 
-def test_a_program_sets_its_own_protocol_and_a_broken_one_is_refused(tmp_path: Path, monkeypatch) -> None:
+def test_a_program_sets_its_own_protocol_and_a_broken_one_is_refused(
+    tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("TANDEM_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     runner = CliRunner()
-    init = runner.invoke(app, ["init", "--admin-email", "a@b.test", "--admin-name", "A", "--admin-password",
-                               "a-long-password-1234", "--program-code", "alpha", "--program-name", "Alpha",
-                               "--time-zone", "America/New_York"])
+    init = runner.invoke(
+        app,
+        [
+            "init",
+            "--admin-email",
+            "a@b.test",
+            "--admin-name",
+            "A",
+            "--admin-password",
+            "a-long-password-1234",
+            "--program-code",
+            "alpha",
+            "--program-name",
+            "Alpha",
+            "--time-zone",
+            "America/New_York",
+        ],
+    )
     assert init.exit_code == 0, init.output
     shown = runner.invoke(app, ["withdrawal", "protocol-show", "alpha"])
     assert shown.exit_code == 0 and "(example)" in shown.output
-    data = yaml.safe_load(Path(load_protocol.__code__.co_filename).with_name("data").joinpath(
-        "example_protocol.yaml").read_text("utf-8"))
+    data = yaml.safe_load(
+        Path(load_protocol.__code__.co_filename)
+        .with_name("data")
+        .joinpath("example_protocol.yaml")
+        .read_text("utf-8")
+    )
     data["version"] = "alpha-1"
     own = tmp_path / "alpha.yaml"
     own.write_text(yaml.safe_dump(data), "utf-8")

@@ -33,8 +33,10 @@ def auth(token: str) -> dict[str, str]:
 
 def counts(sessions) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     with sessions() as db:
-        return (db.scalar(select(func.count()).select_from(AssessmentRow)),
-                db.scalar(select(func.count()).select_from(ObservationRow)))
+        return (
+            db.scalar(select(func.count()).select_from(AssessmentRow)),
+            db.scalar(select(func.count()).select_from(ObservationRow)),
+        )
 
 
 @pytest.fixture
@@ -54,8 +56,9 @@ def test_questionnaires_list_every_instrument_with_its_allowed_values(client, nu
     assert client.get("/fhir/Questionnaire/nope", headers=auth(nurse_token)).status_code == 404
 
 
-def test_a_valid_response_is_scored_and_stored_with_observations(client, sessions, world: World,
-                                                                 nurse_token) -> None:
+def test_a_valid_response_is_scored_and_stored_with_observations(
+    client, sessions, world: World, nurse_token
+) -> None:
     admit_to_detox(sessions, world, world.patient_a)
     authored = utcnow().replace(microsecond=0) - timedelta(minutes=10)
     body = questionnaire_response("ciwa_ar", world.patient_a, ciwa_answers(12), authored)
@@ -63,22 +66,32 @@ def test_a_valid_response_is_scored_and_stored_with_observations(client, session
     assert created.status_code == 201, created.text
     qr = created.json()
     assert created.headers["location"].endswith(f"/fhir/QuestionnaireResponse/{qr['id']}")
-    assert {i["linkId"]: int(i["answer"][0]["valueCoding"]["code"]) for i in qr["item"]} == ciwa_answers(12)
+    assert {
+        i["linkId"]: int(i["answer"][0]["valueCoding"]["code"]) for i in qr["item"]
+    } == ciwa_answers(12)
 
     read = client.get(f"/fhir/QuestionnaireResponse/{qr['id']}", headers=auth(nurse_token))
     assert read.status_code == 200 and read.json()["item"] == qr["item"]
 
-    totals = client.get("/fhir/Observation", headers=auth(nurse_token),
-                        params={"patient": world.patient_a, "code": "urn:tandem:instrument:ciwa_ar|total"}).json()
+    totals = client.get(
+        "/fhir/Observation",
+        headers=auth(nurse_token),
+        params={"patient": world.patient_a, "code": "urn:tandem:instrument:ciwa_ar|total"},
+    ).json()
     Bundle.model_validate(totals)
     (total,) = [e["resource"] for e in totals["entry"]]
     assert total["valueInteger"] == 12
     assert total["interpretation"][0]["coding"][0]["code"] == "moderate"  # PMC6286444 8-15
     # Tandem's own code only: no LOINC code for the CIWA-Ar total is confirmed
-    assert [(c["system"], c["code"]) for c in total["code"]["coding"]] == [("urn:tandem:instrument:ciwa_ar", "total")]
+    assert [(c["system"], c["code"]) for c in total["code"]["coding"]] == [
+        ("urn:tandem:instrument:ciwa_ar", "total")
+    ]
     assert total["derivedFrom"] == [{"reference": f"QuestionnaireResponse/{qr['id']}"}]
-    every = client.get("/fhir/Observation", params={"patient": f"Patient/{world.patient_a}"},
-                       headers=auth(nurse_token)).json()
+    every = client.get(
+        "/fhir/Observation",
+        params={"patient": f"Patient/{world.patient_a}"},
+        headers=auth(nurse_token),
+    ).json()
     assert len(every["entry"]) == 11  # the total and ten items
 
     with sessions() as db:
@@ -95,12 +108,18 @@ def test_a_valid_response_is_scored_and_stored_with_observations(client, session
     [
         ("ciwa_ar", {**ciwa_answers(0), "orientation": 5}, "orientation", "0, 1, 2, 3, 4"),
         ("cows", cows_answers(resting_pulse=3), "resting_pulse", "0, 1, 2, 4"),
-        ("cows", {k: v for k, v in cows_answers().items() if k != "gooseflesh"}, "gooseflesh", "0, 3, 5"),
+        (
+            "cows",
+            {k: v for k, v in cows_answers().items() if k != "gooseflesh"},
+            "gooseflesh",
+            "0, 3, 5",
+        ),
         ("cows", {**cows_answers(), "mood": 1}, "mood", "items:"),
     ],
 )
 def test_an_invalid_response_is_refused_naming_the_item_and_nothing_is_stored(
-        client, sessions, world: World, nurse_token, instrument, answers, item, allowed) -> None:
+    client, sessions, world: World, nurse_token, instrument, answers, item, allowed
+) -> None:
     admit_to_detox(sessions, world, world.patient_a)
     body = questionnaire_response(instrument, world.patient_a, answers)
     refused = client.post("/fhir/QuestionnaireResponse", json=body, headers=auth(nurse_token))
@@ -112,34 +131,65 @@ def test_an_invalid_response_is_refused_naming_the_item_and_nothing_is_stored(
     assert problem["expression"] == [f"QuestionnaireResponse.item.where(linkId='{item}')"]
     assert counts(sessions) == (0, 0)
     with sessions() as db:
-        refusal = db.scalar(select(AuditEntry).where(AuditEntry.outcome == "4",
-                                                     AuditEntry.resource_type == "QuestionnaireResponse"))
+        refusal = db.scalar(
+            select(AuditEntry).where(
+                AuditEntry.outcome == "4", AuditEntry.resource_type == "QuestionnaireResponse"
+            )
+        )
     assert refusal is not None and item in refusal.outcome_detail
 
 
-def test_refusals_other_program_missing_scope_and_no_episode(client, sessions, world: World, nurse_token) -> None:
+def test_refusals_other_program_missing_scope_and_no_episode(
+    client, sessions, world: World, nurse_token
+) -> None:
     body = questionnaire_response("ciwa_ar", world.patient_a, ciwa_answers(3))
     no_episode = client.post("/fhir/QuestionnaireResponse", json=body, headers=auth(nurse_token))
     assert no_episode.status_code == 422 and "episode" in no_episode.text
     admit_to_detox(sessions, world, world.patient_a)
     other = make_token(sessions, world.email("nurse_b"), "user/*.cruds")
-    assert client.post("/fhir/QuestionnaireResponse", json=body, headers=auth(other)).status_code == 403
+    assert (
+        client.post("/fhir/QuestionnaireResponse", json=body, headers=auth(other)).status_code
+        == 403
+    )
     read_only = make_token(sessions, world.email("nurse"), "user/*.rs")
-    assert client.post("/fhir/QuestionnaireResponse", json=body, headers=auth(read_only)).status_code == 403
-    future = questionnaire_response("ciwa_ar", world.patient_a, ciwa_answers(3), utcnow() + timedelta(hours=1))
-    assert client.post("/fhir/QuestionnaireResponse", json=future, headers=auth(nurse_token)).status_code == 422
+    assert (
+        client.post("/fhir/QuestionnaireResponse", json=body, headers=auth(read_only)).status_code
+        == 403
+    )
+    future = questionnaire_response(
+        "ciwa_ar", world.patient_a, ciwa_answers(3), utcnow() + timedelta(hours=1)
+    )
+    assert (
+        client.post(
+            "/fhir/QuestionnaireResponse", json=future, headers=auth(nurse_token)
+        ).status_code
+        == 422
+    )
     naive = {**body, "authored": "2024-06-01T10:00:00"}
-    assert client.post("/fhir/QuestionnaireResponse", json=naive, headers=auth(nurse_token)).status_code == 422
+    assert (
+        client.post(
+            "/fhir/QuestionnaireResponse", json=naive, headers=auth(nurse_token)
+        ).status_code
+        == 422
+    )
     assert counts(sessions) == (0, 0)
 
 
-def test_observation_search_pages_and_filters_by_code_and_date(client, sessions, world: World,
-                                                               nurse_token) -> None:
+def test_observation_search_pages_and_filters_by_code_and_date(
+    client, sessions, world: World, nurse_token
+) -> None:
     admit_to_detox(sessions, world, world.patient_a, hours_ago=48)
     start = utcnow().replace(microsecond=0) - timedelta(hours=40)
     for n, total in enumerate((18, 12, 9, 5)):
-        body = questionnaire_response("ciwa_ar", world.patient_a, ciwa_answers(total), start + timedelta(hours=2 * n))
-        assert client.post("/fhir/QuestionnaireResponse", json=body, headers=auth(nurse_token)).status_code == 201
+        body = questionnaire_response(
+            "ciwa_ar", world.patient_a, ciwa_answers(total), start + timedelta(hours=2 * n)
+        )
+        assert (
+            client.post(
+                "/fhir/QuestionnaireResponse", json=body, headers=auth(nurse_token)
+            ).status_code
+            == 201
+        )
     seen, url = [], "/fhir/Observation?code=urn:tandem:instrument:ciwa_ar|total&_count=3"
     while url:
         bundle = client.get(url, headers=auth(nurse_token)).json()
@@ -148,36 +198,63 @@ def test_observation_search_pages_and_filters_by_code_and_date(client, sessions,
         url = nxt[0].replace("https://testserver", "") if nxt else ""
     assert seen == [5, 9, 12, 18]  # newest first
     since = (start + timedelta(hours=3)).isoformat().replace("+00:00", "Z")
-    recent = client.get("/fhir/Observation", headers=auth(nurse_token),
-                        params={"code": "total", "date": f"ge{since}", "patient": world.patient_a}).json()
+    recent = client.get(
+        "/fhir/Observation",
+        headers=auth(nurse_token),
+        params={"code": "total", "date": f"ge{since}", "patient": world.patient_a},
+    ).json()
     assert [e["resource"]["valueInteger"] for e in recent["entry"]] == [5, 9]
-    tremor = client.get("/fhir/Observation", headers=auth(nurse_token),
-                        params={"code": "urn:tandem:instrument:ciwa_ar|tremor"}).json()
+    tremor = client.get(
+        "/fhir/Observation",
+        headers=auth(nurse_token),
+        params={"code": "urn:tandem:instrument:ciwa_ar|tremor"},
+    ).json()
     assert len(tremor["entry"]) == 4
-    bad = client.get("/fhir/Observation", params={"date": "ge2024-06-01T10:00"}, headers=auth(nurse_token))
+    bad = client.get(
+        "/fhir/Observation", params={"date": "ge2024-06-01T10:00"}, headers=auth(nurse_token)
+    )
     assert bad.status_code == 400 and bad.json()["resourceType"] == "OperationOutcome"
     other = make_token(sessions, world.email("nurse_b"), "user/*.cruds")
     assert client.get("/fhir/Observation", headers=auth(other)).json().get("entry", []) == []
 
 
 def test_medication_administrations_are_searchable_and_linked_to_the_assessment(
-        client, sessions, world: World, nurse_token) -> None:
+    client, sessions, world: World, nurse_token
+) -> None:
     admit_to_detox(sessions, world, world.patient_a)
     body = questionnaire_response("ciwa_ar", world.patient_a, ciwa_answers(12))
     qr = client.post("/fhir/QuestionnaireResponse", json=body, headers=auth(nurse_token)).json()
     with session_scope(sessions) as db:
         access = access_for(sessions, db, world)
         options = service.dose_options(db, db.get(AssessmentRow, int(qr["id"])))
-        assert [(o.drug, o.dose_text) for o in options] == [("chlordiazepoxide", "50-75 mg"), ("lorazepam", "2-3 mg")]
+        assert [(o.drug, o.dose_text) for o in options] == [
+            ("chlordiazepoxide", "50-75 mg"),
+            ("lorazepam", "2-3 mg"),
+        ]
         for dose in ("2", "3"):
-            service.record_dose(access, world.patient_a, service.DoseInput(
-                assessment_id=int(qr["id"]), suggestion=1, dose=dose, route="oral", administered_at=utcnow()))
-    page = client.get("/fhir/MedicationAdministration", params={"patient": world.patient_a, "_count": 1},
-                      headers=auth(nurse_token)).json()
+            service.record_dose(
+                access,
+                world.patient_a,
+                service.DoseInput(
+                    assessment_id=int(qr["id"]),
+                    suggestion=1,
+                    dose=dose,
+                    route="oral",
+                    administered_at=utcnow(),
+                ),
+            )
+    page = client.get(
+        "/fhir/MedicationAdministration",
+        params={"patient": world.patient_a, "_count": 1},
+        headers=auth(nurse_token),
+    ).json()
     Bundle.model_validate(page)
     (given,) = [e["resource"] for e in page["entry"]]
     assert given["supportingInformation"] == [{"reference": f"QuestionnaireResponse/{qr['id']}"}]
-    assert given["dosage"]["dose"]["unit"] == "mg" and given["performer"][0]["actor"]["display"] == "Nurse"
+    assert (
+        given["dosage"]["dose"]["unit"] == "mg"
+        and given["performer"][0]["actor"]["display"] == "Nurse"
+    )
     assert any(link["relation"] == "next" for link in page["link"])
     read = client.get(f"/fhir/MedicationAdministration/{given['id']}", headers=auth(nurse_token))
     assert read.status_code == 200
@@ -193,11 +270,22 @@ def test_a_dose_outside_the_protocol_suggestion_is_refused(sessions, world: Worl
         access = access_for(sessions, db, world)
         saved = service.save_assessment(access, world.patient_a, "ciwa_ar", ciwa_answers(9))
         db.flush()
-        for suggestion, dose, field in ((0, "100", "dose"), (1, "abc", "dose"), (5, "1", "suggestion")):
+        for suggestion, dose, field in (
+            (0, "100", "dose"),
+            (1, "abc", "dose"),
+            (5, "1", "suggestion"),
+        ):
             with pytest.raises(InvalidRecord) as refused:
-                service.record_dose(access, world.patient_a, service.DoseInput(
-                    saved.assessment.id, suggestion, dose, "oral", utcnow()))
+                service.record_dose(
+                    access,
+                    world.patient_a,
+                    service.DoseInput(saved.assessment.id, suggestion, dose, "oral", utcnow()),
+                )
             assert refused.value.field == field
         low = service.save_assessment(access, world.patient_a, "ciwa_ar", ciwa_answers(3))
         with pytest.raises(InvalidRecord, match="suggests no medication"):
-            service.record_dose(access, world.patient_a, service.DoseInput(low.assessment.id, 0, "25", "oral", utcnow()))
+            service.record_dose(
+                access,
+                world.patient_a,
+                service.DoseInput(low.assessment.id, 0, "25", "oral", utcnow()),
+            )

@@ -24,7 +24,11 @@ NEW_YORK = ZoneInfo("America/New_York")
 def program_version(overdue_minutes: int, version: str) -> Any:
     from importlib import resources
 
-    text = resources.files("tandem.withdrawal").joinpath("data", "example_protocol.yaml").read_text("utf-8")
+    text = (
+        resources.files("tandem.withdrawal")
+        .joinpath("data", "example_protocol.yaml")
+        .read_text("utf-8")
+    )
     data = yaml.safe_load(text)
     data["version"] = version
     for rule in data["instruments"]["ciwa_ar"]["escalations"]:
@@ -39,18 +43,26 @@ def test_due_and_overdue_across_spring_forward_in_the_program_zone(sessions, wor
     admit_to_detox(sessions, world, world.patient_a, at=assessed - timedelta(hours=3))
     with session_scope(sessions) as db:
         access = access_for(sessions, db, world)
-        saved = service.save_assessment(access, world.patient_a, "ciwa_ar", ciwa_answers(9), assessed,
-                                        now=assessed + timedelta(minutes=5))
+        saved = service.save_assessment(
+            access,
+            world.patient_a,
+            "ciwa_ar",
+            ciwa_answers(9),
+            assessed,
+            now=assessed + timedelta(minutes=5),
+        )
     # 8-10: every 2 h of elapsed time -> 08:30 UTC, which the ward clock shows as 04:30 EDT
     assert saved.state.due_at == datetime(2024, 3, 10, 8, 30, tzinfo=UTC)
     assert saved.state.due_at.astimezone(NEW_YORK).strftime("%H:%M %Z") == "04:30 EDT"
     with sessions() as db:
         row = db.scalar(select(MonitoringRow))
         assert row.due_at == datetime(2024, 3, 10, 8, 30, tzinfo=UTC)
-        before, _ = service.census_rows(db, world.unit_a_detox,
-                                     datetime(2024, 3, 10, 4, 29, tzinfo=NEW_YORK))
-        after, _ = service.census_rows(db, world.unit_a_detox,
-                                    datetime(2024, 3, 10, 4, 31, tzinfo=NEW_YORK))
+        before, _ = service.census_rows(
+            db, world.unit_a_detox, datetime(2024, 3, 10, 4, 29, tzinfo=NEW_YORK)
+        )
+        after, _ = service.census_rows(
+            db, world.unit_a_detox, datetime(2024, 3, 10, 4, 31, tzinfo=NEW_YORK)
+        )
     assert not before[0].overdue
     assert after[0].overdue and after[0].overdue_by == timedelta(minutes=1)
 
@@ -61,14 +73,19 @@ def test_due_across_fall_back_is_two_elapsed_hours(sessions, world: World) -> No
     admit_to_detox(sessions, world, world.patient_a, at=assessed - timedelta(hours=1))
     with session_scope(sessions) as db:
         access = access_for(sessions, db, world)
-        saved = service.save_assessment(access, world.patient_a, "ciwa_ar", ciwa_answers(8), assessed,
-                                        now=assessed)
+        saved = service.save_assessment(
+            access, world.patient_a, "ciwa_ar", ciwa_answers(8), assessed, now=assessed
+        )
     local = saved.state.due_at.astimezone(NEW_YORK)
-    elapsed = saved.state.due_at.astimezone(UTC) - assessed.astimezone(UTC)  # same-zone subtraction is wall time
+    elapsed = saved.state.due_at.astimezone(UTC) - assessed.astimezone(
+        UTC
+    )  # same-zone subtraction is wall time
     assert (local.strftime("%H:%M %Z"), elapsed) == ("01:45 EST", timedelta(hours=2))
 
 
-def test_each_assessment_records_the_protocol_version_it_was_scored_under(sessions, world: World) -> None:
+def test_each_assessment_records_the_protocol_version_it_was_scored_under(
+    sessions, world: World
+) -> None:
     admit_to_detox(sessions, world, world.patient_a)
     with session_scope(sessions) as db:
         access = access_for(sessions, db, world)
@@ -79,20 +96,29 @@ def test_each_assessment_records_the_protocol_version_it_was_scored_under(sessio
     with sessions() as db:
         versions = db.scalars(select(ProtocolVersionRow).order_by(ProtocolVersionRow.id)).all()
         assert [(v.version, v.origin, v.is_current) for v in versions] == [
-            (load_protocol().version, "example", False), ("alpha-1", "program", True)]
+            (load_protocol().version, "example", False),
+            ("alpha-1", "program", True),
+        ]
         assert versions[0].content_hash == load_protocol().content_hash
         assert db.get(AssessmentRow, first_id).protocol_version_id == versions[0].id
         assert db.get(AssessmentRow, second_id).protocol_version == "alpha-1"
         assert service.program_protocol(db, world.program_b).origin == "example"  # bravo has none
 
 
-def test_an_overdue_reassessment_escalates_once_after_the_programs_grace_period(sessions, world: World) -> None:
+def test_an_overdue_reassessment_escalates_once_after_the_programs_grace_period(
+    sessions, world: World
+) -> None:
     admit_to_detox(sessions, world, world.patient_a)
     with session_scope(sessions) as db:
         service.set_program_protocol(db, world.program_a, program_version(30, "alpha-2"))
         access = access_for(sessions, db, world)
-        saved = service.save_assessment(access, world.patient_a, "ciwa_ar", ciwa_answers(5),
-                                        datetime.now(UTC) - timedelta(minutes=10))
+        saved = service.save_assessment(
+            access,
+            world.patient_a,
+            "ciwa_ar",
+            ciwa_answers(5),
+            datetime.now(UTC) - timedelta(minutes=10),
+        )
         due = saved.state.due_at
     with session_scope(sessions) as db:
         access = access_for(sessions, db, world, "prescriber")
@@ -102,7 +128,11 @@ def test_an_overdue_reassessment_escalates_once_after_the_programs_grace_period(
         service.census(access, world.unit_a_detox, now=due + timedelta(minutes=40))
     with sessions() as db:
         (alert,) = db.scalars(select(Alert)).all()
-    assert (alert.rule_id, alert.kind, alert.severity) == ("ciwa_overdue", "withdrawal_overdue", "warning")
+    assert (alert.rule_id, alert.kind, alert.severity) == (
+        "ciwa_overdue",
+        "withdrawal_overdue",
+        "warning",
+    )
     assert "overdue by 31 min" in alert.detail
 
 
@@ -111,8 +141,13 @@ def test_an_assessment_entered_late_escalates_at_once_and_only_once(sessions, wo
     with session_scope(sessions) as db:
         service.set_program_protocol(db, world.program_a, program_version(30, "alpha-3"))
         access = access_for(sessions, db, world)
-        saved = service.save_assessment(access, world.patient_a, "ciwa_ar", ciwa_answers(5),
-                                        datetime.now(UTC) - timedelta(hours=3))
+        saved = service.save_assessment(
+            access,
+            world.patient_a,
+            "ciwa_ar",
+            ciwa_answers(5),
+            datetime.now(UTC) - timedelta(hours=3),
+        )
         assert [a.rule_id for a in saved.alerts] == ["ciwa_overdue"]
         service.census(access_for(sessions, db, world, "prescriber"), world.unit_a_detox)
     with sessions() as db:
@@ -130,37 +165,66 @@ def test_the_census_statement_orders_exactly_as_the_core_census_key(sessions, wo
     rng = random.Random(3)
     now = datetime(2024, 6, 3, 12, 0, tzinfo=UTC)
     with session_scope(sessions) as db:
-        version = service.set_program_protocol(db, world.program_a, load_protocol(), origin="example").version_id
+        version = service.set_program_protocol(
+            db, world.program_a, load_protocol(), origin="example"
+        ).version_id
         for n in range(60):
-            patient = Patient(program_id=world.program_a, family=f"P{n:02d}", given="X", family_lower=f"p{n:02d}",
-                              given_lower="x")
+            patient = Patient(
+                program_id=world.program_a,
+                family=f"P{n:02d}",
+                given="X",
+                family_lower=f"p{n:02d}",
+                given_lower="x",
+            )
             db.add(patient)
             db.flush()
-            episode = Episode(patient_id=patient.id, program_id=world.program_a, unit_id=world.unit_a_detox,
-                              phase="detox", admitted_at=now - timedelta(hours=rng.choice([5, 30])),
-                              phase_started_at=now - timedelta(hours=30))
+            episode = Episode(
+                patient_id=patient.id,
+                program_id=world.program_a,
+                unit_id=world.unit_a_detox,
+                phase="detox",
+                admitted_at=now - timedelta(hours=rng.choice([5, 30])),
+                phase_started_at=now - timedelta(hours=30),
+            )
             db.add(episode)
             db.flush()
             if rng.random() < 0.1:
                 continue  # baseline due: the row admission made stays as it is
             row = db.scalar(select(MonitoringRow).where(MonitoringRow.episode_id == episode.id))
-            due = None if rng.random() < 0.1 else now + timedelta(minutes=rng.choice([-90, -30, -1, 5, 30, 30, 120]))
+            due = (
+                None
+                if rng.random() < 0.1
+                else now + timedelta(minutes=rng.choice([-90, -30, -1, 5, 30, 30, 120]))
+            )
             row.instrument_id = rng.choice(["ciwa_ar", "cows"])
             row.last_assessment_id, row.last_total = n, rng.randint(0, 30)
             row.band_rank = rng.choice([-1, 1, 2, 3, 5])
             row.last_assessed_at, row.due_at = now - timedelta(hours=1), due
             row.interval_minutes, row.protocol_version_id = (None if due is None else 60), version
             for _ in range(rng.choice([0, 0, 0, 1, 2])):
-                db.add(Alert(patient_id=patient.id, program_id=world.program_a, kind="k", rule_id="r",
-                             severity=rng.choice(["info", "warning", "high", "critical", "medium"]), title="t",
-                             detail="", source="", raised_at=now,
-                             acknowledged_at=now if rng.random() < 0.3 else None, acknowledgement_note=""))
+                db.add(
+                    Alert(
+                        patient_id=patient.id,
+                        program_id=world.program_a,
+                        kind="k",
+                        rule_id="r",
+                        severity=rng.choice(["info", "warning", "high", "critical", "medium"]),
+                        title="t",
+                        detail="",
+                        source="",
+                        raised_at=now,
+                        acknowledged_at=now if rng.random() < 0.3 else None,
+                        acknowledgement_note="",
+                    )
+                )
         db.flush()
         service.refresh_alerts(db)
     with sessions() as db:
         every, counts = service.census_rows(db, world.unit_a_detox, now)
-        pages = [service.census_rows(db, world.unit_a_detox, now, 25, offset)[0]
-                 for offset in (0, 25, 50)]
+        pages = [
+            service.census_rows(db, world.unit_a_detox, now, 25, offset)[0]
+            for offset in (0, 25, 50)
+        ]
     assert len(every) == counts["in_monitoring"] == 60
     assert [r.sort_key for r in every] == sorted(r.sort_key for r in every)
     assert [r.episode_id for page in pages for r in page] == [r.episode_id for r in every]

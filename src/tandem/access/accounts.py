@@ -16,8 +16,12 @@ from tandem.access.policy import Role
 from tandem.patients.records import InvalidRecord
 from tandem.storage.models import Membership, Patient, Program, Unit, User
 
-UNIT_KINDS = {"detox": "Detox (withdrawal management)", "inpatient_rehab": "Inpatient rehab",
-              "outpatient": "Outpatient", "counseling": "Counseling"}
+UNIT_KINDS = {
+    "detox": "Detox (withdrawal management)",
+    "inpatient_rehab": "Inpatient rehab",
+    "outpatient": "Outpatient",
+    "counseling": "Counseling",
+}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CODE = re.compile(r"^[a-z0-9][a-z0-9\-]{1,39}$")
 
@@ -26,12 +30,20 @@ def check_zone(zone: str) -> str:
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidRecord("time_zone", f"{zone!r} is not an IANA time zone such as America/New_York") from None
+        raise InvalidRecord(
+            "time_zone", f"{zone!r} is not an IANA time zone such as America/New_York"
+        ) from None
     return zone
 
 
-def create_program(db: Session, code: str, name: str, site: str = "", time_zone: str = "UTC",
-                   synthetic: bool = False) -> Program:
+def create_program(
+    db: Session,
+    code: str,
+    name: str,
+    site: str = "",
+    time_zone: str = "UTC",
+    synthetic: bool = False,
+) -> Program:
     code = code.strip().lower()
     if not _CODE.match(code):
         raise InvalidRecord("code", "use 2-40 lowercase letters, digits or hyphens")
@@ -39,8 +51,13 @@ def create_program(db: Session, code: str, name: str, site: str = "", time_zone:
         raise InvalidRecord("name", "a program needs a name")
     if db.scalar(select(Program.id).where(Program.code == code)) is not None:
         raise InvalidRecord("code", f"a program with code {code!r} already exists")
-    program = Program(code=code, name=name.strip(), site=site.strip(), time_zone=check_zone(time_zone),
-                      synthetic=synthetic)
+    program = Program(
+        code=code,
+        name=name.strip(),
+        site=site.strip(),
+        time_zone=check_zone(time_zone),
+        synthetic=synthetic,
+    )
     db.add(program)
     db.flush()
     return program
@@ -54,7 +71,10 @@ def add_unit(db: Session, program: Program, code: str, name: str, kind: str) -> 
         raise InvalidRecord("kind", f"must be one of {', '.join(UNIT_KINDS)}")
     if not name.strip():
         raise InvalidRecord("unit_name", "a unit needs a name")
-    if db.scalar(select(Unit.id).where(Unit.program_id == program.id, Unit.code == code)) is not None:
+    if (
+        db.scalar(select(Unit.id).where(Unit.program_id == program.id, Unit.code == code))
+        is not None
+    ):
         raise InvalidRecord("unit_code", f"the program already has a unit {code!r}")
     unit = Unit(program_id=program.id, code=code, name=name.strip(), kind=kind)
     db.add(unit)
@@ -69,8 +89,15 @@ def _check_role(role: str) -> Role:
         raise InvalidRecord("role", f"must be one of {', '.join(r.value for r in Role)}") from None
 
 
-def create_user(db: Session, email: str, display_name: str, role: str, password: str,
-                program_ids: list[int], patient_id: str | None = None) -> User:
+def create_user(
+    db: Session,
+    email: str,
+    display_name: str,
+    role: str,
+    password: str,
+    program_ids: list[int],
+    patient_id: str | None = None,
+) -> User:
     email = email.strip().lower()
     if not _EMAIL.match(email):
         raise InvalidRecord("email", "enter a valid e-mail address")
@@ -83,8 +110,13 @@ def create_user(db: Session, email: str, display_name: str, role: str, password:
         password_hash = hash_password(password)
     except CredentialError as exc:
         raise InvalidRecord("password", str(exc)) from None
-    user = User(email=email, display_name=display_name.strip(), role=role_value.value,
-                password_hash=password_hash, active=True)
+    user = User(
+        email=email,
+        display_name=display_name.strip(),
+        role=role_value.value,
+        password_hash=password_hash,
+        active=True,
+    )
     _link_patient(db, user, role_value, patient_id)
     db.add(user)
     db.flush()
@@ -95,8 +127,12 @@ def create_user(db: Session, email: str, display_name: str, role: str, password:
 def _link_patient(db: Session, user: User, role: Role, patient_id: str | None) -> None:
     if role is Role.PATIENT:
         if not patient_id or db.get(Patient, patient_id) is None:
-            raise InvalidRecord("patient", "a patient account must be linked to the patient's record")
-        taken = db.scalar(select(User.id).where(User.patient_id == patient_id, User.id != (user.id or -1)))
+            raise InvalidRecord(
+                "patient", "a patient account must be linked to the patient's record"
+            )
+        taken = db.scalar(
+            select(User.id).where(User.patient_id == patient_id, User.id != (user.id or -1))
+        )
         if taken is not None:
             raise InvalidRecord("patient", "that patient already has an account")
         user.patient_id = patient_id
@@ -119,14 +155,25 @@ def set_memberships(db: Session, user: User, program_ids: list[int]) -> None:
     db.flush()
 
 
-def update_user(db: Session, user: User, display_name: str, role: str, active: bool,
-                program_ids: list[int], patient_id: str | None, acting_user_id: int) -> User:
+def update_user(
+    db: Session,
+    user: User,
+    display_name: str,
+    role: str,
+    active: bool,
+    program_ids: list[int],
+    patient_id: str | None,
+    acting_user_id: int,
+) -> User:
     role_value = _check_role(role)
     if user.id == acting_user_id and (not active or role_value is not Role.ADMIN):
         raise InvalidRecord("role", "you cannot remove your own administrator access")
     if user.role == Role.ADMIN and (role_value is not Role.ADMIN or not active):
-        admins = db.scalar(select(func.count()).select_from(User).where(User.role == Role.ADMIN.value,
-                                                                          User.active.is_(True)))
+        admins = db.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.role == Role.ADMIN.value, User.active.is_(True))
+        )
         if (admins or 0) <= 1:
             raise InvalidRecord("role", "the last active administrator must stay an administrator")
     if not display_name.strip():

@@ -59,7 +59,9 @@ def actor_for(user: User, scopes: str | None = None) -> Actor:
 
 def authenticate(db: Session, email: str, password: str) -> User | None:
     user = db.scalar(
-        select(User).where(User.email == email.strip().lower()).options(selectinload(User.memberships))
+        select(User)
+        .where(User.email == email.strip().lower())
+        .options(selectinload(User.memberships))
     )
     if user is None or not user.active:
         verify_password(_DUMMY_HASH, password)
@@ -80,8 +82,14 @@ class Lockout:
     retry_after_minutes: int = 0
 
 
-def login_lockout(db: Session, email: str, now: datetime, max_failures: int, window_minutes: int,
-                  source_ip: str = "") -> Lockout:
+def login_lockout(
+    db: Session,
+    email: str,
+    now: datetime,
+    max_failures: int,
+    window_minutes: int,
+    source_ip: str = "",
+) -> Lockout:
     """Too many failed sign-ins for this e-mail, or from this address across e-mails (four times
     the per-account limit), within the window lock sign-in until the failures age out."""
     since = now - timedelta(minutes=window_minutes)
@@ -99,8 +107,14 @@ def login_lockout(db: Session, email: str, now: datetime, max_failures: int, win
     return Lockout(False)
 
 
-def record_login_attempt(db: Session, email: str, source_ip: str, now: datetime, succeeded: bool) -> None:
-    db.add(LoginAttempt(email=email.strip().lower(), source_ip=source_ip, attempted_at=now, succeeded=succeeded))
+def record_login_attempt(
+    db: Session, email: str, source_ip: str, now: datetime, succeeded: bool
+) -> None:
+    db.add(
+        LoginAttempt(
+            email=email.strip().lower(), source_ip=source_ip, attempted_at=now, succeeded=succeeded
+        )
+    )
 
 
 # --- browser sessions ----------------------------------------------------------------
@@ -127,8 +141,9 @@ class SessionLookup:
     expired: bool = False
 
 
-def find_session(db: Session, cookie_value: str, now: datetime, idle_minutes: int,
-                 person_active: bool = True) -> SessionLookup:
+def find_session(
+    db: Session, cookie_value: str, now: datetime, idle_minutes: int, person_active: bool = True
+) -> SessionLookup:
     """The live session for a cookie. Only what a person does keeps it alive: a page's own
     automatic refresh (`person_active=False`) reads through it without postponing the timeout."""
     web_session = db.get(WebSession, _digest(cookie_value))
@@ -141,7 +156,9 @@ def find_session(db: Session, cookie_value: str, now: datetime, idle_minutes: in
         return SessionLookup(None, expired=True)
     # Touch at most once a minute: a page view should not always cost a write.
     if person_active and now - web_session.last_seen_at > timedelta(seconds=60):
-        db.execute(update(WebSession).where(WebSession.id == web_session.id).values(last_seen_at=now))
+        db.execute(
+            update(WebSession).where(WebSession.id == web_session.id).values(last_seen_at=now)
+        )
     return SessionLookup(web_session)
 
 
@@ -156,8 +173,14 @@ def end_session(db: Session, cookie_value: str, now: datetime) -> None:
 TOKEN_PREFIX = "tdm_"  # noqa: S105 (a label, not a secret)
 
 
-def create_token(db: Session, user: User, scopes: list[str], label: str, now: datetime,
-                 expires_at: datetime | None = None) -> tuple[str, ApiToken]:
+def create_token(
+    db: Session,
+    user: User,
+    scopes: list[str],
+    label: str,
+    now: datetime,
+    expires_at: datetime | None = None,
+) -> tuple[str, ApiToken]:
     scope_text = " ".join(scopes)
     parsed = parse_scopes(scope_text)
     if not parsed:
@@ -165,7 +188,9 @@ def create_token(db: Session, user: User, scopes: list[str], label: str, now: da
     if Role(user.role) is Role.PATIENT and any(s.context != "patient" for s in parsed):
         raise CredentialError("a patient's token takes patient/ scopes only")
     if Role(user.role) is not Role.PATIENT and any(s.context == "patient" for s in parsed):
-        raise CredentialError("patient/ scopes are for patients' own tokens; staff use user/ scopes")
+        raise CredentialError(
+            "patient/ scopes are for patients' own tokens; staff use user/ scopes"
+        )
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(
         user_id=user.id,

@@ -44,8 +44,11 @@ class Access:
         decision = decide(self.actor, permission, resource_type, patient, program_id)
         if not decision:
             self.refused(
-                _OPERATIONS[permission], decision.reason, resource_type=resource_type,
-                resource_id=resource_id, patient_id=patient.patient_id if patient else None,
+                _OPERATIONS[permission],
+                decision.reason,
+                resource_type=resource_type,
+                resource_id=resource_id,
+                patient_id=patient.patient_id if patient else None,
             )
             raise AccessDenied(decision)
 
@@ -55,8 +58,15 @@ class Access:
             raise AccessDenied(decision)
 
     def refused(self, operation: str, reason: str, **where: str | None) -> None:
-        audit.record_now(self.sessions, self.actor, operation, self.origin,
-                         outcome=audit.MINOR_FAILURE, detail=reason, **where)
+        audit.record_now(
+            self.sessions,
+            self.actor,
+            operation,
+            self.origin,
+            outcome=audit.MINOR_FAILURE,
+            detail=reason,
+            **where,
+        )
 
     def visibility(self, resource_type: str = "Patient") -> Visibility:
         return policy_visibility(self.actor, resource_type)

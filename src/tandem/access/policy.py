@@ -112,7 +112,9 @@ def _scope_allows(actor: Actor, resource_type: str, permission: Permission) -> D
     for scope in actor.scopes:
         if scope.context in contexts and scope.grants(resource_type, permission.value):
             return Decision(True, f"scope {scope}")
-    wanted = f"{'patient' if actor.role is Role.PATIENT else 'user'}/{resource_type}.{permission.value}"
+    wanted = (
+        f"{'patient' if actor.role is Role.PATIENT else 'user'}/{resource_type}.{permission.value}"
+    )
     return Decision(False, f"token lacks a scope granting {wanted}")
 
 
@@ -135,7 +137,10 @@ def decide(
 
     Deny by default: role, then token scope, then program membership or own record.
     """
-    for check in (_role_allows(actor, resource_type, permission), _scope_allows(actor, resource_type, permission)):
+    for check in (
+        _role_allows(actor, resource_type, permission),
+        _scope_allows(actor, resource_type, permission),
+    ):
         if not check:
             return check
     if patient is not None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_SCOPE = re.compile(r"^(?P<context>patient|user|system)/(?P<type>\*|[A-Z][A-Za-z]+)\.(?P<perms>[cruds]+|read|write|\*)$")
+_SCOPE = re.compile(
+    r"^(?P<context>patient|user|system)/(?P<type>\*|[A-Z][A-Za-z]+)\.(?P<perms>[cruds]+|read|write|\*)$"
+)
 _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
 _ORDER = "cruds"
 
@@ -38,7 +40,9 @@ def parse_scope(text: str) -> Scope:
     if perms in _V1:
         perms = _V1[perms]
     elif "".join(sorted(perms, key=_ORDER.index)) != perms or len(set(perms)) != len(perms):
-        raise ScopeError(f"{text!r}: permissions must be in the order c, r, u, d, s without repeats")
+        raise ScopeError(
+            f"{text!r}: permissions must be in the order c, r, u, d, s without repeats"
+        )
     return Scope(match["context"], match["type"], perms)
 
 

@@ -33,5 +33,7 @@ class Alert(Base):
     related_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     raised_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    acknowledged_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), nullable=True)
+    acknowledged_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), nullable=True
+    )
     acknowledgement_note: Mapped[str] = mapped_column(Text, default="")

@@ -22,35 +22,64 @@ add_nav(NavItem("alerts", "Alerts", "/alerts", frozenset({"admin", "prescriber",
 
 
 def _programs(access: Access) -> list[Program]:
-    return list(access.db.scalars(select(Program).where(Program.id.in_(sorted(access.actor.program_ids)))
-                                  .order_by(Program.name)))
+    return list(
+        access.db.scalars(
+            select(Program)
+            .where(Program.id.in_(sorted(access.actor.program_ids)))
+            .order_by(Program.name)
+        )
+    )
 
 
-def _page(request: Request, access: Access, program: str, show: str, status_code: int = 200,
-          error: InvalidRecord | None = None, error_alert: int | None = None) -> Response:
+def _page(
+    request: Request,
+    access: Access,
+    program: str,
+    show: str,
+    status_code: int = 200,
+    error: InvalidRecord | None = None,
+    error_alert: int | None = None,
+) -> Response:
     programs = _programs(access)
     chosen = next((p for p in programs if str(p.id) == program), programs[0] if programs else None)
     views = []
     if chosen is not None:
-        views = service.list_alerts(access, chosen.id, include_acknowledged=show != "open",
-                                    query_text=str(request.url.query))
+        views = service.list_alerts(
+            access,
+            chosen.id,
+            include_acknowledged=show != "open",
+            query_text=str(request.url.query),
+        )
     access.db.commit()
-    return render(request, "alerts/list.html", status_code=status_code, active="alerts", programs=programs,
-                  program=chosen, views=views, show=show, error=error, error_alert=error_alert,
-                  zone=chosen.time_zone if chosen else "UTC",
-                  may_acknowledge=chosen is not None and bool(
-                      decide(access.actor, Permission.UPDATE, service.RESOURCE, program_id=chosen.id)),
-                  open_count=sum(1 for v in views if v.alert.acknowledged_at is None))
+    return render(
+        request,
+        "alerts/list.html",
+        status_code=status_code,
+        active="alerts",
+        programs=programs,
+        program=chosen,
+        views=views,
+        show=show,
+        error=error,
+        error_alert=error_alert,
+        zone=chosen.time_zone if chosen else "UTC",
+        may_acknowledge=chosen is not None
+        and bool(decide(access.actor, Permission.UPDATE, service.RESOURCE, program_id=chosen.id)),
+        open_count=sum(1 for v in views if v.alert.acknowledged_at is None),
+    )
 
 
 @router.get("/alerts")
-def alert_list(request: Request, program: str = "", show: str = "all",
-               access: Access = Depends(page_access)) -> Response:
+def alert_list(
+    request: Request, program: str = "", show: str = "all", access: Access = Depends(page_access)
+) -> Response:
     return _page(request, access, program, show)
 
 
 @router.post("/alerts/{alert_id}/acknowledge")
-async def acknowledge(request: Request, alert_id: int, access: Access = Depends(csrf_form)) -> Response:
+async def acknowledge(
+    request: Request, alert_id: int, access: Access = Depends(csrf_form)
+) -> Response:
     form = await request.form()
     note = str(form.get("note", ""))
     program = str(form.get("program", ""))
@@ -59,7 +88,13 @@ async def acknowledge(request: Request, alert_id: int, access: Access = Depends(
         access.db.commit()
     except InvalidRecord as exc:
         access.db.rollback()
-        access.refused("update", f"invalid input: {exc}", resource_type=service.RESOURCE,
-                       resource_id=str(alert_id))
+        access.refused(
+            "update",
+            f"invalid input: {exc}",
+            resource_type=service.RESOURCE,
+            resource_id=str(alert_id),
+        )
         return _page(request, access, program, "all", 422, exc, alert_id)
-    return RedirectResponse(f"/alerts?program={alert.program_id}&flash=saved#alert-{alert.id}", status_code=303)
+    return RedirectResponse(
+        f"/alerts?program={alert.program_id}&flash=saved#alert-{alert.id}", status_code=303
+    )

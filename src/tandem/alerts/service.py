@@ -72,15 +72,29 @@ def raise_alert(
     """Add an alert to the caller's unit of work. The caller has already been allowed the change
     that raised it (e.g. saving an assessment); raising is a consequence, audited here."""
     alert = Alert(
-        patient_id=patient_id, program_id=program_id, kind=kind, rule_id=rule_id[:80],
-        severity=severity, for_role=for_role, title=title[:200], detail=detail, source=source,
-        related_type=related_type, related_id=related_id, raised_at=raised_at or utcnow(),
+        patient_id=patient_id,
+        program_id=program_id,
+        kind=kind,
+        rule_id=rule_id[:80],
+        severity=severity,
+        for_role=for_role,
+        title=title[:200],
+        detail=detail,
+        source=source,
+        related_type=related_type,
+        related_id=related_id,
+        raised_at=raised_at or utcnow(),
         acknowledgement_note="",
     )
     access.db.add(alert)
     access.db.flush()
-    access.audit("create", resource_type=RESOURCE, resource_id=str(alert.id), patient_id=patient_id,
-                 detail=f"{kind} {rule_id}: {title}"[:2000])
+    access.audit(
+        "create",
+        resource_type=RESOURCE,
+        resource_id=str(alert.id),
+        patient_id=patient_id,
+        detail=f"{kind} {rule_id}: {title}"[:2000],
+    )
     _changed(access.db, patient_id)
     return alert
 
@@ -102,7 +116,9 @@ def list_alerts(
 ) -> list[AlertView]:
     """A program's alerts: unacknowledged first (most severe, then newest), then acknowledged."""
     access.require(Permission.SEARCH, RESOURCE, program_id=program_id)
-    acknowledger = select(User.display_name).where(User.id == Alert.acknowledged_by).scalar_subquery()
+    acknowledger = (
+        select(User.display_name).where(User.id == Alert.acknowledged_by).scalar_subquery()
+    )
     stmt = (
         select(Alert, Patient.family, Patient.given, acknowledger)
         .join(Patient, Patient.id == Alert.patient_id)
@@ -122,8 +138,12 @@ def list_alerts(
         for alert, family, given, by in access.db.execute(stmt)
     ]
     patients = {v.alert.patient_id for v in views}
-    access.audit("search", resource_type=RESOURCE, query=query_text or f"program={program_id}",
-                 patient_id=next(iter(patients)) if len(patients) == 1 else None)
+    access.audit(
+        "search",
+        resource_type=RESOURCE,
+        query=query_text or f"program={program_id}",
+        patient_id=next(iter(patients)) if len(patients) == 1 else None,
+    )
     return views
 
 
@@ -145,8 +165,12 @@ def acknowledge(access: Access, alert_id: int, note: str, now: datetime | None =
     alert = access.db.get(Alert, alert_id)
     if alert is None:
         raise NotFound(f"alert {alert_id} is not known")
-    access.require(Permission.UPDATE, RESOURCE, PatientRef(alert.patient_id, alert.program_id),
-                   resource_id=str(alert_id))
+    access.require(
+        Permission.UPDATE,
+        RESOURCE,
+        PatientRef(alert.patient_id, alert.program_id),
+        resource_id=str(alert_id),
+    )
     if alert.acknowledged_at is not None:
         raise InvalidRecord("alert", "this alert has already been acknowledged")
     note = note.strip()
@@ -156,7 +180,12 @@ def acknowledge(access: Access, alert_id: int, note: str, now: datetime | None =
     alert.acknowledged_by = access.actor.user_id
     alert.acknowledgement_note = note
     access.db.flush()
-    access.audit("update", resource_type=RESOURCE, resource_id=str(alert.id), patient_id=alert.patient_id,
-                 detail=f"acknowledged: {note}"[:2000])
+    access.audit(
+        "update",
+        resource_type=RESOURCE,
+        resource_id=str(alert.id),
+        patient_id=alert.patient_id,
+        detail=f"acknowledged: {note}"[:2000],
+    )
     _changed(access.db, alert.patient_id)
     return alert

@@ -21,25 +21,35 @@ from tandem.web.deps import api_access
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"])
 
-declare(ResourceSupport(
-    type="AuditEvent",
-    interactions=("read", "search-type"),
-    search_params=(
-        SearchParam("patient", "reference", "Patient/<id> or <id>"),
-        SearchParam("date", "date", "recorded day, with prefix ge, le, gt, lt, eq"),
-        SearchParam("outcome", "token", "0 success, 4 refused or invalid, 8 failed"),
-        SearchParam("_count", "number"),
-        SearchParam("_offset", "number"),
-    ),
-    documentation="Administrators only. Every read or write of patient data, sign-in and refusal.",
-))
+declare(
+    ResourceSupport(
+        type="AuditEvent",
+        interactions=("read", "search-type"),
+        search_params=(
+            SearchParam("patient", "reference", "Patient/<id> or <id>"),
+            SearchParam("date", "date", "recorded day, with prefix ge, le, gt, lt, eq"),
+            SearchParam("outcome", "token", "0 success, 4 refused or invalid, 8 failed"),
+            SearchParam("_count", "number"),
+            SearchParam("_offset", "number"),
+        ),
+        documentation="Administrators only. Every read or write of patient data, sign-in and refusal.",
+    )
+)
 
-_REST = {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
-         "display": "RESTful Operation"}
+_REST = {
+    "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+    "code": "rest",
+    "display": "RESTful Operation",
+}
 _DICOM = "http://dicom.nema.org/resources/ontology/DCM"
 _LOGIN = {"system": _DICOM, "code": "110114", "display": "User Authentication"}
-_INTERACTIONS = {"read": "read", "search": "search-type", "create": "create", "update": "update",
-                 "delete": "delete"}
+_INTERACTIONS = {
+    "read": "read",
+    "search": "search-type",
+    "create": "create",
+    "update": "update",
+    "delete": "delete",
+}
 
 
 def to_fhir(entry: AuditEntry) -> dict[str, Any]:
@@ -49,39 +59,77 @@ def to_fhir(entry: AuditEntry) -> dict[str, Any]:
         "recorded": entry.recorded_at.isoformat(),
         "action": entry.action,
         "outcome": entry.outcome,
-        "agent": [{
-            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
-                                 "code": "humanuser", "display": "human user"}]},
-            "who": {"display": entry.actor, **({"identifier": {"system": "urn:tandem:user",
-                                                                 "value": str(entry.user_id)}}
-                                                 if entry.user_id is not None else {})},
-            **({"role": [{"text": entry.role}]} if entry.role else {}),
-            "requestor": True,
-            **({"network": {"address": entry.source_ip, "type": "2"}} if entry.source_ip else {}),
-        }],
+        "agent": [
+            {
+                "type": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
+                            "code": "humanuser",
+                            "display": "human user",
+                        }
+                    ]
+                },
+                "who": {
+                    "display": entry.actor,
+                    **(
+                        {"identifier": {"system": "urn:tandem:user", "value": str(entry.user_id)}}
+                        if entry.user_id is not None
+                        else {}
+                    ),
+                },
+                **({"role": [{"text": entry.role}]} if entry.role else {}),
+                "requestor": True,
+                **(
+                    {"network": {"address": entry.source_ip, "type": "2"}}
+                    if entry.source_ip
+                    else {}
+                ),
+            }
+        ],
         "source": {"observer": {"display": f"Tandem ({entry.channel})"}},
     }
     if entry.operation in ("login", "logout", "authenticate"):
         resource["type"] = _LOGIN
-        resource["subtype"] = [{"system": _DICOM, "code": "110122" if entry.operation != "logout" else "110123",
-                                "display": "Login" if entry.operation != "logout" else "Logout"}]
+        resource["subtype"] = [
+            {
+                "system": _DICOM,
+                "code": "110122" if entry.operation != "logout" else "110123",
+                "display": "Login" if entry.operation != "logout" else "Logout",
+            }
+        ]
     else:
         resource["type"] = _REST
         if entry.operation in _INTERACTIONS:
-            resource["subtype"] = [{"system": "http://hl7.org/fhir/restful-interaction",
-                                    "code": _INTERACTIONS[entry.operation]}]
+            resource["subtype"] = [
+                {
+                    "system": "http://hl7.org/fhir/restful-interaction",
+                    "code": _INTERACTIONS[entry.operation],
+                }
+            ]
     if entry.outcome_detail:
         resource["outcomeDesc"] = entry.outcome_detail
     entities = []
     if entry.patient_id:
-        entities.append({"what": {"reference": f"Patient/{entry.patient_id}"},
-                         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
-                                  "code": "1", "display": "Person"}})
+        entities.append(
+            {
+                "what": {"reference": f"Patient/{entry.patient_id}"},
+                "type": {
+                    "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                    "code": "1",
+                    "display": "Person",
+                },
+            }
+        )
     if entry.resource_type and entry.resource_id and entry.resource_type != "Patient":
         entities.append({"what": {"display": f"{entry.resource_type}/{entry.resource_id}"}})
     if entry.query:
-        entities.append({"query": base64.b64encode(entry.query.encode()).decode(),
-                         "description": entry.resource_type})
+        entities.append(
+            {
+                "query": base64.b64encode(entry.query.encode()).decode(),
+                "description": entry.resource_type,
+            }
+        )
     if entities:
         resource["entity"] = entities
     return AuditEvent.model_validate(resource).model_dump(mode="json", exclude_none=True)
@@ -97,7 +145,9 @@ def read_audit_event(entry_id: int, access: Access = Depends(api_access)) -> Res
     entry = access.db.get(AuditEntry, entry_id)
     if entry is None:
         raise FhirError(404, "not-found", f"AuditEvent/{entry_id} is not known")
-    access.audit("read", resource_type="AuditEvent", resource_id=str(entry_id), patient_id=entry.patient_id)
+    access.audit(
+        "read", resource_type="AuditEvent", resource_id=str(entry_id), patient_id=entry.patient_id
+    )
     access.db.commit()
     return FhirJSONResponse(to_fhir(entry))
 
@@ -122,11 +172,23 @@ def search_audit_events(request: Request, access: Access = Depends(api_access)) 
         col = AuditEntry.recorded_at
         start = datetime.combine(flt.day, time(0), tzinfo=UTC)
         end = start + timedelta(days=1)
-        stmt = stmt.where({"eq": (col >= start) & (col < end), "ne": (col < start) | (col >= end),
-                           "lt": col < start, "le": col < end, "gt": col >= end, "ge": col >= start}[flt.prefix])
-    rows = list(access.db.scalars(stmt.order_by(AuditEntry.id.desc()).offset(offset).limit(count + 1)))
+        stmt = stmt.where(
+            {
+                "eq": (col >= start) & (col < end),
+                "ne": (col < start) | (col >= end),
+                "lt": col < start,
+                "le": col < end,
+                "gt": col >= end,
+                "ge": col >= start,
+            }[flt.prefix]
+        )
+    rows = list(
+        access.db.scalars(stmt.order_by(AuditEntry.id.desc()).offset(offset).limit(count + 1))
+    )
     has_more = len(rows) > count
-    bundle = searchset(request, "AuditEvent", [to_fhir(r) for r in rows[:count]], count, offset, has_more)
+    bundle = searchset(
+        request, "AuditEvent", [to_fhir(r) for r in rows[:count]], count, offset, has_more
+    )
     access.audit("search", resource_type="AuditEvent", query=str(request.url.query))
     access.db.commit()
     return FhirJSONResponse(bundle)

@@ -42,7 +42,11 @@ def capability_statement(base_url: str, now_iso: str) -> dict[str, Any]:
         }
         if support.search_params:
             entry["searchParam"] = [
-                {"name": p.name, "type": p.type, **({"documentation": p.documentation} if p.documentation else {})}
+                {
+                    "name": p.name,
+                    "type": p.type,
+                    **({"documentation": p.documentation} if p.documentation else {}),
+                }
                 for p in support.search_params
             ]
         if support.documentation:

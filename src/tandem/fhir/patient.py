@@ -13,26 +13,60 @@ from tandem.patients.records import Identifier, PatientRecord
 from tandem.storage.models import Patient
 
 # Elements we store. Anything else in a body is refused by name, so nothing sent is silently lost.
-SUPPORTED = {"resourceType", "id", "meta", "text", "identifier", "active", "name", "telecom", "gender",
-             "birthDate", "managingOrganization"}
-MR_TYPE = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR",
-                       "display": "Medical record number"}], "text": "MRN"}
-SYNTHETIC_TAG = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "HTEST",
-                 "display": "test health data"}
+SUPPORTED = {
+    "resourceType",
+    "id",
+    "meta",
+    "text",
+    "identifier",
+    "active",
+    "name",
+    "telecom",
+    "gender",
+    "birthDate",
+    "managingOrganization",
+}
+MR_TYPE = {
+    "coding": [
+        {
+            "system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+            "code": "MR",
+            "display": "Medical record number",
+        }
+    ],
+    "text": "MRN",
+}
+SYNTHETIC_TAG = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+    "code": "HTEST",
+    "display": "test health data",
+}
 
 
 def to_fhir(patient: Patient) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Patient",
         "id": patient.id,
-        "meta": {"versionId": str(patient.version_id), "lastUpdated": patient.last_updated.isoformat()},
-        "identifier": [{"use": "usual", "type": MR_TYPE, "system": i.system, "value": i.value}
-                       for i in patient.identifiers],
+        "meta": {
+            "versionId": str(patient.version_id),
+            "lastUpdated": patient.last_updated.isoformat(),
+        },
+        "identifier": [
+            {"use": "usual", "type": MR_TYPE, "system": i.system, "value": i.value}
+            for i in patient.identifiers
+        ],
         "active": patient.active,
-        "name": [{"use": "official", "family": patient.family,
-                  **({"given": patient.given.split(" ")} if patient.given else {})}],
-        "managingOrganization": {"reference": f"Organization/{patient.program_id}",
-                                 "display": patient.program.name},
+        "name": [
+            {
+                "use": "official",
+                "family": patient.family,
+                **({"given": patient.given.split(" ")} if patient.given else {}),
+            }
+        ],
+        "managingOrganization": {
+            "reference": f"Organization/{patient.program_id}",
+            "display": patient.program.name,
+        },
     }
     if patient.synthetic:
         resource["meta"]["tag"] = [SYNTHETIC_TAG]
@@ -56,20 +90,27 @@ def from_fhir(body: Any) -> tuple[PatientRecord, int | None]:
         raise FhirError(400, "invalid", "the body must be a FHIR Patient resource", ["Patient"])
     unsupported = sorted(set(body) - SUPPORTED)
     if unsupported:
-        raise FhirError(422, "not-supported",
-                        f"Tandem does not store Patient.{', Patient.'.join(unsupported)}; remove "
-                        f"{'them' if len(unsupported) > 1 else 'it'} and send again",
-                        [f"Patient.{u}" for u in unsupported])
+        raise FhirError(
+            422,
+            "not-supported",
+            f"Tandem does not store Patient.{', Patient.'.join(unsupported)}; remove "
+            f"{'them' if len(unsupported) > 1 else 'it'} and send again",
+            [f"Patient.{u}" for u in unsupported],
+        )
     try:
         resource = FhirPatient.model_validate(body)
     except ValidationError as exc:
         err = exc.errors()[0]
         path = ".".join(str(p) for p in err["loc"])
-        raise FhirError(422, "invalid", f"Patient.{path}: {err['msg']}", [f"Patient.{path}"]) from None
+        raise FhirError(
+            422, "invalid", f"Patient.{path}: {err['msg']}", [f"Patient.{path}"]
+        ) from None
     names = resource.name or []
     name = next((n for n in names if n.use == "official"), names[0] if names else None)
     if len(names) > 1:
-        raise FhirError(422, "not-supported", "Tandem keeps one name per patient; send one", ["Patient.name"])
+        raise FhirError(
+            422, "not-supported", "Tandem keeps one name per patient; send one", ["Patient.name"]
+        )
     phone = email = None
     for point in resource.telecom or []:
         if point.system == "phone" and phone is None:
@@ -77,24 +118,38 @@ def from_fhir(body: Any) -> tuple[PatientRecord, int | None]:
         elif point.system == "email" and email is None:
             email = point.value
         else:
-            raise FhirError(422, "not-supported", "Tandem keeps one phone and one e-mail per patient",
-                            ["Patient.telecom"])
+            raise FhirError(
+                422,
+                "not-supported",
+                "Tandem keeps one phone and one e-mail per patient",
+                ["Patient.telecom"],
+            )
     identifiers = []
     for ident in resource.identifier or []:
         if not ident.value:
-            raise FhirError(422, "required", "Patient.identifier.value is required", ["Patient.identifier"])
+            raise FhirError(
+                422, "required", "Patient.identifier.value is required", ["Patient.identifier"]
+            )
         identifiers.append(Identifier(ident.system or "", ident.value))
     birth_date = resource.birthDate
     if birth_date is not None and not isinstance(birth_date, date):
-        raise FhirError(422, "invalid", "Patient.birthDate must be a full date (YYYY-MM-DD)",
-                        ["Patient.birthDate"])
+        raise FhirError(
+            422,
+            "invalid",
+            "Patient.birthDate must be a full date (YYYY-MM-DD)",
+            ["Patient.birthDate"],
+        )
     program_id = None
     if resource.managingOrganization is not None:
         ref = resource.managingOrganization.reference or ""
         kind, _, ident = ref.partition("/")
         if kind != "Organization" or not ident.isdigit():
-            raise FhirError(422, "invalid", "managingOrganization must reference Organization/<program id>",
-                            ["Patient.managingOrganization"])
+            raise FhirError(
+                422,
+                "invalid",
+                "managingOrganization must reference Organization/<program id>",
+                ["Patient.managingOrganization"],
+            )
         program_id = int(ident)
     record = PatientRecord(
         family=(name.family or "") if name else "",

@@ -25,18 +25,22 @@ router = APIRouter(prefix="/fhir", tags=["FHIR"])
 MAX_COUNT = 200
 DEFAULT_COUNT = 20
 
-declare(ResourceSupport(
-    type="Patient",
-    interactions=("read", "create", "update", "search-type"),
-    versioning="versioned",
-    search_params=(
-        SearchParam("name", "string", "prefix of a family or given name, case-insensitive"),
-        SearchParam("identifier", "token", "system|value or value (MRN)"),
-        SearchParam("birthdate", "date", "YYYY-MM-DD with optional prefix eq, ne, lt, le, gt, ge"),
-        SearchParam("_count", "number", f"page size, at most {MAX_COUNT}"),
-        SearchParam("_offset", "number", "where the page starts (follow the next link)"),
-    ),
-))
+declare(
+    ResourceSupport(
+        type="Patient",
+        interactions=("read", "create", "update", "search-type"),
+        versioning="versioned",
+        search_params=(
+            SearchParam("name", "string", "prefix of a family or given name, case-insensitive"),
+            SearchParam("identifier", "token", "system|value or value (MRN)"),
+            SearchParam(
+                "birthdate", "date", "YYYY-MM-DD with optional prefix eq, ne, lt, le, gt, ge"
+            ),
+            SearchParam("_count", "number", f"page size, at most {MAX_COUNT}"),
+            SearchParam("_offset", "number", "where the page starts (follow the next link)"),
+        ),
+    )
+)
 
 
 async def read_body(request: Request, resource_type: str) -> dict[str, Any]:
@@ -49,7 +53,9 @@ async def read_body(request: Request, resource_type: str) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise FhirError(400, "structure", f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict) or body.get("resourceType") != resource_type:
-        raise FhirError(400, "invalid", f"the body must be a {resource_type} resource", [resource_type])
+        raise FhirError(
+            400, "invalid", f"the body must be a {resource_type} resource", [resource_type]
+        )
     return body
 
 
@@ -57,12 +63,16 @@ def paging(request: Request, allowed: set[str]) -> tuple[int, int]:
     params = request.query_params
     unknown = sorted(set(params) - allowed - {"_count", "_offset", "_format"})
     if unknown:
-        raise FhirError(400, "not-supported", f"unknown search parameter: {', '.join(unknown)}", unknown)
+        raise FhirError(
+            400, "not-supported", f"unknown search parameter: {', '.join(unknown)}", unknown
+        )
     try:
         count = int(params.get("_count", DEFAULT_COUNT))
         offset = int(params.get("_offset", 0))
     except ValueError:
-        raise FhirError(400, "invalid", "_count and _offset must be whole numbers", ["_count"]) from None
+        raise FhirError(
+            400, "invalid", "_count and _offset must be whole numbers", ["_count"]
+        ) from None
     if not 1 <= count <= MAX_COUNT:
         raise FhirError(400, "invalid", f"_count must be between 1 and {MAX_COUNT}", ["_count"])
     if offset < 0:
@@ -70,8 +80,14 @@ def paging(request: Request, allowed: set[str]) -> tuple[int, int]:
     return count, offset
 
 
-def searchset(request: Request, resource_type: str, resources: list[dict[str, Any]], count: int, offset: int,
-              has_more: bool) -> dict[str, Any]:
+def searchset(
+    request: Request,
+    resource_type: str,
+    resources: list[dict[str, Any]],
+    count: int,
+    offset: int,
+    has_more: bool,
+) -> dict[str, Any]:
     base = str(request.base_url).rstrip("/") + f"/fhir/{resource_type}"
     kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_count", "_offset")]
 
@@ -87,18 +103,24 @@ def searchset(request: Request, resource_type: str, resources: list[dict[str, An
         "resourceType": "Bundle",
         "type": "searchset",
         "link": links,
-        "entry": [{"fullUrl": f"{base}/{r['id']}", "resource": r, "search": {"mode": "match"}}
-                  for r in resources],
+        "entry": [
+            {"fullUrl": f"{base}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+            for r in resources
+        ],
     }
 
 
-def fhir_response(resource: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def fhir_response(
+    resource: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     return FhirJSONResponse(resource, status_code=status, headers=headers)
 
 
 @router.get("/metadata")
 def metadata(request: Request) -> Response:
-    return fhir_response(capability_statement(str(request.base_url).rstrip("/") + "/fhir", utcnow().isoformat()))
+    return fhir_response(
+        capability_statement(str(request.base_url).rstrip("/") + "/fhir", utcnow().isoformat())
+    )
 
 
 def _patient_headers(request: Request, resource: dict[str, Any]) -> dict[str, str]:
@@ -121,7 +143,9 @@ async def create_patient(request: Request, access: Access = Depends(api_access))
 
 
 @router.get("/Patient/{patient_id}")
-def read_patient(patient_id: str, request: Request, access: Access = Depends(api_access)) -> Response:
+def read_patient(
+    patient_id: str, request: Request, access: Access = Depends(api_access)
+) -> Response:
     patient = service.get_patient(access, patient_id)
     resource = patient_map.to_fhir(patient)
     access.db.commit()
@@ -131,7 +155,9 @@ def read_patient(patient_id: str, request: Request, access: Access = Depends(api
 
 
 @router.put("/Patient/{patient_id}")
-async def update_patient(patient_id: str, request: Request, access: Access = Depends(api_access)) -> Response:
+async def update_patient(
+    patient_id: str, request: Request, access: Access = Depends(api_access)
+) -> Response:
     body = await read_body(request, "Patient")
     if body.get("id") != patient_id:
         raise FhirError(400, "invalid", "the body's id must match the URL", ["Patient.id"])
@@ -164,7 +190,9 @@ def search_patients(request: Request, access: Access = Depends(api_access)) -> R
     except InvalidRecord as exc:
         raise FhirError(400, "invalid", exc.message, [exc.field]) from None
     patients, has_more = service.search_patients(access, query, query_text=str(request.url.query))
-    bundle = searchset(request, "Patient", [patient_map.to_fhir(p) for p in patients], count, offset, has_more)
+    bundle = searchset(
+        request, "Patient", [patient_map.to_fhir(p) for p in patients], count, offset, has_more
+    )
     access.db.commit()
     return fhir_response(bundle)
 
@@ -185,10 +213,18 @@ def install_fhir(app: FastAPI) -> None:
 
     @app.exception_handler(ApiUnauthorized)
     async def _unauthorized(request: Request, exc: ApiUnauthorized) -> Response:
-        audit.record_now(request.app.state.sessions, None, "authenticate",
-                         audit.Origin(request.client.host if request.client else "", "", "api"),
-                         outcome=audit.MINOR_FAILURE, detail=str(exc), resource_type=request.url.path)
-        return outcome_response(401, "login", str(exc), headers={"WWW-Authenticate": 'Bearer realm="tandem"'})
+        audit.record_now(
+            request.app.state.sessions,
+            None,
+            "authenticate",
+            audit.Origin(request.client.host if request.client else "", "", "api"),
+            outcome=audit.MINOR_FAILURE,
+            detail=str(exc),
+            resource_type=request.url.path,
+        )
+        return outcome_response(
+            401, "login", str(exc), headers={"WWW-Authenticate": 'Bearer realm="tandem"'}
+        )
 
     @app.exception_handler(AccessDenied)
     async def _denied(request: Request, exc: AccessDenied) -> Response:
@@ -196,8 +232,13 @@ def install_fhir(app: FastAPI) -> None:
             return outcome_response(403, "forbidden", f"access refused: {exc.reason}")
         from tandem.web.rendering import render
 
-        return render(request, "error.html", status_code=403, title="Not allowed",
-                      message=f"You do not have access to this: {exc.reason}.")
+        return render(
+            request,
+            "error.html",
+            status_code=403,
+            title="Not allowed",
+            message=f"You do not have access to this: {exc.reason}.",
+        )
 
     @app.exception_handler(service.NotFound)
     async def _not_found(request: Request, exc: service.NotFound) -> Response:
@@ -215,11 +256,17 @@ def install_fhir(app: FastAPI) -> None:
     async def _invalid(request: Request, exc: InvalidRecord) -> Response:
         access = _access_of(request)
         if access is not None:
-            access.refused(request.method.lower(), f"invalid input: {exc}", resource_type=request.url.path)
+            access.refused(
+                request.method.lower(), f"invalid input: {exc}", resource_type=request.url.path
+            )
         if request.url.path.startswith("/fhir"):
-            resource_type = request.url.path.split("/")[2] if request.url.path.count("/") >= 2 else ""
+            resource_type = (
+                request.url.path.split("/")[2] if request.url.path.count("/") >= 2 else ""
+            )
             where = f"{resource_type}.{exc.field}" if resource_type else exc.field
             return outcome_response(422, "invalid", f"{where}: {exc.message}", [where])
         from tandem.web.rendering import render
 
-        return render(request, "error.html", status_code=422, title="Check the form", message=str(exc))
+        return render(
+            request, "error.html", status_code=422, title="Check the form", message=str(exc)
+        )

@@ -51,17 +51,34 @@ class Role:
 
 
 ROLES = (
-    Role("baclofen_titrating", 0.95), Role("baclofen_titrating", 0.85), Role("baclofen_titrating", 0.9),
-    Role("baclofen_renal", 0.9), Role("baclofen_stable", 0.93), Role("baclofen_stable", 0.8),
-    Role("baclofen_stable", 0.97), Role("baclofen_tapering", 0.9), Role("baclofen_tapering", 0.95),
-    Role("baclofen_lapsed", 0.9), Role("naltrexone", 0.9), Role("naltrexone", 0.75), Role("naltrexone", 0.95),
-    Role("acamprosate", 0.85), Role("acamprosate", 0.92), Role("acamprosate_renal", 0.9),
-    Role("screened"), Role("screened"),
+    Role("baclofen_titrating", 0.95),
+    Role("baclofen_titrating", 0.85),
+    Role("baclofen_titrating", 0.9),
+    Role("baclofen_renal", 0.9),
+    Role("baclofen_stable", 0.93),
+    Role("baclofen_stable", 0.8),
+    Role("baclofen_stable", 0.97),
+    Role("baclofen_tapering", 0.9),
+    Role("baclofen_tapering", 0.95),
+    Role("baclofen_lapsed", 0.9),
+    Role("naltrexone", 0.9),
+    Role("naltrexone", 0.75),
+    Role("naltrexone", 0.95),
+    Role("acamprosate", 0.85),
+    Role("acamprosate", 0.92),
+    Role("acamprosate_renal", 0.9),
+    Role("screened"),
+    Role("screened"),
 )
 SIDE_EFFECTS = {
-    "baclofen": [("drowsiness", "mild", "worse after the evening dose"), ("dizziness", "mild", ""),
-                 ("weakness", "moderate", "legs feel heavy in the morning"), ("drowsiness", "moderate", ""),
-                 ("confusion", "mild", "brief, after a dose increase"), ("nausea", "mild", "")],
+    "baclofen": [
+        ("drowsiness", "mild", "worse after the evening dose"),
+        ("dizziness", "mild", ""),
+        ("weakness", "moderate", "legs feel heavy in the morning"),
+        ("drowsiness", "moderate", ""),
+        ("confusion", "mild", "brief, after a dose increase"),
+        ("nausea", "mild", ""),
+    ],
     "naltrexone": [("nausea", "mild", "first week"), ("headache", "mild", "")],
     "acamprosate": [("other", "mild", "loose stools"), ("fatigue", "mild", "")],
 }
@@ -95,12 +112,22 @@ def _facts(rng: random.Random, patient: Patient, role: Role, today: date) -> ser
     measured = today - timedelta(days=rng.randint(3, 25))
     values: dict[str, Any] = {
         "weight_kg": round(rng.uniform(54, 72) if female else rng.uniform(64, 98), 1),
-        "weighed_on": measured, "creatinine_mg_dl": creatinine, "creatinine_on": measured,
-        "on_dialysis": False, "seizure_history": rng.random() < 0.08, "psychosis_history": False,
-        "stroke_history": False, "taking": taking, "alt_u_l": float(rng.randint(14, 48)),
-        "ast_u_l": float(rng.randint(15, 45)), "liver_tests_on": measured,
-        "acute_hepatitis": False, "liver_failure": False, "opioid_positive_test": False,
-        "opioid_withdrawal_signs": False, "note": "Synthetic demo facts.",
+        "weighed_on": measured,
+        "creatinine_mg_dl": creatinine,
+        "creatinine_on": measured,
+        "on_dialysis": False,
+        "seizure_history": rng.random() < 0.08,
+        "psychosis_history": False,
+        "stroke_history": False,
+        "taking": taking,
+        "alt_u_l": float(rng.randint(14, 48)),
+        "ast_u_l": float(rng.randint(15, 45)),
+        "liver_tests_on": measured,
+        "acute_hepatitis": False,
+        "liver_failure": False,
+        "opioid_positive_test": False,
+        "opioid_withdrawal_signs": False,
+        "note": "Synthetic demo facts.",
     }
     if female:
         values.update(pregnant=False, breastfeeding=False)
@@ -109,12 +136,23 @@ def _facts(rng: random.Random, patient: Patient, role: Role, today: date) -> ser
     return service.FactsInput(**values)
 
 
-def _records(db: Session, world: DemoWorld, patient: Patient, row: DosePlanRow, role: Role,
-             nurse_id: int, rng: random.Random) -> None:
+def _records(
+    db: Session,
+    world: DemoWorld,
+    patient: Patient,
+    row: DosePlanRow,
+    role: Role,
+    nurse_id: int,
+    rng: random.Random,
+) -> None:
     """Doses due before now: the first two days observed by the nurse, then reported by the patient."""
     zone = ZoneInfo(patient.program.time_zone)
     today = world.now.astimezone(zone).date()
-    planned = [p for p in planned_through(service.plan_of(row), today, zone, row.ends_on) if p.due_at <= world.now]
+    planned = [
+        p
+        for p in planned_through(service.plan_of(row), today, zone, row.ends_on)
+        if p.due_at <= world.now
+    ]
     mono = load_monograph(row.medication_id)
     administrations: list[dict[str, Any]] = []
     statements: list[dict[str, Any]] = []
@@ -125,7 +163,9 @@ def _records(db: Session, world: DemoWorld, patient: Patient, row: DosePlanRow, 
         latest = i == len(planned) - 1
         if lapsed_from is not None and i >= lapsed_from:
             if i < lapsed_from + 3:  # three reported missed, then silence
-                statements.append(_statement(patient, row, dose, False, "ran out", nurse_id, world.now))
+                statements.append(
+                    _statement(patient, row, dose, False, "ran out", nurse_id, world.now)
+                )
             continue
         if latest and rng.random() < 0.5 and not observed:
             continue  # not reported yet
@@ -133,36 +173,85 @@ def _records(db: Session, world: DemoWorld, patient: Patient, row: DosePlanRow, 
         previous_missed = missed
         if observed:
             given_at = dose.due_at + timedelta(minutes=rng.randint(-20, 40))
-            administrations.append(dict(
-                patient_id=patient.id, program_id=patient.program_id, medication_id=row.medication_id,
-                medication_text=f"{mono.name} {dose.mg:g} mg", dose_value=dose.mg, dose_unit="mg",
-                route=mono.dosing.route or "oral", status="not-done" if missed else "completed",
-                status_reason="patient declined" if missed else "", indication="", administered_at=given_at,
-                performer_id=nurse_id, assessment_id=None, dose_plan_id=row.id, note="",
-                recorded_at=given_at + timedelta(minutes=5), due_at=dose.due_at))
+            administrations.append(
+                dict(
+                    patient_id=patient.id,
+                    program_id=patient.program_id,
+                    medication_id=row.medication_id,
+                    medication_text=f"{mono.name} {dose.mg:g} mg",
+                    dose_value=dose.mg,
+                    dose_unit="mg",
+                    route=mono.dosing.route or "oral",
+                    status="not-done" if missed else "completed",
+                    status_reason="patient declined" if missed else "",
+                    indication="",
+                    administered_at=given_at,
+                    performer_id=nurse_id,
+                    assessment_id=None,
+                    dose_plan_id=row.id,
+                    note="",
+                    recorded_at=given_at + timedelta(minutes=5),
+                    due_at=dose.due_at,
+                )
+            )
         else:
-            reason = rng.choice(["forgot", "asleep", "away from home", "felt too drowsy"]) if missed else ""
-            statements.append(_statement(patient, row, dose, not missed, reason, nurse_id, world.now))
+            reason = (
+                rng.choice(["forgot", "asleep", "away from home", "felt too drowsy"])
+                if missed
+                else ""
+            )
+            statements.append(
+                _statement(patient, row, dose, not missed, reason, nurse_id, world.now)
+            )
     if administrations:
-        ids = db.execute(insert(MedicationAdministrationRow).returning(MedicationAdministrationRow.id, sort_by_parameter_order=True),
-                         [{k: v for k, v in a.items() if k != "due_at"} for a in administrations]).scalars().all()
-        db.execute(insert(AdministrationDueRow), [
-            {"administration_id": i, "dose_plan_id": row.id, "due_at": a["due_at"]}
-            for i, a in zip(ids, administrations, strict=True)])
+        ids = (
+            db.execute(
+                insert(MedicationAdministrationRow).returning(
+                    MedicationAdministrationRow.id, sort_by_parameter_order=True
+                ),
+                [{k: v for k, v in a.items() if k != "due_at"} for a in administrations],
+            )
+            .scalars()
+            .all()
+        )
+        db.execute(
+            insert(AdministrationDueRow),
+            [
+                {"administration_id": i, "dose_plan_id": row.id, "due_at": a["due_at"]}
+                for i, a in zip(ids, administrations, strict=True)
+            ],
+        )
     if statements:
         db.execute(insert(MedicationStatementRow), statements)
 
 
-def _statement(patient: Patient, row: DosePlanRow, dose: Any, taken: bool, reason: str, recorder: int,
-               now: datetime) -> dict[str, Any]:
-    return dict(patient_id=patient.id, program_id=patient.program_id, dose_plan_id=row.id,
-                medication_id=row.medication_id, due_at=dose.due_at, time_slot=dose.time_slot, dose_mg=dose.mg,
-                taken=taken, reason=reason, reported_at=min(now, dose.due_at + timedelta(hours=10)),
-                recorded_by=recorder)
+def _statement(
+    patient: Patient,
+    row: DosePlanRow,
+    dose: Any,
+    taken: bool,
+    reason: str,
+    recorder: int,
+    now: datetime,
+) -> dict[str, Any]:
+    return dict(
+        patient_id=patient.id,
+        program_id=patient.program_id,
+        dose_plan_id=row.id,
+        medication_id=row.medication_id,
+        due_at=dose.due_at,
+        time_slot=dose.time_slot,
+        dose_mg=dose.mg,
+        taken=taken,
+        reason=reason,
+        reported_at=min(now, dose.due_at + timedelta(hours=10)),
+        recorded_by=recorder,
+    )
 
 
-def _plans(access: Access, patient: Patient, role: Role, today: date, zone: ZoneInfo,
-           rng: random.Random) -> list[DosePlanRow]:
+def _plans(
+    access: Access, patient: Patient, role: Role, today: date, zone: ZoneInfo, rng: random.Random
+) -> list[DosePlanRow]:
     def at(day: date) -> datetime:
         return _local(day, 9, zone)
 
@@ -171,38 +260,88 @@ def _plans(access: Access, patient: Patient, role: Role, today: date, zone: Zone
         renal = service.renal_of(patient, service.current_facts(access, patient), at(start))
         ceiling = plan_ceiling("baclofen", renal)[0] or 80
         ladder = ("20mg-tid", "15mg-tid", "10mg-tid", "5mg-tid")
-        options = ladder[ladder.index(wanted):]
+        options = ladder[ladder.index(wanted) :]
         return next((o for o in options if Dose.parse(o).mg_per_day <= ceiling), "5mg-tid")
 
     kind = role.kind
     if kind in ("baclofen_titrating", "baclofen_renal"):
         start = today - timedelta(days=rng.randint(2, 9))
         goal = target(start, "15mg-tid" if kind == "baclofen_renal" else "20mg-tid")
-        return [service.create_titration(access, patient.id, "baclofen", start="5mg-tid", step_mg=5, every_days=3,
-                                         target=goal, start_date=start, now=at(start))]
+        return [
+            service.create_titration(
+                access,
+                patient.id,
+                "baclofen",
+                start="5mg-tid",
+                step_mg=5,
+                every_days=3,
+                target=goal,
+                start_date=start,
+                now=at(start),
+            )
+        ]
     if kind in ("baclofen_stable", "baclofen_lapsed"):
         start = today - timedelta(days=rng.randint(18, 40))
         goal = target(start, rng.choice(["15mg-tid", "20mg-tid"]))
         first_dose = "5mg-bid" if goal == "5mg-tid" else "5mg-tid"
-        return [service.create_titration(access, patient.id, "baclofen", start=first_dose, step_mg=5, every_days=3,
-                                         target=goal, start_date=start, now=at(start))]
+        return [
+            service.create_titration(
+                access,
+                patient.id,
+                "baclofen",
+                start=first_dose,
+                step_mg=5,
+                every_days=3,
+                target=goal,
+                start_date=start,
+                now=at(start),
+            )
+        ]
     if kind == "baclofen_tapering":
         start = today - timedelta(days=rng.randint(30, 45))
-        first = service.create_titration(access, patient.id, "baclofen", start="5mg-tid", step_mg=5, every_days=3,
-                                         target=target(start, "20mg-tid"), start_date=start, now=at(start))
+        first = service.create_titration(
+            access,
+            patient.id,
+            "baclofen",
+            start="5mg-tid",
+            step_mg=5,
+            every_days=3,
+            target=target(start, "20mg-tid"),
+            start_date=start,
+            now=at(start),
+        )
         taper_start = today - timedelta(days=rng.randint(3, 7))
-        second = service.create_taper(access, patient.id, "baclofen", from_dose=None, over_days=14,
-                                      start_date=taper_start, now=at(taper_start))
+        second = service.create_taper(
+            access,
+            patient.id,
+            "baclofen",
+            from_dose=None,
+            over_days=14,
+            start_date=taper_start,
+            now=at(taper_start),
+        )
         return [first, second]
     if kind == "naltrexone":
         start = today - timedelta(days=rng.randint(5, 30))
-        return [service.create_maintenance(access, patient.id, "naltrexone", dose="50mg-daily", start_date=start,
-                                           protocol_max_mg_day=50, now=at(start))]
+        return [
+            service.create_maintenance(
+                access,
+                patient.id,
+                "naltrexone",
+                dose="50mg-daily",
+                start_date=start,
+                protocol_max_mg_day=50,
+                now=at(start),
+            )
+        ]
     if kind in ("acamprosate", "acamprosate_renal"):
         start = today - timedelta(days=rng.randint(5, 30))
         dose = "333mg-tid" if kind == "acamprosate_renal" else "666mg-tid"
-        return [service.create_maintenance(access, patient.id, "acamprosate", dose=dose, start_date=start,
-                                           now=at(start))]
+        return [
+            service.create_maintenance(
+                access, patient.id, "acamprosate", dose=dose, start_date=start, now=at(start)
+            )
+        ]
     return []
 
 
@@ -226,21 +365,41 @@ def medication_plans(db: Session, world: DemoWorld) -> None:
         candidates.insert(0, own)
     for patient, role in zip(candidates, ROLES, strict=False):
         facts_day = today - timedelta(days=rng.randint(35, 50))
-        service.record_facts(nurse_access, patient.id, _facts(rng, patient, role, facts_day),
-                             now=_local(facts_day, 8, zone))
+        service.record_facts(
+            nurse_access,
+            patient.id,
+            _facts(rng, patient, role, facts_day),
+            now=_local(facts_day, 8, zone),
+        )
         rows = _plans(access, patient, role, today, zone, rng)
         for row in rows:
             _records(db, world, patient, row, role, nurse.id, rng)
         if rows:
             medication = rows[-1].medication_id
-            for effect, severity, detail in rng.sample(SIDE_EFFECTS[medication], k=rng.randint(0, 2)):
-                onset = max(_local(rows[0].start_date, 20, zone) + timedelta(days=rng.randint(0, 4)),
-                            _local(rows[0].start_date, 10, zone))
-                db.execute(insert(SideEffectRow), [dict(
-                    patient_id=patient.id, program_id=patient.program_id, medication_id=medication,
-                    dose_plan_id=rows[-1].id, effect=effect, severity=severity, detail=detail,
-                    onset_at=min(onset, world.now), recorded_at=min(onset + timedelta(hours=2), world.now),
-                    recorded_by=nurse.id)])
+            for effect, severity, detail in rng.sample(
+                SIDE_EFFECTS[medication], k=rng.randint(0, 2)
+            ):
+                onset = max(
+                    _local(rows[0].start_date, 20, zone) + timedelta(days=rng.randint(0, 4)),
+                    _local(rows[0].start_date, 10, zone),
+                )
+                db.execute(
+                    insert(SideEffectRow),
+                    [
+                        dict(
+                            patient_id=patient.id,
+                            program_id=patient.program_id,
+                            medication_id=medication,
+                            dose_plan_id=rows[-1].id,
+                            effect=effect,
+                            severity=severity,
+                            detail=detail,
+                            onset_at=min(onset, world.now),
+                            recorded_at=min(onset + timedelta(hours=2), world.now),
+                            recorded_by=nurse.id,
+                        )
+                    ],
+                )
     db.flush()
     # The scheduled check a program runs: raises the missed-dose alert where a run is found.
     service.sweep_missed_doses(access, now=world.now)

@@ -243,7 +243,9 @@ class DosePlan:
         return cls(
             medication_id=data["medication_id"],
             kind=data["kind"],
-            frequency=Frequency.parse(data.get("frequency") or _frequency_of(days[-1], Frequency.TID).code),
+            frequency=Frequency.parse(
+                data.get("frequency") or _frequency_of(days[-1], Frequency.TID).code
+            ),
             days=days,
             ceiling_mg_day=data.get("ceiling_mg_day"),
             ceiling_mg_per_dose=data.get("ceiling_mg_per_dose"),
@@ -867,7 +869,8 @@ def plan_from_steps(
         )
     else:
         raise ImplausibleValue(
-            "steps", "the daily totals go both up and down; write the titration and the taper "
+            "steps",
+            "the daily totals go both up and down; write the titration and the taper "
             "as separate plans",
         )
 
@@ -897,8 +900,10 @@ def plan_from_steps(
                 )
             dose_lim = bounds.dose_limit()
             biggest = max(d.mg for d in spec.doses)
-            if bounds.mg_per_dose is not None and dose_lim is not None and (
-                biggest > bounds.mg_per_dose + _EPS
+            if (
+                bounds.mg_per_dose is not None
+                and dose_lim is not None
+                and (biggest > bounds.mg_per_dose + _EPS)
             ):
                 raise PlanRefused(
                     where,

@@ -40,8 +40,11 @@ TANDEM_MEDICATION_SYSTEM = "urn:tandem:medication"
 USER_SYSTEM = "urn:tandem:user"
 SEVERITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/adverse-event-severity"
 _SLOT_OF_WHEN = {"MORN": "morning", "NOON": "midday", "EVE": "evening", "HS": "bedtime"}
-_KIND_TEXT = {"titration": "Titration plan", "taper": "Taper plan (to stopping)",
-              "maintenance": "Maintenance plan"}
+_KIND_TEXT = {
+    "titration": "Titration plan",
+    "taper": "Taper plan (to stopping)",
+    "maintenance": "Maintenance plan",
+}
 
 
 def _iso(value: datetime) -> str:
@@ -60,7 +63,9 @@ def medication_request(row: DosePlanRow, status: str, prescriber: str | None) ->
     from tandem.medications.dose_plan import DosePlan
 
     plan = DosePlan.from_dict(row.plan)
-    resource = to_medication_request(plan, f"Patient/{row.patient_id}", status=status, intent="order")
+    resource = to_medication_request(
+        plan, f"Patient/{row.patient_id}", status=status, intent="order"
+    )
     resource = {"resourceType": "MedicationRequest", "id": str(row.id), **resource}
     resource["authoredOn"] = _iso(row.created_at)
     resource["requester"] = _user(row.prescriber_id, prescriber)
@@ -68,7 +73,9 @@ def medication_request(row: DosePlanRow, status: str, prescriber: str | None) ->
         resource["statusReason"] = {"text": row.status_reason}
     basis = []
     if row.crcl_ml_min is not None:
-        basis.append(f"CrCl {row.crcl_ml_min:g} mL/min (Cockcroft-Gault, {row.weight_basis or 'actual'} weight)")
+        basis.append(
+            f"CrCl {row.crcl_ml_min:g} mL/min (Cockcroft-Gault, {row.weight_basis or 'actual'} weight)"
+        )
     if row.egfr is not None:
         basis.append(f"eGFR {row.egfr:g} mL/min/1.73 m² (CKD-EPI 2021)")
     notes = [{"text": _KIND_TEXT.get(row.kind, row.kind)}]
@@ -104,13 +111,20 @@ def medication_statement(row: MedicationStatementRow, recorder: str | None) -> d
         "effectiveDateTime": _iso(row.due_at),
         "dateAsserted": _iso(row.reported_at),
         "informationSource": {"reference": f"Patient/{row.patient_id}"},
-        "dosage": [{
-            "text": f"{row.dose_mg:g} mg, {row.time_slot} dose",
-            "timing": {"event": [_iso(row.due_at)]},
-            "doseAndRate": [{"doseQuantity": _mg(row.dose_mg)}],
-        }],
-        "note": [{"text": "Reported by the patient; recorded by "
-                  + (recorder or f"user {row.recorded_by}") + "."}],
+        "dosage": [
+            {
+                "text": f"{row.dose_mg:g} mg, {row.time_slot} dose",
+                "timing": {"event": [_iso(row.due_at)]},
+                "doseAndRate": [{"doseQuantity": _mg(row.dose_mg)}],
+            }
+        ],
+        "note": [
+            {
+                "text": "Reported by the patient; recorded by "
+                + (recorder or f"user {row.recorded_by}")
+                + "."
+            }
+        ],
     }
     if not row.taken and row.reason:
         resource["statusReason"] = [{"text": row.reason}]
@@ -130,8 +144,12 @@ def adverse_event(row: SideEffectRow, label: str, recorder: str | None) -> dict[
         "date": _iso(row.onset_at),
         "recordedDate": _iso(row.recorded_at),
         "recorder": _user(row.recorded_by, recorder),
-        "severity": {"coding": [{"system": SEVERITY_SYSTEM, "code": row.severity,
-                                 "display": row.severity.title()}], "text": row.severity},
+        "severity": {
+            "coding": [
+                {"system": SEVERITY_SYSTEM, "code": row.severity, "display": row.severity.title()}
+            ],
+            "text": row.severity,
+        },
         "suspectEntity": [{"instance": {"display": load_monograph(row.medication_id).name}}],
     }
     AdverseEvent.model_validate(resource)
@@ -192,16 +210,31 @@ class PostedRequest:
     protocol_max_mg_day: float | None
 
 
-SUPPORTED = {"resourceType", "id", "meta", "text", "status", "intent", "medicationCodeableConcept",
-             "subject", "authoredOn", "requester", "dosageInstruction", "note"}
+SUPPORTED = {
+    "resourceType",
+    "id",
+    "meta",
+    "text",
+    "status",
+    "intent",
+    "medicationCodeableConcept",
+    "subject",
+    "authoredOn",
+    "requester",
+    "dosageInstruction",
+    "note",
+}
 _DOSAGE_SUPPORTED = {"sequence", "text", "timing", "route", "doseAndRate", "maxDosePerPeriod"}
 
 
 def _medication_of(concept: Any) -> str:
     path = "MedicationRequest.medicationCodeableConcept"
     if concept is None:
-        raise RequestError(path, "name the medication (RxNorm coding, urn:tandem:medication|<id>, or text)",
-                           "required")
+        raise RequestError(
+            path,
+            "name the medication (RxNorm coding, urn:tandem:medication|<id>, or text)",
+            "required",
+        )
     for coding in concept.coding or []:
         if coding.code is None:
             continue
@@ -210,15 +243,22 @@ def _medication_of(concept: Any) -> str:
         if len(matches) == 1:
             return matches[0].id
         if coding.system in (RXNORM_SYSTEM, TANDEM_MEDICATION_SYSTEM):
-            raise RequestError(f"{path}.coding", f"{coding.system}|{coding.code} is not a medication "
-                               "Tandem holds a monograph for", "code-invalid")
+            raise RequestError(
+                f"{path}.coding",
+                f"{coding.system}|{coding.code} is not a medication Tandem holds a monograph for",
+                "code-invalid",
+            )
     if concept.text:
         wanted = concept.text.strip().lower()
         for mono in all_monographs():
             if wanted in (mono.id, mono.name.lower()):
                 return mono.id
-    raise RequestError(path, "unknown medication; Tandem holds monographs for "
-                       + ", ".join(m.id for m in all_monographs()), "code-invalid")
+    raise RequestError(
+        path,
+        "unknown medication; Tandem holds monographs for "
+        + ", ".join(m.id for m in all_monographs()),
+        "code-invalid",
+    )
 
 
 def _day(value: Any, path: str) -> date:
@@ -243,7 +283,11 @@ def _mg_quantity(quantity: Any, path: str) -> float:
 
 def _max_per_day(ratio: Any, path: str) -> float:
     denominator = ratio.denominator
-    if denominator is None or float(denominator.value or 0) != 1 or (denominator.code or denominator.unit) not in ("d", "day"):
+    if (
+        denominator is None
+        or float(denominator.value or 0) != 1
+        or (denominator.code or denominator.unit) not in ("d", "day")
+    ):
         raise RequestError(f"{path}.denominator", "give the maximum per 1 day (UCUM 'd')")
     return _mg_quantity(ratio.numerator, f"{path}.numerator")
 
@@ -258,9 +302,13 @@ def read_medication_request(body: dict[str, Any]) -> PostedRequest:
     """
     unsupported = sorted(set(body) - SUPPORTED)
     if unsupported:
-        raise RequestError(f"MedicationRequest.{unsupported[0]}",
-                           "Tandem does not store MedicationRequest." + ", MedicationRequest.".join(unsupported)
-                           + "; remove it and send again", "not-supported")
+        raise RequestError(
+            f"MedicationRequest.{unsupported[0]}",
+            "Tandem does not store MedicationRequest."
+            + ", MedicationRequest.".join(unsupported)
+            + "; remove it and send again",
+            "not-supported",
+        )
     try:
         resource = MedicationRequest.model_validate(body)
     except ValidationError as exc:
@@ -268,8 +316,11 @@ def read_medication_request(body: dict[str, Any]) -> PostedRequest:
         path = ".".join(str(p) for p in err["loc"])
         raise RequestError(f"MedicationRequest.{path}", err["msg"]) from None
     if resource.status != "active":
-        raise RequestError("MedicationRequest.status", f"Tandem stores active plans; got {resource.status!r}",
-                           "not-supported")
+        raise RequestError(
+            "MedicationRequest.status",
+            f"Tandem stores active plans; got {resource.status!r}",
+            "not-supported",
+        )
     if resource.intent not in ("order", "plan"):
         raise RequestError("MedicationRequest.intent", "must be order or plan", "not-supported")
     reference = (resource.subject.reference or "") if resource.subject else ""
@@ -279,15 +330,22 @@ def read_medication_request(body: dict[str, Any]) -> PostedRequest:
     medication_id = _medication_of(resource.medicationCodeableConcept)
     dosages = resource.dosageInstruction or []
     if not dosages:
-        raise RequestError("MedicationRequest.dosageInstruction", "give the plan's steps", "required")
+        raise RequestError(
+            "MedicationRequest.dosageInstruction", "give the plan's steps", "required"
+        )
 
     groups: OrderedDict[Any, list[tuple[int, Any]]] = OrderedDict()
     for i, dosage in enumerate(dosages):
         extra = sorted(set(body["dosageInstruction"][i]) - _DOSAGE_SUPPORTED)
         if extra:
-            raise RequestError(f"MedicationRequest.dosageInstruction[{i}].{extra[0]}",
-                               "Tandem does not store this element of a dosage", "not-supported")
-        groups.setdefault(dosage.sequence if dosage.sequence is not None else f"#{i}", []).append((i, dosage))
+            raise RequestError(
+                f"MedicationRequest.dosageInstruction[{i}].{extra[0]}",
+                "Tandem does not store this element of a dosage",
+                "not-supported",
+            )
+        groups.setdefault(dosage.sequence if dosage.sequence is not None else f"#{i}", []).append(
+            (i, dosage)
+        )
 
     steps: list[StepSpec] = []
     protocol_max: float | None = None
@@ -300,18 +358,30 @@ def read_medication_request(body: dict[str, Any]) -> PostedRequest:
             path = f"MedicationRequest.dosageInstruction[{i}]"
             repeat = dosage.timing.repeat if dosage.timing else None
             if repeat is None or repeat.boundsPeriod is None:
-                raise RequestError(f"{path}.timing.repeat.boundsPeriod", "give the step's start (and end) dates",
-                                   "required")
+                raise RequestError(
+                    f"{path}.timing.repeat.boundsPeriod",
+                    "give the step's start (and end) dates",
+                    "required",
+                )
             period = repeat.boundsPeriod
-            these = (_day(period.start, f"{path}.timing.repeat.boundsPeriod.start"),
-                     None if period.end is None else _day(period.end, f"{path}.timing.repeat.boundsPeriod.end"))
+            these = (
+                _day(period.start, f"{path}.timing.repeat.boundsPeriod.start"),
+                None
+                if period.end is None
+                else _day(period.end, f"{path}.timing.repeat.boundsPeriod.end"),
+            )
             if bounds is not None and these != bounds:
-                raise RequestError(f"{path}.timing.repeat.boundsPeriod",
-                                   "dosages of one sequence must share their period")
+                raise RequestError(
+                    f"{path}.timing.repeat.boundsPeriod",
+                    "dosages of one sequence must share their period",
+                )
             bounds = these
             if (repeat.period not in (None, 1)) or (repeat.periodUnit not in (None, "d")):
-                raise RequestError(f"{path}.timing.repeat", "give doses per 1 day (period 1, periodUnit d)",
-                                   "not-supported")
+                raise RequestError(
+                    f"{path}.timing.repeat",
+                    "give doses per 1 day (period 1, periodUnit d)",
+                    "not-supported",
+                )
             frequency = repeat.frequency or 1
             if frequency not in (1, 2, 3, 4):
                 raise RequestError(f"{path}.timing.repeat.frequency", "must be 1 to 4 doses a day")
@@ -322,12 +392,17 @@ def read_medication_request(body: dict[str, Any]) -> PostedRequest:
             if repeat.when:
                 unknown = [w for w in repeat.when if w not in _SLOT_OF_WHEN]
                 if unknown or len(repeat.when) != frequency:
-                    raise RequestError(f"{path}.timing.repeat.when",
-                                       "use MORN, NOON, EVE or HS, one per dose of the frequency")
+                    raise RequestError(
+                        f"{path}.timing.repeat.when",
+                        "use MORN, NOON, EVE or HS, one per dose of the frequency",
+                    )
                 slots = [_SLOT_OF_WHEN[w] for w in repeat.when]
             elif len(members) > 1:
-                raise RequestError(f"{path}.timing.repeat.when",
-                                   "dosages that share a sequence must say when (MORN, NOON, EVE, HS)", "required")
+                raise RequestError(
+                    f"{path}.timing.repeat.when",
+                    "dosages that share a sequence must say when (MORN, NOON, EVE, HS)",
+                    "required",
+                )
             else:
                 slots = list(next(f for f in Frequency if f.per_day == frequency).slots)
             doses += [ScheduledDose(slot, mg) for slot in slots]

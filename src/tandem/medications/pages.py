@@ -47,38 +47,87 @@ from tandem.web.rendering import render
 router = APIRouter(include_in_schema=False)
 
 add_tab(ChartTab("medications", "Medications", "/medications", 20))
-add_nav(NavItem("library", "Medication library", "/medications",
-                frozenset({"admin", "prescriber", "nurse", "counselor", "researcher"}), 20))
+add_nav(
+    NavItem(
+        "library",
+        "Medication library",
+        "/medications",
+        frozenset({"admin", "prescriber", "nurse", "counselor", "researcher"}),
+        20,
+    )
+)
 
-SEVERITY_LABELS = {"contraindicated": "Contraindicated", "major_caution": "Major caution",
-                   "caution": "Caution", "info": "Note"}
-STATE_LABELS = {"given": "given", "not_given": "not given", "taken": "taken", "missed": "missed",
-                "unrecorded": "no record", "upcoming": "planned"}
+SEVERITY_LABELS = {
+    "contraindicated": "Contraindicated",
+    "major_caution": "Major caution",
+    "caution": "Caution",
+    "info": "Note",
+}
+STATE_LABELS = {
+    "given": "given",
+    "not_given": "not given",
+    "taken": "taken",
+    "missed": "missed",
+    "unrecorded": "no record",
+    "upcoming": "planned",
+}
 FREQUENCIES = [(f.code, f.label) for f in Frequency]
 KINDS = {"titration": "Titration", "taper": "Taper to stop", "maintenance": "Fixed dose"}
 BOOL_LABELS = {
-    "on_dialysis": "On dialysis", "pregnant": "Pregnant", "breastfeeding": "Breastfeeding",
+    "on_dialysis": "On dialysis",
+    "pregnant": "Pregnant",
+    "breastfeeding": "Breastfeeding",
     "seizure_history": "History of seizures or epilepsy",
-    "psychosis_history": "Psychotic disorder or confusional state", "stroke_history": "History of stroke",
-    "respiratory_disease": "Respiratory disease", "acute_hepatitis": "Acute hepatitis",
-    "liver_failure": "Liver failure", "qtc_prolonged": "QTc read as prolonged by a clinician",
+    "psychosis_history": "Psychotic disorder or confusional state",
+    "stroke_history": "History of stroke",
+    "respiratory_disease": "Respiratory disease",
+    "acute_hepatitis": "Acute hepatitis",
+    "liver_failure": "Liver failure",
+    "qtc_prolonged": "QTc read as prolonged by a clinician",
     "opioid_withdrawal_signs": "Objective signs of opioid withdrawal now",
     "opioid_positive_test": "Opioid-positive urine or failed naloxone challenge",
     "intoxicated": "Intoxicated now",
 }
 # Core and service field names → the form field that holds them, and how to say it.
-FORM_FIELDS = {"start": "start_mg", "target": "target_mg", "from_dose": "from_mg", "dose": "dose_mg",
-               "protocol_max_mg_day": "protocol_max", "mg": "start_mg", "creatinine_mg_dl": "creatinine",
-               "creatinine_umol_l": "creatinine", "medication_id": "medication"}
+FORM_FIELDS = {
+    "start": "start_mg",
+    "target": "target_mg",
+    "from_dose": "from_mg",
+    "dose": "dose_mg",
+    "protocol_max_mg_day": "protocol_max",
+    "mg": "start_mg",
+    "creatinine_mg_dl": "creatinine",
+    "creatinine_umol_l": "creatinine",
+    "medication_id": "medication",
+}
 FIELD_LABELS = {
-    "start_mg": "start dose", "target_mg": "target dose", "step_mg": "step", "every_days": "interval",
-    "from_mg": "current dose", "dose_mg": "dose", "over_days": "taper length", "start_date": "start date",
-    "protocol_max": "protocol maximum", "renal": "kidney function", "medication": "medication",
-    "then_stop": "plan end", "hold_days": "days at target", "creatinine": "creatinine",
-    "creatinine_on": "creatinine date", "weight_kg": "weight", "ideal_weight_kg": "ideal weight",
-    "due_at": "planned dose", "administered_at": "time given", "reason": "reason", "stop_on": "stop date",
-    "effect": "side effect", "severity": "severity", "onset_at": "onset", "detail": "description",
-    "taking": "current medications", "sex_for_kidney": "sex for kidney equations",
+    "start_mg": "start dose",
+    "target_mg": "target dose",
+    "step_mg": "step",
+    "every_days": "interval",
+    "from_mg": "current dose",
+    "dose_mg": "dose",
+    "over_days": "taper length",
+    "start_date": "start date",
+    "protocol_max": "protocol maximum",
+    "renal": "kidney function",
+    "medication": "medication",
+    "then_stop": "plan end",
+    "hold_days": "days at target",
+    "creatinine": "creatinine",
+    "creatinine_on": "creatinine date",
+    "weight_kg": "weight",
+    "ideal_weight_kg": "ideal weight",
+    "due_at": "planned dose",
+    "administered_at": "time given",
+    "reason": "reason",
+    "stop_on": "stop date",
+    "effect": "side effect",
+    "severity": "severity",
+    "onset_at": "onset",
+    "detail": "description",
+    "taking": "current medications",
+    "sex_for_kidney": "sex for kidney equations",
 }
 
 
@@ -89,8 +138,11 @@ def _zone(patient: Any) -> ZoneInfo:
 def _program_zone(access: Access, patient_id: str) -> ZoneInfo:
     """The time zone a form's times are read in: the patient's program's. Not patient data, so
     read without the chart (a POST asks the policy in the service, before anything is written)."""
-    zone = access.db.scalar(select(Program.time_zone).join(Patient, Patient.program_id == Program.id)
-                            .where(Patient.id == patient_id))
+    zone = access.db.scalar(
+        select(Program.time_zone)
+        .join(Patient, Patient.program_id == Program.id)
+        .where(Patient.id == patient_id)
+    )
     if zone is None:
         raise NotFound(f"Patient/{patient_id} is not known")
     return ZoneInfo(zone)
@@ -104,8 +156,13 @@ def _refusal(exc: MedicationInputError | InvalidRecord) -> dict[str, Any]:
     """The error context a form shows: which field, why, and the source when there is one."""
     field = FORM_FIELDS.get(exc.field, exc.field)
     sources: tuple[Source, ...] = exc.sources if isinstance(exc, PlanRefused) else ()
-    return {"error_field": field, "error": exc.message, "error_label": FIELD_LABELS.get(field, field.replace("_", " ")),
-            "error_sources": sources, "refused": isinstance(exc, PlanRefused)}
+    return {
+        "error_field": field,
+        "error": exc.message,
+        "error_label": FIELD_LABELS.get(field, field.replace("_", " ")),
+        "error_sources": sources,
+        "refused": isinstance(exc, PlanRefused),
+    }
 
 
 def _number(form: Any, name: str, *, whole: bool = False) -> float | int | None:
@@ -135,7 +192,9 @@ def _date(form: Any, name: str, default: date | None = None) -> date | None:
         raise InvalidRecord(name, "enter the date as YYYY-MM-DD") from None
 
 
-def _local_datetime(form: Any, name: str, zone: ZoneInfo, default: datetime | None = None) -> datetime | None:
+def _local_datetime(
+    form: Any, name: str, zone: ZoneInfo, default: datetime | None = None
+) -> datetime | None:
     value = local_datetime(str(form.get(name, "")), zone, name, required=False)
     return default if value is None else value
 
@@ -157,8 +216,16 @@ def _dose_text(form: Any, mg_name: str, freq_name: str) -> str:
 
 def _matches(mono: Monograph, q: str) -> bool:
     words = q.lower().split()
-    hay = " ".join([mono.id, mono.name, *mono.brand_list, *(f.text for f in mono.indications),
-                    *(f.text for f in mono.uses), *(u.condition for u in mono.off_label_uses)]).lower()
+    hay = " ".join(
+        [
+            mono.id,
+            mono.name,
+            *mono.brand_list,
+            *(f.text for f in mono.indications),
+            *(f.text for f in mono.uses),
+            *(u.condition for u in mono.off_label_uses),
+        ]
+    ).lower()
     return all(w in hay for w in words)
 
 
@@ -170,10 +237,17 @@ def library(request: Request, q: str = "", access: Access = Depends(page_access)
 
 
 @router.get("/medications/{medication_id}")
-def monograph_page(request: Request, medication_id: str, access: Access = Depends(page_access)) -> Response:
+def monograph_page(
+    request: Request, medication_id: str, access: Access = Depends(page_access)
+) -> Response:
     if medication_id not in medication_ids():
-        return render(request, "error.html", status_code=404, title="Not found",
-                      message=f"Tandem holds no monograph for {medication_id!r}.")
+        return render(
+            request,
+            "error.html",
+            status_code=404,
+            title="Not found",
+            message=f"Tandem holds no monograph for {medication_id!r}.",
+        )
     mono = load_monograph(medication_id)
     # Number each source in order of first use, so every claim can point to its citation.
     order: dict[str, int] = {}
@@ -181,27 +255,48 @@ def monograph_page(request: Request, medication_id: str, access: Access = Depend
         for s in item.source:
             order.setdefault(s.id, len(order) + 1)
     sources = {s.id: s for _p, item in mono.sourced_items() for s in item.source}
-    return render(request, "medications/monograph.html", active="library", m=mono, order=order,
-                  sources=[sources[k] for k in order], severity_labels=SEVERITY_LABELS,
-                  substances=substance_vocabulary(), unverified=mono.unverified_items())
+    return render(
+        request,
+        "medications/monograph.html",
+        active="library",
+        m=mono,
+        order=order,
+        sources=[sources[k] for k in order],
+        severity_labels=SEVERITY_LABELS,
+        substances=substance_vocabulary(),
+        unverified=mono.unverified_items(),
+    )
 
 
 # --------------------------------------------------------------------------- the chart tab
 
 
-def _screening_context(access: Access, patient: Any, medication: str | None, now: datetime) -> dict[str, Any]:
+def _screening_context(
+    access: Access, patient: Any, medication: str | None, now: datetime
+) -> dict[str, Any]:
     row = service.current_facts(access, patient)
     facts = service.patient_facts(patient, row, now)
     renal = facts.renal()
     chosen = medication if medication in medication_ids() else None
     result = screen(chosen, facts) if chosen else None
-    return {"facts_row": row, "facts": facts, "renal": renal, "screening": result, "screen_id": chosen,
-            "kidney_sex": service.kidney_sex(patient, row)}
+    return {
+        "facts_row": row,
+        "facts": facts,
+        "renal": renal,
+        "screening": result,
+        "screen_id": chosen,
+        "kidney_sex": service.kidney_sex(patient, row),
+    }
 
 
 @router.get("/patients/{patient_id}/medications")
-def chart_tab(request: Request, patient_id: str, screen: str = "", plan: str = "",
-              access: Access = Depends(page_access)) -> Response:
+def chart_tab(
+    request: Request,
+    patient_id: str,
+    screen: str = "",
+    plan: str = "",
+    access: Access = Depends(page_access),
+) -> Response:
     now = utcnow()
     patient = get_patient(access, patient_id)
     rows = service.list_plans(access, patient)
@@ -209,23 +304,35 @@ def chart_tab(request: Request, patient_id: str, screen: str = "", plan: str = "
     shown = None
     wanted = int(plan) if plan.isdigit() else None
     for row in rows:
-        if (wanted is not None and row.id == wanted) or (wanted is None and service.effective_status(row, today) == "active"):
+        if (wanted is not None and row.id == wanted) or (
+            wanted is None and service.effective_status(row, today) == "active"
+        ):
             shown = row
             break
     views = {}
     for row in rows:
         if service.effective_status(row, today) == "active" or row is shown:
             views[row.id] = service.plan_view(access, patient, row, now)
-    context = _screening_context(access, patient, screen or (shown.medication_id if shown else "baclofen"), now)
+    context = _screening_context(
+        access, patient, screen or (shown.medication_id if shown else "baclofen"), now
+    )
     return chart_page(
-        request, access, patient_id, "medications", "medications/chart.html",
-        plans=rows, views=views, shown=views.get(shown.id) if shown else None, today=today,
+        request,
+        access,
+        patient_id,
+        "medications",
+        "medications/chart.html",
+        plans=rows,
+        views=views,
+        shown=views.get(shown.id) if shown else None,
+        today=today,
         side_effects=service.list_side_effects(access, patient),
         alerts=_alerts(access, patient),
         may_prescribe=_may(access, Permission.CREATE, service.PLAN, patient),
         may_record_facts=_may(access, Permission.CREATE, service.FACTS, patient),
         may_record=_may(access, Permission.CREATE, service.SIDE_EFFECT, patient),
-        **_common(), **context,
+        **_common(),
+        **context,
     )
 
 
@@ -237,9 +344,16 @@ def _alerts(access: Access, patient: Any) -> list[Any]:
 
 
 def _common() -> dict[str, Any]:
-    return {"severity_labels": SEVERITY_LABELS, "state_labels": STATE_LABELS, "kinds": KINDS,
-            "monographs": all_monographs(), "side_effect_labels": service.SIDE_EFFECTS,
-            "severities": service.SEVERITIES, "frequencies": FREQUENCIES, "rule_facts": RULE_FACTS}
+    return {
+        "severity_labels": SEVERITY_LABELS,
+        "state_labels": STATE_LABELS,
+        "kinds": KINDS,
+        "monographs": all_monographs(),
+        "side_effect_labels": service.SIDE_EFFECTS,
+        "severities": service.SEVERITIES,
+        "frequencies": FREQUENCIES,
+        "rule_facts": RULE_FACTS,
+    }
 
 
 # --------------------------------------------------------------------------- facts
@@ -249,9 +363,17 @@ def _facts_values(row: Any, now: datetime, zone: ZoneInfo) -> dict[str, str]:
     if row is None:
         return {"weight_basis": "actual", "creatinine_unit": "mg_dl"}
     values: dict[str, str] = {"creatinine_unit": "mg_dl"}
-    for name in (*service.NUMBER_FACTS, *service.DATE_FACTS, "weight_basis", "sex_for_kidney", "note"):
+    for name in (
+        *service.NUMBER_FACTS,
+        *service.DATE_FACTS,
+        "weight_basis",
+        "sex_for_kidney",
+        "note",
+    ):
         value = getattr(row, name)
-        values[name] = "" if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
+        values[name] = (
+            "" if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
+        )
     values["creatinine"] = values.pop("creatinine_mg_dl")
     for name in service.BOOL_FACTS:
         value = getattr(row, name)
@@ -278,11 +400,15 @@ def _facts_input(form: Any, zone: ZoneInfo) -> service.FactsInput:
     taking = None
     if str(form.get("taking_recorded", "")) == "yes":
         taking = tuple(str(v) for v in form.getlist("taking"))
-    numbers = {name: _number(form, name) for name in ("weight_kg", "ideal_weight_kg", "alt_u_l", "ast_u_l", "qtc_ms")}
+    numbers = {
+        name: _number(form, name)
+        for name in ("weight_kg", "ideal_weight_kg", "alt_u_l", "ast_u_l", "qtc_ms")
+    }
     return service.FactsInput(
         sex_for_kidney=str(form.get("sex_for_kidney", "")).strip() or None,
         weight_basis=str(form.get("weight_basis", "actual")) or "actual",
-        creatinine_mg_dl=creatinine, taking=taking,
+        creatinine_mg_dl=creatinine,
+        taking=taking,
         note=str(form.get("note", "")),
         last_drink_at=_local_datetime(form, "last_drink_at", zone),
         **{k: v for k, v in numbers.items()},  # type: ignore[arg-type]
@@ -291,27 +417,53 @@ def _facts_input(form: Any, zone: ZoneInfo) -> service.FactsInput:
     )
 
 
-def _facts_form(request: Request, access: Access, patient_id: str, values: dict[str, str],
-                status_code: int = 200, **extra: Any) -> Response:
+def _facts_form(
+    request: Request,
+    access: Access,
+    patient_id: str,
+    values: dict[str, str],
+    status_code: int = 200,
+    **extra: Any,
+) -> Response:
     patient = get_patient(access, patient_id)
     history = service.facts_history(access, patient, limit=5)
     ids = {h.recorded_by for h in history}
-    names = dict(access.db.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all()) if ids else {}
-    return chart_page(request, access, patient_id, "medications", "medications/facts.html",
-                      status_code=status_code, values=values, history=history, bool_labels=BOOL_LABELS,
-                      substances=substance_vocabulary(), needs_sex=patient.gender not in ("female", "male"),
-                      names=names, taking_list=[t for t in values.get("taking", "").split(",") if t], **extra)
+    names = (
+        dict(access.db.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all())
+        if ids
+        else {}
+    )
+    return chart_page(
+        request,
+        access,
+        patient_id,
+        "medications",
+        "medications/facts.html",
+        status_code=status_code,
+        values=values,
+        history=history,
+        bool_labels=BOOL_LABELS,
+        substances=substance_vocabulary(),
+        needs_sex=patient.gender not in ("female", "male"),
+        names=names,
+        taking_list=[t for t in values.get("taking", "").split(",") if t],
+        **extra,
+    )
 
 
 @router.get("/patients/{patient_id}/medications/facts")
-def facts_form(request: Request, patient_id: str, access: Access = Depends(page_access)) -> Response:
+def facts_form(
+    request: Request, patient_id: str, access: Access = Depends(page_access)
+) -> Response:
     patient = get_patient(access, patient_id)
     row = service.current_facts(access, patient)
     return _facts_form(request, access, patient_id, _facts_values(row, utcnow(), _zone(patient)))
 
 
 @router.post("/patients/{patient_id}/medications/facts")
-async def save_facts(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
+async def save_facts(
+    request: Request, patient_id: str, access: Access = Depends(csrf_form)
+) -> Response:
     form = await request.form()
     zone = _program_zone(access, patient_id)
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
@@ -322,7 +474,9 @@ async def save_facts(request: Request, patient_id: str, access: Access = Depends
     except (MedicationInputError, InvalidRecord) as exc:
         access.db.rollback()
         return _facts_form(request, access, patient_id, values, 422, **_refusal(exc))
-    return RedirectResponse(f"/patients/{patient_id}/medications?flash=saved#screening", status_code=303)
+    return RedirectResponse(
+        f"/patients/{patient_id}/medications?flash=saved#screening", status_code=303
+    )
 
 
 # --------------------------------------------------------------------------- new plans
@@ -332,9 +486,13 @@ def _plan_defaults(mono: Monograph, kind: str, current: str | None, today: date)
     values = {"medication": mono.id, "start_date": today.isoformat(), "kind": kind}
     titr = mono.dosing.titration
     if kind == "titration" and titr is not None:
-        values.update(start_mg=f"{titr.start.mg:g}", start_freq=titr.start.frequency.code,
-                      step_mg=f"{titr.step_mg:g}", every_days=str(titr.every_days),
-                      target_freq=titr.start.frequency.code)
+        values.update(
+            start_mg=f"{titr.start.mg:g}",
+            start_freq=titr.start.frequency.code,
+            step_mg=f"{titr.step_mg:g}",
+            every_days=str(titr.every_days),
+            target_freq=titr.start.frequency.code,
+        )
     if kind == "taper":
         guide = mono.dosing.taper
         values["over_days"] = str(guide.max_days if guide and guide.max_days else 14)
@@ -344,8 +502,15 @@ def _plan_defaults(mono: Monograph, kind: str, current: str | None, today: date)
     return values
 
 
-def _plan_form(request: Request, access: Access, patient_id: str, kind: str, values: dict[str, str],
-               status_code: int = 200, **extra: Any) -> Response:
+def _plan_form(
+    request: Request,
+    access: Access,
+    patient_id: str,
+    kind: str,
+    values: dict[str, str],
+    status_code: int = 200,
+    **extra: Any,
+) -> Response:
     now = utcnow()
     patient = get_patient(access, patient_id)
     medication = values.get("medication", "")
@@ -362,17 +527,40 @@ def _plan_form(request: Request, access: Access, patient_id: str, kind: str, val
             ceiling_refusal = exc
     plans = service.list_plans(access, patient)
     today = now.astimezone(_zone(patient)).date()
-    active = [p for p in plans if service.effective_status(p, today) == "active"
-              and (mono is None or p.medication_id == mono.id)]
-    return chart_page(request, access, patient_id, "medications", "medications/plan_form.html",
-                      status_code=status_code, kind=kind, values=values, m=mono, renal=renal,
-                      facts_row=facts_row, ceiling=ceiling, ceiling_refusal=ceiling_refusal, active_plans=active,
-                      **_common(), **extra)
+    active = [
+        p
+        for p in plans
+        if service.effective_status(p, today) == "active"
+        and (mono is None or p.medication_id == mono.id)
+    ]
+    return chart_page(
+        request,
+        access,
+        patient_id,
+        "medications",
+        "medications/plan_form.html",
+        status_code=status_code,
+        kind=kind,
+        values=values,
+        m=mono,
+        renal=renal,
+        facts_row=facts_row,
+        ceiling=ceiling,
+        ceiling_refusal=ceiling_refusal,
+        active_plans=active,
+        **_common(),
+        **extra,
+    )
 
 
 @router.get("/patients/{patient_id}/medications/plans/new")
-def new_plan(request: Request, patient_id: str, kind: str = "titration", medication: str = "baclofen",
-             access: Access = Depends(page_access)) -> Response:
+def new_plan(
+    request: Request,
+    patient_id: str,
+    kind: str = "titration",
+    medication: str = "baclofen",
+    access: Access = Depends(page_access),
+) -> Response:
     now = utcnow()
     patient = get_patient(access, patient_id)
     kind = kind if kind in KINDS else "titration"
@@ -388,7 +576,9 @@ def new_plan(request: Request, patient_id: str, kind: str = "titration", medicat
 
 
 @router.post("/patients/{patient_id}/medications/plans")
-async def create_plan(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
+async def create_plan(
+    request: Request, patient_id: str, access: Access = Depends(csrf_form)
+) -> Response:
     form = await request.form()
     values = {k: str(v).strip() for k, v in form.items() if k != "csrf_token"}
     kind = values.get("kind", "")
@@ -412,60 +602,104 @@ async def create_plan(request: Request, patient_id: str, access: Access = Depend
             if every is None:
                 raise InvalidRecord("every_days", "enter the days between steps")
             row = service.create_titration(
-                access, patient_id, medication, start=_dose_text(form, "start_mg", "start_freq"),
-                step_mg=step, every_days=int(every), target=_dose_text(form, "target_mg", "target_freq"),
-                start_date=start_date, protocol_max_mg_day=protocol)
+                access,
+                patient_id,
+                medication,
+                start=_dose_text(form, "start_mg", "start_freq"),
+                step_mg=step,
+                every_days=int(every),
+                target=_dose_text(form, "target_mg", "target_freq"),
+                start_date=start_date,
+                protocol_max_mg_day=protocol,
+            )
         elif kind == "taper":
             over = _number(form, "over_days", whole=True)
             if over is None:
                 raise InvalidRecord("over_days", "enter the taper length in days")
             if over < 0:
                 raise InvalidRecord("over_days", f"must be 0 or more days, got {over}")
-            row = service.create_taper(access, patient_id, medication,
-                                       from_dose=_dose_text(form, "from_mg", "from_freq"),
-                                       over_days=int(over), start_date=start_date)
+            row = service.create_taper(
+                access,
+                patient_id,
+                medication,
+                from_dose=_dose_text(form, "from_mg", "from_freq"),
+                over_days=int(over),
+                start_date=start_date,
+            )
         else:
-            row = service.create_maintenance(access, patient_id, medication,
-                                             dose=_dose_text(form, "dose_mg", "dose_freq"),
-                                             start_date=start_date, protocol_max_mg_day=protocol)
+            row = service.create_maintenance(
+                access,
+                patient_id,
+                medication,
+                dose=_dose_text(form, "dose_mg", "dose_freq"),
+                start_date=start_date,
+                protocol_max_mg_day=protocol,
+            )
         access.db.commit()
     except (MedicationInputError, InvalidRecord) as exc:
         access.db.rollback()
         return _plan_form(request, access, patient_id, kind, values, 422, **_refusal(exc))
-    return RedirectResponse(f"/patients/{patient_id}/medications/plans/{row.id}?flash=created", status_code=303)
+    return RedirectResponse(
+        f"/patients/{patient_id}/medications/plans/{row.id}?flash=created", status_code=303
+    )
 
 
 # --------------------------------------------------------------------------- one plan
 
 
-def _plan_page(request: Request, access: Access, patient_id: str, plan_id: int, status_code: int = 200,
-               all_weeks: bool = False, due: str = "", **extra: Any) -> Response:
+def _plan_page(
+    request: Request,
+    access: Access,
+    patient_id: str,
+    plan_id: int,
+    status_code: int = 200,
+    all_weeks: bool = False,
+    due: str = "",
+    **extra: Any,
+) -> Response:
     now = utcnow()
     patient = get_patient(access, patient_id)
     row = service.get_plan(access, plan_id, patient_id)
     view = service.plan_view(access, patient, row, now, weeks_back=None if all_weeks else 6)
     mono = view.monograph
     return chart_page(
-        request, access, patient_id, "medications", "medications/plan.html", status_code=status_code,
-        v=view, m=mono, due=due, all_weeks=all_weeks,
+        request,
+        access,
+        patient_id,
+        "medications",
+        "medications/plan.html",
+        status_code=status_code,
+        v=view,
+        m=mono,
+        due=due,
+        all_weeks=all_weeks,
         may_administer=_may(access, Permission.CREATE, service.ADMINISTRATION, patient),
         may_report=_may(access, Permission.CREATE, service.STATEMENT, patient),
         may_stop=_may(access, Permission.UPDATE, service.PLAN, patient),
         may_prescribe=_may(access, Permission.CREATE, service.PLAN, patient),
         now_local=now.astimezone(_zone(patient)).strftime("%Y-%m-%dT%H:%M"),
         taper_required=bool(mono.discontinuation and mono.discontinuation.taper_required),
-        **_common(), **extra,
+        **_common(),
+        **extra,
     )
 
 
 @router.get("/patients/{patient_id}/medications/plans/{plan_id}")
-def plan_page(request: Request, patient_id: str, plan_id: int, all: int = 0, due: str = "",
-              access: Access = Depends(page_access)) -> Response:
+def plan_page(
+    request: Request,
+    patient_id: str,
+    plan_id: int,
+    all: int = 0,
+    due: str = "",
+    access: Access = Depends(page_access),
+) -> Response:
     return _plan_page(request, access, patient_id, plan_id, all_weeks=bool(all), due=due)
 
 
 @router.post("/patients/{patient_id}/medications/plans/{plan_id}/doses")
-async def record_dose(request: Request, patient_id: str, plan_id: int, access: Access = Depends(csrf_form)) -> Response:
+async def record_dose(
+    request: Request, patient_id: str, plan_id: int, access: Access = Depends(csrf_form)
+) -> Response:
     form = await request.form()
     zone = _program_zone(access, patient_id)
     outcome = str(form.get("outcome", ""))
@@ -482,45 +716,78 @@ async def record_dose(request: Request, patient_id: str, plan_id: int, access: A
         if outcome in ("given", "not_given"):
             when = _local_datetime(form, "administered_at", zone, default=utcnow())
             assert when is not None
-            service.record_administration(access, patient_id, plan_id, due_at=due_at, given=outcome == "given",
-                                          administered_at=when, reason=reason if outcome == "not_given" else "",
-                                          note=reason if outcome == "given" else "")
+            service.record_administration(
+                access,
+                patient_id,
+                plan_id,
+                due_at=due_at,
+                given=outcome == "given",
+                administered_at=when,
+                reason=reason if outcome == "not_given" else "",
+                note=reason if outcome == "given" else "",
+            )
         elif outcome in ("taken", "missed"):
-            service.record_statement(access, patient_id, plan_id, due_at=due_at, taken=outcome == "taken",
-                                     reason=reason)
+            service.record_statement(
+                access, patient_id, plan_id, due_at=due_at, taken=outcome == "taken", reason=reason
+            )
         else:
             raise InvalidRecord("outcome", "choose what happened to the dose")
         access.db.commit()
     except (MedicationInputError, InvalidRecord) as exc:
         access.db.rollback()
-        return _plan_page(request, access, patient_id, plan_id, 422, form_values=values, error_form="dose",
-                          **_refusal(exc))
-    return RedirectResponse(f"/patients/{patient_id}/medications/plans/{plan_id}?flash=saved#calendar",
-                            status_code=303)
+        return _plan_page(
+            request,
+            access,
+            patient_id,
+            plan_id,
+            422,
+            form_values=values,
+            error_form="dose",
+            **_refusal(exc),
+        )
+    return RedirectResponse(
+        f"/patients/{patient_id}/medications/plans/{plan_id}?flash=saved#calendar", status_code=303
+    )
 
 
 @router.post("/patients/{patient_id}/medications/plans/{plan_id}/stop")
-async def stop_plan(request: Request, patient_id: str, plan_id: int, access: Access = Depends(csrf_form)) -> Response:
+async def stop_plan(
+    request: Request, patient_id: str, plan_id: int, access: Access = Depends(csrf_form)
+) -> Response:
     form = await request.form()
     zone = _program_zone(access, patient_id)
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
     try:
         stop_on = _date(form, "stop_on", utcnow().astimezone(zone).date())
         assert stop_on is not None
-        service.stop_plan(access, patient_id, plan_id, stop_on=stop_on, reason=str(form.get("reason", "")))
+        service.stop_plan(
+            access, patient_id, plan_id, stop_on=stop_on, reason=str(form.get("reason", ""))
+        )
         access.db.commit()
     except (MedicationInputError, InvalidRecord) as exc:
         access.db.rollback()
-        return _plan_page(request, access, patient_id, plan_id, 422, form_values=values, error_form="stop",
-                          **_refusal(exc))
-    return RedirectResponse(f"/patients/{patient_id}/medications/plans/{plan_id}?flash=saved", status_code=303)
+        return _plan_page(
+            request,
+            access,
+            patient_id,
+            plan_id,
+            422,
+            form_values=values,
+            error_form="stop",
+            **_refusal(exc),
+        )
+    return RedirectResponse(
+        f"/patients/{patient_id}/medications/plans/{plan_id}?flash=saved", status_code=303
+    )
 
 
 # --------------------------------------------------------------------------- side effects
 
 
 @router.post("/patients/{patient_id}/medications/side-effects")
-async def record_side_effect(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
+async def record_side_effect(
+    request: Request, patient_id: str, access: Access = Depends(csrf_form)
+) -> Response:
     form = await request.form()
     zone = _program_zone(access, patient_id)
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
@@ -531,9 +798,16 @@ async def record_side_effect(request: Request, patient_id: str, access: Access =
         onset = _local_datetime(form, "onset_at", zone, default=utcnow())
         assert onset is not None
         plan = str(form.get("plan_id", ""))
-        service.record_side_effect(access, patient_id, medication_id=medication, effect=str(form.get("effect", "")),
-                                   severity=str(form.get("severity", "")), onset_at=onset,
-                                   detail=str(form.get("detail", "")), plan_id=int(plan) if plan.isdigit() else None)
+        service.record_side_effect(
+            access,
+            patient_id,
+            medication_id=medication,
+            effect=str(form.get("effect", "")),
+            severity=str(form.get("severity", "")),
+            onset_at=onset,
+            detail=str(form.get("detail", "")),
+            plan_id=int(plan) if plan.isdigit() else None,
+        )
         access.db.commit()
     except (MedicationInputError, InvalidRecord) as exc:
         access.db.rollback()
@@ -541,19 +815,36 @@ async def record_side_effect(request: Request, patient_id: str, access: Access =
         patient = get_patient(access, patient_id)
         rows = service.list_plans(access, patient)
         today = now.astimezone(_zone(patient)).date()
-        views = {r.id: service.plan_view(access, patient, r, now) for r in rows
-                 if service.effective_status(r, today) == "active"}
+        views = {
+            r.id: service.plan_view(access, patient, r, now)
+            for r in rows
+            if service.effective_status(r, today) == "active"
+        }
         shown = next(iter(views.values()), None)
         return chart_page(
-            request, access, patient_id, "medications", "medications/chart.html", status_code=422,
-            plans=rows, views=views, shown=shown, today=today,
+            request,
+            access,
+            patient_id,
+            "medications",
+            "medications/chart.html",
+            status_code=422,
+            plans=rows,
+            views=views,
+            shown=shown,
+            today=today,
             side_effects=service.list_side_effects(access, patient),
             alerts=_alerts(access, patient),
             may_prescribe=_may(access, Permission.CREATE, service.PLAN, patient),
             may_record_facts=_may(access, Permission.CREATE, service.FACTS, patient),
-            may_record=True, side_effect_values=values, error_form="side_effect",
-            **_common(), **_screening_context(access, patient, shown.row.medication_id if shown else "baclofen", now),
+            may_record=True,
+            side_effect_values=values,
+            error_form="side_effect",
+            **_common(),
+            **_screening_context(
+                access, patient, shown.row.medication_id if shown else "baclofen", now
+            ),
             **_refusal(exc),
         )
-    return RedirectResponse(f"/patients/{patient_id}/medications?flash=saved#side-effects", status_code=303)
-
+    return RedirectResponse(
+        f"/patients/{patient_id}/medications?flash=saved#side-effects", status_code=303
+    )

@@ -44,34 +44,59 @@ _PAGING = (
 )
 _PATIENT = SearchParam("patient", "reference", "Patient/<id> or <id>")
 
-declare(ResourceSupport(
-    type="MedicationKnowledge", interactions=("read", "search-type"),
-    search_params=(
-        SearchParam("code", "token", "RxNorm code (http://www.nlm.nih.gov/research/umls/rxnorm|1292) or "
-                    "urn:tandem:medication|<id>; comma = or"),
-        SearchParam("name", "string", "Tandem extension: part of the name, id or a brand name"),
-        *_PAGING,
-    ),
-    documentation="Tandem's medication monographs (id = monograph id). Codes the sources do not "
-    "confirm are still sent, with a note saying so.",
-))
-declare(ResourceSupport(
-    type="MedicationRequest", interactions=("read", "create", "search-type"),
-    search_params=(_PATIENT, SearchParam("status", "token", "active | completed | stopped"), *_PAGING),
-    documentation="Dose plans. create reads the plan from dosageInstruction (one per step, boundsPeriod, "
-    "frequency per day, dose in mg; maxDosePerPeriod = the program's protocol maximum) and checks it "
-    "against the monograph maximum, the protocol and the patient's stored kidney function; a refused "
-    "plan answers 422 with the reason and nothing is stored.",
-))
-declare(ResourceSupport(
-    type="MedicationStatement", interactions=("read", "search-type"), search_params=(_PATIENT, *_PAGING),
-    documentation="Patient-reported planned doses: completed (taken) or not-taken (missed).",
-))
-declare(ResourceSupport(
-    type="AdverseEvent", interactions=("read", "search-type"),
-    search_params=(SearchParam("subject", "reference", "Patient/<id> or <id>"), _PATIENT, *_PAGING),
-    documentation="Medication side effects with their severity (mild, moderate, severe).",
-))
+declare(
+    ResourceSupport(
+        type="MedicationKnowledge",
+        interactions=("read", "search-type"),
+        search_params=(
+            SearchParam(
+                "code",
+                "token",
+                "RxNorm code (http://www.nlm.nih.gov/research/umls/rxnorm|1292) or "
+                "urn:tandem:medication|<id>; comma = or",
+            ),
+            SearchParam("name", "string", "Tandem extension: part of the name, id or a brand name"),
+            *_PAGING,
+        ),
+        documentation="Tandem's medication monographs (id = monograph id). Codes the sources do not "
+        "confirm are still sent, with a note saying so.",
+    )
+)
+declare(
+    ResourceSupport(
+        type="MedicationRequest",
+        interactions=("read", "create", "search-type"),
+        search_params=(
+            _PATIENT,
+            SearchParam("status", "token", "active | completed | stopped"),
+            *_PAGING,
+        ),
+        documentation="Dose plans. create reads the plan from dosageInstruction (one per step, boundsPeriod, "
+        "frequency per day, dose in mg; maxDosePerPeriod = the program's protocol maximum) and checks it "
+        "against the monograph maximum, the protocol and the patient's stored kidney function; a refused "
+        "plan answers 422 with the reason and nothing is stored.",
+    )
+)
+declare(
+    ResourceSupport(
+        type="MedicationStatement",
+        interactions=("read", "search-type"),
+        search_params=(_PATIENT, *_PAGING),
+        documentation="Patient-reported planned doses: completed (taken) or not-taken (missed).",
+    )
+)
+declare(
+    ResourceSupport(
+        type="AdverseEvent",
+        interactions=("read", "search-type"),
+        search_params=(
+            SearchParam("subject", "reference", "Patient/<id> or <id>"),
+            _PATIENT,
+            *_PAGING,
+        ),
+        documentation="Medication side effects with their severity (mild, moderate, severe).",
+    )
+)
 
 
 def _patient_param(request: Request, *names: str) -> str | None:
@@ -100,19 +125,27 @@ def _names(access: Access, ids: set[int]) -> dict[int, str]:
 
 def _knowledge_allowed(access: Access) -> None:
     """Monographs are not patient data, but a token still needs a scope that covers them."""
-    access.require_decision(decide(access.actor, Permission.SEARCH, "MedicationKnowledge"), "read",
-                            "MedicationKnowledge")
+    access.require_decision(
+        decide(access.actor, Permission.SEARCH, "MedicationKnowledge"),
+        "read",
+        "MedicationKnowledge",
+    )
 
 
 @router.get("/MedicationKnowledge")
 def search_knowledge(request: Request, access: Access = Depends(api_access)) -> Response:
     count, offset = paging(request, {"code", "name"})
     _knowledge_allowed(access)
-    found = find_monographs(request.query_params.getlist("code"), request.query_params.getlist("name"))
-    page = found[offset:offset + count]
+    found = find_monographs(
+        request.query_params.getlist("code"), request.query_params.getlist("name")
+    )
+    page = found[offset : offset + count]
     resources = [to_medication_knowledge(m) for m in page]
-    return fhir_response(searchset(request, "MedicationKnowledge", resources, count, offset,
-                                   len(found) > offset + count))
+    return fhir_response(
+        searchset(
+            request, "MedicationKnowledge", resources, count, offset, len(found) > offset + count
+        )
+    )
 
 
 @router.get("/MedicationKnowledge/{knowledge_id}")
@@ -130,7 +163,9 @@ def read_knowledge(knowledge_id: str, access: Access = Depends(api_access)) -> R
 def _request_resource(access: Access, row: DosePlanRow, names: dict[int, str]) -> dict[str, Any]:
     program = access.db.get(Program, row.program_id)
     today = utcnow().astimezone(ZoneInfo(program.time_zone if program else "UTC")).date()
-    return medication_request(row, service.effective_status(row, today), names.get(row.prescriber_id))
+    return medication_request(
+        row, service.effective_status(row, today), names.get(row.prescriber_id)
+    )
 
 
 def _core_error(exc: MedicationInputError) -> FhirError:
@@ -160,11 +195,20 @@ async def create_request(request: Request, access: Access = Depends(api_access))
     except RequestError as exc:
         raise FhirError(422, exc.code, f"{exc.path}: {exc.message}", [exc.path]) from None
     if access.db.get(Patient, posted.patient_id) is None:
-        raise FhirError(422, "invalid", f"MedicationRequest.subject: Patient/{posted.patient_id} is not known",
-                        ["MedicationRequest.subject"])
+        raise FhirError(
+            422,
+            "invalid",
+            f"MedicationRequest.subject: Patient/{posted.patient_id} is not known",
+            ["MedicationRequest.subject"],
+        )
     try:
-        row = service.create_from_steps(access, posted.patient_id, posted.medication_id, posted.steps,
-                                        protocol_max_mg_day=posted.protocol_max_mg_day)
+        row = service.create_from_steps(
+            access,
+            posted.patient_id,
+            posted.medication_id,
+            posted.steps,
+            protocol_max_mg_day=posted.protocol_max_mg_day,
+        )
     except MedicationInputError as exc:
         access.db.rollback()
         raise _core_error(exc) from None
@@ -180,15 +224,30 @@ def search_requests(request: Request, access: Access = Depends(api_access)) -> R
     statuses = [s for v in request.query_params.getlist("status") for s in v.split(",") if s]
     bad = [s for s in statuses if s not in ("active", "completed", "stopped")]
     if bad:
-        raise FhirError(400, "invalid", f"status must be active, completed or stopped, got {bad[0]!r}", ["status"])
+        raise FhirError(
+            400,
+            "invalid",
+            f"status must be active, completed or stopped, got {bad[0]!r}",
+            ["status"],
+        )
     extra = [_status_condition(access, set(statuses))] if statuses else []
-    page = service.search(access, service.PLAN, DosePlanRow, (DosePlanRow.created_at.desc(), DosePlanRow.id.desc()),
-                          _patient_param(request, "patient", "subject"), count, offset,
-                          query_text=str(request.url.query), extra=extra)
+    page = service.search(
+        access,
+        service.PLAN,
+        DosePlanRow,
+        (DosePlanRow.created_at.desc(), DosePlanRow.id.desc()),
+        _patient_param(request, "patient", "subject"),
+        count,
+        offset,
+        query_text=str(request.url.query),
+        extra=extra,
+    )
     names = _names(access, {r.prescriber_id for r in page.rows})
     resources = [_request_resource(access, r, names) for r in page.rows]
     access.db.commit()
-    return fhir_response(searchset(request, "MedicationRequest", resources, count, offset, page.has_more))
+    return fhir_response(
+        searchset(request, "MedicationRequest", resources, count, offset, page.has_more)
+    )
 
 
 def _status_condition(access: Access, statuses: set[str]):  # type: ignore[no-untyped-def]
@@ -226,19 +285,32 @@ def read_request(request_id: str, access: Access = Depends(api_access)) -> Respo
 def search_statements(request: Request, access: Access = Depends(api_access)) -> Response:
     count, offset = paging(request, {"patient", "subject"})
     m = MedicationStatementRow
-    page = service.search(access, service.STATEMENT, m, (m.due_at.desc(), m.id.desc()),
-                          _patient_param(request, "patient", "subject"), count, offset,
-                          query_text=str(request.url.query))
+    page = service.search(
+        access,
+        service.STATEMENT,
+        m,
+        (m.due_at.desc(), m.id.desc()),
+        _patient_param(request, "patient", "subject"),
+        count,
+        offset,
+        query_text=str(request.url.query),
+    )
     names = _names(access, {r.recorded_by for r in page.rows})
     resources = [medication_statement(r, names.get(r.recorded_by)) for r in page.rows]
     access.db.commit()
-    return fhir_response(searchset(request, "MedicationStatement", resources, count, offset, page.has_more))
+    return fhir_response(
+        searchset(request, "MedicationStatement", resources, count, offset, page.has_more)
+    )
 
 
 @router.get("/MedicationStatement/{statement_id}")
 def read_statement(statement_id: str, access: Access = Depends(api_access)) -> Response:
-    row = service.get_row(access, service.STATEMENT, MedicationStatementRow,
-                          _int_id(statement_id, "MedicationStatement"))
+    row = service.get_row(
+        access,
+        service.STATEMENT,
+        MedicationStatementRow,
+        _int_id(statement_id, "MedicationStatement"),
+    )
     resource = medication_statement(row, _names(access, {row.recorded_by}).get(row.recorded_by))
     access.db.commit()
     return fhir_response(resource)
@@ -248,26 +320,38 @@ def read_statement(statement_id: str, access: Access = Depends(api_access)) -> R
 
 
 def _event(row: SideEffectRow, names: dict[int, str]) -> dict[str, Any]:
-    return adverse_event(row, service.SIDE_EFFECTS.get(row.effect, row.effect), names.get(row.recorded_by))
+    return adverse_event(
+        row, service.SIDE_EFFECTS.get(row.effect, row.effect), names.get(row.recorded_by)
+    )
 
 
 @router.get("/AdverseEvent")
 def search_events(request: Request, access: Access = Depends(api_access)) -> Response:
     count, offset = paging(request, {"patient", "subject"})
     m = SideEffectRow
-    page = service.search(access, service.SIDE_EFFECT, m, (m.onset_at.desc(), m.id.desc()),
-                          _patient_param(request, "subject", "patient"), count, offset,
-                          query_text=str(request.url.query))
+    page = service.search(
+        access,
+        service.SIDE_EFFECT,
+        m,
+        (m.onset_at.desc(), m.id.desc()),
+        _patient_param(request, "subject", "patient"),
+        count,
+        offset,
+        query_text=str(request.url.query),
+    )
     names = _names(access, {r.recorded_by for r in page.rows})
     resources = [_event(r, names) for r in page.rows]
     access.db.commit()
-    return fhir_response(searchset(request, "AdverseEvent", resources, count, offset, page.has_more))
+    return fhir_response(
+        searchset(request, "AdverseEvent", resources, count, offset, page.has_more)
+    )
 
 
 @router.get("/AdverseEvent/{event_id}")
 def read_event(event_id: str, access: Access = Depends(api_access)) -> Response:
-    row = service.get_row(access, service.SIDE_EFFECT, SideEffectRow, _int_id(event_id, "AdverseEvent"))
+    row = service.get_row(
+        access, service.SIDE_EFFECT, SideEffectRow, _int_id(event_id, "AdverseEvent")
+    )
     resource = _event(row, _names(access, {row.recorded_by}))
     access.db.commit()
     return fhir_response(resource)
-

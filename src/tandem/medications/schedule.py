@@ -159,7 +159,8 @@ def dose_states(
     free = sorted(planned, key=lambda p: p.due_at)
     for rec in sorted(unlinked, key=lambda r: r.at):
         same_day = [
-            p for p in free
+            p
+            for p in free
             if p.due_at not in matched
             and _local_date(p.due_at, tz) == _local_date(rec.at, tz)
             and abs(p.due_at - rec.at) <= MATCH_WINDOW
@@ -183,14 +184,19 @@ def dose_states(
 
 def _events(doses: Iterable[CalendarDose]) -> list[DoseEvent]:
     return [
-        DoseEvent(d.planned.medication_id, d.planned.due_at,
-                  "taken" if d.state in ("given", "taken") else "missed")
+        DoseEvent(
+            d.planned.medication_id,
+            d.planned.due_at,
+            "taken" if d.state in ("given", "taken") else "missed",
+        )
         for d in doses
         if d.state in ("given", "taken", "missed", "not_given")
     ]
 
 
-def summarise(doses: Sequence[CalendarDose], now: datetime, since: datetime | None = None) -> AdherenceSummary:
+def summarise(
+    doses: Sequence[CalendarDose], now: datetime, since: datetime | None = None
+) -> AdherenceSummary:
     """Adherence: the share of planned doses due by `now` (and from `since`) that were taken
     or given. A dose with nothing recorded counts as not taken."""
     window = [d for d in doses if since is None or d.planned.due_at >= since]

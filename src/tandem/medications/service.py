@@ -85,15 +85,31 @@ SIDE_EFFECTS: dict[str, str] = {
 }
 SEVERITIES = ("mild", "moderate", "severe")
 BOOL_FACTS = (
-    "on_dialysis", "pregnant", "breastfeeding", "seizure_history", "psychosis_history",
-    "stroke_history", "respiratory_disease", "acute_hepatitis", "liver_failure", "qtc_prolonged",
-    "opioid_withdrawal_signs", "opioid_positive_test", "intoxicated",
+    "on_dialysis",
+    "pregnant",
+    "breastfeeding",
+    "seizure_history",
+    "psychosis_history",
+    "stroke_history",
+    "respiratory_disease",
+    "acute_hepatitis",
+    "liver_failure",
+    "qtc_prolonged",
+    "opioid_withdrawal_signs",
+    "opioid_positive_test",
+    "intoxicated",
 )
 NUMBER_FACTS = ("weight_kg", "ideal_weight_kg", "creatinine_mg_dl", "alt_u_l", "ast_u_l", "qtc_ms")
 DATE_FACTS = ("weighed_on", "creatinine_on", "liver_tests_on", "ecg_on", "last_opioid_use_on")
 # Upper bounds a clinic would never see; the core refuses zero and negatives.
-_CEILINGS = {"weight_kg": 700, "ideal_weight_kg": 300, "creatinine_mg_dl": 40, "alt_u_l": 20000,
-             "ast_u_l": 20000, "qtc_ms": 1000}
+_CEILINGS = {
+    "weight_kg": 700,
+    "ideal_weight_kg": 300,
+    "creatinine_mg_dl": 40,
+    "alt_u_l": 20000,
+    "ast_u_l": 20000,
+    "qtc_ms": 1000,
+}
 MAX_NOTE = 2000
 # How far back a dose may be recorded from the chart's form, and how far ahead.
 RECORD_BACK = timedelta(days=7)
@@ -146,8 +162,11 @@ def _load_patient(access: Access, patient_id: str, *wanted: tuple[Permission, st
 
     All checks come before anything is written: a refusal is audited in its own session, which
     must not wait on this one's write (SQLite has one writer)."""
-    patient = access.db.scalar(select(Patient).where(Patient.id == patient_id)
-                               .options(selectinload(Patient.program), selectinload(Patient.identifiers)))
+    patient = access.db.scalar(
+        select(Patient)
+        .where(Patient.id == patient_id)
+        .options(selectinload(Patient.program), selectinload(Patient.identifiers))
+    )
     if patient is None:
         raise NotFound(f"Patient/{patient_id} is not known")
     ref = patient_ref(patient)
@@ -223,17 +242,25 @@ def current_facts(access: Access, patient: Patient) -> MedicationFactsRow | None
     access.require(Permission.READ, FACTS, patient_ref(patient))
     row = _latest_facts(access, patient.id)
     if row is not None:
-        access.audit("read", resource_type=FACTS, resource_id=f"facts-{row.id}", patient_id=patient.id)
+        access.audit(
+            "read", resource_type=FACTS, resource_id=f"facts-{row.id}", patient_id=patient.id
+        )
     return row
 
 
 def facts_history(access: Access, patient: Patient, limit: int = 20) -> list[MedicationFactsRow]:
     access.require(Permission.SEARCH, FACTS, patient_ref(patient))
-    rows = list(access.db.scalars(
-        select(MedicationFactsRow).where(MedicationFactsRow.patient_id == patient.id)
-        .order_by(MedicationFactsRow.recorded_at.desc(), MedicationFactsRow.id.desc()).limit(limit)
-    ))
-    access.audit("search", resource_type=FACTS, patient_id=patient.id, query="medication facts history")
+    rows = list(
+        access.db.scalars(
+            select(MedicationFactsRow)
+            .where(MedicationFactsRow.patient_id == patient.id)
+            .order_by(MedicationFactsRow.recorded_at.desc(), MedicationFactsRow.id.desc())
+            .limit(limit)
+        )
+    )
+    access.audit(
+        "search", resource_type=FACTS, patient_id=patient.id, query="medication facts history"
+    )
     return rows
 
 
@@ -244,12 +271,18 @@ def _check_facts(values: FactsInput, patient: Patient, now: datetime) -> None:
         value = getattr(values, name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
             raise ImplausibleValue(name, f"must be a number, got {value!r}")
         if value <= 0:
             raise ImplausibleValue(name, f"must be more than zero, got {value:g}")
         if value >= _CEILINGS[name]:
-            raise ImplausibleValue(name, f"{value:g} is not a plausible value (must be below {_CEILINGS[name]})")
+            raise ImplausibleValue(
+                name, f"{value:g} is not a plausible value (must be below {_CEILINGS[name]})"
+            )
     for name in DATE_FACTS:
         day = getattr(values, name)
         if day is not None and day > today:
@@ -266,38 +299,65 @@ def _check_facts(values: FactsInput, patient: Patient, now: datetime) -> None:
     if values.weight_basis not in ("actual", "ideal", "adjusted"):
         raise ImplausibleValue("weight_basis", "must be actual, ideal or adjusted")
     if values.weight_basis != "actual" and values.ideal_weight_kg is None:
-        raise ImplausibleValue("ideal_weight_kg", f"is needed for the {values.weight_basis} weight basis")
+        raise ImplausibleValue(
+            "ideal_weight_kg", f"is needed for the {values.weight_basis} weight basis"
+        )
     if values.creatinine_mg_dl is not None and values.creatinine_on is None:
         raise ImplausibleValue("creatinine_on", "give the date the creatinine was measured")
     if values.taking is not None:
         close_substances(values.taking, "taking")
     if patient.gender == "male" and (values.pregnant or values.breastfeeding):
-        raise ImplausibleValue("pregnant", "the chart records this patient as male; correct the "
-                               "chart's gender first")
+        raise ImplausibleValue(
+            "pregnant", "the chart records this patient as male; correct the chart's gender first"
+        )
     if len(values.note) > MAX_NOTE:
         raise ImplausibleValue("note", f"keep the note under {MAX_NOTE} characters")
 
 
-def record_facts(access: Access, patient_id: str, values: FactsInput, now: datetime | None = None
-                 ) -> MedicationFactsRow:
+def record_facts(
+    access: Access, patient_id: str, values: FactsInput, now: datetime | None = None
+) -> MedicationFactsRow:
     """Save a new version of the patient's screening facts. Impossible values are refused."""
     now = now or utcnow()
     patient = _load_patient(access, patient_id, (Permission.CREATE, FACTS))
     _check_facts(values, patient, now)
     row = MedicationFactsRow(
-        patient_id=patient.id, program_id=patient.program_id, recorded_at=now,
-        recorded_by=access.actor.user_id, note=values.note.strip(),
-        taking=None if values.taking is None else ",".join(sorted({t.strip().lower() for t in values.taking})),
-        **{name: getattr(values, name) for name in (
-            "sex_for_kidney", "weight_kg", "weight_basis", "ideal_weight_kg", "weighed_on",
-            "creatinine_mg_dl", "creatinine_on", "alt_u_l", "ast_u_l", "liver_tests_on", "qtc_ms",
-            "ecg_on", "last_opioid_use_on", "last_drink_at", *BOOL_FACTS)},
+        patient_id=patient.id,
+        program_id=patient.program_id,
+        recorded_at=now,
+        recorded_by=access.actor.user_id,
+        note=values.note.strip(),
+        taking=None
+        if values.taking is None
+        else ",".join(sorted({t.strip().lower() for t in values.taking})),
+        **{
+            name: getattr(values, name)
+            for name in (
+                "sex_for_kidney",
+                "weight_kg",
+                "weight_basis",
+                "ideal_weight_kg",
+                "weighed_on",
+                "creatinine_mg_dl",
+                "creatinine_on",
+                "alt_u_l",
+                "ast_u_l",
+                "liver_tests_on",
+                "qtc_ms",
+                "ecg_on",
+                "last_opioid_use_on",
+                "last_drink_at",
+                *BOOL_FACTS,
+            )
+        },
     )
     # The core checks what it will compute from (e.g. an ideal weight for the chosen basis).
     patient_facts(patient, row, now)
     access.db.add(row)
     access.db.flush()
-    access.audit("create", resource_type=FACTS, resource_id=f"facts-{row.id}", patient_id=patient.id)
+    access.audit(
+        "create", resource_type=FACTS, resource_id=f"facts-{row.id}", patient_id=patient.id
+    )
     return row
 
 
@@ -308,8 +368,9 @@ class Screening:
     row: MedicationFactsRow | None
 
 
-def screen_patient(access: Access, patient: Patient, medication_id: str, now: datetime | None = None
-                   ) -> Screening:
+def screen_patient(
+    access: Access, patient: Patient, medication_id: str, now: datetime | None = None
+) -> Screening:
     """Screen the patient's stored facts for one medication (the pure core decides)."""
     now = now or utcnow()
     load_monograph(medication_id)
@@ -347,12 +408,17 @@ def _today(patient: Patient, now: datetime) -> date:
     return now.astimezone(ZoneInfo(patient.program.time_zone)).date()
 
 
-def _active_same(access: Access, patient: Patient, medication_id: str, today: date) -> list[DosePlanRow]:
+def _active_same(
+    access: Access, patient: Patient, medication_id: str, today: date
+) -> list[DosePlanRow]:
     rows = access.db.scalars(
-        select(DosePlanRow).where(
-            DosePlanRow.patient_id == patient.id, DosePlanRow.medication_id == medication_id,
+        select(DosePlanRow)
+        .where(
+            DosePlanRow.patient_id == patient.id,
+            DosePlanRow.medication_id == medication_id,
             DosePlanRow.status == "active",
-        ).order_by(DosePlanRow.start_date)
+        )
+        .order_by(DosePlanRow.start_date)
     )
     return [r for r in rows if r.ends_on is None or r.ends_on > today]
 
@@ -383,22 +449,38 @@ def current_dose_text(row: DosePlanRow, day: date) -> str | None:
     return None
 
 
-def _store_plan(access: Access, patient: Patient, plan: DosePlan, inputs: dict[str, Any],
-                protocol_max: float | None, renal: RenalResult | None,
-                facts_row: MedicationFactsRow | None, now: datetime) -> DosePlanRow:
+def _store_plan(
+    access: Access,
+    patient: Patient,
+    plan: DosePlan,
+    inputs: dict[str, Any],
+    protocol_max: float | None,
+    renal: RenalResult | None,
+    facts_row: MedicationFactsRow | None,
+    now: datetime,
+) -> DosePlanRow:
     today = _today(patient, now)
     previous = _active_same(access, patient, plan.medication_id, today)
     row = DosePlanRow(
-        patient_id=patient.id, program_id=patient.program_id, medication_id=plan.medication_id,
-        kind=plan.kind, status="active", status_reason="", start_date=plan.start_date,
-        ends_on=plan.stop_date, plan=plan.to_dict(), inputs=inputs,
-        protocol_max_mg_day=protocol_max, ceiling_mg_day=plan.ceiling_mg_day,
+        patient_id=patient.id,
+        program_id=patient.program_id,
+        medication_id=plan.medication_id,
+        kind=plan.kind,
+        status="active",
+        status_reason="",
+        start_date=plan.start_date,
+        ends_on=plan.stop_date,
+        plan=plan.to_dict(),
+        inputs=inputs,
+        protocol_max_mg_day=protocol_max,
+        ceiling_mg_day=plan.ceiling_mg_day,
         crcl_ml_min=renal.crcl_ml_min if renal else None,
         egfr=renal.egfr_ml_min_1_73m2 if renal else None,
         weight_basis=renal.crcl.weight_basis if renal and renal.crcl else None,
         facts_id=facts_row.id if facts_row else None,
         replaces_id=previous[-1].id if previous else None,
-        prescriber_id=access.actor.user_id, created_at=now,
+        prescriber_id=access.actor.user_id,
+        created_at=now,
     )
     access.db.add(row)
     access.db.flush()
@@ -406,63 +488,124 @@ def _store_plan(access: Access, patient: Patient, plan: DosePlan, inputs: dict[s
         # The new plan takes over from its first day; the old one gave its last doses the day before.
         old.ends_on = max(old.start_date, plan.start_date)
         old.status = "stopped"
-        old.status_reason = f"Replaced by plan {row.id} ({row.kind}) from {plan.start_date.isoformat()}."
+        old.status_reason = (
+            f"Replaced by plan {row.id} ({row.kind}) from {plan.start_date.isoformat()}."
+        )
         old.status_changed_at = now
         old.status_changed_by = access.actor.user_id
-        access.audit("update", resource_type=PLAN, resource_id=str(old.id), patient_id=patient.id,
-                     detail=old.status_reason)
-    access.audit("create", resource_type=PLAN, resource_id=str(row.id), patient_id=patient.id,
-                 detail=f"{plan.medication_id} {plan.kind}")
+        access.audit(
+            "update",
+            resource_type=PLAN,
+            resource_id=str(old.id),
+            patient_id=patient.id,
+            detail=old.status_reason,
+        )
+    access.audit(
+        "create",
+        resource_type=PLAN,
+        resource_id=str(row.id),
+        patient_id=patient.id,
+        detail=f"{plan.medication_id} {plan.kind}",
+    )
     return row
 
 
 def _check_start(start_date: date, patient: Patient, now: datetime) -> None:
     today = _today(patient, now)
     if start_date < today - timedelta(days=1):
-        raise ImplausibleValue("start_date", "a plan cannot start in the past (yesterday at the earliest)")
+        raise ImplausibleValue(
+            "start_date", "a plan cannot start in the past (yesterday at the earliest)"
+        )
     if start_date > today + timedelta(days=90):
         raise ImplausibleValue("start_date", "a plan starts within 90 days")
 
 
-def _prescribing(access: Access, patient_id: str, medication_id: str, now: datetime
-                 ) -> tuple[Patient, Monograph, MedicationFactsRow | None, RenalResult | None]:
+def _prescribing(
+    access: Access, patient_id: str, medication_id: str, now: datetime
+) -> tuple[Patient, Monograph, MedicationFactsRow | None, RenalResult | None]:
     patient = _load_patient(access, patient_id, (Permission.CREATE, PLAN))
     mono = load_monograph(medication_id)
     facts_row = _latest_facts(access, patient.id)
     if facts_row is not None:
-        access.audit("read", resource_type=FACTS, resource_id=f"facts-{facts_row.id}", patient_id=patient.id)
+        access.audit(
+            "read", resource_type=FACTS, resource_id=f"facts-{facts_row.id}", patient_id=patient.id
+        )
     renal = renal_of(patient, facts_row, now)
     return patient, mono, facts_row, renal
 
 
-def create_titration(access: Access, patient_id: str, medication_id: str, *, start: str | Dose,
-                     step_mg: float, every_days: int, target: str | Dose, start_date: date,
-                     protocol_max_mg_day: float | None = None, now: datetime | None = None) -> DosePlanRow:
+def create_titration(
+    access: Access,
+    patient_id: str,
+    medication_id: str,
+    *,
+    start: str | Dose,
+    step_mg: float,
+    every_days: int,
+    target: str | Dose,
+    start_date: date,
+    protocol_max_mg_day: float | None = None,
+    now: datetime | None = None,
+) -> DosePlanRow:
     """A titration bounded by the maximum, the program's protocol and the stored kidney function."""
     now = now or utcnow()
     patient, mono, facts_row, renal = _prescribing(access, patient_id, medication_id, now)
     _check_start(start_date, patient, now)
-    plan = titration(mono.id, start, step_mg, every_days, target, start_date, renal=renal,
-                     protocol_max_mg_day=protocol_max_mg_day)
-    inputs = {"start": str(start), "step_mg": step_mg, "every_days": every_days, "target": str(target),
-              "start_date": start_date.isoformat(), "protocol_max_mg_day": protocol_max_mg_day}
+    plan = titration(
+        mono.id,
+        start,
+        step_mg,
+        every_days,
+        target,
+        start_date,
+        renal=renal,
+        protocol_max_mg_day=protocol_max_mg_day,
+    )
+    inputs = {
+        "start": str(start),
+        "step_mg": step_mg,
+        "every_days": every_days,
+        "target": str(target),
+        "start_date": start_date.isoformat(),
+        "protocol_max_mg_day": protocol_max_mg_day,
+    }
     return _store_plan(access, patient, plan, inputs, protocol_max_mg_day, renal, facts_row, now)
 
 
-def create_maintenance(access: Access, patient_id: str, medication_id: str, *, dose: str | Dose,
-                       start_date: date, protocol_max_mg_day: float | None = None,
-                       now: datetime | None = None) -> DosePlanRow:
+def create_maintenance(
+    access: Access,
+    patient_id: str,
+    medication_id: str,
+    *,
+    dose: str | Dose,
+    start_date: date,
+    protocol_max_mg_day: float | None = None,
+    now: datetime | None = None,
+) -> DosePlanRow:
     now = now or utcnow()
     patient, mono, facts_row, renal = _prescribing(access, patient_id, medication_id, now)
     _check_start(start_date, patient, now)
-    plan = maintenance(mono.id, dose, start_date, renal=renal, protocol_max_mg_day=protocol_max_mg_day)
-    inputs = {"dose": str(dose), "start_date": start_date.isoformat(),
-              "protocol_max_mg_day": protocol_max_mg_day}
+    plan = maintenance(
+        mono.id, dose, start_date, renal=renal, protocol_max_mg_day=protocol_max_mg_day
+    )
+    inputs = {
+        "dose": str(dose),
+        "start_date": start_date.isoformat(),
+        "protocol_max_mg_day": protocol_max_mg_day,
+    }
     return _store_plan(access, patient, plan, inputs, protocol_max_mg_day, renal, facts_row, now)
 
 
-def create_taper(access: Access, patient_id: str, medication_id: str, *, from_dose: str | Dose | None,
-                 over_days: int, start_date: date, now: datetime | None = None) -> DosePlanRow:
+def create_taper(
+    access: Access,
+    patient_id: str,
+    medication_id: str,
+    *,
+    from_dose: str | Dose | None,
+    over_days: int,
+    start_date: date,
+    now: datetime | None = None,
+) -> DosePlanRow:
     """A taper to stopping. Without `from_dose`, it starts from the current plan's dose on the
     taper's first day (which must then be the same at every slot)."""
     now = now or utcnow()
@@ -475,19 +618,34 @@ def create_taper(access: Access, patient_id: str, medication_id: str, *, from_do
             raise ImplausibleValue("from_dose", "give the dose to taper from, e.g. 20mg-tid")
         from_dose = text
     plan = taper(mono.id, from_dose, over_days, start_date, renal=renal)
-    inputs = {"from_dose": str(from_dose), "over_days": over_days, "start_date": start_date.isoformat()}
+    inputs = {
+        "from_dose": str(from_dose),
+        "over_days": over_days,
+        "start_date": start_date.isoformat(),
+    }
     return _store_plan(access, patient, plan, inputs, None, renal, facts_row, now)
 
 
-def create_from_steps(access: Access, patient_id: str, medication_id: str, steps: Sequence[StepSpec], *,
-                      protocol_max_mg_day: float | None = None, now: datetime | None = None) -> DosePlanRow:
+def create_from_steps(
+    access: Access,
+    patient_id: str,
+    medication_id: str,
+    steps: Sequence[StepSpec],
+    *,
+    protocol_max_mg_day: float | None = None,
+    now: datetime | None = None,
+) -> DosePlanRow:
     """A plan written out step by step (a FHIR MedicationRequest), checked by the same core."""
     now = now or utcnow()
     patient, mono, facts_row, renal = _prescribing(access, patient_id, medication_id, now)
     if steps:
         _check_start(steps[0].start, patient, now)
     plan = plan_from_steps(mono.id, steps, renal=renal, protocol_max_mg_day=protocol_max_mg_day)
-    inputs = {"written_as": "steps", "steps": len(steps), "protocol_max_mg_day": protocol_max_mg_day}
+    inputs = {
+        "written_as": "steps",
+        "steps": len(steps),
+        "protocol_max_mg_day": protocol_max_mg_day,
+    }
     return _store_plan(access, patient, plan, inputs, protocol_max_mg_day, renal, facts_row, now)
 
 
@@ -495,23 +653,35 @@ def get_plan(access: Access, plan_id: int, patient_id: str | None = None) -> Dos
     row = access.db.get(DosePlanRow, plan_id)
     if row is None or (patient_id is not None and row.patient_id != patient_id):
         raise NotFound(f"MedicationRequest/{plan_id} is not known")
-    access.require(Permission.READ, PLAN, PatientRef(row.patient_id, row.program_id), resource_id=str(plan_id))
+    access.require(
+        Permission.READ, PLAN, PatientRef(row.patient_id, row.program_id), resource_id=str(plan_id)
+    )
     access.audit("read", resource_type=PLAN, resource_id=str(row.id), patient_id=row.patient_id)
     return row
 
 
 def list_plans(access: Access, patient: Patient) -> list[DosePlanRow]:
     access.require(Permission.SEARCH, PLAN, patient_ref(patient))
-    rows = list(access.db.scalars(
-        select(DosePlanRow).where(DosePlanRow.patient_id == patient.id)
-        .order_by(DosePlanRow.start_date.desc(), DosePlanRow.id.desc())
-    ))
+    rows = list(
+        access.db.scalars(
+            select(DosePlanRow)
+            .where(DosePlanRow.patient_id == patient.id)
+            .order_by(DosePlanRow.start_date.desc(), DosePlanRow.id.desc())
+        )
+    )
     access.audit("search", resource_type=PLAN, patient_id=patient.id, query=f"patient={patient.id}")
     return rows
 
 
-def stop_plan(access: Access, patient_id: str, plan_id: int, *, stop_on: date, reason: str,
-              now: datetime | None = None) -> DosePlanRow:
+def stop_plan(
+    access: Access,
+    patient_id: str,
+    plan_id: int,
+    *,
+    stop_on: date,
+    reason: str,
+    now: datetime | None = None,
+) -> DosePlanRow:
     """Stop a plan from `stop_on` (no doses that day). A medication that must be tapered is not
     stopped this way once it has started: the refusal says to start a taper."""
     now = now or utcnow()
@@ -553,8 +723,13 @@ def stop_plan(access: Access, patient_id: str, plan_id: int, *, stop_on: date, r
     row.status_changed_at = now
     row.status_changed_by = access.actor.user_id
     access.db.flush()
-    access.audit("update", resource_type=PLAN, resource_id=str(row.id), patient_id=patient.id,
-                 detail=f"stopped from {stop_on.isoformat()}: {reason}"[:2000])
+    access.audit(
+        "update",
+        resource_type=PLAN,
+        resource_id=str(row.id),
+        patient_id=patient.id,
+        detail=f"stopped from {stop_on.isoformat()}: {reason}"[:2000],
+    )
     return row
 
 
@@ -579,35 +754,55 @@ class PlanView:
     statements: list[MedicationStatementRow] = field(default_factory=list)
 
 
-def _records(access: Access, row: DosePlanRow) -> tuple[list[MedicationAdministrationRow],
-                                                        list[MedicationStatementRow], list[DoseRecord]]:
-    admins = list(access.db.scalars(
-        select(MedicationAdministrationRow).where(MedicationAdministrationRow.dose_plan_id == row.id)
-        .order_by(MedicationAdministrationRow.administered_at)
-    ))
-    statements = list(access.db.scalars(
-        select(MedicationStatementRow).where(MedicationStatementRow.dose_plan_id == row.id)
-        .order_by(MedicationStatementRow.due_at)
-    ))
-    dues = dict(access.db.execute(
-        select(AdministrationDueRow.administration_id, AdministrationDueRow.due_at)
-        .where(AdministrationDueRow.dose_plan_id == row.id)
-    ).all())
-    records = [DoseRecord("administration", a.id, a.status == "completed", a.administered_at, dues.get(a.id))
-               for a in admins]
+def _records(
+    access: Access, row: DosePlanRow
+) -> tuple[list[MedicationAdministrationRow], list[MedicationStatementRow], list[DoseRecord]]:
+    admins = list(
+        access.db.scalars(
+            select(MedicationAdministrationRow)
+            .where(MedicationAdministrationRow.dose_plan_id == row.id)
+            .order_by(MedicationAdministrationRow.administered_at)
+        )
+    )
+    statements = list(
+        access.db.scalars(
+            select(MedicationStatementRow)
+            .where(MedicationStatementRow.dose_plan_id == row.id)
+            .order_by(MedicationStatementRow.due_at)
+        )
+    )
+    dues = dict(
+        access.db.execute(
+            select(AdministrationDueRow.administration_id, AdministrationDueRow.due_at).where(
+                AdministrationDueRow.dose_plan_id == row.id
+            )
+        ).all()
+    )
+    records = [
+        DoseRecord(
+            "administration", a.id, a.status == "completed", a.administered_at, dues.get(a.id)
+        )
+        for a in admins
+    ]
     records += [DoseRecord("statement", s.id, s.taken, s.due_at, s.due_at) for s in statements]
     return admins, statements, records
 
 
-def _doses(row: DosePlanRow, patient: Patient, through: date, records: Iterable[DoseRecord],
-           now: datetime) -> list[CalendarDose]:
+def _doses(
+    row: DosePlanRow, patient: Patient, through: date, records: Iterable[DoseRecord], now: datetime
+) -> list[CalendarDose]:
     tz = ZoneInfo(patient.program.time_zone)
     planned = planned_through(plan_of(row), through, tz, row.ends_on)
     return dose_states(planned, records, now, tz)
 
 
-def plan_view(access: Access, patient: Patient, row: DosePlanRow, now: datetime | None = None,
-              weeks_back: int | None = 6) -> PlanView:
+def plan_view(
+    access: Access,
+    patient: Patient,
+    row: DosePlanRow,
+    now: datetime | None = None,
+    weeks_back: int | None = 6,
+) -> PlanView:
     """Everything the chart shows about one plan. The caller has read the plan (get/list)."""
     now = now or utcnow()
     tz = ZoneInfo(patient.program.time_zone)
@@ -616,8 +811,12 @@ def plan_view(access: Access, patient: Patient, row: DosePlanRow, now: datetime 
     access.require(Permission.SEARCH, ADMINISTRATION, patient_ref(patient))
     access.require(Permission.SEARCH, STATEMENT, patient_ref(patient))
     admins, statements, records = _records(access, row)
-    access.audit("search", resource_type=ADMINISTRATION, patient_id=patient.id, query=f"dose_plan={row.id}")
-    access.audit("search", resource_type=STATEMENT, patient_id=patient.id, query=f"dose_plan={row.id}")
+    access.audit(
+        "search", resource_type=ADMINISTRATION, patient_id=patient.id, query=f"dose_plan={row.id}"
+    )
+    access.audit(
+        "search", resource_type=STATEMENT, patient_id=patient.id, query=f"dose_plan={row.id}"
+    )
     last_planned = plan.end_date
     if plan.continues and row.ends_on is None:
         last_planned = max(plan.end_date, today + timedelta(days=7))
@@ -630,19 +829,30 @@ def plan_view(access: Access, patient: Patient, row: DosePlanRow, now: datetime 
         first = max(first, anchor - timedelta(days=anchor.weekday() + 7 * (weeks_back - 1)))
     weeks = calendar_weeks(doses, first, max(last_planned, first), today, tz)
     since_7 = datetime.combine(today - timedelta(days=6), datetime.min.time(), tzinfo=tz)
-    recordable = [d for d in doses
-                  if now - RECORD_BACK <= d.planned.due_at <= now + RECORD_AHEAD]
+    recordable = [d for d in doses if now - RECORD_BACK <= d.planned.due_at <= now + RECORD_AHEAD]
     return PlanView(
-        row=row, plan=plan, monograph=load_monograph(row.medication_id),
-        status=effective_status(row, today), doses=doses, weeks=weeks,
-        overall=summarise(doses, now), last_7_days=summarise(doses, now, since=since_7),
-        missed_run=check_missed_run(row.medication_id, doses, now) if row.status == "active" else None,
-        today=today, today_doses=dose_on(row, today), recordable=recordable,
-        administrations=admins, statements=statements,
+        row=row,
+        plan=plan,
+        monograph=load_monograph(row.medication_id),
+        status=effective_status(row, today),
+        doses=doses,
+        weeks=weeks,
+        overall=summarise(doses, now),
+        last_7_days=summarise(doses, now, since=since_7),
+        missed_run=check_missed_run(row.medication_id, doses, now)
+        if row.status == "active"
+        else None,
+        today=today,
+        today_doses=dose_on(row, today),
+        recordable=recordable,
+        administrations=admins,
+        statements=statements,
     )
 
 
-def _planned_dose(row: DosePlanRow, patient: Patient, due_at: datetime, now: datetime) -> CalendarDose:
+def _planned_dose(
+    row: DosePlanRow, patient: Patient, due_at: datetime, now: datetime
+) -> CalendarDose:
     tz = ZoneInfo(patient.program.time_zone)
     day = due_at.astimezone(tz).date()
     for dose in _doses(row, patient, day, (), now):
@@ -660,8 +870,9 @@ def _check_record_time(name: str, when: datetime, now: datetime) -> None:
         raise ImplausibleValue(name, f"doses are recorded within {RECORD_BACK.days} days")
 
 
-def _plan_for_record(access: Access, patient_id: str, plan_id: int, *wanted: tuple[Permission, str]
-                     ) -> tuple[Patient, DosePlanRow]:
+def _plan_for_record(
+    access: Access, patient_id: str, plan_id: int, *wanted: tuple[Permission, str]
+) -> tuple[Patient, DosePlanRow]:
     patient = _load_patient(access, patient_id, *wanted)
     row = access.db.get(DosePlanRow, plan_id)
     if row is None or row.patient_id != patient.id:
@@ -669,58 +880,108 @@ def _plan_for_record(access: Access, patient_id: str, plan_id: int, *wanted: tup
     return patient, row
 
 
-def record_administration(access: Access, patient_id: str, plan_id: int, *, due_at: datetime,
-                          given: bool, administered_at: datetime, reason: str = "", note: str = "",
-                          now: datetime | None = None) -> MedicationAdministrationRow:
+def record_administration(
+    access: Access,
+    patient_id: str,
+    plan_id: int,
+    *,
+    due_at: datetime,
+    given: bool,
+    administered_at: datetime,
+    reason: str = "",
+    note: str = "",
+    now: datetime | None = None,
+) -> MedicationAdministrationRow:
     """A nurse records a planned dose as given (or not given, with the reason)."""
     now = now or utcnow()
-    patient, row = _plan_for_record(access, patient_id, plan_id, (Permission.CREATE, ADMINISTRATION))
+    patient, row = _plan_for_record(
+        access, patient_id, plan_id, (Permission.CREATE, ADMINISTRATION)
+    )
     _check_record_time("administered_at", administered_at, now)
     planned = _planned_dose(row, patient, due_at, now)
     if abs(administered_at - due_at) > GIVEN_WINDOW:
-        raise ImplausibleValue("administered_at", f"is more than {GIVEN_WINDOW.seconds // 3600} hours from the "
-                               "planned time of this dose; check the dose and the time")
+        raise ImplausibleValue(
+            "administered_at",
+            f"is more than {GIVEN_WINDOW.seconds // 3600} hours from the "
+            "planned time of this dose; check the dose and the time",
+        )
     if not given and not reason.strip():
         raise ImplausibleValue("reason", "say why the dose was not given")
     if len(note) > MAX_NOTE or len(reason) > MAX_NOTE:
         raise ImplausibleValue("note", f"keep notes under {MAX_NOTE} characters")
     mono = load_monograph(row.medication_id)
     admin = MedicationAdministrationRow(
-        patient_id=patient.id, program_id=patient.program_id, medication_id=row.medication_id,
-        medication_text=f"{mono.name} {planned.planned.mg:g} mg", dose_value=planned.planned.mg,
-        dose_unit="mg", route=mono.dosing.route or "oral", status="completed" if given else "not-done",
-        status_reason=reason.strip(), indication="", administered_at=administered_at,
-        performer_id=access.actor.user_id, dose_plan_id=row.id, note=note.strip(), recorded_at=now,
+        patient_id=patient.id,
+        program_id=patient.program_id,
+        medication_id=row.medication_id,
+        medication_text=f"{mono.name} {planned.planned.mg:g} mg",
+        dose_value=planned.planned.mg,
+        dose_unit="mg",
+        route=mono.dosing.route or "oral",
+        status="completed" if given else "not-done",
+        status_reason=reason.strip(),
+        indication="",
+        administered_at=administered_at,
+        performer_id=access.actor.user_id,
+        dose_plan_id=row.id,
+        note=note.strip(),
+        recorded_at=now,
     )
     access.db.add(admin)
     access.db.flush()
-    access.db.add(AdministrationDueRow(administration_id=admin.id, dose_plan_id=row.id, due_at=due_at))
+    access.db.add(
+        AdministrationDueRow(administration_id=admin.id, dose_plan_id=row.id, due_at=due_at)
+    )
     access.db.flush()
-    access.audit("create", resource_type=ADMINISTRATION, resource_id=str(admin.id), patient_id=patient.id,
-                 detail=f"dose plan {row.id}, {planned.planned.time_slot} {planned.planned.mg:g} mg, "
-                 f"{'given' if given else 'not given'}")
+    access.audit(
+        "create",
+        resource_type=ADMINISTRATION,
+        resource_id=str(admin.id),
+        patient_id=patient.id,
+        detail=f"dose plan {row.id}, {planned.planned.time_slot} {planned.planned.mg:g} mg, "
+        f"{'given' if given else 'not given'}",
+    )
     raise_missed_dose_alert(access, patient, row, now)
     return admin
 
 
-def record_statement(access: Access, patient_id: str, plan_id: int, *, due_at: datetime, taken: bool,
-                     reason: str = "", now: datetime | None = None) -> MedicationStatementRow:
+def record_statement(
+    access: Access,
+    patient_id: str,
+    plan_id: int,
+    *,
+    due_at: datetime,
+    taken: bool,
+    reason: str = "",
+    now: datetime | None = None,
+) -> MedicationStatementRow:
     """The patient reports a planned dose taken or missed. A later report replaces the earlier."""
     now = now or utcnow()
     # A report may create or replace one: both permissions are asked before anything is written.
-    patient, row = _plan_for_record(access, patient_id, plan_id, (Permission.CREATE, STATEMENT),
-                                    (Permission.UPDATE, STATEMENT))
+    patient, row = _plan_for_record(
+        access, patient_id, plan_id, (Permission.CREATE, STATEMENT), (Permission.UPDATE, STATEMENT)
+    )
     _check_record_time("due_at", due_at, now)
     planned = _planned_dose(row, patient, due_at, now)
     if len(reason) > MAX_NOTE:
         raise ImplausibleValue("reason", f"keep the reason under {MAX_NOTE} characters")
-    existing = access.db.scalar(select(MedicationStatementRow).where(
-        MedicationStatementRow.dose_plan_id == row.id, MedicationStatementRow.due_at == due_at))
+    existing = access.db.scalar(
+        select(MedicationStatementRow).where(
+            MedicationStatementRow.dose_plan_id == row.id, MedicationStatementRow.due_at == due_at
+        )
+    )
     if existing is None:
         statement = MedicationStatementRow(
-            patient_id=patient.id, program_id=patient.program_id, dose_plan_id=row.id,
-            medication_id=row.medication_id, due_at=due_at, time_slot=planned.planned.time_slot,
-            dose_mg=planned.planned.mg, taken=taken, reason=reason.strip(), reported_at=now,
+            patient_id=patient.id,
+            program_id=patient.program_id,
+            dose_plan_id=row.id,
+            medication_id=row.medication_id,
+            due_at=due_at,
+            time_slot=planned.planned.time_slot,
+            dose_mg=planned.planned.mg,
+            taken=taken,
+            reason=reason.strip(),
+            reported_at=now,
             recorded_by=access.actor.user_id,
         )
         access.db.add(statement)
@@ -731,8 +992,13 @@ def record_statement(access: Access, patient_id: str, plan_id: int, *, due_at: d
         statement.reported_at, statement.recorded_by = now, access.actor.user_id
         operation = "update"
     access.db.flush()
-    access.audit(operation, resource_type=STATEMENT, resource_id=str(statement.id), patient_id=patient.id,
-                 detail=f"dose plan {row.id}, {planned.planned.time_slot}: {'taken' if taken else 'missed'}")
+    access.audit(
+        operation,
+        resource_type=STATEMENT,
+        resource_id=str(statement.id),
+        patient_id=patient.id,
+        detail=f"dose plan {row.id}, {planned.planned.time_slot}: {'taken' if taken else 'missed'}",
+    )
     raise_missed_dose_alert(access, patient, row, now)
     return statement
 
@@ -740,7 +1006,9 @@ def record_statement(access: Access, patient_id: str, plan_id: int, *, due_at: d
 # --------------------------------------------------------------------------- missed doses
 
 
-def raise_missed_dose_alert(access: Access, patient: Patient, row: DosePlanRow, now: datetime) -> Alert | None:
+def raise_missed_dose_alert(
+    access: Access, patient: Patient, row: DosePlanRow, now: datetime
+) -> Alert | None:
     """Raise the monograph's missed-run alert for the prescriber, once per run of missed doses."""
     if effective_status(row, _today(patient, now)) != "active":
         return None
@@ -749,30 +1017,53 @@ def raise_missed_dose_alert(access: Access, patient: Patient, row: DosePlanRow, 
     found = check_missed_run(row.medication_id, doses, now)
     if found is None:
         return None
-    already = access.db.scalar(select(Alert.id).where(
-        Alert.kind == "missed_doses", Alert.related_type == PLAN, Alert.related_id == str(row.id),
-        Alert.raised_at >= found.since))
+    already = access.db.scalar(
+        select(Alert.id).where(
+            Alert.kind == "missed_doses",
+            Alert.related_type == PLAN,
+            Alert.related_id == str(row.id),
+            Alert.raised_at >= found.since,
+        )
+    )
     if already is not None:
         return None
     mono = load_monograph(row.medication_id)
     tz = ZoneInfo(patient.program.time_zone)
     title = f"{mono.name}: {found.missed} doses in a row missed or not recorded"
-    detail = (f"{found.reason} From {found.since.astimezone(tz):%d %b %H:%M} to "
-              f"{found.last_missed.astimezone(tz):%d %b %H:%M} ({patient.program.time_zone}), no dose of "
-              f"plan {row.id} was recorded as given or taken (a dose with no record 12 hours after it "
-              f"was due counts as missed).")
+    detail = (
+        f"{found.reason} From {found.since.astimezone(tz):%d %b %H:%M} to "
+        f"{found.last_missed.astimezone(tz):%d %b %H:%M} ({patient.program.time_zone}), no dose of "
+        f"plan {row.id} was recorded as given or taken (a dose with no record 12 hours after it "
+        f"was due counts as missed)."
+    )
     if found.threshold_unverified and found.note:
         detail += f" Threshold {found.threshold} is unverified: {found.note}"
     source = "; ".join(s.citation for s in found.source)
     return _raise(access, patient, row, title, detail, source, now)
 
 
-def _raise(access: Access, patient: Patient, row: DosePlanRow, title: str, detail: str, source: str,
-           now: datetime) -> Alert:
+def _raise(
+    access: Access,
+    patient: Patient,
+    row: DosePlanRow,
+    title: str,
+    detail: str,
+    source: str,
+    now: datetime,
+) -> Alert:
     kwargs: dict[str, Any] = dict(
-        patient_id=patient.id, program_id=patient.program_id, kind="missed_doses", severity="high",
-        title=title, detail=detail, source=source, rule_id=f"{row.medication_id}.missed_run",
-        related_type=PLAN, related_id=str(row.id), for_role="prescriber", raised_at=now,
+        patient_id=patient.id,
+        program_id=patient.program_id,
+        kind="missed_doses",
+        severity="high",
+        title=title,
+        detail=detail,
+        source=source,
+        rule_id=f"{row.medication_id}.missed_run",
+        related_type=PLAN,
+        related_id=str(row.id),
+        for_role="prescriber",
+        raised_at=now,
     )
     try:
         from tandem.alerts.service import raise_alert
@@ -780,8 +1071,13 @@ def _raise(access: Access, patient: Patient, row: DosePlanRow, title: str, detai
         alert = Alert(acknowledgement_note="", **kwargs)
         access.db.add(alert)
         access.db.flush()
-        access.audit("create", resource_type="Alert", resource_id=str(alert.id), patient_id=patient.id,
-                     detail=title)
+        access.audit(
+            "create",
+            resource_type="Alert",
+            resource_id=str(alert.id),
+            patient_id=patient.id,
+            detail=title,
+        )
         return alert
     return raise_alert(access, **kwargs)
 
@@ -814,9 +1110,18 @@ def _visible(seen: Visibility, model: Any = DosePlanRow):  # type: ignore[no-unt
 # --------------------------------------------------------------------------- side effects
 
 
-def record_side_effect(access: Access, patient_id: str, *, medication_id: str, effect: str, severity: str,
-                       onset_at: datetime, detail: str = "", plan_id: int | None = None,
-                       now: datetime | None = None) -> SideEffectRow:
+def record_side_effect(
+    access: Access,
+    patient_id: str,
+    *,
+    medication_id: str,
+    effect: str,
+    severity: str,
+    onset_at: datetime,
+    detail: str = "",
+    plan_id: int | None = None,
+    now: datetime | None = None,
+) -> SideEffectRow:
     now = now or utcnow()
     patient = _load_patient(access, patient_id, (Permission.CREATE, SIDE_EFFECT))
     mono = load_monograph(medication_id)
@@ -837,33 +1142,58 @@ def record_side_effect(access: Access, patient_id: str, *, medication_id: str, e
         if plan is None or plan.patient_id != patient.id or plan.medication_id != mono.id:
             raise ImplausibleValue("plan", "choose one of this patient's plans of that medication")
     row = SideEffectRow(
-        patient_id=patient.id, program_id=patient.program_id, medication_id=mono.id, dose_plan_id=plan_id,
-        effect=effect, severity=severity, detail=detail.strip(), onset_at=onset_at, recorded_at=now,
+        patient_id=patient.id,
+        program_id=patient.program_id,
+        medication_id=mono.id,
+        dose_plan_id=plan_id,
+        effect=effect,
+        severity=severity,
+        detail=detail.strip(),
+        onset_at=onset_at,
+        recorded_at=now,
         recorded_by=access.actor.user_id,
     )
     access.db.add(row)
     access.db.flush()
-    access.audit("create", resource_type=SIDE_EFFECT, resource_id=str(row.id), patient_id=patient.id,
-                 detail=f"{mono.id}: {effect} ({severity})")
+    access.audit(
+        "create",
+        resource_type=SIDE_EFFECT,
+        resource_id=str(row.id),
+        patient_id=patient.id,
+        detail=f"{mono.id}: {effect} ({severity})",
+    )
     return row
 
 
 def list_side_effects(access: Access, patient: Patient, limit: int = 50) -> list[SideEffectRow]:
     access.require(Permission.SEARCH, SIDE_EFFECT, patient_ref(patient))
-    rows = list(access.db.scalars(
-        select(SideEffectRow).where(SideEffectRow.patient_id == patient.id)
-        .order_by(SideEffectRow.onset_at.desc(), SideEffectRow.id.desc()).limit(limit)
-    ))
-    access.audit("search", resource_type=SIDE_EFFECT, patient_id=patient.id, query=f"patient={patient.id}")
+    rows = list(
+        access.db.scalars(
+            select(SideEffectRow)
+            .where(SideEffectRow.patient_id == patient.id)
+            .order_by(SideEffectRow.onset_at.desc(), SideEffectRow.id.desc())
+            .limit(limit)
+        )
+    )
+    access.audit(
+        "search", resource_type=SIDE_EFFECT, patient_id=patient.id, query=f"patient={patient.id}"
+    )
     return rows
 
 
 def open_missed_dose_alerts(access: Access, patient: Patient) -> list[Alert]:
     access.require(Permission.SEARCH, "Alert", patient_ref(patient))
-    rows = list(access.db.scalars(
-        select(Alert).where(Alert.patient_id == patient.id, Alert.kind == "missed_doses",
-                            Alert.acknowledged_at.is_(None)).order_by(Alert.raised_at.desc())
-    ))
+    rows = list(
+        access.db.scalars(
+            select(Alert)
+            .where(
+                Alert.patient_id == patient.id,
+                Alert.kind == "missed_doses",
+                Alert.acknowledged_at.is_(None),
+            )
+            .order_by(Alert.raised_at.desc())
+        )
+    )
     access.audit("search", resource_type="Alert", patient_id=patient.id, query="missed_doses open")
     return rows
 
@@ -877,8 +1207,17 @@ class Page:
     has_more: bool
 
 
-def search(access: Access, resource_type: str, model: Any, order: Sequence[Any], patient_id: str | None,
-           count: int, offset: int, query_text: str = "", extra: Sequence[Any] = ()) -> Page:
+def search(
+    access: Access,
+    resource_type: str,
+    model: Any,
+    order: Sequence[Any],
+    patient_id: str | None,
+    count: int,
+    offset: int,
+    query_text: str = "",
+    extra: Sequence[Any] = (),
+) -> Page:
     """A page of `model` rows the actor may see, optionally for one patient (refused, not
     emptied, when that patient is another program's)."""
     if patient_id is not None:
@@ -895,8 +1234,12 @@ def search(access: Access, resource_type: str, model: Any, order: Sequence[Any],
     has_more = len(rows) > count
     rows = rows[:count]
     patients = {r.patient_id for r in rows}
-    access.audit("search", resource_type=resource_type, query=query_text,
-                 patient_id=next(iter(patients)) if len(patients) == 1 else patient_id)
+    access.audit(
+        "search",
+        resource_type=resource_type,
+        query=query_text,
+        patient_id=next(iter(patients)) if len(patients) == 1 else patient_id,
+    )
     return Page(rows, has_more)
 
 
@@ -905,11 +1248,41 @@ def get_row(access: Access, resource_type: str, model: Any, row_id: int) -> Any:
 
 
 __all__ = [
-    "ADMINISTRATION", "FACTS", "PLAN", "SEVERITIES", "SIDE_EFFECT", "SIDE_EFFECTS", "STATEMENT",
-    "FactsInput", "MedicationInputError", "Page", "PlanView", "Screening", "create_from_steps",
-    "create_maintenance", "create_taper", "create_titration", "current_facts", "dose_on",
-    "effective_status", "facts_history", "get_plan", "get_row", "list_plans", "list_side_effects",
-    "open_missed_dose_alerts", "patient_facts", "plan_of", "plan_view", "raise_missed_dose_alert",
-    "record_administration", "record_facts", "record_side_effect", "record_statement", "screen_patient",
-    "search", "stop_plan", "sweep_missed_doses",
+    "ADMINISTRATION",
+    "FACTS",
+    "PLAN",
+    "SEVERITIES",
+    "SIDE_EFFECT",
+    "SIDE_EFFECTS",
+    "STATEMENT",
+    "FactsInput",
+    "MedicationInputError",
+    "Page",
+    "PlanView",
+    "Screening",
+    "create_from_steps",
+    "create_maintenance",
+    "create_taper",
+    "create_titration",
+    "current_facts",
+    "dose_on",
+    "effective_status",
+    "facts_history",
+    "get_plan",
+    "get_row",
+    "list_plans",
+    "list_side_effects",
+    "open_missed_dose_alerts",
+    "patient_facts",
+    "plan_of",
+    "plan_view",
+    "raise_missed_dose_alert",
+    "record_administration",
+    "record_facts",
+    "record_side_effect",
+    "record_statement",
+    "screen_patient",
+    "search",
+    "stop_plan",
+    "sweep_missed_doses",
 ]

@@ -73,9 +73,13 @@ class MedicationFactsRow(Base):
     sex_for_kidney: Mapped[str | None] = mapped_column(String(10), nullable=True)
     weight_kg: Mapped[float | None] = mapped_column(Numeric(6, 2, asdecimal=False), nullable=True)
     weight_basis: Mapped[str] = mapped_column(String(10), default="actual")  # actual|ideal|adjusted
-    ideal_weight_kg: Mapped[float | None] = mapped_column(Numeric(6, 2, asdecimal=False), nullable=True)
+    ideal_weight_kg: Mapped[float | None] = mapped_column(
+        Numeric(6, 2, asdecimal=False), nullable=True
+    )
     weighed_on: Mapped[date | None] = mapped_column(Date, nullable=True)
-    creatinine_mg_dl: Mapped[float | None] = mapped_column(Numeric(6, 3, asdecimal=False), nullable=True)
+    creatinine_mg_dl: Mapped[float | None] = mapped_column(
+        Numeric(6, 3, asdecimal=False), nullable=True
+    )
     creatinine_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     on_dialysis: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     pregnant: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
@@ -116,7 +120,9 @@ class DosePlanRow(Base):
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="RESTRICT"))
     medication_id: Mapped[str] = mapped_column(String(60))
     kind: Mapped[str] = mapped_column(String(20))  # titration | taper | maintenance
-    status: Mapped[str] = mapped_column(String(20), default="active")  # active | stopped | completed
+    status: Mapped[str] = mapped_column(
+        String(20), default="active"
+    )  # active | stopped | completed
     status_reason: Mapped[str] = mapped_column(Text, default="")
     start_date: Mapped[date] = mapped_column(Date)
     # The first day without doses from this plan: the taper's stop date, or the day a stopped
@@ -124,8 +130,12 @@ class DosePlanRow(Base):
     ends_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     plan: Mapped[dict[str, Any]] = mapped_column(JSON)  # DosePlan.to_dict()
     inputs: Mapped[dict[str, Any]] = mapped_column(JSON)  # what the prescriber asked for
-    protocol_max_mg_day: Mapped[float | None] = mapped_column(Numeric(10, 3, asdecimal=False), nullable=True)
-    ceiling_mg_day: Mapped[float | None] = mapped_column(Numeric(10, 4, asdecimal=False), nullable=True)
+    protocol_max_mg_day: Mapped[float | None] = mapped_column(
+        Numeric(10, 3, asdecimal=False), nullable=True
+    )
+    ceiling_mg_day: Mapped[float | None] = mapped_column(
+        Numeric(10, 4, asdecimal=False), nullable=True
+    )
     # The kidney function the plan was bounded by, and the facts it came from.
     crcl_ml_min: Mapped[float | None] = mapped_column(Numeric(6, 1, asdecimal=False), nullable=True)
     egfr: Mapped[float | None] = mapped_column(Numeric(6, 1, asdecimal=False), nullable=True)

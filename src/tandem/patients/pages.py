@@ -35,13 +35,24 @@ PAGE_SIZE = 25
 
 
 def _programs(access: Access) -> list[Program]:
-    return list(access.db.scalars(select(Program).where(Program.id.in_(sorted(access.actor.program_ids)))
-                                  .order_by(Program.name)))
+    return list(
+        access.db.scalars(
+            select(Program)
+            .where(Program.id.in_(sorted(access.actor.program_ids)))
+            .order_by(Program.name)
+        )
+    )
 
 
 @router.get("/patients")
-def patient_list(request: Request, q: str = "", program: str = "", phase: str = "", page: int = 1,
-                 access: Access = Depends(page_access)) -> Response:
+def patient_list(
+    request: Request,
+    q: str = "",
+    program: str = "",
+    phase: str = "",
+    page: int = 1,
+    access: Access = Depends(page_access),
+) -> Response:
     page = max(1, page)
     program_id = int(program) if program.isdigit() else None
     text = q.strip()
@@ -56,11 +67,27 @@ def patient_list(request: Request, q: str = "", program: str = "", phase: str = 
     patients, has_more = service.search_patients(access, query, query_text=str(request.url.query))
     access.db.commit()
     today = utcnow().date()
-    rows = [{"patient": p, "age": age_on(p.birth_date, today), "episode": service.open_episode(p)} for p in patients]
-    return render(request, "patients/list.html", active="patients", rows=rows, q=q, program=program_id,
-                  phase=phase, page=page, has_more=has_more, programs=_programs(access), phases=PHASE_LABELS,
-                  may_register=any(decide(access.actor, Permission.CREATE, "Patient", program_id=p)
-                                   for p in access.actor.program_ids))
+    rows = [
+        {"patient": p, "age": age_on(p.birth_date, today), "episode": service.open_episode(p)}
+        for p in patients
+    ]
+    return render(
+        request,
+        "patients/list.html",
+        active="patients",
+        rows=rows,
+        q=q,
+        program=program_id,
+        phase=phase,
+        page=page,
+        has_more=has_more,
+        programs=_programs(access),
+        phases=PHASE_LABELS,
+        may_register=any(
+            decide(access.actor, Permission.CREATE, "Patient", program_id=p)
+            for p in access.actor.program_ids
+        ),
+    )
 
 
 def _form_values(form: Any) -> dict[str, str]:
@@ -77,20 +104,36 @@ def _record(values: dict[str, str], mrn_system: str) -> PatientRecord:
             raise InvalidRecord("birth_date", "enter the date as YYYY-MM-DD") from None
     gender = values["gender"] or None
     return PatientRecord(
-        family=values["family"], given=tuple(values["given"].split()), gender=gender, birth_date=birth,
+        family=values["family"],
+        given=tuple(values["given"].split()),
+        gender=gender,
+        birth_date=birth,
         identifiers=(Identifier(mrn_system, values["mrn"]),) if values["mrn"] else (),
-        phone=values["phone"] or None, email=values["email"] or None,
+        phone=values["phone"] or None,
+        email=values["email"] or None,
     )
 
 
-_FIELD_NAMES = {"name": "family", "birthDate": "birth_date", "identifier": "mrn", "telecom": "phone",
-                "managingOrganization": "program_id"}
+_FIELD_NAMES = {
+    "name": "family",
+    "birthDate": "birth_date",
+    "identifier": "mrn",
+    "telecom": "phone",
+    "managingOrganization": "program_id",
+}
 
 
 @router.get("/patients/new")
 def new_patient_form(request: Request, access: Access = Depends(page_access)) -> Response:
-    return render(request, "patients/edit.html", active="patients", values={}, programs=_programs(access),
-                  genders=GENDERS, patient=None)
+    return render(
+        request,
+        "patients/edit.html",
+        active="patients",
+        values={},
+        programs=_programs(access),
+        genders=GENDERS,
+        patient=None,
+    )
 
 
 @router.post("/patients/new")
@@ -107,9 +150,18 @@ async def register_patient(request: Request, access: Access = Depends(csrf_form)
         access.db.commit()
     except InvalidRecord as exc:
         access.db.rollback()
-        return render(request, "patients/edit.html", status_code=422, active="patients", values=values,
-                      programs=programs, genders=GENDERS, patient=None,
-                      error_field=_FIELD_NAMES.get(exc.field, exc.field), error=exc.message)
+        return render(
+            request,
+            "patients/edit.html",
+            status_code=422,
+            active="patients",
+            values=values,
+            programs=programs,
+            genders=GENDERS,
+            patient=None,
+            error_field=_FIELD_NAMES.get(exc.field, exc.field),
+            error=exc.message,
+        )
     return RedirectResponse(f"/patients/{patient.id}?flash=created", status_code=303)
 
 
@@ -117,15 +169,28 @@ def _chart_context(access: Access, patient: Patient) -> dict[str, Any]:
     today = utcnow().date()
     zone = patient.program.time_zone
     return {
-        "patient": patient, "age": age_on(patient.birth_date, today), "episode": service.open_episode(patient),
-        "zone": zone, "tabs": chart_tabs(), "phases": PHASE_LABELS,
-        "may_update": bool(decide(access.actor, Permission.UPDATE, "Patient", service.patient_ref(patient))),
+        "patient": patient,
+        "age": age_on(patient.birth_date, today),
+        "episode": service.open_episode(patient),
+        "zone": zone,
+        "tabs": chart_tabs(),
+        "phases": PHASE_LABELS,
+        "may_update": bool(
+            decide(access.actor, Permission.UPDATE, "Patient", service.patient_ref(patient))
+        ),
         "active": "chart" if access.actor.role == "patient" else "patients",
     }
 
 
-def chart_page(request: Request, access: Access, patient_id: str, tab: str, template: str,
-               status_code: int = 200, **context: Any) -> Response:
+def chart_page(
+    request: Request,
+    access: Access,
+    patient_id: str,
+    tab: str,
+    template: str,
+    status_code: int = 200,
+    **context: Any,
+) -> Response:
     """Render a chart tab: the header and tabs from here, the body from the domain's template."""
     patient = service.get_patient(access, patient_id)
     base = _chart_context(access, patient)
@@ -137,26 +202,52 @@ def chart_page(request: Request, access: Access, patient_id: str, tab: str, temp
 def chart(request: Request, patient_id: str, access: Access = Depends(page_access)) -> Response:
     units = []
     patient = service.get_patient(access, patient_id)
-    units = list(access.db.scalars(select(Unit).where(Unit.program_id == patient.program_id).order_by(Unit.name)))
+    units = list(
+        access.db.scalars(
+            select(Unit).where(Unit.program_id == patient.program_id).order_by(Unit.name)
+        )
+    )
     context = _chart_context(access, patient)
     access.db.commit()
-    return render(request, "patients/overview.html", tab="overview", units=units,
-                  reasons=DISCHARGE_REASONS, **context)
+    return render(
+        request,
+        "patients/overview.html",
+        tab="overview",
+        units=units,
+        reasons=DISCHARGE_REASONS,
+        **context,
+    )
 
 
 @router.get("/patients/{patient_id}/edit")
 def edit_form(request: Request, patient_id: str, access: Access = Depends(page_access)) -> Response:
     patient = service.get_patient(access, patient_id)
     access.db.commit()
-    values = {"family": patient.family, "given": patient.given, "gender": patient.gender or "",
-              "birth_date": patient.birth_date.isoformat() if patient.birth_date else "", "mrn": patient.mrn or "",
-              "phone": patient.phone or "", "email": patient.email or "", "program_id": str(patient.program_id)}
-    return render(request, "patients/edit.html", active="patients", values=values, programs=_programs(access),
-                  genders=GENDERS, patient=patient)
+    values = {
+        "family": patient.family,
+        "given": patient.given,
+        "gender": patient.gender or "",
+        "birth_date": patient.birth_date.isoformat() if patient.birth_date else "",
+        "mrn": patient.mrn or "",
+        "phone": patient.phone or "",
+        "email": patient.email or "",
+        "program_id": str(patient.program_id),
+    }
+    return render(
+        request,
+        "patients/edit.html",
+        active="patients",
+        values=values,
+        programs=_programs(access),
+        genders=GENDERS,
+        patient=patient,
+    )
 
 
 @router.post("/patients/{patient_id}/edit")
-async def save_edit(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
+async def save_edit(
+    request: Request, patient_id: str, access: Access = Depends(csrf_form)
+) -> Response:
     values = _form_values(await request.form())
     patient = service.get_patient(access, patient_id)
     try:
@@ -164,14 +255,24 @@ async def save_edit(request: Request, patient_id: str, access: Access = Depends(
         access.db.commit()
     except InvalidRecord as exc:
         access.db.rollback()
-        return render(request, "patients/edit.html", status_code=422, active="patients", values=values,
-                      programs=_programs(access), genders=GENDERS, patient=patient,
-                      error_field=_FIELD_NAMES.get(exc.field, exc.field), error=exc.message)
+        return render(
+            request,
+            "patients/edit.html",
+            status_code=422,
+            active="patients",
+            values=values,
+            programs=_programs(access),
+            genders=GENDERS,
+            patient=patient,
+            error_field=_FIELD_NAMES.get(exc.field, exc.field),
+            error=exc.message,
+        )
     return RedirectResponse(f"/patients/{patient_id}?flash=saved", status_code=303)
 
 
-async def _episode_action(request: Request, access: Access, patient_id: str, action: str,
-                          episode_id: int | None = None) -> Response:
+async def _episode_action(
+    request: Request, access: Access, patient_id: str, action: str, episode_id: int | None = None
+) -> Response:
     form = await request.form()
     patient = service.get_patient(access, patient_id)
     zone = patient.program.time_zone
@@ -184,20 +285,36 @@ async def _episode_action(request: Request, access: Access, patient_id: str, act
             service.admit(access, patient_id, int(unit), str(form.get("phase", "")), when)
         elif action == "phase":
             unit = str(form.get("unit_id", ""))
-            service.change_phase(access, patient_id, episode_id or 0, str(form.get("phase", "")),
-                                 int(unit) if unit.isdigit() else None)
+            service.change_phase(
+                access,
+                patient_id,
+                episode_id or 0,
+                str(form.get("phase", "")),
+                int(unit) if unit.isdigit() else None,
+            )
         else:
             when = local_datetime(str(form.get("discharged_at", "")), zone, "discharged_at")
-            service.discharge(access, patient_id, episode_id or 0, str(form.get("reason", "")), when)
+            service.discharge(
+                access, patient_id, episode_id or 0, str(form.get("reason", "")), when
+            )
         access.db.commit()
     except InvalidRecord as exc:
         access.db.rollback()
         units = list(access.db.scalars(select(Unit).where(Unit.program_id == patient.program_id)))
         context = _chart_context(access, service.get_patient(access, patient_id))
         access.db.commit()
-        return render(request, "patients/overview.html", status_code=422, tab="overview", units=units,
-                      reasons=DISCHARGE_REASONS, episode_error=exc.message, error_field=exc.field,
-                      error_action=action, **context)
+        return render(
+            request,
+            "patients/overview.html",
+            status_code=422,
+            tab="overview",
+            units=units,
+            reasons=DISCHARGE_REASONS,
+            episode_error=exc.message,
+            error_field=exc.field,
+            error_action=action,
+            **context,
+        )
     return RedirectResponse(f"/patients/{patient_id}?flash=saved", status_code=303)
 
 
@@ -207,12 +324,14 @@ async def admit(request: Request, patient_id: str, access: Access = Depends(csrf
 
 
 @router.post("/patients/{patient_id}/episodes/{episode_id}/phase")
-async def change_phase(request: Request, patient_id: str, episode_id: int,
-                       access: Access = Depends(csrf_form)) -> Response:
+async def change_phase(
+    request: Request, patient_id: str, episode_id: int, access: Access = Depends(csrf_form)
+) -> Response:
     return await _episode_action(request, access, patient_id, "phase", episode_id)
 
 
 @router.post("/patients/{patient_id}/episodes/{episode_id}/discharge")
-async def discharge(request: Request, patient_id: str, episode_id: int,
-                    access: Access = Depends(csrf_form)) -> Response:
+async def discharge(
+    request: Request, patient_id: str, episode_id: int, access: Access = Depends(csrf_form)
+) -> Response:
     return await _episode_action(request, access, patient_id, "discharge", episode_id)

@@ -83,8 +83,13 @@ def check_record(record: PatientRecord, today: date) -> PatientRecord:
     if record.email and not _EMAIL.match(record.email):
         raise InvalidRecord("telecom", "e-mail address is not valid")
     return PatientRecord(
-        family=family, given=given, gender=record.gender, birth_date=record.birth_date,
-        identifiers=record.identifiers, phone=(record.phone or None), email=(record.email or None),
+        family=family,
+        given=given,
+        gender=record.gender,
+        birth_date=record.birth_date,
+        identifiers=record.identifiers,
+        phone=(record.phone or None),
+        email=(record.email or None),
         active=record.active,
     )
 
@@ -116,7 +121,9 @@ def parse_date_filter(text: str) -> DateFilter:
     try:
         return DateFilter(prefix, date.fromisoformat(value))
     except ValueError:
-        raise InvalidRecord("birthdate", f"{text!r} is not a date (YYYY-MM-DD, optional prefix eq/lt/le/gt/ge/ne)") from None
+        raise InvalidRecord(
+            "birthdate", f"{text!r} is not a date (YYYY-MM-DD, optional prefix eq/lt/le/gt/ge/ne)"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -138,7 +145,9 @@ def check_episode_times(admitted_at: datetime, now: datetime) -> None:
         raise InvalidRecord("admitted_at", "cannot be in the future")
 
 
-def check_discharge(admitted_at: datetime, discharged_at: datetime, reason: str, now: datetime) -> None:
+def check_discharge(
+    admitted_at: datetime, discharged_at: datetime, reason: str, now: datetime
+) -> None:
     if reason not in DISCHARGE_REASONS:
         raise InvalidRecord("discharge_reason", f"must be one of {', '.join(DISCHARGE_REASONS)}")
     if discharged_at < admitted_at:

@@ -62,9 +62,15 @@ def read_patient_row(access: Access, resource_type: str, model: Any, row_id: int
     row = access.db.get(model, row_id)
     if row is None:
         raise NotFound(f"{resource_type}/{row_id} is not known")
-    access.require(Permission.READ, resource_type, PatientRef(row.patient_id, row.program_id),
-                   resource_id=str(row_id))
-    access.audit("read", resource_type=resource_type, resource_id=str(row.id), patient_id=row.patient_id)
+    access.require(
+        Permission.READ,
+        resource_type,
+        PatientRef(row.patient_id, row.program_id),
+        resource_id=str(row_id),
+    )
+    access.audit(
+        "read", resource_type=resource_type, resource_id=str(row.id), patient_id=row.patient_id
+    )
     return row
 
 
@@ -111,7 +117,9 @@ def _new_mrn(program: Program) -> str:
     return f"{program.code.upper()[:6]}-{secrets.randbelow(10**8):08d}"
 
 
-def create_patient(access: Access, record: PatientRecord, program_id: int | None, now: datetime | None = None) -> Patient:
+def create_patient(
+    access: Access, record: PatientRecord, program_id: int | None, now: datetime | None = None
+) -> Patient:
     now = now or utcnow()
     if program_id is None:
         if len(access.actor.program_ids) != 1:
@@ -137,13 +145,20 @@ def create_patient(access: Access, record: PatientRecord, program_id: int | None
     return patient
 
 
-def update_patient(access: Access, patient_id: str, record: PatientRecord,
-                   if_match: int | None = None, now: datetime | None = None) -> Patient:
+def update_patient(
+    access: Access,
+    patient_id: str,
+    record: PatientRecord,
+    if_match: int | None = None,
+    now: datetime | None = None,
+) -> Patient:
     now = now or utcnow()
     patient = _load(access, patient_id)
     access.require(Permission.UPDATE, "Patient", patient_ref(patient), resource_id=patient_id)
     if if_match is not None and if_match != patient.version_id:
-        raise VersionConflict(f"Patient/{patient_id} is at version {patient.version_id}, not {if_match}")
+        raise VersionConflict(
+            f"Patient/{patient_id} is at version {patient.version_id}, not {if_match}"
+        )
     record = check_record(record, now.date())
     _apply(patient, record)
     _identifiers(access, patient, record, patient.program)
@@ -173,9 +188,13 @@ def _search_statement(access: Access, query: PatientQuery) -> Select[tuple[Patie
         stmt = stmt.where(Patient.program_id.in_(sorted(programs)))
     if query.name:
         for word in name_words(query.name, ""):
-            stmt = stmt.where(Patient.id.in_(
-                select(PatientNameWord.patient_id).where(_prefix_range(PatientNameWord.word, word))
-            ))
+            stmt = stmt.where(
+                Patient.id.in_(
+                    select(PatientNameWord.patient_id).where(
+                        _prefix_range(PatientNameWord.word, word)
+                    )
+                )
+            )
     if query.identifier:
         system, _, value = query.identifier.rpartition("|")
         cond = PatientIdentifier.value == value
@@ -183,22 +202,37 @@ def _search_statement(access: Access, query: PatientQuery) -> Select[tuple[Patie
             cond = and_(cond, PatientIdentifier.system == system)
         # A join, not EXISTS: SQLite then starts from the identifier index instead of probing every
         # patient of the program (seconds at 100,000 patients). DISTINCT: one row per patient.
-        stmt = stmt.join(PatientIdentifier, PatientIdentifier.patient_id == Patient.id).where(cond).distinct()
+        stmt = (
+            stmt.join(PatientIdentifier, PatientIdentifier.patient_id == Patient.id)
+            .where(cond)
+            .distinct()
+        )
     for flt in query.birth_dates:
         col = Patient.birth_date
         stmt = stmt.where(
-            {"eq": col == flt.day, "ne": col != flt.day, "lt": col < flt.day,
-             "le": col <= flt.day, "gt": col > flt.day, "ge": col >= flt.day}[flt.prefix]
+            {
+                "eq": col == flt.day,
+                "ne": col != flt.day,
+                "lt": col < flt.day,
+                "le": col <= flt.day,
+                "gt": col > flt.day,
+                "ge": col >= flt.day,
+            }[flt.prefix]
         )
     if query.in_phase:
         stmt = stmt.where(
-            exists().where(Episode.patient_id == Patient.id, Episode.discharged_at.is_(None),
-                           Episode.phase == query.in_phase)
+            exists().where(
+                Episode.patient_id == Patient.id,
+                Episode.discharged_at.is_(None),
+                Episode.phase == query.in_phase,
+            )
         )
     return stmt
 
 
-def search_patients(access: Access, query: PatientQuery, query_text: str = "") -> tuple[list[Patient], bool]:
+def search_patients(
+    access: Access, query: PatientQuery, query_text: str = ""
+) -> tuple[list[Patient], bool]:
     """A page of patients the actor may see, and whether there are more."""
     access.require(Permission.SEARCH, "Patient")
     # With a name filter, sort the (few) matches rather than let the planner walk the program's
@@ -215,8 +249,12 @@ def search_patients(access: Access, query: PatientQuery, query_text: str = "") -
     rows = list(access.db.scalars(stmt))
     has_more = len(rows) > query.count
     rows = rows[: query.count]
-    access.audit("search", resource_type="Patient", query=query_text,
-                 patient_id=rows[0].id if len(rows) == 1 else None)
+    access.audit(
+        "search",
+        resource_type="Patient",
+        query=query_text,
+        patient_id=rows[0].id if len(rows) == 1 else None,
+    )
     return rows, has_more
 
 
@@ -227,8 +265,14 @@ def open_episode(patient: Patient) -> Episode | None:
     return next((e for e in patient.episodes if e.discharged_at is None), None)
 
 
-def admit(access: Access, patient_id: str, unit_id: int, phase: str, admitted_at: datetime,
-          now: datetime | None = None) -> Episode:
+def admit(
+    access: Access,
+    patient_id: str,
+    unit_id: int,
+    phase: str,
+    admitted_at: datetime,
+    now: datetime | None = None,
+) -> Episode:
     now = now or utcnow()
     patient = _load(access, patient_id)
     access.require(Permission.UPDATE, "Episode", patient_ref(patient))
@@ -239,12 +283,22 @@ def admit(access: Access, patient_id: str, unit_id: int, phase: str, admitted_at
         raise InvalidRecord("unit", "choose a unit of the patient's program")
     check_episode_times(admitted_at, now)
     if open_episode(patient) is not None:
-        raise InvalidRecord("episode", "the patient already has an open episode: discharge it first")
-    episode = Episode(patient_id=patient.id, program_id=patient.program_id, unit_id=unit.id,
-                      phase=phase, admitted_at=admitted_at, phase_started_at=admitted_at)
+        raise InvalidRecord(
+            "episode", "the patient already has an open episode: discharge it first"
+        )
+    episode = Episode(
+        patient_id=patient.id,
+        program_id=patient.program_id,
+        unit_id=unit.id,
+        phase=phase,
+        admitted_at=admitted_at,
+        phase_started_at=admitted_at,
+    )
     access.db.add(episode)
     access.db.flush()
-    access.audit("create", resource_type="EpisodeOfCare", resource_id=str(episode.id), patient_id=patient.id)
+    access.audit(
+        "create", resource_type="EpisodeOfCare", resource_id=str(episode.id), patient_id=patient.id
+    )
     return episode
 
 
@@ -258,8 +312,14 @@ def _episode(access: Access, patient_id: str, episode_id: int) -> Episode:
     return episode
 
 
-def change_phase(access: Access, patient_id: str, episode_id: int, phase: str, unit_id: int | None,
-                 now: datetime | None = None) -> Episode:
+def change_phase(
+    access: Access,
+    patient_id: str,
+    episode_id: int,
+    phase: str,
+    unit_id: int | None,
+    now: datetime | None = None,
+) -> Episode:
     now = now or utcnow()
     episode = _episode(access, patient_id, episode_id)
     if phase not in set(Phase):
@@ -271,16 +331,26 @@ def change_phase(access: Access, patient_id: str, episode_id: int, phase: str, u
         episode.unit_id = unit_id
     episode.phase = phase
     episode.phase_started_at = now
-    access.audit("update", resource_type="EpisodeOfCare", resource_id=str(episode.id), patient_id=patient_id)
+    access.audit(
+        "update", resource_type="EpisodeOfCare", resource_id=str(episode.id), patient_id=patient_id
+    )
     return episode
 
 
-def discharge(access: Access, patient_id: str, episode_id: int, reason: str, discharged_at: datetime,
-              now: datetime | None = None) -> Episode:
+def discharge(
+    access: Access,
+    patient_id: str,
+    episode_id: int,
+    reason: str,
+    discharged_at: datetime,
+    now: datetime | None = None,
+) -> Episode:
     now = now or utcnow()
     episode = _episode(access, patient_id, episode_id)
     check_discharge(episode.admitted_at, discharged_at, reason, now)
     episode.discharged_at = discharged_at
     episode.discharge_reason = reason
-    access.audit("update", resource_type="EpisodeOfCare", resource_id=str(episode.id), patient_id=patient_id)
+    access.audit(
+        "update", resource_type="EpisodeOfCare", resource_id=str(episode.id), patient_id=patient_id
+    )
     return episode

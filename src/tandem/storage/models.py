@@ -61,7 +61,9 @@ class Unit(Base):
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="RESTRICT"))
     code: Mapped[str] = mapped_column(String(40))
     name: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(20))  # detox | inpatient_rehab | outpatient | counseling
+    kind: Mapped[str] = mapped_column(
+        String(20)
+    )  # detox | inpatient_rehab | outpatient | counseling
 
     program: Mapped[Program] = relationship(back_populates="units")
 
@@ -93,7 +95,9 @@ class User(Base):
 class Membership(Base):
     __tablename__ = "memberships"
 
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
     program_id: Mapped[int] = mapped_column(
         ForeignKey("programs.id", ondelete="RESTRICT"), primary_key=True
     )
@@ -152,8 +156,11 @@ class Patient(Base):
 
 class PatientIdentifier(Base):
     __tablename__ = "patient_identifiers"
-    __table_args__ = (UniqueConstraint("system", "value"), Index("ix_identifier_value", "value"),
-                      Index("ix_identifier_patient", "patient_id"))
+    __table_args__ = (
+        UniqueConstraint("system", "value"),
+        Index("ix_identifier_value", "value"),
+        Index("ix_identifier_patient", "patient_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
@@ -177,7 +184,9 @@ class PatientNameWord(Base):
     __tablename__ = "patient_name_words"
     __table_args__ = (Index("ix_name_words_word", "word", "patient_id"),)
 
-    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(
+        ForeignKey("patients.id", ondelete="CASCADE"), primary_key=True
+    )
     word: Mapped[str] = mapped_column(String(100), primary_key=True)
 
     patient: Mapped[Patient] = relationship(back_populates="name_words")
@@ -202,12 +211,17 @@ class Episode(Base):
     """An episode of care: admitted, moving through phases, discharged with a reason."""
 
     __tablename__ = "episodes"
-    __table_args__ = (Index("ix_episodes_patient", "patient_id"), Index("ix_episodes_unit", "unit_id"))
+    __table_args__ = (
+        Index("ix_episodes_patient", "patient_id"),
+        Index("ix_episodes_unit", "unit_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id", ondelete="RESTRICT"))
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="RESTRICT"))
-    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), nullable=True)
+    unit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("units.id", ondelete="RESTRICT"), nullable=True
+    )
     phase: Mapped[str] = mapped_column(String(20))  # detox | rehab | aftercare
     admitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
     phase_started_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -31,33 +31,46 @@ def admin_form(access: Access = Depends(csrf_form)) -> Access:
 
 
 def _programs(access: Access) -> list[Program]:
-    return list(access.db.scalars(select(Program).options(selectinload(Program.units)).order_by(Program.name)))
+    return list(
+        access.db.scalars(
+            select(Program).options(selectinload(Program.units)).order_by(Program.name)
+        )
+    )
 
 
 def _page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
-    return render(request, name, status_code=status_code, active="admin", roles=ROLE_LABELS, **context)
+    return render(
+        request, name, status_code=status_code, active="admin", roles=ROLE_LABELS, **context
+    )
 
 
 @router.get("/users")
 def users(request: Request, access: Access = Depends(admin_access)) -> Response:
-    rows = list(access.db.scalars(select(User).options(selectinload(User.memberships)).order_by(User.email)))
+    rows = list(
+        access.db.scalars(select(User).options(selectinload(User.memberships)).order_by(User.email))
+    )
     programs = {p.id: p for p in _programs(access)}
     return _page(request, "admin/users.html", section="users", users=rows, programs=programs)
 
 
 def _user_values(form: Any) -> dict[str, Any]:
     return {
-        "email": str(form.get("email", "")).strip(), "display_name": str(form.get("display_name", "")).strip(),
-        "role": str(form.get("role", "")), "password": str(form.get("password", "")),
+        "email": str(form.get("email", "")).strip(),
+        "display_name": str(form.get("display_name", "")).strip(),
+        "role": str(form.get("role", "")),
+        "password": str(form.get("password", "")),
         "programs": [int(p) for p in form.getlist("programs") if str(p).isdigit()],
-        "patient_mrn": str(form.get("patient_mrn", "")).strip(), "active": form.get("active") == "on",
+        "patient_mrn": str(form.get("patient_mrn", "")).strip(),
+        "active": form.get("active") == "on",
     }
 
 
 def _patient_by_mrn(access: Access, mrn: str) -> str | None:
     if not mrn:
         return None
-    patient_id = access.db.scalar(select(PatientIdentifier.patient_id).where(PatientIdentifier.value == mrn))
+    patient_id = access.db.scalar(
+        select(PatientIdentifier.patient_id).where(PatientIdentifier.value == mrn)
+    )
     if patient_id is None:
         raise InvalidRecord("patient_mrn", f"no patient has MRN {mrn}")
     return patient_id
@@ -65,23 +78,46 @@ def _patient_by_mrn(access: Access, mrn: str) -> str | None:
 
 @router.get("/users/new")
 def new_user_form(request: Request, access: Access = Depends(admin_access)) -> Response:
-    return _page(request, "admin/user_edit.html", section="users", values={"programs": [], "role": "nurse",
-                 "active": True}, programs=_programs(access), edited=None)
+    return _page(
+        request,
+        "admin/user_edit.html",
+        section="users",
+        values={"programs": [], "role": "nurse", "active": True},
+        programs=_programs(access),
+        edited=None,
+    )
 
 
 @router.post("/users/new")
 async def create_user(request: Request, access: Access = Depends(admin_form)) -> Response:
     values = _user_values(await request.form())
     try:
-        user = accounts.create_user(access.db, values["email"], values["display_name"], values["role"],
-                                    values["password"], values["programs"],
-                                    _patient_by_mrn(access, values["patient_mrn"]))
-        access.audit("create", resource_type="User", resource_id=str(user.id), patient_id=user.patient_id)
+        user = accounts.create_user(
+            access.db,
+            values["email"],
+            values["display_name"],
+            values["role"],
+            values["password"],
+            values["programs"],
+            _patient_by_mrn(access, values["patient_mrn"]),
+        )
+        access.audit(
+            "create", resource_type="User", resource_id=str(user.id), patient_id=user.patient_id
+        )
         access.db.commit()
     except InvalidRecord as exc:
         access.db.rollback()
-        return _page(request, "admin/user_edit.html", 422, section="users", values=values,
-                     programs=_programs(access), edited=None, error_field=exc.field, error=exc.message)
+        return _page(
+            request,
+            "admin/user_edit.html",
+            422,
+            section="users",
+            values=values,
+            programs=_programs(access),
+            edited=None,
+            error_field=exc.field,
+            error=exc.message,
+        )
     return RedirectResponse("/admin/users?flash=created", status_code=303)
 
 
@@ -95,40 +131,88 @@ def _edited(access: Access, user_id: int) -> User:
 
 
 @router.get("/users/{user_id}")
-def edit_user_form(request: Request, user_id: int, access: Access = Depends(admin_access)) -> Response:
+def edit_user_form(
+    request: Request, user_id: int, access: Access = Depends(admin_access)
+) -> Response:
     user = _edited(access, user_id)
     mrn = ""
     if user.patient_id:
-        mrn = access.db.scalar(select(PatientIdentifier.value).where(PatientIdentifier.patient_id == user.patient_id)) or ""
-    values = {"email": user.email, "display_name": user.display_name, "role": user.role,
-              "programs": sorted(user.program_ids), "patient_mrn": mrn, "active": user.active}
-    return _page(request, "admin/user_edit.html", section="users", values=values, programs=_programs(access),
-                 edited=user)
+        mrn = (
+            access.db.scalar(
+                select(PatientIdentifier.value).where(
+                    PatientIdentifier.patient_id == user.patient_id
+                )
+            )
+            or ""
+        )
+    values = {
+        "email": user.email,
+        "display_name": user.display_name,
+        "role": user.role,
+        "programs": sorted(user.program_ids),
+        "patient_mrn": mrn,
+        "active": user.active,
+    }
+    return _page(
+        request,
+        "admin/user_edit.html",
+        section="users",
+        values=values,
+        programs=_programs(access),
+        edited=user,
+    )
 
 
 @router.post("/users/{user_id}")
-async def update_user(request: Request, user_id: int, access: Access = Depends(admin_form)) -> Response:
+async def update_user(
+    request: Request, user_id: int, access: Access = Depends(admin_form)
+) -> Response:
     user = _edited(access, user_id)
     values = _user_values(await request.form())
     values["email"] = user.email
     try:
-        accounts.update_user(access.db, user, values["display_name"], values["role"], values["active"],
-                             values["programs"], _patient_by_mrn(access, values["patient_mrn"]), access.actor.user_id)
+        accounts.update_user(
+            access.db,
+            user,
+            values["display_name"],
+            values["role"],
+            values["active"],
+            values["programs"],
+            _patient_by_mrn(access, values["patient_mrn"]),
+            access.actor.user_id,
+        )
         if values["password"]:
             accounts.reset_password(user, values["password"])
-        access.audit("update", resource_type="User", resource_id=str(user.id), patient_id=user.patient_id)
+        access.audit(
+            "update", resource_type="User", resource_id=str(user.id), patient_id=user.patient_id
+        )
         access.db.commit()
     except InvalidRecord as exc:
         access.db.rollback()
-        return _page(request, "admin/user_edit.html", 422, section="users", values=values,
-                     programs=_programs(access), edited=user, error_field=exc.field, error=exc.message)
+        return _page(
+            request,
+            "admin/user_edit.html",
+            422,
+            section="users",
+            values=values,
+            programs=_programs(access),
+            edited=user,
+            error_field=exc.field,
+            error=exc.message,
+        )
     return RedirectResponse("/admin/users?flash=saved", status_code=303)
 
 
 @router.get("/programs")
 def programs(request: Request, access: Access = Depends(admin_access)) -> Response:
-    return _page(request, "admin/programs.html", section="programs", programs=_programs(access),
-                 kinds=accounts.UNIT_KINDS, values={})
+    return _page(
+        request,
+        "admin/programs.html",
+        section="programs",
+        programs=_programs(access),
+        kinds=accounts.UNIT_KINDS,
+        values={},
+    )
 
 
 @router.post("/programs")
@@ -136,8 +220,9 @@ async def create_program(request: Request, access: Access = Depends(admin_form))
     form = await request.form()
     values = {k: str(form.get(k, "")).strip() for k in ("code", "name", "site", "time_zone")}
     try:
-        program = accounts.create_program(access.db, values["code"], values["name"], values["site"],
-                                          values["time_zone"] or "UTC")
+        program = accounts.create_program(
+            access.db, values["code"], values["name"], values["site"], values["time_zone"] or "UTC"
+        )
         admin = access.db.get(User, access.actor.user_id)
         if admin is not None:
             accounts.set_memberships(access.db, admin, sorted(admin.program_ids | {program.id}))
@@ -145,49 +230,96 @@ async def create_program(request: Request, access: Access = Depends(admin_form))
         access.db.commit()
     except InvalidRecord as exc:
         access.db.rollback()
-        return _page(request, "admin/programs.html", 422, section="programs", programs=_programs(access),
-                     kinds=accounts.UNIT_KINDS, values=values, error_field=exc.field, error=exc.message)
+        return _page(
+            request,
+            "admin/programs.html",
+            422,
+            section="programs",
+            programs=_programs(access),
+            kinds=accounts.UNIT_KINDS,
+            values=values,
+            error_field=exc.field,
+            error=exc.message,
+        )
     return RedirectResponse("/admin/programs?flash=created", status_code=303)
 
 
 @router.post("/programs/{program_id}/units")
-async def add_unit(request: Request, program_id: int, access: Access = Depends(admin_form)) -> Response:
+async def add_unit(
+    request: Request, program_id: int, access: Access = Depends(admin_form)
+) -> Response:
     form = await request.form()
     program = access.db.get(Program, program_id)
     try:
         if program is None:
             raise InvalidRecord("program", "unknown program")
-        unit = accounts.add_unit(access.db, program, str(form.get("unit_code", "")), str(form.get("unit_name", "")),
-                                 str(form.get("kind", "")))
+        unit = accounts.add_unit(
+            access.db,
+            program,
+            str(form.get("unit_code", "")),
+            str(form.get("unit_name", "")),
+            str(form.get("kind", "")),
+        )
         access.audit("create", resource_type="Location", resource_id=str(unit.id))
         access.db.commit()
     except InvalidRecord as exc:
         access.db.rollback()
-        return _page(request, "admin/programs.html", 422, section="programs", programs=_programs(access),
-                     kinds=accounts.UNIT_KINDS, values={}, unit_program=program_id, error_field=exc.field,
-                     error=exc.message)
+        return _page(
+            request,
+            "admin/programs.html",
+            422,
+            section="programs",
+            programs=_programs(access),
+            kinds=accounts.UNIT_KINDS,
+            values={},
+            unit_program=program_id,
+            error_field=exc.field,
+            error=exc.message,
+        )
     return RedirectResponse("/admin/programs?flash=created", status_code=303)
 
 
 @router.get("/roles")
 def roles(request: Request, access: Access = Depends(admin_access)) -> Response:
     letters = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
-    rows = [{"role": role, "label": ROLE_LABELS[role], "duties": ROLE_DUTIES[role],
-             "grants": ", ".join(letters[x] for x in ROLE_GRANTS[role].get("*", "")) or "none"} for role in Role]
+    rows = [
+        {
+            "role": role,
+            "label": ROLE_LABELS[role],
+            "duties": ROLE_DUTIES[role],
+            "grants": ", ".join(letters[x] for x in ROLE_GRANTS[role].get("*", "")) or "none",
+        }
+        for role in Role
+    ]
     return _page(request, "admin/roles.html", section="roles", rows=rows)
 
 
 @router.get("/audit")
-def audit_trail(request: Request, patient: str = "", outcome: str = "", page: int = 1,
-                access: Access = Depends(admin_access)) -> Response:
+def audit_trail(
+    request: Request,
+    patient: str = "",
+    outcome: str = "",
+    page: int = 1,
+    access: Access = Depends(admin_access),
+) -> Response:
     page = max(1, page)
     stmt = select(AuditEntry)
     if patient.strip():
         stmt = stmt.where(AuditEntry.patient_id == patient.strip())
     if outcome in ("0", "4", "8"):
         stmt = stmt.where(AuditEntry.outcome == outcome)
-    rows = list(access.db.scalars(stmt.order_by(AuditEntry.id.desc()).offset((page - 1) * 50).limit(51)))
+    rows = list(
+        access.db.scalars(stmt.order_by(AuditEntry.id.desc()).offset((page - 1) * 50).limit(51))
+    )
     access.audit("search", resource_type="AuditEvent", query=str(request.url.query))
     access.db.commit()
-    return _page(request, "admin/audit.html", section="audit", entries=rows[:50], has_more=len(rows) > 50,
-                 page=page, patient=patient, outcome=outcome)
+    return _page(
+        request,
+        "admin/audit.html",
+        section="audit",
+        entries=rows[:50],
+        has_more=len(rows) > 50,
+        page=page,
+        patient=patient,
+        outcome=outcome,
+    )

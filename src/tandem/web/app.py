@@ -28,8 +28,13 @@ SECURITY_HEADERS = {
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(title="Tandem", version="0.1.0", docs_url="/api/docs", redoc_url=None,
-                  openapi_url="/api/openapi.json")
+    app = FastAPI(
+        title="Tandem",
+        version="0.1.0",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
     app.state.sessions = make_sessionmaker(app.state.engine)
@@ -68,19 +73,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(CsrfFailed)
     async def _csrf_failed(request: Request, exc: CsrfFailed) -> Response:
-        return render(request, "error.html", status_code=403, title="Form expired",
-                      message="This form was missing its security token or it has expired. "
-                      "Go back, reload the page and try again.")
+        return render(
+            request,
+            "error.html",
+            status_code=403,
+            title="Form expired",
+            message="This form was missing its security token or it has expired. "
+            "Go back, reload the page and try again.",
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if request.url.path.startswith("/fhir"):
             from tandem.fhir.outcome import outcome_response
 
-            return outcome_response(exc.status_code, "not-found" if exc.status_code == 404 else "processing",
-                                    str(exc.detail))
+            return outcome_response(
+                exc.status_code,
+                "not-found" if exc.status_code == 404 else "processing",
+                str(exc.detail),
+            )
         title = "Page not found" if exc.status_code == 404 else "Request refused"
-        return render(request, "error.html", status_code=exc.status_code, title=title, message=str(exc.detail))
+        return render(
+            request, "error.html", status_code=exc.status_code, title=title, message=str(exc.detail)
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -88,9 +103,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             from tandem.fhir.outcome import validation_outcome
 
             return validation_outcome(exc.errors())
-        fields = ", ".join(".".join(str(p) for p in e["loc"][1:]) or "request" for e in exc.errors())
-        return render(request, "error.html", status_code=422, title="Check the form",
-                      message=f"These fields are missing or invalid: {fields}.")
+        fields = ", ".join(
+            ".".join(str(p) for p in e["loc"][1:]) or "request" for e in exc.errors()
+        )
+        return render(
+            request,
+            "error.html",
+            status_code=422,
+            title="Check the form",
+            message=f"These fields are missing or invalid: {fields}.",
+        )
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -101,5 +123,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return RedirectResponse("/patients", status_code=303)
 
     return app
-
-

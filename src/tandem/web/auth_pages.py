@@ -39,19 +39,35 @@ def _safe_next(next_url: str | None) -> str:
 
 def _login_page(request: Request, status_code: int = 200, **context: object) -> Response:
     token = secrets.token_urlsafe(24)
-    response = render(request, "login.html", status_code=status_code, login_csrf=token,
-                      next=_safe_next(request.query_params.get("next") or context.pop("next", None)),  # type: ignore[arg-type]
-                      **context)
+    response = render(
+        request,
+        "login.html",
+        status_code=status_code,
+        login_csrf=token,
+        next=_safe_next(request.query_params.get("next") or context.pop("next", None)),  # type: ignore[arg-type]
+        **context,
+    )
     settings = settings_of(request)
-    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, secure=settings.cookie_secure,
-                        samesite="strict", max_age=3600, path="/login")
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        secure=settings.cookie_secure,
+        samesite="strict",
+        max_age=3600,
+        path="/login",
+    )
     return response
 
 
 @router.get("/login")
 def login_form(request: Request) -> Response:
     expired = request.query_params.get("expired") == "1"
-    message = "Your session ended after a period of inactivity. Please sign in again." if expired else None
+    message = (
+        "Your session ended after a period of inactivity. Please sign in again."
+        if expired
+        else None
+    )
     return _login_page(request, notice=message)
 
 
@@ -68,20 +84,43 @@ def login(
     origin = origin_of(request, "web")
     sent_cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not csrf_token or not secrets.compare_digest(csrf_token, sent_cookie):
-        return _login_page(request, 403, error="The sign-in form expired. Please try again.",
-                           email=email, next=next)
+        return _login_page(
+            request,
+            403,
+            error="The sign-in form expired. Please try again.",
+            email=email,
+            next=next,
+        )
     if not email.strip() or not password:
-        return _login_page(request, 422, error="Enter your e-mail and password.", email=email,
-                           error_field="email" if not email.strip() else "password", next=next)
+        return _login_page(
+            request,
+            422,
+            error="Enter your e-mail and password.",
+            email=email,
+            error_field="email" if not email.strip() else "password",
+            next=next,
+        )
     now = utcnow()
-    lockout = login_lockout(db, email, now, settings.login_max_failures, settings.login_window_minutes,
-                            origin.source_ip)
+    lockout = login_lockout(
+        db, email, now, settings.login_max_failures, settings.login_window_minutes, origin.source_ip
+    )
     if lockout.locked:
-        db.add(audit.entry(None, "login", origin, outcome=audit.MINOR_FAILURE, detail="rate limited",
-                           actor_label=email.strip().lower()[:254]))
+        db.add(
+            audit.entry(
+                None,
+                "login",
+                origin,
+                outcome=audit.MINOR_FAILURE,
+                detail="rate limited",
+                actor_label=email.strip().lower()[:254],
+            )
+        )
         db.commit()
         response = _login_page(
-            request, 429, email=email, next=next,
+            request,
+            429,
+            email=email,
+            next=next,
             error=f"Too many failed sign-in attempts for this account. Try again in "
             f"{lockout.retry_after_minutes} minute{'s' if lockout.retry_after_minutes != 1 else ''}.",
         )
@@ -90,11 +129,24 @@ def login(
     user = authenticate(db, email, password)
     record_login_attempt(db, email, origin.source_ip, now, succeeded=user is not None)
     if user is None:
-        db.add(audit.entry(None, "login", origin, outcome=audit.MINOR_FAILURE,
-                           detail="wrong e-mail or password", actor_label=email.strip().lower()[:254]))
+        db.add(
+            audit.entry(
+                None,
+                "login",
+                origin,
+                outcome=audit.MINOR_FAILURE,
+                detail="wrong e-mail or password",
+                actor_label=email.strip().lower()[:254],
+            )
+        )
         db.commit()
-        return _login_page(request, 401, error="That e-mail and password do not match an active account.",
-                           email=email, next=next)
+        return _login_page(
+            request,
+            401,
+            error="That e-mail and password do not match an active account.",
+            email=email,
+            next=next,
+        )
     cookie_value, _ = start_session(db, user, origin.source_ip, now)
     db.add(audit.entry(actor_for(user), "login", origin))
     db.commit()
@@ -102,8 +154,14 @@ def login(
     if user.role == "patient" and user.patient_id and destination == "/patients":
         destination = f"/patients/{user.patient_id}"
     response = RedirectResponse(destination, status_code=303)
-    response.set_cookie(SESSION_COOKIE, cookie_value, httponly=True, secure=settings.cookie_secure,
-                        samesite="lax", path="/")
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie_value,
+        httponly=True,
+        secure=settings.cookie_secure,
+        samesite="lax",
+        path="/",
+    )
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return response
 

@@ -69,8 +69,13 @@ def _session_for(request: Request, db: Session) -> tuple[WebSession | None, bool
         return None, False
     settings = settings_of(request)
     # tandem.js marks its automatic refreshes with X-Fragment; they must not defeat the idle timeout.
-    found = find_session(db, cookie, utcnow(), settings.session_idle_minutes,
-                         person_active=request.headers.get("x-fragment") != "1")
+    found = find_session(
+        db,
+        cookie,
+        utcnow(),
+        settings.session_idle_minutes,
+        person_active=request.headers.get("x-fragment") != "1",
+    )
     db.commit()
     return found.web_session, found.expired
 
@@ -82,7 +87,9 @@ def page_access(request: Request, db: Session = Depends(get_db)) -> Access:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(target if request.method == "GET" else "/", expired)
     request.state.web_session = web_session
-    access = Access(actor_for(web_session.user), origin_of(request, "web"), db, sessions_of(request))
+    access = Access(
+        actor_for(web_session.user), origin_of(request, "web"), db, sessions_of(request)
+    )
     request.state.access = access
     return access
 
@@ -111,10 +118,13 @@ def api_access(request: Request, db: Session = Depends(get_db)) -> Access:
     if request.method in ("GET", "HEAD"):
         web_session, _ = _session_for(request, db)
         if web_session is not None:
-            request.state.access = Access(actor_for(web_session.user), origin_of(request, "web"), db,
-                                          sessions_of(request))
+            request.state.access = Access(
+                actor_for(web_session.user), origin_of(request, "web"), db, sessions_of(request)
+            )
             return request.state.access  # type: ignore[no-any-return]
-    raise ApiUnauthorized("send Authorization: Bearer <token> (make one with `tandem token create`)")
+    raise ApiUnauthorized(
+        "send Authorization: Bearer <token> (make one with `tandem token create`)"
+    )
 
 
 def login_url(next_url: str, expired: bool = False) -> str:

@@ -8,7 +8,9 @@ from zoneinfo import ZoneInfo
 from tandem.patients.records import InvalidRecord
 
 
-def local_datetime(text: str, zone: str | tzinfo, field: str, required: bool = True) -> datetime | None:
+def local_datetime(
+    text: str, zone: str | tzinfo, field: str, required: bool = True
+) -> datetime | None:
     """A `datetime-local` value, read in the program's time zone (an explicit offset wins)."""
     text = text.strip()
     if not text:

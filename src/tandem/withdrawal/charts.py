@@ -30,8 +30,14 @@ def _fmt(value: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
-def sparkline(points: Sequence[Sequence[int]], max_total: int, *, width: int = 120, height: int = 28,
-              label: str = "") -> Markup:
+def sparkline(
+    points: Sequence[Sequence[int]],
+    max_total: int,
+    *,
+    width: int = 120,
+    height: int = 28,
+    label: str = "",
+) -> Markup:
     """Totals over time as a small line; `points` are [minutes since epoch, total], oldest first."""
     if not points:
         return Markup("")
@@ -144,15 +150,23 @@ def score_chart(
             continue
         y_hi, y_lo = y(min(band.high + 1, y_max)), y(band.low)
         fill = BAND_FILL.get(band.level, "#f0f0f0")
-        parts.append(f'<rect x="{left}" y="{_fmt(y_hi)}" width="{plot_w}" height="{_fmt(y_lo - y_hi)}" '
-                     f'fill="{fill}"/>')
-        parts.append(f'<text class="band-label" x="{left + 4}" y="{_fmt(y_hi + 12)}" '
-                     f'text-anchor="start">{escape(band.label)}</text>')
+        parts.append(
+            f'<rect x="{left}" y="{_fmt(y_hi)}" width="{plot_w}" height="{_fmt(y_lo - y_hi)}" '
+            f'fill="{fill}"/>'
+        )
+        parts.append(
+            f'<text class="band-label" x="{left + 4}" y="{_fmt(y_hi + 12)}" '
+            f'text-anchor="start">{escape(band.label)}</text>'
+        )
     # y grid and labels
     step = 5 if y_max <= 40 else 10
     for v in range(0, y_max + 1, step):
-        parts.append(f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{_fmt(y(v))}" y2="{_fmt(y(v))}"/>')
-        parts.append(f'<text class="axis" x="{left - 6}" y="{_fmt(y(v) + 4)}" text-anchor="end">{v}</text>')
+        parts.append(
+            f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{_fmt(y(v))}" y2="{_fmt(y(v))}"/>'
+        )
+        parts.append(
+            f'<text class="axis" x="{left - 6}" y="{_fmt(y(v) + 4)}" text-anchor="end">{v}</text>'
+        )
     # x ticks: hours chosen so there are 4-8 labels
     hours = max(1, int(seconds / 3600 / 6) or 1)
     for h in (1, 2, 3, 4, 6, 8, 12, 24, 48):
@@ -164,18 +178,30 @@ def score_chart(
         local = tick.astimezone(tz)
         if local.hour % hours == 0:
             tx = x(tick)
-            label = local.strftime("%d %b %H:%M") if local.hour == 0 or hours >= 24 else local.strftime("%H:%M")
-            parts.append(f'<line class="tick" x1="{_fmt(tx)}" x2="{_fmt(tx)}" y1="{top + plot_h}" '
-                         f'y2="{top + plot_h + 4}"/>')
-            parts.append(f'<text class="axis" x="{_fmt(tx)}" y="{top + plot_h + 16}" '
-                         f'text-anchor="middle">{label}</text>')
+            label = (
+                local.strftime("%d %b %H:%M")
+                if local.hour == 0 or hours >= 24
+                else local.strftime("%H:%M")
+            )
+            parts.append(
+                f'<line class="tick" x1="{_fmt(tx)}" x2="{_fmt(tx)}" y1="{top + plot_h}" '
+                f'y2="{top + plot_h + 4}"/>'
+            )
+            parts.append(
+                f'<text class="axis" x="{_fmt(tx)}" y="{top + plot_h + 16}" '
+                f'text-anchor="middle">{label}</text>'
+            )
         tick += timedelta(hours=1)
-    parts.append(f'<line class="axis-line" x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" '
-                 f'y2="{top + plot_h}"/>')
+    parts.append(
+        f'<line class="axis-line" x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" '
+        f'y2="{top + plot_h}"/>'
+    )
     # now
     nx = x(now)
-    parts.append(f'<line class="now" x1="{_fmt(nx)}" x2="{_fmt(nx)}" y1="{top}" y2="{top + plot_h}"/>'
-                 f'<text class="now-label" x="{_fmt(nx)}" y="{top - 3}" text-anchor="middle">now</text>')
+    parts.append(
+        f'<line class="now" x1="{_fmt(nx)}" x2="{_fmt(nx)}" y1="{top}" y2="{top + plot_h}"/>'
+        f'<text class="now-label" x="{_fmt(nx)}" y="{top - 3}" text-anchor="middle">now</text>'
+    )
     # reassessment loops: from each assessment, a dashed line to when the next one was due
     for p in points:
         if p.due_at is None:
@@ -183,23 +209,29 @@ def score_chart(
         px, py, dx = x(p.at), y(p.total), x(p.due_at)
         late = p is points[-1] and p.due_at < now
         cls = "due late" if late else "due"
-        parts.append(f'<line class="{cls}" x1="{_fmt(px)}" x2="{_fmt(dx)}" y1="{_fmt(py)}" y2="{_fmt(py)}"/>'
-                     f'<circle class="{cls}" cx="{_fmt(dx)}" cy="{_fmt(py)}" r="4">'
-                     f'<title>Reassessment due {p.due_at.astimezone(tz):%d %b %H:%M}</title></circle>')
+        parts.append(
+            f'<line class="{cls}" x1="{_fmt(px)}" x2="{_fmt(dx)}" y1="{_fmt(py)}" y2="{_fmt(py)}"/>'
+            f'<circle class="{cls}" cx="{_fmt(dx)}" cy="{_fmt(py)}" r="4">'
+            f"<title>Reassessment due {p.due_at.astimezone(tz):%d %b %H:%M}</title></circle>"
+        )
     # the score line and points
     coords = " ".join(f"{_fmt(x(p.at))},{_fmt(y(p.total))}" for p in points)
     parts.append(f'<polyline class="score" points="{coords}"/>')
     for p in points:
-        parts.append(f'<circle class="score" cx="{_fmt(x(p.at))}" cy="{_fmt(y(p.total))}" r="4.5">'
-                     f'<title>{p.at.astimezone(tz):%d %b %H:%M}: {p.total}'
-                     f'{" (" + escape(p.band_label) + ")" if p.band_label else ""}</title></circle>')
+        parts.append(
+            f'<circle class="score" cx="{_fmt(x(p.at))}" cy="{_fmt(y(p.total))}" r="4.5">'
+            f"<title>{p.at.astimezone(tz):%d %b %H:%M}: {p.total}"
+            f"{' (' + escape(p.band_label) + ')' if p.band_label else ''}</title></circle>"
+        )
     # doses, under the axis on their own row, with a faint line up through the plot
     dose_y = top + plot_h + 32
     for d in doses:
         dx = x(d.at)
-        parts.append(f'<line class="dose-line" x1="{_fmt(dx)}" x2="{_fmt(dx)}" y1="{top}" y2="{dose_y - 7}"/>'
-                     f'<path class="dose" d="M{_fmt(dx)},{dose_y - 7} l6,10 h-12 z">'
-                     f'<title>{escape(d.text)} at {d.at.astimezone(tz):%d %b %H:%M}</title></path>')
+        parts.append(
+            f'<line class="dose-line" x1="{_fmt(dx)}" x2="{_fmt(dx)}" y1="{top}" y2="{dose_y - 7}"/>'
+            f'<path class="dose" d="M{_fmt(dx)},{dose_y - 7} l6,10 h-12 z">'
+            f"<title>{escape(d.text)} at {d.at.astimezone(tz):%d %b %H:%M}</title></path>"
+        )
     parts.append(f'<text class="axis" x="{left - 6}" y="{dose_y + 2}" text-anchor="end">Rx</text>')
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - numbers, and text passed through escape()

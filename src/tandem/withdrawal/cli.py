@@ -22,8 +22,12 @@ from tandem.withdrawal import service
 from tandem.withdrawal.protocol import ProtocolError, load_protocol
 from tandem.withdrawal.storage import ProtocolVersionRow
 
-withdrawal_app = typer.Typer(name="withdrawal", help="Withdrawal-monitoring protocols per program.",
-                             no_args_is_help=True, add_completion=False)
+withdrawal_app = typer.Typer(
+    name="withdrawal",
+    help="Withdrawal-monitoring protocols per program.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 out = Console()
 err = Console(stderr=True)
 
@@ -51,20 +55,29 @@ def protocol_show(program: str = typer.Argument(..., help="program code")) -> No
         row = _program(db, program)
         current = service.program_protocol(db, row.id)
         protocol = current.protocol
-        out.print(f"{row.code}: {protocol.id} version {protocol.version} ({current.origin}), "
-                  f"sha256 {protocol.content_hash}")
+        out.print(
+            f"{row.code}: {protocol.id} version {protocol.version} ({current.origin}), "
+            f"sha256 {protocol.content_hash}"
+        )
         for item in protocol.unverified_items():
             out.print(f"  check: {item.path}: {escape(item.note)}")
-        for version in db.scalars(select(ProtocolVersionRow).where(ProtocolVersionRow.program_id == row.id)
-                                  .order_by(ProtocolVersionRow.id)):
+        for version in db.scalars(
+            select(ProtocolVersionRow)
+            .where(ProtocolVersionRow.program_id == row.id)
+            .order_by(ProtocolVersionRow.id)
+        ):
             mark = "*" if version.is_current else " "
-            out.print(f"  {mark} {version.version} {version.origin} {version.content_hash[:12]} "
-                      f"{version.created_at:%Y-%m-%d %H:%M} UTC")
+            out.print(
+                f"  {mark} {version.version} {version.origin} {version.content_hash[:12]} "
+                f"{version.created_at:%Y-%m-%d %H:%M} UTC"
+            )
 
 
 @withdrawal_app.command("protocol-set")
-def protocol_set(program: str = typer.Argument(..., help="program code"),
-                 path: Path = typer.Argument(..., help="the protocol YAML file", exists=True, dir_okay=False)) -> None:
+def protocol_set(
+    program: str = typer.Argument(..., help="program code"),
+    path: Path = typer.Argument(..., help="the protocol YAML file", exists=True, dir_okay=False),
+) -> None:
     """Validate FILE and make it the program's current protocol version."""
     from tandem.platform_cli import CLI_ORIGIN
     from tandem.storage.db import session_scope
@@ -77,9 +90,19 @@ def protocol_set(program: str = typer.Argument(..., help="program code"),
     with session_scope(_sessions()) as db:
         row = _program(db, program)
         stored = service.set_program_protocol(db, row.id, protocol, origin="program")
-        db.add(audit.entry(None, "update", CLI_ORIGIN, resource_type="PlanDefinition",
-                           resource_id=f"withdrawal-protocol-{stored.version_id}", actor_label="tandem withdrawal",
-                           detail=f"program {row.code}: protocol {protocol.id} v{protocol.version} "
-                                  f"sha256 {protocol.content_hash}"))
-    out.print(f"{row.code}: protocol {protocol.id} version {protocol.version} is current "
-              f"(sha256 {protocol.content_hash}); {len(protocol.unverified_items())} entries to check.")
+        db.add(
+            audit.entry(
+                None,
+                "update",
+                CLI_ORIGIN,
+                resource_type="PlanDefinition",
+                resource_id=f"withdrawal-protocol-{stored.version_id}",
+                actor_label="tandem withdrawal",
+                detail=f"program {row.code}: protocol {protocol.id} v{protocol.version} "
+                f"sha256 {protocol.content_hash}",
+            )
+        )
+    out.print(
+        f"{row.code}: protocol {protocol.id} version {protocol.version} is current "
+        f"(sha256 {protocol.content_hash}); {len(protocol.unverified_items())} entries to check."
+    )

@@ -24,8 +24,11 @@ from tandem.medications.storage import MedicationAdministrationRow
 from tandem.withdrawal.storage import AssessmentRow, ObservationRow
 
 UCUM = "http://unitsofmeasure.org"
-SURVEY = {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey",
-          "display": "Survey"}
+SURVEY = {
+    "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+    "code": "survey",
+    "display": "Survey",
+}
 
 
 class SearchValueError(ValueError):
@@ -77,7 +80,9 @@ def _codings(instrument: Instrument, code: str) -> list[dict[str, str]]:
     return codings
 
 
-def questionnaire_response(row: AssessmentRow, base_url: str, author: str | None = None) -> dict[str, Any]:
+def questionnaire_response(
+    row: AssessmentRow, base_url: str, author: str | None = None
+) -> dict[str, Any]:
     instrument = get_instrument(row.instrument_id)
     anchors = {i.id: i.anchors for i in instrument.items}
     resource: dict[str, Any] = {
@@ -88,8 +93,12 @@ def questionnaire_response(row: AssessmentRow, base_url: str, author: str | None
         "subject": {"reference": f"Patient/{row.patient_id}"},
         "authored": _iso(row.assessed_at),
         "item": [
-            {"linkId": item_id, "answer": [{"valueCoding": {
-                "code": str(value), "display": anchors[item_id][value].text}}]}
+            {
+                "linkId": item_id,
+                "answer": [
+                    {"valueCoding": {"code": str(value), "display": anchors[item_id][value].text}}
+                ],
+            }
             for item_id, value in row.item_values.items()
         ],
     }
@@ -106,25 +115,38 @@ def observation(obs: ObservationRow, assessment: AssessmentRow) -> dict[str, Any
         "id": str(obs.id),
         "status": "final",
         "category": [{"coding": [SURVEY]}],
-        "code": {"coding": _codings(instrument, obs.code),
-                 "text": f"{instrument.name}: {'total' if obs.code == 'total' else obs.code}"},
+        "code": {
+            "coding": _codings(instrument, obs.code),
+            "text": f"{instrument.name}: {'total' if obs.code == 'total' else obs.code}",
+        },
         "subject": {"reference": f"Patient/{obs.patient_id}"},
         "effectiveDateTime": _iso(obs.effective_at),
         "valueInteger": obs.value,
         "derivedFrom": [{"reference": f"QuestionnaireResponse/{assessment.id}"}],
     }
     if obs.code == "total" and assessment.band_id is not None:
-        resource["interpretation"] = [{
-            "coding": [{"system": f"{code_system(obs.instrument_id)}:band-scheme:{assessment.band_scheme_id}",
-                        "code": assessment.band_id, "display": assessment.band_label}],
-            "text": assessment.band_label,
-        }]
-        resource["note"] = [{"text": f"Banded under protocol version {assessment.protocol_version}"}]
+        resource["interpretation"] = [
+            {
+                "coding": [
+                    {
+                        "system": f"{code_system(obs.instrument_id)}:band-scheme:{assessment.band_scheme_id}",
+                        "code": assessment.band_id,
+                        "display": assessment.band_label,
+                    }
+                ],
+                "text": assessment.band_label,
+            }
+        ]
+        resource["note"] = [
+            {"text": f"Banded under protocol version {assessment.protocol_version}"}
+        ]
     Observation.model_validate(resource)
     return resource
 
 
-def medication_administration(row: MedicationAdministrationRow, performer: str | None) -> dict[str, Any]:
+def medication_administration(
+    row: MedicationAdministrationRow, performer: str | None
+) -> dict[str, Any]:
     dose = float(row.dose_value)
     resource: dict[str, Any] = {
         "resourceType": "MedicationAdministration",
@@ -133,19 +155,31 @@ def medication_administration(row: MedicationAdministrationRow, performer: str |
         "medicationCodeableConcept": {"text": row.medication_id},
         "subject": {"reference": f"Patient/{row.patient_id}"},
         "effectiveDateTime": _iso(row.administered_at),
-        "performer": [{"actor": {"identifier": {"system": "urn:tandem:user", "value": str(row.performer_id)},
-                                 **({"display": performer} if performer else {})}}],
+        "performer": [
+            {
+                "actor": {
+                    "identifier": {"system": "urn:tandem:user", "value": str(row.performer_id)},
+                    **({"display": performer} if performer else {}),
+                }
+            }
+        ],
         "dosage": {
             "text": row.medication_text,
             "route": {"text": row.route},
-            "dose": {"value": int(dose) if dose.is_integer() else dose, "unit": row.dose_unit,
-                     "system": UCUM, "code": row.dose_unit},
+            "dose": {
+                "value": int(dose) if dose.is_integer() else dose,
+                "unit": row.dose_unit,
+                "system": UCUM,
+                "code": row.dose_unit,
+            },
         },
     }
     if row.indication:
         resource["reasonCode"] = [{"text": row.indication}]
     if row.assessment_id is not None:
-        resource["supportingInformation"] = [{"reference": f"QuestionnaireResponse/{row.assessment_id}"}]
+        resource["supportingInformation"] = [
+            {"reference": f"QuestionnaireResponse/{row.assessment_id}"}
+        ]
     if row.note:
         resource["note"] = [{"text": row.note}]
     MedicationAdministration.model_validate(resource)
@@ -153,6 +187,7 @@ def medication_administration(row: MedicationAdministrationRow, performer: str |
 
 
 # --------------------------------------------------------------------------- search values
+
 
 def parse_codes(values: list[str], withdrawal_ids: set[str]) -> tuple[tuple[str, str | None], ...]:
     """`code` token values (comma = or) as (instrument id, code or None for any code).
@@ -178,7 +213,7 @@ def parse_codes(values: list[str], withdrawal_ids: set[str]) -> tuple[tuple[str,
             if "|" in token:
                 system, code = token.split("|", 1)
                 if system.startswith(prefix):
-                    out.append((system[len(prefix):], code or None))
+                    out.append((system[len(prefix) :], code or None))
                 elif (system, code) in loinc:
                     out.append(loinc[(system, code)])
                 else:

@@ -34,7 +34,15 @@ from tandem.withdrawal.storage import AssessmentRow
 router = APIRouter(include_in_schema=False)
 
 add_tab(ChartTab("withdrawal", "Withdrawal", "/withdrawal", 10))
-add_nav(NavItem("detox", "Detox census", "/detox", frozenset({"admin", "prescriber", "nurse", "counselor"}), 20))
+add_nav(
+    NavItem(
+        "detox",
+        "Detox census",
+        "/detox",
+        frozenset({"admin", "prescriber", "nurse", "counselor"}),
+        20,
+    )
+)
 
 REFRESH_SECONDS = 30
 CENSUS_PAGE = 100  # most urgent first; a real unit fits on one page
@@ -58,6 +66,7 @@ def _local_input(text: str, zone: str, field: str, required: bool = True) -> dat
 
 # --------------------------------------------------------------------------- census
 
+
 @router.get("/detox")
 def detox_home(request: Request, access: Access = Depends(page_access)) -> Response:
     units = service.detox_units(access)
@@ -68,16 +77,31 @@ def detox_home(request: Request, access: Access = Depends(page_access)) -> Respo
 
 
 @router.get("/detox/units/{unit_id}")
-def census_page(request: Request, unit_id: int, every: int = REFRESH_SECONDS, page: int = 1,
-                access: Access = Depends(page_access)) -> Response:
-    census = service.census(access, unit_id, query_text=str(request.url.query) or f"census unit={unit_id}",
-                            page=page, page_size=CENSUS_PAGE)
+def census_page(
+    request: Request,
+    unit_id: int,
+    every: int = REFRESH_SECONDS,
+    page: int = 1,
+    access: Access = Depends(page_access),
+) -> Response:
+    census = service.census(
+        access,
+        unit_id,
+        query_text=str(request.url.query) or f"census unit={unit_id}",
+        page=page,
+        page_size=CENSUS_PAGE,
+    )
     access.db.commit()
     every = min(max(every, 2), 600)
     context: dict[str, Any] = {
-        "census": census, "zone": census.program.time_zone, "sparkline": charts.sparkline,
-        "ranges": INSTRUMENT_TOTAL_RANGE, "instrument_names": _instrument_names(),
-        "units": service.detox_units(access), "refresh": every, "active": "detox",
+        "census": census,
+        "zone": census.program.time_zone,
+        "sparkline": charts.sparkline,
+        "ranges": INSTRUMENT_TOTAL_RANGE,
+        "instrument_names": _instrument_names(),
+        "units": service.detox_units(access),
+        "refresh": every,
+        "active": "detox",
         "duration": duration_text,
     }
     if request.headers.get("x-fragment"):
@@ -86,7 +110,7 @@ def census_page(request: Request, unit_id: int, every: int = REFRESH_SECONDS, pa
 
 
 def duration_text(value: timedelta) -> str:
-    """"45 min", "3 h 44 min": how late or how soon, as a ward reads it."""
+    """ "45 min", "3 h 44 min": how late or how soon, as a ward reads it."""
     minutes = int(value.total_seconds() // 60)
     if minutes < 60:
         return f"{minutes} min"
@@ -100,6 +124,7 @@ def _instrument_names() -> dict[str, str]:
 
 # --------------------------------------------------------------------------- chart tab
 
+
 def _chart_series(chart: service.WithdrawalChart) -> list[dict[str, Any]]:
     """Per instrument: the SVG chart and the score -> dose -> reassessment loop as rows."""
     out = []
@@ -110,14 +135,26 @@ def _chart_series(chart: service.WithdrawalChart) -> list[dict[str, Any]]:
     for view in chart.views:
         inst_id = view.instrument.id
         scheme = chart.protocol.protocol.instrument(inst_id).band_scheme
-        bands = [charts.BandArea(b.label, b.level, b.min_total, b.max_total) for b in scheme.bands] if scheme else []
+        bands = (
+            [charts.BandArea(b.label, b.level, b.min_total, b.max_total) for b in scheme.bands]
+            if scheme
+            else []
+        )
         ids = {a.id for a in view.assessments}
         doses = [d for d in chart.doses if d.assessment_id in ids]
-        points = [charts.Point(a.assessed_at, a.total, a.band_label, a.due_at) for a in view.assessments]
+        points = [
+            charts.Point(a.assessed_at, a.total, a.band_label, a.due_at) for a in view.assessments
+        ]
         svg = charts.score_chart(
-            title=f"{view.instrument.name} scores over time", points=points, bands=bands,
+            title=f"{view.instrument.name} scores over time",
+            points=points,
+            bands=bands,
             doses=[charts.DoseMark(d.administered_at, d.medication_text) for d in doses],
-            now=utcnow(), zone=chart.zone, max_total=view.instrument.total.max, key=inst_id)
+            now=utcnow(),
+            zone=chart.zone,
+            max_total=view.instrument.total.max,
+            key=inst_id,
+        )
         loop = []
         for i, a in enumerate(view.assessments):
             following = view.assessments[i + 1] if i + 1 < len(view.assessments) else None
@@ -127,8 +164,12 @@ def _chart_series(chart: service.WithdrawalChart) -> list[dict[str, Any]]:
 
 
 @router.get("/patients/{patient_id}/withdrawal")
-def withdrawal_tab(request: Request, patient_id: str, saved: int | None = None,
-                   access: Access = Depends(page_access)) -> Response:
+def withdrawal_tab(
+    request: Request,
+    patient_id: str,
+    saved: int | None = None,
+    access: Access = Depends(page_access),
+) -> Response:
     patient = _patient(access, patient_id)
     chart = service.withdrawal_chart(access, patient)
     ref = patient_ref(patient)
@@ -136,11 +177,20 @@ def withdrawal_tab(request: Request, patient_id: str, saved: int | None = None,
     if saved is not None:
         saved_row = next((a for a in chart.assessments if a.id == saved), None)
     return chart_page(
-        request, access, patient_id, "withdrawal", "withdrawal/chart.html",
-        chart=chart, series=_chart_series(chart), saved=saved_row, now=utcnow(),
+        request,
+        access,
+        patient_id,
+        "withdrawal",
+        "withdrawal/chart.html",
+        chart=chart,
+        series=_chart_series(chart),
+        saved=saved_row,
+        now=utcnow(),
         instrument_names=_instrument_names(),
         instruments=[get_instrument(i) for i in chart.protocol.protocol.instruments],
-        substances=service.SUBSTANCES, half_life=service.HALF_LIFE, unverified=chart.protocol.protocol.unverified_items(),
+        substances=service.SUBSTANCES,
+        half_life=service.HALF_LIFE,
+        unverified=chart.protocol.protocol.unverified_items(),
         may_assess=bool(decide(access.actor, Permission.CREATE, service.QR, ref)),
         may_give=bool(decide(access.actor, Permission.CREATE, "MedicationAdministration", ref)),
         may_context=bool(decide(access.actor, Permission.UPDATE, "Condition", ref)),
@@ -149,6 +199,7 @@ def withdrawal_tab(request: Request, patient_id: str, saved: int | None = None,
 
 
 # --------------------------------------------------------------------------- assessment form
+
 
 def _instrument(instrument_id: str) -> Instrument:
     try:
@@ -160,23 +211,44 @@ def _instrument(instrument_id: str) -> Instrument:
 def _form_context(access: Access, patient: Patient, instrument: Instrument) -> dict[str, Any]:
     current = service.program_protocol(access.db, patient.program_id)
     if instrument.id not in current.protocol.instruments:
-        raise NotFound(f"{instrument.name} is not a withdrawal instrument of this program's protocol")
+        raise NotFound(
+            f"{instrument.name} is not a withdrawal instrument of this program's protocol"
+        )
     scheme = current.protocol.instrument(instrument.id).band_scheme
-    bands = [{"min": b.min_total, "max": b.max_total, "label": b.label} for b in scheme.bands] if scheme else []
+    bands = (
+        [{"min": b.min_total, "max": b.max_total, "label": b.label} for b in scheme.bands]
+        if scheme
+        else []
+    )
     return {"instrument": instrument, "bands": bands, "protocol": current}
 
 
 @router.get("/patients/{patient_id}/withdrawal/assess")
-def assessment_form(request: Request, patient_id: str, instrument: str = "ciwa_ar",
-                    access: Access = Depends(page_access)) -> Response:
+def assessment_form(
+    request: Request,
+    patient_id: str,
+    instrument: str = "ciwa_ar",
+    access: Access = Depends(page_access),
+) -> Response:
     patient = _patient(access, patient_id)
     context = _form_context(access, patient, _instrument(instrument))
-    return chart_page(request, access, patient_id, "withdrawal", "withdrawal/assess.html",
-                      values={}, errors={}, assessed_at=_local_now(patient.program.time_zone), **context)
+    return chart_page(
+        request,
+        access,
+        patient_id,
+        "withdrawal",
+        "withdrawal/assess.html",
+        values={},
+        errors={},
+        assessed_at=_local_now(patient.program.time_zone),
+        **context,
+    )
 
 
 @router.post("/patients/{patient_id}/withdrawal/assess")
-async def save_assessment(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
+async def save_assessment(
+    request: Request, patient_id: str, access: Access = Depends(csrf_form)
+) -> Response:
     form = await request.form()
     patient = _patient(access, patient_id)
     instrument = _instrument(str(form.get("instrument", "")))
@@ -191,19 +263,47 @@ async def save_assessment(request: Request, patient_id: str, access: Access = De
         access.db.commit()
     except InvalidAnswers as exc:
         access.db.rollback()
-        access.refused("create", f"invalid answers: {exc}", resource_type=service.QR, patient_id=patient_id)
+        access.refused(
+            "create", f"invalid answers: {exc}", resource_type=service.QR, patient_id=patient_id
+        )
         errors = {e.item_id: e.message for e in exc.errors}
-        return chart_page(request, access, patient_id, "withdrawal", "withdrawal/assess.html", status_code=422,
-                          values=values, errors=errors, assessed_at=assessed_text, **context)
+        return chart_page(
+            request,
+            access,
+            patient_id,
+            "withdrawal",
+            "withdrawal/assess.html",
+            status_code=422,
+            values=values,
+            errors=errors,
+            assessed_at=assessed_text,
+            **context,
+        )
     except InvalidRecord as exc:
         access.db.rollback()
-        access.refused("create", f"invalid input: {exc}", resource_type=service.QR, patient_id=patient_id)
-        return chart_page(request, access, patient_id, "withdrawal", "withdrawal/assess.html", status_code=422,
-                          values=values, errors={}, form_error=exc, assessed_at=assessed_text, **context)
-    return RedirectResponse(f"/patients/{patient_id}/withdrawal?saved={saved.assessment.id}#latest", status_code=303)
+        access.refused(
+            "create", f"invalid input: {exc}", resource_type=service.QR, patient_id=patient_id
+        )
+        return chart_page(
+            request,
+            access,
+            patient_id,
+            "withdrawal",
+            "withdrawal/assess.html",
+            status_code=422,
+            values=values,
+            errors={},
+            form_error=exc,
+            assessed_at=assessed_text,
+            **context,
+        )
+    return RedirectResponse(
+        f"/patients/{patient_id}/withdrawal?saved={saved.assessment.id}#latest", status_code=303
+    )
 
 
 # --------------------------------------------------------------------------- context
+
 
 def _context_values(row: Any, zone: str) -> dict[str, str]:
     if row is None:
@@ -214,11 +314,15 @@ def _context_values(row: Any, zone: str) -> dict[str, str]:
 
     return {
         "substance": row.substance,
-        "last_use_at": row.last_use_at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%dT%H:%M") if row.last_use_at else "",
+        "last_use_at": row.last_use_at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%dT%H:%M")
+        if row.last_use_at
+        else "",
         "opioid_half_life_class": row.opioid_half_life_class or "",
         "history_withdrawal_seizures": tri(row.history_withdrawal_seizures),
         "history_delirium_tremens": tri(row.history_delirium_tremens),
-        "liver_failure": tri(row.liver_failure), "elderly": tri(row.elderly), "note": row.note,
+        "liver_failure": tri(row.liver_failure),
+        "elderly": tri(row.elderly),
+        "note": row.note,
     }
 
 
@@ -230,22 +334,42 @@ CONTEXT_QUESTIONS = {
 }
 
 
-def _context_page(request: Request, access: Access, patient: Patient, values: Mapping[str, str],
-                  status_code: int = 200, error: InvalidRecord | None = None) -> Response:
-    return chart_page(request, access, patient.id, "withdrawal", "withdrawal/context.html", status_code=status_code,
-                      values=values, substances=service.SUBSTANCES, half_life=service.HALF_LIFE,
-                      questions=CONTEXT_QUESTIONS, form_error=error)
+def _context_page(
+    request: Request,
+    access: Access,
+    patient: Patient,
+    values: Mapping[str, str],
+    status_code: int = 200,
+    error: InvalidRecord | None = None,
+) -> Response:
+    return chart_page(
+        request,
+        access,
+        patient.id,
+        "withdrawal",
+        "withdrawal/context.html",
+        status_code=status_code,
+        values=values,
+        substances=service.SUBSTANCES,
+        half_life=service.HALF_LIFE,
+        questions=CONTEXT_QUESTIONS,
+        form_error=error,
+    )
 
 
 @router.get("/patients/{patient_id}/withdrawal/context")
-def context_form(request: Request, patient_id: str, access: Access = Depends(page_access)) -> Response:
+def context_form(
+    request: Request, patient_id: str, access: Access = Depends(page_access)
+) -> Response:
     patient = _patient(access, patient_id)
     chart = service.withdrawal_chart(access, patient)
     return _context_page(request, access, patient, _context_values(chart.context, chart.zone))
 
 
 @router.post("/patients/{patient_id}/withdrawal/context")
-async def save_context(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
+async def save_context(
+    request: Request, patient_id: str, access: Access = Depends(csrf_form)
+) -> Response:
     form = await request.form()
     patient = _patient(access, patient_id)
     keys = ("substance", "last_use_at", "opioid_half_life_class", *CONTEXT_QUESTIONS, "note")
@@ -254,20 +378,31 @@ async def save_context(request: Request, patient_id: str, access: Access = Depen
         for key in CONTEXT_QUESTIONS:
             if values[key] not in TRI_STATE:
                 raise InvalidRecord(key, "answer yes, no or not recorded")
-        service.record_context(access, patient_id, service.ContextInput(
-            substance=values["substance"],
-            last_use_at=_local_input(values["last_use_at"], patient.program.time_zone, "last_use_at", required=False),
-            opioid_half_life_class=values["opioid_half_life_class"] or None,
-            note=values["note"], **{k: TRI_STATE[values[k]] for k in CONTEXT_QUESTIONS}))
+        service.record_context(
+            access,
+            patient_id,
+            service.ContextInput(
+                substance=values["substance"],
+                last_use_at=_local_input(
+                    values["last_use_at"], patient.program.time_zone, "last_use_at", required=False
+                ),
+                opioid_half_life_class=values["opioid_half_life_class"] or None,
+                note=values["note"],
+                **{k: TRI_STATE[values[k]] for k in CONTEXT_QUESTIONS},
+            ),
+        )
         access.db.commit()
     except InvalidRecord as exc:
         access.db.rollback()
-        access.refused("update", f"invalid input: {exc}", resource_type="Condition", patient_id=patient_id)
+        access.refused(
+            "update", f"invalid input: {exc}", resource_type="Condition", patient_id=patient_id
+        )
         return _context_page(request, access, patient, values, 422, exc)
     return RedirectResponse(f"/patients/{patient_id}/withdrawal?flash=saved", status_code=303)
 
 
 # --------------------------------------------------------------------------- doses given
+
 
 def _assessment(access: Access, patient: Patient, assessment_id: str) -> AssessmentRow:
     row = access.db.get(AssessmentRow, int(assessment_id)) if assessment_id.isdigit() else None
@@ -276,27 +411,50 @@ def _assessment(access: Access, patient: Patient, assessment_id: str) -> Assessm
     return row
 
 
-def _dose_page(request: Request, access: Access, patient: Patient, assessment: AssessmentRow,
-               values: Mapping[str, str], status_code: int = 200, error: InvalidRecord | None = None) -> Response:
+def _dose_page(
+    request: Request,
+    access: Access,
+    patient: Patient,
+    assessment: AssessmentRow,
+    values: Mapping[str, str],
+    status_code: int = 200,
+    error: InvalidRecord | None = None,
+) -> Response:
     options = service.dose_options(access.db, assessment)
     return chart_page(
-        request, access, patient.id, "withdrawal", "withdrawal/dose.html", status_code=status_code,
-        assessment=assessment, instrument=get_instrument(assessment.instrument_id), options=options,
+        request,
+        access,
+        patient.id,
+        "withdrawal",
+        "withdrawal/dose.html",
+        status_code=status_code,
+        assessment=assessment,
+        instrument=get_instrument(assessment.instrument_id),
+        options=options,
         short_name=service.short_name(get_instrument(assessment.instrument_id)),
-        ranges=[dose_range(o.dose_text) for o in options], routes=ROUTES, values=values, form_error=error,
-        given_by=access.actor.label)
+        ranges=[dose_range(o.dose_text) for o in options],
+        routes=ROUTES,
+        values=values,
+        form_error=error,
+        given_by=access.actor.label,
+    )
 
 
 @router.get("/patients/{patient_id}/withdrawal/dose")
-def dose_form(request: Request, patient_id: str, assessment: str = "",
-              access: Access = Depends(page_access)) -> Response:
+def dose_form(
+    request: Request, patient_id: str, assessment: str = "", access: Access = Depends(page_access)
+) -> Response:
     patient = _patient(access, patient_id)
     row = _assessment(access, patient, assessment)
-    return _dose_page(request, access, patient, row, {"administered_at": _local_now(patient.program.time_zone)})
+    return _dose_page(
+        request, access, patient, row, {"administered_at": _local_now(patient.program.time_zone)}
+    )
 
 
 @router.post("/patients/{patient_id}/withdrawal/dose")
-async def save_dose(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
+async def save_dose(
+    request: Request, patient_id: str, access: Access = Depends(csrf_form)
+) -> Response:
     form = await request.form()
     patient = _patient(access, patient_id)
     keys = ("assessment", "suggestion", "dose", "route", "administered_at", "indication", "note")
@@ -307,13 +465,27 @@ async def save_dose(request: Request, patient_id: str, access: Access = Depends(
             raise InvalidRecord("suggestion", "choose one of the protocol's suggestions")
         when = _local_input(values["administered_at"], patient.program.time_zone, "administered_at")
         assert when is not None
-        service.record_dose(access, patient_id, service.DoseInput(
-            assessment_id=row.id, suggestion=int(values["suggestion"]), dose=values["dose"],
-            route=values["route"], administered_at=when, indication=values["indication"], note=values["note"]))
+        service.record_dose(
+            access,
+            patient_id,
+            service.DoseInput(
+                assessment_id=row.id,
+                suggestion=int(values["suggestion"]),
+                dose=values["dose"],
+                route=values["route"],
+                administered_at=when,
+                indication=values["indication"],
+                note=values["note"],
+            ),
+        )
         access.db.commit()
     except InvalidRecord as exc:
         access.db.rollback()
-        access.refused("create", f"invalid input: {exc}", resource_type="MedicationAdministration",
-                       patient_id=patient_id)
+        access.refused(
+            "create",
+            f"invalid input: {exc}",
+            resource_type="MedicationAdministration",
+            patient_id=patient_id,
+        )
         return _dose_page(request, access, patient, row, values, 422, exc)
     return RedirectResponse(f"/patients/{patient_id}/withdrawal?flash=saved#loop", status_code=303)

@@ -60,8 +60,11 @@ def check_dose(dose_text: str, entered: str) -> tuple[Decimal, str]:
     """The dose given as (value, unit) when it lies within the suggestion, else DoseRefused."""
     allowed = dose_range(dose_text)
     if allowed is None:
-        raise DoseRefused("dose", f"the protocol's dose {dose_text!r} is not a plain range; "
-                                  "record this dose with the prescriber's order instead")
+        raise DoseRefused(
+            "dose",
+            f"the protocol's dose {dose_text!r} is not a plain range; "
+            "record this dose with the prescriber's order instead",
+        )
     try:
         value = Decimal(entered.strip())
     except InvalidOperation:

@@ -32,26 +32,49 @@ _PAGING = (
     SearchParam("_count", "number", f"page size, at most {MAX_COUNT}"),
     SearchParam("_offset", "number", "where the page starts (follow the next link)"),
 )
-declare(ResourceSupport(
-    type="Questionnaire", interactions=("read", "search-type"), search_params=_PAGING,
-    documentation="Every instrument Tandem scores (withdrawal scales and the recovery scales)."))
-declare(ResourceSupport(
-    type="QuestionnaireResponse", interactions=("read", "create"),
-    documentation="create validates, scores and stores the response with an Observation for the total "
-    "and each item, exactly as the assessment form; invalid answers are refused with 422 naming the "
-    "item, and nothing is stored."))
-declare(ResourceSupport(
-    type="Observation", interactions=("read", "search-type"),
-    search_params=(
-        SearchParam("patient", "reference", "Patient/<id> or <id>"),
-        SearchParam("code", "token", "urn:tandem:instrument:<id>|total, |<item id>, or "
-                    "urn:tandem:instrument:<id>| for every code of an instrument"),
-        SearchParam("date", "date", "effective time; prefixes eq, ge, gt, le, lt; repeat for a range"),
-        *_PAGING,
-    )))
-declare(ResourceSupport(
-    type="MedicationAdministration", interactions=("read", "search-type"),
-    search_params=(SearchParam("patient", "reference", "Patient/<id> or <id>"), *_PAGING)))
+declare(
+    ResourceSupport(
+        type="Questionnaire",
+        interactions=("read", "search-type"),
+        search_params=_PAGING,
+        documentation="Every instrument Tandem scores (withdrawal scales and the recovery scales).",
+    )
+)
+declare(
+    ResourceSupport(
+        type="QuestionnaireResponse",
+        interactions=("read", "create"),
+        documentation="create validates, scores and stores the response with an Observation for the total "
+        "and each item, exactly as the assessment form; invalid answers are refused with 422 naming the "
+        "item, and nothing is stored.",
+    )
+)
+declare(
+    ResourceSupport(
+        type="Observation",
+        interactions=("read", "search-type"),
+        search_params=(
+            SearchParam("patient", "reference", "Patient/<id> or <id>"),
+            SearchParam(
+                "code",
+                "token",
+                "urn:tandem:instrument:<id>|total, |<item id>, or "
+                "urn:tandem:instrument:<id>| for every code of an instrument",
+            ),
+            SearchParam(
+                "date", "date", "effective time; prefixes eq, ge, gt, le, lt; repeat for a range"
+            ),
+            *_PAGING,
+        ),
+    )
+)
+declare(
+    ResourceSupport(
+        type="MedicationAdministration",
+        interactions=("read", "search-type"),
+        search_params=(SearchParam("patient", "reference", "Patient/<id> or <id>"), *_PAGING),
+    )
+)
 
 
 def _base(request: Request) -> str:
@@ -75,51 +98,80 @@ def _int_id(raw: str, resource_type: str) -> int:
 
 # --------------------------------------------------------------------------- Questionnaire
 
+
 @router.get("/Questionnaire")
 def search_questionnaires(request: Request, access: Access = Depends(api_access)) -> Response:
     count, offset = paging(request, set())
     instruments = sorted(load_instruments().values(), key=lambda i: i.id)
-    page = instruments[offset: offset + count]
+    page = instruments[offset : offset + count]
     resources = [mapping.questionnaire(i, _base(request)) for i in page]
     access.db.commit()
-    return fhir_response(searchset(request, "Questionnaire", resources, count, offset,
-                                   offset + count < len(instruments)))
+    return fhir_response(
+        searchset(
+            request, "Questionnaire", resources, count, offset, offset + count < len(instruments)
+        )
+    )
 
 
 @router.get("/Questionnaire/{questionnaire_id}")
-def read_questionnaire(questionnaire_id: str, request: Request, access: Access = Depends(api_access)) -> Response:
+def read_questionnaire(
+    questionnaire_id: str, request: Request, access: Access = Depends(api_access)
+) -> Response:
     try:
         instrument = get_instrument(mapping.instrument_for_questionnaire(questionnaire_id))
     except UnknownInstrument:
-        raise FhirError(404, "not-found", f"Questionnaire/{questionnaire_id} is not known") from None
+        raise FhirError(
+            404, "not-found", f"Questionnaire/{questionnaire_id} is not known"
+        ) from None
     access.db.commit()
     return fhir_response(mapping.questionnaire(instrument, _base(request)))
 
 
 # --------------------------------------------------------------------------- QuestionnaireResponse
 
+
 def _answer_expression(item_id: str) -> str:
     return f"QuestionnaireResponse.item.where(linkId='{item_id}')"
 
 
 @router.post("/QuestionnaireResponse")
-async def create_questionnaire_response(request: Request, access: Access = Depends(api_access)) -> Response:
+async def create_questionnaire_response(
+    request: Request, access: Access = Depends(api_access)
+) -> Response:
     body = await read_body(request, "QuestionnaireResponse")
-    subject = (body.get("subject") or {}).get("reference", "") if isinstance(body.get("subject"), dict) else ""
+    subject = (
+        (body.get("subject") or {}).get("reference", "")
+        if isinstance(body.get("subject"), dict)
+        else ""
+    )
     if not subject.startswith("Patient/"):
-        raise FhirError(422, "required", "subject must reference the Patient assessed (Patient/<id>)",
-                        ["QuestionnaireResponse.subject"])
+        raise FhirError(
+            422,
+            "required",
+            "subject must reference the Patient assessed (Patient/<id>)",
+            ["QuestionnaireResponse.subject"],
+        )
     if body.get("status") != "completed":
-        raise FhirError(422, "invalid", "only a completed response is scored and stored (status: completed)",
-                        ["QuestionnaireResponse.status"])
+        raise FhirError(
+            422,
+            "invalid",
+            "only a completed response is scored and stored (status: completed)",
+            ["QuestionnaireResponse.status"],
+        )
     reference = body.get("questionnaire")
     if not isinstance(reference, str) or not reference:
-        raise FhirError(422, "required", "questionnaire must name the instrument, e.g. Questionnaire/ciwa-ar",
-                        ["QuestionnaireResponse.questionnaire"])
+        raise FhirError(
+            422,
+            "required",
+            "questionnaire must name the instrument, e.g. Questionnaire/ciwa-ar",
+            ["QuestionnaireResponse.questionnaire"],
+        )
     try:
         instrument = get_instrument(mapping.instrument_for_questionnaire(reference))
     except UnknownInstrument as exc:
-        raise FhirError(422, "not-found", f"questionnaire: {exc}", ["QuestionnaireResponse.questionnaire"]) from None
+        raise FhirError(
+            422, "not-found", f"questionnaire: {exc}", ["QuestionnaireResponse.questionnaire"]
+        ) from None
     try:
         authored = mapping.read_authored(body)
         answers = answers_from_questionnaire_response(instrument, body)
@@ -130,8 +182,14 @@ async def create_questionnaire_response(request: Request, access: Access = Depen
     except InvalidAnswers as exc:
         return _refuse_answers(access, exc)
     try:
-        saved = service.save_assessment(access, subject.removeprefix("Patient/"), instrument.id, answers,
-                                        authored, channel="api")
+        saved = service.save_assessment(
+            access,
+            subject.removeprefix("Patient/"),
+            instrument.id,
+            answers,
+            authored,
+            channel="api",
+        )
     except InvalidAnswers as exc:
         return _refuse_answers(access, exc)
     resource = mapping.questionnaire_response(saved.assessment, _base(request), access.actor.label)
@@ -143,14 +201,21 @@ async def create_questionnaire_response(request: Request, access: Access = Depen
 def _refuse_answers(access: Access, exc: InvalidAnswers) -> Response:
     access.db.rollback()  # nothing of this request is stored; the refusal is audited on its own
     access.refused("create", f"invalid answers: {exc}", resource_type="QuestionnaireResponse")
-    issues = [issue("invalid" if e.problem != "missing" else "required", e.message, [_answer_expression(e.item_id)])
-              for e in exc.errors]
+    issues = [
+        issue(
+            "invalid" if e.problem != "missing" else "required",
+            e.message,
+            [_answer_expression(e.item_id)],
+        )
+        for e in exc.errors
+    ]
     return FhirJSONResponse(operation_outcome(issues), status_code=422)
 
 
 @router.get("/QuestionnaireResponse/{response_id}")
-def read_questionnaire_response(response_id: str, request: Request,
-                                access: Access = Depends(api_access)) -> Response:
+def read_questionnaire_response(
+    response_id: str, request: Request, access: Access = Depends(api_access)
+) -> Response:
     row = service.get_assessment(access, _int_id(response_id, "QuestionnaireResponse"))
     author = access.db.scalar(select(User.display_name).where(User.id == row.recorded_by))
     resource = mapping.questionnaire_response(row, _base(request), author)
@@ -159,6 +224,7 @@ def read_questionnaire_response(response_id: str, request: Request,
 
 
 # --------------------------------------------------------------------------- Observation
+
 
 @router.get("/Observation")
 def search_observations(request: Request, access: Access = Depends(api_access)) -> Response:
@@ -169,8 +235,14 @@ def search_observations(request: Request, access: Access = Depends(api_access)) 
         dates = mapping.parse_dates(params.getlist("date"))
     except mapping.SearchValueError as exc:
         raise FhirError(400, "invalid", str(exc), [exc.param]) from None
-    query = service.ObservationQuery(patient_id=_patient_param(request), codes=codes, date_ge=dates.ge,
-                                     date_lt=dates.lt, count=count, offset=offset)
+    query = service.ObservationQuery(
+        patient_id=_patient_param(request),
+        codes=codes,
+        date_ge=dates.ge,
+        date_lt=dates.lt,
+        count=count,
+        offset=offset,
+    )
     rows, has_more = service.search_observations(access, query, query_text=str(request.url.query))
     resources = [mapping.observation(obs, assessment) for obs, assessment in rows]
     access.db.commit()
@@ -187,6 +259,7 @@ def read_observation(observation_id: str, access: Access = Depends(api_access)) 
 
 # --------------------------------------------------------------------------- MedicationAdministration
 
+
 def _performers(access: Access, ids: set[int]) -> dict[int, str]:
     if not ids:
         return {}
@@ -196,12 +269,15 @@ def _performers(access: Access, ids: set[int]) -> dict[int, str]:
 @router.get("/MedicationAdministration")
 def search_administrations(request: Request, access: Access = Depends(api_access)) -> Response:
     count, offset = paging(request, {"patient", "subject"})
-    rows, has_more = service.search_administrations(access, _patient_param(request), count, offset,
-                                                    query_text=str(request.url.query))
+    rows, has_more = service.search_administrations(
+        access, _patient_param(request), count, offset, query_text=str(request.url.query)
+    )
     names = _performers(access, {r.performer_id for r in rows})
     resources = [mapping.medication_administration(r, names.get(r.performer_id)) for r in rows]
     access.db.commit()
-    return fhir_response(searchset(request, "MedicationAdministration", resources, count, offset, has_more))
+    return fhir_response(
+        searchset(request, "MedicationAdministration", resources, count, offset, has_more)
+    )
 
 
 @router.get("/MedicationAdministration/{administration_id}")

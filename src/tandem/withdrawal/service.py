@@ -97,19 +97,38 @@ class ProgramProtocol:
     origin: str  # example | program
 
 
-def set_program_protocol(db: Session, program_id: int, protocol: Protocol, *, origin: str = "program",
-                         by: int | None = None) -> ProgramProtocol:
+def set_program_protocol(
+    db: Session,
+    program_id: int,
+    protocol: Protocol,
+    *,
+    origin: str = "program",
+    by: int | None = None,
+) -> ProgramProtocol:
     """Make `protocol` the program's current version (kept beside every earlier version)."""
-    existing = db.scalar(select(ProtocolVersionRow).where(
-        ProtocolVersionRow.program_id == program_id,
-        ProtocolVersionRow.content_hash == protocol.content_hash))
-    db.execute(update(ProtocolVersionRow).where(ProtocolVersionRow.program_id == program_id)
-               .values(is_current=False))
+    existing = db.scalar(
+        select(ProtocolVersionRow).where(
+            ProtocolVersionRow.program_id == program_id,
+            ProtocolVersionRow.content_hash == protocol.content_hash,
+        )
+    )
+    db.execute(
+        update(ProtocolVersionRow)
+        .where(ProtocolVersionRow.program_id == program_id)
+        .values(is_current=False)
+    )
     if existing is None:
         existing = ProtocolVersionRow(
-            program_id=program_id, protocol_id=protocol.id, version=protocol.version,
-            content_hash=protocol.content_hash, document=protocol.model_dump(mode="json"),
-            origin=origin, is_current=True, created_at=utcnow(), created_by=by)
+            program_id=program_id,
+            protocol_id=protocol.id,
+            version=protocol.version,
+            content_hash=protocol.content_hash,
+            document=protocol.model_dump(mode="json"),
+            origin=origin,
+            is_current=True,
+            created_at=utcnow(),
+            created_by=by,
+        )
         db.add(existing)
     existing.is_current = True
     db.flush()
@@ -126,9 +145,12 @@ def _example() -> Protocol:
 def program_protocol(db: Session, program_id: int) -> ProgramProtocol:
     """The program's current protocol; the shipped example for a program without its own.
     Reads only: `stored_version` keeps the example for the program when something is scored."""
-    row = db.scalar(select(ProtocolVersionRow)
-                    .where(ProtocolVersionRow.program_id == program_id, ProtocolVersionRow.is_current)
-                    .order_by(ProtocolVersionRow.id.desc()).limit(1))
+    row = db.scalar(
+        select(ProtocolVersionRow)
+        .where(ProtocolVersionRow.program_id == program_id, ProtocolVersionRow.is_current)
+        .order_by(ProtocolVersionRow.id.desc())
+        .limit(1)
+    )
     if row is None:
         return ProgramProtocol(None, _example(), "example")
     return ProgramProtocol(row.id, _protocol_of(row), row.origin)
@@ -155,6 +177,7 @@ def withdrawal_instruments(protocol: Protocol) -> list[Instrument]:
 
 
 # --------------------------------------------------------------------------- context
+
 
 def _patient(access: Access, patient_id: str) -> Patient:
     patient = access.db.get(Patient, patient_id)
@@ -185,7 +208,9 @@ def as_context(row: WithdrawalContextRow | None) -> WithdrawalContext | None:
 
 
 def _context_row(db: Session, episode_id: int) -> WithdrawalContextRow | None:
-    return db.scalar(select(WithdrawalContextRow).where(WithdrawalContextRow.episode_id == episode_id))
+    return db.scalar(
+        select(WithdrawalContextRow).where(WithdrawalContextRow.episode_id == episode_id)
+    )
 
 
 @dataclass(frozen=True)
@@ -200,8 +225,9 @@ class ContextInput:
     note: str = ""
 
 
-def record_context(access: Access, patient_id: str, values: ContextInput,
-                   now: datetime | None = None) -> WithdrawalContextRow:
+def record_context(
+    access: Access, patient_id: str, values: ContextInput, now: datetime | None = None
+) -> WithdrawalContextRow:
     """Record (or correct) the open episode's withdrawal context."""
     now = now or utcnow()
     patient = _patient(access, patient_id)
@@ -224,7 +250,9 @@ def record_context(access: Access, patient_id: str, values: ContextInput,
     row = _context_row(access.db, episode.id)
     created = row is None
     if row is None:
-        row = WithdrawalContextRow(episode_id=episode.id, patient_id=patient.id, program_id=patient.program_id)
+        row = WithdrawalContextRow(
+            episode_id=episode.id, patient_id=patient.id, program_id=patient.program_id
+        )
         access.db.add(row)
     row.substance = values.substance
     row.last_use_at = values.last_use_at
@@ -237,12 +265,17 @@ def record_context(access: Access, patient_id: str, values: ContextInput,
     row.recorded_at = now
     row.recorded_by = access.actor.user_id
     access.db.flush()
-    access.audit("create" if created else "update", resource_type="Condition",
-                 resource_id=f"withdrawal-context-{row.id}", patient_id=patient.id)
+    access.audit(
+        "create" if created else "update",
+        resource_type="Condition",
+        resource_id=f"withdrawal-context-{row.id}",
+        patient_id=patient.id,
+    )
     return row
 
 
 # --------------------------------------------------------------------------- assessments
+
 
 @dataclass
 class SavedAssessment:
@@ -254,23 +287,37 @@ class SavedAssessment:
 
 def _scored(row: AssessmentRow) -> ScoredAssessment:
     return ScoredAssessment(
-        instrument_id=row.instrument_id, total=row.total, band_id=row.band_id, scored_at=row.assessed_at,
-        band_scheme_id=row.band_scheme_id, protocol_version=row.protocol_version,
+        instrument_id=row.instrument_id,
+        total=row.total,
+        band_id=row.band_id,
+        scored_at=row.assessed_at,
+        band_scheme_id=row.band_scheme_id,
+        protocol_version=row.protocol_version,
         assessment_id=str(row.id),
     )
 
 
 def _series(db: Session, episode_id: int, instrument_id: str) -> list[AssessmentRow]:
-    return list(db.scalars(
-        select(AssessmentRow)
-        .where(AssessmentRow.episode_id == episode_id, AssessmentRow.instrument_id == instrument_id)
-        .order_by(AssessmentRow.assessed_at, AssessmentRow.id)))
+    return list(
+        db.scalars(
+            select(AssessmentRow)
+            .where(
+                AssessmentRow.episode_id == episode_id, AssessmentRow.instrument_id == instrument_id
+            )
+            .order_by(AssessmentRow.assessed_at, AssessmentRow.id)
+        )
+    )
 
 
 def _acknowledged(db: Session, patient_id: str, instrument_id: str, assessment_id: int) -> set[str]:
-    rules = db.scalars(select(Alert.rule_id).where(
-        Alert.patient_id == patient_id, Alert.related_type == QR,
-        Alert.related_id == str(assessment_id), Alert.acknowledged_at.is_not(None)))
+    rules = db.scalars(
+        select(Alert.rule_id).where(
+            Alert.patient_id == patient_id,
+            Alert.related_type == QR,
+            Alert.related_id == str(assessment_id),
+            Alert.acknowledged_at.is_not(None),
+        )
+    )
     return {escalation_key(instrument_id, r, str(assessment_id)) for r in rules}
 
 
@@ -316,8 +363,11 @@ def save_assessment(
     protocol = current.protocol
     if instrument_id not in protocol.instruments:
         covered = ", ".join(protocol.instruments)
-        raise InvalidRecord("questionnaire", f"{instrument_id!r} is not a withdrawal instrument of this "
-                                             f"program's protocol (it covers: {covered})")
+        raise InvalidRecord(
+            "questionnaire",
+            f"{instrument_id!r} is not a withdrawal instrument of this "
+            f"program's protocol (it covers: {covered})",
+        )
     instrument = get_instrument(instrument_id)
     scheme = protocol.instrument(instrument_id).band_scheme
     result = score(instrument, answers, scheme.id if scheme else None)
@@ -331,52 +381,111 @@ def save_assessment(
     version_id = stored_version(access.db, patient.program_id, current)
 
     row = AssessmentRow(
-        patient_id=patient.id, program_id=patient.program_id, episode_id=episode.id,
-        instrument_id=instrument.id, instrument_version=instrument.version, total=result.total,
-        band_scheme_id=result.scheme_id, band_id=result.band.id if result.band else None,
+        patient_id=patient.id,
+        program_id=patient.program_id,
+        episode_id=episode.id,
+        instrument_id=instrument.id,
+        instrument_version=instrument.version,
+        total=result.total,
+        band_scheme_id=result.scheme_id,
+        band_id=result.band.id if result.band else None,
         band_label=band_label(protocol, instrument.id, result.total, result.band),
         item_values=dict(result.item_values),
-        flags=[f.id for f in result.flags], protocol_version_id=version_id,
-        protocol_version=protocol.version, assessed_at=assessed_at, recorded_at=now,
-        recorded_by=access.actor.user_id, channel=channel,
+        flags=[f.id for f in result.flags],
+        protocol_version_id=version_id,
+        protocol_version=protocol.version,
+        assessed_at=assessed_at,
+        recorded_at=now,
+        recorded_by=access.actor.user_id,
+        channel=channel,
     )
     access.db.add(row)
     access.db.flush()
-    observations = [ObservationRow(assessment_id=row.id, patient_id=patient.id, instrument_id=instrument.id,
-                                   code="total", value=result.total, effective_at=assessed_at)]
-    observations += [ObservationRow(assessment_id=row.id, patient_id=patient.id, instrument_id=instrument.id,
-                                    code=item_id, value=value, effective_at=assessed_at)
-                     for item_id, value in result.item_values.items()]
+    observations = [
+        ObservationRow(
+            assessment_id=row.id,
+            patient_id=patient.id,
+            instrument_id=instrument.id,
+            code="total",
+            value=result.total,
+            effective_at=assessed_at,
+        )
+    ]
+    observations += [
+        ObservationRow(
+            assessment_id=row.id,
+            patient_id=patient.id,
+            instrument_id=instrument.id,
+            code=item_id,
+            value=value,
+            effective_at=assessed_at,
+        )
+        for item_id, value in result.item_values.items()
+    ]
     access.db.add_all(observations)
 
     series = _series(access.db, episode.id, instrument.id)
     latest = series[-1]
     context = as_context(_context_row(access.db, episode.id))
-    state = evaluate(protocol, instrument.id, [_scored(a) for a in series], now, context=context,
-                     acknowledged=_acknowledged(access.db, patient.id, instrument.id, latest.id))
+    state = evaluate(
+        protocol,
+        instrument.id,
+        [_scored(a) for a in series],
+        now,
+        context=context,
+        acknowledged=_acknowledged(access.db, patient.id, instrument.id, latest.id),
+    )
     if latest.id == row.id:
         row.due_at = state.due_at
         row.interval_minutes = state.interval.minutes
     _write_monitoring(access.db, episode, protocol, version_id, series, state, now)
     raised = _raise_escalations(access, patient, protocol, state, latest.id, now)
     access.db.flush()
-    access.audit("create", resource_type=QR, resource_id=str(row.id), patient_id=patient.id,
-                 detail=f"{instrument.id} total {result.total}")
-    access.audit("create", resource_type="Observation", resource_id=f"{row.id}-total", patient_id=patient.id,
-                 detail=f"{len(observations)} observations of assessment {row.id}")
+    access.audit(
+        "create",
+        resource_type=QR,
+        resource_id=str(row.id),
+        patient_id=patient.id,
+        detail=f"{instrument.id} total {result.total}",
+    )
+    access.audit(
+        "create",
+        resource_type="Observation",
+        resource_id=f"{row.id}-total",
+        patient_id=patient.id,
+        detail=f"{len(observations)} observations of assessment {row.id}",
+    )
     return SavedAssessment(row, state, raised, observations)
 
 
-def _write_monitoring(db: Session, episode: Episode, protocol: Protocol, version_id: int,
-                      series: Sequence[AssessmentRow], state: MonitoringState, now: datetime) -> None:
+def _write_monitoring(
+    db: Session,
+    episode: Episode,
+    protocol: Protocol,
+    version_id: int,
+    series: Sequence[AssessmentRow],
+    state: MonitoringState,
+    now: datetime,
+) -> None:
     latest = series[-1]
-    rows = {r.instrument_id: r for r in db.scalars(select(MonitoringRow).where(
-        MonitoringRow.episode_id == episode.id,
-        MonitoringRow.instrument_id.in_([latest.instrument_id, BASELINE])))}
+    rows = {
+        r.instrument_id: r
+        for r in db.scalars(
+            select(MonitoringRow).where(
+                MonitoringRow.episode_id == episode.id,
+                MonitoringRow.instrument_id.in_([latest.instrument_id, BASELINE]),
+            )
+        )
+    }
     monitoring = rows.get(latest.instrument_id) or rows.get(BASELINE)
     if monitoring is None:
-        monitoring = MonitoringRow(episode_id=episode.id, patient_id=episode.patient_id,
-                                   program_id=episode.program_id, alert_rank=-1, alert_count=0)
+        monitoring = MonitoringRow(
+            episode_id=episode.id,
+            patient_id=episode.patient_id,
+            program_id=episode.program_id,
+            alert_rank=-1,
+            alert_count=0,
+        )
         db.add(monitoring)
     monitoring.instrument_id = latest.instrument_id  # the baseline row becomes this instrument's
     monitoring.unit_id = episode.unit_id
@@ -395,7 +504,11 @@ def refresh_alerts(db: Session, patient_id: str | None = None) -> None:
     stmt = update(m).values(
         alert_count=select(func.count()).where(open_alerts).scalar_subquery(),
         alert_rank=func.coalesce(
-            select(func.max(alerts.severity_rank_sql(Alert.severity))).where(open_alerts).scalar_subquery(), -1),
+            select(func.max(alerts.severity_rank_sql(Alert.severity)))
+            .where(open_alerts)
+            .scalar_subquery(),
+            -1,
+        ),
     )
     if patient_id is not None:
         stmt = stmt.where(m.patient_id == patient_id)
@@ -406,13 +519,22 @@ alerts.on_change(refresh_alerts)
 
 
 def overdue_rule_minutes(protocol: Protocol, instrument_id: str) -> int | None:
-    minutes = [r.minutes for r in protocol.instrument(instrument_id).escalations
-               if isinstance(r, OverdueRule) and r.minutes is not None]
+    minutes = [
+        r.minutes
+        for r in protocol.instrument(instrument_id).escalations
+        if isinstance(r, OverdueRule) and r.minutes is not None
+    ]
     return min(minutes) if minutes else None
 
 
-def fill_monitoring(monitoring: MonitoringRow, protocol: Protocol, version_id: int,
-                    series: Sequence[AssessmentRow], state: MonitoringState, now: datetime) -> None:
+def fill_monitoring(
+    monitoring: MonitoringRow,
+    protocol: Protocol,
+    version_id: int,
+    series: Sequence[AssessmentRow],
+    state: MonitoringState,
+    now: datetime,
+) -> None:
     """Copy what the census shows from the evaluated state into the denormalised row."""
     latest = series[-1]
     due = state.due_at
@@ -425,30 +547,58 @@ def fill_monitoring(monitoring: MonitoringRow, protocol: Protocol, version_id: i
     monitoring.last_assessed_at = latest.assessed_at
     monitoring.due_at = due
     monitoring.interval_minutes = state.interval.minutes
-    monitoring.overdue_alert_at = due + timedelta(minutes=grace) if due is not None and grace is not None else None
+    monitoring.overdue_alert_at = (
+        due + timedelta(minutes=grace) if due is not None and grace is not None else None
+    )
     monitoring.overdue_alerted = False
     monitoring.may_end = state.monitoring_may_end
-    monitoring.trend = [[int(a.assessed_at.timestamp() // 60), a.total] for a in series[-TREND_POINTS:]]
+    monitoring.trend = [
+        [int(a.assessed_at.timestamp() // 60), a.total] for a in series[-TREND_POINTS:]
+    ]
     monitoring.protocol_version_id = version_id
     monitoring.updated_at = now
 
 
-def _raise_escalations(access: Access, patient: Patient, protocol: Protocol, state: MonitoringState,
-                       latest_id: int, now: datetime) -> list[Alert]:
+def _raise_escalations(
+    access: Access,
+    patient: Patient,
+    protocol: Protocol,
+    state: MonitoringState,
+    latest_id: int,
+    now: datetime,
+) -> list[Alert]:
     """One alert per escalation rule fired by the latest assessment, never twice."""
     if not state.escalations:
         return []
-    already = set(access.db.scalars(select(Alert.rule_id).where(
-        Alert.patient_id == patient.id, Alert.related_type == QR, Alert.related_id == str(latest_id))))
+    already = set(
+        access.db.scalars(
+            select(Alert.rule_id).where(
+                Alert.patient_id == patient.id,
+                Alert.related_type == QR,
+                Alert.related_id == str(latest_id),
+            )
+        )
+    )
     raised = []
     for esc in state.escalations:
         if esc.rule_id in already or esc.acknowledged:
             continue
-        raised.append(alerts.raise_alert(
-            access, patient_id=patient.id, program_id=patient.program_id, kind=ALERT_KIND,
-            severity=esc.severity, title=esc.message, detail=esc.detail,
-            source=citation_text(protocol, esc.source), rule_id=esc.rule_id, related_type=QR,
-            related_id=str(latest_id), raised_at=now))
+        raised.append(
+            alerts.raise_alert(
+                access,
+                patient_id=patient.id,
+                program_id=patient.program_id,
+                kind=ALERT_KIND,
+                severity=esc.severity,
+                title=esc.message,
+                detail=esc.detail,
+                source=citation_text(protocol, esc.source),
+                rule_id=esc.rule_id,
+                related_type=QR,
+                related_id=str(latest_id),
+                raised_at=now,
+            )
+        )
     return raised
 
 
@@ -458,14 +608,24 @@ def get_assessment(access: Access, assessment_id: int) -> AssessmentRow:
 
 # --------------------------------------------------------------------------- doses given
 
+
 def dose_options(db: Session, assessment: AssessmentRow) -> tuple[MedicationOption, ...]:
     """The protocol's suggestions for this assessment's total, under the version it was scored by."""
     protocol = protocol_version(db, assessment.protocol_version_id)
     row = protocol.instrument(assessment.instrument_id).row_for(assessment.total)
     if row is None:
         return ()
-    return tuple(MedicationOption(drug=m.drug, dose_text=m.dose_text, route=m.route, repeat=m.repeat,
-                                  note=m.note, source=protocol.cite(m.source)) for m in row.medication)
+    return tuple(
+        MedicationOption(
+            drug=m.drug,
+            dose_text=m.dose_text,
+            route=m.route,
+            repeat=m.repeat,
+            note=m.note,
+            source=protocol.cite(m.source),
+        )
+        for m in row.medication
+    )
 
 
 @dataclass(frozen=True)
@@ -479,8 +639,9 @@ class DoseInput:
     note: str = ""
 
 
-def record_dose(access: Access, patient_id: str, given: DoseInput,
-                now: datetime | None = None) -> MedicationAdministrationRow:
+def record_dose(
+    access: Access, patient_id: str, given: DoseInput, now: datetime | None = None
+) -> MedicationAdministrationRow:
     """Record an as-needed dose given, linked to the assessment that prompted it. Only a dose the
     protocol suggests for that assessment's score, within its range, is accepted."""
     now = now or utcnow()
@@ -491,8 +652,11 @@ def record_dose(access: Access, patient_id: str, given: DoseInput,
         raise InvalidRecord("assessment", "choose an assessment of this patient")
     options = dose_options(access.db, assessment)
     if not options:
-        raise InvalidRecord("suggestion", f"the protocol suggests no medication for "
-                                          f"{assessment.instrument_id} {assessment.total}")
+        raise InvalidRecord(
+            "suggestion",
+            f"the protocol suggests no medication for "
+            f"{assessment.instrument_id} {assessment.total}",
+        )
     if not 0 <= given.suggestion < len(options):
         raise InvalidRecord("suggestion", "choose one of the protocol's suggestions")
     option = options[given.suggestion]
@@ -512,20 +676,36 @@ def record_dose(access: Access, patient_id: str, given: DoseInput,
         raise InvalidRecord("administered_at", "cannot be before the assessment that prompted it")
     indication = given.indication.strip() or (
         f"{short_name(get_instrument(assessment.instrument_id))} {assessment.total}"
-        + (f" ({assessment.band_label})" if assessment.band_label else ""))
+        + (f" ({assessment.band_label})" if assessment.band_label else "")
+    )
     row = MedicationAdministrationRow(
-        patient_id=patient.id, program_id=patient.program_id, medication_id=option.drug,
-        medication_text=f"{option.drug} {_plain(value)} {unit}", dose_value=value, dose_unit=unit,
-        route=route, status="completed", status_reason="", indication=indication[:2000],
-        administered_at=min(when, now), performer_id=access.actor.user_id, assessment_id=assessment.id,
-        note=(given.note.strip() + f"\nProtocol suggestion: {option.drug} {option.dose_text}; "
-              f"{option.source.citation}").strip()[:4000],
+        patient_id=patient.id,
+        program_id=patient.program_id,
+        medication_id=option.drug,
+        medication_text=f"{option.drug} {_plain(value)} {unit}",
+        dose_value=value,
+        dose_unit=unit,
+        route=route,
+        status="completed",
+        status_reason="",
+        indication=indication[:2000],
+        administered_at=min(when, now),
+        performer_id=access.actor.user_id,
+        assessment_id=assessment.id,
+        note=(
+            given.note.strip() + f"\nProtocol suggestion: {option.drug} {option.dose_text}; "
+            f"{option.source.citation}"
+        ).strip()[:4000],
         recorded_at=now,
     )
     access.db.add(row)
     access.db.flush()
-    access.audit("create", resource_type="MedicationAdministration", resource_id=str(row.id),
-                 patient_id=patient.id)
+    access.audit(
+        "create",
+        resource_type="MedicationAdministration",
+        resource_id=str(row.id),
+        patient_id=patient.id,
+    )
     return row
 
 
@@ -534,6 +714,7 @@ def _plain(value: Decimal) -> str:
 
 
 # --------------------------------------------------------------------------- the chart
+
 
 @dataclass
 class InstrumentView:
@@ -561,7 +742,9 @@ class WithdrawalChart:
         return sorted((a for v in self.views for a in v.assessments), key=lambda a: a.assessed_at)
 
 
-def withdrawal_chart(access: Access, patient: Patient, now: datetime | None = None) -> WithdrawalChart:
+def withdrawal_chart(
+    access: Access, patient: Patient, now: datetime | None = None
+) -> WithdrawalChart:
     """Everything the withdrawal tab shows for the open episode (the caller has read the chart)."""
     now = now or utcnow()
     ref = patient_ref(patient)
@@ -575,39 +758,74 @@ def withdrawal_chart(access: Access, patient: Patient, now: datetime | None = No
     views: list[InstrumentView] = []
     doses: list[MedicationAdministrationRow] = []
     if episode is not None:
-        rows = list(access.db.scalars(
-            select(AssessmentRow).where(AssessmentRow.episode_id == episode.id)
-            .order_by(AssessmentRow.assessed_at, AssessmentRow.id)))
+        rows = list(
+            access.db.scalars(
+                select(AssessmentRow)
+                .where(AssessmentRow.episode_id == episode.id)
+                .order_by(AssessmentRow.assessed_at, AssessmentRow.id)
+            )
+        )
         for instrument_id in current.protocol.instruments:
             series = [a for a in rows if a.instrument_id == instrument_id]
             if not series:
                 continue
             view = InstrumentView(get_instrument(instrument_id), None, series)
             try:
-                view.state = evaluate(current.protocol, instrument_id, [_scored(a) for a in series], now,
-                                      context=context,
-                                      acknowledged=_acknowledged(access.db, patient.id, instrument_id,
-                                                                 series[-1].id))
+                view.state = evaluate(
+                    current.protocol,
+                    instrument_id,
+                    [_scored(a) for a in series],
+                    now,
+                    context=context,
+                    acknowledged=_acknowledged(access.db, patient.id, instrument_id, series[-1].id),
+                )
             except ValueError as exc:  # MonitoringError: told on the page, not hidden
                 view.error = str(exc)
             views.append(view)
-        doses = list(access.db.scalars(
-            select(MedicationAdministrationRow)
-            .where(MedicationAdministrationRow.patient_id == patient.id,
-                   MedicationAdministrationRow.administered_at >= episode.admitted_at)
-            .order_by(MedicationAdministrationRow.administered_at)))
-    performers = dict(access.db.execute(
-        select(User.id, User.display_name).where(User.id.in_(
-            {d.performer_id for d in doses} | {a.recorded_by for v in views for a in v.assessments
-                                                if a.recorded_by is not None}))).all())
+        doses = list(
+            access.db.scalars(
+                select(MedicationAdministrationRow)
+                .where(
+                    MedicationAdministrationRow.patient_id == patient.id,
+                    MedicationAdministrationRow.administered_at >= episode.admitted_at,
+                )
+                .order_by(MedicationAdministrationRow.administered_at)
+            )
+        )
+    performers = dict(
+        access.db.execute(
+            select(User.id, User.display_name).where(
+                User.id.in_(
+                    {d.performer_id for d in doses}
+                    | {
+                        a.recorded_by
+                        for v in views
+                        for a in v.assessments
+                        if a.recorded_by is not None
+                    }
+                )
+            )
+        ).all()
+    )
     may_see_alerts = decide(access.actor, Permission.SEARCH, alerts.RESOURCE, ref)
     open_alerts = alerts.open_alerts_for_patient(access, patient) if may_see_alerts else []
     access.audit("search", resource_type=QR, patient_id=patient.id, query="withdrawal chart")
-    return WithdrawalChart(patient, episode, current, context_row, flags, views, doses, performers,
-                           open_alerts, patient.program.time_zone)
+    return WithdrawalChart(
+        patient,
+        episode,
+        current,
+        context_row,
+        flags,
+        views,
+        doses,
+        performers,
+        open_alerts,
+        patient.program.time_zone,
+    )
 
 
 # --------------------------------------------------------------------------- census
+
 
 @dataclass(frozen=True)
 class CensusRow:
@@ -643,7 +861,9 @@ class CensusRow:
     @property
     def sort_key(self) -> tuple[Any, ...]:
         """The monitoring core's census key, then the tie-break the census statement uses."""
-        return census_key(self.alert_rank, self.overdue_by, self.band_rank, self.due_at), self.monitoring_id
+        return census_key(
+            self.alert_rank, self.overdue_by, self.band_rank, self.due_at
+        ), self.monitoring_id
 
 
 @dataclass
@@ -664,13 +884,16 @@ class Census:
 
 
 def detox_units(access: Access) -> list[Unit]:
-    return list(access.db.scalars(
-        select(Unit).where(Unit.program_id.in_(sorted(access.actor.program_ids)), Unit.kind == "detox")
-        .order_by(Unit.program_id, Unit.name)))
+    return list(
+        access.db.scalars(
+            select(Unit)
+            .where(Unit.program_id.in_(sorted(access.actor.program_ids)), Unit.kind == "detox")
+            .order_by(Unit.program_id, Unit.name)
+        )
+    )
 
 
-def census_statement(unit_id: int, now: datetime, limit: int | None = None,
-                     offset: int = 0):  # type: ignore[no-untyped-def]
+def census_statement(unit_id: int, now: datetime, limit: int | None = None, offset: int = 0):  # type: ignore[no-untyped-def]
     """The census as ONE statement: a page of the unit's monitoring rows, most urgent first,
     joined to names and context, with the unit's counts. No query per patient.
 
@@ -686,8 +909,15 @@ def census_statement(unit_id: int, now: datetime, limit: int | None = None,
     page = (
         select(m.id.label("id"))
         .where(in_unit)
-        .order_by(m.alert_rank.desc(), case((overdue, 0), else_=1), case((overdue, m.due_at), else_=None),
-                  m.band_rank.desc(), case((m.due_at.is_(None), 0), else_=1), m.due_at, m.id)
+        .order_by(
+            m.alert_rank.desc(),
+            case((overdue, 0), else_=1),
+            case((overdue, m.due_at), else_=None),
+            m.band_rank.desc(),
+            case((m.due_at.is_(None), 0), else_=1),
+            m.due_at,
+            m.id,
+        )
         .limit(limit)
         .offset(offset)
         .subquery("page")
@@ -698,48 +928,120 @@ def census_statement(unit_id: int, now: datetime, limit: int | None = None,
 
     return (
         select(
-            m.id, m.episode_id, m.patient_id, m.admitted_at, Patient.family, Patient.given, m.instrument_id,
-            m.last_total, m.band_id, m.band_label, m.band_rank, m.last_assessed_at, m.due_at,
-            m.interval_minutes, m.trend, m.may_end, m.alert_count, m.alert_rank,
-            c.substance, c.history_withdrawal_seizures, c.history_delirium_tremens,
-            count().label("in_monitoring"), count(overdue).label("overdue"),
+            m.id,
+            m.episode_id,
+            m.patient_id,
+            m.admitted_at,
+            Patient.family,
+            Patient.given,
+            m.instrument_id,
+            m.last_total,
+            m.band_id,
+            m.band_label,
+            m.band_rank,
+            m.last_assessed_at,
+            m.due_at,
+            m.interval_minutes,
+            m.trend,
+            m.may_end,
+            m.alert_count,
+            m.alert_rank,
+            c.substance,
+            c.history_withdrawal_seizures,
+            c.history_delirium_tremens,
+            count().label("in_monitoring"),
+            count(overdue).label("overdue"),
             count(m.alert_rank >= 0).label("alert_rows"),
         )
         .select_from(page)
         .join(m, m.id == page.c.id)
         .join(Patient, Patient.id == m.patient_id)
         .outerjoin(c, c.episode_id == m.episode_id)
-        .order_by(m.alert_rank.desc(), case((overdue, 0), else_=1), case((overdue, m.due_at), else_=None),
-                  m.band_rank.desc(), case((m.due_at.is_(None), 0), else_=1), m.due_at, m.id)
+        .order_by(
+            m.alert_rank.desc(),
+            case((overdue, 0), else_=1),
+            case((overdue, m.due_at), else_=None),
+            m.band_rank.desc(),
+            case((m.due_at.is_(None), 0), else_=1),
+            m.due_at,
+            m.id,
+        )
     )
 
 
-def census_rows(db: Session, unit_id: int, now: datetime, limit: int | None = None,
-                offset: int = 0) -> tuple[list[CensusRow], dict[str, int]]:
+def census_rows(
+    db: Session, unit_id: int, now: datetime, limit: int | None = None, offset: int = 0
+) -> tuple[list[CensusRow], dict[str, int]]:
     """One page of the census (every row when `limit` is None) and the unit's counts."""
     rows: list[CensusRow] = []
     counts = {"in_monitoring": 0, "overdue_count": 0, "alert_rows": 0}
-    for (monitoring_id, episode_id, patient_id, admitted_at, family, given, instrument_id, total, band_id,
-         band_label, band_rank, assessed_at, due_at, interval, trend, may_end, n_alerts, alert_rank,
-         substance, seizures, dts, in_monitoring, overdue_count, alert_rows) in db.execute(
-            census_statement(unit_id, now, limit, offset)):
-        counts = {"in_monitoring": in_monitoring, "overdue_count": overdue_count, "alert_rows": alert_rows}
+    for (
+        monitoring_id,
+        episode_id,
+        patient_id,
+        admitted_at,
+        family,
+        given,
+        instrument_id,
+        total,
+        band_id,
+        band_label,
+        band_rank,
+        assessed_at,
+        due_at,
+        interval,
+        trend,
+        may_end,
+        n_alerts,
+        alert_rank,
+        substance,
+        seizures,
+        dts,
+        in_monitoring,
+        overdue_count,
+        alert_rows,
+    ) in db.execute(census_statement(unit_id, now, limit, offset)):
+        counts = {
+            "in_monitoring": in_monitoring,
+            "overdue_count": overdue_count,
+            "alert_rows": alert_rows,
+        }
         baseline = instrument_id == BASELINE
-        rows.append(CensusRow(
-            patient_id=patient_id, name=f"{family.upper()}, {given}".strip(", "), episode_id=episode_id,
-            admitted_at=admitted_at, instrument_id=None if baseline else instrument_id, total=total,
-            band_id=band_id, band_label=band_label, band_rank=band_rank, assessed_at=assessed_at, due_at=due_at,
-            interval_set=baseline or interval is not None,
-            overdue_by=now - due_at if due_at is not None and due_at < now else None, trend=trend or [],
-            substance=substance, seizure_or_dt_history=bool(seizures or dts), alert_count=n_alerts,
-            alert_rank=alert_rank if alert_rank >= 0 else None, may_end=bool(may_end),
-            monitoring_id=monitoring_id,
-        ))
+        rows.append(
+            CensusRow(
+                patient_id=patient_id,
+                name=f"{family.upper()}, {given}".strip(", "),
+                episode_id=episode_id,
+                admitted_at=admitted_at,
+                instrument_id=None if baseline else instrument_id,
+                total=total,
+                band_id=band_id,
+                band_label=band_label,
+                band_rank=band_rank,
+                assessed_at=assessed_at,
+                due_at=due_at,
+                interval_set=baseline or interval is not None,
+                overdue_by=now - due_at if due_at is not None and due_at < now else None,
+                trend=trend or [],
+                substance=substance,
+                seizure_or_dt_history=bool(seizures or dts),
+                alert_count=n_alerts,
+                alert_rank=alert_rank if alert_rank >= 0 else None,
+                may_end=bool(may_end),
+                monitoring_id=monitoring_id,
+            )
+        )
     return rows, counts
 
 
-def census(access: Access, unit_id: int, now: datetime | None = None, query_text: str = "",
-           page: int = 1, page_size: int | None = 200) -> Census:
+def census(
+    access: Access,
+    unit_id: int,
+    now: datetime | None = None,
+    query_text: str = "",
+    page: int = 1,
+    page_size: int | None = 200,
+) -> Census:
     """One page of a detox unit's census, most urgent first, after raising the overdue
     escalations that have come due on the unit."""
     now = now or utcnow()
@@ -752,7 +1054,9 @@ def census(access: Access, unit_id: int, now: datetime | None = None, query_text
     assert program is not None
     raise_overdue(access, unit.id, now)
     page = max(1, page)
-    rows, counts = census_rows(access.db, unit.id, now, page_size, (page - 1) * page_size if page_size else 0)
+    rows, counts = census_rows(
+        access.db, unit.id, now, page_size, (page - 1) * page_size if page_size else 0
+    )
     access.audit("search", resource_type=QR, query=query_text or f"census unit={unit.id}")
     return Census(unit, program, rows, now, page=page, page_size=page_size, **counts)
 
@@ -761,36 +1065,66 @@ def raise_overdue(access: Access, unit_id: int, now: datetime) -> list[Alert]:
     """Reassessments on the unit overdue past the protocol's grace period reach the prescriber,
     once per assessment (one indexed statement finds them; usually there is nothing to do)."""
     due = access.db.scalars(
-        select(MonitoringRow)
-        .where(MonitoringRow.overdue_alerted.is_(False), MonitoringRow.overdue_alert_at <= now,
-               MonitoringRow.unit_id == unit_id, MonitoringRow.active.is_(True))).all()
+        select(MonitoringRow).where(
+            MonitoringRow.overdue_alerted.is_(False),
+            MonitoringRow.overdue_alert_at <= now,
+            MonitoringRow.unit_id == unit_id,
+            MonitoringRow.active.is_(True),
+        )
+    ).all()
     raised = []
     for monitoring in due:
         monitoring.overdue_alerted = True
         if monitoring.due_at is None or monitoring.protocol_version_id is None:
             continue
         protocol = protocol_version(access.db, monitoring.protocol_version_id)
-        rule = next((r for r in protocol.instrument(monitoring.instrument_id).escalations
-                     if isinstance(r, OverdueRule) and r.minutes is not None), None)
-        if rule is None or access.db.scalar(select(Alert.id).where(
-                Alert.patient_id == monitoring.patient_id, Alert.related_type == QR,
-                Alert.related_id == str(monitoring.last_assessment_id), Alert.rule_id == rule.id)) is not None:
+        rule = next(
+            (
+                r
+                for r in protocol.instrument(monitoring.instrument_id).escalations
+                if isinstance(r, OverdueRule) and r.minutes is not None
+            ),
+            None,
+        )
+        if (
+            rule is None
+            or access.db.scalar(
+                select(Alert.id).where(
+                    Alert.patient_id == monitoring.patient_id,
+                    Alert.related_type == QR,
+                    Alert.related_id == str(monitoring.last_assessment_id),
+                    Alert.rule_id == rule.id,
+                )
+            )
+            is not None
+        ):
             continue
         late = int((now - monitoring.due_at).total_seconds() // 60)
         program = access.db.get(Program, monitoring.program_id)
         local = monitoring.due_at.astimezone(ZoneInfo(program.time_zone if program else "UTC"))
-        raised.append(alerts.raise_alert(
-            access, patient_id=monitoring.patient_id, program_id=monitoring.program_id, kind=OVERDUE_KIND,
-            severity=rule.severity, title=rule.message,
-            detail=f"due {local:%Y-%m-%d %H:%M %Z}, overdue by {late} min (threshold {rule.minutes} min)",
-            source=citation_text(protocol, protocol.cite(rule.source)), rule_id=rule.id, related_type=QR,
-            related_id=str(monitoring.last_assessment_id), raised_at=now))
+        raised.append(
+            alerts.raise_alert(
+                access,
+                patient_id=monitoring.patient_id,
+                program_id=monitoring.program_id,
+                kind=OVERDUE_KIND,
+                severity=rule.severity,
+                title=rule.message,
+                detail=f"due {local:%Y-%m-%d %H:%M %Z}, overdue by {late} min (threshold {rule.minutes} min)",
+                source=citation_text(protocol, protocol.cite(rule.source)),
+                rule_id=rule.id,
+                related_type=QR,
+                related_id=str(monitoring.last_assessment_id),
+                raised_at=now,
+            )
+        )
     if due:
         access.db.flush()
     return raised
 
 
 # --------------------------------------------------------------------------- FHIR searches
+
 
 @dataclass(frozen=True)
 class ObservationQuery:
@@ -813,20 +1147,35 @@ def _visible(access: Access, resource_type: str, column_patient, column_program)
     return column_program.in_(sorted(seen.program_ids))
 
 
-def search_observations(access: Access, query: ObservationQuery,
-                        query_text: str = "") -> tuple[list[tuple[ObservationRow, AssessmentRow]], bool]:
+def search_observations(
+    access: Access, query: ObservationQuery, query_text: str = ""
+) -> tuple[list[tuple[ObservationRow, AssessmentRow]], bool]:
     access.require(Permission.SEARCH, "Observation")
     o, a = ObservationRow, AssessmentRow
-    stmt = select(o, a).join(a, a.id == o.assessment_id).where(
-        _visible(access, "Observation", a.patient_id, a.program_id))
+    stmt = (
+        select(o, a)
+        .join(a, a.id == o.assessment_id)
+        .where(_visible(access, "Observation", a.patient_id, a.program_id))
+    )
     if query.patient_id is not None:
         stmt = stmt.where(o.patient_id == query.patient_id)
     if query.codes:
-        stmt = stmt.where(or_(*(
-            and_(o.instrument_id == inst, o.code == code) if code is not None else o.instrument_id == inst
-            for inst, code in query.codes)))
-    for bound, op in ((query.date_ge, "__ge__"), (query.date_gt, "__gt__"), (query.date_le, "__le__"),
-                      (query.date_lt, "__lt__")):
+        stmt = stmt.where(
+            or_(
+                *(
+                    and_(o.instrument_id == inst, o.code == code)
+                    if code is not None
+                    else o.instrument_id == inst
+                    for inst, code in query.codes
+                )
+            )
+        )
+    for bound, op in (
+        (query.date_ge, "__ge__"),
+        (query.date_gt, "__gt__"),
+        (query.date_le, "__le__"),
+        (query.date_lt, "__lt__"),
+    ):
         if bound is not None:
             stmt = stmt.where(getattr(o.effective_at, op)(bound))
     stmt = stmt.order_by(o.effective_at.desc(), o.id).offset(query.offset).limit(query.count + 1)
@@ -834,26 +1183,39 @@ def search_observations(access: Access, query: ObservationQuery,
     has_more = len(rows) > query.count
     rows = rows[: query.count]
     patients = {obs.patient_id for obs, _ in rows}
-    access.audit("search", resource_type="Observation", query=query_text,
-                 patient_id=next(iter(patients)) if len(patients) == 1 else query.patient_id)
+    access.audit(
+        "search",
+        resource_type="Observation",
+        query=query_text,
+        patient_id=next(iter(patients)) if len(patients) == 1 else query.patient_id,
+    )
     return rows, has_more
 
 
 def get_observation(access: Access, observation_id: int) -> tuple[ObservationRow, AssessmentRow]:
-    found = access.db.execute(select(ObservationRow, AssessmentRow)
-                              .join(AssessmentRow, AssessmentRow.id == ObservationRow.assessment_id)
-                              .where(ObservationRow.id == observation_id)).first()
+    found = access.db.execute(
+        select(ObservationRow, AssessmentRow)
+        .join(AssessmentRow, AssessmentRow.id == ObservationRow.assessment_id)
+        .where(ObservationRow.id == observation_id)
+    ).first()
     if found is None:
         raise NotFound(f"Observation/{observation_id} is not known")
     obs, assessment = found
-    access.require(Permission.READ, "Observation", PatientRef(assessment.patient_id, assessment.program_id),
-                   resource_id=str(observation_id))
-    access.audit("read", resource_type="Observation", resource_id=str(obs.id), patient_id=obs.patient_id)
+    access.require(
+        Permission.READ,
+        "Observation",
+        PatientRef(assessment.patient_id, assessment.program_id),
+        resource_id=str(observation_id),
+    )
+    access.audit(
+        "read", resource_type="Observation", resource_id=str(obs.id), patient_id=obs.patient_id
+    )
     return obs, assessment
 
 
-def search_administrations(access: Access, patient_id: str | None, count: int, offset: int,
-                           query_text: str = "") -> tuple[list[MedicationAdministrationRow], bool]:
+def search_administrations(
+    access: Access, patient_id: str | None, count: int, offset: int, query_text: str = ""
+) -> tuple[list[MedicationAdministrationRow], bool]:
     access.require(Permission.SEARCH, "MedicationAdministration")
     m = MedicationAdministrationRow
     stmt = select(m).where(_visible(access, "MedicationAdministration", m.patient_id, m.program_id))
@@ -864,10 +1226,16 @@ def search_administrations(access: Access, patient_id: str | None, count: int, o
     has_more = len(rows) > count
     rows = rows[:count]
     patients = {r.patient_id for r in rows}
-    access.audit("search", resource_type="MedicationAdministration", query=query_text,
-                 patient_id=next(iter(patients)) if len(patients) == 1 else patient_id)
+    access.audit(
+        "search",
+        resource_type="MedicationAdministration",
+        query=query_text,
+        patient_id=next(iter(patients)) if len(patients) == 1 else patient_id,
+    )
     return rows, has_more
 
 
 def get_administration(access: Access, administration_id: int) -> MedicationAdministrationRow:
-    return read_patient_row(access, "MedicationAdministration", MedicationAdministrationRow, administration_id)
+    return read_patient_row(
+        access, "MedicationAdministration", MedicationAdministrationRow, administration_id
+    )

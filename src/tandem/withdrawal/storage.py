@@ -63,7 +63,9 @@ class WithdrawalContextRow(Base):
     episode_id: Mapped[int] = mapped_column(
         ForeignKey("episodes.id", ondelete="RESTRICT"), unique=True
     )
-    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id", ondelete="RESTRICT"), index=True)
+    patient_id: Mapped[str] = mapped_column(
+        ForeignKey("patients.id", ondelete="RESTRICT"), index=True
+    )
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="RESTRICT"))
     substance: Mapped[str] = mapped_column(String(10))  # alcohol | opioid | other
     last_use_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -122,7 +124,13 @@ class ObservationRow(Base):
 
     __tablename__ = "withdrawal_observations"
     __table_args__ = (
-        Index("ix_withdrawal_obs_patient_code_at", "patient_id", "instrument_id", "code", "effective_at"),
+        Index(
+            "ix_withdrawal_obs_patient_code_at",
+            "patient_id",
+            "instrument_id",
+            "code",
+            "effective_at",
+        ),
         Index("ix_withdrawal_obs_patient_at", "patient_id", "effective_at"),
     )
 
@@ -150,15 +158,27 @@ class MonitoringRow(Base):
     __table_args__ = (
         UniqueConstraint("episode_id", "instrument_id"),
         # The census orders every patient of a unit on these: read them from the index alone.
-        Index("ix_withdrawal_monitoring_unit", "unit_id", "active", "alert_rank", "due_at", "band_rank", "id"),
+        Index(
+            "ix_withdrawal_monitoring_unit",
+            "unit_id",
+            "active",
+            "alert_rank",
+            "due_at",
+            "band_rank",
+            "id",
+        ),
         Index("ix_withdrawal_monitoring_overdue", "overdue_alerted", "overdue_alert_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     episode_id: Mapped[int] = mapped_column(ForeignKey("episodes.id", ondelete="RESTRICT"))
-    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id", ondelete="RESTRICT"), index=True)
+    patient_id: Mapped[str] = mapped_column(
+        ForeignKey("patients.id", ondelete="RESTRICT"), index=True
+    )
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="RESTRICT"))
-    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), nullable=True)
+    unit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("units.id", ondelete="RESTRICT"), nullable=True
+    )
     active: Mapped[bool] = mapped_column(Boolean, default=True)  # the episode is open and in detox
     admitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
     instrument_id: Mapped[str] = mapped_column(String(40))  # "" until the first assessment
@@ -201,15 +221,36 @@ def _episode_changed(_mapper: Any, connection: Connection, episode: Episode) -> 
     monitoring rows; a move into detox starts a baseline; a change of unit moves them."""
     in_detox = episode.phase == "detox" and episode.discharged_at is None
     table = MonitoringRow.__table__
-    connection.execute(update(table).where(table.c.episode_id == episode.id)
-                       .values(active=in_detox, unit_id=episode.unit_id))
-    if in_detox and connection.execute(select(table.c.id).where(table.c.episode_id == episode.id)).first() is None:
+    connection.execute(
+        update(table)
+        .where(table.c.episode_id == episode.id)
+        .values(active=in_detox, unit_id=episode.unit_id)
+    )
+    if (
+        in_detox
+        and connection.execute(select(table.c.id).where(table.c.episode_id == episode.id)).first()
+        is None
+    ):
         _baseline(connection, episode)
 
 
 def _baseline(connection: Connection, episode: Episode) -> None:
-    connection.execute(insert(MonitoringRow.__table__).values(
-        episode_id=episode.id, patient_id=episode.patient_id, program_id=episode.program_id,
-        unit_id=episode.unit_id, active=True, admitted_at=episode.phase_started_at or episode.admitted_at,
-        instrument_id=BASELINE, band_rank=-1, due_at=episode.phase_started_at or episode.admitted_at,
-        overdue_alerted=False, may_end=False, trend=[], alert_rank=-1, alert_count=0, updated_at=utcnow()))
+    connection.execute(
+        insert(MonitoringRow.__table__).values(
+            episode_id=episode.id,
+            patient_id=episode.patient_id,
+            program_id=episode.program_id,
+            unit_id=episode.unit_id,
+            active=True,
+            admitted_at=episode.phase_started_at or episode.admitted_at,
+            instrument_id=BASELINE,
+            band_rank=-1,
+            due_at=episode.phase_started_at or episode.admitted_at,
+            overdue_alerted=False,
+            may_end=False,
+            trend=[],
+            alert_rank=-1,
+            alert_count=0,
+            updated_at=utcnow(),
+        )
+    )

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = '0005_identifier_patient_index'
-down_revision = '0002_shared'
+revision = "0005_identifier_patient_index"
+down_revision = "0002_shared"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('patient_identifiers', schema=None) as batch_op:
-        batch_op.create_index('ix_identifier_patient', ['patient_id'], unique=False)
+    with op.batch_alter_table("patient_identifiers", schema=None) as batch_op:
+        batch_op.create_index("ix_identifier_patient", ["patient_id"], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('patient_identifiers', schema=None) as batch_op:
-        batch_op.drop_index('ix_identifier_patient')
+    with op.batch_alter_table("patient_identifiers", schema=None) as batch_op:
+        batch_op.drop_index("ix_identifier_patient")

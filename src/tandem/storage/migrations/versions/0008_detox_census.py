@@ -16,8 +16,8 @@ from alembic import op
 
 import tandem.storage.db
 
-revision = '0008_detox_census'
-down_revision = '0003_detox'
+revision = "0008_detox_census"
+down_revision = "0003_detox"
 branch_labels = None
 depends_on = None
 
@@ -25,20 +25,27 @@ UTC_DATETIME = tandem.storage.db.UTCDateTime(timezone=True)
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('withdrawal_assessments', schema=None) as batch_op:
-        batch_op.create_index('ix_withdrawal_assessments_episode', ['episode_id', 'instrument_id', 'assessed_at'],
-                              unique=False)
+    with op.batch_alter_table("withdrawal_assessments", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_withdrawal_assessments_episode",
+            ["episode_id", "instrument_id", "assessed_at"],
+            unique=False,
+        )
 
-    with op.batch_alter_table('withdrawal_monitoring', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('unit_id', sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column('active', sa.Boolean(), nullable=True))
-        batch_op.add_column(sa.Column('admitted_at', UTC_DATETIME, nullable=True))
-        batch_op.add_column(sa.Column('alert_rank', sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column('alert_count', sa.Integer(), nullable=True))
-        for column, kind in (('last_assessment_id', sa.INTEGER()), ('last_total', sa.INTEGER()),
-                             ('last_assessed_at', UTC_DATETIME), ('protocol_version_id', sa.INTEGER())):
+    with op.batch_alter_table("withdrawal_monitoring", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("unit_id", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("active", sa.Boolean(), nullable=True))
+        batch_op.add_column(sa.Column("admitted_at", UTC_DATETIME, nullable=True))
+        batch_op.add_column(sa.Column("alert_rank", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("alert_count", sa.Integer(), nullable=True))
+        for column, kind in (
+            ("last_assessment_id", sa.INTEGER()),
+            ("last_total", sa.INTEGER()),
+            ("last_assessed_at", UTC_DATETIME),
+            ("protocol_version_id", sa.INTEGER()),
+        ):
             batch_op.alter_column(column, existing_type=kind, nullable=True)
-        batch_op.drop_index('ix_withdrawal_monitoring_census')
+        batch_op.drop_index("ix_withdrawal_monitoring_census")
 
     # Rows saved before this revision: fill the new columns from their episodes.
     op.execute("""
@@ -49,15 +56,23 @@ def upgrade() -> None:
                     WHERE episodes.id = withdrawal_monitoring.episode_id),
           alert_rank = -1, alert_count = 0
     """)
-    with op.batch_alter_table('withdrawal_monitoring', schema=None) as batch_op:
-        batch_op.alter_column('active', existing_type=sa.Boolean(), nullable=False)
-        batch_op.alter_column('admitted_at', existing_type=UTC_DATETIME, nullable=False)
-        batch_op.alter_column('alert_rank', existing_type=sa.Integer(), nullable=False)
-        batch_op.alter_column('alert_count', existing_type=sa.Integer(), nullable=False)
-        batch_op.create_index('ix_withdrawal_monitoring_unit',
-                              ['unit_id', 'active', 'alert_rank', 'due_at', 'band_rank', 'id'], unique=False)
-        batch_op.create_foreign_key('fk_withdrawal_monitoring_unit_id_units', 'units', ['unit_id'], ['id'],
-                                    ondelete='RESTRICT')
+    with op.batch_alter_table("withdrawal_monitoring", schema=None) as batch_op:
+        batch_op.alter_column("active", existing_type=sa.Boolean(), nullable=False)
+        batch_op.alter_column("admitted_at", existing_type=UTC_DATETIME, nullable=False)
+        batch_op.alter_column("alert_rank", existing_type=sa.Integer(), nullable=False)
+        batch_op.alter_column("alert_count", existing_type=sa.Integer(), nullable=False)
+        batch_op.create_index(
+            "ix_withdrawal_monitoring_unit",
+            ["unit_id", "active", "alert_rank", "due_at", "band_rank", "id"],
+            unique=False,
+        )
+        batch_op.create_foreign_key(
+            "fk_withdrawal_monitoring_unit_id_units",
+            "units",
+            ["unit_id"],
+            ["id"],
+            ondelete="RESTRICT",
+        )
     # Open detox episodes with no assessment yet: their baseline is due since the phase started.
     op.execute("""
         INSERT INTO withdrawal_monitoring (episode_id, patient_id, program_id, unit_id, active, admitted_at,
@@ -72,12 +87,15 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DELETE FROM withdrawal_monitoring WHERE instrument_id = ''")
-    with op.batch_alter_table('withdrawal_monitoring', schema=None) as batch_op:
-        batch_op.drop_constraint('fk_withdrawal_monitoring_unit_id_units', type_='foreignkey')
-        batch_op.drop_index('ix_withdrawal_monitoring_unit')
-        batch_op.create_index('ix_withdrawal_monitoring_census', ['episode_id', 'id', 'due_at', 'band_rank'],
-                              unique=False)
-        for column in ('alert_count', 'alert_rank', 'admitted_at', 'active', 'unit_id'):
+    with op.batch_alter_table("withdrawal_monitoring", schema=None) as batch_op:
+        batch_op.drop_constraint("fk_withdrawal_monitoring_unit_id_units", type_="foreignkey")
+        batch_op.drop_index("ix_withdrawal_monitoring_unit")
+        batch_op.create_index(
+            "ix_withdrawal_monitoring_census",
+            ["episode_id", "id", "due_at", "band_rank"],
+            unique=False,
+        )
+        for column in ("alert_count", "alert_rank", "admitted_at", "active", "unit_id"):
             batch_op.drop_column(column)
-    with op.batch_alter_table('withdrawal_assessments', schema=None) as batch_op:
-        batch_op.drop_index('ix_withdrawal_assessments_episode')
+    with op.batch_alter_table("withdrawal_assessments", schema=None) as batch_op:
+        batch_op.drop_index("ix_withdrawal_assessments_episode")
