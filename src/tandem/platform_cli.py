@@ -291,8 +291,8 @@ def backup(path: Path = typer.Argument(..., help="File to write")) -> None:
     else:
         if shutil.which("pg_dump") is None:
             raise fail("pg_dump is not installed")
-        result = subprocess.run(
-            ["pg_dump", "--format=custom", f"--file={path}", _pg_url(settings)],  # noqa: S603, S607
+        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            ["pg_dump", "--format=custom", f"--file={path}", _pg_url(settings)],  # noqa: S607
             capture_output=True,
             text=True,
             check=False,
@@ -329,13 +329,13 @@ def restore(
     else:
         if shutil.which("pg_restore") is None:
             raise fail("pg_restore is not installed")
-        result = subprocess.run(
-            [
+        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            [  # noqa: S607
                 "pg_restore",
                 "--clean",
                 "--if-exists",
                 "--no-owner",
-                "--single-transaction",  # noqa: S603, S607
+                "--single-transaction",
                 f"--dbname={_pg_url(settings)}",
                 str(path),
             ],
