@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -18,7 +20,7 @@ from sqlalchemy.engine import make_url
 from tandem.access import accounts, audit
 from tandem.access.credentials import CredentialError, actor_for, create_token, revoke_token
 from tandem.access.scopes import ScopeError
-from tandem.patients.records import InvalidRecord
+from tandem.errors import InvalidInput
 from tandem.settings import Settings
 from tandem.storage.db import (
     make_engine,
@@ -29,6 +31,9 @@ from tandem.storage.db import (
 )
 from tandem.storage.migrate import upgrade
 from tandem.storage.models import ApiToken, User
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 err = Console(stderr=True)
 out = Console()
@@ -98,7 +103,7 @@ def init(
                     resource_id=str(user.id),
                 )
             )
-    except InvalidRecord as exc:
+    except InvalidInput as exc:
         raise fail(
             f"{_INIT_FLAGS.get(exc.field, '--' + exc.field.replace('_', '-'))}: {exc.message}"
         ) from None
@@ -107,34 +112,45 @@ def init(
     )
 
 
+def served_app() -> FastAPI:
+    """The app as `tandem serve` runs it in each worker process: settings from the environment
+    (TANDEM_*, inherited from the parent), the scheduler started by its lifespan. Migrations and
+    planner statistics are the parent's, done once before any worker starts."""
+    from tandem import scheduler
+    from tandem.web.app import create_app
+
+    app = create_app(Settings())
+    scheduler.attach(app)
+    return app
+
+
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on"),
     port: int = typer.Option(8000, help="Port to listen on"),
-    workers: int = typer.Option(1, help="Worker processes"),
+    workers: int = typer.Option(
+        os.cpu_count() or 1, min=1, help="Worker processes (default: one per CPU)"
+    ),
 ) -> None:
-    """Run migrations, then serve the web UI and the FHIR API."""
+    """Run migrations, then serve the web UI and the FHIR API from WORKERS processes."""
     import uvicorn
 
     settings = _settings()
     engine, _ = _migrated_sessions(settings)
     refresh_planner_statistics(engine)
-    engine.dispose()
+    engine.dispose()  # each worker is a new process with a pool of its own
     out.print(
-        f"Tandem on http://{host}:{port}  (database {make_url(settings.database_url).render_as_string()})"
+        f"Tandem on http://{host}:{port}  (database {make_url(settings.database_url).render_as_string()}, "
+        f"{workers} worker{'s' if workers > 1 else ''})"
     )
-    if workers > 1:
-        uvicorn.run(
-            "tandem.web.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level="warning",
-        )
-    else:
-        from tandem.web.app import create_app
-
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    uvicorn.run(
+        "tandem.platform_cli:served_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 def demo(
@@ -143,9 +159,7 @@ def demo(
 ) -> None:
     """Load a synthetic treatment program and print the demo logins as `email password` lines."""
     from tandem import demo as demo_data
-    from tandem.demo.steps import load_steps
-
-    load_steps()
+    from tandem.domains import demo_steps
 
     settings = _settings()
     engine, sessions = _migrated_sessions(settings)
@@ -169,7 +183,7 @@ def demo(
                     db, patients, seed, progress=lambda n: progress.advance(task, n)
                 )
                 logins = demo_data.create_logins(db, world, seed)
-                for label, step in demo_data.DEMO_STEPS:
+                for label, step in demo_steps():
                     step_task = progress.add_task(label, total=1)
                     step(db, world)
                     progress.advance(step_task)
@@ -349,10 +363,11 @@ def restore(
     out.print(f"Restored from {path}.")
 
 
-def register(app: typer.Typer) -> None:
-    app.command()(init)
-    app.command()(serve)
-    app.command()(demo)
-    app.add_typer(token_app, name="token")
-    app.command()(backup)
-    app.command()(restore)
+COMMANDS: tuple[tuple[str, object], ...] = (
+    ("init", init),
+    ("serve", serve),
+    ("demo", demo),
+    ("token", token_app),
+    ("backup", backup),
+    ("restore", restore),
+)

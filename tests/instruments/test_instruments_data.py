@@ -89,7 +89,7 @@ TOY: dict[str, Any] = {
     "version": "1",
     "respondent": "clinician",
     "citation": "none",
-    "sources": [{"title": "none", "quality": "tertiary"}],
+    "sources": [{"citation": "none given", "quality": "tertiary"}],
     "items": [
         {"id": "a", "text": "A", "allowed_values": [0, 1, 2], "anchors": {0: "x", 1: "y", 2: "z"}},
         {"id": "b", "text": "B", "allowed_values": [0, 3], "anchors": {0: "x", 3: "z"}},

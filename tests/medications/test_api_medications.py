@@ -492,10 +492,6 @@ def test_a_patient_sees_only_their_own_statements_and_events(
 def test_plan_doses_given_appear_as_medication_administrations(
     client, sessions, world: World
 ) -> None:
-    from tandem.fhir.capability import _SUPPORTED
-
-    if "MedicationAdministration" not in _SUPPORTED:
-        pytest.skip("MedicationAdministration is served by the withdrawal domain's routes")
     plan_id = _seed_records(sessions, world)
     token = make_token(sessions, world.email("nurse"), "user/*.rs")
     bundle = client.get(

@@ -12,6 +12,7 @@ from tandem.access.audit import Origin
 from tandem.access.credentials import actor_for
 from tandem.access.guard import Access
 from tandem.instruments.engine import get_instrument
+from tandem.patients.episodes import episode_changed
 from tandem.storage.db import session_scope, utcnow
 from tandem.storage.models import Episode, User
 from tests.conftest import World
@@ -48,7 +49,7 @@ def admit_to_detox(
             phase_started_at=at,
         )
         db.add(episode)
-        db.flush()
+        episode_changed(db, episode)
         return episode.id
 
 

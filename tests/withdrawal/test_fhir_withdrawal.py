@@ -263,7 +263,7 @@ def test_medication_administrations_are_searchable_and_linked_to_the_assessment(
 
 
 def test_a_dose_outside_the_protocol_suggestion_is_refused(sessions, world: World) -> None:
-    from tandem.patients.records import InvalidRecord
+    from tandem.errors import InvalidInput
 
     admit_to_detox(sessions, world, world.patient_a)
     with session_scope(sessions) as db:
@@ -275,7 +275,7 @@ def test_a_dose_outside_the_protocol_suggestion_is_refused(sessions, world: Worl
             (1, "abc", "dose"),
             (5, "1", "suggestion"),
         ):
-            with pytest.raises(InvalidRecord) as refused:
+            with pytest.raises(InvalidInput) as refused:
                 service.record_dose(
                     access,
                     world.patient_a,
@@ -283,7 +283,7 @@ def test_a_dose_outside_the_protocol_suggestion_is_refused(sessions, world: Worl
                 )
             assert refused.value.field == field
         low = service.save_assessment(access, world.patient_a, "ciwa_ar", ciwa_answers(3))
-        with pytest.raises(InvalidRecord, match="suggests no medication"):
+        with pytest.raises(InvalidInput, match="suggests no medication"):
             service.record_dose(
                 access,
                 world.patient_a,

@@ -11,6 +11,7 @@ import yaml
 from sqlalchemy import select
 
 from tandem.alerts.models import Alert
+from tandem.patients.episodes import episode_changed
 from tandem.storage.db import session_scope
 from tandem.withdrawal import service
 from tandem.withdrawal.protocol import load_protocol, protocol_from_mapping
@@ -187,7 +188,7 @@ def test_the_census_statement_orders_exactly_as_the_core_census_key(sessions, wo
                 phase_started_at=now - timedelta(hours=30),
             )
             db.add(episode)
-            db.flush()
+            episode_changed(db, episode)
             if rng.random() < 0.1:
                 continue  # baseline due: the row admission made stays as it is
             row = db.scalar(select(MonitoringRow).where(MonitoringRow.episode_id == episode.id))

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from tandem.access.credentials import CredentialError, hash_password
 from tandem.access.policy import Role
-from tandem.patients.records import InvalidRecord
+from tandem.errors import InvalidInput
 from tandem.storage.models import Membership, Patient, Program, Unit, User
 
 UNIT_KINDS = {
@@ -30,7 +30,7 @@ def check_zone(zone: str) -> str:
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidRecord(
+        raise InvalidInput(
             "time_zone", f"{zone!r} is not an IANA time zone such as America/New_York"
         ) from None
     return zone
@@ -46,11 +46,11 @@ def create_program(
 ) -> Program:
     code = code.strip().lower()
     if not _CODE.match(code):
-        raise InvalidRecord("code", "use 2-40 lowercase letters, digits or hyphens")
+        raise InvalidInput("code", "use 2-40 lowercase letters, digits or hyphens")
     if not name.strip():
-        raise InvalidRecord("name", "a program needs a name")
+        raise InvalidInput("name", "a program needs a name")
     if db.scalar(select(Program.id).where(Program.code == code)) is not None:
-        raise InvalidRecord("code", f"a program with code {code!r} already exists")
+        raise InvalidInput("code", f"a program with code {code!r} already exists")
     program = Program(
         code=code,
         name=name.strip(),
@@ -66,16 +66,16 @@ def create_program(
 def add_unit(db: Session, program: Program, code: str, name: str, kind: str) -> Unit:
     code = code.strip().lower()
     if not _CODE.match(code):
-        raise InvalidRecord("unit_code", "use 2-40 lowercase letters, digits or hyphens")
+        raise InvalidInput("unit_code", "use 2-40 lowercase letters, digits or hyphens")
     if kind not in UNIT_KINDS:
-        raise InvalidRecord("kind", f"must be one of {', '.join(UNIT_KINDS)}")
+        raise InvalidInput("kind", f"must be one of {', '.join(UNIT_KINDS)}")
     if not name.strip():
-        raise InvalidRecord("unit_name", "a unit needs a name")
+        raise InvalidInput("unit_name", "a unit needs a name")
     if (
         db.scalar(select(Unit.id).where(Unit.program_id == program.id, Unit.code == code))
         is not None
     ):
-        raise InvalidRecord("unit_code", f"the program already has a unit {code!r}")
+        raise InvalidInput("unit_code", f"the program already has a unit {code!r}")
     unit = Unit(program_id=program.id, code=code, name=name.strip(), kind=kind)
     db.add(unit)
     db.flush()
@@ -86,7 +86,7 @@ def _check_role(role: str) -> Role:
     try:
         return Role(role)
     except ValueError:
-        raise InvalidRecord("role", f"must be one of {', '.join(r.value for r in Role)}") from None
+        raise InvalidInput("role", f"must be one of {', '.join(r.value for r in Role)}") from None
 
 
 def create_user(
@@ -100,16 +100,16 @@ def create_user(
 ) -> User:
     email = email.strip().lower()
     if not _EMAIL.match(email):
-        raise InvalidRecord("email", "enter a valid e-mail address")
+        raise InvalidInput("email", "enter a valid e-mail address")
     if db.scalar(select(User.id).where(User.email == email)) is not None:
-        raise InvalidRecord("email", f"{email} already has an account")
+        raise InvalidInput("email", f"{email} already has an account")
     if not display_name.strip():
-        raise InvalidRecord("display_name", "enter the person's name")
+        raise InvalidInput("display_name", "enter the person's name")
     role_value = _check_role(role)
     try:
         password_hash = hash_password(password)
     except CredentialError as exc:
-        raise InvalidRecord("password", str(exc)) from None
+        raise InvalidInput("password", str(exc)) from None
     user = User(
         email=email,
         display_name=display_name.strip(),
@@ -127,14 +127,14 @@ def create_user(
 def _link_patient(db: Session, user: User, role: Role, patient_id: str | None) -> None:
     if role is Role.PATIENT:
         if not patient_id or db.get(Patient, patient_id) is None:
-            raise InvalidRecord(
+            raise InvalidInput(
                 "patient", "a patient account must be linked to the patient's record"
             )
         taken = db.scalar(
             select(User.id).where(User.patient_id == patient_id, User.id != (user.id or -1))
         )
         if taken is not None:
-            raise InvalidRecord("patient", "that patient already has an account")
+            raise InvalidInput("patient", "that patient already has an account")
         user.patient_id = patient_id
     else:
         user.patient_id = None
@@ -144,7 +144,7 @@ def set_memberships(db: Session, user: User, program_ids: list[int]) -> None:
     known = set(db.scalars(select(Program.id).where(Program.id.in_(program_ids))))
     missing = set(program_ids) - known
     if missing:
-        raise InvalidRecord("programs", f"unknown program id {sorted(missing)[0]}")
+        raise InvalidInput("programs", f"unknown program id {sorted(missing)[0]}")
     if user.patient_id is not None:
         patient = db.get(Patient, user.patient_id)
         known = {patient.program_id} if patient else set()
@@ -167,7 +167,7 @@ def update_user(
 ) -> User:
     role_value = _check_role(role)
     if user.id == acting_user_id and (not active or role_value is not Role.ADMIN):
-        raise InvalidRecord("role", "you cannot remove your own administrator access")
+        raise InvalidInput("role", "you cannot remove your own administrator access")
     if user.role == Role.ADMIN and (role_value is not Role.ADMIN or not active):
         admins = db.scalar(
             select(func.count())
@@ -175,9 +175,9 @@ def update_user(
             .where(User.role == Role.ADMIN.value, User.active.is_(True))
         )
         if (admins or 0) <= 1:
-            raise InvalidRecord("role", "the last active administrator must stay an administrator")
+            raise InvalidInput("role", "the last active administrator must stay an administrator")
     if not display_name.strip():
-        raise InvalidRecord("display_name", "enter the person's name")
+        raise InvalidInput("display_name", "enter the person's name")
     user.display_name = display_name.strip()
     user.role = role_value.value
     user.active = active
@@ -190,4 +190,4 @@ def reset_password(user: User, password: str) -> None:
     try:
         user.password_hash = hash_password(password)
     except CredentialError as exc:
-        raise InvalidRecord("password", str(exc)) from None
+        raise InvalidInput("password", str(exc)) from None

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.access.policy import Actor
 from tandem.storage.db import session_scope, utcnow
-from tandem.storage.models import AuditEntry
+from tandem.storage.models import AuditEntry, AuditEntryPatient
 
 ACTIONS = {"create": "C", "read": "R", "search": "R", "update": "U", "delete": "D"}
 SUCCESS, MINOR_FAILURE, SERIOUS_FAILURE = "0", "4", "8"
@@ -57,9 +59,24 @@ def entry(
     )
 
 
-def record(db: Session, *args: object, **kwargs: object) -> None:
-    """Add an entry to the caller's unit of work: it commits, or rolls back, with the change."""
-    db.add(entry(*args, **kwargs))  # type: ignore[arg-type]
+def record(
+    db: Session,
+    actor: Actor | None,
+    operation: str,
+    origin: Origin,
+    *,
+    shown: Iterable[str] = (),
+    **where: Any,
+) -> AuditEntry:
+    """Add an entry to the caller's unit of work: it commits, or rolls back, with the change.
+    `shown`: the patients a list or search showed (one row each beside the entry)."""
+    item = entry(actor, operation, origin, **where)
+    patients = sorted(set(shown))
+    if len(patients) == 1 and item.patient_id is None:
+        item.patient_id = patients[0]
+    item.shown_patients = [AuditEntryPatient(patient_id=p) for p in patients]
+    db.add(item)
+    return item
 
 
 def record_now(factory: sessionmaker[Session], *args: object, **kwargs: object) -> None:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.access import audit
-from tandem.access.policy import Actor, Decision, PatientRef, Permission, Visibility, decide
+from tandem.access.policy import (
+    Actor,
+    Decision,
+    PatientRef,
+    Permission,
+    Role,
+    Visibility,
+    decide,
+)
 from tandem.access.policy import visibility as policy_visibility
 
 
@@ -32,6 +41,7 @@ class Access:
     origin: audit.Origin
     db: Session
     sessions: sessionmaker[Session]
+    refusals: int = 0  # refusals recorded in this request
 
     def require(
         self,
@@ -58,8 +68,13 @@ class Access:
             raise AccessDenied(decision)
 
     def refused(self, operation: str, reason: str, **where: str | None) -> None:
-        audit.record_now(
-            self.sessions,
+        """Record a refusal durably, in this request's own session. The refused request's work
+        is discarded first: it is never kept, and on SQLite its pending writes would hold the
+        one write lock that a second session would wait on."""
+        self.db.rollback()
+        self.refusals += 1
+        audit.record(
+            self.db,
             self.actor,
             operation,
             self.origin,
@@ -67,9 +82,24 @@ class Access:
             detail=reason,
             **where,
         )
+        self.db.commit()
 
     def visibility(self, resource_type: str = "Patient") -> Visibility:
         return policy_visibility(self.actor, resource_type)
 
-    def audit(self, operation: str, **where: str | None) -> None:
-        audit.record(self.db, self.actor, operation, self.origin, **where)
+    def audit(self, operation: str, *, shown: Iterable[str] = (), **where: str | None) -> None:
+        """Add an entry to this request's unit of work; `shown` names every patient a list or
+        search showed, so "who saw patient X" has an answer."""
+        audit.record(self.db, self.actor, operation, self.origin, shown=shown, **where)
+
+
+def system_access(db: Session, sessions: sessionmaker[Session], job: str) -> Access:
+    """The access a scheduled job acts with: every program, as an administrator would, named
+    after the job in the audit trail (no user)."""
+    from sqlalchemy import select
+
+    from tandem.storage.models import Program
+
+    programs = frozenset(db.scalars(select(Program.id)))
+    actor = Actor(user_id=0, label=f"scheduler: {job}", role=Role.ADMIN, program_ids=programs)
+    return Access(actor, audit.Origin(channel="job"), db, sessions)

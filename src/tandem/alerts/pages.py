@@ -10,15 +10,15 @@ from sqlalchemy import select
 from tandem.access.guard import Access
 from tandem.access.policy import Permission, decide
 from tandem.alerts import service
-from tandem.patients.records import InvalidRecord
+from tandem.errors import InvalidInput
+from tandem.kit import NavItem
 from tandem.storage.models import Program
-from tandem.web.deps import csrf_form, page_access
-from tandem.web.nav import NavItem, add_nav
+from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, page_access
 from tandem.web.rendering import render
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=UnitOfWorkRoute)
 
-add_nav(NavItem("alerts", "Alerts", "/alerts", frozenset({"admin", "prescriber", "nurse"}), 30))
+NAV = NavItem("alerts", "Alerts", "/alerts", frozenset({"admin", "prescriber", "nurse"}), 30)
 
 
 def _programs(access: Access) -> list[Program]:
@@ -37,7 +37,7 @@ def _page(
     program: str,
     show: str,
     status_code: int = 200,
-    error: InvalidRecord | None = None,
+    error: InvalidInput | None = None,
     error_alert: int | None = None,
 ) -> Response:
     programs = _programs(access)
@@ -50,7 +50,6 @@ def _page(
             include_acknowledged=show != "open",
             query_text=str(request.url.query),
         )
-    access.db.commit()
     return render(
         request,
         "alerts/list.html",
@@ -77,17 +76,13 @@ def alert_list(
 
 
 @router.post("/alerts/{alert_id}/acknowledge")
-async def acknowledge(
-    request: Request, alert_id: int, access: Access = Depends(csrf_form)
-) -> Response:
-    form = await request.form()
+def acknowledge(request: Request, alert_id: int, access: Access = Depends(csrf_form)) -> Response:
+    form = form_of(request)
     note = str(form.get("note", ""))
     program = str(form.get("program", ""))
     try:
         alert = service.acknowledge(access, alert_id, note)
-        access.db.commit()
-    except InvalidRecord as exc:
-        access.db.rollback()
+    except InvalidInput as exc:
         access.refused(
             "update",
             f"invalid input: {exc}",

@@ -6,7 +6,7 @@ their note. Lists put unacknowledged alerts first, most severe first, newest fir
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,8 +16,7 @@ from sqlalchemy.orm import Session
 from tandem.access.guard import Access
 from tandem.access.policy import PatientRef, Permission
 from tandem.alerts.models import Alert
-from tandem.patients.records import InvalidRecord
-from tandem.patients.service import NotFound
+from tandem.errors import InvalidInput, NotFound
 from tandem.storage.db import utcnow
 from tandem.storage.models import Patient, User
 
@@ -37,19 +36,12 @@ def severity_rank_sql(column):  # type: ignore[no-untyped-def]
     return case(*((column == name, rank) for name, rank in SEVERITY_RANK.items()), else_=1)
 
 
-# Domains that keep a summary of a patient's open alerts (e.g. the detox census) listen here.
-AlertListener = Callable[[Session, str], None]
-_listeners: list[AlertListener] = []
-
-
-def on_change(listener: AlertListener) -> None:
-    """Call `listener(db, patient_id)` after an alert of that patient is raised or acknowledged."""
-    if listener not in _listeners:
-        _listeners.append(listener)
-
-
 def _changed(db: Session, patient_id: str) -> None:
-    for listener in _listeners:
+    """Domains that keep a summary of a patient's open alerts (e.g. the detox census) list a
+    listener in their DOMAIN; it runs in the same unit of work."""
+    from tandem.domains import alert_listeners
+
+    for listener in alert_listeners():
         listener(db, patient_id)
 
 
@@ -172,10 +164,10 @@ def acknowledge(access: Access, alert_id: int, note: str, now: datetime | None =
         resource_id=str(alert_id),
     )
     if alert.acknowledged_at is not None:
-        raise InvalidRecord("alert", "this alert has already been acknowledged")
+        raise InvalidInput("alert", "this alert has already been acknowledged")
     note = note.strip()
     if len(note) > MAX_NOTE:
-        raise InvalidRecord("note", f"keep the note under {MAX_NOTE} characters")
+        raise InvalidInput("note", f"keep the note under {MAX_NOTE} characters")
     alert.acknowledged_at = now
     alert.acknowledged_by = access.actor.user_id
     alert.acknowledgement_note = note

@@ -1,7 +1,7 @@
 """`tandem demo`: a synthetic treatment program, deterministic for a seed.
 
 Every program and patient it makes is flagged synthetic. Later domains add their own parts
-(assessments, medications, check-ins...) by appending a step to `DEMO_STEPS`.
+(assessments, medications, check-ins...) with the demo steps listed in their DOMAIN.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from tandem.access import accounts
 from tandem.demo.names import FAMILY, GIVEN_FEMALE, GIVEN_MALE
+from tandem.patients.episodes import episode_changed
 from tandem.storage.models import Episode, Patient, PatientIdentifier, Program, Unit, User
 
 DEMO_PROGRAM = "riverside"
@@ -43,16 +44,7 @@ class DemoWorld:
     users: dict[str, User] = field(default_factory=dict)
 
 
-DemoStep = Callable[[Session, DemoWorld], None]
-DEMO_STEPS: list[tuple[str, DemoStep]] = []
-
-
-def demo_step(label: str) -> Callable[[DemoStep], DemoStep]:
-    def register(step: DemoStep) -> DemoStep:
-        DEMO_STEPS.append((label, step))
-        return step
-
-    return register
+DemoStep = Callable[[Session, DemoWorld], None]  # each domain lists its steps in its DOMAIN
 
 
 def logins_for(seed: int) -> list[DemoLogin]:
@@ -196,12 +188,14 @@ def build_platform(
     db.flush()
     if progress:
         progress(patients % 50)
+    episodes = []
     for patient in world.patients:
         if patient.program_id == program.id:
-            db.add(_episode(rng, patient, units["detox"], units["outpatient"], now))
+            episodes.append(_episode(rng, patient, units["detox"], units["outpatient"], now))
         else:
-            db.add(_episode(rng, patient, None, other_outpatient, now))
-    db.flush()
+            episodes.append(_episode(rng, patient, None, other_outpatient, now))
+    db.add_all(episodes)
+    episode_changed(db, episodes)
     return world
 
 

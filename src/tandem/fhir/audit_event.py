@@ -6,22 +6,24 @@ import base64
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 from fhir.resources.R4B.auditevent import AuditEvent
 from sqlalchemy import select
 
 from tandem.access.guard import Access
 from tandem.access.policy import may_read_audit
-from tandem.fhir.capability import ResourceSupport, SearchParam, declare
+from tandem.errors import InvalidInput
+from tandem.fhir.capability import ResourceSupport, SearchParam
+from tandem.fhir.http import fhir_router, paging, searchset
 from tandem.fhir.outcome import FhirError, FhirJSONResponse
-from tandem.patients.records import InvalidRecord, parse_date_filter
+from tandem.patients.records import parse_date_filter
 from tandem.storage.models import AuditEntry
 from tandem.web.deps import api_access
 
-router = APIRouter(prefix="/fhir", tags=["FHIR"])
+router = fhir_router()
 
-declare(
+FHIR_RESOURCES = (
     ResourceSupport(
         type="AuditEvent",
         interactions=("read", "search-type"),
@@ -33,7 +35,7 @@ declare(
             SearchParam("_offset", "number"),
         ),
         documentation="Administrators only. Every read or write of patient data, sign-in and refusal.",
-    )
+    ),
 )
 
 _REST = {
@@ -148,14 +150,11 @@ def read_audit_event(entry_id: int, access: Access = Depends(api_access)) -> Res
     access.audit(
         "read", resource_type="AuditEvent", resource_id=str(entry_id), patient_id=entry.patient_id
     )
-    access.db.commit()
     return FhirJSONResponse(to_fhir(entry))
 
 
 @router.get("/AuditEvent")
 def search_audit_events(request: Request, access: Access = Depends(api_access)) -> Response:
-    from tandem.fhir.routes import paging, searchset
-
     _guard(access)
     count, offset = paging(request, {"patient", "date", "outcome"})
     stmt = select(AuditEntry)
@@ -167,7 +166,7 @@ def search_audit_events(request: Request, access: Access = Depends(api_access)) 
     for value in params.getlist("date"):
         try:
             flt = parse_date_filter(value)
-        except InvalidRecord as exc:
+        except InvalidInput as exc:
             raise FhirError(400, "invalid", exc.message, ["date"]) from None
         col = AuditEntry.recorded_at
         start = datetime.combine(flt.day, time(0), tzinfo=UTC)
@@ -190,5 +189,4 @@ def search_audit_events(request: Request, access: Access = Depends(api_access)) 
         request, "AuditEvent", [to_fhir(r) for r in rows[:count]], count, offset, has_more
     )
     access.audit("search", resource_type="AuditEvent", query=str(request.url.query))
-    access.db.commit()
     return FhirJSONResponse(bundle)

@@ -1,7 +1,8 @@
-"""What the FHIR API really supports; each resource's router declares itself here."""
+"""What the FHIR API really supports: each domain lists its `ResourceSupport` in its DOMAIN."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,16 +26,11 @@ class ResourceSupport:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-_SUPPORTED: dict[str, ResourceSupport] = {}
-
-
-def declare(support: ResourceSupport) -> None:
-    _SUPPORTED[support.type] = support
-
-
-def capability_statement(base_url: str, now_iso: str) -> dict[str, Any]:
+def capability_statement(
+    base_url: str, now_iso: str, supports: Iterable[ResourceSupport]
+) -> dict[str, Any]:
     resources = []
-    for support in sorted(_SUPPORTED.values(), key=lambda s: s.type):
+    for support in sorted(supports, key=lambda s: s.type):
         entry: dict[str, Any] = {
             "type": support.type,
             "interaction": [{"code": code} for code in support.interactions],

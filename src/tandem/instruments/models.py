@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
+from tandem.evidence import Source
+
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
 Points = Annotated[StrictInt, Field(ge=0)]
 
@@ -22,12 +24,6 @@ class Coding(_Data):
     system: str
     code: str
     display: str | None = None
-
-
-class Source(_Data):
-    title: str
-    url: str | None = None
-    quality: Literal["primary", "secondary", "tertiary", "code"]
 
 
 class Anchor(_Data):

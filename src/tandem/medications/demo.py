@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tandem.access.audit import Origin
 from tandem.access.credentials import actor_for
 from tandem.access.guard import Access
-from tandem.demo import DemoWorld, demo_step
+from tandem.demo import DemoWorld
 from tandem.medications import service
 from tandem.medications.dose import Dose
 from tandem.medications.dose_plan import plan_ceiling
@@ -345,7 +345,6 @@ def _plans(
     return []
 
 
-@demo_step("Medication plans")
 def medication_plans(db: Session, world: DemoWorld) -> None:
     prescriber = world.users.get("prescriber")
     nurse = world.users.get("nurse")

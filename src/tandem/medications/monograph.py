@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from tandem.evidence import Source
 from tandem.medications.dose import Dose, parse_dose
 from tandem.medications.errors import UnknownMedication
 from tandem.medications.rules import FACTS, Condition, parse_condition, substance_vocabulary
@@ -70,27 +71,6 @@ _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
-
-class Source(_Model):
-    """One citation, as the fact sheet gives it."""
-
-    id: str
-    citation: str = Field(min_length=5)
-    url: str | None = None
-    doi: str | None = None
-    pmid: str | None = None
-    quality: Literal["primary", "secondary", "tertiary", "code", "tandem"]
-    unverified: bool = False
-    note: str | None = None
-
-    @model_validator(mode="after")
-    def _unverified_needs_note(self) -> Source:
-        if self.unverified and not self.note:
-            raise ValueError(f"source {self.id}: unverified needs a note saying what")
-        if self.url is not None and not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"source {self.id}: url must be http(s), got {self.url!r}")
-        return self
 
 
 def _resolve_sources(value: Any, info: ValidationInfo) -> Any:

@@ -18,6 +18,8 @@ from sqlalchemy import select
 
 from tandem.access.guard import Access
 from tandem.access.policy import Permission, decide
+from tandem.errors import InvalidInput, NotFound
+from tandem.kit import ChartTab, NavItem
 from tandem.medications import service
 from tandem.medications.dose import Frequency
 from tandem.medications.dose_plan import plan_ceiling
@@ -33,28 +35,23 @@ from tandem.medications.renal import UMOL_PER_MG_DL
 from tandem.medications.rules import FACTS as RULE_FACTS
 from tandem.medications.rules import substance_vocabulary
 from tandem.medications.safety import screen
-from tandem.patients.chart_tabs import ChartTab, add_tab
 from tandem.patients.pages import chart_page
-from tandem.patients.records import InvalidRecord
-from tandem.patients.service import NotFound, get_patient, patient_ref
+from tandem.patients.service import get_patient, patient_ref
 from tandem.storage.db import utcnow
 from tandem.storage.models import Patient, Program, User
-from tandem.web.deps import csrf_form, page_access
+from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, form_refused, page_access
 from tandem.web.forms import local_datetime
-from tandem.web.nav import NavItem, add_nav
 from tandem.web.rendering import render
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=UnitOfWorkRoute)
 
-add_tab(ChartTab("medications", "Medications", "/medications", 20))
-add_nav(
-    NavItem(
-        "library",
-        "Medication library",
-        "/medications",
-        frozenset({"admin", "prescriber", "nurse", "counselor", "researcher"}),
-        20,
-    )
+CHART_TAB = ChartTab("medications", "Medications", "/medications", 20)
+NAV = NavItem(
+    "library",
+    "Medication library",
+    "/medications",
+    frozenset({"admin", "prescriber", "nurse", "counselor", "researcher"}),
+    20,
 )
 
 SEVERITY_LABELS = {
@@ -152,7 +149,7 @@ def _may(access: Access, permission: Permission, resource_type: str, patient: An
     return bool(decide(access.actor, permission, resource_type, patient_ref(patient)))
 
 
-def _refusal(exc: MedicationInputError | InvalidRecord) -> dict[str, Any]:
+def _refusal(exc: MedicationInputError | InvalidInput) -> dict[str, Any]:
     """The error context a form shows: which field, why, and the source when there is one."""
     field = FORM_FIELDS.get(exc.field, exc.field)
     sources: tuple[Source, ...] = exc.sources if isinstance(exc, PlanRefused) else ()
@@ -172,12 +169,12 @@ def _number(form: Any, name: str, *, whole: bool = False) -> float | int | None:
     try:
         value = float(raw)
     except ValueError:
-        raise InvalidRecord(name, "enter a number") from None
+        raise InvalidInput(name, "enter a number") from None
     if not math.isfinite(value):
-        raise InvalidRecord(name, "enter a number")
+        raise InvalidInput(name, "enter a number")
     if whole:
         if value != int(value):
-            raise InvalidRecord(name, "enter a whole number")
+            raise InvalidInput(name, "enter a whole number")
         return int(value)
     return value
 
@@ -189,7 +186,7 @@ def _date(form: Any, name: str, default: date | None = None) -> date | None:
     try:
         return date.fromisoformat(raw)
     except ValueError:
-        raise InvalidRecord(name, "enter the date as YYYY-MM-DD") from None
+        raise InvalidInput(name, "enter the date as YYYY-MM-DD") from None
 
 
 def _local_datetime(
@@ -202,12 +199,12 @@ def _local_datetime(
 def _dose_text(form: Any, mg_name: str, freq_name: str) -> str:
     mg = _number(form, mg_name)
     if mg is None:
-        raise InvalidRecord(mg_name, "enter the dose in mg")
+        raise InvalidInput(mg_name, "enter the dose in mg")
     if mg <= 0:
-        raise InvalidRecord(mg_name, f"a dose must be more than 0 mg, got {mg:g}")
+        raise InvalidInput(mg_name, f"a dose must be more than 0 mg, got {mg:g}")
     freq = str(form.get(freq_name, "")).strip()
     if freq not in {f.code for f in Frequency}:
-        raise InvalidRecord(freq_name, "choose how often")
+        raise InvalidInput(freq_name, "choose how often")
     return f"{mg:g}mg-{freq}"
 
 
@@ -389,13 +386,13 @@ def _facts_input(form: Any, zone: ZoneInfo) -> service.FactsInput:
     def yes_no(name: str) -> bool | None:
         value = str(form.get(name, "")).strip()
         if value not in ("", "yes", "no"):
-            raise InvalidRecord(name, "choose yes, no or not recorded")
+            raise InvalidInput(name, "choose yes, no or not recorded")
         return None if value == "" else value == "yes"
 
     creatinine = _number(form, "creatinine")
     if creatinine is not None and str(form.get("creatinine_unit", "mg_dl")) == "umol_l":
         if creatinine <= 0:
-            raise InvalidRecord("creatinine", f"must be more than zero, got {creatinine:g}")
+            raise InvalidInput("creatinine", f"must be more than zero, got {creatinine:g}")
         creatinine = round(creatinine / UMOL_PER_MG_DL, 3)
     taking = None
     if str(form.get("taking_recorded", "")) == "yes":
@@ -461,18 +458,15 @@ def facts_form(
 
 
 @router.post("/patients/{patient_id}/medications/facts")
-async def save_facts(
-    request: Request, patient_id: str, access: Access = Depends(csrf_form)
-) -> Response:
-    form = await request.form()
+def save_facts(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
+    form = form_of(request)
     zone = _program_zone(access, patient_id)
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
     values["taking"] = ",".join(str(v) for v in form.getlist("taking"))
     try:
         service.record_facts(access, patient_id, _facts_input(form, zone))
-        access.db.commit()
-    except (MedicationInputError, InvalidRecord) as exc:
-        access.db.rollback()
+    except (MedicationInputError, InvalidInput) as exc:
+        form_refused(request, access, exc)
         return _facts_form(request, access, patient_id, values, 422, **_refusal(exc))
     return RedirectResponse(
         f"/patients/{patient_id}/medications?flash=saved#screening", status_code=303
@@ -576,10 +570,8 @@ def new_plan(
 
 
 @router.post("/patients/{patient_id}/medications/plans")
-async def create_plan(
-    request: Request, patient_id: str, access: Access = Depends(csrf_form)
-) -> Response:
-    form = await request.form()
+def create_plan(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
+    form = form_of(request)
     values = {k: str(v).strip() for k, v in form.items() if k != "csrf_token"}
     kind = values.get("kind", "")
     if kind not in KINDS:
@@ -587,20 +579,20 @@ async def create_plan(
     try:
         medication = values.get("medication", "")
         if medication not in medication_ids():
-            raise InvalidRecord("medication", "choose a medication")
+            raise InvalidInput("medication", "choose a medication")
         start_date = _date(form, "start_date")
         if start_date is None:
-            raise InvalidRecord("start_date", "enter the first day of the plan")
+            raise InvalidInput("start_date", "enter the first day of the plan")
         protocol = _number(form, "protocol_max")
         if protocol is not None and protocol <= 0:
-            raise InvalidRecord("protocol_max", f"must be more than 0 mg/day, got {protocol:g}")
+            raise InvalidInput("protocol_max", f"must be more than 0 mg/day, got {protocol:g}")
         if kind == "titration":
             step = _number(form, "step_mg")
             every = _number(form, "every_days", whole=True)
             if step is None:
-                raise InvalidRecord("step_mg", "enter the increase per dose in mg")
+                raise InvalidInput("step_mg", "enter the increase per dose in mg")
             if every is None:
-                raise InvalidRecord("every_days", "enter the days between steps")
+                raise InvalidInput("every_days", "enter the days between steps")
             row = service.create_titration(
                 access,
                 patient_id,
@@ -615,9 +607,9 @@ async def create_plan(
         elif kind == "taper":
             over = _number(form, "over_days", whole=True)
             if over is None:
-                raise InvalidRecord("over_days", "enter the taper length in days")
+                raise InvalidInput("over_days", "enter the taper length in days")
             if over < 0:
-                raise InvalidRecord("over_days", f"must be 0 or more days, got {over}")
+                raise InvalidInput("over_days", f"must be 0 or more days, got {over}")
             row = service.create_taper(
                 access,
                 patient_id,
@@ -635,9 +627,8 @@ async def create_plan(
                 start_date=start_date,
                 protocol_max_mg_day=protocol,
             )
-        access.db.commit()
-    except (MedicationInputError, InvalidRecord) as exc:
-        access.db.rollback()
+    except (MedicationInputError, InvalidInput) as exc:
+        form_refused(request, access, exc)
         return _plan_form(request, access, patient_id, kind, values, 422, **_refusal(exc))
     return RedirectResponse(
         f"/patients/{patient_id}/medications/plans/{row.id}?flash=created", status_code=303
@@ -697,10 +688,10 @@ def plan_page(
 
 
 @router.post("/patients/{patient_id}/medications/plans/{plan_id}/doses")
-async def record_dose(
+def record_dose(
     request: Request, patient_id: str, plan_id: int, access: Access = Depends(csrf_form)
 ) -> Response:
-    form = await request.form()
+    form = form_of(request)
     zone = _program_zone(access, patient_id)
     outcome = str(form.get("outcome", ""))
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
@@ -709,9 +700,9 @@ async def record_dose(
         try:
             due_at = datetime.fromisoformat(raw_due)
         except ValueError:
-            raise InvalidRecord("due_at", "choose a planned dose") from None
+            raise InvalidInput("due_at", "choose a planned dose") from None
         if due_at.tzinfo is None:
-            raise InvalidRecord("due_at", "choose a planned dose")
+            raise InvalidInput("due_at", "choose a planned dose")
         reason = str(form.get("reason", ""))
         if outcome in ("given", "not_given"):
             when = _local_datetime(form, "administered_at", zone, default=utcnow())
@@ -731,10 +722,9 @@ async def record_dose(
                 access, patient_id, plan_id, due_at=due_at, taken=outcome == "taken", reason=reason
             )
         else:
-            raise InvalidRecord("outcome", "choose what happened to the dose")
-        access.db.commit()
-    except (MedicationInputError, InvalidRecord) as exc:
-        access.db.rollback()
+            raise InvalidInput("outcome", "choose what happened to the dose")
+    except (MedicationInputError, InvalidInput) as exc:
+        form_refused(request, access, exc)
         return _plan_page(
             request,
             access,
@@ -751,10 +741,10 @@ async def record_dose(
 
 
 @router.post("/patients/{patient_id}/medications/plans/{plan_id}/stop")
-async def stop_plan(
+def stop_plan(
     request: Request, patient_id: str, plan_id: int, access: Access = Depends(csrf_form)
 ) -> Response:
-    form = await request.form()
+    form = form_of(request)
     zone = _program_zone(access, patient_id)
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
     try:
@@ -763,9 +753,8 @@ async def stop_plan(
         service.stop_plan(
             access, patient_id, plan_id, stop_on=stop_on, reason=str(form.get("reason", ""))
         )
-        access.db.commit()
-    except (MedicationInputError, InvalidRecord) as exc:
-        access.db.rollback()
+    except (MedicationInputError, InvalidInput) as exc:
+        form_refused(request, access, exc)
         return _plan_page(
             request,
             access,
@@ -785,16 +774,16 @@ async def stop_plan(
 
 
 @router.post("/patients/{patient_id}/medications/side-effects")
-async def record_side_effect(
+def record_side_effect(
     request: Request, patient_id: str, access: Access = Depends(csrf_form)
 ) -> Response:
-    form = await request.form()
+    form = form_of(request)
     zone = _program_zone(access, patient_id)
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
     try:
         medication = str(form.get("medication", ""))
         if medication not in medication_ids():
-            raise InvalidRecord("medication", "choose the medication suspected")
+            raise InvalidInput("medication", "choose the medication suspected")
         onset = _local_datetime(form, "onset_at", zone, default=utcnow())
         assert onset is not None
         plan = str(form.get("plan_id", ""))
@@ -808,9 +797,8 @@ async def record_side_effect(
             detail=str(form.get("detail", "")),
             plan_id=int(plan) if plan.isdigit() else None,
         )
-        access.db.commit()
-    except (MedicationInputError, InvalidRecord) as exc:
-        access.db.rollback()
+    except (MedicationInputError, InvalidInput) as exc:
+        form_refused(request, access, exc)
         now = utcnow()
         patient = get_patient(access, patient_id)
         rows = service.list_plans(access, patient)

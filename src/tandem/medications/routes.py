@@ -10,15 +10,22 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 from sqlalchemy import and_, not_, or_, select
 
 from tandem.access.guard import Access
 from tandem.access.policy import Permission, decide
-from tandem.fhir.capability import ResourceSupport, SearchParam, declare
+from tandem.fhir.capability import ResourceSupport, SearchParam
+from tandem.fhir.http import (
+    MAX_COUNT,
+    fhir_body,
+    fhir_response,
+    fhir_router,
+    paging,
+    searchset,
+)
 from tandem.fhir.outcome import FhirError
-from tandem.fhir.routes import MAX_COUNT, fhir_response, paging, read_body, searchset
 from tandem.medications import service
 from tandem.medications.errors import MedicationInputError, PlanRefused
 from tandem.medications.fhir_mapping import to_medication_knowledge
@@ -36,7 +43,7 @@ from tandem.storage.db import utcnow
 from tandem.storage.models import Patient, Program, User
 from tandem.web.deps import api_access
 
-router = APIRouter(prefix="/fhir", tags=["FHIR"])
+router = fhir_router()
 
 _PAGING = (
     SearchParam("_count", "number", f"page size, at most {MAX_COUNT}"),
@@ -44,7 +51,7 @@ _PAGING = (
 )
 _PATIENT = SearchParam("patient", "reference", "Patient/<id> or <id>")
 
-declare(
+FHIR_RESOURCES = (
     ResourceSupport(
         type="MedicationKnowledge",
         interactions=("read", "search-type"),
@@ -60,9 +67,7 @@ declare(
         ),
         documentation="Tandem's medication monographs (id = monograph id). Codes the sources do not "
         "confirm are still sent, with a note saying so.",
-    )
-)
-declare(
+    ),
     ResourceSupport(
         type="MedicationRequest",
         interactions=("read", "create", "search-type"),
@@ -75,17 +80,13 @@ declare(
         "frequency per day, dose in mg; maxDosePerPeriod = the program's protocol maximum) and checks it "
         "against the monograph maximum, the protocol and the patient's stored kidney function; a refused "
         "plan answers 422 with the reason and nothing is stored.",
-    )
-)
-declare(
+    ),
     ResourceSupport(
         type="MedicationStatement",
         interactions=("read", "search-type"),
         search_params=(_PATIENT, *_PAGING),
         documentation="Patient-reported planned doses: completed (taken) or not-taken (missed).",
-    )
-)
-declare(
+    ),
     ResourceSupport(
         type="AdverseEvent",
         interactions=("read", "search-type"),
@@ -95,7 +96,7 @@ declare(
             *_PAGING,
         ),
         documentation="Medication side effects with their severity (mild, moderate, severe).",
-    )
+    ),
 )
 
 
@@ -188,8 +189,11 @@ def _core_error(exc: MedicationInputError) -> FhirError:
 
 
 @router.post("/MedicationRequest")
-async def create_request(request: Request, access: Access = Depends(api_access)) -> Response:
-    body = await read_body(request, "MedicationRequest")
+def create_request(
+    request: Request,
+    body: dict[str, Any] = Depends(fhir_body("MedicationRequest")),
+    access: Access = Depends(api_access),
+) -> Response:
     try:
         posted = read_medication_request(body)
     except RequestError as exc:
@@ -210,10 +214,8 @@ async def create_request(request: Request, access: Access = Depends(api_access))
             protocol_max_mg_day=posted.protocol_max_mg_day,
         )
     except MedicationInputError as exc:
-        access.db.rollback()
         raise _core_error(exc) from None
     resource = _request_resource(access, row, _names(access, {row.prescriber_id}))
-    access.db.commit()
     location = str(request.base_url).rstrip("/") + f"/fhir/MedicationRequest/{row.id}"
     return fhir_response(resource, 201, {"Location": location})
 
@@ -244,7 +246,6 @@ def search_requests(request: Request, access: Access = Depends(api_access)) -> R
     )
     names = _names(access, {r.prescriber_id for r in page.rows})
     resources = [_request_resource(access, r, names) for r in page.rows]
-    access.db.commit()
     return fhir_response(
         searchset(request, "MedicationRequest", resources, count, offset, page.has_more)
     )
@@ -274,7 +275,6 @@ def _status_condition(access: Access, statuses: set[str]):  # type: ignore[no-un
 def read_request(request_id: str, access: Access = Depends(api_access)) -> Response:
     row = service.get_plan(access, _int_id(request_id, "MedicationRequest"))
     resource = _request_resource(access, row, _names(access, {row.prescriber_id}))
-    access.db.commit()
     return fhir_response(resource)
 
 
@@ -297,7 +297,6 @@ def search_statements(request: Request, access: Access = Depends(api_access)) ->
     )
     names = _names(access, {r.recorded_by for r in page.rows})
     resources = [medication_statement(r, names.get(r.recorded_by)) for r in page.rows]
-    access.db.commit()
     return fhir_response(
         searchset(request, "MedicationStatement", resources, count, offset, page.has_more)
     )
@@ -312,7 +311,6 @@ def read_statement(statement_id: str, access: Access = Depends(api_access)) -> R
         _int_id(statement_id, "MedicationStatement"),
     )
     resource = medication_statement(row, _names(access, {row.recorded_by}).get(row.recorded_by))
-    access.db.commit()
     return fhir_response(resource)
 
 
@@ -341,7 +339,6 @@ def search_events(request: Request, access: Access = Depends(api_access)) -> Res
     )
     names = _names(access, {r.recorded_by for r in page.rows})
     resources = [_event(r, names) for r in page.rows]
-    access.db.commit()
     return fhir_response(
         searchset(request, "AdverseEvent", resources, count, offset, page.has_more)
     )
@@ -353,5 +350,4 @@ def read_event(event_id: str, access: Access = Depends(api_access)) -> Response:
         access, service.SIDE_EFFECT, SideEffectRow, _int_id(event_id, "AdverseEvent")
     )
     resource = _event(row, _names(access, {row.recorded_by}))
-    access.db.commit()
     return fhir_response(resource)

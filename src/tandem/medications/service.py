@@ -16,11 +16,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.access.guard import Access
-from tandem.access.policy import PatientRef, Permission, Visibility
+from tandem.access.guard import Access, system_access
+from tandem.access.policy import PatientRef, Permission
+from tandem.access.queries import Page, load_patient, patient_ref, read_row, search_page, visible
 from tandem.alerts.models import Alert
+from tandem.errors import NotFound
 from tandem.medications.adherence import MissedRunAlert
 from tandem.medications.dose import Dose, Frequency
 from tandem.medications.dose_plan import (
@@ -57,8 +59,7 @@ from tandem.medications.storage import (
     SideEffectRow,
 )
 from tandem.patients.records import age_on
-from tandem.patients.service import NotFound, patient_ref, read_patient_row
-from tandem.storage.db import utcnow
+from tandem.storage.db import session_scope, utcnow
 from tandem.storage.models import Patient
 
 # Resource types as the policy, the audit trail and API scopes name them. Screening facts
@@ -158,23 +159,8 @@ class FactsInput:
 
 
 def _load_patient(access: Access, patient_id: str, *wanted: tuple[Permission, str]) -> Patient:
-    """The patient, once the policy allows reading the chart and every `wanted` operation.
-
-    All checks come before anything is written: a refusal is audited in its own session, which
-    must not wait on this one's write (SQLite has one writer)."""
-    patient = access.db.scalar(
-        select(Patient)
-        .where(Patient.id == patient_id)
-        .options(selectinload(Patient.program), selectinload(Patient.identifiers))
-    )
-    if patient is None:
-        raise NotFound(f"Patient/{patient_id} is not known")
-    ref = patient_ref(patient)
-    access.require(Permission.READ, "Patient", ref, resource_id=patient_id)
-    for permission, resource_type in wanted:
-        access.require(permission, resource_type, ref)
-    access.audit("read", resource_type="Patient", resource_id=patient.id, patient_id=patient.id)
-    return patient
+    """The patient, once the policy allows reading the chart and every `wanted` operation."""
+    return load_patient(access, patient_id, *wanted)
 
 
 def kidney_sex(patient: Patient, row: MedicationFactsRow | None) -> str | None:
@@ -1086,8 +1072,10 @@ def sweep_missed_doses(access: Access, now: datetime | None = None) -> list[Aler
     """Check every active plan the actor may see for a missed run (run it on a schedule)."""
     now = now or utcnow()
     access.require(Permission.SEARCH, PLAN)
-    seen = access.visibility(PLAN)
-    stmt = select(DosePlanRow).where(DosePlanRow.status == "active", _visible(seen))
+    stmt = select(DosePlanRow).where(
+        DosePlanRow.status == "active",
+        visible(access, PLAN, DosePlanRow.patient_id, DosePlanRow.program_id),
+    )
     raised = []
     for row in access.db.scalars(stmt).all():
         patient = access.db.get(Patient, row.patient_id)
@@ -1097,14 +1085,6 @@ def sweep_missed_doses(access: Access, now: datetime | None = None) -> list[Aler
             raised.append(alert)
     access.audit("search", resource_type=PLAN, query="missed-dose sweep")
     return raised
-
-
-def _visible(seen: Visibility, model: Any = DosePlanRow):  # type: ignore[no-untyped-def]
-    if seen.nothing:
-        return model.patient_id.is_(None)
-    if seen.only_patient_id is not None:
-        return model.patient_id == seen.only_patient_id
-    return model.program_id.in_(sorted(seen.program_ids))
 
 
 # --------------------------------------------------------------------------- side effects
@@ -1201,12 +1181,6 @@ def open_missed_dose_alerts(access: Access, patient: Patient) -> list[Alert]:
 # --------------------------------------------------------------------------- API searches
 
 
-@dataclass(frozen=True)
-class Page:
-    rows: list[Any]
-    has_more: bool
-
-
 def search(
     access: Access,
     resource_type: str,
@@ -1217,34 +1191,26 @@ def search(
     offset: int,
     query_text: str = "",
     extra: Sequence[Any] = (),
-) -> Page:
-    """A page of `model` rows the actor may see, optionally for one patient (refused, not
-    emptied, when that patient is another program's)."""
-    if patient_id is not None:
-        patient = access.db.get(Patient, patient_id)
-        if patient is None:
-            raise NotFound(f"Patient/{patient_id} is not known")
-        access.require(Permission.SEARCH, resource_type, patient_ref(patient))
-    else:
-        access.require(Permission.SEARCH, resource_type)
-    stmt = select(model).where(_visible(access.visibility(resource_type), model), *extra)
-    if patient_id is not None:
-        stmt = stmt.where(model.patient_id == patient_id)
-    rows = list(access.db.scalars(stmt.order_by(*order).offset(offset).limit(count + 1)))
-    has_more = len(rows) > count
-    rows = rows[:count]
-    patients = {r.patient_id for r in rows}
-    access.audit(
-        "search",
-        resource_type=resource_type,
-        query=query_text,
-        patient_id=next(iter(patients)) if len(patients) == 1 else patient_id,
+) -> Page[Any]:
+    """A page of `model` rows the actor may see, optionally for one patient, through the
+    data-access layer (refused, not emptied, when that patient is out of reach)."""
+    return search_page(
+        access,
+        resource_type,
+        select(model).where(*extra),
+        patient_column=model.patient_id,
+        program_column=model.program_id,
+        patient_of=lambda row: row.patient_id,
+        order=order,
+        patient_id=patient_id,
+        count=count,
+        offset=offset,
+        query_text=query_text,
     )
-    return Page(rows, has_more)
 
 
 def get_row(access: Access, resource_type: str, model: Any, row_id: int) -> Any:
-    return read_patient_row(access, resource_type, model, row_id)
+    return read_row(access, resource_type, model, row_id)
 
 
 __all__ = [
@@ -1286,3 +1252,9 @@ __all__ = [
     "stop_plan",
     "sweep_missed_doses",
 ]
+
+
+def sweep_missed_doses_everywhere(sessions: sessionmaker[Session], now: datetime) -> int:
+    """The scheduled job: `sweep_missed_doses` over every program. Returns alerts raised."""
+    with session_scope(sessions) as db:
+        return len(sweep_missed_doses(system_access(db, sessions, "medications.missed_doses"), now))

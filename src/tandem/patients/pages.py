@@ -11,14 +11,14 @@ from sqlalchemy import select
 
 from tandem.access.guard import Access
 from tandem.access.policy import Permission, decide
+from tandem.domains import chart_tabs
+from tandem.errors import InvalidInput
 from tandem.patients import service
-from tandem.patients.chart_tabs import chart_tabs
 from tandem.patients.records import (
     DISCHARGE_REASONS,
     GENDERS,
     PHASE_LABELS,
     Identifier,
-    InvalidRecord,
     PatientQuery,
     PatientRecord,
     Phase,
@@ -26,11 +26,11 @@ from tandem.patients.records import (
 )
 from tandem.storage.db import utcnow
 from tandem.storage.models import Patient, Program, Unit
-from tandem.web.deps import csrf_form, page_access
+from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, form_refused, page_access
 from tandem.web.forms import local_datetime
 from tandem.web.rendering import render
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=UnitOfWorkRoute)
 PAGE_SIZE = 25
 
 
@@ -65,7 +65,6 @@ def patient_list(
         offset=(page - 1) * PAGE_SIZE,
     )
     patients, has_more = service.search_patients(access, query, query_text=str(request.url.query))
-    access.db.commit()
     today = utcnow().date()
     rows = [
         {"patient": p, "age": age_on(p.birth_date, today), "episode": service.open_episode(p)}
@@ -101,7 +100,7 @@ def _record(values: dict[str, str], mrn_system: str) -> PatientRecord:
         try:
             birth = date.fromisoformat(values["birth_date"])
         except ValueError:
-            raise InvalidRecord("birth_date", "enter the date as YYYY-MM-DD") from None
+            raise InvalidInput("birth_date", "enter the date as YYYY-MM-DD") from None
     gender = values["gender"] or None
     return PatientRecord(
         family=values["family"],
@@ -137,19 +136,18 @@ def new_patient_form(request: Request, access: Access = Depends(page_access)) ->
 
 
 @router.post("/patients/new")
-async def register_patient(request: Request, access: Access = Depends(csrf_form)) -> Response:
-    values = _form_values(await request.form())
+def register_patient(request: Request, access: Access = Depends(csrf_form)) -> Response:
+    values = _form_values(form_of(request))
     programs = _programs(access)
     try:
         if not values["program_id"].isdigit():
-            raise InvalidRecord("program_id", "choose a program")
+            raise InvalidInput("program_id", "choose a program")
         program = access.db.get(Program, int(values["program_id"]))
         if program is None:
-            raise InvalidRecord("program_id", "choose a program")
+            raise InvalidInput("program_id", "choose a program")
         patient = service.create_patient(access, _record(values, program.mrn_system), program.id)
-        access.db.commit()
-    except InvalidRecord as exc:
-        access.db.rollback()
+    except InvalidInput as exc:
+        form_refused(request, access, exc)
         return render(
             request,
             "patients/edit.html",
@@ -194,7 +192,6 @@ def chart_page(
     """Render a chart tab: the header and tabs from here, the body from the domain's template."""
     patient = service.get_patient(access, patient_id)
     base = _chart_context(access, patient)
-    access.db.commit()
     return render(request, template, status_code=status_code, tab=tab, **base, **context)
 
 
@@ -208,7 +205,6 @@ def chart(request: Request, patient_id: str, access: Access = Depends(page_acces
         )
     )
     context = _chart_context(access, patient)
-    access.db.commit()
     return render(
         request,
         "patients/overview.html",
@@ -222,7 +218,6 @@ def chart(request: Request, patient_id: str, access: Access = Depends(page_acces
 @router.get("/patients/{patient_id}/edit")
 def edit_form(request: Request, patient_id: str, access: Access = Depends(page_access)) -> Response:
     patient = service.get_patient(access, patient_id)
-    access.db.commit()
     values = {
         "family": patient.family,
         "given": patient.given,
@@ -245,16 +240,13 @@ def edit_form(request: Request, patient_id: str, access: Access = Depends(page_a
 
 
 @router.post("/patients/{patient_id}/edit")
-async def save_edit(
-    request: Request, patient_id: str, access: Access = Depends(csrf_form)
-) -> Response:
-    values = _form_values(await request.form())
+def save_edit(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
+    values = _form_values(form_of(request))
     patient = service.get_patient(access, patient_id)
     try:
         service.update_patient(access, patient_id, _record(values, patient.program.mrn_system))
-        access.db.commit()
-    except InvalidRecord as exc:
-        access.db.rollback()
+    except InvalidInput as exc:
+        form_refused(request, access, exc)
         return render(
             request,
             "patients/edit.html",
@@ -270,17 +262,17 @@ async def save_edit(
     return RedirectResponse(f"/patients/{patient_id}?flash=saved", status_code=303)
 
 
-async def _episode_action(
+def _episode_action(
     request: Request, access: Access, patient_id: str, action: str, episode_id: int | None = None
 ) -> Response:
-    form = await request.form()
+    form = form_of(request)
     patient = service.get_patient(access, patient_id)
     zone = patient.program.time_zone
     try:
         if action == "admit":
             unit = str(form.get("unit_id", ""))
             if not unit.isdigit():
-                raise InvalidRecord("unit", "choose a unit")
+                raise InvalidInput("unit", "choose a unit")
             when = local_datetime(str(form.get("admitted_at", "")), zone, "admitted_at")
             service.admit(access, patient_id, int(unit), str(form.get("phase", "")), when)
         elif action == "phase":
@@ -297,12 +289,10 @@ async def _episode_action(
             service.discharge(
                 access, patient_id, episode_id or 0, str(form.get("reason", "")), when
             )
-        access.db.commit()
-    except InvalidRecord as exc:
-        access.db.rollback()
+    except InvalidInput as exc:
+        form_refused(request, access, exc)
         units = list(access.db.scalars(select(Unit).where(Unit.program_id == patient.program_id)))
         context = _chart_context(access, service.get_patient(access, patient_id))
-        access.db.commit()
         return render(
             request,
             "patients/overview.html",
@@ -319,19 +309,19 @@ async def _episode_action(
 
 
 @router.post("/patients/{patient_id}/episodes")
-async def admit(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
-    return await _episode_action(request, access, patient_id, "admit")
+def admit(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
+    return _episode_action(request, access, patient_id, "admit")
 
 
 @router.post("/patients/{patient_id}/episodes/{episode_id}/phase")
-async def change_phase(
+def change_phase(
     request: Request, patient_id: str, episode_id: int, access: Access = Depends(csrf_form)
 ) -> Response:
-    return await _episode_action(request, access, patient_id, "phase", episode_id)
+    return _episode_action(request, access, patient_id, "phase", episode_id)
 
 
 @router.post("/patients/{patient_id}/episodes/{episode_id}/discharge")
-async def discharge(
+def discharge(
     request: Request, patient_id: str, episode_id: int, access: Access = Depends(csrf_form)
 ) -> Response:
-    return await _episode_action(request, access, patient_id, "discharge", episode_id)
+    return _episode_action(request, access, patient_id, "discharge", episode_id)

@@ -7,15 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 
-
-class InvalidRecord(ValueError):
-    """Bad input, with the field it concerns (a FHIR path or a form field name)."""
-
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
-        self.message = message
-
+from tandem.errors import InvalidInput
 
 GENDERS = ("female", "male", "other", "unknown")  # FHIR administrative-gender
 
@@ -65,23 +57,23 @@ def check_record(record: PatientRecord, today: date) -> PatientRecord:
     family = record.family.strip()
     given = tuple(g.strip() for g in record.given if g.strip())
     if not family and not given:
-        raise InvalidRecord("name", "a family or a given name is required")
+        raise InvalidInput("name", "a family or a given name is required")
     if len(family) > 200 or any(len(g) > 100 for g in given):
-        raise InvalidRecord("name", "names are limited to 200 characters")
+        raise InvalidInput("name", "names are limited to 200 characters")
     if record.gender is not None and record.gender not in GENDERS:
-        raise InvalidRecord("gender", f"must be one of {', '.join(GENDERS)}")
+        raise InvalidInput("gender", f"must be one of {', '.join(GENDERS)}")
     if record.birth_date is not None:
         if record.birth_date > today:
-            raise InvalidRecord("birthDate", "cannot be in the future")
+            raise InvalidInput("birthDate", "cannot be in the future")
         if record.birth_date.year < 1900:
-            raise InvalidRecord("birthDate", "must be in 1900 or later")
+            raise InvalidInput("birthDate", "must be in 1900 or later")
     for ident in record.identifiers:
         if not _MRN.match(ident.value):
-            raise InvalidRecord("identifier", "an MRN is 2-40 letters, digits or hyphens")
+            raise InvalidInput("identifier", "an MRN is 2-40 letters, digits or hyphens")
     if record.phone and not _PHONE.match(record.phone):
-        raise InvalidRecord("telecom", "phone number has unexpected characters")
+        raise InvalidInput("telecom", "phone number has unexpected characters")
     if record.email and not _EMAIL.match(record.email):
-        raise InvalidRecord("telecom", "e-mail address is not valid")
+        raise InvalidInput("telecom", "e-mail address is not valid")
     return PatientRecord(
         family=family,
         given=given,
@@ -121,7 +113,7 @@ def parse_date_filter(text: str) -> DateFilter:
     try:
         return DateFilter(prefix, date.fromisoformat(value))
     except ValueError:
-        raise InvalidRecord(
+        raise InvalidInput(
             "birthdate", f"{text!r} is not a date (YYYY-MM-DD, optional prefix eq/lt/le/gt/ge/ne)"
         ) from None
 
@@ -140,17 +132,17 @@ class PatientQuery:
 
 def check_episode_times(admitted_at: datetime, now: datetime) -> None:
     if admitted_at.tzinfo is None:
-        raise InvalidRecord("admitted_at", "needs a time zone")
+        raise InvalidInput("admitted_at", "needs a time zone")
     if admitted_at > now:
-        raise InvalidRecord("admitted_at", "cannot be in the future")
+        raise InvalidInput("admitted_at", "cannot be in the future")
 
 
 def check_discharge(
     admitted_at: datetime, discharged_at: datetime, reason: str, now: datetime
 ) -> None:
     if reason not in DISCHARGE_REASONS:
-        raise InvalidRecord("discharge_reason", f"must be one of {', '.join(DISCHARGE_REASONS)}")
+        raise InvalidInput("discharge_reason", f"must be one of {', '.join(DISCHARGE_REASONS)}")
     if discharged_at < admitted_at:
-        raise InvalidRecord("discharged_at", "cannot be before admission")
+        raise InvalidInput("discharged_at", "cannot be before admission")
     if discharged_at > now:
-        raise InvalidRecord("discharged_at", "cannot be in the future")
+        raise InvalidInput("discharged_at", "cannot be in the future")

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Select, and_, exists, select
 from sqlalchemy.orm import selectinload
 
 from tandem.access.guard import Access
 from tandem.access.policy import PatientRef, Permission
+from tandem.access.queries import load_patient, patient_ref, search_page
+from tandem.errors import Conflict, InvalidInput, NotFound
+from tandem.patients.episodes import episode_changed
 from tandem.patients.records import (
     Identifier,
-    InvalidRecord,
     PatientQuery,
     PatientRecord,
     Phase,
@@ -33,52 +34,13 @@ from tandem.storage.models import (
 )
 
 
-class NotFound(LookupError):
-    pass
-
-
-class VersionConflict(Exception):
-    pass
-
-
-def patient_ref(patient: Patient) -> PatientRef:
-    return PatientRef(patient.id, patient.program_id)
-
-
 def _load(access: Access, patient_id: str) -> Patient:
-    patient = access.db.scalar(
-        select(Patient)
-        .where(Patient.id == patient_id)
-        .options(selectinload(Patient.identifiers), selectinload(Patient.program))
-    )
-    if patient is None:
-        raise NotFound(f"Patient/{patient_id} is not known")
-    return patient
-
-
-def read_patient_row(access: Access, resource_type: str, model: Any, row_id: int) -> Any:
-    """One stored row of a patient's record (it has patient_id and program_id), read through the
-    policy and audited; unknown ids are NotFound."""
-    row = access.db.get(model, row_id)
-    if row is None:
-        raise NotFound(f"{resource_type}/{row_id} is not known")
-    access.require(
-        Permission.READ,
-        resource_type,
-        PatientRef(row.patient_id, row.program_id),
-        resource_id=str(row_id),
-    )
-    access.audit(
-        "read", resource_type=resource_type, resource_id=str(row.id), patient_id=row.patient_id
-    )
-    return row
+    """The patient row, unchecked: every caller asks the policy for its own operation next."""
+    return load_patient(access, patient_id, read=None)
 
 
 def get_patient(access: Access, patient_id: str) -> Patient:
-    patient = _load(access, patient_id)
-    access.require(Permission.READ, "Patient", patient_ref(patient), resource_id=patient_id)
-    access.audit("read", resource_type="Patient", resource_id=patient.id, patient_id=patient.id)
-    return patient
+    return load_patient(access, patient_id)
 
 
 def _apply(patient: Patient, record: PatientRecord) -> None:
@@ -104,7 +66,7 @@ def _identifiers(access: Access, patient: Patient, record: PatientRecord, progra
             )
         )
         if owner is not None and owner != patient.id:
-            raise InvalidRecord("identifier", f"{ident.value} already belongs to another patient")
+            raise InvalidInput("identifier", f"{ident.value} already belongs to another patient")
     keep = {(i.system, i.value) for i in wanted}
     patient.identifiers[:] = [i for i in patient.identifiers if (i.system, i.value) in keep]
     have = {(i.system, i.value) for i in patient.identifiers}
@@ -123,7 +85,7 @@ def create_patient(
     now = now or utcnow()
     if program_id is None:
         if len(access.actor.program_ids) != 1:
-            raise InvalidRecord(
+            raise InvalidInput(
                 "managingOrganization",
                 "name the program (Organization/<program id>): you belong to "
                 f"{len(access.actor.program_ids)} programs",
@@ -131,7 +93,7 @@ def create_patient(
         (program_id,) = access.actor.program_ids
     program = access.db.get(Program, program_id)
     if program is None:
-        raise InvalidRecord("managingOrganization", f"program {program_id} is not known")
+        raise InvalidInput("managingOrganization", f"program {program_id} is not known")
     access.require(Permission.CREATE, "Patient", program_id=program_id)
     record = check_record(record, now.date())
     patient = Patient(program_id=program_id, version_id=1, last_updated=now)
@@ -156,9 +118,7 @@ def update_patient(
     patient = _load(access, patient_id)
     access.require(Permission.UPDATE, "Patient", patient_ref(patient), resource_id=patient_id)
     if if_match is not None and if_match != patient.version_id:
-        raise VersionConflict(
-            f"Patient/{patient_id} is at version {patient.version_id}, not {if_match}"
-        )
+        raise Conflict(f"Patient/{patient_id} is at version {patient.version_id}, not {if_match}")
     record = check_record(record, now.date())
     _apply(patient, record)
     _identifiers(access, patient, record, patient.program)
@@ -174,18 +134,10 @@ def _prefix_range(column, text: str):  # type: ignore[no-untyped-def]
     return and_(column >= text, column < text + "\uffff")
 
 
-def _search_statement(access: Access, query: PatientQuery) -> Select[tuple[Patient]]:
-    seen = access.visibility("Patient")
+def _search_statement(query: PatientQuery) -> Select[tuple[Patient]]:
     stmt = select(Patient)
-    if seen.nothing:
-        return stmt.where(Patient.id.is_(None))
-    if seen.only_patient_id is not None:
-        stmt = stmt.where(Patient.id == seen.only_patient_id)
-    else:
-        programs = seen.program_ids
-        if query.program_id is not None:
-            programs = programs & {query.program_id}
-        stmt = stmt.where(Patient.program_id.in_(sorted(programs)))
+    if query.program_id is not None:
+        stmt = stmt.where(Patient.program_id == query.program_id)
     if query.name:
         for word in name_words(query.name, ""):
             stmt = stmt.where(
@@ -234,28 +186,25 @@ def search_patients(
     access: Access, query: PatientQuery, query_text: str = ""
 ) -> tuple[list[Patient], bool]:
     """A page of patients the actor may see, and whether there are more."""
-    access.require(Permission.SEARCH, "Patient")
     # With a name filter, sort the (few) matches rather than let the planner walk the program's
     # family-name index hoping to meet matches early: a rare or absent name then scanned every
     # patient (0.5-1 s at 100,000 on PostgreSQL). `|| ''` keeps that index out of the ORDER BY.
     family_order = Patient.family_lower.concat("") if query.name else Patient.family_lower
-    stmt = (
-        _search_statement(access, query)
-        .order_by(family_order, Patient.given_lower, Patient.id)
-        .offset(query.offset)
-        .limit(query.count + 1)
-        .options(selectinload(Patient.identifiers), selectinload(Patient.program))
+    page = search_page(
+        access,
+        "Patient",
+        _search_statement(query).options(
+            selectinload(Patient.identifiers), selectinload(Patient.program)
+        ),
+        patient_column=Patient.id,
+        program_column=Patient.program_id,
+        patient_of=lambda p: p.id,
+        order=(family_order, Patient.given_lower, Patient.id),
+        count=query.count,
+        offset=query.offset,
+        query_text=query_text,
     )
-    rows = list(access.db.scalars(stmt))
-    has_more = len(rows) > query.count
-    rows = rows[: query.count]
-    access.audit(
-        "search",
-        resource_type="Patient",
-        query=query_text,
-        patient_id=rows[0].id if len(rows) == 1 else None,
-    )
-    return rows, has_more
+    return page.rows, page.has_more
 
 
 # --- episodes of care -----------------------------------------------------------------
@@ -277,15 +226,13 @@ def admit(
     patient = _load(access, patient_id)
     access.require(Permission.UPDATE, "Episode", patient_ref(patient))
     if phase not in set(Phase):
-        raise InvalidRecord("phase", f"must be one of {', '.join(Phase)}")
+        raise InvalidInput("phase", f"must be one of {', '.join(Phase)}")
     unit = access.db.get(Unit, unit_id)
     if unit is None or unit.program_id != patient.program_id:
-        raise InvalidRecord("unit", "choose a unit of the patient's program")
+        raise InvalidInput("unit", "choose a unit of the patient's program")
     check_episode_times(admitted_at, now)
     if open_episode(patient) is not None:
-        raise InvalidRecord(
-            "episode", "the patient already has an open episode: discharge it first"
-        )
+        raise InvalidInput("episode", "the patient already has an open episode: discharge it first")
     episode = Episode(
         patient_id=patient.id,
         program_id=patient.program_id,
@@ -295,7 +242,7 @@ def admit(
         phase_started_at=admitted_at,
     )
     access.db.add(episode)
-    access.db.flush()
+    episode_changed(access.db, episode)
     access.audit(
         "create", resource_type="EpisodeOfCare", resource_id=str(episode.id), patient_id=patient.id
     )
@@ -308,7 +255,7 @@ def _episode(access: Access, patient_id: str, episode_id: int) -> Episode:
         raise NotFound(f"episode {episode_id} is not known for this patient")
     access.require(Permission.UPDATE, "Episode", PatientRef(patient_id, episode.program_id))
     if episode.discharged_at is not None:
-        raise InvalidRecord("episode", "this episode is already discharged")
+        raise InvalidInput("episode", "this episode is already discharged")
     return episode
 
 
@@ -323,14 +270,15 @@ def change_phase(
     now = now or utcnow()
     episode = _episode(access, patient_id, episode_id)
     if phase not in set(Phase):
-        raise InvalidRecord("phase", f"must be one of {', '.join(Phase)}")
+        raise InvalidInput("phase", f"must be one of {', '.join(Phase)}")
     if unit_id is not None:
         unit = access.db.get(Unit, unit_id)
         if unit is None or unit.program_id != episode.program_id:
-            raise InvalidRecord("unit", "choose a unit of the patient's program")
+            raise InvalidInput("unit", "choose a unit of the patient's program")
         episode.unit_id = unit_id
     episode.phase = phase
     episode.phase_started_at = now
+    episode_changed(access.db, episode)
     access.audit(
         "update", resource_type="EpisodeOfCare", resource_id=str(episode.id), patient_id=patient_id
     )
@@ -350,6 +298,7 @@ def discharge(
     check_discharge(episode.admitted_at, discharged_at, reason, now)
     episode.discharged_at = discharged_at
     episode.discharge_reason = reason
+    episode_changed(access.db, episode)
     access.audit(
         "update", resource_type="EpisodeOfCare", resource_id=str(episode.id), patient_id=patient_id
     )

@@ -1,12 +1,25 @@
-"""Every module that defines tables, imported once so `Base.metadata` is complete.
+"""The complete table metadata: every domain's table modules, from the domain list.
 
-A domain that adds tables lists its models module here; Alembic and the drift test read it.
+Alembic's env and the drift test read `metadata`; it is assembled on first use (PEP 562),
+so importing this module registers nothing.
 """
 
-from tandem.alerts import models as alert_models  # noqa: F401
-from tandem.medications import storage as medication_storage  # noqa: F401
-from tandem.storage import models  # noqa: F401
-from tandem.storage.models import Base
-from tandem.withdrawal import storage as withdrawal_storage  # noqa: F401
+from __future__ import annotations
 
-metadata = Base.metadata
+from typing import Any
+
+from sqlalchemy import MetaData
+
+
+def full_metadata() -> MetaData:
+    from tandem.domains import table_modules
+    from tandem.storage.models import Base
+
+    table_modules()  # importing each domain's table modules puts its tables on Base.metadata
+    return Base.metadata
+
+
+def __getattr__(name: str) -> Any:
+    if name == "metadata":
+        return full_metadata()
+    raise AttributeError(name)

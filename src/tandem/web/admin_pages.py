@@ -12,12 +12,12 @@ from sqlalchemy.orm import selectinload
 from tandem.access import accounts
 from tandem.access.guard import Access
 from tandem.access.policy import ROLE_DUTIES, ROLE_GRANTS, ROLE_LABELS, Role, may_administer
-from tandem.patients.records import InvalidRecord
+from tandem.errors import InvalidInput
 from tandem.storage.models import AuditEntry, PatientIdentifier, Program, User
-from tandem.web.deps import csrf_form, page_access
+from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, form_refused, page_access
 from tandem.web.rendering import render
 
-router = APIRouter(prefix="/admin", include_in_schema=False)
+router = APIRouter(prefix="/admin", include_in_schema=False, route_class=UnitOfWorkRoute)
 
 
 def admin_access(access: Access = Depends(page_access)) -> Access:
@@ -72,7 +72,7 @@ def _patient_by_mrn(access: Access, mrn: str) -> str | None:
         select(PatientIdentifier.patient_id).where(PatientIdentifier.value == mrn)
     )
     if patient_id is None:
-        raise InvalidRecord("patient_mrn", f"no patient has MRN {mrn}")
+        raise InvalidInput("patient_mrn", f"no patient has MRN {mrn}")
     return patient_id
 
 
@@ -89,8 +89,8 @@ def new_user_form(request: Request, access: Access = Depends(admin_access)) -> R
 
 
 @router.post("/users/new")
-async def create_user(request: Request, access: Access = Depends(admin_form)) -> Response:
-    values = _user_values(await request.form())
+def create_user(request: Request, access: Access = Depends(admin_form)) -> Response:
+    values = _user_values(form_of(request))
     try:
         user = accounts.create_user(
             access.db,
@@ -104,9 +104,8 @@ async def create_user(request: Request, access: Access = Depends(admin_form)) ->
         access.audit(
             "create", resource_type="User", resource_id=str(user.id), patient_id=user.patient_id
         )
-        access.db.commit()
-    except InvalidRecord as exc:
-        access.db.rollback()
+    except InvalidInput as exc:
+        form_refused(request, access, exc)
         return _page(
             request,
             "admin/user_edit.html",
@@ -124,7 +123,7 @@ async def create_user(request: Request, access: Access = Depends(admin_form)) ->
 def _edited(access: Access, user_id: int) -> User:
     user = access.db.get(User, user_id)
     if user is None:
-        from tandem.patients.service import NotFound
+        from tandem.errors import NotFound
 
         raise NotFound(f"user {user_id} is not known")
     return user
@@ -164,11 +163,9 @@ def edit_user_form(
 
 
 @router.post("/users/{user_id}")
-async def update_user(
-    request: Request, user_id: int, access: Access = Depends(admin_form)
-) -> Response:
+def update_user(request: Request, user_id: int, access: Access = Depends(admin_form)) -> Response:
     user = _edited(access, user_id)
-    values = _user_values(await request.form())
+    values = _user_values(form_of(request))
     values["email"] = user.email
     try:
         accounts.update_user(
@@ -186,9 +183,8 @@ async def update_user(
         access.audit(
             "update", resource_type="User", resource_id=str(user.id), patient_id=user.patient_id
         )
-        access.db.commit()
-    except InvalidRecord as exc:
-        access.db.rollback()
+    except InvalidInput as exc:
+        form_refused(request, access, exc)
         return _page(
             request,
             "admin/user_edit.html",
@@ -216,8 +212,8 @@ def programs(request: Request, access: Access = Depends(admin_access)) -> Respon
 
 
 @router.post("/programs")
-async def create_program(request: Request, access: Access = Depends(admin_form)) -> Response:
-    form = await request.form()
+def create_program(request: Request, access: Access = Depends(admin_form)) -> Response:
+    form = form_of(request)
     values = {k: str(form.get(k, "")).strip() for k in ("code", "name", "site", "time_zone")}
     try:
         program = accounts.create_program(
@@ -227,9 +223,8 @@ async def create_program(request: Request, access: Access = Depends(admin_form))
         if admin is not None:
             accounts.set_memberships(access.db, admin, sorted(admin.program_ids | {program.id}))
         access.audit("create", resource_type="Organization", resource_id=str(program.id))
-        access.db.commit()
-    except InvalidRecord as exc:
-        access.db.rollback()
+    except InvalidInput as exc:
+        form_refused(request, access, exc)
         return _page(
             request,
             "admin/programs.html",
@@ -245,14 +240,12 @@ async def create_program(request: Request, access: Access = Depends(admin_form))
 
 
 @router.post("/programs/{program_id}/units")
-async def add_unit(
-    request: Request, program_id: int, access: Access = Depends(admin_form)
-) -> Response:
-    form = await request.form()
+def add_unit(request: Request, program_id: int, access: Access = Depends(admin_form)) -> Response:
+    form = form_of(request)
     program = access.db.get(Program, program_id)
     try:
         if program is None:
-            raise InvalidRecord("program", "unknown program")
+            raise InvalidInput("program", "unknown program")
         unit = accounts.add_unit(
             access.db,
             program,
@@ -261,9 +254,8 @@ async def add_unit(
             str(form.get("kind", "")),
         )
         access.audit("create", resource_type="Location", resource_id=str(unit.id))
-        access.db.commit()
-    except InvalidRecord as exc:
-        access.db.rollback()
+    except InvalidInput as exc:
+        form_refused(request, access, exc)
         return _page(
             request,
             "admin/programs.html",
@@ -312,7 +304,6 @@ def audit_trail(
         access.db.scalars(stmt.order_by(AuditEntry.id.desc()).offset((page - 1) * 50).limit(51))
     )
     access.audit("search", resource_type="AuditEvent", query=str(request.url.query))
-    access.db.commit()
     return _page(
         request,
         "admin/audit.html",

@@ -1,18 +1,31 @@
-"""The application: pages, the FHIR API, and the handlers that turn errors into clear answers."""
+"""The application: every domain's routers from the domain list, and the one set of handlers
+that turn errors into clear answers (an HTML page, or a FHIR OperationOutcome under /fhir).
+
+Handlers run on the event loop; anything they write (the audit of a refusal) goes to a worker
+thread, so one slow database never stalls other requests.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tandem import domains
+from tandem.access import audit
+from tandem.access.guard import Access, AccessDenied
+from tandem.errors import Conflict, InvalidInput, NotFound
+from tandem.fhir.outcome import FhirError, outcome_response, validation_outcome
 from tandem.settings import Settings, get_settings
 from tandem.storage.db import make_engine, make_sessionmaker
-from tandem.web.deps import CsrfFailed, LoginRequired, login_url
+from tandem.web.deps import ApiUnauthorized, CsrfFailed, LoginRequired, client_ip, login_url
 from tandem.web.rendering import render
 
 STATIC = Path(__file__).parent / "static"
@@ -26,47 +39,81 @@ SECURITY_HEADERS = {
 }
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/fhir")
+
+
+def _access_of(request: Request) -> Access | None:
+    return getattr(request.state, "access", None)
+
+
+async def _record_refusal(request: Request, operation: str, reason: str) -> None:
+    access = _access_of(request)
+    if access is not None:
+        await run_in_threadpool(
+            access.refused, operation, reason, resource_type=request.url.path[:60]
+        )
+
+
+def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> FastAPI:
+    """The app. `run_jobs`: run the domains' scheduled jobs in this process (`tandem serve`
+    does; tests drive jobs themselves)."""
     settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        scheduler = None
+        if run_jobs:
+            from tandem import scheduler as job_scheduler
+
+            scheduler = job_scheduler.start(app.state, domains.scheduled_jobs())
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.stop()
+            app.state.engine.dispose()
+
     app = FastAPI(
         title="Tandem",
         version="0.1.0",
         docs_url="/api/docs",
         redoc_url=None,
         openapi_url="/api/openapi.json",
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
     app.state.sessions = make_sessionmaker(app.state.engine)
 
     @app.middleware("http")
-    async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response: Response = await call_next(request)
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         return response
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    for router in domains.routers():
+        app.include_router(router)
+    _install_handlers(app)
 
-    from tandem.alerts import pages as alert_pages
-    from tandem.fhir.routes import install_fhir
-    from tandem.medications import pages as medication_pages
-    from tandem.medications import routes as medication_routes
-    from tandem.patients import pages as patient_pages
-    from tandem.web import admin_pages, auth_pages
-    from tandem.withdrawal import pages as withdrawal_pages
-    from tandem.withdrawal import routes as withdrawal_routes
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        # On the event loop and without the database: it answers even while every worker
+        # thread waits on a lock.
+        return JSONResponse({"status": "ok"})
 
-    install_fhir(app)
-    app.include_router(medication_routes.router)
-    app.include_router(withdrawal_routes.router)
-    app.include_router(auth_pages.router)
-    app.include_router(patient_pages.router)
-    app.include_router(admin_pages.router)
-    app.include_router(medication_pages.router)
-    app.include_router(withdrawal_pages.router)
-    app.include_router(alert_pages.router)
+    @app.get("/", include_in_schema=False)
+    async def home() -> Response:
+        return RedirectResponse("/patients", status_code=303)
 
+    return app
+
+
+def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:
         return RedirectResponse(login_url(exc.next_url, exc.expired), status_code=303)
@@ -84,24 +131,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if request.url.path.startswith("/fhir"):
-            from tandem.fhir.outcome import outcome_response
-
-            return outcome_response(
-                exc.status_code,
-                "not-found" if exc.status_code == 404 else "processing",
-                str(exc.detail),
-            )
+        if _is_api(request):
+            code = "not-found" if exc.status_code == 404 else "processing"
+            return outcome_response(exc.status_code, code, str(exc.detail))
         title = "Page not found" if exc.status_code == 404 else "Request refused"
         return render(
             request, "error.html", status_code=exc.status_code, title=title, message=str(exc.detail)
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        if request.url.path.startswith("/fhir"):
-            from tandem.fhir.outcome import validation_outcome
-
+    async def _request_invalid(request: Request, exc: RequestValidationError) -> Response:
+        if _is_api(request):
             return validation_outcome(exc.errors())
         fields = ", ".join(
             ".".join(str(p) for p in e["loc"][1:]) or "request" for e in exc.errors()
@@ -114,12 +154,61 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             message=f"These fields are missing or invalid: {fields}.",
         )
 
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.exception_handler(FhirError)
+    async def _fhir_error(request: Request, exc: FhirError) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            await _record_refusal(request, request.method.lower(), exc.diagnostics)
+        return outcome_response(exc.status, exc.code, exc.diagnostics, exc.expression)
 
-    @app.get("/", include_in_schema=False)
-    def home() -> Response:
-        return RedirectResponse("/patients", status_code=303)
+    @app.exception_handler(ApiUnauthorized)
+    async def _unauthorized(request: Request, exc: ApiUnauthorized) -> Response:
+        await run_in_threadpool(
+            audit.record_now,
+            request.app.state.sessions,
+            None,
+            "authenticate",
+            audit.Origin(client_ip(request), "", "api"),
+            outcome=audit.MINOR_FAILURE,
+            detail=str(exc),
+            resource_type=request.url.path[:60],
+        )
+        return outcome_response(
+            401, "login", str(exc), headers={"WWW-Authenticate": 'Bearer realm="tandem"'}
+        )
 
-    return app
+    @app.exception_handler(AccessDenied)
+    async def _denied(request: Request, exc: AccessDenied) -> Response:
+        # The refusal was audited where it was decided (`Access.require`).
+        if _is_api(request):
+            return outcome_response(403, "forbidden", f"access refused: {exc.reason}")
+        return render(
+            request,
+            "error.html",
+            status_code=403,
+            title="Not allowed",
+            message=f"You do not have access to this: {exc.reason}.",
+        )
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> Response:
+        if _is_api(request):
+            return outcome_response(404, "not-found", str(exc))
+        return render(request, "error.html", status_code=404, title="Not found", message=str(exc))
+
+    @app.exception_handler(Conflict)
+    async def _conflict(request: Request, exc: Conflict) -> Response:
+        if _is_api(request):
+            return outcome_response(412, "conflict", str(exc))
+        return render(request, "error.html", status_code=409, title="Changed", message=str(exc))
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid(request: Request, exc: InvalidInput) -> Response:
+        await _record_refusal(request, request.method.lower(), f"invalid input: {exc}")
+        if _is_api(request):
+            parts = request.url.path.split("/")
+            resource_type = parts[2] if len(parts) > 2 else ""
+            where = f"{resource_type}.{exc.field}" if resource_type else exc.field
+            return outcome_response(422, "invalid", f"{where}: {exc.message}", [where])
+        return render(
+            request, "error.html", status_code=422, title="Check the form", message=str(exc)
+        )

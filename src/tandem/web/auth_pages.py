@@ -7,6 +7,7 @@ import secrets
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from tandem.access import audit
 from tandem.access.credentials import (
@@ -17,18 +18,21 @@ from tandem.access.credentials import (
     record_login_attempt,
     start_session,
 )
+from tandem.access.guard import Access
 from tandem.storage.db import utcnow
 from tandem.web.deps import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
+    UnitOfWorkRoute,
     get_db,
     origin_of,
     page_access,
+    read_form,
     settings_of,
 )
 from tandem.web.rendering import render
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=UnitOfWorkRoute)
 
 
 def _safe_next(next_url: str | None) -> str:
@@ -167,13 +171,15 @@ def login(
 
 
 @router.post("/logout")
-async def logout(request: Request, access=Depends(page_access)) -> Response:  # type: ignore[no-untyped-def]
-    form = await request.form()
+def logout(
+    request: Request,
+    form: FormData = Depends(read_form),
+    access: Access = Depends(page_access),
+) -> Response:
     if form.get("csrf_token") != request.state.web_session.csrf_token:
         return RedirectResponse("/patients", status_code=303)
     end_session(access.db, request.cookies.get(SESSION_COOKIE, ""), utcnow())
     access.audit("logout")
-    access.db.commit()
     response = RedirectResponse("/login?flash=signed-out", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
 from tandem.access.audit import Origin
 from tandem.access.credentials import actor_for, find_session, find_token
@@ -44,11 +49,50 @@ def sessions_of(request: Request) -> sessionmaker[Session]:
 
 
 def get_db(request: Request) -> Iterator[Session]:
+    """The request's database session. The route class (`UnitOfWorkRoute`) commits it once the
+    route has answered below 400 and rolls it back otherwise, before the answer is sent."""
     db = sessions_of(request)()
+    request.state.db = db
     try:
         yield db
     finally:
-        db.close()  # anything not committed by the route is rolled back
+        db.close()  # anything not committed is rolled back
+
+
+def _finish(db: Session, keep: bool) -> None:
+    if keep:
+        db.commit()
+    else:
+        db.rollback()
+
+
+class UnitOfWorkRoute(APIRoute):
+    """One unit of work per request: every route's changes and audit entries are committed
+    together when it answers (status below 400), or rolled back when it fails or refuses.
+    Routes never commit or roll back by hand. Durable before the answer leaves the server."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handle_in_unit_of_work(request: Request) -> Response:
+            try:
+                response = await handle(request)
+            except BaseException:
+                db = getattr(request.state, "db", None)
+                if db is not None:
+                    await run_in_threadpool(db.rollback)
+                raise
+            db = getattr(request.state, "db", None)
+            if db is not None:
+                # A route answering with an error page has discarded its attempted work by
+                # recording the refusal (`Access.refused`); what it read to show the page since
+                # is audited and kept. Any other error answer keeps nothing.
+                access = getattr(request.state, "access", None)
+                keep = response.status_code < 400 or (access is not None and access.refusals > 0)
+                await run_in_threadpool(_finish, db, keep)
+            return response
+
+        return handle_in_unit_of_work
 
 
 def client_ip(request: Request) -> str:
@@ -80,6 +124,23 @@ def _session_for(request: Request, db: Session) -> tuple[WebSession | None, bool
     return found.web_session, found.expired
 
 
+@dataclass(frozen=True)
+class Viewer:
+    """Who is signed in, as the page layout shows it: plain values, readable after the
+    request's unit of work has ended or been rolled back."""
+
+    user_id: int
+    display_name: str
+    role: str
+    patient_id: str | None
+
+
+def remember_viewer(request: Request, web_session: WebSession) -> None:
+    user = web_session.user
+    request.state.viewer = Viewer(user.id, user.display_name, user.role, user.patient_id)
+    request.state.csrf_token = web_session.csrf_token
+
+
 def page_access(request: Request, db: Session = Depends(get_db)) -> Access:
     """A signed-in person using the web pages; otherwise off to the sign-in page."""
     web_session, expired = _session_for(request, db)
@@ -87,6 +148,7 @@ def page_access(request: Request, db: Session = Depends(get_db)) -> Access:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(target if request.method == "GET" else "/", expired)
     request.state.web_session = web_session
+    remember_viewer(request, web_session)
     access = Access(
         actor_for(web_session.user), origin_of(request, "web"), db, sessions_of(request)
     )
@@ -94,11 +156,26 @@ def page_access(request: Request, db: Session = Depends(get_db)) -> Access:
     return access
 
 
-async def csrf_form(request: Request, access: Access = Depends(page_access)) -> Access:
-    """Every form post carries the session's CSRF token."""
+async def read_form(request: Request) -> FormData:
+    """The posted form, read on the event loop (no database here); `form_of` hands it to the
+    (synchronous) route."""
     form = await request.form()
+    request.state.form = form
+    return form
+
+
+def form_of(request: Request) -> FormData:
+    return request.state.form  # type: ignore[no-any-return]
+
+
+def csrf_form(
+    request: Request,
+    form: FormData = Depends(read_form),
+    access: Access = Depends(page_access),
+) -> Access:
+    """Every form post carries the session's CSRF token."""
     sent = form.get("csrf_token")
-    expected = request.state.web_session.csrf_token
+    expected = request.state.csrf_token
     if not isinstance(sent, str) or not secrets.compare_digest(sent, expected):
         access.refused("form", "missing or wrong CSRF token", resource_type="Form")
         raise CsrfFailed()
@@ -124,6 +201,13 @@ def api_access(request: Request, db: Session = Depends(get_db)) -> Access:
             return request.state.access  # type: ignore[no-any-return]
     raise ApiUnauthorized(
         "send Authorization: Bearer <token> (make one with `tandem token create`)"
+    )
+
+
+def form_refused(request: Request, access: Access, exc: Exception) -> None:
+    """A form answered with its errors: discard what it tried, record the refusal."""
+    access.refused(
+        request.method.lower(), f"invalid input: {exc}", resource_type=request.url.path[:60]
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo
 
-from tandem.patients.records import InvalidRecord
+from tandem.errors import InvalidInput
 
 
 def local_datetime(
@@ -15,12 +15,12 @@ def local_datetime(
     text = text.strip()
     if not text:
         if required:
-            raise InvalidRecord(field, "enter a date and time")
+            raise InvalidInput(field, "enter a date and time")
         return None
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise InvalidRecord(field, "enter a date and time") from None
+        raise InvalidInput(field, "enter a date and time") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(zone) if isinstance(zone, str) else zone)
     return value

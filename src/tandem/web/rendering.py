@@ -13,7 +13,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from tandem.access.policy import ROLE_LABELS, Role
-from tandem.web.nav import nav_for
+from tandem.domains import nav_for
 
 PACKAGE = Path(__file__).resolve().parent.parent
 
@@ -43,9 +43,8 @@ templates = Jinja2Templates(env=env)
 
 
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    web_session = getattr(request.state, "web_session", None)
-    context.setdefault("user", web_session.user if web_session else None)
-    context.setdefault("csrf_token", web_session.csrf_token if web_session else "")
+    context.setdefault("user", getattr(request.state, "viewer", None))
+    context.setdefault("csrf_token", getattr(request.state, "csrf_token", ""))
     context.setdefault("flash", request.query_params.get("flash"))
     response = templates.TemplateResponse(request, name, context, status_code=status_code)
     response.headers["Cache-Control"] = "no-store"

@@ -24,7 +24,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from tandem.alerts.models import Alert
-from tandem.demo import DemoWorld, demo_step
+from tandem.demo import DemoWorld
 from tandem.instruments.engine import get_instrument, score
 from tandem.instruments.models import Instrument
 from tandem.medications.storage import MedicationAdministrationRow
@@ -134,7 +134,6 @@ def _context(
     )
 
 
-@demo_step("Detox assessments")
 def detox_assessments(db: Session, world: DemoWorld) -> None:
     rng, now = world.rng, world.now
     nurse = world.users.get("nurse")

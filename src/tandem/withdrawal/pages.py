@@ -14,34 +14,31 @@ from fastapi.responses import RedirectResponse, Response
 
 from tandem.access.guard import Access
 from tandem.access.policy import Permission, decide
+from tandem.access.queries import load_patient, patient_ref
+from tandem.errors import InvalidInput, NotFound
 from tandem.instruments.engine import InvalidAnswers, UnknownInstrument, get_instrument, parse_value
 from tandem.instruments.models import Instrument
-from tandem.patients.chart_tabs import ChartTab, add_tab
+from tandem.kit import ChartTab, NavItem
 from tandem.patients.pages import chart_page
-from tandem.patients.records import InvalidRecord
-from tandem.patients.service import NotFound, patient_ref
 from tandem.storage.db import utcnow
 from tandem.storage.models import Patient
-from tandem.web.deps import csrf_form, page_access
+from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, page_access
 from tandem.web.forms import local_datetime
-from tandem.web.nav import NavItem, add_nav
 from tandem.web.rendering import render
 from tandem.withdrawal import charts, service
 from tandem.withdrawal.prn import ROUTES, dose_range
 from tandem.withdrawal.protocol import INSTRUMENT_TOTAL_RANGE
 from tandem.withdrawal.storage import AssessmentRow
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=UnitOfWorkRoute)
 
-add_tab(ChartTab("withdrawal", "Withdrawal", "/withdrawal", 10))
-add_nav(
-    NavItem(
-        "detox",
-        "Detox census",
-        "/detox",
-        frozenset({"admin", "prescriber", "nurse", "counselor"}),
-        20,
-    )
+CHART_TAB = ChartTab("withdrawal", "Withdrawal", "/withdrawal", 10)
+NAV = NavItem(
+    "detox",
+    "Detox census",
+    "/detox",
+    frozenset({"admin", "prescriber", "nurse", "counselor"}),
+    20,
 )
 
 REFRESH_SECONDS = 30
@@ -50,10 +47,7 @@ TRI_STATE = {"": None, "yes": True, "no": False}
 
 
 def _patient(access: Access, patient_id: str) -> Patient:
-    patient = access.db.get(Patient, patient_id)
-    if patient is None:
-        raise NotFound(f"Patient/{patient_id} is not known")
-    return patient
+    return load_patient(access, patient_id)
 
 
 def _local_now(zone: str) -> str:
@@ -70,7 +64,6 @@ def _local_input(text: str, zone: str, field: str, required: bool = True) -> dat
 @router.get("/detox")
 def detox_home(request: Request, access: Access = Depends(page_access)) -> Response:
     units = service.detox_units(access)
-    access.db.commit()
     if len(units) == 1:
         return RedirectResponse(f"/detox/units/{units[0].id}", status_code=303)
     return render(request, "withdrawal/units.html", active="detox", units=units)
@@ -91,7 +84,6 @@ def census_page(
         page=page,
         page_size=CENSUS_PAGE,
     )
-    access.db.commit()
     every = min(max(every, 2), 600)
     context: dict[str, Any] = {
         "census": census,
@@ -246,10 +238,10 @@ def assessment_form(
 
 
 @router.post("/patients/{patient_id}/withdrawal/assess")
-async def save_assessment(
+def save_assessment(
     request: Request, patient_id: str, access: Access = Depends(csrf_form)
 ) -> Response:
-    form = await request.form()
+    form = form_of(request)
     patient = _patient(access, patient_id)
     instrument = _instrument(str(form.get("instrument", "")))
     context = _form_context(access, patient, instrument)
@@ -260,9 +252,7 @@ async def save_assessment(
     try:
         assessed_at = _local_input(assessed_text, zone, "assessed_at")
         saved = service.save_assessment(access, patient_id, instrument.id, answers, assessed_at)
-        access.db.commit()
     except InvalidAnswers as exc:
-        access.db.rollback()
         access.refused(
             "create", f"invalid answers: {exc}", resource_type=service.QR, patient_id=patient_id
         )
@@ -279,8 +269,7 @@ async def save_assessment(
             assessed_at=assessed_text,
             **context,
         )
-    except InvalidRecord as exc:
-        access.db.rollback()
+    except InvalidInput as exc:
         access.refused(
             "create", f"invalid input: {exc}", resource_type=service.QR, patient_id=patient_id
         )
@@ -340,7 +329,7 @@ def _context_page(
     patient: Patient,
     values: Mapping[str, str],
     status_code: int = 200,
-    error: InvalidRecord | None = None,
+    error: InvalidInput | None = None,
 ) -> Response:
     return chart_page(
         request,
@@ -367,17 +356,17 @@ def context_form(
 
 
 @router.post("/patients/{patient_id}/withdrawal/context")
-async def save_context(
+def save_context(
     request: Request, patient_id: str, access: Access = Depends(csrf_form)
 ) -> Response:
-    form = await request.form()
+    form = form_of(request)
     patient = _patient(access, patient_id)
     keys = ("substance", "last_use_at", "opioid_half_life_class", *CONTEXT_QUESTIONS, "note")
     values = {k: str(form.get(k, "")).strip() for k in keys}
     try:
         for key in CONTEXT_QUESTIONS:
             if values[key] not in TRI_STATE:
-                raise InvalidRecord(key, "answer yes, no or not recorded")
+                raise InvalidInput(key, "answer yes, no or not recorded")
         service.record_context(
             access,
             patient_id,
@@ -391,9 +380,7 @@ async def save_context(
                 **{k: TRI_STATE[values[k]] for k in CONTEXT_QUESTIONS},
             ),
         )
-        access.db.commit()
-    except InvalidRecord as exc:
-        access.db.rollback()
+    except InvalidInput as exc:
         access.refused(
             "update", f"invalid input: {exc}", resource_type="Condition", patient_id=patient_id
         )
@@ -418,7 +405,7 @@ def _dose_page(
     assessment: AssessmentRow,
     values: Mapping[str, str],
     status_code: int = 200,
-    error: InvalidRecord | None = None,
+    error: InvalidInput | None = None,
 ) -> Response:
     options = service.dose_options(access.db, assessment)
     return chart_page(
@@ -452,17 +439,15 @@ def dose_form(
 
 
 @router.post("/patients/{patient_id}/withdrawal/dose")
-async def save_dose(
-    request: Request, patient_id: str, access: Access = Depends(csrf_form)
-) -> Response:
-    form = await request.form()
+def save_dose(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
+    form = form_of(request)
     patient = _patient(access, patient_id)
     keys = ("assessment", "suggestion", "dose", "route", "administered_at", "indication", "note")
     values = {k: str(form.get(k, "")).strip() for k in keys}
     row = _assessment(access, patient, values["assessment"])
     try:
         if not values["suggestion"].isdigit():
-            raise InvalidRecord("suggestion", "choose one of the protocol's suggestions")
+            raise InvalidInput("suggestion", "choose one of the protocol's suggestions")
         when = _local_input(values["administered_at"], patient.program.time_zone, "administered_at")
         assert when is not None
         service.record_dose(
@@ -478,9 +463,7 @@ async def save_dose(
                 note=values["note"],
             ),
         )
-        access.db.commit()
-    except InvalidRecord as exc:
-        access.db.rollback()
+    except InvalidInput as exc:
         access.refused(
             "create",
             f"invalid input: {exc}",

@@ -37,6 +37,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from tandem.evidence import Source
+
 __all__ = [
     "BAND_LEVEL_RANK",
     "INSTRUMENT_TOTAL_RANGE",
@@ -60,7 +62,7 @@ __all__ = [
     "RiseRule",
     "RiskContext",
     "Severity",
-    "SourceDef",
+    "Source",
     "SourceRef",
     "StepDown",
     "StepDownStage",
@@ -116,22 +118,6 @@ class _Model(BaseModel):
 
 
 # --------------------------------------------------------------------------- sources
-
-
-class SourceDef(_Model):
-    """One cited source, declared once under the protocol's `sources:`."""
-
-    citation: Text
-    url: str | None = None
-    quality: Literal["primary", "secondary", "tertiary", "code", "none"] | None = None
-    unverified: bool = False
-    note: str | None = None
-
-    @model_validator(mode="after")
-    def _unverified_needs_note(self) -> SourceDef:
-        if self.unverified and not self.note:
-            raise ValueError("an unverified source needs a `note` saying what is unconfirmed")
-        return self
 
 
 class SourceRef(_Model):
@@ -397,7 +383,7 @@ class Protocol(_Model):
     version: Text
     title: str | None = None
     time_zone: Text
-    sources: dict[Ident, SourceDef] = Field(min_length=1)
+    sources: dict[Ident, Source] = Field(min_length=1)
     instruments: dict[InstrumentId, InstrumentProtocol] = Field(min_length=1)
     risk_context: RiskContext = RiskContext()
 

@@ -3,14 +3,23 @@ exactly as the assessment form does), Observation and MedicationAdministration s
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from typing import Any
+
+from fastapi import Depends, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
 from tandem.access.guard import Access
-from tandem.fhir.capability import ResourceSupport, SearchParam, declare
+from tandem.fhir.capability import ResourceSupport, SearchParam
+from tandem.fhir.http import (
+    MAX_COUNT,
+    fhir_body,
+    fhir_response,
+    fhir_router,
+    paging,
+    searchset,
+)
 from tandem.fhir.outcome import FhirError, FhirJSONResponse, issue, operation_outcome
-from tandem.fhir.routes import MAX_COUNT, fhir_response, paging, read_body, searchset
 from tandem.instruments.engine import (
     InvalidAnswers,
     UnknownInstrument,
@@ -26,30 +35,26 @@ from tandem.web.deps import api_access
 from tandem.withdrawal import fhir as mapping
 from tandem.withdrawal import service
 
-router = APIRouter(prefix="/fhir", tags=["FHIR"])
+router = fhir_router()
 
 _PAGING = (
     SearchParam("_count", "number", f"page size, at most {MAX_COUNT}"),
     SearchParam("_offset", "number", "where the page starts (follow the next link)"),
 )
-declare(
+FHIR_RESOURCES = (
     ResourceSupport(
         type="Questionnaire",
         interactions=("read", "search-type"),
         search_params=_PAGING,
         documentation="Every instrument Tandem scores (withdrawal scales and the recovery scales).",
-    )
-)
-declare(
+    ),
     ResourceSupport(
         type="QuestionnaireResponse",
         interactions=("read", "create"),
         documentation="create validates, scores and stores the response with an Observation for the total "
         "and each item, exactly as the assessment form; invalid answers are refused with 422 naming the "
         "item, and nothing is stored.",
-    )
-)
-declare(
+    ),
     ResourceSupport(
         type="Observation",
         interactions=("read", "search-type"),
@@ -66,14 +71,12 @@ declare(
             ),
             *_PAGING,
         ),
-    )
-)
-declare(
+    ),
     ResourceSupport(
         type="MedicationAdministration",
         interactions=("read", "search-type"),
         search_params=(SearchParam("patient", "reference", "Patient/<id> or <id>"), *_PAGING),
-    )
+    ),
 )
 
 
@@ -105,7 +108,6 @@ def search_questionnaires(request: Request, access: Access = Depends(api_access)
     instruments = sorted(load_instruments().values(), key=lambda i: i.id)
     page = instruments[offset : offset + count]
     resources = [mapping.questionnaire(i, _base(request)) for i in page]
-    access.db.commit()
     return fhir_response(
         searchset(
             request, "Questionnaire", resources, count, offset, offset + count < len(instruments)
@@ -123,7 +125,6 @@ def read_questionnaire(
         raise FhirError(
             404, "not-found", f"Questionnaire/{questionnaire_id} is not known"
         ) from None
-    access.db.commit()
     return fhir_response(mapping.questionnaire(instrument, _base(request)))
 
 
@@ -135,10 +136,11 @@ def _answer_expression(item_id: str) -> str:
 
 
 @router.post("/QuestionnaireResponse")
-async def create_questionnaire_response(
-    request: Request, access: Access = Depends(api_access)
+def create_questionnaire_response(
+    request: Request,
+    body: dict[str, Any] = Depends(fhir_body("QuestionnaireResponse")),
+    access: Access = Depends(api_access),
 ) -> Response:
-    body = await read_body(request, "QuestionnaireResponse")
     subject = (
         (body.get("subject") or {}).get("reference", "")
         if isinstance(body.get("subject"), dict)
@@ -193,13 +195,11 @@ async def create_questionnaire_response(
     except InvalidAnswers as exc:
         return _refuse_answers(access, exc)
     resource = mapping.questionnaire_response(saved.assessment, _base(request), access.actor.label)
-    access.db.commit()
     location = f"{_base(request)}/QuestionnaireResponse/{saved.assessment.id}"
     return fhir_response(resource, 201, {"Location": location})
 
 
 def _refuse_answers(access: Access, exc: InvalidAnswers) -> Response:
-    access.db.rollback()  # nothing of this request is stored; the refusal is audited on its own
     access.refused("create", f"invalid answers: {exc}", resource_type="QuestionnaireResponse")
     issues = [
         issue(
@@ -219,7 +219,6 @@ def read_questionnaire_response(
     row = service.get_assessment(access, _int_id(response_id, "QuestionnaireResponse"))
     author = access.db.scalar(select(User.display_name).where(User.id == row.recorded_by))
     resource = mapping.questionnaire_response(row, _base(request), author)
-    access.db.commit()
     return fhir_response(resource)
 
 
@@ -245,7 +244,6 @@ def search_observations(request: Request, access: Access = Depends(api_access)) 
     )
     rows, has_more = service.search_observations(access, query, query_text=str(request.url.query))
     resources = [mapping.observation(obs, assessment) for obs, assessment in rows]
-    access.db.commit()
     return fhir_response(searchset(request, "Observation", resources, count, offset, has_more))
 
 
@@ -253,7 +251,6 @@ def search_observations(request: Request, access: Access = Depends(api_access)) 
 def read_observation(observation_id: str, access: Access = Depends(api_access)) -> Response:
     obs, assessment = service.get_observation(access, _int_id(observation_id, "Observation"))
     resource = mapping.observation(obs, assessment)
-    access.db.commit()
     return fhir_response(resource)
 
 
@@ -274,7 +271,6 @@ def search_administrations(request: Request, access: Access = Depends(api_access
     )
     names = _performers(access, {r.performer_id for r in rows})
     resources = [mapping.medication_administration(r, names.get(r.performer_id)) for r in rows]
-    access.db.commit()
     return fhir_response(
         searchset(request, "MedicationAdministration", resources, count, offset, has_more)
     )
@@ -285,5 +281,4 @@ def read_administration(administration_id: str, access: Access = Depends(api_acc
     row = service.get_administration(access, _int_id(administration_id, "MedicationAdministration"))
     names = _performers(access, {row.performer_id})
     resource = mapping.medication_administration(row, names.get(row.performer_id))
-    access.db.commit()
     return fhir_response(resource)

@@ -18,18 +18,19 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, case, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.access.guard import Access
+from tandem.access.guard import Access, system_access
 from tandem.access.policy import PatientRef, Permission, decide
+from tandem.access.queries import load_patient, patient_ref, read_row, search_page
 from tandem.alerts import service as alerts
 from tandem.alerts.models import Alert
+from tandem.errors import InvalidInput, NotFound
 from tandem.instruments.engine import get_instrument, score
 from tandem.instruments.models import Instrument
 from tandem.medications.storage import MedicationAdministrationRow
-from tandem.patients.records import InvalidRecord
-from tandem.patients.service import NotFound, open_episode, patient_ref, read_patient_row
-from tandem.storage.db import utcnow
+from tandem.patients.service import open_episode
+from tandem.storage.db import session_scope, utcnow
 from tandem.storage.models import Episode, Patient, Program, Unit, User
 from tandem.withdrawal.monitoring import (
     Flag,
@@ -179,17 +180,16 @@ def withdrawal_instruments(protocol: Protocol) -> list[Instrument]:
 # --------------------------------------------------------------------------- context
 
 
-def _patient(access: Access, patient_id: str) -> Patient:
-    patient = access.db.get(Patient, patient_id)
-    if patient is None:
-        raise NotFound(f"Patient/{patient_id} is not known")
-    return patient
+def _patient(access: Access, patient_id: str, *wanted: tuple[Permission, str]) -> Patient:
+    """The patient, once the policy allows every `wanted` operation (the operation itself is
+    audited by the caller)."""
+    return load_patient(access, patient_id, *wanted, audit=False)
 
 
 def _open_episode(patient: Patient) -> Episode:
     episode = open_episode(patient)
     if episode is None:
-        raise InvalidRecord("episode", "the patient has no open episode of care: admit them first")
+        raise InvalidInput("episode", "the patient has no open episode of care: admit them first")
     return episode
 
 
@@ -230,23 +230,22 @@ def record_context(
 ) -> WithdrawalContextRow:
     """Record (or correct) the open episode's withdrawal context."""
     now = now or utcnow()
-    patient = _patient(access, patient_id)
-    access.require(Permission.UPDATE, "Condition", patient_ref(patient))
+    patient = _patient(access, patient_id, (Permission.UPDATE, "Condition"))
     episode = _open_episode(patient)
     if values.substance not in SUBSTANCES:
-        raise InvalidRecord("substance", f"choose one of {', '.join(SUBSTANCES)}")
+        raise InvalidInput("substance", f"choose one of {', '.join(SUBSTANCES)}")
     half_life = values.opioid_half_life_class or None
     if half_life is not None and half_life not in HALF_LIFE:
-        raise InvalidRecord("opioid_half_life_class", "choose short or long acting")
+        raise InvalidInput("opioid_half_life_class", "choose short or long acting")
     if half_life is not None and values.substance != "opioid":
-        raise InvalidRecord("opioid_half_life_class", "only for an opioid")
+        raise InvalidInput("opioid_half_life_class", "only for an opioid")
     if values.last_use_at is not None:
         if values.last_use_at.tzinfo is None:
-            raise InvalidRecord("last_use_at", "needs a time zone")
+            raise InvalidInput("last_use_at", "needs a time zone")
         if values.last_use_at > now + CLOCK_SKEW:
-            raise InvalidRecord("last_use_at", "cannot be in the future")
+            raise InvalidInput("last_use_at", "cannot be in the future")
     if len(values.note) > 2000:
-        raise InvalidRecord("note", "keep the note under 2000 characters")
+        raise InvalidInput("note", "keep the note under 2000 characters")
     row = _context_row(access.db, episode.id)
     created = row is None
     if row is None:
@@ -351,19 +350,18 @@ def save_assessment(
 ) -> SavedAssessment:
     """Validate, score and store one assessment with its Observations, then recompute the due
     time, the monitoring row and the alerts. Raises InvalidAnswers (naming every bad item) or
-    InvalidRecord before anything is stored."""
+    InvalidInput before anything is stored."""
     now = now or utcnow()
     assessed_at = assessed_at or now
-    patient = _patient(access, patient_id)
-    ref = patient_ref(patient)
-    access.require(Permission.CREATE, QR, ref)
-    access.require(Permission.CREATE, "Observation", ref)
+    patient = _patient(
+        access, patient_id, (Permission.CREATE, QR), (Permission.CREATE, "Observation")
+    )
     episode = _open_episode(patient)
     current = program_protocol(access.db, patient.program_id)
     protocol = current.protocol
     if instrument_id not in protocol.instruments:
         covered = ", ".join(protocol.instruments)
-        raise InvalidRecord(
+        raise InvalidInput(
             "questionnaire",
             f"{instrument_id!r} is not a withdrawal instrument of this "
             f"program's protocol (it covers: {covered})",
@@ -372,11 +370,11 @@ def save_assessment(
     scheme = protocol.instrument(instrument_id).band_scheme
     result = score(instrument, answers, scheme.id if scheme else None)
     if assessed_at.tzinfo is None:
-        raise InvalidRecord("assessed_at", "needs a time zone")
+        raise InvalidInput("assessed_at", "needs a time zone")
     if assessed_at > now + CLOCK_SKEW:
-        raise InvalidRecord("assessed_at", "cannot be in the future")
+        raise InvalidInput("assessed_at", "cannot be in the future")
     if assessed_at < episode.admitted_at:
-        raise InvalidRecord("assessed_at", "cannot be before the patient was admitted")
+        raise InvalidInput("assessed_at", "cannot be before the patient was admitted")
     assessed_at = min(assessed_at, now)
     version_id = stored_version(access.db, patient.program_id, current)
 
@@ -515,9 +513,6 @@ def refresh_alerts(db: Session, patient_id: str | None = None) -> None:
     db.execute(stmt.execution_options(synchronize_session=False))
 
 
-alerts.on_change(refresh_alerts)
-
-
 def overdue_rule_minutes(protocol: Protocol, instrument_id: str) -> int | None:
     minutes = [
         r.minutes
@@ -603,7 +598,7 @@ def _raise_escalations(
 
 
 def get_assessment(access: Access, assessment_id: int) -> AssessmentRow:
-    return read_patient_row(access, QR, AssessmentRow, assessment_id)
+    return read_row(access, QR, AssessmentRow, assessment_id)
 
 
 # --------------------------------------------------------------------------- doses given
@@ -645,35 +640,34 @@ def record_dose(
     """Record an as-needed dose given, linked to the assessment that prompted it. Only a dose the
     protocol suggests for that assessment's score, within its range, is accepted."""
     now = now or utcnow()
-    patient = _patient(access, patient_id)
-    access.require(Permission.CREATE, "MedicationAdministration", patient_ref(patient))
+    patient = _patient(access, patient_id, (Permission.CREATE, "MedicationAdministration"))
     assessment = access.db.get(AssessmentRow, given.assessment_id)
     if assessment is None or assessment.patient_id != patient.id:
-        raise InvalidRecord("assessment", "choose an assessment of this patient")
+        raise InvalidInput("assessment", "choose an assessment of this patient")
     options = dose_options(access.db, assessment)
     if not options:
-        raise InvalidRecord(
+        raise InvalidInput(
             "suggestion",
             f"the protocol suggests no medication for "
             f"{assessment.instrument_id} {assessment.total}",
         )
     if not 0 <= given.suggestion < len(options):
-        raise InvalidRecord("suggestion", "choose one of the protocol's suggestions")
+        raise InvalidInput("suggestion", "choose one of the protocol's suggestions")
     option = options[given.suggestion]
     try:
         value, unit = check_dose(option.dose_text, given.dose)
     except DoseRefused as exc:
-        raise InvalidRecord(exc.field, exc.message) from None
+        raise InvalidInput(exc.field, exc.message) from None
     route = option.route or given.route
     if route not in ROUTES:
-        raise InvalidRecord("route", f"choose one of {', '.join(ROUTES)}")
+        raise InvalidInput("route", f"choose one of {', '.join(ROUTES)}")
     when = given.administered_at
     if when.tzinfo is None:
-        raise InvalidRecord("administered_at", "needs a time zone")
+        raise InvalidInput("administered_at", "needs a time zone")
     if when > now + CLOCK_SKEW:
-        raise InvalidRecord("administered_at", "cannot be in the future")
+        raise InvalidInput("administered_at", "cannot be in the future")
     if when < assessment.assessed_at:
-        raise InvalidRecord("administered_at", "cannot be before the assessment that prompted it")
+        raise InvalidInput("administered_at", "cannot be before the assessment that prompted it")
     indication = given.indication.strip() or (
         f"{short_name(get_instrument(assessment.instrument_id))} {assessment.total}"
         + (f" ({assessment.band_label})" if assessment.band_label else "")
@@ -1138,27 +1132,11 @@ class ObservationQuery:
     offset: int = 0
 
 
-def _visible(access: Access, resource_type: str, column_patient, column_program):  # type: ignore[no-untyped-def]
-    seen = access.visibility(resource_type)
-    if seen.nothing:
-        return column_patient.is_(None)
-    if seen.only_patient_id is not None:
-        return column_patient == seen.only_patient_id
-    return column_program.in_(sorted(seen.program_ids))
-
-
 def search_observations(
     access: Access, query: ObservationQuery, query_text: str = ""
 ) -> tuple[list[tuple[ObservationRow, AssessmentRow]], bool]:
-    access.require(Permission.SEARCH, "Observation")
     o, a = ObservationRow, AssessmentRow
-    stmt = (
-        select(o, a)
-        .join(a, a.id == o.assessment_id)
-        .where(_visible(access, "Observation", a.patient_id, a.program_id))
-    )
-    if query.patient_id is not None:
-        stmt = stmt.where(o.patient_id == query.patient_id)
+    stmt = select(o, a).join(a, a.id == o.assessment_id)
     if query.codes:
         stmt = stmt.where(
             or_(
@@ -1178,18 +1156,21 @@ def search_observations(
     ):
         if bound is not None:
             stmt = stmt.where(getattr(o.effective_at, op)(bound))
-    stmt = stmt.order_by(o.effective_at.desc(), o.id).offset(query.offset).limit(query.count + 1)
-    rows = [(obs, assessment) for obs, assessment in access.db.execute(stmt)]
-    has_more = len(rows) > query.count
-    rows = rows[: query.count]
-    patients = {obs.patient_id for obs, _ in rows}
-    access.audit(
-        "search",
-        resource_type="Observation",
-        query=query_text,
-        patient_id=next(iter(patients)) if len(patients) == 1 else query.patient_id,
+    page = search_page(
+        access,
+        "Observation",
+        stmt,
+        patient_column=a.patient_id,
+        program_column=a.program_id,
+        patient_of=lambda row: row[0].patient_id,
+        order=(o.effective_at.desc(), o.id),
+        patient_id=query.patient_id,
+        count=query.count,
+        offset=query.offset,
+        query_text=query_text,
+        scalars=False,
     )
-    return rows, has_more
+    return [(obs, assessment) for obs, assessment in page.rows], page.has_more
 
 
 def get_observation(access: Access, observation_id: int) -> tuple[ObservationRow, AssessmentRow]:
@@ -1216,26 +1197,33 @@ def get_observation(access: Access, observation_id: int) -> tuple[ObservationRow
 def search_administrations(
     access: Access, patient_id: str | None, count: int, offset: int, query_text: str = ""
 ) -> tuple[list[MedicationAdministrationRow], bool]:
-    access.require(Permission.SEARCH, "MedicationAdministration")
     m = MedicationAdministrationRow
-    stmt = select(m).where(_visible(access, "MedicationAdministration", m.patient_id, m.program_id))
-    if patient_id is not None:
-        stmt = stmt.where(m.patient_id == patient_id)
-    stmt = stmt.order_by(m.administered_at.desc(), m.id).offset(offset).limit(count + 1)
-    rows = list(access.db.scalars(stmt))
-    has_more = len(rows) > count
-    rows = rows[:count]
-    patients = {r.patient_id for r in rows}
-    access.audit(
-        "search",
-        resource_type="MedicationAdministration",
-        query=query_text,
-        patient_id=next(iter(patients)) if len(patients) == 1 else patient_id,
+    page = search_page(
+        access,
+        "MedicationAdministration",
+        select(m),
+        patient_column=m.patient_id,
+        program_column=m.program_id,
+        patient_of=lambda row: row.patient_id,
+        order=(m.administered_at.desc(), m.id),
+        patient_id=patient_id,
+        count=count,
+        offset=offset,
+        query_text=query_text,
     )
-    return rows, has_more
+    return page.rows, page.has_more
 
 
 def get_administration(access: Access, administration_id: int) -> MedicationAdministrationRow:
-    return read_patient_row(
+    return read_row(
         access, "MedicationAdministration", MedicationAdministrationRow, administration_id
     )
+
+
+def raise_overdue_everywhere(sessions: sessionmaker[Session], now: datetime) -> int:
+    """The scheduled job: overdue escalations on every detox unit, without waiting for someone
+    to open the census. Returns how many alerts it raised."""
+    with session_scope(sessions) as db:
+        access = system_access(db, sessions, "withdrawal.overdue")
+        units = db.scalars(select(Unit.id).where(Unit.kind == "detox").order_by(Unit.id)).all()
+        return sum(len(raise_overdue(access, unit_id, now)) for unit_id in units)

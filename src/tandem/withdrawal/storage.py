@@ -13,19 +13,17 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
-    Connection,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
-    event,
     insert,
     select,
     update,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from tandem.storage.db import UTCDateTime, utcnow
 from tandem.storage.models import Base, Episode
@@ -209,33 +207,27 @@ class MonitoringRow(Base):
 BASELINE = ""  # instrument_id of a monitoring row before the first assessment
 
 
-@event.listens_for(Episode, "after_insert")
-def _episode_admitted(_mapper: Any, connection: Connection, episode: Episode) -> None:
-    if episode.phase == "detox" and episode.discharged_at is None:
-        _baseline(connection, episode)
-
-
-@event.listens_for(Episode, "after_update")
-def _episode_changed(_mapper: Any, connection: Connection, episode: Episode) -> None:
-    """Keep the census in step with the episode: a discharge or a move out of detox ends the
-    monitoring rows; a move into detox starts a baseline; a change of unit moves them."""
+def episode_changed(db: Session, episode: Episode) -> None:
+    """Keep the census in step with an episode that was admitted, moved or discharged (the
+    patients domain calls this, through the domain list, after every such change): a
+    discharge or a move out of detox ends the monitoring rows; a move into detox starts a
+    baseline; a change of unit moves them."""
     in_detox = episode.phase == "detox" and episode.discharged_at is None
     table = MonitoringRow.__table__
-    connection.execute(
+    db.execute(
         update(table)
         .where(table.c.episode_id == episode.id)
         .values(active=in_detox, unit_id=episode.unit_id)
     )
     if (
         in_detox
-        and connection.execute(select(table.c.id).where(table.c.episode_id == episode.id)).first()
-        is None
+        and db.execute(select(table.c.id).where(table.c.episode_id == episode.id)).first() is None
     ):
-        _baseline(connection, episode)
+        _baseline(db, episode)
 
 
-def _baseline(connection: Connection, episode: Episode) -> None:
-    connection.execute(
+def _baseline(db: Session, episode: Episode) -> None:
+    db.execute(
         insert(MonitoringRow.__table__).values(
             episode_id=episode.id,
             patient_id=episode.patient_id,

@@ -1,0 +1,171 @@
+"""The one way to patient data: read a row, filter a query, page a search; always through the
+policy, always audited. Every domain, page, FHIR route and CLI command reads patient data here.
+
+Deny by default: a statement is filtered to what the actor may see *before* it runs (never
+after), and a patient out of reach is refused (403, audited) whether it was read by id or
+named in a search. Consent (42 CFR Part 2) joins as one more input to `access.policy`, not here
+and not in any domain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from sqlalchemy import ColumnElement, Select, false, select
+from sqlalchemy.orm import InstrumentedAttribute, selectinload
+
+from tandem.access.guard import Access
+from tandem.access.policy import PatientRef, Permission
+from tandem.errors import NotFound
+from tandem.storage.models import Patient
+
+T = TypeVar("T")
+Row = TypeVar("Row", bound="PatientOwned")
+
+
+class PatientOwned(Protocol):
+    """A stored row of a patient's record: every such table has these two columns."""
+
+    patient_id: Any
+    program_id: Any
+
+
+def patient_ref(patient: Patient) -> PatientRef:
+    return PatientRef(patient.id, patient.program_id)
+
+
+def row_ref(row: PatientOwned) -> PatientRef:
+    return PatientRef(row.patient_id, row.program_id)
+
+
+def load_patient(
+    access: Access,
+    patient_id: str,
+    *also: tuple[Permission, str],
+    read: Permission | None = Permission.READ,
+    audit: bool = True,
+) -> Patient:
+    """The patient, once the policy allows reading the chart (`read`) and every operation in
+    `also` (e.g. `(Permission.CREATE, "Observation")`). Every check comes before anything is
+    written. Audited as a read of the Patient unless `audit` is False (the caller audits what
+    it does with the record instead)."""
+    patient = access.db.scalar(
+        select(Patient)
+        .where(Patient.id == patient_id)
+        .options(selectinload(Patient.program), selectinload(Patient.identifiers))
+    )
+    if patient is None:
+        raise NotFound(f"Patient/{patient_id} is not known")
+    ref = patient_ref(patient)
+    if read is not None:
+        access.require(read, "Patient", ref, resource_id=patient_id)
+    for permission, resource_type in also:
+        access.require(permission, resource_type, ref, resource_id=patient_id)
+    if audit and read is not None:
+        access.audit("read", resource_type="Patient", resource_id=patient.id, patient_id=patient.id)
+    return patient
+
+
+def read_row(
+    access: Access,
+    resource_type: str,
+    model: type[Row],
+    row_id: int | str,
+    *,
+    permission: Permission = Permission.READ,
+) -> Row:
+    """One stored row of a patient's record by id, through the policy and audited.
+    Unknown ids are NotFound; a row of a patient out of reach is refused and audited."""
+    row = access.db.get(model, row_id)
+    if row is None:
+        raise NotFound(f"{resource_type}/{row_id} is not known")
+    access.require(permission, resource_type, row_ref(row), resource_id=str(row_id))
+    if permission is Permission.READ:
+        access.audit(
+            "read", resource_type=resource_type, resource_id=str(row_id), patient_id=row.patient_id
+        )
+    return row
+
+
+def visible(
+    access: Access,
+    resource_type: str,
+    patient_column: InstrumentedAttribute[Any] | ColumnElement[Any],
+    program_column: InstrumentedAttribute[Any] | ColumnElement[Any],
+) -> ColumnElement[bool]:
+    """The WHERE clause limiting a statement to the rows of `resource_type` the actor may see."""
+    seen = access.visibility(resource_type)
+    if seen.nothing:
+        return false()
+    if seen.only_patient_id is not None:
+        return patient_column == seen.only_patient_id
+    return program_column.in_(sorted(seen.program_ids))
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    rows: list[T]
+    has_more: bool
+
+
+def search_page(
+    access: Access,
+    resource_type: str,
+    statement: Select[tuple[T]],
+    *,
+    patient_column: InstrumentedAttribute[Any] | ColumnElement[Any],
+    program_column: InstrumentedAttribute[Any] | ColumnElement[Any],
+    patient_of: Callable[[T], str],
+    order: Sequence[Any] = (),
+    patient_id: str | None = None,
+    count: int = 20,
+    offset: int = 0,
+    query_text: str = "",
+    scalars: bool = True,
+) -> Page[T]:
+    """A page of `statement`'s rows the actor may see, audited with every patient it shows.
+
+    `patient_id`: a search for one patient's records. That patient must be within reach (the
+    search is refused and audited otherwise, on every resource type alike); an unknown
+    patient matches nothing. `scalars=False` for statements selecting several entities."""
+    if patient_id is not None:
+        patient = access.db.get(Patient, patient_id)
+        if patient is None:
+            access.require(Permission.SEARCH, resource_type)
+            access.audit("search", resource_type=resource_type, query=query_text)
+            return Page([], False)
+        access.require(Permission.SEARCH, resource_type, patient_ref(patient))
+        statement = statement.where(patient_column == patient_id)
+    else:
+        access.require(Permission.SEARCH, resource_type)
+    statement = (
+        statement.where(visible(access, resource_type, patient_column, program_column))
+        .order_by(*order)
+        .offset(offset)
+        .limit(count + 1)
+    )
+    result = access.db.execute(statement)
+    rows: list[T] = list(result.scalars() if scalars else result.tuples())  # type: ignore[arg-type]
+    has_more = len(rows) > count
+    rows = rows[:count]
+    audit_shown(access, resource_type, (patient_of(r) for r in rows), query_text, patient_id)
+    return Page(rows, has_more)
+
+
+def audit_shown(
+    access: Access,
+    resource_type: str,
+    patients: Iterable[str],
+    query_text: str = "",
+    patient_id: str | None = None,
+) -> None:
+    """Audit a list view or search: what was asked, and each patient it showed."""
+    access.audit(
+        "search",
+        resource_type=resource_type,
+        query=query_text,
+        patient_id=patient_id,
+        shown=patients,
+    )

@@ -1,0 +1,136 @@
+"""FHIR HTTP plumbing every domain's /fhir routes share: bodies, ids, references, paging,
+search bundles, responses. No domain knowledge here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from tandem.fhir.capability import SearchParam
+from tandem.fhir.outcome import FHIR_JSON, FhirError, FhirJSONResponse
+from tandem.web.deps import UnitOfWorkRoute
+
+MAX_COUNT = 200
+DEFAULT_COUNT = 20
+
+PAGING = (
+    SearchParam("_count", "number", f"page size, at most {MAX_COUNT}"),
+    SearchParam("_offset", "number", "where the page starts (follow the next link)"),
+)
+PATIENT = SearchParam("patient", "reference", "Patient/<id> or <id>")
+
+
+def fhir_router() -> APIRouter:
+    """A router for /fhir routes, each request one unit of work."""
+    return APIRouter(prefix="/fhir", tags=["FHIR"], route_class=UnitOfWorkRoute)
+
+
+def fhir_body(resource_type: str) -> Callable[[Request], Awaitable[dict[str, Any]]]:
+    """A dependency reading the request's body as a `resource_type` resource (on the event
+    loop, before the synchronous route runs)."""
+
+    async def read(request: Request) -> dict[str, Any]:
+        return await read_body(request, resource_type)
+
+    return read
+
+
+async def read_body(request: Request, resource_type: str) -> dict[str, Any]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip()
+    if content_type not in (FHIR_JSON, "application/json"):
+        raise FhirError(415, "not-supported", "send the resource as application/fhir+json")
+    raw = await request.body()
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FhirError(400, "structure", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict) or body.get("resourceType") != resource_type:
+        raise FhirError(
+            400, "invalid", f"the body must be a {resource_type} resource", [resource_type]
+        )
+    return body
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def paging(request: Request, allowed: Iterable[str]) -> tuple[int, int]:
+    """`_count` and `_offset`, after refusing any search parameter not in `allowed`."""
+    params = request.query_params
+    unknown = sorted(set(params) - set(allowed) - {"_count", "_offset", "_format"})
+    if unknown:
+        raise FhirError(
+            400, "not-supported", f"unknown search parameter: {', '.join(unknown)}", unknown
+        )
+    try:
+        count = int(params.get("_count", DEFAULT_COUNT))
+        offset = int(params.get("_offset", 0))
+    except ValueError:
+        raise FhirError(
+            400, "invalid", "_count and _offset must be whole numbers", ["_count"]
+        ) from None
+    if not 1 <= count <= MAX_COUNT:
+        raise FhirError(400, "invalid", f"_count must be between 1 and {MAX_COUNT}", ["_count"])
+    if offset < 0:
+        raise FhirError(400, "invalid", "_offset cannot be negative", ["_offset"])
+    return count, offset
+
+
+def patient_param(request: Request, *names: str) -> str | None:
+    """The one patient a search names (`patient=Patient/<id>`, `subject=...`), or None."""
+    names = names or ("patient", "subject")
+    values = [v for n in names for v in request.query_params.getlist(n)]
+    if not values:
+        return None
+    if len(values) > 1:
+        raise FhirError(400, "not-supported", "give one patient", [names[0]])
+    return values[0].removeprefix("Patient/")
+
+
+def int_id(raw: str, resource_type: str) -> int:
+    """A numeric logical id; anything else names no resource of ours (404)."""
+    if not raw.isdigit() or len(raw) > 18:
+        raise FhirError(404, "not-found", f"{resource_type}/{raw} is not known")
+    return int(raw)
+
+
+def searchset(
+    request: Request,
+    resource_type: str,
+    resources: list[dict[str, Any]],
+    count: int,
+    offset: int,
+    has_more: bool,
+) -> dict[str, Any]:
+    base = f"{base_url(request)}/{resource_type}"
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_count", "_offset")]
+
+    def link(at: int) -> str:
+        return base + "?" + urlencode([*kept, ("_count", str(count)), ("_offset", str(at))])
+
+    links = [{"relation": "self", "url": link(offset)}]
+    if has_more:
+        links.append({"relation": "next", "url": link(offset + count)})
+    if offset > 0:
+        links.append({"relation": "previous", "url": link(max(0, offset - count))})
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": links,
+        "entry": [
+            {"fullUrl": f"{base}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+            for r in resources
+        ],
+    }
+
+
+def fhir_response(
+    resource: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return FhirJSONResponse(resource, status_code=status, headers=headers)

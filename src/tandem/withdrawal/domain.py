@@ -1,0 +1,27 @@
+"""Detox: withdrawal monitoring with validated scales, the census, escalations, PRN doses."""
+
+from datetime import timedelta
+
+from tandem.kit import Domain, Job
+from tandem.withdrawal import cli, demo, pages, routes, service, storage
+
+DOMAIN = Domain(
+    name="withdrawal",
+    routers=(routes.router, pages.router),
+    nav=(pages.NAV,),
+    chart_tabs=(pages.CHART_TAB,),
+    tables=(storage,),
+    fhir_resources=routes.FHIR_RESOURCES,
+    demo_steps=(("Detox assessments", demo.detox_assessments),),
+    cli=(("withdrawal", cli.withdrawal_app),),
+    alert_listeners=(service.refresh_alerts,),
+    episode_listeners=(storage.episode_changed,),
+    jobs=(
+        Job(
+            "withdrawal.overdue",
+            timedelta(minutes=1),
+            service.raise_overdue_everywhere,
+            "raise overdue-reassessment escalations on every detox unit",
+        ),
+    ),
+)
