@@ -46,16 +46,21 @@ def load_patient(
     *also: tuple[Permission, str],
     read: Permission | None = Permission.READ,
     audit: bool = True,
+    for_update: bool = False,
 ) -> Patient:
     """The patient, once the policy allows reading the chart (`read`) and every operation in
     `also` (e.g. `(Permission.CREATE, "Observation")`). Every check comes before anything is
     written. Audited as a read of the Patient unless `audit` is False (the caller audits what
-    it does with the record instead)."""
-    patient = access.db.scalar(
+    it does with the record instead). `for_update`: lock the row until the unit of work ends
+    (PostgreSQL), so a concurrent change waits instead of interleaving."""
+    statement = (
         select(Patient)
         .where(Patient.id == patient_id)
         .options(selectinload(Patient.program), selectinload(Patient.identifiers))
     )
+    if for_update:
+        statement = statement.with_for_update(of=Patient)
+    patient = access.db.scalar(statement)
     if patient is None:
         raise NotFound(f"Patient/{patient_id} is not known")
     ref = patient_ref(patient)

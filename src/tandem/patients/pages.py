@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from tandem.access.guard import Access
 from tandem.access.policy import Permission, decide
+from tandem.clock import program_today
 from tandem.domains import chart_tabs
 from tandem.errors import InvalidInput
 from tandem.patients import service
@@ -65,9 +66,13 @@ def patient_list(
         offset=(page - 1) * PAGE_SIZE,
     )
     patients, has_more = service.search_patients(access, query, query_text=str(request.url.query))
-    today = utcnow().date()
+    now = utcnow()
     rows = [
-        {"patient": p, "age": age_on(p.birth_date, today), "episode": service.open_episode(p)}
+        {
+            "patient": p,
+            "age": age_on(p.birth_date, program_today(p.program.time_zone, now)),
+            "episode": service.open_episode(p),
+        }
         for p in patients
     ]
     return render(
@@ -164,11 +169,10 @@ def register_patient(request: Request, access: Access = Depends(csrf_form)) -> R
 
 
 def _chart_context(access: Access, patient: Patient) -> dict[str, Any]:
-    today = utcnow().date()
     zone = patient.program.time_zone
     return {
         "patient": patient,
-        "age": age_on(patient.birth_date, today),
+        "age": age_on(patient.birth_date, program_today(zone)),
         "episode": service.open_episode(patient),
         "zone": zone,
         "tabs": chart_tabs(),

@@ -35,8 +35,9 @@ from tandem.storage.models import (
 
 
 def _load(access: Access, patient_id: str) -> Patient:
-    """The patient row, unchecked: every caller asks the policy for its own operation next."""
-    return load_patient(access, patient_id, read=None)
+    """The patient row, locked for this change, unchecked: every caller asks the policy for its
+    own operation next."""
+    return load_patient(access, patient_id, read=None, for_update=True)
 
 
 def get_patient(access: Access, patient_id: str) -> Patient:

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -200,6 +201,28 @@ def _install_handlers(app: FastAPI) -> None:
         if _is_api(request):
             return outcome_response(412, "conflict", str(exc))
         return render(request, "error.html", status_code=409, title="Changed", message=str(exc))
+
+    @app.exception_handler(IntegrityError)
+    async def _write_conflict(request: Request, exc: IntegrityError) -> Response:
+        # Two requests changed the same record at once and the database refused the second:
+        # nothing of it was kept (the unit of work rolled back). Never a 500.
+        message = "the record was changed by someone else at the same time; reload and retry"
+        if _is_api(request):
+            return outcome_response(409, "conflict", message)
+        return render(request, "error.html", status_code=409, title="Changed", message=message)
+
+    @app.exception_handler(OperationalError)
+    async def _busy(request: Request, exc: OperationalError) -> Response:
+        text = str(exc.orig).lower()
+        if not any(word in text for word in ("locked", "busy", "deadlock", "could not serialize")):
+            raise exc
+        message = "the database is busy; nothing was changed, try again in a moment"
+        headers = {"Retry-After": "2"}
+        if _is_api(request):
+            return outcome_response(503, "transient", message, headers=headers)
+        response = render(request, "error.html", status_code=503, title="Busy", message=message)
+        response.headers.update(headers)
+        return response
 
     @app.exception_handler(InvalidInput)
     async def _invalid(request: Request, exc: InvalidInput) -> Response:
