@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -67,7 +68,15 @@ class Access:
             self.refused(operation, decision.reason, resource_type=resource_type)
             raise AccessDenied(decision)
 
-    def refused(self, operation: str, reason: str, **where: str | None) -> None:
+    def refused(
+        self,
+        operation: str,
+        reason: str,
+        *,
+        resource_type: str = "",
+        resource_id: str | None = None,
+        patient_id: str | None = None,
+    ) -> None:
         """Record a refusal durably, in this request's own session. The refused request's work
         is discarded first: it is never kept, and on SQLite its pending writes would hold the
         one write lock that a second session would wait on."""
@@ -80,14 +89,16 @@ class Access:
             self.origin,
             outcome=audit.MINOR_FAILURE,
             detail=reason,
-            **where,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            patient_id=patient_id,
         )
         self.db.commit()
 
     def visibility(self, resource_type: str = "Patient") -> Visibility:
         return policy_visibility(self.actor, resource_type)
 
-    def audit(self, operation: str, *, shown: Iterable[str] = (), **where: str | None) -> None:
+    def audit(self, operation: str, *, shown: Iterable[str] = (), **where: Any) -> None:
         """Add an entry to this request's unit of work; `shown` names every patient a list or
         search showed, so "who saw patient X" has an answer."""
         audit.record(self.db, self.actor, operation, self.origin, shown=shown, **where)

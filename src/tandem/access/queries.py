@@ -118,7 +118,7 @@ class Page(Generic[T]):
 def search_page(
     access: Access,
     resource_type: str,
-    statement: Select[tuple[T]],
+    statement: Select[Any],
     *,
     patient_column: InstrumentedAttribute[Any] | ColumnElement[Any],
     program_column: InstrumentedAttribute[Any] | ColumnElement[Any],

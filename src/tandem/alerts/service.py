@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Case, ColumnElement, case, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from tandem.access.guard import Access
 from tandem.access.policy import PatientRef, Permission
@@ -31,7 +31,7 @@ def severity_rank(severity: str) -> int:
     return SEVERITY_RANK.get(severity, 1)
 
 
-def severity_rank_sql(column):  # type: ignore[no-untyped-def]
+def severity_rank_sql(column: ColumnElement[str] | InstrumentedAttribute[str]) -> Case[int]:
     """The same ladder as a SQL expression, for sorting and aggregating in one query."""
     return case(*((column == name, rank) for name, rank in SEVERITY_RANK.items()), else_=1)
 

@@ -111,7 +111,7 @@ def to_fhir(entry: AuditEntry) -> dict[str, Any]:
             ]
     if entry.outcome_detail:
         resource["outcomeDesc"] = entry.outcome_detail
-    entities = []
+    entities: list[dict[str, Any]] = []
     if entry.patient_id:
         entities.append(
             {

@@ -141,19 +141,19 @@ def from_fhir(body: Any) -> tuple[PatientRecord, int | None]:
         )
     program_id = None
     if resource.managingOrganization is not None:
-        ref = resource.managingOrganization.reference or ""
-        kind, _, ident = ref.partition("/")
-        if kind != "Organization" or not ident.isdigit():
+        ref = str(resource.managingOrganization.reference or "")
+        kind, _, organization = ref.partition("/")
+        if kind != "Organization" or not organization.isdigit():
             raise FhirError(
                 422,
                 "invalid",
                 "managingOrganization must reference Organization/<program id>",
                 ["Patient.managingOrganization"],
             )
-        program_id = int(ident)
+        program_id = int(organization)
     record = PatientRecord(
         family=(name.family or "") if name else "",
-        given=tuple(name.given or ()) if name else (),
+        given=tuple(str(g) for g in name.given or () if g) if name else (),
         gender=resource.gender,
         birth_date=birth_date,
         identifiers=tuple(identifiers),

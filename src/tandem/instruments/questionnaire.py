@@ -93,7 +93,7 @@ def _answered(items: list[QuestionnaireResponseItem]) -> Iterator[tuple[str, lis
     for item in items:
         answers = list(item.answer or [])
         if answers:
-            yield item.linkId, answers
+            yield str(item.linkId), answers
         yield from _answered(list(item.item or []))
         for answer in answers:
             yield from _answered(list(answer.item or []))

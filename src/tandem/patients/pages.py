@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from tandem.access.guard import Access
 from tandem.access.policy import Permission, decide
+from tandem.access.queries import patient_ref
 from tandem.clock import program_today
 from tandem.domains import chart_tabs
 from tandem.errors import InvalidInput
@@ -178,7 +179,7 @@ def _chart_context(access: Access, patient: Patient) -> dict[str, Any]:
         "tabs": chart_tabs(),
         "phases": PHASE_LABELS,
         "may_update": bool(
-            decide(access.actor, Permission.UPDATE, "Patient", service.patient_ref(patient))
+            decide(access.actor, Permission.UPDATE, "Patient", patient_ref(patient))
         ),
         "active": "chart" if access.actor.role == "patient" else "patients",
     }

@@ -10,7 +10,7 @@ from sqlalchemy.orm import selectinload
 
 from tandem.access.guard import Access
 from tandem.access.policy import PatientRef, Permission
-from tandem.access.queries import load_patient, patient_ref, search_page
+from tandem.access.queries import Page, load_patient, patient_ref, search_page
 from tandem.errors import Conflict, InvalidInput, NotFound
 from tandem.patients.episodes import episode_changed
 from tandem.patients.records import (
@@ -135,7 +135,7 @@ def _prefix_range(column, text: str):  # type: ignore[no-untyped-def]
     return and_(column >= text, column < text + "\uffff")
 
 
-def _search_statement(query: PatientQuery) -> Select[tuple[Patient]]:
+def _search_statement(query: PatientQuery) -> Select[Patient]:
     stmt = select(Patient)
     if query.program_id is not None:
         stmt = stmt.where(Patient.program_id == query.program_id)
@@ -191,7 +191,7 @@ def search_patients(
     # family-name index hoping to meet matches early: a rare or absent name then scanned every
     # patient (0.5-1 s at 100,000 on PostgreSQL). `|| ''` keeps that index out of the ORDER BY.
     family_order = Patient.family_lower.concat("") if query.name else Patient.family_lower
-    page = search_page(
+    page: Page[Patient] = search_page(
         access,
         "Patient",
         _search_statement(query).options(

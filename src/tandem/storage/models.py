@@ -18,7 +18,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
@@ -192,9 +191,9 @@ class PatientNameWord(Base):
     patient: Mapped[Patient] = relationship(back_populates="name_words")
 
 
-@event.listens_for(Session, "before_flush")
-def _index_patient_names(session: Session, _context: object, _instances: object) -> None:
-    """However a patient is written through the ORM, its search columns follow its name."""
+def index_patient_names(session: Session, _context: object, _instances: object) -> None:
+    """However a patient is written through the ORM, its search columns follow its name.
+    Listened to on every session `storage.db.make_sessionmaker` makes (not on import)."""
     for obj in list(session.new) + list(session.dirty):
         if not isinstance(obj, Patient):
             continue
@@ -304,5 +303,37 @@ class AuditEntry(Base):
     outcome_detail: Mapped[str] = mapped_column(Text, default="")
     source_ip: Mapped[str] = mapped_column(String(64), default="")
     user_agent: Mapped[str] = mapped_column(String(300), default="")
-    channel: Mapped[str] = mapped_column(String(10))  # web | api | cli
+    channel: Mapped[str] = mapped_column(String(10))  # web | api | cli | job
     query: Mapped[str] = mapped_column(Text, default="")
+
+    # The patients a list view or search showed (inserted with the entry, never changed).
+    shown_patients: Mapped[list[AuditEntryPatient]] = relationship(
+        cascade="save-update", lazy="raise_on_sql", passive_deletes="all"
+    )
+
+
+class AuditEntryPatient(Base):
+    """A patient an audited list view or search showed, so "who saw patient X" is answered
+    from an index. Append-only like audit_entries (triggers, migration 0009)."""
+
+    __tablename__ = "audit_entry_patients"
+    __table_args__ = (Index("ix_audit_entry_patients_patient", "patient_id", "audit_entry_id"),)
+
+    audit_entry_id: Mapped[int] = mapped_column(
+        ForeignKey("audit_entries.id", ondelete="RESTRICT"), primary_key=True
+    )
+    patient_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+
+
+class ScheduledJob(Base):
+    """One scheduled job. A process claims a run atomically with
+    UPDATE ... WHERE name = :name AND next_run_at <= :now, so a job runs once across processes."""
+
+    __tablename__ = "scheduled_jobs"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    next_run_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_status: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    claimed_by: Mapped[str] = mapped_column(String(120), default="", server_default="")

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime, tzinfo
+from typing import Literal, overload
 from zoneinfo import ZoneInfo
 
 from tandem.errors import InvalidInput
 
 
+@overload
+def local_datetime(
+    text: str, zone: str | tzinfo, field: str, required: Literal[True] = True
+) -> datetime: ...
+@overload
+def local_datetime(
+    text: str, zone: str | tzinfo, field: str, required: bool
+) -> datetime | None: ...
 def local_datetime(
     text: str, zone: str | tzinfo, field: str, required: bool = True
 ) -> datetime | None:
