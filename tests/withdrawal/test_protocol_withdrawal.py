@@ -11,12 +11,15 @@ from typing import Any
 import pytest
 import yaml
 
+from tandem.instruments.engine import get_instrument
 from tandem.withdrawal.protocol import (
+    INSTRUMENT_IDS,
     KNOWN_BAND_SCHEMES,
     Protocol,
     ProtocolError,
     load_protocol,
     protocol_from_mapping,
+    total_range,
 )
 
 
@@ -308,3 +311,24 @@ def test_round_trip_through_json_keeps_the_hash() -> None:
     again = protocol_from_mapping(stored)
     assert again == protocol
     assert again.content_hash == protocol.content_hash
+
+
+@pytest.mark.parametrize("instrument_id", sorted(INSTRUMENT_IDS))
+def test_possible_totals_come_from_the_instrument_data(instrument_id: str) -> None:
+    """The protocol does not restate an instrument's totals: the engine's data gives them."""
+    total = get_instrument(instrument_id).total
+    assert total_range(instrument_id) == (total.min, total.max)
+
+
+def test_the_instruments_totals_bound_the_bands_and_the_reassessment_table() -> None:
+    assert total_range("ciwa_ar") == (0, 67)
+    data = raw_example()
+    data["instruments"]["ciwa_ar"]["band_scheme"]["bands"][-1]["max_total"] = 70
+    found = paths(refused(data))
+    assert found["instruments.ciwa_ar.band_scheme.bands"] == (
+        "ranges run past the highest possible total 67"
+    )
+    data = raw_example()
+    data["instruments"]["ciwa_ar"]["band_scheme"]["bands"][-1]["max_total"] = 60
+    found = paths(refused(data))
+    assert found["instruments.ciwa_ar.band_scheme.bands"] == "no entry covers totals 61-67"

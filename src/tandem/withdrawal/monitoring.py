@@ -18,7 +18,6 @@ from typing import Literal
 
 from tandem.withdrawal.protocol import (
     BAND_LEVEL_RANK,
-    INSTRUMENT_TOTAL_RANGE,
     SEVERITY_RANK,
     Band,
     BandRule,
@@ -30,6 +29,7 @@ from tandem.withdrawal.protocol import (
     Reassessment,
     RiseRule,
     TotalAtLeastRule,
+    total_range,
 )
 
 __all__ = [
@@ -216,7 +216,7 @@ def _series(
     """This instrument's assessments, oldest first, checked against `now` and its range."""
     _require_aware(now, "now")
     inst = protocol.instrument(instrument_id)
-    lo, hi = INSTRUMENT_TOTAL_RANGE[instrument_id]
+    lo, hi = total_range(instrument_id)
     series = [a for a in history if a.instrument_id == instrument_id]
     now_utc = _utc(now)
     for a in series:

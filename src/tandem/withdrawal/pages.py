@@ -27,7 +27,7 @@ from tandem.web.forms import local_datetime
 from tandem.web.rendering import render
 from tandem.withdrawal import charts, service
 from tandem.withdrawal.prn import ROUTES, dose_range
-from tandem.withdrawal.protocol import INSTRUMENT_TOTAL_RANGE
+from tandem.withdrawal.protocol import INSTRUMENT_IDS
 from tandem.withdrawal.storage import AssessmentRow
 
 router = APIRouter(include_in_schema=False, route_class=UnitOfWorkRoute)
@@ -89,7 +89,6 @@ def census_page(
         "census": census,
         "zone": census.program.time_zone,
         "sparkline": charts.sparkline,
-        "ranges": INSTRUMENT_TOTAL_RANGE,
         "instrument_names": _instrument_names(),
         "units": service.detox_units(access),
         "refresh": every,
@@ -111,7 +110,7 @@ def duration_text(value: timedelta) -> str:
 
 
 def _instrument_names() -> dict[str, str]:
-    return {i: service.short_name(get_instrument(i)) for i in INSTRUMENT_TOTAL_RANGE}
+    return {i: service.short_name(get_instrument(i)) for i in sorted(INSTRUMENT_IDS)}
 
 
 # --------------------------------------------------------------------------- chart tab

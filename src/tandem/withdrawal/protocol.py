@@ -7,7 +7,8 @@ source table suggests. Every number carries a `source`; a number the sources do 
 left empty and marked `unverified`, and `Protocol.unverified_items()` lists all of them so a
 page can warn before anyone relies on the protocol.
 
-Pure: standard library, pydantic and PyYAML only. No clock, no database.
+Pure: standard library, pydantic, PyYAML and the instrument engine's data (itself pure). No
+clock, no database.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -38,10 +39,10 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from tandem.evidence import Source
+from tandem.instruments.engine import get_instrument
 
 __all__ = [
     "BAND_LEVEL_RANK",
-    "INSTRUMENT_TOTAL_RANGE",
     "KNOWN_BAND_SCHEMES",
     "Band",
     "BandRule",
@@ -72,14 +73,16 @@ __all__ = [
     "UnverifiedItem",
     "load_protocol",
     "protocol_from_mapping",
+    "total_range",
 ]
 
 InstrumentId = Literal["ciwa_ar", "cows", "sows_gossop"]
+INSTRUMENT_IDS: frozenset[str] = frozenset(get_args(InstrumentId))
 Severity = Literal["info", "warning", "high", "critical"]
 SEVERITY_RANK: Mapping[str, int] = {"info": 0, "warning": 1, "high": 2, "critical": 3}
 
-# Band scheme ids each instrument is known to have (shared vocabulary with the instrument
-# engine in tandem.instruments; kept here as plain strings so this core does not import it).
+# Band scheme ids a protocol may name per instrument, as the fact sheet lists them (a test holds
+# them equal to the instrument engine's data, whose band ids every assessment carries).
 # CIWA-Ar: the fact sheet (A1) lists VA PAWS, ASAM 2020 and the PMC6286444 review table.
 # COWS: one published banding (Wesson & Ling form, A3). SOWS-Gossop: none found (A4).
 KNOWN_BAND_SCHEMES: Mapping[str, frozenset[str]] = {
@@ -88,14 +91,14 @@ KNOWN_BAND_SCHEMES: Mapping[str, frozenset[str]] = {
     "sows_gossop": frozenset(),
 }
 
-# Possible totals per instrument, so band and reassessment ranges can be checked for gaps.
-# CIWA-Ar 0-67 (fact sheet A1: VA PAWS, PMC11069634 Table 1); COWS 0-48 (A3: SAMHSA TIP 45
-# item table); SOWS-Gossop 0-30 (A4: NCT01863186 results, 10 items scored 0-3).
-INSTRUMENT_TOTAL_RANGE: Mapping[str, tuple[int, int]] = {
-    "ciwa_ar": (0, 67),
-    "cows": (0, 48),
-    "sows_gossop": (0, 30),
-}
+
+def total_range(instrument_id: str) -> tuple[int, int]:
+    """The totals an instrument can reach, so band and reassessment ranges can be checked for
+    gaps. The instrument's data knows them (its items' values, checked when it loads); the
+    protocol does not restate them."""
+    total = get_instrument(instrument_id).total
+    return total.min, total.max
+
 
 BandLevel = Literal["none", "minimal", "mild", "moderate", "moderately_severe", "severe"]
 # An ordinal scale shared by all instruments, so a census can compare bands across them.
@@ -441,14 +444,14 @@ class Protocol(_Model):
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     def instrument(self, instrument_id: str) -> InstrumentProtocol:
-        try:
-            return self.instruments[instrument_id]  # type: ignore[index]
-        except KeyError:
-            known = ", ".join(sorted(self.instruments))
-            raise KeyError(
-                f"protocol {self.id!r} v{self.version} has no {instrument_id!r} section "
-                f"(it covers: {known})"
-            ) from None
+        for key, section in self.instruments.items():
+            if key == instrument_id:
+                return section
+        known = ", ".join(sorted(self.instruments))
+        raise KeyError(
+            f"protocol {self.id!r} v{self.version} has no {instrument_id!r} section "
+            f"(it covers: {known})"
+        )
 
     def cite(self, ref: SourceRef) -> Citation:
         source = self.sources[ref.ref]
@@ -498,7 +501,7 @@ def _fill_rows(instrument_key: Any, inst: Any) -> Any:
     rows = inst.get("reassessment")
     if not isinstance(rows, list | tuple):
         return inst
-    total_range = INSTRUMENT_TOTAL_RANGE.get(str(instrument_key))
+    totals = total_range(instrument_key) if instrument_key in INSTRUMENT_IDS else None
     new_rows = []
     for row in rows:
         if isinstance(row, Mapping) and "min_total" not in row and "max_total" not in row:
@@ -506,8 +509,8 @@ def _fill_rows(instrument_key: Any, inst: Any) -> Any:
             if isinstance(band_id, str) and band_id in bands:
                 lo, hi = bands[band_id]
                 row = {**row, "min_total": lo, "max_total": hi}
-            elif band_id is None and total_range is not None:
-                row = {**row, "min_total": total_range[0], "max_total": total_range[1]}
+            elif band_id is None and totals is not None:
+                row = {**row, "min_total": totals[0], "max_total": totals[1]}
         new_rows.append(row)
     return {**inst, "reassessment": new_rows}
 
@@ -566,7 +569,7 @@ def _cross_check(protocol: Protocol) -> Iterator[ProtocolIssue]:
 def _check_instrument(
     protocol: Protocol, key: str, inst: InstrumentProtocol, path: str
 ) -> Iterator[ProtocolIssue]:
-    lo, hi = INSTRUMENT_TOTAL_RANGE[key]
+    lo, hi = total_range(key)
     scheme = inst.band_scheme
     band_ids: set[str] = set()
     if scheme is not None:
@@ -628,13 +631,13 @@ def _check_instrument(
             yield ProtocolIssue(
                 f"{rpath}.source", "an empty `minutes` must be marked `unverified: true`"
             )
-    if rows and all(r.min_total is not None and r.max_total is not None for r in rows):
-        yield from _check_partition(
-            [(r.min_total, r.max_total) for r in rows],  # type: ignore[misc]
-            lo,
-            hi,
-            f"{path}.reassessment",
-        )
+    ranges = [
+        (r.min_total, r.max_total)
+        for r in rows
+        if r.min_total is not None and r.max_total is not None
+    ]
+    if rows and len(ranges) == len(rows):
+        yield from _check_partition(ranges, lo, hi, f"{path}.reassessment")
 
     if inst.step_down is not None:
         minutes = [s.minutes for s in inst.step_down.stages]
