@@ -49,6 +49,8 @@ class Job:
 # Something happened to a patient's record that another domain keeps a summary of:
 # `listener(db, patient_id)` runs inside the same unit of work.
 PatientListener = Callable[["Session", str], None]
+# An episode of care was admitted, moved or discharged: `listener(db, episode)`, same unit of work.
+EpisodeListener = Callable[["Session", Any], None]
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,6 @@ class Domain:
     demo_steps: Sequence[tuple[str, Callable[..., None]]] = ()
     cli: Sequence[tuple[str, Any]] = ()  # (name, typer.Typer) groups, or (name, function) commands
     alert_listeners: Sequence[PatientListener] = ()
-    episode_listeners: Sequence[PatientListener] = ()
+    episode_listeners: Sequence[EpisodeListener] = ()
     jobs: Sequence[Job] = ()
     extra: dict[str, Any] = field(default_factory=dict)
