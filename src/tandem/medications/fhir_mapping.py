@@ -30,7 +30,9 @@ def _mg(value: float) -> dict[str, Any]:
     return {"value": value, "unit": "mg", "system": UCUM, "code": "mg"}
 
 
-def _medication_concept(mono: Monograph, include_unverified_codes: bool) -> tuple[dict, list[str]]:
+def _medication_concept(
+    mono: Monograph, include_unverified_codes: bool
+) -> tuple[dict[str, Any], list[str]]:
     code = mono.ingredient_code
     concept: dict[str, Any] = {"text": mono.name}
     notes: list[str] = []

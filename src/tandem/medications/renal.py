@@ -75,9 +75,11 @@ def _positive(value: float | None, field: str) -> float:
 
 
 def _sex(value: str | None) -> Sex:
-    if value not in ("female", "male"):
-        raise RenalInputError("sex", f"must be 'female' or 'male', got {value!r}")
-    return value  # type: ignore[return-value]
+    if value == "female":
+        return "female"
+    if value == "male":
+        return "male"
+    raise RenalInputError("sex", f"must be 'female' or 'male', got {value!r}")
 
 
 def _age(value: float | None, *, minimum: float) -> float:

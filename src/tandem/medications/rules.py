@@ -212,7 +212,7 @@ class ConditionError(ValueError):
 def substance_vocabulary() -> dict[str, dict[str, Any]]:
     """Class name → {label, is_a}. Read once from data/substances.yaml."""
     text = resources.files("tandem.medications").joinpath("data/substances.yaml").read_text()
-    raw = yaml.safe_load(text)["classes"]
+    raw: dict[str, dict[str, Any]] = yaml.safe_load(text)["classes"]
     for name, entry in raw.items():
         for parent in entry.get("is_a", []):
             if parent not in raw:

@@ -170,15 +170,15 @@ def dose_states(
             matched[best.due_at] = rec
     out: list[CalendarDose] = []
     for p in planned:
-        rec = matched.get(p.due_at) or by_due.get(p.due_at)
+        record = matched.get(p.due_at) or by_due.get(p.due_at)
         state: DoseState
-        if rec is None:
+        if record is None:
             state = "upcoming" if p.due_at > now else "unrecorded"
-        elif rec.kind == "administration":
-            state = "given" if rec.taken else "not_given"
+        elif record.kind == "administration":
+            state = "given" if record.taken else "not_given"
         else:
-            state = "taken" if rec.taken else "missed"
-        out.append(CalendarDose(p, state, rec))
+            state = "taken" if record.taken else "missed"
+        out.append(CalendarDose(p, state, record))
     return out
 
 
