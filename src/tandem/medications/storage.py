@@ -47,8 +47,20 @@ class MedicationAdministrationRow(Base):
     administered_at: Mapped[datetime] = mapped_column(UTCDateTime)
     performer_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     # What prompted it: a withdrawal assessment (as-needed dose) or a dose plan (scheduled dose).
-    assessment_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
-    dose_plan_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    assessment_id: Mapped[int | None] = mapped_column(
+        ForeignKey(
+            "withdrawal_assessments.id", ondelete="RESTRICT", name="fk_medadmin_assessment_id"
+        ),
+        nullable=True,
+        index=True,
+    )
+    dose_plan_id: Mapped[int | None] = mapped_column(
+        ForeignKey(
+            "medication_dose_plans.id", ondelete="RESTRICT", name="fk_medadmin_dose_plan_id"
+        ),
+        nullable=True,
+        index=True,
+    )
     note: Mapped[str] = mapped_column(Text, default="")
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -3,7 +3,7 @@
 Only the medication plan's own tables; the shared medication_administrations table is 0002.
 
 Revision ID: 0004_medications
-Revises: 0002_shared
+Revises: 0003_detox
 Create Date: 2026-11-24 05:14:17.582561
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import tandem.storage.db
 
 revision = "0004_medications"
-down_revision = "0002_shared"
+down_revision = "0003_detox"
 branch_labels = None
 depends_on = None
 

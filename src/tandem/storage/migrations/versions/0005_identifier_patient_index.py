@@ -4,7 +4,7 @@ Every patient read and every search page loads the patients' identifiers by pati
 this index each of those lookups scanned the whole table (about 100 ms at 100,000 patients).
 
 Revision ID: 0005_identifier_patient_index
-Revises: 0002_shared
+Revises: 0004_medications
 Create Date: 2026-11-24 05:40:00.000000
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0005_identifier_patient_index"
-down_revision = "0002_shared"
+down_revision = "0004_medications"
 branch_labels = None
 depends_on = None
 

@@ -4,7 +4,7 @@ The shared medication_administrations table records when a dose was given; this 
 plan's dose to the planned time it was (a late dose may fall on the next day).
 
 Revision ID: 0006_medication_dues
-Revises: 0004_medications
+Revises: 0005_identifier_patient_index
 Create Date: 2026-11-24 05:45:35.133495
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 import tandem.storage.db
 
 revision = "0006_medication_dues"
-down_revision = "0004_medications"
+down_revision = "0005_identifier_patient_index"
 branch_labels = None
 depends_on = None
 

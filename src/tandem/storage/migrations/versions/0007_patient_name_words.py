@@ -1,7 +1,7 @@
 """platform: patient name words, so a name search uses an index instead of scanning patients
 
 Revision ID: 0007_patient_name_words
-Revises: 0005_identifier_patient_index
+Revises: 0006_medication_dues
 Create Date: 2026-11-24 06:10:00.000000
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_patient_name_words"
-down_revision = "0005_identifier_patient_index"
+down_revision = "0006_medication_dues"
 branch_labels = None
 depends_on = None
 

@@ -5,7 +5,7 @@ detox and the patient's open-alert summary, and exists from admission (a baselin
 census sorts a unit from one covering index. Assessments get an index by episode for saving.
 
 Revision ID: 0008_detox_census
-Revises: 0003_detox
+Revises: 0007_patient_name_words
 Create Date: 2026-11-24 06:17:25.877179
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 import tandem.storage.db
 
 revision = "0008_detox_census"
-down_revision = "0003_detox"
+down_revision = "0007_patient_name_words"
 branch_labels = None
 depends_on = None
 
