@@ -18,7 +18,19 @@ NY = ZoneInfo("America/New_York")
 # The medication pages and API read the clock through `utcnow` in their modules; tests freeze it
 # at a winter evening in New York (program alpha's zone), so doses of yesterday and today are due.
 NOW = datetime(2026, 3, 4, 21, 0, tzinfo=NY)
-CLOCKED = ("tandem.medications.pages", "tandem.medications.service", "tandem.medications.routes")
+CLOCKED = tuple(
+    f"tandem.medications.{name}"
+    for name in (
+        "pages",
+        "routes",
+        "facts",
+        "plans",
+        "dose_calendar",
+        "doses",
+        "side_effects",
+        "missed_doses",
+    )
+)
 
 
 @pytest.fixture

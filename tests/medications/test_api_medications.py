@@ -13,9 +13,13 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from sqlalchemy import func, select
 
-from tandem.medications import service
+from tandem.medications.dose_calendar import plan_view
 from tandem.medications.dose_plan import taper, titration
+from tandem.medications.doses import record_administration, record_statement
+from tandem.medications.facts import FactsInput, record_facts
 from tandem.medications.fhir_mapping import to_medication_request
+from tandem.medications.plans import create_titration
+from tandem.medications.side_effects import record_side_effect
 from tandem.medications.storage import DosePlanRow, SideEffectRow
 from tandem.patients.service import get_patient
 from tandem.storage.models import AuditEntry
@@ -249,10 +253,10 @@ def test_kidney_function_on_record_bounds_a_posted_plan(client, sessions, world:
         db.get(Patient, world.patient_a2).birth_date = date(1956, 1, 15)
         db.commit()
         access = access_for(db, sessions, world.email("nurse"))
-        service.record_facts(
+        record_facts(
             access,
             world.patient_a2,
-            service.FactsInput(weight_kg=60, creatinine_mg_dl=3.0, creatinine_on=TODAY),
+            FactsInput(weight_kg=60, creatinine_mg_dl=3.0, creatinine_on=TODAY),
             now=NOW,
         )
         db.commit()
@@ -345,7 +349,7 @@ def _seed_records(sessions, world: World) -> int:  # type: ignore[no-untyped-def
     """A plan from yesterday for patient A (3 reports, a dose given, 2 side effects) and one for A2."""
     with sessions() as db:
         access = access_for(db, sessions, world.email("prescriber"))
-        row = service.create_titration(
+        row = create_titration(
             access,
             world.patient_a,
             "baclofen",
@@ -357,9 +361,9 @@ def _seed_records(sessions, world: World) -> int:  # type: ignore[no-untyped-def
             now=NOW,
         )
         patient = get_patient(access, world.patient_a)
-        doses = service.plan_view(access, patient, row, NOW).doses
+        doses = plan_view(access, patient, row, NOW).doses
         for dose, taken in zip(doses[:3], (True, False, True), strict=True):
-            service.record_statement(
+            record_statement(
                 access,
                 world.patient_a,
                 row.id,
@@ -368,7 +372,7 @@ def _seed_records(sessions, world: World) -> int:  # type: ignore[no-untyped-def
                 reason="" if taken else "forgot",
                 now=NOW,
             )
-        service.record_administration(
+        record_administration(
             access,
             world.patient_a,
             row.id,
@@ -378,7 +382,7 @@ def _seed_records(sessions, world: World) -> int:  # type: ignore[no-untyped-def
             now=NOW,
         )
         for effect, severity in (("drowsiness", "mild"), ("dizziness", "moderate")):
-            service.record_side_effect(
+            record_side_effect(
                 access,
                 world.patient_a,
                 medication_id="baclofen",
@@ -388,7 +392,7 @@ def _seed_records(sessions, world: World) -> int:  # type: ignore[no-untyped-def
                 plan_id=row.id,
                 now=NOW,
             )
-        other = service.create_titration(
+        other = create_titration(
             access,
             world.patient_a2,
             "baclofen",
@@ -399,13 +403,11 @@ def _seed_records(sessions, world: World) -> int:  # type: ignore[no-untyped-def
             start_date=TODAY,
             now=NOW,
         )
-        first_a2 = service.plan_view(
-            access, get_patient(access, world.patient_a2), other, NOW
-        ).doses[0]
-        service.record_statement(
+        first_a2 = plan_view(access, get_patient(access, world.patient_a2), other, NOW).doses[0]
+        record_statement(
             access, world.patient_a2, other.id, due_at=first_a2.planned.due_at, taken=True, now=NOW
         )
-        service.record_side_effect(
+        record_side_effect(
             access,
             world.patient_a2,
             medication_id="baclofen",

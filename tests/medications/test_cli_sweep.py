@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from tandem.alerts.models import Alert
-from tandem.medications import service
+from tandem.medications.plans import create_titration
 from tandem.storage.db import utcnow
 from tests.conftest import World
 from tests.medications.conftest import NY, access_for
@@ -37,7 +37,7 @@ def test_sweep_raises_one_alert_per_run_of_missed_doses(
     start = utcnow().astimezone(NY).date() - timedelta(days=2)
     with sessions() as db:
         access = access_for(db, sessions, world.email("prescriber"))
-        service.create_titration(
+        create_titration(
             access,
             world.patient_a,
             "baclofen",

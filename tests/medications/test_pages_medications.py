@@ -410,12 +410,12 @@ def test_a_late_dose_given_after_midnight_counts_for_its_planned_dose(
 
 
 def test_a_patient_sees_their_own_calendar_without_forms(client, sessions, world: World) -> None:
-    from tandem.medications import service
+    from tandem.medications.plans import create_titration
     from tests.medications.conftest import access_for
 
     with sessions() as db:
         access = access_for(db, sessions, world.email("prescriber"))
-        row = service.create_titration(
+        row = create_titration(
             access,
             world.patient_a,
             "baclofen",
@@ -456,12 +456,12 @@ def test_read_only_roles_are_refused_every_write_at_once_and_nothing_is_stored(
 ) -> None:
     import time as clock
 
-    from tandem.medications import service
+    from tandem.medications.plans import create_titration
     from tests.medications.conftest import access_for
 
     with sessions() as db:
         access = access_for(db, sessions, world.email("prescriber"))
-        row = service.create_titration(
+        row = create_titration(
             access,
             world.patient_a,
             "baclofen",

@@ -26,6 +26,7 @@ from tandem.medications.monograph import (
 )
 from tandem.medications.renal import RenalResult, assess, creatinine_umol_l_to_mg_dl
 from tandem.medications.safety import PatientFacts, ScreeningResult, screen
+from tandem.medications.validation import weight_basis_of
 
 __all__ = ["med_app"]
 
@@ -384,7 +385,7 @@ def check_command(
             sex=_sex(sex),
             weight_kg=weight_kg,
             creatinine_mg_dl=_creatinine(creatinine_mg_dl, creatinine_umol_l),
-            weight_basis=weight_basis,  # type: ignore[arg-type]
+            weight_basis=weight_basis_of(weight_basis),
             ideal_weight_kg=ideal_weight_kg,
             on_dialysis=dialysis,
             pregnant=pregnant,
@@ -607,7 +608,7 @@ def sweep_command(
     from tandem.access.audit import Origin
     from tandem.access.credentials import actor_for
     from tandem.access.guard import Access, AccessDenied
-    from tandem.medications.service import sweep_missed_doses
+    from tandem.medications.missed_doses import sweep_missed_doses
     from tandem.settings import Settings
     from tandem.storage.db import make_engine, make_sessionmaker, session_scope
     from tandem.storage.migrate import upgrade

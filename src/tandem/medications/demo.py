@@ -22,14 +22,17 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from tandem import clock
 from tandem.access.audit import Origin
 from tandem.access.credentials import actor_for
 from tandem.access.guard import Access
 from tandem.demo import DemoWorld
-from tandem.medications import service
 from tandem.medications.dose import Dose
 from tandem.medications.dose_plan import plan_ceiling
+from tandem.medications.facts import current_facts, record_facts, renal_of
+from tandem.medications.missed_doses import sweep_missed_doses
 from tandem.medications.monograph import load_monograph
+from tandem.medications.plans import create_maintenance, create_taper, create_titration, plan_of
 from tandem.medications.schedule import planned_through
 from tandem.medications.storage import (
     AdministrationDueRow,
@@ -38,6 +41,7 @@ from tandem.medications.storage import (
     MedicationStatementRow,
     SideEffectRow,
 )
+from tandem.medications.validation import FactsInput
 from tandem.storage.models import Patient
 
 ORIGIN = Origin(channel="cli", user_agent="tandem demo")
@@ -99,7 +103,7 @@ def _candidates(world: DemoWorld) -> list[Patient]:
     return out
 
 
-def _facts(rng: random.Random, patient: Patient, role: Role, today: date) -> service.FactsInput:
+def _facts(rng: random.Random, patient: Patient, role: Role, today: date) -> FactsInput:
     female = patient.gender == "female"
     creatinine = round(rng.uniform(0.6, 0.9) if female else rng.uniform(0.75, 1.15), 2)
     if role.kind == "baclofen_renal":
@@ -133,7 +137,7 @@ def _facts(rng: random.Random, patient: Patient, role: Role, today: date) -> ser
         values.update(pregnant=False, breastfeeding=False)
     if role.kind.startswith("naltrexone"):
         values["last_opioid_use_on"] = None
-    return service.FactsInput(**values)
+    return FactsInput(**values)
 
 
 def _records(
@@ -146,12 +150,10 @@ def _records(
     rng: random.Random,
 ) -> None:
     """Doses due before now: the first two days observed by the nurse, then reported by the patient."""
-    zone = ZoneInfo(patient.program.time_zone)
-    today = world.now.astimezone(zone).date()
+    zone = clock.zone(patient.program.time_zone)
+    today = clock.program_today(patient.program.time_zone, world.now)
     planned = [
-        p
-        for p in planned_through(service.plan_of(row), today, zone, row.ends_on)
-        if p.due_at <= world.now
+        p for p in planned_through(plan_of(row), today, zone, row.ends_on) if p.due_at <= world.now
     ]
     mono = load_monograph(row.medication_id)
     administrations: list[dict[str, Any]] = []
@@ -257,7 +259,7 @@ def _plans(
 
     def target(start: date, wanted: str) -> str:
         """The prescriber's target, lowered as the patient's kidney function requires."""
-        renal = service.renal_of(patient, service.current_facts(access, patient), at(start))
+        renal = renal_of(patient, current_facts(access, patient), at(start))
         ceiling = plan_ceiling("baclofen", renal)[0] or 80
         ladder = ("20mg-tid", "15mg-tid", "10mg-tid", "5mg-tid")
         options = ladder[ladder.index(wanted) :]
@@ -268,7 +270,7 @@ def _plans(
         start = today - timedelta(days=rng.randint(2, 9))
         goal = target(start, "15mg-tid" if kind == "baclofen_renal" else "20mg-tid")
         return [
-            service.create_titration(
+            create_titration(
                 access,
                 patient.id,
                 "baclofen",
@@ -285,7 +287,7 @@ def _plans(
         goal = target(start, rng.choice(["15mg-tid", "20mg-tid"]))
         first_dose = "5mg-bid" if goal == "5mg-tid" else "5mg-tid"
         return [
-            service.create_titration(
+            create_titration(
                 access,
                 patient.id,
                 "baclofen",
@@ -299,7 +301,7 @@ def _plans(
         ]
     if kind == "baclofen_tapering":
         start = today - timedelta(days=rng.randint(30, 45))
-        first = service.create_titration(
+        first = create_titration(
             access,
             patient.id,
             "baclofen",
@@ -311,7 +313,7 @@ def _plans(
             now=at(start),
         )
         taper_start = today - timedelta(days=rng.randint(3, 7))
-        second = service.create_taper(
+        second = create_taper(
             access,
             patient.id,
             "baclofen",
@@ -324,7 +326,7 @@ def _plans(
     if kind == "naltrexone":
         start = today - timedelta(days=rng.randint(5, 30))
         return [
-            service.create_maintenance(
+            create_maintenance(
                 access,
                 patient.id,
                 "naltrexone",
@@ -338,7 +340,7 @@ def _plans(
         start = today - timedelta(days=rng.randint(5, 30))
         dose = "333mg-tid" if kind == "acamprosate_renal" else "666mg-tid"
         return [
-            service.create_maintenance(
+            create_maintenance(
                 access, patient.id, "acamprosate", dose=dose, start_date=start, now=at(start)
             )
         ]
@@ -351,8 +353,8 @@ def medication_plans(db: Session, world: DemoWorld) -> None:
     if prescriber is None or nurse is None:
         return
     rng = world.rng
-    zone = ZoneInfo(world.program.time_zone)
-    today = world.now.astimezone(zone).date()
+    zone = clock.zone(world.program.time_zone)
+    today = clock.program_today(world.program.time_zone, world.now)
     sessions = sessionmaker(bind=db.get_bind())
     access = Access(actor_for(prescriber), ORIGIN, db, sessions)
     nurse_access = Access(actor_for(nurse), ORIGIN, db, sessions)
@@ -364,7 +366,7 @@ def medication_plans(db: Session, world: DemoWorld) -> None:
         candidates.insert(0, own)
     for patient, role in zip(candidates, ROLES, strict=False):
         facts_day = today - timedelta(days=rng.randint(35, 50))
-        service.record_facts(
+        record_facts(
             nurse_access,
             patient.id,
             _facts(rng, patient, role, facts_day),
@@ -401,4 +403,4 @@ def medication_plans(db: Session, world: DemoWorld) -> None:
                 )
     db.flush()
     # The scheduled check a program runs: raises the missed-dose alert where a run is found.
-    service.sweep_missed_doses(access, now=world.now)
+    sweep_missed_doses(access, now=world.now)

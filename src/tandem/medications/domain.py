@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from tandem.kit import Domain, Job
-from tandem.medications import cli, demo, pages, routes, service, storage
+from tandem.medications import cli, demo, missed_doses, pages, routes, storage
 
 DOMAIN = Domain(
     name="medications",
@@ -16,9 +16,9 @@ DOMAIN = Domain(
     cli=(("med", cli.med_app),),
     jobs=(
         Job(
-            "medications.missed_doses",
+            missed_doses.JOB,
             timedelta(minutes=15),
-            service.sweep_missed_doses_everywhere,
+            missed_doses.sweep_missed_doses_everywhere,
             "raise missed-dose alerts on every active plan",
         ),
     ),

@@ -1,4 +1,5 @@
-"""Errors the medications core raises. All are `ValueError`s that name the offending field.
+"""Errors the medications core raises. All are `tandem.errors.InvalidInput`s (so `ValueError`s)
+that name the offending field, so the app's one handler answers them like any other bad input.
 
 Adapters (the CLI, routes) translate `field` into their own option or parameter name, so a
 person sees which input to fix; they never need to parse the message.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from tandem.errors import InvalidInput
 
 if TYPE_CHECKING:
     from tandem.medications.monograph import Source
@@ -22,13 +25,11 @@ __all__ = [
 ]
 
 
-class MedicationInputError(ValueError):
-    """An input the medications core cannot accept. `field` names it."""
+class MedicationInputError(InvalidInput):
+    """An input the medications core cannot accept. `field` names it; `message` says why."""
 
     def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        self.message = message
-        super().__init__(f"{field}: {message}")
+        super().__init__(field, message)
 
 
 class UnknownMedication(MedicationInputError):

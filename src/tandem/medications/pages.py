@@ -10,20 +10,33 @@ from __future__ import annotations
 import math
 from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
+from starlette.datastructures import FormData
 
 from tandem.access.guard import Access
 from tandem.access.policy import Permission, decide
-from tandem.errors import InvalidInput, NotFound
+from tandem.access.queries import load_patient, patient_ref
+from tandem.alerts.models import Alert
+from tandem.clock import local, program_today, utcnow
+from tandem.errors import InvalidInput
 from tandem.kit import ChartTab, NavItem
-from tandem.medications import service
 from tandem.medications.dose import Frequency
+from tandem.medications.dose_calendar import plan_view
 from tandem.medications.dose_plan import plan_ceiling
-from tandem.medications.errors import MedicationInputError, PlanRefused
+from tandem.medications.doses import record_administration, record_statement
+from tandem.medications.errors import PlanRefused
+from tandem.medications.facts import (
+    current_facts,
+    facts_history,
+    kidney_sex,
+    patient_facts,
+    record_facts,
+    renal_of,
+)
+from tandem.medications.missed_doses import open_missed_dose_alerts
 from tandem.medications.monograph import (
     Monograph,
     Source,
@@ -31,14 +44,34 @@ from tandem.medications.monograph import (
     load_monograph,
     medication_ids,
 )
+from tandem.medications.plans import (
+    create_maintenance,
+    create_taper,
+    create_titration,
+    current_dose_text,
+    effective_status,
+    get_plan,
+    list_plans,
+)
+from tandem.medications.plans import stop_plan as stop_dose_plan
 from tandem.medications.renal import UMOL_PER_MG_DL
+from tandem.medications.resources import ADMINISTRATION, ALERT, FACTS, PLAN, SIDE_EFFECT, STATEMENT
 from tandem.medications.rules import FACTS as RULE_FACTS
 from tandem.medications.rules import substance_vocabulary
 from tandem.medications.safety import screen
+from tandem.medications.side_effects import list_side_effects
+from tandem.medications.side_effects import record_side_effect as record_effect
+from tandem.medications.storage import MedicationFactsRow
+from tandem.medications.validation import (
+    BOOL_FACTS,
+    DATE_FACTS,
+    NUMBER_FACTS,
+    SEVERITIES,
+    SIDE_EFFECTS,
+    FactsInput,
+)
 from tandem.patients.pages import chart_page
-from tandem.patients.service import get_patient, patient_ref
-from tandem.storage.db import utcnow
-from tandem.storage.models import Patient, Program, User
+from tandem.storage.models import Patient, User
 from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, form_refused, page_access
 from tandem.web.forms import local_datetime
 from tandem.web.rendering import render
@@ -128,28 +161,17 @@ FIELD_LABELS = {
 }
 
 
-def _zone(patient: Any) -> ZoneInfo:
-    return ZoneInfo(patient.program.time_zone)
+def _program_zone(access: Access, patient_id: str) -> str:
+    """The time zone a form's times are read in: the patient's program's. Read unchecked (the
+    service asks the policy for its own operation, before anything is written) and unaudited."""
+    return load_patient(access, patient_id, read=None).program.time_zone
 
 
-def _program_zone(access: Access, patient_id: str) -> ZoneInfo:
-    """The time zone a form's times are read in: the patient's program's. Not patient data, so
-    read without the chart (a POST asks the policy in the service, before anything is written)."""
-    zone = access.db.scalar(
-        select(Program.time_zone)
-        .join(Patient, Patient.program_id == Program.id)
-        .where(Patient.id == patient_id)
-    )
-    if zone is None:
-        raise NotFound(f"Patient/{patient_id} is not known")
-    return ZoneInfo(zone)
-
-
-def _may(access: Access, permission: Permission, resource_type: str, patient: Any) -> bool:
+def _may(access: Access, permission: Permission, resource_type: str, patient: Patient) -> bool:
     return bool(decide(access.actor, permission, resource_type, patient_ref(patient)))
 
 
-def _refusal(exc: MedicationInputError | InvalidInput) -> dict[str, Any]:
+def _refusal(exc: InvalidInput) -> dict[str, Any]:
     """The error context a form shows: which field, why, and the source when there is one."""
     field = FORM_FIELDS.get(exc.field, exc.field)
     sources: tuple[Source, ...] = exc.sources if isinstance(exc, PlanRefused) else ()
@@ -162,7 +184,7 @@ def _refusal(exc: MedicationInputError | InvalidInput) -> dict[str, Any]:
     }
 
 
-def _number(form: Any, name: str, *, whole: bool = False) -> float | int | None:
+def _number(form: FormData, name: str, *, whole: bool = False) -> float | int | None:
     raw = str(form.get(name, "")).strip().replace(",", ".")
     if not raw:
         return None
@@ -179,7 +201,7 @@ def _number(form: Any, name: str, *, whole: bool = False) -> float | int | None:
     return value
 
 
-def _date(form: Any, name: str, default: date | None = None) -> date | None:
+def _date(form: FormData, name: str, default: date | None = None) -> date | None:
     raw = str(form.get(name, "")).strip()
     if not raw:
         return default
@@ -190,13 +212,13 @@ def _date(form: Any, name: str, default: date | None = None) -> date | None:
 
 
 def _local_datetime(
-    form: Any, name: str, zone: ZoneInfo, default: datetime | None = None
+    form: FormData, name: str, zone: str, default: datetime | None = None
 ) -> datetime | None:
     value = local_datetime(str(form.get(name, "")), zone, name, required=False)
     return default if value is None else value
 
 
-def _dose_text(form: Any, mg_name: str, freq_name: str) -> str:
+def _dose_text(form: FormData, mg_name: str, freq_name: str) -> str:
     mg = _number(form, mg_name)
     if mg is None:
         raise InvalidInput(mg_name, "enter the dose in mg")
@@ -247,11 +269,13 @@ def monograph_page(
         )
     mono = load_monograph(medication_id)
     # Number each source in order of first use, so every claim can point to its citation.
+    # Monograph sources are keyed by id (`monograph.load_sources`), so each has one.
     order: dict[str, int] = {}
     for _path, item in mono.sourced_items():
         for s in item.source:
-            order.setdefault(s.id, len(order) + 1)
-    sources = {s.id: s for _p, item in mono.sourced_items() for s in item.source}
+            if s.id is not None:
+                order.setdefault(s.id, len(order) + 1)
+    sources = {s.id: s for _p, item in mono.sourced_items() for s in item.source if s.id}
     return render(
         request,
         "medications/monograph.html",
@@ -269,10 +293,10 @@ def monograph_page(
 
 
 def _screening_context(
-    access: Access, patient: Any, medication: str | None, now: datetime
+    access: Access, patient: Patient, medication: str | None, now: datetime
 ) -> dict[str, Any]:
-    row = service.current_facts(access, patient)
-    facts = service.patient_facts(patient, row, now)
+    row = current_facts(access, patient)
+    facts = patient_facts(patient, row, now)
     renal = facts.renal()
     chosen = medication if medication in medication_ids() else None
     result = screen(chosen, facts) if chosen else None
@@ -282,7 +306,7 @@ def _screening_context(
         "renal": renal,
         "screening": result,
         "screen_id": chosen,
-        "kidney_sex": service.kidney_sex(patient, row),
+        "kidney_sex": kidney_sex(patient, row),
     }
 
 
@@ -295,21 +319,21 @@ def chart_tab(
     access: Access = Depends(page_access),
 ) -> Response:
     now = utcnow()
-    patient = get_patient(access, patient_id)
-    rows = service.list_plans(access, patient)
-    today = now.astimezone(_zone(patient)).date()
+    patient = load_patient(access, patient_id)
+    rows = list_plans(access, patient)
+    today = program_today(patient.program.time_zone, now)
     shown = None
     wanted = int(plan) if plan.isdigit() else None
     for row in rows:
         if (wanted is not None and row.id == wanted) or (
-            wanted is None and service.effective_status(row, today) == "active"
+            wanted is None and effective_status(row, today) == "active"
         ):
             shown = row
             break
     views = {}
     for row in rows:
-        if service.effective_status(row, today) == "active" or row is shown:
-            views[row.id] = service.plan_view(access, patient, row, now)
+        if effective_status(row, today) == "active" or row is shown:
+            views[row.id] = plan_view(access, patient, row, now)
     context = _screening_context(
         access, patient, screen or (shown.medication_id if shown else "baclofen"), now
     )
@@ -323,21 +347,21 @@ def chart_tab(
         views=views,
         shown=views.get(shown.id) if shown else None,
         today=today,
-        side_effects=service.list_side_effects(access, patient),
+        side_effects=list_side_effects(access, patient),
         alerts=_alerts(access, patient),
-        may_prescribe=_may(access, Permission.CREATE, service.PLAN, patient),
-        may_record_facts=_may(access, Permission.CREATE, service.FACTS, patient),
-        may_record=_may(access, Permission.CREATE, service.SIDE_EFFECT, patient),
+        may_prescribe=_may(access, Permission.CREATE, PLAN, patient),
+        may_record_facts=_may(access, Permission.CREATE, FACTS, patient),
+        may_record=_may(access, Permission.CREATE, SIDE_EFFECT, patient),
         **_common(),
         **context,
     )
 
 
-def _alerts(access: Access, patient: Any) -> list[Any]:
+def _alerts(access: Access, patient: Patient) -> list[Alert]:
     """Open missed-dose alerts, for those the policy shows alerts to (not to patients)."""
-    if not _may(access, Permission.SEARCH, "Alert", patient):
+    if not _may(access, Permission.SEARCH, ALERT, patient):
         return []
-    return service.open_missed_dose_alerts(access, patient)
+    return open_missed_dose_alerts(access, patient)
 
 
 def _common() -> dict[str, Any]:
@@ -346,8 +370,8 @@ def _common() -> dict[str, Any]:
         "state_labels": STATE_LABELS,
         "kinds": KINDS,
         "monographs": all_monographs(),
-        "side_effect_labels": service.SIDE_EFFECTS,
-        "severities": service.SEVERITIES,
+        "side_effect_labels": SIDE_EFFECTS,
+        "severities": SEVERITIES,
         "frequencies": FREQUENCIES,
         "rule_facts": RULE_FACTS,
     }
@@ -356,13 +380,13 @@ def _common() -> dict[str, Any]:
 # --------------------------------------------------------------------------- facts
 
 
-def _facts_values(row: Any, now: datetime, zone: ZoneInfo) -> dict[str, str]:
+def _facts_values(row: MedicationFactsRow | None, zone: str) -> dict[str, str]:
     if row is None:
         return {"weight_basis": "actual", "creatinine_unit": "mg_dl"}
     values: dict[str, str] = {"creatinine_unit": "mg_dl"}
     for name in (
-        *service.NUMBER_FACTS,
-        *service.DATE_FACTS,
+        *NUMBER_FACTS,
+        *DATE_FACTS,
         "weight_basis",
         "sex_for_kidney",
         "note",
@@ -372,17 +396,17 @@ def _facts_values(row: Any, now: datetime, zone: ZoneInfo) -> dict[str, str]:
             "" if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
         )
     values["creatinine"] = values.pop("creatinine_mg_dl")
-    for name in service.BOOL_FACTS:
+    for name in BOOL_FACTS:
         value = getattr(row, name)
         values[name] = "" if value is None else ("yes" if value else "no")
     values["taking_recorded"] = "" if row.taking is None else "yes"
     values["taking"] = row.taking or ""
     if row.last_drink_at is not None:
-        values["last_drink_at"] = row.last_drink_at.astimezone(zone).strftime("%Y-%m-%dT%H:%M")
+        values["last_drink_at"] = local(row.last_drink_at, zone).strftime("%Y-%m-%dT%H:%M")
     return values
 
 
-def _facts_input(form: Any, zone: ZoneInfo) -> service.FactsInput:
+def _facts_input(form: FormData, zone: str) -> FactsInput:
     def yes_no(name: str) -> bool | None:
         value = str(form.get(name, "")).strip()
         if value not in ("", "yes", "no"):
@@ -397,20 +421,23 @@ def _facts_input(form: Any, zone: ZoneInfo) -> service.FactsInput:
     taking = None
     if str(form.get("taking_recorded", "")) == "yes":
         taking = tuple(str(v) for v in form.getlist("taking"))
-    numbers = {
-        name: _number(form, name)
-        for name in ("weight_kg", "ideal_weight_kg", "alt_u_l", "ast_u_l", "qtc_ms")
+    # Numbers, dates and yes/no answers by their FactsInput names (their types checked there).
+    named: dict[str, Any] = {
+        **{
+            name: _number(form, name)
+            for name in ("weight_kg", "ideal_weight_kg", "alt_u_l", "ast_u_l", "qtc_ms")
+        },
+        **{name: _date(form, name) for name in DATE_FACTS},
+        **{name: yes_no(name) for name in BOOL_FACTS},
     }
-    return service.FactsInput(
+    return FactsInput(
         sex_for_kidney=str(form.get("sex_for_kidney", "")).strip() or None,
         weight_basis=str(form.get("weight_basis", "actual")) or "actual",
         creatinine_mg_dl=creatinine,
         taking=taking,
         note=str(form.get("note", "")),
         last_drink_at=_local_datetime(form, "last_drink_at", zone),
-        **{k: v for k, v in numbers.items()},  # type: ignore[arg-type]
-        **{name: _date(form, name) for name in service.DATE_FACTS},  # type: ignore[arg-type]
-        **{name: yes_no(name) for name in service.BOOL_FACTS},  # type: ignore[arg-type]
+        **named,
     )
 
 
@@ -422,8 +449,8 @@ def _facts_form(
     status_code: int = 200,
     **extra: Any,
 ) -> Response:
-    patient = get_patient(access, patient_id)
-    history = service.facts_history(access, patient, limit=5)
+    patient = load_patient(access, patient_id)
+    history = facts_history(access, patient, limit=5)
     ids = {h.recorded_by for h in history}
     names = (
         dict(access.db.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all())
@@ -452,9 +479,9 @@ def _facts_form(
 def facts_form(
     request: Request, patient_id: str, access: Access = Depends(page_access)
 ) -> Response:
-    patient = get_patient(access, patient_id)
-    row = service.current_facts(access, patient)
-    return _facts_form(request, access, patient_id, _facts_values(row, utcnow(), _zone(patient)))
+    patient = load_patient(access, patient_id)
+    row = current_facts(access, patient)
+    return _facts_form(request, access, patient_id, _facts_values(row, patient.program.time_zone))
 
 
 @router.post("/patients/{patient_id}/medications/facts")
@@ -464,8 +491,8 @@ def save_facts(request: Request, patient_id: str, access: Access = Depends(csrf_
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
     values["taking"] = ",".join(str(v) for v in form.getlist("taking"))
     try:
-        service.record_facts(access, patient_id, _facts_input(form, zone))
-    except (MedicationInputError, InvalidInput) as exc:
+        record_facts(access, patient_id, _facts_input(form, zone))
+    except InvalidInput as exc:  # MedicationInputError too
         form_refused(request, access, exc)
         return _facts_form(request, access, patient_id, values, 422, **_refusal(exc))
     return RedirectResponse(
@@ -506,26 +533,25 @@ def _plan_form(
     **extra: Any,
 ) -> Response:
     now = utcnow()
-    patient = get_patient(access, patient_id)
+    patient = load_patient(access, patient_id)
     medication = values.get("medication", "")
     mono = load_monograph(medication) if medication in medication_ids() else None
-    facts_row = service.current_facts(access, patient)
-    renal = service.renal_of(patient, facts_row, now)
+    facts_row = current_facts(access, patient)
+    renal = renal_of(patient, facts_row, now)
     ceiling = None
     ceiling_refusal = None
     if mono is not None:
         try:
             protocol = float(values["protocol_max"]) if values.get("protocol_max") else None
             ceiling = plan_ceiling(mono.id, renal, protocol if protocol and protocol > 0 else None)
-        except (MedicationInputError, ValueError) as exc:
+        except ValueError as exc:  # MedicationInputError too
             ceiling_refusal = exc
-    plans = service.list_plans(access, patient)
-    today = now.astimezone(_zone(patient)).date()
+    plans = list_plans(access, patient)
+    today = program_today(patient.program.time_zone, now)
     active = [
         p
         for p in plans
-        if service.effective_status(p, today) == "active"
-        and (mono is None or p.medication_id == mono.id)
+        if effective_status(p, today) == "active" and (mono is None or p.medication_id == mono.id)
     ]
     return chart_page(
         request,
@@ -556,14 +582,14 @@ def new_plan(
     access: Access = Depends(page_access),
 ) -> Response:
     now = utcnow()
-    patient = get_patient(access, patient_id)
+    patient = load_patient(access, patient_id)
     kind = kind if kind in KINDS else "titration"
     medication = medication if medication in medication_ids() else "baclofen"
-    today = now.astimezone(_zone(patient)).date()
+    today = program_today(patient.program.time_zone, now)
     current = None
-    for row in service.list_plans(access, patient):
-        if row.medication_id == medication and service.effective_status(row, today) == "active":
-            current = service.current_dose_text(row, today)
+    for row in list_plans(access, patient):
+        if row.medication_id == medication and effective_status(row, today) == "active":
+            current = current_dose_text(row, today)
             break
     values = _plan_defaults(load_monograph(medication), kind, current, today)
     return _plan_form(request, access, patient_id, kind, values)
@@ -593,7 +619,7 @@ def create_plan(request: Request, patient_id: str, access: Access = Depends(csrf
                 raise InvalidInput("step_mg", "enter the increase per dose in mg")
             if every is None:
                 raise InvalidInput("every_days", "enter the days between steps")
-            row = service.create_titration(
+            row = create_titration(
                 access,
                 patient_id,
                 medication,
@@ -610,7 +636,7 @@ def create_plan(request: Request, patient_id: str, access: Access = Depends(csrf
                 raise InvalidInput("over_days", "enter the taper length in days")
             if over < 0:
                 raise InvalidInput("over_days", f"must be 0 or more days, got {over}")
-            row = service.create_taper(
+            row = create_taper(
                 access,
                 patient_id,
                 medication,
@@ -619,7 +645,7 @@ def create_plan(request: Request, patient_id: str, access: Access = Depends(csrf
                 start_date=start_date,
             )
         else:
-            row = service.create_maintenance(
+            row = create_maintenance(
                 access,
                 patient_id,
                 medication,
@@ -627,7 +653,7 @@ def create_plan(request: Request, patient_id: str, access: Access = Depends(csrf
                 start_date=start_date,
                 protocol_max_mg_day=protocol,
             )
-    except (MedicationInputError, InvalidInput) as exc:
+    except InvalidInput as exc:  # MedicationInputError too
         form_refused(request, access, exc)
         return _plan_form(request, access, patient_id, kind, values, 422, **_refusal(exc))
     return RedirectResponse(
@@ -649,9 +675,9 @@ def _plan_page(
     **extra: Any,
 ) -> Response:
     now = utcnow()
-    patient = get_patient(access, patient_id)
-    row = service.get_plan(access, plan_id, patient_id)
-    view = service.plan_view(access, patient, row, now, weeks_back=None if all_weeks else 6)
+    patient = load_patient(access, patient_id)
+    row = get_plan(access, plan_id, patient_id)
+    view = plan_view(access, patient, row, now, weeks_back=None if all_weeks else 6)
     mono = view.monograph
     return chart_page(
         request,
@@ -664,11 +690,11 @@ def _plan_page(
         m=mono,
         due=due,
         all_weeks=all_weeks,
-        may_administer=_may(access, Permission.CREATE, service.ADMINISTRATION, patient),
-        may_report=_may(access, Permission.CREATE, service.STATEMENT, patient),
-        may_stop=_may(access, Permission.UPDATE, service.PLAN, patient),
-        may_prescribe=_may(access, Permission.CREATE, service.PLAN, patient),
-        now_local=now.astimezone(_zone(patient)).strftime("%Y-%m-%dT%H:%M"),
+        may_administer=_may(access, Permission.CREATE, ADMINISTRATION, patient),
+        may_report=_may(access, Permission.CREATE, STATEMENT, patient),
+        may_stop=_may(access, Permission.UPDATE, PLAN, patient),
+        may_prescribe=_may(access, Permission.CREATE, PLAN, patient),
+        now_local=local(now, patient.program.time_zone).strftime("%Y-%m-%dT%H:%M"),
         taper_required=bool(mono.discontinuation and mono.discontinuation.taper_required),
         **_common(),
         **extra,
@@ -707,7 +733,7 @@ def record_dose(
         if outcome in ("given", "not_given"):
             when = _local_datetime(form, "administered_at", zone, default=utcnow())
             assert when is not None
-            service.record_administration(
+            record_administration(
                 access,
                 patient_id,
                 plan_id,
@@ -718,12 +744,12 @@ def record_dose(
                 note=reason if outcome == "given" else "",
             )
         elif outcome in ("taken", "missed"):
-            service.record_statement(
+            record_statement(
                 access, patient_id, plan_id, due_at=due_at, taken=outcome == "taken", reason=reason
             )
         else:
             raise InvalidInput("outcome", "choose what happened to the dose")
-    except (MedicationInputError, InvalidInput) as exc:
+    except InvalidInput as exc:  # MedicationInputError too
         form_refused(request, access, exc)
         return _plan_page(
             request,
@@ -748,12 +774,12 @@ def stop_plan(
     zone = _program_zone(access, patient_id)
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
     try:
-        stop_on = _date(form, "stop_on", utcnow().astimezone(zone).date())
+        stop_on = _date(form, "stop_on", program_today(zone, utcnow()))
         assert stop_on is not None
-        service.stop_plan(
+        stop_dose_plan(
             access, patient_id, plan_id, stop_on=stop_on, reason=str(form.get("reason", ""))
         )
-    except (MedicationInputError, InvalidInput) as exc:
+    except InvalidInput as exc:  # MedicationInputError too
         form_refused(request, access, exc)
         return _plan_page(
             request,
@@ -787,7 +813,7 @@ def record_side_effect(
         onset = _local_datetime(form, "onset_at", zone, default=utcnow())
         assert onset is not None
         plan = str(form.get("plan_id", ""))
-        service.record_side_effect(
+        record_effect(
             access,
             patient_id,
             medication_id=medication,
@@ -797,16 +823,16 @@ def record_side_effect(
             detail=str(form.get("detail", "")),
             plan_id=int(plan) if plan.isdigit() else None,
         )
-    except (MedicationInputError, InvalidInput) as exc:
+    except InvalidInput as exc:  # MedicationInputError too
         form_refused(request, access, exc)
         now = utcnow()
-        patient = get_patient(access, patient_id)
-        rows = service.list_plans(access, patient)
-        today = now.astimezone(_zone(patient)).date()
+        patient = load_patient(access, patient_id)
+        rows = list_plans(access, patient)
+        today = program_today(patient.program.time_zone, now)
         views = {
-            r.id: service.plan_view(access, patient, r, now)
+            r.id: plan_view(access, patient, r, now)
             for r in rows
-            if service.effective_status(r, today) == "active"
+            if effective_status(r, today) == "active"
         }
         shown = next(iter(views.values()), None)
         return chart_page(
@@ -820,10 +846,10 @@ def record_side_effect(
             views=views,
             shown=shown,
             today=today,
-            side_effects=service.list_side_effects(access, patient),
+            side_effects=list_side_effects(access, patient),
             alerts=_alerts(access, patient),
-            may_prescribe=_may(access, Permission.CREATE, service.PLAN, patient),
-            may_record_facts=_may(access, Permission.CREATE, service.FACTS, patient),
+            may_prescribe=_may(access, Permission.CREATE, PLAN, patient),
+            may_record_facts=_may(access, Permission.CREATE, FACTS, patient),
             may_record=True,
             side_effect_values=values,
             error_form="side_effect",

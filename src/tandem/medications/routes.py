@@ -7,26 +7,30 @@ domain's routes from the shared table; plan doses appear there with their dose p
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
-from sqlalchemy import and_, not_, or_, select
+from sqlalchemy import ColumnElement, and_, false, not_, or_, select
 
 from tandem.access.guard import Access
 from tandem.access.policy import Permission, decide
+from tandem.clock import program_today, utcnow
+from tandem.errors import NotFound
 from tandem.fhir.capability import ResourceSupport, SearchParam
 from tandem.fhir.http import (
-    MAX_COUNT,
+    PAGING,
+    PATIENT,
     fhir_body,
     fhir_response,
     fhir_router,
+    int_id,
     paging,
+    patient_param,
     searchset,
 )
 from tandem.fhir.outcome import FhirError
-from tandem.medications import service
 from tandem.medications.errors import MedicationInputError, PlanRefused
 from tandem.medications.fhir_mapping import to_medication_knowledge
 from tandem.medications.fhir_records import (
@@ -38,18 +42,15 @@ from tandem.medications.fhir_records import (
     read_medication_request,
 )
 from tandem.medications.monograph import load_monograph, medication_ids
+from tandem.medications.plans import create_from_steps, effective_status, get_plan
+from tandem.medications.resources import PLAN, SIDE_EFFECT, STATEMENT
+from tandem.medications.search import get_row, search
 from tandem.medications.storage import DosePlanRow, MedicationStatementRow, SideEffectRow
-from tandem.storage.db import utcnow
-from tandem.storage.models import Patient, Program, User
+from tandem.medications.validation import SIDE_EFFECTS
+from tandem.storage.models import Program, User
 from tandem.web.deps import api_access
 
 router = fhir_router()
-
-_PAGING = (
-    SearchParam("_count", "number", f"page size, at most {MAX_COUNT}"),
-    SearchParam("_offset", "number", "where the page starts (follow the next link)"),
-)
-_PATIENT = SearchParam("patient", "reference", "Patient/<id> or <id>")
 
 FHIR_RESOURCES = (
     ResourceSupport(
@@ -63,7 +64,7 @@ FHIR_RESOURCES = (
                 "urn:tandem:medication|<id>; comma = or",
             ),
             SearchParam("name", "string", "Tandem extension: part of the name, id or a brand name"),
-            *_PAGING,
+            *PAGING,
         ),
         documentation="Tandem's medication monographs (id = monograph id). Codes the sources do not "
         "confirm are still sent, with a note saying so.",
@@ -72,9 +73,9 @@ FHIR_RESOURCES = (
         type="MedicationRequest",
         interactions=("read", "create", "search-type"),
         search_params=(
-            _PATIENT,
+            PATIENT,
             SearchParam("status", "token", "active | completed | stopped"),
-            *_PAGING,
+            *PAGING,
         ),
         documentation="Dose plans. create reads the plan from dosageInstruction (one per step, boundsPeriod, "
         "frequency per day, dose in mg; maxDosePerPeriod = the program's protocol maximum) and checks it "
@@ -84,7 +85,7 @@ FHIR_RESOURCES = (
     ResourceSupport(
         type="MedicationStatement",
         interactions=("read", "search-type"),
-        search_params=(_PATIENT, *_PAGING),
+        search_params=(PATIENT, *PAGING),
         documentation="Patient-reported planned doses: completed (taken) or not-taken (missed).",
     ),
     ResourceSupport(
@@ -92,27 +93,12 @@ FHIR_RESOURCES = (
         interactions=("read", "search-type"),
         search_params=(
             SearchParam("subject", "reference", "Patient/<id> or <id>"),
-            _PATIENT,
-            *_PAGING,
+            PATIENT,
+            *PAGING,
         ),
         documentation="Medication side effects with their severity (mild, moderate, severe).",
     ),
 )
-
-
-def _patient_param(request: Request, *names: str) -> str | None:
-    values = [v for n in names for v in request.query_params.getlist(n)]
-    if not values:
-        return None
-    if len(values) > 1:
-        raise FhirError(400, "not-supported", "give one patient", [names[0]])
-    return values[0].removeprefix("Patient/")
-
-
-def _int_id(raw: str, resource_type: str) -> int:
-    if not raw.isdigit():
-        raise FhirError(404, "not-found", f"{resource_type}/{raw} is not known")
-    return int(raw)
 
 
 def _names(access: Access, ids: set[int]) -> dict[int, str]:
@@ -161,12 +147,28 @@ def read_knowledge(knowledge_id: str, access: Access = Depends(api_access)) -> R
 # --------------------------------------------------------------------------- MedicationRequest
 
 
-def _request_resource(access: Access, row: DosePlanRow, names: dict[int, str]) -> dict[str, Any]:
-    program = access.db.get(Program, row.program_id)
-    today = utcnow().astimezone(ZoneInfo(program.time_zone if program else "UTC")).date()
-    return medication_request(
-        row, service.effective_status(row, today), names.get(row.prescriber_id)
+def _program_todays(access: Access, program_ids: set[int]) -> dict[int, date]:
+    """Each program's today (a plan's status is counted in its own program's time zone)."""
+    if not program_ids:
+        return {}
+    now = utcnow()
+    zones = access.db.execute(
+        select(Program.id, Program.time_zone).where(Program.id.in_(program_ids))
     )
+    return {program_id: program_today(time_zone, now) for program_id, time_zone in zones}
+
+
+def _request_resources(access: Access, rows: list[DosePlanRow]) -> list[dict[str, Any]]:
+    names = _names(access, {r.prescriber_id for r in rows})
+    todays = _program_todays(access, {r.program_id for r in rows})
+    return [
+        medication_request(
+            r,
+            effective_status(r, todays[r.program_id]),
+            names.get(r.prescriber_id),
+        )
+        for r in rows
+    ]
 
 
 def _core_error(exc: MedicationInputError) -> FhirError:
@@ -198,24 +200,24 @@ def create_request(
         posted = read_medication_request(body)
     except RequestError as exc:
         raise FhirError(422, exc.code, f"{exc.path}: {exc.message}", [exc.path]) from None
-    if access.db.get(Patient, posted.patient_id) is None:
-        raise FhirError(
-            422,
-            "invalid",
-            f"MedicationRequest.subject: Patient/{posted.patient_id} is not known",
-            ["MedicationRequest.subject"],
-        )
     try:
-        row = service.create_from_steps(
+        row = create_from_steps(
             access,
             posted.patient_id,
             posted.medication_id,
             posted.steps,
             protocol_max_mg_day=posted.protocol_max_mg_day,
         )
+    except NotFound:  # the one record looked up by the subject's id: the patient
+        raise FhirError(
+            422,
+            "invalid",
+            f"MedicationRequest.subject: Patient/{posted.patient_id} is not known",
+            ["MedicationRequest.subject"],
+        ) from None
     except MedicationInputError as exc:
         raise _core_error(exc) from None
-    resource = _request_resource(access, row, _names(access, {row.prescriber_id}))
+    (resource,) = _request_resources(access, [row])
     location = str(request.base_url).rstrip("/") + f"/fhir/MedicationRequest/{row.id}"
     return fhir_response(resource, 201, {"Location": location})
 
@@ -233,32 +235,30 @@ def search_requests(request: Request, access: Access = Depends(api_access)) -> R
             ["status"],
         )
     extra = [_status_condition(access, set(statuses))] if statuses else []
-    page = service.search(
+    page = search(
         access,
-        service.PLAN,
+        PLAN,
         DosePlanRow,
         (DosePlanRow.created_at.desc(), DosePlanRow.id.desc()),
-        _patient_param(request, "patient", "subject"),
+        patient_param(request, "patient", "subject"),
         count,
         offset,
         query_text=str(request.url.query),
         extra=extra,
     )
-    names = _names(access, {r.prescriber_id for r in page.rows})
-    resources = [_request_resource(access, r, names) for r in page.rows]
+    resources = _request_resources(access, page.rows)
     return fhir_response(
         searchset(request, "MedicationRequest", resources, count, offset, page.has_more)
     )
 
 
-def _status_condition(access: Access, statuses: set[str]):  # type: ignore[no-untyped-def]
+def _status_condition(access: Access, statuses: set[str]) -> ColumnElement[bool]:
     """Status as the API reports it: an active plan past its last day is completed, counted in
     each program's own time zone."""
-    now = utcnow()
     p = DosePlanRow
-    per_program = []
-    for program in access.db.scalars(select(Program)):
-        today = now.astimezone(ZoneInfo(program.time_zone)).date()
+    per_program: list[ColumnElement[bool]] = []
+    programs = set(access.db.scalars(select(Program.id)))
+    for program_id, today in _program_todays(access, programs).items():
         ended = and_(p.ends_on.is_not(None), p.ends_on <= today)
         wanted = []
         if "active" in statuses:
@@ -267,14 +267,14 @@ def _status_condition(access: Access, statuses: set[str]):  # type: ignore[no-un
             wanted.append(and_(p.status == "active", ended))
         if "stopped" in statuses:
             wanted.append(p.status == "stopped")
-        per_program.append(and_(p.program_id == program.id, or_(*wanted)))
-    return or_(*per_program) if per_program else p.id.is_(None)
+        per_program.append(and_(p.program_id == program_id, or_(*wanted)))
+    return or_(*per_program) if per_program else false()
 
 
 @router.get("/MedicationRequest/{request_id}")
 def read_request(request_id: str, access: Access = Depends(api_access)) -> Response:
-    row = service.get_plan(access, _int_id(request_id, "MedicationRequest"))
-    resource = _request_resource(access, row, _names(access, {row.prescriber_id}))
+    row = get_plan(access, int_id(request_id, "MedicationRequest"))
+    (resource,) = _request_resources(access, [row])
     return fhir_response(resource)
 
 
@@ -285,12 +285,12 @@ def read_request(request_id: str, access: Access = Depends(api_access)) -> Respo
 def search_statements(request: Request, access: Access = Depends(api_access)) -> Response:
     count, offset = paging(request, {"patient", "subject"})
     m = MedicationStatementRow
-    page = service.search(
+    page = search(
         access,
-        service.STATEMENT,
+        STATEMENT,
         m,
         (m.due_at.desc(), m.id.desc()),
-        _patient_param(request, "patient", "subject"),
+        patient_param(request, "patient", "subject"),
         count,
         offset,
         query_text=str(request.url.query),
@@ -304,11 +304,11 @@ def search_statements(request: Request, access: Access = Depends(api_access)) ->
 
 @router.get("/MedicationStatement/{statement_id}")
 def read_statement(statement_id: str, access: Access = Depends(api_access)) -> Response:
-    row = service.get_row(
+    row = get_row(
         access,
-        service.STATEMENT,
+        STATEMENT,
         MedicationStatementRow,
-        _int_id(statement_id, "MedicationStatement"),
+        int_id(statement_id, "MedicationStatement"),
     )
     resource = medication_statement(row, _names(access, {row.recorded_by}).get(row.recorded_by))
     return fhir_response(resource)
@@ -318,21 +318,19 @@ def read_statement(statement_id: str, access: Access = Depends(api_access)) -> R
 
 
 def _event(row: SideEffectRow, names: dict[int, str]) -> dict[str, Any]:
-    return adverse_event(
-        row, service.SIDE_EFFECTS.get(row.effect, row.effect), names.get(row.recorded_by)
-    )
+    return adverse_event(row, SIDE_EFFECTS.get(row.effect, row.effect), names.get(row.recorded_by))
 
 
 @router.get("/AdverseEvent")
 def search_events(request: Request, access: Access = Depends(api_access)) -> Response:
     count, offset = paging(request, {"patient", "subject"})
     m = SideEffectRow
-    page = service.search(
+    page = search(
         access,
-        service.SIDE_EFFECT,
+        SIDE_EFFECT,
         m,
         (m.onset_at.desc(), m.id.desc()),
-        _patient_param(request, "subject", "patient"),
+        patient_param(request, "subject", "patient"),
         count,
         offset,
         query_text=str(request.url.query),
@@ -346,8 +344,6 @@ def search_events(request: Request, access: Access = Depends(api_access)) -> Res
 
 @router.get("/AdverseEvent/{event_id}")
 def read_event(event_id: str, access: Access = Depends(api_access)) -> Response:
-    row = service.get_row(
-        access, service.SIDE_EFFECT, SideEffectRow, _int_id(event_id, "AdverseEvent")
-    )
+    row = get_row(access, SIDE_EFFECT, SideEffectRow, int_id(event_id, "AdverseEvent"))
     resource = _event(row, _names(access, {row.recorded_by}))
     return fhir_response(resource)
