@@ -44,7 +44,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     import uvicorn
 
     from tandem import demo
-    from tandem.demo.steps import load_steps
+    from tandem.domains import demo_steps
     from tandem.settings import Settings
     from tandem.storage.db import make_engine, make_sessionmaker, session_scope
     from tandem.storage.migrate import upgrade
@@ -53,11 +53,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     url = f"sqlite:///{tmp_path_factory.mktemp('live') / 'tandem.db'}"
     engine = make_engine(url)
     upgrade(engine)
-    load_steps()
     with session_scope(make_sessionmaker(engine)) as db:
         world = demo.build_platform(db, 80, seed=7)
         logins = demo.create_logins(db, world, seed=7)
-        for _label, step in demo.DEMO_STEPS:
+        for _label, step in demo_steps():
             step(db, world)
     engine.dispose()
     port = _free_port()
