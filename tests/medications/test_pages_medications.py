@@ -509,3 +509,43 @@ def test_read_only_roles_are_refused_every_write_at_once_and_nothing_is_stored(
         assert response.status_code == 403, (url, response.status_code)
         assert clock.monotonic() - started < 5, f"{url} waited on a lock"
     assert {m: count(sessions, m) for m in before} == before
+
+
+def test_the_chart_tab_lists_record_whom_they_showed(client, sessions, world: World) -> None:
+    from tandem.medications.plans import create_titration
+    from tandem.storage.models import AuditEntryPatient
+    from tests.medications.conftest import access_for
+
+    with sessions() as db:
+        access = access_for(db, sessions, world.email("prescriber"))
+        create_titration(
+            access,
+            world.patient_a,
+            "baclofen",
+            start="5mg-tid",
+            step_mg=5,
+            every_days=3,
+            target="10mg-tid",
+            start_date=NOW.date(),
+            now=NOW,
+        )
+        db.commit()
+    sign_in(client, world.email("counselor"), world.passwords["counselor"])
+    assert client.get(f"/patients/{world.patient_a}/medications").status_code == 200
+    with sessions() as db:
+        searches = db.execute(
+            select(AuditEntry.resource_type, AuditEntryPatient.patient_id)
+            .join(AuditEntryPatient, AuditEntryPatient.audit_entry_id == AuditEntry.id)
+            .where(AuditEntry.actor == world.email("counselor"), AuditEntry.operation == "search")
+        ).all()
+    shown: dict[str, set[str]] = {}
+    for resource_type, patient_id in searches:
+        shown.setdefault(resource_type, set()).add(patient_id)
+    for resource_type in (
+        "MedicationRequest",
+        "MedicationAdministration",
+        "MedicationStatement",
+        "AdverseEvent",
+        "Alert",
+    ):
+        assert shown.get(resource_type) == {world.patient_a}, resource_type
