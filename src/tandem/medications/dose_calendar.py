@@ -13,7 +13,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from tandem.access.guard import Access
-from tandem.clock import program_today, utcnow, zone
+from tandem.clock import local, program_today, utcnow, zone
 from tandem.medications.adherence import MissedRunAlert
 from tandem.medications.dose_plan import DosePlan, PlanDay
 from tandem.medications.errors import ImplausibleValue
@@ -137,7 +137,7 @@ def planned_dose(
     row: DosePlanRow, patient: Patient, due_at: datetime, now: datetime
 ) -> CalendarDose:
     """The plan's dose due at `due_at`; refused when the plan has none then."""
-    day = due_at.astimezone(zone(patient.program.time_zone)).date()
+    day = local(due_at, patient.program.time_zone).date()
     for dose in plan_doses(row, patient, day, (), now):
         if dose.planned.due_at == due_at:
             return dose
