@@ -1,14 +1,22 @@
-"""As-needed (PRN) doses offered from the protocol's suggestions. Pure: no I/O, no clock.
+"""As-needed (PRN) doses offered from the protocol's suggestions. Pure: no I/O, no clock (`now`
+is passed).
 
 A suggestion's dose is text from the source table ("25-50 mg", "2 mg"); a dose given must lie
-within it. Tandem never offers a dose that is not in the program's protocol.
+within it. Tandem never offers a dose that is not in the program's protocol. A dose that passes
+`check_prn_dose` is stored by the medications domain (`medications.administrations`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
+
+from tandem.clock import check_recorded_at
+from tandem.errors import InvalidInput
+from tandem.withdrawal.monitoring import MedicationOption
 
 ROUTES = {
     "oral": "Oral",
@@ -49,11 +57,8 @@ def dose_range(dose_text: str) -> DoseRange | None:
     return DoseRange(low, high, match["unit"])
 
 
-class DoseRefused(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+class DoseRefused(InvalidInput):
+    """A dose the protocol's suggestion does not allow; `field` names what to fix."""
 
 
 def check_dose(dose_text: str, entered: str) -> tuple[Decimal, str]:
@@ -74,3 +79,56 @@ def check_dose(dose_text: str, entered: str) -> tuple[Decimal, str]:
     if value not in allowed:
         raise DoseRefused("dose", f"{value} {allowed.unit} is outside the protocol's {allowed}")
     return value, allowed.unit
+
+
+@dataclass(frozen=True)
+class DoseInput:
+    """An as-needed dose as the nurse entered it: which of the assessment's suggestions, how
+    much, by which route, when."""
+
+    assessment_id: int
+    suggestion: int
+    dose: str
+    route: str
+    administered_at: datetime
+    indication: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class CheckedDose:
+    option: MedicationOption
+    value: Decimal
+    unit: str
+    route: str
+    administered_at: datetime  # clamped to now
+
+
+def check_prn_dose(
+    options: Sequence[MedicationOption],
+    given: DoseInput,
+    *,
+    assessed_at: datetime,
+    now: datetime,
+    scored: str,
+) -> CheckedDose:
+    """The dose given, when it is one of the protocol's `options` for the assessment (`scored`
+    names it, e.g. "ciwa_ar 12"), within that suggestion's range, by a known route, and given
+    (a recorded time) not before the assessment that prompted it."""
+    if not options:
+        raise InvalidInput("suggestion", f"the protocol suggests no medication for {scored}")
+    if not 0 <= given.suggestion < len(options):
+        raise InvalidInput("suggestion", "choose one of the protocol's suggestions")
+    option = options[given.suggestion]
+    value, unit = check_dose(option.dose_text, given.dose)
+    route = option.route or given.route
+    if route not in ROUTES:
+        raise InvalidInput("route", f"choose one of {', '.join(ROUTES)}")
+    when = check_recorded_at(
+        "administered_at",
+        given.administered_at,
+        now,
+        not_before=assessed_at,
+        not_before_reason="cannot be before the assessment that prompted it",
+    )
+    return CheckedDose(option, value, unit, route, when)
