@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     insert,
@@ -213,7 +214,7 @@ def episode_changed(db: Session, episode: Episode) -> None:
     discharge or a move out of detox ends the monitoring rows; a move into detox starts a
     baseline; a change of unit moves them."""
     in_detox = episode.phase == "detox" and episode.discharged_at is None
-    table = MonitoringRow.__table__
+    table = _monitoring_table()
     db.execute(
         update(table)
         .where(table.c.episode_id == episode.id)
@@ -226,9 +227,14 @@ def episode_changed(db: Session, episode: Episode) -> None:
         _baseline(db, episode)
 
 
+def _monitoring_table() -> Table:
+    # The Core table (not the ORM entity): these statements run inside another domain's flush.
+    return MonitoringRow.metadata.tables[MonitoringRow.__tablename__]
+
+
 def _baseline(db: Session, episode: Episode) -> None:
     db.execute(
-        insert(MonitoringRow.__table__).values(
+        insert(_monitoring_table()).values(
             episode_id=episode.id,
             patient_id=episode.patient_id,
             program_id=episode.program_id,
