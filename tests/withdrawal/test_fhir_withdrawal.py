@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from tandem.medications.storage import MedicationAdministrationRow
 from tandem.storage.db import session_scope, utcnow
 from tandem.storage.models import AuditEntry
-from tandem.withdrawal import service
+from tandem.withdrawal import assessments, doses, prn
 from tandem.withdrawal.protocol import load_protocol
 from tandem.withdrawal.storage import AssessmentRow, MonitoringRow, ObservationRow
 from tests.conftest import World, make_token
@@ -226,16 +226,16 @@ def test_medication_administrations_are_searchable_and_linked_to_the_assessment(
     qr = client.post("/fhir/QuestionnaireResponse", json=body, headers=auth(nurse_token)).json()
     with session_scope(sessions) as db:
         access = access_for(sessions, db, world)
-        options = service.dose_options(db, db.get(AssessmentRow, int(qr["id"])))
+        options = doses.dose_options(db, db.get(AssessmentRow, int(qr["id"])))
         assert [(o.drug, o.dose_text) for o in options] == [
             ("chlordiazepoxide", "50-75 mg"),
             ("lorazepam", "2-3 mg"),
         ]
         for dose in ("2", "3"):
-            service.record_dose(
+            doses.record_dose(
                 access,
                 world.patient_a,
-                service.DoseInput(
+                prn.DoseInput(
                     assessment_id=int(qr["id"]),
                     suggestion=1,
                     dose=dose,
@@ -268,7 +268,7 @@ def test_a_dose_outside_the_protocol_suggestion_is_refused(sessions, world: Worl
     admit_to_detox(sessions, world, world.patient_a)
     with session_scope(sessions) as db:
         access = access_for(sessions, db, world)
-        saved = service.save_assessment(access, world.patient_a, "ciwa_ar", ciwa_answers(9))
+        saved = assessments.save_assessment(access, world.patient_a, "ciwa_ar", ciwa_answers(9))
         db.flush()
         for suggestion, dose, field in (
             (0, "100", "dose"),
@@ -276,16 +276,16 @@ def test_a_dose_outside_the_protocol_suggestion_is_refused(sessions, world: Worl
             (5, "1", "suggestion"),
         ):
             with pytest.raises(InvalidInput) as refused:
-                service.record_dose(
+                doses.record_dose(
                     access,
                     world.patient_a,
-                    service.DoseInput(saved.assessment.id, suggestion, dose, "oral", utcnow()),
+                    prn.DoseInput(saved.assessment.id, suggestion, dose, "oral", utcnow()),
                 )
             assert refused.value.field == field
-        low = service.save_assessment(access, world.patient_a, "ciwa_ar", ciwa_answers(3))
+        low = assessments.save_assessment(access, world.patient_a, "ciwa_ar", ciwa_answers(3))
         with pytest.raises(InvalidInput, match="suggests no medication"):
-            service.record_dose(
+            doses.record_dose(
                 access,
                 world.patient_a,
-                service.DoseInput(low.assessment.id, 0, "25", "oral", utcnow()),
+                prn.DoseInput(low.assessment.id, 0, "25", "oral", utcnow()),
             )

@@ -11,7 +11,7 @@ from sqlalchemy import event, func, select
 
 from tandem.storage.db import session_scope, utcnow
 from tandem.storage.models import AuditEntry, Patient
-from tandem.withdrawal import service
+from tandem.withdrawal import assessments, census
 from tandem.withdrawal.storage import AssessmentRow, ObservationRow
 from tests.conftest import World, make_token, sign_in
 from tests.withdrawal.helpers import (
@@ -196,7 +196,7 @@ def _state(
     with session_scope(sessions) as db:
         access = access_for(sessions, db, world)
         for total, hours in totals_hours_ago:
-            service.save_assessment(
+            assessments.save_assessment(
                 access,
                 patient_id,
                 "ciwa_ar",
@@ -241,7 +241,7 @@ def test_census_puts_the_most_urgent_on_top_with_one_query(sessions, engine, wor
     with sessions() as db:
         event.listen(engine, "before_cursor_execute", count)
         try:
-            rows, counts = service.census_rows(db, world.unit_a_detox, utcnow())
+            rows, counts = census.census_rows(db, world.unit_a_detox, utcnow())
         finally:
             event.remove(engine, "before_cursor_execute", count)
     assert len(statements) == 1

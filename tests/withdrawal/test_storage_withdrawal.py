@@ -13,7 +13,7 @@ from sqlalchemy import select
 from tandem.alerts.models import Alert
 from tandem.patients.episodes import episode_changed
 from tandem.storage.db import session_scope
-from tandem.withdrawal import service
+from tandem.withdrawal import assessments, census, protocols
 from tandem.withdrawal.protocol import load_protocol, protocol_from_mapping
 from tandem.withdrawal.storage import AssessmentRow, MonitoringRow, ProtocolVersionRow
 from tests.conftest import World
@@ -44,7 +44,7 @@ def test_due_and_overdue_across_spring_forward_in_the_program_zone(sessions, wor
     admit_to_detox(sessions, world, world.patient_a, at=assessed - timedelta(hours=3))
     with session_scope(sessions) as db:
         access = access_for(sessions, db, world)
-        saved = service.save_assessment(
+        saved = assessments.save_assessment(
             access,
             world.patient_a,
             "ciwa_ar",
@@ -58,10 +58,10 @@ def test_due_and_overdue_across_spring_forward_in_the_program_zone(sessions, wor
     with sessions() as db:
         row = db.scalar(select(MonitoringRow))
         assert row.due_at == datetime(2024, 3, 10, 8, 30, tzinfo=UTC)
-        before, _ = service.census_rows(
+        before, _ = census.census_rows(
             db, world.unit_a_detox, datetime(2024, 3, 10, 4, 29, tzinfo=NEW_YORK)
         )
-        after, _ = service.census_rows(
+        after, _ = census.census_rows(
             db, world.unit_a_detox, datetime(2024, 3, 10, 4, 31, tzinfo=NEW_YORK)
         )
     assert not before[0].overdue
@@ -74,7 +74,7 @@ def test_due_across_fall_back_is_two_elapsed_hours(sessions, world: World) -> No
     admit_to_detox(sessions, world, world.patient_a, at=assessed - timedelta(hours=1))
     with session_scope(sessions) as db:
         access = access_for(sessions, db, world)
-        saved = service.save_assessment(
+        saved = assessments.save_assessment(
             access, world.patient_a, "ciwa_ar", ciwa_answers(8), assessed, now=assessed
         )
     local = saved.state.due_at.astimezone(NEW_YORK)
@@ -90,9 +90,9 @@ def test_each_assessment_records_the_protocol_version_it_was_scored_under(
     admit_to_detox(sessions, world, world.patient_a)
     with session_scope(sessions) as db:
         access = access_for(sessions, db, world)
-        first = service.save_assessment(access, world.patient_a, "ciwa_ar", ciwa_answers(4))
-        service.set_program_protocol(db, world.program_a, program_version(30, "alpha-1"))
-        second = service.save_assessment(access, world.patient_a, "ciwa_ar", ciwa_answers(5))
+        first = assessments.save_assessment(access, world.patient_a, "ciwa_ar", ciwa_answers(4))
+        protocols.set_program_protocol(db, world.program_a, program_version(30, "alpha-1"))
+        second = assessments.save_assessment(access, world.patient_a, "ciwa_ar", ciwa_answers(5))
         first_id, second_id = first.assessment.id, second.assessment.id
     with sessions() as db:
         versions = db.scalars(select(ProtocolVersionRow).order_by(ProtocolVersionRow.id)).all()
@@ -103,7 +103,7 @@ def test_each_assessment_records_the_protocol_version_it_was_scored_under(
         assert versions[0].content_hash == load_protocol().content_hash
         assert db.get(AssessmentRow, first_id).protocol_version_id == versions[0].id
         assert db.get(AssessmentRow, second_id).protocol_version == "alpha-1"
-        assert service.program_protocol(db, world.program_b).origin == "example"  # bravo has none
+        assert protocols.program_protocol(db, world.program_b).origin == "example"  # bravo has none
 
 
 def test_an_overdue_reassessment_escalates_once_after_the_programs_grace_period(
@@ -111,9 +111,9 @@ def test_an_overdue_reassessment_escalates_once_after_the_programs_grace_period(
 ) -> None:
     admit_to_detox(sessions, world, world.patient_a)
     with session_scope(sessions) as db:
-        service.set_program_protocol(db, world.program_a, program_version(30, "alpha-2"))
+        protocols.set_program_protocol(db, world.program_a, program_version(30, "alpha-2"))
         access = access_for(sessions, db, world)
-        saved = service.save_assessment(
+        saved = assessments.save_assessment(
             access,
             world.patient_a,
             "ciwa_ar",
@@ -123,10 +123,10 @@ def test_an_overdue_reassessment_escalates_once_after_the_programs_grace_period(
         due = saved.state.due_at
     with session_scope(sessions) as db:
         access = access_for(sessions, db, world, "prescriber")
-        service.census(access, world.unit_a_detox, now=due + timedelta(minutes=29))
+        census.census(access, world.unit_a_detox, now=due + timedelta(minutes=29))
         assert db.scalars(select(Alert)).all() == []
-        service.census(access, world.unit_a_detox, now=due + timedelta(minutes=31))
-        service.census(access, world.unit_a_detox, now=due + timedelta(minutes=40))
+        census.census(access, world.unit_a_detox, now=due + timedelta(minutes=31))
+        census.census(access, world.unit_a_detox, now=due + timedelta(minutes=40))
     with sessions() as db:
         (alert,) = db.scalars(select(Alert)).all()
     assert (alert.rule_id, alert.kind, alert.severity) == (
@@ -140,9 +140,9 @@ def test_an_overdue_reassessment_escalates_once_after_the_programs_grace_period(
 def test_an_assessment_entered_late_escalates_at_once_and_only_once(sessions, world: World) -> None:
     admit_to_detox(sessions, world, world.patient_a)
     with session_scope(sessions) as db:
-        service.set_program_protocol(db, world.program_a, program_version(30, "alpha-3"))
+        protocols.set_program_protocol(db, world.program_a, program_version(30, "alpha-3"))
         access = access_for(sessions, db, world)
-        saved = service.save_assessment(
+        saved = assessments.save_assessment(
             access,
             world.patient_a,
             "ciwa_ar",
@@ -150,7 +150,7 @@ def test_an_assessment_entered_late_escalates_at_once_and_only_once(sessions, wo
             datetime.now(UTC) - timedelta(hours=3),
         )
         assert [a.rule_id for a in saved.alerts] == ["ciwa_overdue"]
-        service.census(access_for(sessions, db, world, "prescriber"), world.unit_a_detox)
+        census.census(access_for(sessions, db, world, "prescriber"), world.unit_a_detox)
     with sessions() as db:
         assert len(db.scalars(select(Alert)).all()) == 1
 
@@ -166,7 +166,7 @@ def test_the_census_statement_orders_exactly_as_the_core_census_key(sessions, wo
     rng = random.Random(3)
     now = datetime(2024, 6, 3, 12, 0, tzinfo=UTC)
     with session_scope(sessions) as db:
-        version = service.set_program_protocol(
+        version = protocols.set_program_protocol(
             db, world.program_a, load_protocol(), origin="example"
         ).version_id
         for n in range(60):
@@ -219,12 +219,11 @@ def test_the_census_statement_orders_exactly_as_the_core_census_key(sessions, wo
                     )
                 )
         db.flush()
-        service.refresh_alerts(db)
+        assessments.refresh_alerts(db)
     with sessions() as db:
-        every, counts = service.census_rows(db, world.unit_a_detox, now)
+        every, counts = census.census_rows(db, world.unit_a_detox, now)
         pages = [
-            service.census_rows(db, world.unit_a_detox, now, 25, offset)[0]
-            for offset in (0, 25, 50)
+            census.census_rows(db, world.unit_a_detox, now, 25, offset)[0] for offset in (0, 25, 50)
         ]
     assert len(every) == counts["in_monitoring"] == 60
     assert [r.sort_key for r in every] == sorted(r.sort_key for r in every)

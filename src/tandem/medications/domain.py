@@ -3,15 +3,23 @@
 from datetime import timedelta
 
 from tandem.kit import Domain, Job
-from tandem.medications import cli, demo, missed_doses, pages, routes, storage
+from tandem.medications import (
+    administration_routes,
+    cli,
+    demo,
+    missed_doses,
+    pages,
+    routes,
+    storage,
+)
 
 DOMAIN = Domain(
     name="medications",
-    routers=(routes.router, pages.router),
+    routers=(routes.router, administration_routes.router, pages.router),
     nav=(pages.NAV,),
     chart_tabs=(pages.CHART_TAB,),
     tables=(storage,),
-    fhir_resources=routes.FHIR_RESOURCES,
+    fhir_resources=(*routes.FHIR_RESOURCES, *administration_routes.FHIR_RESOURCES),
     demo_steps=(("Medication plans", demo.medication_plans),),
     cli=(("med", cli.med_app),),
     jobs=(

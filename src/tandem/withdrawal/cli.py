@@ -15,11 +15,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.access import audit
 from tandem.storage.models import Program
-from tandem.withdrawal import service
 from tandem.withdrawal.protocol import ProtocolError, load_protocol
+from tandem.withdrawal.protocols import program_protocol, set_program_protocol
 from tandem.withdrawal.storage import ProtocolVersionRow
 
 withdrawal_app = typer.Typer(
@@ -32,7 +33,7 @@ out = Console()
 err = Console(stderr=True)
 
 
-def _program(db, code: str) -> Program:  # type: ignore[no-untyped-def]
+def _program(db: Session, code: str) -> Program:
     program = db.scalar(select(Program).where(Program.code == code.strip().lower()))
     if program is None:
         err.print(f"[bold red]error:[/] PROGRAM: no program with code {code!r}")
@@ -40,10 +41,15 @@ def _program(db, code: str) -> Program:  # type: ignore[no-untyped-def]
     return program
 
 
-def _sessions():  # type: ignore[no-untyped-def]
-    from tandem.platform_cli import _migrated_sessions, _settings
+def _sessions() -> sessionmaker[Session]:
+    """Sessions on the configured database, migrated to the current schema first."""
+    from tandem.platform_cli import _settings
+    from tandem.storage.db import make_engine, make_sessionmaker
+    from tandem.storage.migrate import upgrade
 
-    return _migrated_sessions(_settings())[1]
+    engine = make_engine(_settings().database_url)
+    upgrade(engine)
+    return make_sessionmaker(engine)
 
 
 @withdrawal_app.command("protocol-show")
@@ -53,7 +59,7 @@ def protocol_show(program: str = typer.Argument(..., help="program code")) -> No
 
     with session_scope(_sessions()) as db:
         row = _program(db, program)
-        current = service.program_protocol(db, row.id)
+        current = program_protocol(db, row.id)
         protocol = current.protocol
         out.print(
             f"{row.code}: {protocol.id} version {protocol.version} ({current.origin}), "
@@ -89,7 +95,7 @@ def protocol_set(
         raise typer.Exit(2) from None
     with session_scope(_sessions()) as db:
         row = _program(db, program)
-        stored = service.set_program_protocol(db, row.id, protocol, origin="program")
+        stored = set_program_protocol(db, row.id, protocol, origin="program")
         db.add(
             audit.entry(
                 None,

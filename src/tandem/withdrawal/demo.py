@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from importlib import resources
-from types import SimpleNamespace
 from typing import Any
 
 import yaml
@@ -24,15 +23,25 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from tandem.alerts.models import Alert
+from tandem.clock import program_today
 from tandem.demo import DemoWorld
 from tandem.instruments.engine import get_instrument, score
 from tandem.instruments.models import Instrument
-from tandem.medications.storage import MedicationAdministrationRow
+from tandem.medications.administrations import load_administrations
 from tandem.storage.models import Episode, Patient
-from tandem.withdrawal import service
+from tandem.withdrawal.assessments import ALERT_KIND, QR, fill_monitoring, refresh_alerts
+from tandem.withdrawal.census import OVERDUE_KIND
 from tandem.withdrawal.monitoring import ScoredAssessment, evaluate, reassessment_interval
 from tandem.withdrawal.prn import dose_range
-from tandem.withdrawal.protocol import OverdueRule, Protocol, protocol_from_mapping
+from tandem.withdrawal.protocol import (
+    BandRule,
+    OverdueRule,
+    Protocol,
+    RiseRule,
+    TotalAtLeastRule,
+    protocol_from_mapping,
+)
+from tandem.withdrawal.protocols import band_label, citation_text, set_program_protocol, short_name
 from tandem.withdrawal.storage import (
     BASELINE,
     AssessmentRow,
@@ -78,6 +87,16 @@ def demo_protocol() -> Protocol:
     return protocol_from_mapping(data, "demo protocol")
 
 
+@dataclass(frozen=True)
+class _Done:
+    """What the monitoring row keeps of a demo assessment (`assessments.Assessed`)."""
+
+    id: int
+    instrument_id: str
+    total: int
+    assessed_at: datetime
+
+
 @dataclass
 class _Plan:
     episode: Episode
@@ -111,7 +130,8 @@ def _context(
     nurse_id: int | None,
 ) -> WithdrawalContextRow:
     last_use = episode.admitted_at - timedelta(hours=rng.uniform(3, 30))
-    age = (now.date() - patient.birth_date).days // 365 if patient.birth_date else None
+    today = program_today(patient.program.time_zone, now)
+    age = (today - patient.birth_date).days // 365 if patient.birth_date else None
     roll = rng.random()
     return WithdrawalContextRow(
         episode_id=episode.id,
@@ -140,9 +160,7 @@ def detox_assessments(db: Session, world: DemoWorld) -> None:
     prescriber = world.users.get("prescriber")
     nurse_id = nurse.id if nurse else None
     protocol = demo_protocol()
-    version_id = service.set_program_protocol(
-        db, world.program.id, protocol, origin="program"
-    ).version_id
+    version_id = set_program_protocol(db, world.program.id, protocol, origin="program").version_id
     assert version_id is not None
     detox = world.units["detox"]
     episodes = db.execute(
@@ -212,15 +230,12 @@ def detox_assessments(db: Session, world: DemoWorld) -> None:
             prescriber.id if prescriber else None,
             baselines.get(plan.episode.id),
         )
-    for table, values in (
-        (ObservationRow, observations),
-        (MedicationAdministrationRow, doses),
-        (Alert, alerts),
-    ):
+    for table, values in ((ObservationRow, observations), (Alert, alerts)):
         if values:
             db.execute(insert(table), values)
+    load_administrations(db, doses)  # the medications domain's table
     db.flush()
-    service.refresh_alerts(db)  # the census's open-alert summary, for every patient at once
+    refresh_alerts(db)  # the census's open-alert summary, for every patient at once
 
 
 def _trajectory(
@@ -272,7 +287,7 @@ def _trajectory(
                 "total": result.total,
                 "band_scheme_id": result.scheme_id,
                 "band_id": band_id,
-                "band_label": service.band_label(protocol, inst.id, result.total, result.band),
+                "band_label": band_label(protocol, inst.id, result.total, result.band),
                 "item_values": dict(result.item_values),
                 "flags": [f.id for f in result.flags],
                 "protocol_version_id": version_id,
@@ -324,7 +339,7 @@ def _doses(
                 "route": option.route or "oral",
                 "status": "completed",
                 "status_reason": "",
-                "indication": f"{service.short_name(plan.instrument)} {a['total']}"
+                "indication": f"{short_name(plan.instrument)} {a['total']}"
                 + (f" ({a['band_label']})" if a["band_label"] else ""),
                 "administered_at": given,
                 "performer_id": nurse_id,
@@ -377,14 +392,14 @@ def _escalations(
                 {
                     "patient_id": a["patient_id"],
                     "program_id": a["program_id"],
-                    "kind": service.OVERDUE_KIND if overdue else service.ALERT_KIND,
+                    "kind": OVERDUE_KIND if overdue else ALERT_KIND,
                     "rule_id": esc.rule_id,
                     "severity": esc.severity,
                     "for_role": "prescriber",
                     "title": esc.message,
                     "detail": esc.detail,
-                    "source": service.citation_text(protocol, esc.source),
-                    "related_type": service.QR,
+                    "source": citation_text(protocol, esc.source),
+                    "related_type": QR,
                     "related_id": str(aid),
                     "raised_at": raised,
                     "acknowledged_at": raised + timedelta(minutes=12) if old else None,
@@ -395,7 +410,10 @@ def _escalations(
                 }
             )
     assert state is not None
-    done = [SimpleNamespace(id=aid, **a) for aid, a in zip(plan.ids, plan.rows, strict=True)]
+    done = [
+        _Done(aid, a["instrument_id"], a["total"], a["assessed_at"])
+        for aid, a in zip(plan.ids, plan.rows, strict=True)
+    ]
     if monitoring is None:
         monitoring = MonitoringRow(
             episode_id=plan.episode.id,
@@ -409,14 +427,7 @@ def _escalations(
         )
         db.add(monitoring)
     monitoring.instrument_id = inst.id
-    service.fill_monitoring(
-        monitoring,
-        protocol,
-        plan.rows[-1]["protocol_version_id"],
-        done,  # type: ignore[arg-type]
-        state,
-        now,
-    )
+    fill_monitoring(monitoring, protocol, plan.rows[-1]["protocol_version_id"], done, state, now)
     monitoring.overdue_alerted = any(
         isinstance(rules.get(e.rule_id), OverdueRule) for e in state.escalations
     )
@@ -435,8 +446,6 @@ def _fired(
 
 
 def _may_fire(rule: Any, total: int, previous: int | None, inst: Any) -> bool:
-    from tandem.withdrawal.protocol import BandRule, RiseRule, TotalAtLeastRule
-
     if isinstance(rule, BandRule):
         band = inst.band_scheme.band_for(total) if inst.band_scheme else None
         return band is not None and band.id in rule.bands

@@ -1,4 +1,4 @@
-"""Withdrawal assessments and doses as FHIR R4B, and search values back from FHIR. Every resource
+"""Withdrawal assessments as FHIR R4B, and search values back from FHIR. Every resource
 built here is validated with `fhir.resources` before it leaves.
 
 Codes: an Observation carries Tandem's own code system `urn:tandem:instrument:<id>` (code
@@ -13,17 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from fhir.resources.R4B.medicationadministration import MedicationAdministration
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
 from tandem.instruments.engine import get_instrument, load_instruments
 from tandem.instruments.models import Coding, Instrument
 from tandem.instruments.questionnaire import to_questionnaire
-from tandem.medications.storage import MedicationAdministrationRow
 from tandem.withdrawal.storage import AssessmentRow, ObservationRow
 
-UCUM = "http://unitsofmeasure.org"
 SURVEY = {
     "system": "http://terminology.hl7.org/CodeSystem/observation-category",
     "code": "survey",
@@ -141,48 +138,6 @@ def observation(obs: ObservationRow, assessment: AssessmentRow) -> dict[str, Any
             {"text": f"Banded under protocol version {assessment.protocol_version}"}
         ]
     Observation.model_validate(resource)
-    return resource
-
-
-def medication_administration(
-    row: MedicationAdministrationRow, performer: str | None
-) -> dict[str, Any]:
-    dose = float(row.dose_value)
-    resource: dict[str, Any] = {
-        "resourceType": "MedicationAdministration",
-        "id": str(row.id),
-        "status": row.status,
-        "medicationCodeableConcept": {"text": row.medication_id},
-        "subject": {"reference": f"Patient/{row.patient_id}"},
-        "effectiveDateTime": _iso(row.administered_at),
-        "performer": [
-            {
-                "actor": {
-                    "identifier": {"system": "urn:tandem:user", "value": str(row.performer_id)},
-                    **({"display": performer} if performer else {}),
-                }
-            }
-        ],
-        "dosage": {
-            "text": row.medication_text,
-            "route": {"text": row.route},
-            "dose": {
-                "value": int(dose) if dose.is_integer() else dose,
-                "unit": row.dose_unit,
-                "system": UCUM,
-                "code": row.dose_unit,
-            },
-        },
-    }
-    if row.indication:
-        resource["reasonCode"] = [{"text": row.indication}]
-    if row.assessment_id is not None:
-        resource["supportingInformation"] = [
-            {"reference": f"QuestionnaireResponse/{row.assessment_id}"}
-        ]
-    if row.note:
-        resource["note"] = [{"text": row.note}]
-    MedicationAdministration.model_validate(resource)
     return resource
 
 

@@ -1,33 +1,41 @@
 """Nurse and prescriber pages for withdrawal monitoring: the detox census, the assessment form,
-the withdrawal context, doses given, and the withdrawal tab of the chart. Thin: parse, call the
-service (which asks the policy and audits), render."""
+the withdrawal context, doses given, and the withdrawal tab of the chart. Thin: parse, call one
+function of the domain (which asks the policy and audits), render. A form answered with its
+errors (422) records the refusal first (`access.refused`); the unit of work does the rest."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from tandem.access.guard import Access
 from tandem.access.policy import Permission, decide
-from tandem.access.queries import load_patient, patient_ref
+from tandem.access.queries import load_patient, patient_ref, read_row
+from tandem.clock import local, utcnow
 from tandem.errors import InvalidInput, NotFound
 from tandem.instruments.engine import InvalidAnswers, UnknownInstrument, get_instrument, parse_value
 from tandem.instruments.models import Instrument
 from tandem.kit import ChartTab, NavItem
+from tandem.medications.administrations import ADMINISTRATION
 from tandem.patients.pages import chart_page
-from tandem.storage.db import utcnow
 from tandem.storage.models import Patient
 from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, page_access
 from tandem.web.forms import local_datetime
 from tandem.web.rendering import render
-from tandem.withdrawal import charts, service
-from tandem.withdrawal.prn import ROUTES, dose_range
+from tandem.withdrawal import charts
+from tandem.withdrawal.assessments import QR, save_assessment
+from tandem.withdrawal.census import census, detox_units
+from tandem.withdrawal.chart import WithdrawalChart, withdrawal_chart
+from tandem.withdrawal.checks import HALF_LIFE, SUBSTANCES, ContextInput
+from tandem.withdrawal.context import CONDITION, record_context
+from tandem.withdrawal.doses import dose_options, record_dose
+from tandem.withdrawal.prn import ROUTES, DoseInput, dose_range
 from tandem.withdrawal.protocol import INSTRUMENT_IDS
+from tandem.withdrawal.protocols import program_protocol, short_name
 from tandem.withdrawal.storage import AssessmentRow
 
 router = APIRouter(include_in_schema=False, route_class=UnitOfWorkRoute)
@@ -51,11 +59,7 @@ def _patient(access: Access, patient_id: str) -> Patient:
 
 
 def _local_now(zone: str) -> str:
-    return utcnow().astimezone(ZoneInfo(zone)).strftime("%Y-%m-%dT%H:%M")
-
-
-def _local_input(text: str, zone: str, field: str, required: bool = True) -> datetime | None:
-    return local_datetime(text, zone, field, required)
+    return local(utcnow(), zone).strftime("%Y-%m-%dT%H:%M")
 
 
 # --------------------------------------------------------------------------- census
@@ -63,7 +67,7 @@ def _local_input(text: str, zone: str, field: str, required: bool = True) -> dat
 
 @router.get("/detox")
 def detox_home(request: Request, access: Access = Depends(page_access)) -> Response:
-    units = service.detox_units(access)
+    units = detox_units(access)
     if len(units) == 1:
         return RedirectResponse(f"/detox/units/{units[0].id}", status_code=303)
     return render(request, "withdrawal/units.html", active="detox", units=units)
@@ -77,7 +81,7 @@ def census_page(
     page: int = 1,
     access: Access = Depends(page_access),
 ) -> Response:
-    census = service.census(
+    shown = census(
         access,
         unit_id,
         query_text=str(request.url.query) or f"census unit={unit_id}",
@@ -86,11 +90,11 @@ def census_page(
     )
     every = min(max(every, 2), 600)
     context: dict[str, Any] = {
-        "census": census,
-        "zone": census.program.time_zone,
+        "census": shown,
+        "zone": shown.program.time_zone,
         "sparkline": charts.sparkline,
         "instrument_names": _instrument_names(),
-        "units": service.detox_units(access),
+        "units": detox_units(access),
         "refresh": every,
         "active": "detox",
         "duration": duration_text,
@@ -110,13 +114,13 @@ def duration_text(value: timedelta) -> str:
 
 
 def _instrument_names() -> dict[str, str]:
-    return {i: service.short_name(get_instrument(i)) for i in sorted(INSTRUMENT_IDS)}
+    return {i: short_name(get_instrument(i)) for i in sorted(INSTRUMENT_IDS)}
 
 
 # --------------------------------------------------------------------------- chart tab
 
 
-def _chart_series(chart: service.WithdrawalChart) -> list[dict[str, Any]]:
+def _chart_series(chart: WithdrawalChart) -> list[dict[str, Any]]:
     """Per instrument: the SVG chart and the score -> dose -> reassessment loop as rows."""
     out = []
     by_assessment: dict[int, list[Any]] = {}
@@ -162,7 +166,7 @@ def withdrawal_tab(
     access: Access = Depends(page_access),
 ) -> Response:
     patient = _patient(access, patient_id)
-    chart = service.withdrawal_chart(access, patient)
+    chart = withdrawal_chart(access, patient)
     ref = patient_ref(patient)
     saved_row = None
     if saved is not None:
@@ -179,13 +183,13 @@ def withdrawal_tab(
         now=utcnow(),
         instrument_names=_instrument_names(),
         instruments=[get_instrument(i) for i in chart.protocol.protocol.instruments],
-        substances=service.SUBSTANCES,
-        half_life=service.HALF_LIFE,
+        substances=SUBSTANCES,
+        half_life=HALF_LIFE,
         unverified=chart.protocol.protocol.unverified_items(),
-        may_assess=bool(decide(access.actor, Permission.CREATE, service.QR, ref)),
-        may_give=bool(decide(access.actor, Permission.CREATE, "MedicationAdministration", ref)),
-        may_context=bool(decide(access.actor, Permission.UPDATE, "Condition", ref)),
-        dose_options={a.id: service.dose_options(access.db, a) for a in chart.assessments[-3:]},
+        may_assess=bool(decide(access.actor, Permission.CREATE, QR, ref)),
+        may_give=bool(decide(access.actor, Permission.CREATE, ADMINISTRATION, ref)),
+        may_context=bool(decide(access.actor, Permission.UPDATE, CONDITION, ref)),
+        dose_options={a.id: dose_options(access.db, a) for a in chart.assessments[-3:]},
     )
 
 
@@ -200,7 +204,7 @@ def _instrument(instrument_id: str) -> Instrument:
 
 
 def _form_context(access: Access, patient: Patient, instrument: Instrument) -> dict[str, Any]:
-    current = service.program_protocol(access.db, patient.program_id)
+    current = program_protocol(access.db, patient.program_id)
     if instrument.id not in current.protocol.instruments:
         raise NotFound(
             f"{instrument.name} is not a withdrawal instrument of this program's protocol"
@@ -237,7 +241,7 @@ def assessment_form(
 
 
 @router.post("/patients/{patient_id}/withdrawal/assess")
-def save_assessment(
+def save_assessment_form(
     request: Request, patient_id: str, access: Access = Depends(csrf_form)
 ) -> Response:
     form = form_of(request)
@@ -249,12 +253,10 @@ def save_assessment(
     zone = patient.program.time_zone
     assessed_text = str(form.get("assessed_at", ""))
     try:
-        assessed_at = _local_input(assessed_text, zone, "assessed_at")
-        saved = service.save_assessment(access, patient_id, instrument.id, answers, assessed_at)
+        assessed_at = local_datetime(assessed_text, zone, "assessed_at")
+        saved = save_assessment(access, patient_id, instrument.id, answers, assessed_at)
     except InvalidAnswers as exc:
-        access.refused(
-            "create", f"invalid answers: {exc}", resource_type=service.QR, patient_id=patient_id
-        )
+        access.refused("create", f"invalid answers: {exc}", resource_type=QR, patient_id=patient_id)
         errors = {e.item_id: e.message for e in exc.errors}
         return chart_page(
             request,
@@ -269,9 +271,7 @@ def save_assessment(
             **context,
         )
     except InvalidInput as exc:
-        access.refused(
-            "create", f"invalid input: {exc}", resource_type=service.QR, patient_id=patient_id
-        )
+        access.refused("create", f"invalid input: {exc}", resource_type=QR, patient_id=patient_id)
         return chart_page(
             request,
             access,
@@ -302,7 +302,7 @@ def _context_values(row: Any, zone: str) -> dict[str, str]:
 
     return {
         "substance": row.substance,
-        "last_use_at": row.last_use_at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%dT%H:%M")
+        "last_use_at": local(row.last_use_at, zone).strftime("%Y-%m-%dT%H:%M")
         if row.last_use_at
         else "",
         "opioid_half_life_class": row.opioid_half_life_class or "",
@@ -338,8 +338,8 @@ def _context_page(
         "withdrawal/context.html",
         status_code=status_code,
         values=values,
-        substances=service.SUBSTANCES,
-        half_life=service.HALF_LIFE,
+        substances=SUBSTANCES,
+        half_life=HALF_LIFE,
         questions=CONTEXT_QUESTIONS,
         form_error=error,
     )
@@ -350,7 +350,7 @@ def context_form(
     request: Request, patient_id: str, access: Access = Depends(page_access)
 ) -> Response:
     patient = _patient(access, patient_id)
-    chart = service.withdrawal_chart(access, patient)
+    chart = withdrawal_chart(access, patient)
     return _context_page(request, access, patient, _context_values(chart.context, chart.zone))
 
 
@@ -366,12 +366,12 @@ def save_context(
         for key in CONTEXT_QUESTIONS:
             if values[key] not in TRI_STATE:
                 raise InvalidInput(key, "answer yes, no or not recorded")
-        service.record_context(
+        record_context(
             access,
             patient_id,
-            service.ContextInput(
+            ContextInput(
                 substance=values["substance"],
-                last_use_at=_local_input(
+                last_use_at=local_datetime(
                     values["last_use_at"], patient.program.time_zone, "last_use_at", required=False
                 ),
                 opioid_half_life_class=values["opioid_half_life_class"] or None,
@@ -381,7 +381,7 @@ def save_context(
         )
     except InvalidInput as exc:
         access.refused(
-            "update", f"invalid input: {exc}", resource_type="Condition", patient_id=patient_id
+            "update", f"invalid input: {exc}", resource_type=CONDITION, patient_id=patient_id
         )
         return _context_page(request, access, patient, values, 422, exc)
     return RedirectResponse(f"/patients/{patient_id}/withdrawal?flash=saved", status_code=303)
@@ -391,8 +391,11 @@ def save_context(
 
 
 def _assessment(access: Access, patient: Patient, assessment_id: str) -> AssessmentRow:
-    row = access.db.get(AssessmentRow, int(assessment_id)) if assessment_id.isdigit() else None
-    if row is None or row.patient_id != patient.id:
+    """The assessment a dose answers, read through the policy (and audited)."""
+    if not assessment_id.isdigit() or len(assessment_id) > 18:
+        raise NotFound("that assessment is not known for this patient")
+    row = read_row(access, QR, AssessmentRow, int(assessment_id))
+    if row.patient_id != patient.id:
         raise NotFound("that assessment is not known for this patient")
     return row
 
@@ -406,7 +409,7 @@ def _dose_page(
     status_code: int = 200,
     error: InvalidInput | None = None,
 ) -> Response:
-    options = service.dose_options(access.db, assessment)
+    options = dose_options(access.db, assessment)
     return chart_page(
         request,
         access,
@@ -417,7 +420,7 @@ def _dose_page(
         assessment=assessment,
         instrument=get_instrument(assessment.instrument_id),
         options=options,
-        short_name=service.short_name(get_instrument(assessment.instrument_id)),
+        short_name=short_name(get_instrument(assessment.instrument_id)),
         ranges=[dose_range(o.dose_text) for o in options],
         routes=ROUTES,
         values=values,
@@ -447,12 +450,13 @@ def save_dose(request: Request, patient_id: str, access: Access = Depends(csrf_f
     try:
         if not values["suggestion"].isdigit():
             raise InvalidInput("suggestion", "choose one of the protocol's suggestions")
-        when = _local_input(values["administered_at"], patient.program.time_zone, "administered_at")
-        assert when is not None
-        service.record_dose(
+        when = local_datetime(
+            values["administered_at"], patient.program.time_zone, "administered_at"
+        )
+        record_dose(
             access,
             patient_id,
-            service.DoseInput(
+            DoseInput(
                 assessment_id=row.id,
                 suggestion=int(values["suggestion"]),
                 dose=values["dose"],
@@ -466,7 +470,7 @@ def save_dose(request: Request, patient_id: str, access: Access = Depends(csrf_f
         access.refused(
             "create",
             f"invalid input: {exc}",
-            resource_type="MedicationAdministration",
+            resource_type=ADMINISTRATION,
             patient_id=patient_id,
         )
         return _dose_page(request, access, patient, row, values, 422, exc)

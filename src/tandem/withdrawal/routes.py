@@ -1,5 +1,6 @@
 """FHIR routes for withdrawal monitoring: Questionnaire, QuestionnaireResponse (scored and stored
-exactly as the assessment form does), Observation and MedicationAdministration searches."""
+exactly as the assessment form does) and Observation. The doses given (MedicationAdministration)
+are the medications domain's (`medications/administration_routes.py`)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ from sqlalchemy import select
 from tandem.access.guard import Access
 from tandem.fhir.capability import ResourceSupport, SearchParam
 from tandem.fhir.http import (
-    MAX_COUNT,
+    PAGING,
+    PATIENT,
+    base_url,
     fhir_body,
     fhir_response,
     fhir_router,
+    int_id,
     paging,
+    patient_param,
     searchset,
 )
 from tandem.fhir.outcome import FhirError, FhirJSONResponse, issue, operation_outcome
@@ -33,19 +38,16 @@ from tandem.instruments.questionnaire import (
 from tandem.storage.models import User
 from tandem.web.deps import api_access
 from tandem.withdrawal import fhir as mapping
-from tandem.withdrawal import service
+from tandem.withdrawal.assessments import get_assessment, save_assessment
+from tandem.withdrawal.observations import ObservationQuery, get_observation
+from tandem.withdrawal.observations import search_observations as find_observations
 
 router = fhir_router()
-
-_PAGING = (
-    SearchParam("_count", "number", f"page size, at most {MAX_COUNT}"),
-    SearchParam("_offset", "number", "where the page starts (follow the next link)"),
-)
 FHIR_RESOURCES = (
     ResourceSupport(
         type="Questionnaire",
         interactions=("read", "search-type"),
-        search_params=_PAGING,
+        search_params=PAGING,
         documentation="Every instrument Tandem scores (withdrawal scales and the recovery scales).",
     ),
     ResourceSupport(
@@ -59,7 +61,7 @@ FHIR_RESOURCES = (
         type="Observation",
         interactions=("read", "search-type"),
         search_params=(
-            SearchParam("patient", "reference", "Patient/<id> or <id>"),
+            PATIENT,
             SearchParam(
                 "code",
                 "token",
@@ -69,34 +71,10 @@ FHIR_RESOURCES = (
             SearchParam(
                 "date", "date", "effective time; prefixes eq, ge, gt, le, lt; repeat for a range"
             ),
-            *_PAGING,
+            *PAGING,
         ),
     ),
-    ResourceSupport(
-        type="MedicationAdministration",
-        interactions=("read", "search-type"),
-        search_params=(SearchParam("patient", "reference", "Patient/<id> or <id>"), *_PAGING),
-    ),
 )
-
-
-def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/fhir"
-
-
-def _patient_param(request: Request) -> str | None:
-    values = request.query_params.getlist("patient") + request.query_params.getlist("subject")
-    if not values:
-        return None
-    if len(values) > 1:
-        raise FhirError(400, "not-supported", "give one patient", ["patient"])
-    return values[0].removeprefix("Patient/")
-
-
-def _int_id(raw: str, resource_type: str) -> int:
-    if not raw.isdigit():
-        raise FhirError(404, "not-found", f"{resource_type}/{raw} is not known")
-    return int(raw)
 
 
 # --------------------------------------------------------------------------- Questionnaire
@@ -107,7 +85,7 @@ def search_questionnaires(request: Request, access: Access = Depends(api_access)
     count, offset = paging(request, set())
     instruments = sorted(load_instruments().values(), key=lambda i: i.id)
     page = instruments[offset : offset + count]
-    resources = [mapping.questionnaire(i, _base(request)) for i in page]
+    resources = [mapping.questionnaire(i, base_url(request)) for i in page]
     return fhir_response(
         searchset(
             request, "Questionnaire", resources, count, offset, offset + count < len(instruments)
@@ -125,7 +103,7 @@ def read_questionnaire(
         raise FhirError(
             404, "not-found", f"Questionnaire/{questionnaire_id} is not known"
         ) from None
-    return fhir_response(mapping.questionnaire(instrument, _base(request)))
+    return fhir_response(mapping.questionnaire(instrument, base_url(request)))
 
 
 # --------------------------------------------------------------------------- QuestionnaireResponse
@@ -184,7 +162,7 @@ def create_questionnaire_response(
     except InvalidAnswers as exc:
         return _refuse_answers(access, exc)
     try:
-        saved = service.save_assessment(
+        saved = save_assessment(
             access,
             subject.removeprefix("Patient/"),
             instrument.id,
@@ -194,8 +172,10 @@ def create_questionnaire_response(
         )
     except InvalidAnswers as exc:
         return _refuse_answers(access, exc)
-    resource = mapping.questionnaire_response(saved.assessment, _base(request), access.actor.label)
-    location = f"{_base(request)}/QuestionnaireResponse/{saved.assessment.id}"
+    resource = mapping.questionnaire_response(
+        saved.assessment, base_url(request), access.actor.label
+    )
+    location = f"{base_url(request)}/QuestionnaireResponse/{saved.assessment.id}"
     return fhir_response(resource, 201, {"Location": location})
 
 
@@ -216,9 +196,9 @@ def _refuse_answers(access: Access, exc: InvalidAnswers) -> Response:
 def read_questionnaire_response(
     response_id: str, request: Request, access: Access = Depends(api_access)
 ) -> Response:
-    row = service.get_assessment(access, _int_id(response_id, "QuestionnaireResponse"))
+    row = get_assessment(access, int_id(response_id, "QuestionnaireResponse"))
     author = access.db.scalar(select(User.display_name).where(User.id == row.recorded_by))
-    resource = mapping.questionnaire_response(row, _base(request), author)
+    resource = mapping.questionnaire_response(row, base_url(request), author)
     return fhir_response(resource)
 
 
@@ -234,51 +214,21 @@ def search_observations(request: Request, access: Access = Depends(api_access)) 
         dates = mapping.parse_dates(params.getlist("date"))
     except mapping.SearchValueError as exc:
         raise FhirError(400, "invalid", str(exc), [exc.param]) from None
-    query = service.ObservationQuery(
-        patient_id=_patient_param(request),
+    query = ObservationQuery(
+        patient_id=patient_param(request),
         codes=codes,
         date_ge=dates.ge,
         date_lt=dates.lt,
         count=count,
         offset=offset,
     )
-    rows, has_more = service.search_observations(access, query, query_text=str(request.url.query))
+    rows, has_more = find_observations(access, query, query_text=str(request.url.query))
     resources = [mapping.observation(obs, assessment) for obs, assessment in rows]
     return fhir_response(searchset(request, "Observation", resources, count, offset, has_more))
 
 
 @router.get("/Observation/{observation_id}")
 def read_observation(observation_id: str, access: Access = Depends(api_access)) -> Response:
-    obs, assessment = service.get_observation(access, _int_id(observation_id, "Observation"))
+    obs, assessment = get_observation(access, int_id(observation_id, "Observation"))
     resource = mapping.observation(obs, assessment)
-    return fhir_response(resource)
-
-
-# --------------------------------------------------------------------------- MedicationAdministration
-
-
-def _performers(access: Access, ids: set[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    return dict(access.db.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all())
-
-
-@router.get("/MedicationAdministration")
-def search_administrations(request: Request, access: Access = Depends(api_access)) -> Response:
-    count, offset = paging(request, {"patient", "subject"})
-    rows, has_more = service.search_administrations(
-        access, _patient_param(request), count, offset, query_text=str(request.url.query)
-    )
-    names = _performers(access, {r.performer_id for r in rows})
-    resources = [mapping.medication_administration(r, names.get(r.performer_id)) for r in rows]
-    return fhir_response(
-        searchset(request, "MedicationAdministration", resources, count, offset, has_more)
-    )
-
-
-@router.get("/MedicationAdministration/{administration_id}")
-def read_administration(administration_id: str, access: Access = Depends(api_access)) -> Response:
-    row = service.get_administration(access, _int_id(administration_id, "MedicationAdministration"))
-    names = _performers(access, {row.performer_id})
-    resource = mapping.medication_administration(row, names.get(row.performer_id))
     return fhir_response(resource)
