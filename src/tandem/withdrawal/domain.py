@@ -2,21 +2,8 @@
 
 from datetime import timedelta
 
-from sqlalchemy.orm import Session
-
 from tandem.kit import Domain, Job
-from tandem.storage.models import Episode
 from tandem.withdrawal import assessments, census, cli, demo, pages, routes, storage
-
-
-def _episode_changed(db: Session, episode: object) -> None:
-    # The patients domain calls episode listeners with the Episode (patients/episodes.py);
-    # kit.Domain still types them as (db, patient id), so the listener takes any value and
-    # checks it.
-    if not isinstance(episode, Episode):
-        raise TypeError(f"an episode listener needs an Episode, got {type(episode).__name__}")
-    storage.episode_changed(db, episode)
-
 
 DOMAIN = Domain(
     name="withdrawal",
@@ -28,7 +15,7 @@ DOMAIN = Domain(
     demo_steps=(("Detox assessments", demo.detox_assessments),),
     cli=(("withdrawal", cli.withdrawal_app),),
     alert_listeners=(assessments.refresh_alerts,),
-    episode_listeners=(_episode_changed,),
+    episode_listeners=(storage.episode_changed,),
     jobs=(
         Job(
             "withdrawal.overdue",
