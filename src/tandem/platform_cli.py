@@ -116,12 +116,9 @@ def served_app() -> FastAPI:
     """The app as `tandem serve` runs it in each worker process: settings from the environment
     (TANDEM_*, inherited from the parent), the scheduler started by its lifespan. Migrations and
     planner statistics are the parent's, done once before any worker starts."""
-    from tandem import scheduler
     from tandem.web.app import create_app
 
-    app = create_app(Settings())
-    scheduler.attach(app)
-    return app
+    return create_app(Settings(), run_jobs=True)
 
 
 def serve(
@@ -150,6 +147,10 @@ def serve(
         workers=workers,
         log_level="warning",
         access_log=False,
+        # A new worker answers the supervisor's health check only once it has imported the
+        # `tandem` script (the whole CLI); on a busy machine that takes more than uvicorn's
+        # default 5 s, and the worker is killed and started again, for ever.
+        timeout_worker_healthcheck=60,
     )
 
 
