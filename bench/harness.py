@@ -1,0 +1,232 @@
+"""What bench/api.py and bench/profile_api.py share: `tandem serve` as a subprocess, the load
+generator (bench/loadgen.py) as another, and the CPU each of them spent (from /proc)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).parent
+TANDEM = str(Path(sys.executable).with_name("tandem"))
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def descendants(pid: int) -> list[int]:
+    """The process and every process under it (uvicorn's workers, multiprocessing's tracker)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat(int(entry))
+            if fields is not None:
+                parents.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(parents.get(current, []))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far."""
+    total = 0
+    for pid in pids:
+        fields = _stat(pid)
+        if fields is not None:
+            total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+@dataclass
+class Served:
+    base: str
+    host: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def pids(self) -> list[int]:
+        return descendants(self.process.pid)
+
+    def workers(self) -> list[int]:
+        """uvicorn's worker processes (not the parent, not multiprocessing's resource tracker)."""
+        found = []
+        for pid in self.pids():
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+                found.append(pid)
+        return found
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pids())
+
+
+@contextmanager
+def serve(database_url: str, workers: int, env: dict[str, str] | None = None) -> Iterator[Served]:
+    """`tandem serve --workers N` on a free loopback port, until the block ends."""
+    port = free_port()
+    log = Path(tempfile.mkstemp(prefix="tandem-serve-", suffix=".log")[1])
+    environment = {
+        **os.environ,
+        "TANDEM_DATABASE_URL": database_url,
+        "TANDEM_COOKIE_SECURE": "false",  # plain http on loopback
+        **(env or {}),
+    }
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [TANDEM, "serve", "--workers", str(workers), "--port", str(port)],
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    served = Served(f"http://127.0.0.1:{port}", "127.0.0.1", port, process, log)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"tandem serve exited:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{served.base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"tandem serve did not answer in 120 s:\n{log.read_text()}")
+            time.sleep(0.2)
+        while len(served.workers()) < workers and time.monotonic() < deadline:
+            time.sleep(0.2)  # every worker up before anything is timed
+        # ... and done importing: its CPU time stops growing.
+        last = cpu_seconds(served.workers())
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            now = cpu_seconds(served.workers())
+            if now - last < 0.05:
+                break
+            last = now
+        # A request to each worker's pool before timing (several connections, new each time).
+        for _ in range(4 * workers):
+            httpx.get(f"{served.base}/healthz", headers={"Connection": "close"}, timeout=10)
+        yield served
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        log.unlink(missing_ok=True)
+
+
+def request_text(method: str, path: str, headers: dict[str, str], body: bytes | None = None) -> str:
+    """One HTTP/1.1 request as the load generator sends it (latin-1 safe text)."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}")
+    return "\r\n".join(lines) + "\r\n\r\n" + (body.decode("latin-1") if body else "")
+
+
+@dataclass
+class LoadResult:
+    wall: float
+    client_cpu: float
+    server_cpu: float
+    transport_errors: int
+    kinds: dict[str, dict[str, Any]]
+
+    @property
+    def total(self) -> int:
+        return sum(len(k["latencies_ms"]) for k in self.kinds.values())
+
+    @property
+    def errors(self) -> int:
+        return sum(int(k["errors"]) for k in self.kinds.values())
+
+    def latencies(self, kind: str | None = None) -> list[float]:
+        if kind is not None:
+            return list(self.kinds[kind]["latencies_ms"])
+        return [t for k in self.kinds.values() for t in k["latencies_ms"]]
+
+
+def load(
+    served: Served,
+    kinds: list[dict[str, Any]],
+    connections: int,
+    seconds: float,
+    *,
+    limit: int = 0,
+    warmup: int = 3,
+    seed: int = 1,
+) -> LoadResult:
+    """Run bench/loadgen.py against the server; the server's CPU is measured around it."""
+    plan = {
+        "host": served.host,
+        "port": served.port,
+        "connections": connections,
+        "seconds": seconds,
+        "limit": limit,
+        "warmup": warmup,
+        "seed": seed,
+        "kinds": kinds,
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(plan, f)
+    try:
+        cpu_before = served.cpu()
+        result = subprocess.run(
+            [sys.executable, str(HERE / "loadgen.py"), f.name],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 600,
+            check=False,
+        )
+        cpu_after = served.cpu()
+    finally:
+        os.unlink(f.name)
+    if result.returncode != 0:
+        raise RuntimeError(f"loadgen failed: {result.stderr[-3000:]}")
+    data = json.loads(result.stdout)
+    return LoadResult(
+        data["wall"],
+        data["client_cpu"],
+        cpu_after - cpu_before,  # includes warm-up requests: a slight overestimate
+        data["transport_errors"],
+        data["kinds"],
+    )
+
+
+def quantile(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) by the nearest-rank method; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))]
