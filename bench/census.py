@@ -9,10 +9,10 @@ bulk-loaded with executemany (SQLite) or COPY (PostgreSQL), answer sets scored b
 instrument engine; one monitoring row per patient computed by the real monitoring core. Then, in
 the same run and on the same database:
 
-  census        tandem.withdrawal.service.census_rows: the one census statement through the ORM
+  census        tandem.withdrawal.census.census_rows: the one census statement through the ORM
                 session, every row built and sorted with the monitoring core's census key
   census (bare) the same compiled SQL through the bare driver (sqlite3 / psycopg), fetchall only
-  save          tandem.withdrawal.service.save_assessment + commit: validate, score, store the
+  save          tandem.withdrawal.assessments.save_assessment + commit: validate, score, store the
                 response and its Observations, re-evaluate, rewrite the monitoring row, alerts
 
 It also counts the statements the census issues (it must be one, whatever the size).
@@ -49,7 +49,9 @@ from tandem.instruments.models import Instrument
 from tandem.storage.db import make_engine, make_sessionmaker, session_scope
 from tandem.storage.migrate import upgrade
 from tandem.storage.models import User
-from tandem.withdrawal import service
+from tandem.withdrawal import assessments as assessment_service
+from tandem.withdrawal import census as census_queries
+from tandem.withdrawal import protocols
 from tandem.withdrawal.demo import demo_protocol
 from tandem.withdrawal.monitoring import ScoredAssessment, evaluate
 from tandem.withdrawal.storage import MonitoringRow
@@ -120,7 +122,7 @@ def answer_pool(
                 dict(result.item_values),
                 result.total,
                 result.band.id if result.band else None,
-                service.band_label(protocol, instrument.id, result.total, result.band),
+                protocols.band_label(protocol, instrument.id, result.total, result.band),
                 result.scheme_id,
                 [f.id for f in result.flags],
             )
@@ -152,7 +154,7 @@ def _prepare(url: str) -> tuple[int, int, int, int]:
         nurse = accounts.create_user(
             db, "nurse@bench.tandem.test", "Bench Nurse", "nurse", "bench-password-1", [program.id]
         )
-        version = service.set_program_protocol(db, program.id, demo_protocol(), origin="program")
+        version = protocols.set_program_protocol(db, program.id, demo_protocol(), origin="program")
         assert version.version_id is not None
         ids = (program.id, unit.id, nurse.id, version.version_id)
     engine.dispose()
@@ -299,7 +301,7 @@ def generate(
             SimpleNamespace(id=aid, total=a.total, assessed_at=when, instrument_id=instrument_id)
             for aid, a, when in tail
         ]
-        service.fill_monitoring(row, protocol, version_id, done, state, now)  # type: ignore[arg-type]
+        assessment_service.fill_monitoring(row, protocol, version_id, done, state, now)  # type: ignore[arg-type]
         monitoring.append(
             (
                 episode_id,
@@ -414,7 +416,7 @@ def refresh_alert_summaries(url: str) -> None:
     """The census reads each patient's open-alert summary from the monitoring row (one UPDATE)."""
     engine = make_engine(url)
     with session_scope(make_sessionmaker(engine)) as db:
-        service.refresh_alerts(db)
+        assessment_service.refresh_alerts(db)
     engine.dispose()
 
 
@@ -587,7 +589,7 @@ def time_census(
             if i == 3:
                 event.listen(engine, "before_cursor_execute", count)
             started = time.perf_counter()
-            result, counts = service.census_rows(db, world.unit_id, now, limit)
+            result, counts = census_queries.census_rows(db, world.unit_id, now, limit)
             elapsed = time.perf_counter() - started
             if i == 3:
                 event.remove(engine, "before_cursor_execute", count)
@@ -604,7 +606,9 @@ def time_bare(
 ) -> Timing:
     """The census statement the service runs, compiled once, through the bare driver."""
     now = datetime.now(UTC)
-    compiled = service.census_statement(world.unit_id, now, limit).compile(dialect=engine.dialect)
+    compiled = census_queries.census_statement(world.unit_id, now, limit).compile(
+        dialect=engine.dialect
+    )
     sql = str(compiled)
 
     def bind(value: Any) -> Any:  # what the UTCDateTime column type does on the way in
@@ -657,7 +661,7 @@ def time_saves(engine: Engine, world: World, saves: int, seed: int) -> Timing:
         with sessions() as db:
             access = Access(actor, Origin(channel="web"), db, sessions)
             started = time.perf_counter()
-            service.save_assessment(access, patient_id, instrument_id, answer.values)
+            assessment_service.save_assessment(access, patient_id, instrument_id, answer.values)
             db.commit()
             elapsed = time.perf_counter() - started
         if i >= 3:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from tandem.alerts.models import Alert
 from tandem.storage.db import session_scope, utcnow
 from tandem.storage.models import AuditEntry, User
-from tandem.withdrawal import service
+from tandem.withdrawal import assessments
 from tests.conftest import World, sign_in
 from tests.withdrawal.helpers import access_for, admit_to_detox, ciwa_answers
 
@@ -19,7 +19,7 @@ from tests.withdrawal.helpers import access_for, admit_to_detox, ciwa_answers
 def _escalate(sessions, world: World, patient_id: str, total: int, hours_ago: float = 0.1) -> None:  # type: ignore[no-untyped-def]
     with session_scope(sessions) as db:
         access = access_for(sessions, db, world)
-        service.save_assessment(
+        assessments.save_assessment(
             access,
             patient_id,
             "ciwa_ar",

@@ -39,10 +39,10 @@ def test_importing_every_module_registers_no_listener() -> None:
 
 
 def test_a_service_imported_alone_still_reaches_every_listener() -> None:
-    """Importing `medications.service` alone used to leave the alert listeners empty."""
+    """Importing a medications service alone used to leave the alert listeners empty."""
     out = _run(
         """
-        import tandem.medications.service
+        import tandem.medications.missed_doses
         from tandem.domains import alert_listeners, episode_listeners
         print(sorted(f"{f.__module__}.{f.__name__}" for f in alert_listeners()))
         print(sorted(f"{f.__module__}.{f.__name__}" for f in episode_listeners()))
