@@ -2,12 +2,13 @@
 reason); a patient's report says it was taken or missed. Each record names the planned dose it
 is about, and is followed by the missed-dose check of that plan.
 
-Plan doses given are MedicationAdministration rows, in the table the withdrawal domain's
-as-needed doses share (their FHIR routes serve both)."""
+Plan doses given are MedicationAdministration rows, written (like the detox unit's as-needed
+doses) by `administrations.record_given`, the one writer of that table."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import select
 
@@ -15,6 +16,7 @@ from tandem.access.guard import Access
 from tandem.access.policy import Permission
 from tandem.access.queries import load_patient
 from tandem.clock import utcnow
+from tandem.medications.administrations import DoseGiven, record_given
 from tandem.medications.dose_calendar import planned_dose
 from tandem.medications.missed_doses import raise_missed_dose_alert
 from tandem.medications.monograph import load_monograph
@@ -73,37 +75,29 @@ def record_administration(
     )
     planned = planned_dose(row, patient, due_at, now).planned
     mono = load_monograph(row.medication_id)
-    admin = MedicationAdministrationRow(
-        patient_id=patient.id,
-        program_id=patient.program_id,
-        medication_id=row.medication_id,
-        medication_text=f"{mono.name} {planned.mg:g} mg",
-        dose_value=planned.mg,
-        dose_unit="mg",
-        route=mono.dosing.route or "oral",
-        status="completed" if given else "not-done",
-        status_reason=checked.reason,
-        indication="",
-        administered_at=checked.administered_at,
-        performer_id=access.actor.user_id,
-        dose_plan_id=row.id,
-        note=checked.note,
-        recorded_at=now,
+    admin = record_given(
+        access,
+        patient,
+        DoseGiven(
+            medication_id=row.medication_id,
+            medication_text=f"{mono.name} {planned.mg:g} mg",
+            dose_value=Decimal(str(planned.mg)),
+            dose_unit="mg",
+            route=mono.dosing.route or "oral",
+            administered_at=checked.administered_at,
+            status="completed" if given else "not-done",
+            status_reason=checked.reason,
+            note=checked.note,
+            dose_plan_id=row.id,
+        ),
+        now=now,
+        detail=f"dose plan {row.id}, {planned.time_slot} {planned.mg:g} mg, "
+        f"{'given' if given else 'not given'}",
     )
-    access.db.add(admin)
-    access.db.flush()
     access.db.add(
         AdministrationDueRow(administration_id=admin.id, dose_plan_id=row.id, due_at=due_at)
     )
     access.db.flush()
-    access.audit(
-        "create",
-        resource_type=ADMINISTRATION,
-        resource_id=str(admin.id),
-        patient_id=patient.id,
-        detail=f"dose plan {row.id}, {planned.time_slot} {planned.mg:g} mg, "
-        f"{'given' if given else 'not given'}",
-    )
     raise_missed_dose_alert(access, patient, row, now)
     return admin
 
