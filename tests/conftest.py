@@ -23,6 +23,11 @@ from tandem.storage.db import make_engine, make_sessionmaker
 from tandem.storage.migrate import upgrade
 from tandem.storage.registry import metadata
 
+# Every FHIR resource the app sends in a test is validated against fhir.resources (servers skip
+# it for speed; see tandem.fhir.output). Set before any Settings is read, servers started by
+# tests inherit it.
+os.environ.setdefault("TANDEM_VALIDATE_FHIR_OUTPUT", "true")
+
 PG_URL = os.environ.get(
     "TANDEM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

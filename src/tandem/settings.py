@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     login_window_minutes: int = Field(default=15, ge=1)
     cookie_secure: bool = True
     trust_forwarded_for: bool = False
+    # Validate every FHIR resource Tandem sends against fhir.resources (the tests do; costly).
+    validate_fhir_output: bool = False
 
     @field_validator("database_url")
     @classmethod

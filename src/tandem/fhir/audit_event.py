@@ -17,6 +17,7 @@ from tandem.errors import InvalidInput
 from tandem.fhir.capability import ResourceSupport, SearchParam
 from tandem.fhir.http import fhir_router, paging, searchset
 from tandem.fhir.outcome import FhirError, FhirJSONResponse
+from tandem.fhir.output import checked
 from tandem.patients.records import parse_date_filter
 from tandem.storage.models import AuditEntry
 from tandem.web.deps import api_access
@@ -134,7 +135,7 @@ def to_fhir(entry: AuditEntry) -> dict[str, Any]:
         )
     if entities:
         resource["entity"] = entities
-    return AuditEvent.model_validate(resource).model_dump(mode="json", exclude_none=True)
+    return checked(AuditEvent, resource)
 
 
 def _guard(access: Access) -> None:

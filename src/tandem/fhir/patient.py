@@ -9,6 +9,7 @@ from fhir.resources.R4B.patient import Patient as FhirPatient
 from pydantic import ValidationError
 
 from tandem.fhir.outcome import FhirError
+from tandem.fhir.output import checked
 from tandem.patients.records import Identifier, PatientRecord
 from tandem.storage.models import Patient
 
@@ -81,7 +82,7 @@ def to_fhir(patient: Patient) -> dict[str, Any]:
         resource["gender"] = patient.gender
     if patient.birth_date:
         resource["birthDate"] = patient.birth_date.isoformat()
-    return FhirPatient.model_validate(resource).model_dump(mode="json", exclude_none=True)
+    return checked(FhirPatient, resource)
 
 
 def from_fhir(body: Any) -> tuple[PatientRecord, int | None]:

@@ -23,6 +23,7 @@ from tandem.fhir.http import (
     patient_param,
     searchset,
 )
+from tandem.fhir.output import checked
 from tandem.medications import administrations
 from tandem.medications.administrations import ADMINISTRATION
 from tandem.medications.storage import MedicationAdministrationRow
@@ -85,7 +86,7 @@ def medication_administration(
         ]
     if row.note:
         resource["note"] = [{"text": row.note}]
-    MedicationAdministration.model_validate(resource)
+    checked(MedicationAdministration, resource)
     return resource
 
 

@@ -19,6 +19,7 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.medicationstatement import MedicationStatement
 from pydantic import ValidationError
 
+from tandem.fhir.output import checked
 from tandem.medications.dose import Frequency
 from tandem.medications.dose_plan import ScheduledDose, StepSpec
 from tandem.medications.fhir_mapping import UCUM, _medication_concept, to_medication_request
@@ -86,7 +87,7 @@ def medication_request(row: DosePlanRow, status: str, prescriber: str | None) ->
     resource["note"] = notes + resource.get("note", [])
     if row.replaces_id is not None:
         resource["priorPrescription"] = {"reference": f"MedicationRequest/{row.replaces_id}"}
-    MedicationRequest.model_validate(resource)
+    checked(MedicationRequest, resource)
     return resource
 
 
@@ -128,7 +129,7 @@ def medication_statement(row: MedicationStatementRow, recorder: str | None) -> d
     }
     if not row.taken and row.reason:
         resource["statusReason"] = [{"text": row.reason}]
-    MedicationStatement.model_validate(resource)
+    checked(MedicationStatement, resource)
     return resource
 
 
@@ -152,7 +153,7 @@ def adverse_event(row: SideEffectRow, label: str, recorder: str | None) -> dict[
         },
         "suspectEntity": [{"instance": {"display": load_monograph(row.medication_id).name}}],
     }
-    AdverseEvent.model_validate(resource)
+    checked(AdverseEvent, resource)
     return resource
 
 

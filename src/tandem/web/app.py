@@ -24,6 +24,7 @@ from tandem.access import audit
 from tandem.access.guard import Access, AccessDenied
 from tandem.errors import Conflict, InvalidInput, NotFound
 from tandem.fhir.outcome import FhirError, outcome_response, validation_outcome
+from tandem.fhir.output import check_output
 from tandem.settings import Settings, get_settings
 from tandem.storage.db import make_engine, make_sessionmaker
 from tandem.web.deps import ApiUnauthorized, CsrfFailed, LoginRequired, client_ip, login_url
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
         lifespan=lifespan,
     )
     app.state.settings = settings
+    check_output(settings.validate_fhir_output)
     app.state.engine = make_engine(settings.database_url)
     app.state.sessions = make_sessionmaker(app.state.engine)
 

@@ -16,6 +16,7 @@ from typing import Any
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
+from tandem.fhir.output import checked
 from tandem.instruments.engine import get_instrument, load_instruments
 from tandem.instruments.models import Coding, Instrument
 from tandem.instruments.questionnaire import to_questionnaire
@@ -55,7 +56,7 @@ def questionnaire(instrument: Instrument, base_url: str) -> dict[str, Any]:
     resource["url"] = f"{base_url}/Questionnaire/{resource['id']}"
     from fhir.resources.R4B.questionnaire import Questionnaire
 
-    Questionnaire.model_validate(resource)
+    checked(Questionnaire, resource)
     return resource
 
 
@@ -101,7 +102,7 @@ def questionnaire_response(
     }
     if author:
         resource["author"] = {"display": author}
-    QuestionnaireResponse.model_validate(resource)
+    checked(QuestionnaireResponse, resource)
     return resource
 
 
@@ -137,7 +138,7 @@ def observation(obs: ObservationRow, assessment: AssessmentRow) -> dict[str, Any
         resource["note"] = [
             {"text": f"Banded under protocol version {assessment.protocol_version}"}
         ]
-    Observation.model_validate(resource)
+    checked(Observation, resource)
     return resource
 
 
