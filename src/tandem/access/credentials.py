@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from tandem.access.policy import Actor, Role
 from tandem.access.scopes import parse_scopes
@@ -146,7 +146,11 @@ def find_session(
 ) -> SessionLookup:
     """The live session for a cookie. Only what a person does keeps it alive: a page's own
     automatic refresh (`person_active=False`) reads through it without postponing the timeout."""
-    web_session = db.get(WebSession, _digest(cookie_value))
+    web_session = db.get(
+        WebSession,
+        _digest(cookie_value),
+        options=[joinedload(WebSession.user).selectinload(User.memberships)],
+    )
     if web_session is None or web_session.ended_at is not None:
         return SessionLookup(None)
     if not web_session.user.active:
@@ -207,7 +211,11 @@ def create_token(
 
 
 def find_token(db: Session, secret: str, now: datetime) -> ApiToken | None:
-    token = db.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(secret)))
+    token = db.scalar(
+        select(ApiToken)
+        .where(ApiToken.token_hash == _digest(secret))
+        .options(joinedload(ApiToken.user).selectinload(User.memberships))
+    )
     if token is None or token.revoked_at is not None or not token.user.active:
         return None
     if token.expires_at is not None and token.expires_at <= now:

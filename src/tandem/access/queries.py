@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, Select, false, select
-from sqlalchemy.orm import InstrumentedAttribute, selectinload
+from sqlalchemy.orm import InstrumentedAttribute, joinedload, selectinload
 
 from tandem.access.guard import Access
 from tandem.access.policy import PatientRef, Permission
@@ -56,7 +56,7 @@ def load_patient(
     statement = (
         select(Patient)
         .where(Patient.id == patient_id)
-        .options(selectinload(Patient.program), selectinload(Patient.identifiers))
+        .options(joinedload(Patient.program), selectinload(Patient.identifiers))
     )
     if for_update:
         statement = statement.with_for_update(of=Patient)
@@ -152,7 +152,7 @@ def search_page(
         .limit(count + 1)
     )
     result = access.db.execute(statement)
-    rows: list[T] = list(result.scalars() if scalars else result.tuples())  # type: ignore[arg-type]
+    rows: list[T] = list(result.scalars() if scalars else result)
     has_more = len(rows) > count
     rows = rows[:count]
     audit_shown(access, resource_type, (patient_of(r) for r in rows), query_text, patient_id)

@@ -207,7 +207,9 @@ class SideEffectRow(Base):
     dose_plan_id: Mapped[int | None] = mapped_column(
         ForeignKey("medication_dose_plans.id", ondelete="RESTRICT"), nullable=True
     )
-    effect: Mapped[str] = mapped_column(String(40))  # see tandem.medications.validation.SIDE_EFFECTS
+    effect: Mapped[str] = mapped_column(
+        String(40)
+    )  # see tandem.medications.validation.SIDE_EFFECTS
     severity: Mapped[str] = mapped_column(String(10))  # mild | moderate | severe
     detail: Mapped[str] = mapped_column(Text, default="")
     onset_at: Mapped[datetime] = mapped_column(UTCDateTime)

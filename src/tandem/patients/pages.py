@@ -66,7 +66,9 @@ def patient_list(
         count=PAGE_SIZE,
         offset=(page - 1) * PAGE_SIZE,
     )
-    patients, has_more = service.search_patients(access, query, query_text=str(request.url.query))
+    patients, has_more = service.search_patients(
+        access, query, query_text=str(request.url.query), with_episodes=True
+    )
     now = utcnow()
     rows = [
         {

@@ -184,9 +184,10 @@ def _search_statement(query: PatientQuery) -> Select[Patient]:
 
 
 def search_patients(
-    access: Access, query: PatientQuery, query_text: str = ""
+    access: Access, query: PatientQuery, query_text: str = "", *, with_episodes: bool = False
 ) -> tuple[list[Patient], bool]:
-    """A page of patients the actor may see, and whether there are more."""
+    """A page of patients the actor may see, and whether there are more. `with_episodes`:
+    load the page's episodes with it (the list page shows each one's current episode)."""
     # With a name filter, sort the (few) matches rather than let the planner walk the program's
     # family-name index hoping to meet matches early: a rare or absent name then scanned every
     # patient (0.5-1 s at 100,000 on PostgreSQL). `|| ''` keeps that index out of the ORDER BY.
@@ -195,7 +196,9 @@ def search_patients(
         access,
         "Patient",
         _search_statement(query).options(
-            selectinload(Patient.identifiers), selectinload(Patient.program)
+            selectinload(Patient.identifiers),
+            selectinload(Patient.program),
+            *([selectinload(Patient.episodes)] if with_episodes else []),
         ),
         patient_column=Patient.id,
         program_column=Patient.program_id,

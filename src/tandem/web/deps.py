@@ -60,10 +60,13 @@ def get_db(request: Request) -> Iterator[Session]:
 
 
 def _finish(db: Session, keep: bool) -> None:
-    if keep:
-        db.commit()
-    else:
-        db.rollback()
+    try:
+        if keep:
+            db.commit()
+        else:
+            db.rollback()
+    finally:
+        db.close()
 
 
 class UnitOfWorkRoute(APIRoute):
@@ -80,7 +83,7 @@ class UnitOfWorkRoute(APIRoute):
             except BaseException:
                 db = getattr(request.state, "db", None)
                 if db is not None:
-                    await run_in_threadpool(db.rollback)
+                    await run_in_threadpool(_finish, db, False)
                 raise
             db = getattr(request.state, "db", None)
             if db is not None:
@@ -141,8 +144,21 @@ def remember_viewer(request: Request, web_session: WebSession) -> None:
     request.state.csrf_token = web_session.csrf_token
 
 
-def page_access(request: Request, db: Session = Depends(get_db)) -> Access:
-    """A signed-in person using the web pages; otherwise off to the sign-in page."""
+def open_db(request: Request) -> Session:
+    """The request's session, for the unit of work (`UnitOfWorkRoute` ends it)."""
+    db = sessions_of(request)()
+    request.state.db = db
+    return db
+
+
+async def page_access(request: Request) -> Access:
+    """A signed-in person using the web pages; otherwise off to the sign-in page. The session
+    is opened and the person found in one worker thread."""
+    return await run_in_threadpool(_page_access, request)
+
+
+def _page_access(request: Request) -> Access:
+    db = open_db(request)
     web_session, expired = _session_for(request, db)
     if web_session is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -168,7 +184,7 @@ def form_of(request: Request) -> FormData:
     return request.state.form  # type: ignore[no-any-return]
 
 
-def csrf_form(
+async def csrf_form(
     request: Request,
     form: FormData = Depends(read_form),
     access: Access = Depends(page_access),
@@ -177,13 +193,21 @@ def csrf_form(
     sent = form.get("csrf_token")
     expected = request.state.csrf_token
     if not isinstance(sent, str) or not secrets.compare_digest(sent, expected):
-        access.refused("form", "missing or wrong CSRF token", resource_type="Form")
+        await run_in_threadpool(
+            access.refused, "form", "missing or wrong CSRF token", resource_type="Form"
+        )
         raise CsrfFailed()
     return access
 
 
-def api_access(request: Request, db: Session = Depends(get_db)) -> Access:
-    """An API client with a bearer token (or, for reads only, a signed-in browser)."""
+async def api_access(request: Request) -> Access:
+    """An API client with a bearer token (or, for reads only, a signed-in browser), found in
+    one worker thread with the request's session opened."""
+    return await run_in_threadpool(_api_access, request)
+
+
+def _api_access(request: Request) -> Access:
+    db = open_db(request)
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         token = find_token(db, header[7:].strip(), utcnow())
