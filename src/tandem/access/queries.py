@@ -152,7 +152,8 @@ def search_page(
         .limit(count + 1)
     )
     result = access.db.execute(statement)
-    rows: list[T] = list(result.scalars() if scalars else result)
+    found: Iterable[Any] = result.scalars() if scalars else result
+    rows: list[T] = list(found)
     has_more = len(rows) > count
     rows = rows[:count]
     audit_shown(access, resource_type, (patient_of(r) for r in rows), query_text, patient_id)
