@@ -15,6 +15,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from tandem.access.guard import Access
 from tandem.access.policy import PatientRef, Permission
+from tandem.access.queries import audit_shown
 from tandem.alerts.models import Alert
 from tandem.errors import InvalidInput, NotFound
 from tandem.storage.db import utcnow
@@ -130,12 +131,7 @@ def list_alerts(
         for alert, family, given, by in access.db.execute(stmt)
     ]
     patients = {v.alert.patient_id for v in views}
-    access.audit(
-        "search",
-        resource_type=RESOURCE,
-        query=query_text or f"program={program_id}",
-        patient_id=next(iter(patients)) if len(patients) == 1 else None,
-    )
+    audit_shown(access, RESOURCE, patients, query_text or f"program={program_id}")
     return views
 
 
