@@ -71,3 +71,17 @@ def test_the_domain_list_wires_every_part() -> None:
     ]
     tables = set(full_metadata().tables)
     assert {"patients", "withdrawal_assessments", "medication_dose_plans", "alerts"} <= tables
+
+
+def test_every_domain_route_is_one_unit_of_work_and_off_the_event_loop() -> None:
+    """Routes never commit by hand and never block the loop: each is a `UnitOfWorkRoute` whose
+    endpoint is a plain function (FastAPI runs it in a worker thread)."""
+    import inspect
+
+    from tandem.web.deps import UnitOfWorkRoute
+
+    routes = [route for router in domains.routers() for route in router.routes]
+    assert len(routes) > 40
+    for route in routes:
+        assert isinstance(route, UnitOfWorkRoute), route.path
+        assert not inspect.iscoroutinefunction(route.endpoint), route.path
