@@ -2,10 +2,18 @@
 
 PostgreSQL: TANDEM_TEST_POSTGRES_URL, default postgresql+psycopg://postgres@127.0.0.1:5432/test.
 When no server answers there, those tests are skipped and the run says so at the end.
+
+Each test gets a database of its own, cloned from what is built once per test process: a copy of
+a template file on SQLite, a new schema replaying the recorded migrations on PostgreSQL (see
+tests/postgres_schemas.py). A test that asks for `world` gets a clone that already holds the world;
+any other test gets an empty, migrated one. Nothing is truncated or deleted between tests (audit
+entries are append-only). Safe under pytest-xdist: files are per test, schema names carry the
+worker's pid, and the workers report to the controller whether PostgreSQL was there.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -21,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tandem.settings import Settings
 from tandem.storage.db import make_engine, make_sessionmaker
 from tandem.storage.migrate import upgrade
-from tandem.storage.registry import metadata
+from tests.postgres_schemas import SchemaCloner
 
 # Every FHIR resource the app sends in a test is validated against fhir.resources (servers skip
 # it for speed; see tandem.fhir.output). Set before any Settings is read, servers started by
@@ -47,6 +55,24 @@ def postgres_available() -> tuple[bool, str]:
     return bool(_pg_state["ok"]), str(_pg_state["why"])
 
 
+# --- pytest-xdist: the workers probe PostgreSQL, the controller prints the verdict -------------
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None and "ok" in _pg_state:  # an xdist worker: tell the controller
+        workeroutput["tandem_postgres"] = dict(_pg_state)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:  # type: ignore[no-untyped-def]
+    """Controller side of pytest-xdist: a worker finished; keep what it learnt of PostgreSQL."""
+    state = getattr(node, "workeroutput", {}).get("tandem_postgres")
+    if state and (not state["ok"] or "ok" not in _pg_state):
+        _pg_state.update(state)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]
     if "ok" in _pg_state and not _pg_state["ok"]:
         terminalreporter.write_sep("!", "PostgreSQL SKIPPED", red=True, bold=True)
@@ -60,84 +86,21 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: igno
 
 @pytest.fixture(scope="session", autouse=True)
 def _quick_password_hashing() -> Iterator[None]:
-    """argon2id still, with the smallest cost: a test creates many users. Production keeps the
-    library's recommended parameters (tandem.access.credentials)."""
+    """argon2id still, with the smallest cost: a test creates many users and tries unknown
+    e-mails (checked against a dummy hash). Production keeps the library's recommended
+    parameters (tandem.access.credentials)."""
     from argon2 import PasswordHasher
 
     from tandem.access import credentials
 
-    original = credentials._hasher
+    original = credentials._hasher, getattr(credentials, "_DUMMY_HASH", None)
     credentials._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    if original[1] is not None:  # what an unknown e-mail is checked against, at the same cost
+        credentials._DUMMY_HASH = credentials._hasher.hash("not-a-real-password-for-tests")
     yield
-    credentials._hasher = original
-
-
-@pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "template.db"
-    engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine)
-    with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    engine.dispose()
-    return path
-
-
-@pytest.fixture(scope="session")
-def postgres_migrated() -> Iterator[str]:
-    """A schema of this test run's own (concurrent runs on one server do not collide), migrated."""
-    ok, why = postgres_available()
-    if not ok:
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {why}")
-    schema = f"tandem_test_{os.getpid()}"
-    admin = make_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    sep = "&" if "?" in PG_URL else "?"
-    url = f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    yield url
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-    admin.dispose()
-
-
-def _truncate_postgres(engine: Engine) -> None:
-    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(
-    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
-) -> Iterator[str]:
-    """A freshly migrated, empty database on each engine."""
-    if request.param == "sqlite":
-        path = tmp_path / "tandem.db"
-        shutil.copy(sqlite_template, path)
-        yield f"sqlite:///{path}"
-        return
-    url = request.getfixturevalue("postgres_migrated")
-    engine = make_engine(url)
-    _truncate_postgres(engine)
-    engine.dispose()
-    yield url
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    eng = make_engine(database_url)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return make_sessionmaker(engine)
+    credentials._hasher = original[0]
+    if original[1] is not None:
+        credentials._DUMMY_HASH = original[1]
 
 
 @dataclass
@@ -157,8 +120,119 @@ class World:
         return f"{name}@test.tandem.test"
 
 
+# --- templates: built once per test process -----------------------------------------------
+
+
+def _sqlite_checkpoint(engine: Engine) -> None:
+    """Fold the WAL into the main file, so that copying that one file copies the database."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated, empty SQLite database file."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    _sqlite_checkpoint(engine)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sqlite_world_template(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, _quick_password_hashing: None
+) -> tuple[Path, World]:
+    """A migrated SQLite database file holding the world, and the world's ids."""
+    path = tmp_path_factory.mktemp("template") / "world.db"
+    shutil.copy(sqlite_template, path)
+    engine = make_engine(f"sqlite:///{path}")
+    built = build_world(make_sessionmaker(engine))
+    _sqlite_checkpoint(engine)
+    return path, built
+
+
+@dataclass
+class PostgresClones:
+    cloner: SchemaCloner
+    world: World
+
+
+@pytest.fixture(scope="session")
+def postgres_schemas(_quick_password_hashing: None) -> Iterator[PostgresClones]:
+    """Recordings of the migrations and of the world, replayed into a new schema per test."""
+    ok, why = postgres_available()
+    if not ok:
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {why}")
+    cloner = SchemaCloner(PG_URL)
+    built = cloner.record(
+        {"migrations": upgrade, "world": lambda engine: build_world(make_sessionmaker(engine))},
+        make_engine,
+    )
+    assert isinstance(built["world"], World)
+    yield PostgresClones(cloner, built["world"])
+    cloner.close()
+
+
+# --- a database of each test's own --------------------------------------------------------
+
+_worlds: dict[str, World] = {}  # database URL -> the world its template holds
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
+) -> Iterator[str]:
+    """A database of this test's own on each engine, migrated: holding the world when the test
+    asks for `world`, empty otherwise."""
+    seeded = "world" in request.fixturenames
+    if request.param == "sqlite":
+        template, built = sqlite_template, None
+        if seeded:
+            template, built = request.getfixturevalue("sqlite_world_template")
+        path = tmp_path / "tandem.db"
+        shutil.copy(template, path)
+        url = f"sqlite:///{path}"
+        if built is not None:
+            _worlds[url] = built
+        yield url
+        _worlds.pop(url, None)
+        return
+    postgres: PostgresClones = request.getfixturevalue("postgres_schemas")
+    steps = ("migrations", "world") if seeded else ("migrations",)
+    schema = postgres.cloner.clone(*steps)
+    url = postgres.cloner.url(schema)
+    if seeded:
+        _worlds[url] = postgres.world
+    yield url
+    _worlds.pop(url, None)
+    postgres.cloner.drop(schema)
+
+
 @pytest.fixture
-def world(sessions: sessionmaker[Session]) -> World:
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture
+def world(database_url: str, sessions: sessionmaker[Session]) -> World:
+    """The world, already in the test's database (cloned from a template that holds it)."""
+    built = _worlds.get(database_url)
+    if built is None:  # a database that did not come from a world template
+        built = build_world(sessions)
+    return copy.deepcopy(built)
+
+
+def build_world(sessions: sessionmaker[Session]) -> World:
+    """Create the world's programs, units, patients and users in an empty, migrated database."""
     from tandem.access import accounts
     from tandem.storage.db import session_scope
     from tandem.storage.models import Patient, PatientIdentifier
