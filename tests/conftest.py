@@ -73,7 +73,11 @@ def pytest_testnodedown(node, error) -> None:  # type: ignore[no-untyped-def]
         _pg_state.update(state)
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]
+    """Last in the summary (after the slowest durations and the short summary), so that it is
+    seen; in the controller under pytest-xdist."""
+    yield
     if "ok" in _pg_state and not _pg_state["ok"]:
         terminalreporter.write_sep("!", "PostgreSQL SKIPPED", red=True, bold=True)
         terminalreporter.write_line(
