@@ -263,3 +263,21 @@ def test_name_search_matches_the_start_of_any_part_of_the_name(
     assert names("ana gar") == {created}  # every word must match
     assert names("kofi") == set()  # the old given name no longer matches after the update
     assert names("novak") == set()  # another program's patient never appears
+
+
+def test_a_patient_with_given_names_only_comes_back_as_valid_fhir(
+    client, sessions, world: World
+) -> None:
+    """Found by the fuzz test: a null family name was stored, then sent back as `family: ""`."""
+    from fhir.resources.R4B.patient import Patient as FhirPatient
+
+    token = make_token(sessions, world.email("nurse"), "user/Patient.cruds")
+    body = {"resourceType": "Patient", "name": [{"family": None, "given": ["Zed"]}]}
+    created = client.post("/fhir/Patient", json=body, headers=auth(token))
+    assert created.status_code == 201, created.text
+    resource = created.json()
+    assert "family" not in resource["name"][0] and resource["name"][0]["given"] == ["Zed"]
+    FhirPatient.model_validate(resource)
+    read = client.get(f"/fhir/Patient/{resource['id']}", headers=auth(token))
+    assert read.status_code == 200
+    FhirPatient.model_validate(read.json())

@@ -60,7 +60,7 @@ def to_fhir(patient: Patient) -> dict[str, Any]:
         "name": [
             {
                 "use": "official",
-                "family": patient.family,
+                **({"family": patient.family} if patient.family else {}),
                 **({"given": patient.given.split(" ")} if patient.given else {}),
             }
         ],
