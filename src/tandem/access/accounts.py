@@ -6,6 +6,7 @@ Used by the admin pages, `tandem init` and `tandem demo`; callers pass the actor
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select
@@ -191,3 +192,12 @@ def reset_password(user: User, password: str) -> None:
         user.password_hash = hash_password(password)
     except CredentialError as exc:
         raise InvalidInput("password", str(exc)) from None
+
+
+def display_names(db: Session, user_ids: Iterable[int | None]) -> dict[int, str]:
+    """The display names of these users (staff who recorded or gave something), by id."""
+    ids = {i for i in user_ids if i is not None}
+    if not ids:
+        return {}
+    found = db.execute(select(User.id, User.display_name).where(User.id.in_(ids)))
+    return {user_id: name for user_id, name in found}

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 from fhir.resources.R4B.medicationadministration import MedicationAdministration
 
+from tandem.access.accounts import display_names
 from tandem.access.guard import Access
 from tandem.fhir.capability import ResourceSupport
 from tandem.fhir.http import (
@@ -96,7 +97,7 @@ def search_administrations(request: Request, access: Access = Depends(api_access
     page = administrations.search_administrations(
         access, patient_param(request), count, offset, query_text=str(request.url.query)
     )
-    names = administrations.performer_names(access.db, (r.performer_id for r in page.rows))
+    names = display_names(access.db, (r.performer_id for r in page.rows))
     resources = [medication_administration(r, names.get(r.performer_id)) for r in page.rows]
     return fhir_response(
         searchset(request, ADMINISTRATION, resources, count, offset, page.has_more)
@@ -106,5 +107,5 @@ def search_administrations(request: Request, access: Access = Depends(api_access
 @router.get("/MedicationAdministration/{administration_id}")
 def read_administration(administration_id: str, access: Access = Depends(api_access)) -> Response:
     row = administrations.get_administration(access, int_id(administration_id, ADMINISTRATION))
-    names = administrations.performer_names(access.db, (row.performer_id,))
+    names = display_names(access.db, (row.performer_id,))
     return fhir_response(medication_administration(row, names.get(row.performer_id)))

@@ -9,7 +9,7 @@ caller's unit of work; the caller commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -24,7 +24,7 @@ from tandem.access.queries import Page, audit_shown, patient_ref, read_row, sear
 from tandem.clock import check_recorded_at, utcnow
 from tandem.errors import InvalidInput
 from tandem.medications.storage import MedicationAdministrationRow
-from tandem.storage.models import Patient, User
+from tandem.storage.models import Patient
 
 ADMINISTRATION = "MedicationAdministration"
 STATUSES = ("completed", "not-done")
@@ -138,15 +138,6 @@ def search_administrations(
 
 def get_administration(access: Access, administration_id: int) -> MedicationAdministrationRow:
     return read_row(access, ADMINISTRATION, MedicationAdministrationRow, administration_id)
-
-
-def performer_names(db: Session, user_ids: Iterable[int]) -> dict[int, str]:
-    """The display names of the people who gave the doses (staff, not patient data)."""
-    ids = set(user_ids)
-    if not ids:
-        return {}
-    found = db.execute(select(User.id, User.display_name).where(User.id.in_(ids)))
-    return {user_id: name for user_id, name in found}
 
 
 def load_administrations(db: Session, values: Sequence[Mapping[str, Any]]) -> None:

@@ -13,9 +13,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
 from starlette.datastructures import FormData
 
+from tandem.access.accounts import display_names
 from tandem.access.guard import Access
 from tandem.access.policy import Permission, decide
 from tandem.access.queries import load_patient, patient_ref
@@ -71,7 +71,7 @@ from tandem.medications.validation import (
     FactsInput,
 )
 from tandem.patients.pages import chart_page
-from tandem.storage.models import Patient, User
+from tandem.storage.models import Patient
 from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, form_refused, page_access
 from tandem.web.forms import local_datetime
 from tandem.web.rendering import render
@@ -451,12 +451,7 @@ def _facts_form(
 ) -> Response:
     patient = load_patient(access, patient_id)
     history = facts_history(access, patient, limit=5)
-    ids = {h.recorded_by for h in history}
-    names = (
-        dict(access.db.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all())
-        if ids
-        else {}
-    )
+    names = display_names(access.db, (h.recorded_by for h in history))
     return chart_page(
         request,
         access,

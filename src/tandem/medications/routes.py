@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 from sqlalchemy import ColumnElement, and_, false, not_, or_, select
 
+from tandem.access.accounts import display_names
 from tandem.access.guard import Access
 from tandem.access.policy import Permission, decide
 from tandem.clock import program_today, utcnow
@@ -47,7 +48,7 @@ from tandem.medications.resources import PLAN, SIDE_EFFECT, STATEMENT
 from tandem.medications.search import get_row, search
 from tandem.medications.storage import DosePlanRow, MedicationStatementRow, SideEffectRow
 from tandem.medications.validation import SIDE_EFFECTS
-from tandem.storage.models import Program, User
+from tandem.storage.models import Program
 from tandem.web.deps import api_access
 
 router = fhir_router()
@@ -102,9 +103,7 @@ FHIR_RESOURCES = (
 
 
 def _names(access: Access, ids: set[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    return dict(access.db.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all())
+    return display_names(access.db, ids)
 
 
 # --------------------------------------------------------------------------- MedicationKnowledge

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-
+from tandem.access.accounts import display_names
 from tandem.access.guard import Access
 from tandem.access.policy import Permission, decide
 from tandem.access.queries import patient_ref
@@ -20,7 +19,7 @@ from tandem.instruments.models import Instrument
 from tandem.medications.administrations import ADMINISTRATION, given_since
 from tandem.medications.storage import MedicationAdministrationRow
 from tandem.patients.service import open_episode
-from tandem.storage.models import Episode, Patient, User
+from tandem.storage.models import Episode, Patient
 from tandem.withdrawal.assessments import QR, acknowledged, episode_assessments, scored
 from tandem.withdrawal.context import as_context, context_row
 from tandem.withdrawal.monitoring import Flag, MonitoringState, context_flags, evaluate
@@ -92,14 +91,7 @@ def withdrawal_chart(
             views.append(view)
         doses = given_since(access, patient, episode.admitted_at, QUERY)
     recorders = {a.recorded_by for v in views for a in v.assessments if a.recorded_by is not None}
-    performers = {
-        user_id: name
-        for user_id, name in access.db.execute(
-            select(User.id, User.display_name).where(
-                User.id.in_({d.performer_id for d in doses} | recorders)
-            )
-        )
-    }
+    performers = display_names(access.db, {d.performer_id for d in doses} | recorders)
     may_see_alerts = decide(access.actor, Permission.SEARCH, alerts.RESOURCE, ref)
     open_alerts = alerts.open_alerts_for_patient(access, patient) if may_see_alerts else []
     access.audit("search", resource_type=QR, patient_id=patient.id, query=QUERY)
