@@ -90,9 +90,23 @@ class Served:
 
 
 @contextmanager
-def serve(database_url: str, workers: int, env: dict[str, str] | None = None) -> Iterator[Served]:
-    """`tandem serve --workers N` on a free loopback port, until the block ends."""
+def serve(
+    database_url: str,
+    workers: int,
+    env: dict[str, str] | None = None,
+    app: str | None = None,
+) -> Iterator[Served]:
+    """`tandem serve --workers N` on a free loopback port, until the block ends; or, given
+    `app` ("module:attribute" in bench/), that ASGI app under uvicorn with the same options."""
     port = free_port()
+    if app is None:
+        command = [TANDEM, "serve", "--workers", str(workers), "--port", str(port)]
+    else:
+        command = [
+            sys.executable, "-m", "uvicorn", app, "--app-dir", str(HERE),
+            "--workers", str(workers), "--port", str(port),
+            "--log-level", "warning", "--no-access-log",
+        ]  # fmt: skip
     log = Path(tempfile.mkstemp(prefix="tandem-serve-", suffix=".log")[1])
     environment = {
         **os.environ,
@@ -102,7 +116,7 @@ def serve(database_url: str, workers: int, env: dict[str, str] | None = None) ->
     }
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [TANDEM, "serve", "--workers", str(workers), "--port", str(port)],
+            command,
             env=environment,
             stdin=subprocess.DEVNULL,
             stdout=sink,

@@ -39,7 +39,16 @@ def verify_password(password_hash: str, password: str) -> bool:
 
 
 # A hash to verify against when the e-mail is unknown, so timing does not reveal accounts.
-_DUMMY_HASH = _hasher.hash("not-a-real-password-" + secrets.token_hex(8))
+# Made on first use (hashing costs about half a second: every `tandem` command would pay it),
+# with the hasher in use then, so it costs what a real account's check costs.
+_dummy: tuple[PasswordHasher, str] | None = None
+
+
+def _dummy_hash() -> str:
+    global _dummy
+    if _dummy is None or _dummy[0] is not _hasher:
+        _dummy = (_hasher, _hasher.hash("not-a-real-password-" + secrets.token_hex(8)))
+    return _dummy[1]
 
 
 def _digest(secret: str) -> str:
@@ -64,7 +73,7 @@ def authenticate(db: Session, email: str, password: str) -> User | None:
         .options(selectinload(User.memberships))
     )
     if user is None or not user.active:
-        verify_password(_DUMMY_HASH, password)
+        verify_password(_dummy_hash(), password)
         return None
     if not verify_password(user.password_hash, password):
         return None
