@@ -1,4 +1,4 @@
-"""Hand-copied from /work/shared/reference/clinical_facts.md (sections A and B).
+"""Hand-copied from the clinical fact sheet (sections A, B and G).
 
 The tests compare the shipped YAML and the engine against these tables, so a change to either
 side that the facts sheet does not support fails a test.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 ZERO_TO_7 = (0, 1, 2, 3, 4, 5, 6, 7)
 ZERO_TO_3 = (0, 1, 2, 3)
+ZERO_TO_4 = (0, 1, 2, 3, 4)
 
 # Items in scale order with their legal values.
 ITEMS: dict[str, list[tuple[str, tuple[int, ...]]]] = {
@@ -68,6 +69,35 @@ ITEMS: dict[str, list[tuple[str, tuple[int, ...]]]] = {
         ("irritable", ZERO_TO_3),
         ("afraid", ZERO_TO_3),
     ],
+    "audit": [  # G1: items 1-8 score 0-4; items 9 and 10 score 0, 2 or 4
+        ("frequency", ZERO_TO_4),
+        ("typical_quantity", ZERO_TO_4),
+        ("six_or_more", ZERO_TO_4),
+        ("unable_to_stop", ZERO_TO_4),
+        ("failed_expectations", ZERO_TO_4),
+        ("morning_drink", ZERO_TO_4),
+        ("guilt", ZERO_TO_4),
+        ("blackout", ZERO_TO_4),
+        ("injury", (0, 2, 4)),
+        ("others_concerned", (0, 2, 4)),
+    ],
+    "audit_c": [  # G1: AUDIT items 1-3
+        ("frequency", ZERO_TO_4),
+        ("typical_quantity", ZERO_TO_4),
+        ("six_or_more", ZERO_TO_4),
+    ],
+    "dast10": [  # G2: ten yes/no items, one point each
+        ("used_drugs", (0, 1)),
+        ("more_than_one", (0, 1)),
+        ("able_to_stop", (0, 1)),
+        ("blackouts_flashbacks", (0, 1)),
+        ("bad_guilty", (0, 1)),
+        ("others_complain", (0, 1)),
+        ("neglected_family", (0, 1)),
+        ("illegal_activities", (0, 1)),
+        ("withdrawal", (0, 1)),
+        ("medical_problems", (0, 1)),
+    ],
 }
 
 TOTALS = {
@@ -76,6 +106,9 @@ TOTALS = {
     "sows_gossop": (0, 30),
     "phq9": (0, 27),
     "gad7": (0, 21),
+    "audit": (0, 40),
+    "audit_c": (0, 12),
+    "dast10": (0, 10),
 }
 
 # (instrument, scheme) -> [(band id, min, max)], lowest severity first.
@@ -107,6 +140,19 @@ BANDS: dict[tuple[str, str], list[tuple[str, int, int]]] = {
         ("moderate", 10, 14),
         ("severe", 15, 21),
     ],
+    ("audit", "who_risk_zones"): [  # G1
+        ("zone_1", 0, 7),
+        ("zone_2", 8, 15),
+        ("zone_3", 16, 19),
+        ("zone_4", 20, 40),
+    ],
+    ("dast10", "skinner_levels"): [  # G2
+        ("none", 0, 0),
+        ("low", 1, 2),
+        ("moderate", 3, 5),
+        ("substantial", 6, 8),
+        ("severe", 9, 10),
+    ],
 }
 
 DEFAULT_SCHEMES = {
@@ -115,6 +161,9 @@ DEFAULT_SCHEMES = {
     "sows_gossop": None,
     "phq9": "kroenke_2001",
     "gad7": "spitzer_2006",
+    "audit": "who_risk_zones",
+    "audit_c": None,
+    "dast10": "skinner_levels",
 }
 
 # B4: PHQ-9 item LOINC codes (US Core example), in item order; totals per B4/B5.
@@ -135,6 +184,9 @@ TOTAL_LOINC = {
     "ciwa_ar": None,
     "cows": None,
     "sows_gossop": None,
+    "audit": None,
+    "audit_c": "75626-2",  # B6: US Core
+    "dast10": None,
 }
 
 

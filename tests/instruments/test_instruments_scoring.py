@@ -78,6 +78,28 @@ CASES = [
     ("gad7", None, [3, 3, 3, 3, 2, 0, 0], 14, "moderate"),
     ("gad7", None, [3, 3, 3, 3, 3, 0, 0], 15, "severe"),
     ("gad7", "spitzer_2006", [3, 3, 3, 3, 3, 3, 3], 21, "severe"),
+    # AUDIT (G1): zones 0-7, 8-15, 16-19, 20-40; items 9 and 10 score 0, 2 or 4
+    ("audit", None, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0, "zone_1"),
+    ("audit", None, [4, 3, 0, 0, 0, 0, 0, 0, 0, 0], 7, "zone_1"),
+    ("audit", None, [4, 4, 0, 0, 0, 0, 0, 0, 0, 0], 8, "zone_2"),
+    ("audit", None, [4, 4, 4, 3, 0, 0, 0, 0, 0, 0], 15, "zone_2"),
+    ("audit", None, [4, 4, 4, 0, 0, 0, 0, 0, 0, 4], 16, "zone_3"),
+    ("audit", None, [4, 4, 4, 3, 0, 0, 0, 0, 0, 4], 19, "zone_3"),
+    ("audit", None, [4, 4, 4, 0, 0, 0, 0, 0, 4, 4], 20, "zone_4"),
+    ("audit", "who_risk_zones", [4, 4, 4, 4, 4, 4, 4, 4, 4, 4], 40, "zone_4"),
+    # AUDIT-C (G1): items 1-3, 0-12, no bands in the fact sheet
+    ("audit_c", None, [4, 4, 4], 12, None),
+    ("audit_c", None, [0, 1, 0], 1, None),
+    # DAST-10 (G2): levels 0, 1-2, 3-5, 6-8, 9-10; item 3 scores a "No"
+    ("dast10", None, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0, "none"),
+    ("dast10", None, [0, 0, 1, 0, 0, 0, 0, 0, 0, 0], 1, "low"),
+    ("dast10", None, [1, 1, 0, 0, 0, 0, 0, 0, 0, 0], 2, "low"),
+    ("dast10", None, [1, 1, 1, 0, 0, 0, 0, 0, 0, 0], 3, "moderate"),
+    ("dast10", None, [1, 1, 1, 1, 1, 0, 0, 0, 0, 0], 5, "moderate"),
+    ("dast10", None, [1, 1, 1, 1, 1, 1, 0, 0, 0, 0], 6, "substantial"),
+    ("dast10", None, [1, 1, 1, 1, 1, 1, 1, 1, 0, 0], 8, "substantial"),
+    ("dast10", None, [1, 1, 1, 1, 1, 1, 1, 1, 1, 0], 9, "severe"),
+    ("dast10", "skinner_levels", [1, 1, 1, 1, 1, 1, 1, 1, 1, 1], 10, "severe"),
 ]
 
 
@@ -234,3 +256,21 @@ def test_any_valid_answers_score_in_range_with_exactly_one_band(
         ]
         assert len(containing) == 1
         assert result.band is not None and result.band.id == containing[0]
+
+
+def test_audit_items_9_and_10_refuse_1_and_3() -> None:
+    """G1: items 9 and 10 have three answers, scored 0, 2 and 4; a 1 or a 3 is not an answer."""
+    audit = get_instrument("audit")
+    for bad in (1, 3):
+        values = answers("audit", [0, 0, 0, 0, 0, 0, 0, 0, bad, 0])
+        with pytest.raises(InvalidAnswers) as caught:
+            score(audit, values)
+        assert "injury" in str(caught.value)
+
+
+def test_dast10_item_3_scores_the_no() -> None:
+    """G2: 'always able to stop using drugs when you want to?' scores a point for No."""
+    item = next(i for i in get_instrument("dast10").items if i.id == "able_to_stop")
+    assert item.anchors[1].text == "No" and item.anchors[0].text == "Yes"
+    others = [i for i in get_instrument("dast10").items if i.id != "able_to_stop"]
+    assert all(i.anchors[1].text == "Yes" for i in others)
