@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from rich.console import Console
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
@@ -36,6 +37,47 @@ FHIR_JSON = "application/fhir+json"
 def tandem(
     database_url: str, *args: str, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """Run a `tandem` command in this process: the same Typer app the installed script runs,
+    with its own environment and working directory, without paying a new interpreter's
+    imports for every command (`test_the_installed_script_runs` covers the entry point)."""
+    from typer.testing import CliRunner
+
+    from tandem.cli import app
+
+    env = {"TANDEM_DATABASE_URL": database_url, "COLUMNS": "200"}
+    # The commands' consoles were made when their modules were imported: as wide as a terminal
+    # with COLUMNS=200 would make them, for this command.
+    consoles = [
+        value
+        for name, module in list(sys.modules.items())
+        if name.startswith("tandem.")
+        for value in vars(module).values()
+        if isinstance(value, Console)
+    ]
+    widths = [c.width for c in consoles]
+    here = os.getcwd()
+    try:
+        for console in consoles:
+            console.width = 200
+        if cwd is not None:
+            os.chdir(cwd)
+        result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=True)
+    finally:
+        os.chdir(here)
+        for console, width in zip(consoles, widths, strict=True):
+            console.width = width
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        import traceback
+
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess([TANDEM, *args], result.exit_code, result.stdout, stderr)
+
+
+def tandem_script(
+    database_url: str, *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The installed `tandem` script in a process of its own."""
     env = {**os.environ, "TANDEM_DATABASE_URL": database_url, "COLUMNS": "200"}
     return subprocess.run(
         [TANDEM, *args],
@@ -503,3 +545,13 @@ def test_restore_of_a_missing_file_exits_2(tmp_path: Path) -> None:
     result = tandem(url, "restore", str(tmp_path / "missing.backup"), "--yes")
     assert result.returncode == 2
     assert "missing.backup" in said(result.stderr)
+
+
+def test_the_installed_script_runs(tmp_path: Path) -> None:
+    """The other tests run the Typer app in-process; this one runs the `tandem` script that
+    pip installed, in a process of its own: its exit codes and messages are the same."""
+    url = f"sqlite:///{tmp_path / 'tandem.db'}"
+    result = tandem_script(url, "restore", str(tmp_path / "missing.backup"), "--yes")
+    assert result.returncode == 2
+    assert "missing.backup" in said(result.stderr)
+    assert "Traceback" not in result.stderr
