@@ -1,4 +1,4 @@
-"""Platform commands: init, serve, demo, token, backup, restore."""
+"""Platform commands: init, serve, worker, demo, token, backup, restore."""
 
 from __future__ import annotations
 
@@ -118,7 +118,8 @@ def served_app() -> FastAPI:
     planner statistics are the parent's, done once before any worker starts."""
     from tandem.web.app import create_app
 
-    return create_app(Settings(), run_jobs=True)
+    settings = Settings()
+    return create_app(settings, run_jobs=settings.serve_jobs)
 
 
 def serve(
@@ -127,17 +128,26 @@ def serve(
     workers: int = typer.Option(
         os.cpu_count() or 1, min=1, help="Worker processes (default: one per CPU)"
     ),
+    jobs: bool = typer.Option(
+        True,
+        "--jobs/--no-jobs",
+        help="Run the scheduled sweeps in the web processes (--no-jobs when `tandem worker` "
+        "runs them)",
+    ),
 ) -> None:
     """Run migrations, then serve the web UI and the FHIR API from WORKERS processes."""
     import uvicorn
 
+    if not jobs:
+        os.environ["TANDEM_SERVE_JOBS"] = "false"  # read by each worker's settings
     settings = _settings()
     engine, _ = _migrated_sessions(settings)
     refresh_planner_statistics(engine)
     engine.dispose()  # each worker is a new process with a pool of its own
     out.print(
         f"Tandem on http://{host}:{port}  (database {make_url(settings.database_url).render_as_string()}, "
-        f"{workers} worker{'s' if workers > 1 else ''})"
+        f"{workers} worker{'s' if workers > 1 else ''}"
+        f"{'' if settings.serve_jobs else ', scheduled jobs off: run `tandem worker`'})"
     )
     uvicorn.run(
         "tandem.platform_cli:served_app",
@@ -364,9 +374,52 @@ def restore(
     out.print(f"Restored from {path}.")
 
 
+def worker(
+    poll: float = typer.Option(
+        15.0, min=0.5, help="Seconds between looks for due jobs (default 15)"
+    ),
+    once: bool = typer.Option(False, "--once", help="Run the jobs due now once, then exit"),
+) -> None:
+    """Run the scheduled jobs (overdue-reassessment and missed-dose sweeps) in the foreground,
+    without serving HTTP: for deployments that run `tandem serve --no-jobs`. Several workers
+    (or servers) may run at once: each run is claimed once, through the database."""
+    import signal
+
+    from tandem import scheduler
+    from tandem.domains import scheduled_jobs
+
+    settings = _settings()
+    engine, sessions = _migrated_sessions(settings)
+    jobs = scheduled_jobs()
+    if once:
+        ran = scheduler.run_due(sessions, jobs, utcnow(), scheduler.process_name())
+        for name in ran:
+            with sessions() as db:
+                run = scheduler.last_run(db, name)
+            out.print(f"{name}: {run.last_status}")
+        if not ran:
+            out.print("no job was due")
+        engine.dispose()
+        return
+    runner = scheduler.Scheduler(sessions, jobs, poll=poll)
+    out.print(
+        f"Tandem worker {runner.me}: {', '.join(j.name for j in jobs)} "
+        f"(database {make_url(settings.database_url).render_as_string()}); Ctrl-C to stop"
+    )
+    signal.signal(signal.SIGTERM, lambda *_: runner.request_stop())
+    try:
+        runner.run()
+    except KeyboardInterrupt:
+        runner.request_stop()
+    finally:
+        engine.dispose()
+    out.print("Tandem worker stopped.")
+
+
 COMMANDS: tuple[tuple[str, object], ...] = (
     ("init", init),
     ("serve", serve),
+    ("worker", worker),
     ("demo", demo),
     ("token", token_app),
     ("backup", backup),

@@ -25,6 +25,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -53,6 +54,7 @@ MIN_LEASE = timedelta(minutes=15)  # a run unfinished after this long is taken t
 STATUS_LENGTH = 200  # last_status keeps the start of a long error message
 CLAIMED_BY_LENGTH = 120
 POLL_SECONDS = 15.0  # how often each process looks for due jobs
+STALE_AFTER_PERIODS = 5  # a job not finished for this many periods is shown as not running
 
 
 def process_name() -> str:
@@ -151,6 +153,37 @@ def _finish(
         db.commit()
 
 
+@dataclass(frozen=True)
+class JobRun:
+    """What the schedule says of one job's last run, as a page shows it."""
+
+    name: str
+    last_started_at: datetime | None
+    last_finished_at: datetime | None
+    last_status: str
+
+    @property
+    def ok(self) -> bool:
+        return self.last_status == "ok"
+
+    def stale(self, every: timedelta, now: datetime) -> bool:
+        """Not finished within `STALE_AFTER_PERIODS` periods (or never run): nothing runs it."""
+        if self.last_finished_at is None:
+            return True
+        return now - self.last_finished_at > every * STALE_AFTER_PERIODS
+
+
+def last_run(db: Session, name: str) -> JobRun:
+    """The job's last run from the schedule (never run: every time empty)."""
+    t = SCHEDULED_JOBS.c
+    row = db.execute(
+        select(t.last_started_at, t.last_finished_at, t.last_status).where(t.name == name)
+    ).first()
+    if row is None:
+        return JobRun(name, None, None, "")
+    return JobRun(name, row.last_started_at, row.last_finished_at, row.last_status or "")
+
+
 class Scheduler:
     """One process's scheduler thread: every `poll` seconds, `run_due` at the current time."""
 
@@ -174,6 +207,14 @@ class Scheduler:
     def start(self) -> None:
         if self.jobs:  # no jobs, no thread
             self._thread.start()
+
+    def run(self) -> None:
+        """Run the loop in the calling thread until `request_stop` (`tandem worker`)."""
+        self._loop()
+
+    def request_stop(self) -> None:
+        """Ask the loop to end after the run under way (safe from a signal handler)."""
+        self._stopping.set()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Ask the thread to stop and wait for it (a job under way is let finish, up to `timeout`)."""

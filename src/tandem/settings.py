@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     trust_forwarded_for: bool = False
     # Validate every FHIR resource Tandem sends against fhir.resources (the tests do; costly).
     validate_fhir_output: bool = False
+    # Run the scheduled jobs (overdue and missed-dose sweeps) inside each `tandem serve` worker.
+    # Off (`tandem serve --no-jobs`) when a separate `tandem worker` runs them.
+    serve_jobs: bool = True
 
     @field_validator("database_url")
     @classmethod

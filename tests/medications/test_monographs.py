@@ -169,11 +169,25 @@ def test_baclofen_adherence_threshold_is_an_unverified_placeholder() -> None:
     assert "program must set" in policy.note
 
 
-def test_methadone_has_no_invented_qtc_threshold() -> None:
+def test_methadone_qtc_thresholds_cite_krantz_2009() -> None:
     mono = load_monograph("methadone")
-    for rule in mono.rules:
-        assert "qtc_ms" not in rule.when.facts()
-    assert any(w.unverified and "QTc" in w.text for w in mono.warnings)
+    qtc_rules = [r for r in mono.rules if "qtc_ms" in r.when.facts()]
+    assert {r.id for r in qtc_rules} == {"methadone.qtc_above_450", "methadone.qtc_above_500"}
+    for rule in qtc_rules:
+        assert rule.source[0].id == "krantz_2009" and not rule.unverified
+    assert not any(w.unverified for w in mono.warnings)
+
+
+def test_naltrexone_hepatotoxicity_is_no_longer_a_boxed_warning() -> None:
+    mono = load_monograph("naltrexone")
+    text = " ".join(w.text for w in mono.warnings if "epatotox" in w.text)
+    assert "removed" in text and "2013" in text
+    assert "boxed warning since 2013" in mono.rule("naltrexone.hepatotoxicity").reason
+
+
+def test_lactation_facts_where_sources_give_them() -> None:
+    for drug in ("methadone", "buprenorphine", "disulfiram"):
+        assert load_monograph(drug).lactation, drug
 
 
 def test_maxima_only_where_the_sheet_gives_them() -> None:

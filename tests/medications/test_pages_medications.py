@@ -549,3 +549,29 @@ def test_the_chart_tab_lists_record_whom_they_showed(client, sessions, world: Wo
         "Alert",
     ):
         assert shown.get(resource_type) == {world.patient_a}, resource_type
+
+
+def test_qtc_and_liver_grade_recorded_on_the_page_drive_the_methadone_and_lofexidine_rules(
+    client, sessions, world: World
+) -> None:
+    csrf = sign_in(client, world.email("prescriber"), world.passwords["prescriber"])
+    base = f"/patients/{world.patient_a2}/medications"
+    before = count(sessions, MedicationFactsRow)
+    bad = client.post(f"{base}/facts", data=facts_form(csrf, qtc_ms="4800"))
+    assert bad.status_code == 422 and "from 200 to 800" in bad.text
+    assert count(sessions, MedicationFactsRow) == before
+    today = utcnow().astimezone(NY).date().isoformat()
+    saved = client.post(
+        f"{base}/facts",
+        data=facts_form(
+            csrf, qtc_ms="512", ecg_on=today, hepatic_impairment="moderate", taking=["alcohol"]
+        ),
+    )
+    assert saved.status_code == 303, saved.text
+    methadone = client.get(base, params={"screen": "methadone"}).text
+    assert "QTc above 500 ms: consider stopping or reducing methadone" in methadone
+    lofexidine = client.get(base, params={"screen": "lofexidine"}).text
+    assert "Moderate hepatic impairment (Child-Pugh 7-9)" in lofexidine
+    assert "lofexidine potentiates their CNS-depressant effects" in lofexidine
+    form = client.get(f"{base}/facts").text
+    assert '<option value="moderate" selected>' in form

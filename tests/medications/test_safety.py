@@ -30,6 +30,8 @@ BASE = dict(
     ast_u_l=22,
     acute_hepatitis=False,
     liver_failure=False,
+    severe_heart_disease=False,
+    hepatic_impairment="none",
     qtc_ms=420,
     qtc_prolonged=False,
     taking=frozenset(),
@@ -78,10 +80,19 @@ CASES: dict[str, tuple[dict, dict | None]] = {
     "naltrexone.overdose_after_stopping": ({}, ALWAYS),
     "acamprosate.renal_contraindicated": (CRCL_19, CRCL_36),
     "acamprosate.renal_reduce": (CRCL_36, CRCL_52),
+    "acamprosate.dialysis": ({"on_dialysis": True}, {"on_dialysis": False}),
     "acamprosate.after_withdrawal": ({}, ALWAYS),
     "disulfiram.intoxicated": ({"intoxicated": True}, {"intoxicated": False}),
     "disulfiram.recent_alcohol": ({"hours_since_last_drink": 11.5}, {"hours_since_last_drink": 12}),
     "disulfiram.full_knowledge": ({}, ALWAYS),
+    "disulfiram.drinking": ({"taking": {"alcohol"}}, {"taking": {"lithium"}}),
+    "disulfiram.alcohol_preparations": (
+        {"taking": {"alcohol_containing_preparations"}},
+        {"taking": {"benzodiazepines"}},
+    ),
+    "disulfiram.heart_disease": ({"severe_heart_disease": True}, {"severe_heart_disease": False}),
+    "disulfiram.psychosis": ({"psychosis_history": True}, {"psychosis_history": False}),
+    "disulfiram.breastfeeding": ({"breastfeeding": True}, {"breastfeeding": False}),
     "gabapentin.respiratory_depression_cns": ({"taking": {"opioids"}}, {"taking": {"lithium"}}),
     "gabapentin.respiratory_disease": ({"respiratory_disease": True}, {}),
     "gabapentin.renal_adjust": ({}, ALWAYS),
@@ -93,7 +104,21 @@ CASES: dict[str, tuple[dict, dict | None]] = {
         {"opioid_withdrawal_signs": True},
     ),
     "buprenorphine.methadone_transfer": ({"taking": {"methadone"}}, {"taking": {"buprenorphine"}}),
-    "methadone.qt_prolonged": ({"qtc_ms": 510, "qtc_prolonged": True}, {"qtc_ms": 510}),
+    "buprenorphine.cns_depressants": ({"taking": {"benzodiazepines"}}, {"taking": {"lithium"}}),
+    "buprenorphine.hepatic_severe": (
+        {"hepatic_impairment": "severe"},
+        {"hepatic_impairment": "moderate"},
+    ),
+    "buprenorphine.hepatic_moderate": (
+        {"hepatic_impairment": "moderate"},
+        {"hepatic_impairment": "mild"},
+    ),
+    "buprenorphine.breastfeeding": ({"breastfeeding": True}, {"breastfeeding": False}),
+    "methadone.qt_prolonged": ({"qtc_prolonged": True}, {"qtc_prolonged": False}),
+    "methadone.qtc_above_500": ({"qtc_ms": 501}, {"qtc_ms": 500}),
+    "methadone.qtc_above_450": ({"qtc_ms": 451}, {"qtc_ms": 450}),
+    "methadone.ecg_screening": ({}, ALWAYS),
+    "methadone.breastfeeding": ({"breastfeeding": True}, {"breastfeeding": False}),
     "methadone.qt_drugs": ({"taking": {"lofexidine"}}, {"taking": {"buprenorphine"}}),
     "methadone.cns_depressants": ({"taking": {"benzodiazepines"}}, {"taking": {"lithium"}}),
     "methadone.pregnancy": ({"pregnant": True}, {}),
@@ -103,19 +128,28 @@ CASES: dict[str, tuple[dict, dict | None]] = {
     "lofexidine.methadone": ({"taking": {"methadone"}}, {"taking": {"buprenorphine"}}),
     "lofexidine.renal_moderate": (CRCL_52, CRCL_19),
     "lofexidine.renal_severe": (CRCL_19, CRCL_52),
-    "lofexidine.hepatic": ({"liver_failure": True}, {}),
+    "lofexidine.hepatic_mild": ({"hepatic_impairment": "mild"}, {}),
+    "lofexidine.hepatic_moderate": ({"hepatic_impairment": "moderate"}, {}),
+    "lofexidine.hepatic_severe": ({"hepatic_impairment": "severe"}, {}),
+    "lofexidine.hepatic_ungraded": ({"liver_failure": True, "hepatic_impairment": None}, {}),
+    "lofexidine.cns_depressants": ({"taking": {"benzodiazepines"}}, {"taking": {"lithium"}}),
+    "lofexidine.antihypertensives": ({"taking": {"antihypertensives"}}, {"taking": {"lithium"}}),
     "lofexidine.hypotension": ({}, ALWAYS),
     "clonidine.off_label": ({}, ALWAYS),
     "clonidine.hypotension": ({"taking": {"antihypertensives"}}, {}),
     "clonidine.abrupt_stop": ({}, ALWAYS),
     "chlordiazepoxide.liver_failure": ({"liver_failure": True}, {}),
     "chlordiazepoxide.older_adults": ({}, ALWAYS),
-    "chlordiazepoxide.methadone": ({"taking": {"methadone"}}, {"taking": {"opioid_analgesics"}}),
+    "chlordiazepoxide.opioids": ({"taking": {"opioid_analgesics"}}, {"taking": {"alcohol"}}),
+    "chlordiazepoxide.taper": ({}, ALWAYS),
     "lorazepam.liver_failure": ({"liver_failure": True}, {}),
     "lorazepam.older_adults": ({}, ALWAYS),
-    "lorazepam.methadone": ({"taking": {"methadone"}}, {}),
-    "diazepam.methadone": ({"taking": {"methadone"}}, {}),
-    "oxazepam.methadone": ({"taking": {"methadone"}}, {}),
+    "lorazepam.opioids": ({"taking": {"opioid_analgesics"}}, {"taking": {"alcohol"}}),
+    "lorazepam.taper": ({}, ALWAYS),
+    "diazepam.opioids": ({"taking": {"opioid_analgesics"}}, {"taking": {"alcohol"}}),
+    "diazepam.taper": ({}, ALWAYS),
+    "oxazepam.opioids": ({"taking": {"opioid_analgesics"}}, {"taking": {"alcohol"}}),
+    "oxazepam.taper": ({}, ALWAYS),
 }
 
 
@@ -236,6 +270,120 @@ def test_lofexidine_egfr_band_edges(egfr, dialysis, expected) -> None:
     assert fired == expected
 
 
+# Methadone QTc (Krantz 2009, fact sheet E): above 450 discuss and monitor more often; above
+# 500 consider reducing, stopping or switching. Exactly 500 is not "above 500".
+@pytest.mark.parametrize(
+    ("qtc", "expected", "words"),
+    [
+        (420, set(), None),
+        (450, set(), None),
+        (450.5, {"methadone.qtc_above_450"}, "monitor the QTc more often"),
+        (451, {"methadone.qtc_above_450"}, "discuss the risks and benefits"),
+        (500, {"methadone.qtc_above_450"}, "monitor the QTc more often"),
+        (501, {"methadone.qtc_above_500"}, "consider stopping or reducing methadone"),
+        (560, {"methadone.qtc_above_500"}, "another therapy"),
+    ],
+)
+def test_methadone_qtc_edges(qtc, expected, words) -> None:
+    result = screen("methadone", _facts({"qtc_ms": qtc}))
+    fired = {r for r in result.rule_ids if r.startswith("methadone.qtc_")}
+    assert fired == expected
+    if expected:
+        finding = next(f for f in result.findings if f.rule_id in expected)
+        assert words in finding.reason
+        assert finding.evidence == {"qtc_ms": qtc}
+        assert any(s.id == "krantz_2009" for s in finding.source)
+
+
+@pytest.mark.parametrize(
+    ("facts", "contraindicated"),
+    [
+        ({**CRCL_19}, True),  # clearance 19.4
+        ({"on_dialysis": True}, True),
+        ({"on_dialysis": False}, False),
+    ],
+)
+def test_acamprosate_dialysis_or_low_clearance_is_contraindicated(facts, contraindicated) -> None:
+    assert screen("acamprosate", _facts(facts)).contraindicated is contraindicated
+
+
+@pytest.mark.parametrize(
+    ("crcl", "expected"),
+    [(31.0, "acamprosate.renal_reduce"), (30.0, "acamprosate.renal_contraindicated")],
+)
+def test_acamprosate_clearance_30_against_31(crcl, expected) -> None:
+    mono = next(m for m in all_monographs() if m.id == "acamprosate")
+    fired = {
+        r.id
+        for r in mono.rules
+        if r.id.startswith("acamprosate.renal") and r.when.evaluate({"crcl_ml_min": crcl}).value
+    }
+    assert fired == {expected}
+
+
+@pytest.mark.parametrize(
+    ("taking", "expected"),
+    [
+        ({"alcohol"}, {"disulfiram.drinking"}),
+        ({"metronidazole"}, {"disulfiram.alcohol_preparations"}),
+        ({"paraldehyde"}, {"disulfiram.alcohol_preparations"}),
+        ({"alcohol_containing_preparations"}, {"disulfiram.alcohol_preparations"}),
+        ({"opioids"}, set()),
+    ],
+)
+def test_disulfiram_with_alcohol_or_its_interacting_drugs(taking, expected) -> None:
+    result = screen("disulfiram", _facts({"taking": taking}))
+    contraindicated = {f.rule_id for f in result.findings if f.severity == "contraindicated"}
+    assert contraindicated == expected
+
+
+@pytest.mark.parametrize("drug", ["chlordiazepoxide", "diazepam", "lorazepam", "oxazepam"])
+@pytest.mark.parametrize("opioid", ["opioids", "opioid_analgesics", "methadone", "buprenorphine"])
+def test_every_benzodiazepine_warns_with_every_opioid(drug, opioid) -> None:
+    result = screen(drug, _facts({"taking": {opioid}}))
+    finding = next(f for f in result.findings if f.rule_id == f"{drug}.opioids")
+    assert finding.severity == "major_caution"
+    assert any(s.id == "fda_benzodiazepine_opioid_2016" for s in finding.source)
+    taper = next(f for f in result.findings if f.rule_id == f"{drug}.taper")
+    assert "taper" in taper.reason
+
+
+@pytest.mark.parametrize(
+    ("grade", "per_dose", "per_day"),
+    [("none", None, None), ("mild", 0.54, 2.16), ("moderate", 0.36, 1.44), ("severe", 0.18, 0.72)],
+)
+def test_lofexidine_hepatic_table(grade, per_dose, per_day) -> None:
+    mono = next(m for m in all_monographs() if m.id == "lofexidine")
+    result = screen("lofexidine", _facts({"hepatic_impairment": grade}))
+    hepatic = [r for r in result.rule_ids if r.startswith("lofexidine.hepatic")]
+    if per_dose is None:
+        assert hepatic == []
+        return
+    (rule_id,) = hepatic
+    limit = mono.rule(rule_id).dose_limit
+    assert (limit.max_mg_per_dose, limit.max_mg_day) == (per_dose, per_day)
+
+
+def test_liver_failure_without_a_grade_asks_for_one() -> None:
+    result = screen("lofexidine", _facts({"liver_failure": True, "hepatic_impairment": None}))
+    missing = next(f for f in result.findings if f.rule_id == "missing.hepatic_impairment")
+    assert "lofexidine.hepatic_ungraded" in missing.needed_by
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected"),
+    [
+        ({"hepatic_impairment": "severe"}, {"buprenorphine.hepatic_severe"}),
+        ({"liver_failure": True}, {"buprenorphine.hepatic_severe"}),
+        ({"hepatic_impairment": "moderate"}, {"buprenorphine.hepatic_moderate"}),
+        ({"hepatic_impairment": "mild"}, set()),
+    ],
+)
+def test_buprenorphine_hepatic_impairment(facts, expected) -> None:
+    result = screen("buprenorphine", _facts(facts))
+    assert {r for r in result.rule_ids if ".hepatic" in r} == expected
+
+
 # ---------------------------------------------------------------- the result itself
 
 
@@ -307,12 +455,11 @@ def test_known_true_decides_an_any_even_when_the_other_branch_is_unknown() -> No
     assert "missing.liver_failure" not in result.rule_ids
 
 
-def test_qtc_without_interpretation_asks_for_it() -> None:
-    result = screen("methadone", _facts({"qtc_ms": 480, "qtc_prolonged": None}))
-    missing = next(f for f in result.findings if f.rule_id == "missing.qtc_prolonged")
-    assert "no confirmed QTc threshold" in missing.reason
+def test_qtc_not_recorded_asks_for_an_ecg() -> None:
     none = screen("methadone", _facts({"qtc_ms": None, "qtc_prolonged": None}))
-    assert {"missing.qtc_ms", "missing.qtc_prolonged"} <= set(none.rule_ids)
+    missing = {f.rule_id: f for f in none.findings if f.rule_id.startswith("missing.")}
+    assert missing["missing.qtc_ms"].reason == "QTc not recorded: obtain an ECG"
+    assert "methadone.qtc_above_450" in missing["missing.qtc_ms"].needed_by
 
 
 def test_liver_tests_required_by_naltrexone() -> None:
@@ -341,6 +488,7 @@ def test_minor_egfr_not_computed_is_explained() -> None:
         ({"creatinine_mg_dl": -1.2}, "creatinine_mg_dl"),
         ({"creatinine_mg_dl": float("inf")}, "creatinine_mg_dl"),
         ({"qtc_ms": 0}, "qtc_ms"),
+        ({"hepatic_impairment": "child-pugh b"}, "hepatic_impairment"),
         ({"alt_u_l": -3}, "alt_u_l"),
         ({"sex": "unknown"}, "sex"),
         ({"pregnant": "yes"}, "pregnant"),

@@ -333,3 +333,23 @@ def test_the_programs_today_is_its_own_calendar_day_not_utcs() -> None:
     check_start(date(2026, 3, 3), today)  # yesterday in New York
     with pytest.raises(ImplausibleValue):
         check_start(date(2026, 3, 2), today)
+
+
+@pytest.mark.parametrize(
+    ("qtc", "accepted"),
+    [(199.0, False), (200.0, True), (451.0, True), (800.0, True), (801.0, False), (4500.0, False)],
+)
+def test_qtc_has_a_plausible_range(qtc: float, accepted: bool) -> None:
+    if accepted:
+        assert facts(FactsInput(qtc_ms=qtc)).qtc_ms == qtc
+        return
+    with pytest.raises(ImplausibleValue) as err:
+        facts(FactsInput(qtc_ms=qtc))
+    assert err.value.field == "qtc_ms" and "200" in err.value.message
+
+
+def test_hepatic_impairment_is_a_grade() -> None:
+    assert facts(FactsInput(hepatic_impairment="moderate")).hepatic_impairment == "moderate"
+    with pytest.raises(ImplausibleValue) as err:
+        facts(FactsInput(hepatic_impairment="B"))
+    assert err.value.field == "hepatic_impairment"

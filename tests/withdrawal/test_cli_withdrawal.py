@@ -44,6 +44,14 @@ def test_a_program_sets_its_own_protocol_and_a_broken_one_is_refused(
         .read_text("utf-8")
     )
     data["version"] = "alpha-1"
+    data["sources"]["program"] = {"citation": "Alpha program setting", "quality": "none"}
+    for inst in data["instruments"].values():  # what the sources leave to the program
+        for row in inst["reassessment"]:
+            if row["minutes"] is None:
+                row["minutes"], row["source"] = 120, {"ref": "program"}
+        for rule in inst["escalations"]:
+            if rule["kind"] == "overdue" and rule["minutes"] is None:
+                rule["minutes"], rule["source"] = 30, {"ref": "program"}
     own = tmp_path / "alpha.yaml"
     own.write_text(yaml.safe_dump(data), "utf-8")
     done = runner.invoke(app, ["withdrawal", "protocol-set", "alpha", str(own)])

@@ -351,13 +351,13 @@ def test_cows_bands_from_the_wesson_ling_form(total: int, band: str) -> None:
     assert ("cows_severe_band" in rule_ids(state)) is (band == "severe")
 
 
-def test_cows_interval_is_left_to_the_program() -> None:
-    history = [ScoredAssessment("cows", 14, "moderate", T0)]
+def test_sows_interval_is_left_to_the_program() -> None:
+    history = [ScoredAssessment("sows_gossop", 14, None, T0)]
     with pytest.raises(IntervalNotSet, match="program must set"):
-        next_due(EXAMPLE, "cows", history, T0)
-    state = evaluate(EXAMPLE, "cows", history, T0 + timedelta(days=1))
+        next_due(EXAMPLE, "sows_gossop", history, T0)
+    state = evaluate(EXAMPLE, "sows_gossop", history, T0 + timedelta(days=1))
     assert state.due_at is None and not state.overdue
-    assert any("no cows reassessment interval" in w for w in state.warnings)
+    assert any("no sows_gossop reassessment interval" in w for w in state.warnings)
 
 
 def test_sows_has_no_bands() -> None:
@@ -571,6 +571,10 @@ def test_census_acknowledged_escalations_no_longer_lead() -> None:
 
 
 def test_census_unknown_due_time_sorts_ahead_of_known_ones() -> None:
-    cows = evaluate(EXAMPLE, "cows", [ScoredAssessment("cows", 14, "moderate", T0)], T0)
+    data = EXAMPLE.model_dump(mode="json")
+    data["instruments"]["cows"]["reassessment"][0]["minutes"] = None  # left to a program
+    unset = protocol_from_mapping(data)
+    cows = evaluate(unset, "cows", [ScoredAssessment("cows", 14, "moderate", T0)], T0)
+    assert cows.due_at is None
     ciwa_state = evaluate(EXAMPLE, "ciwa_ar", [ciwa(9, T0)], T0)
     assert sorted([ciwa_state, cows], key=census_sort_key) == [cows, ciwa_state]

@@ -349,6 +349,19 @@ def check_command(
     liver_failure: Annotated[
         bool | None, typer.Option("--liver-failure/--no-liver-failure")
     ] = None,
+    hepatic_impairment: Annotated[
+        str | None,
+        typer.Option(
+            help="Hepatic impairment: none, or mild/moderate/severe (Child-Pugh 5-6, 7-9, >9)."
+        ),
+    ] = None,
+    severe_heart_disease: Annotated[
+        bool | None,
+        typer.Option(
+            "--severe-heart-disease/--no-severe-heart-disease",
+            help="Severe myocardial disease or coronary occlusion.",
+        ),
+    ] = None,
     qtc_ms: Annotated[float | None, typer.Option(help="QTc, ms.")] = None,
     qtc_prolonged: Annotated[
         bool | None,
@@ -398,6 +411,8 @@ def check_command(
             ast_u_l=ast,
             acute_hepatitis=acute_hepatitis,
             liver_failure=liver_failure,
+            severe_heart_disease=severe_heart_disease,
+            hepatic_impairment=hepatic_impairment,
             qtc_ms=qtc_ms,
             qtc_prolonged=qtc_prolonged,
             taking=_taking(on),

@@ -307,10 +307,12 @@ class Monograph(_Model):
     elimination: tuple[Fact, ...] = ()
     half_life: tuple[Fact, ...] = ()
     renal: tuple[Fact, ...] = ()
+    hepatic: tuple[Fact, ...] = ()
     discontinuation: Discontinuation | None = None
     overdose: tuple[Fact, ...] = ()
     interactions: tuple[Interaction, ...] = ()
     pregnancy: tuple[Fact, ...] = ()
+    lactation: tuple[Fact, ...] = ()
     adverse_effects: tuple[Fact, ...] = ()
     warnings: tuple[Fact, ...] = ()
     regulatory: tuple[Fact, ...] = ()

@@ -113,6 +113,7 @@ BOOL_LABELS = {
     "respiratory_disease": "Respiratory disease",
     "acute_hepatitis": "Acute hepatitis",
     "liver_failure": "Liver failure",
+    "severe_heart_disease": "Severe myocardial disease or coronary occlusion",
     "qtc_prolonged": "QTc read as prolonged by a clinician",
     "opioid_withdrawal_signs": "Objective signs of opioid withdrawal now",
     "opioid_positive_test": "Opioid-positive urine or failed naloxone challenge",
@@ -389,6 +390,7 @@ def _facts_values(row: MedicationFactsRow | None, zone: str) -> dict[str, str]:
         *DATE_FACTS,
         "weight_basis",
         "sex_for_kidney",
+        "hepatic_impairment",
         "note",
     ):
         value = getattr(row, name)
@@ -425,13 +427,20 @@ def _facts_input(form: FormData, zone: str) -> FactsInput:
     named: dict[str, Any] = {
         **{
             name: _number(form, name)
-            for name in ("weight_kg", "ideal_weight_kg", "alt_u_l", "ast_u_l", "qtc_ms")
+            for name in (
+                "weight_kg",
+                "ideal_weight_kg",
+                "alt_u_l",
+                "ast_u_l",
+                "qtc_ms",
+            )
         },
         **{name: _date(form, name) for name in DATE_FACTS},
         **{name: yes_no(name) for name in BOOL_FACTS},
     }
     return FactsInput(
         sex_for_kidney=str(form.get("sex_for_kidney", "")).strip() or None,
+        hepatic_impairment=str(form.get("hepatic_impairment", "")).strip() or None,
         weight_basis=str(form.get("weight_basis", "actual")) or "actual",
         creatinine_mg_dl=creatinine,
         taking=taking,

@@ -31,6 +31,7 @@ from tandem.medications.errors import UnknownSubstance
 
 __all__ = [
     "FACTS",
+    "HEPATIC_GRADES",
     "All",
     "Always",
     "AnyOf",
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 FactKind = Literal["number", "bool", "category", "set"]
+# Hepatic impairment as the lofexidine label grades it by Child-Pugh score (5-6, 7-9, above 9).
+HEPATIC_GRADES = ("none", "mild", "moderate", "severe")
 
 
 @dataclass(frozen=True)
@@ -154,13 +157,27 @@ FACTS: dict[str, FactSpec] = {
             "liver failure",
             "liver failure not assessed: record whether present",
         ),
+        _spec(
+            "severe_heart_disease",
+            "bool",
+            "severe myocardial disease or coronary occlusion",
+            "severe heart disease not assessed: record whether the patient has severe myocardial "
+            "disease or coronary occlusion",
+        ),
+        _spec(
+            "hepatic_impairment",
+            "category",
+            "hepatic impairment (Child-Pugh: mild 5-6, moderate 7-9, severe above 9)",
+            "hepatic impairment not graded: record none, or mild, moderate or severe by the "
+            "Child-Pugh score",
+            categories=HEPATIC_GRADES,
+        ),
         _spec("qtc_ms", "number", "QTc", "QTc not recorded: obtain an ECG", unit="ms"),
         _spec(
             "qtc_prolonged",
             "bool",
             "QTc recorded as prolonged",
-            "QTc not interpreted: record whether the clinician reads the QTc as prolonged "
-            "(Tandem holds no confirmed QTc threshold)",
+            "QTc not interpreted: record whether a clinician reads the QTc as prolonged",
         ),
         _spec(
             "opioid_free_days",

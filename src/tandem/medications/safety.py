@@ -24,7 +24,7 @@ from tandem.medications.renal import (
     WeightBasis,
     assess,
 )
-from tandem.medications.rules import FACTS, close_substances
+from tandem.medications.rules import FACTS, HEPATIC_GRADES, close_substances
 
 __all__ = ["Finding", "PatientFacts", "ScreeningResult", "screen"]
 
@@ -69,6 +69,8 @@ class PatientFacts:
     ast_u_l: float | None = None
     acute_hepatitis: bool | None = None
     liver_failure: bool | None = None
+    severe_heart_disease: bool | None = None
+    hepatic_impairment: str | None = None
     qtc_ms: float | None = None
     qtc_prolonged: bool | None = None
     taking: frozenset[str] | None = None
@@ -88,6 +90,11 @@ class PatientFacts:
             elif f.name == "sex":
                 if value not in ("female", "male"):
                     raise ImplausibleValue("sex", f"must be 'female' or 'male', got {value!r}")
+            elif f.name == "hepatic_impairment":
+                if value not in HEPATIC_GRADES:
+                    raise ImplausibleValue(
+                        "hepatic_impairment", f"must be one of {', '.join(HEPATIC_GRADES)}"
+                    )
             elif f.name == "weight_basis":
                 if value not in ("actual", "ideal", "adjusted"):
                     raise ImplausibleValue(

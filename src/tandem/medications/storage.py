@@ -105,6 +105,8 @@ class MedicationFactsRow(Base):
     liver_tests_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     acute_hepatitis: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     liver_failure: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    severe_heart_disease: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    hepatic_impairment: Mapped[str | None] = mapped_column(String(10), nullable=True)
     qtc_ms: Mapped[float | None] = mapped_column(Numeric(5, 1, asdecimal=False), nullable=True)
     qtc_prolonged: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     ecg_on: Mapped[date | None] = mapped_column(Date, nullable=True)

@@ -19,7 +19,7 @@ from tandem.errors import InvalidInput
 from tandem.medications.errors import ImplausibleValue, PlanRefused
 from tandem.medications.monograph import Monograph
 from tandem.medications.renal import Sex, WeightBasis
-from tandem.medications.rules import close_substances
+from tandem.medications.rules import HEPATIC_GRADES, close_substances
 
 __all__ = [
     "BOOL_FACTS",
@@ -75,12 +75,20 @@ BOOL_FACTS = (
     "respiratory_disease",
     "acute_hepatitis",
     "liver_failure",
+    "severe_heart_disease",
     "qtc_prolonged",
     "opioid_withdrawal_signs",
     "opioid_positive_test",
     "intoxicated",
 )
-NUMBER_FACTS = ("weight_kg", "ideal_weight_kg", "creatinine_mg_dl", "alt_u_l", "ast_u_l", "qtc_ms")
+NUMBER_FACTS = (
+    "weight_kg",
+    "ideal_weight_kg",
+    "creatinine_mg_dl",
+    "alt_u_l",
+    "ast_u_l",
+    "qtc_ms",
+)
 DATE_FACTS = ("weighed_on", "creatinine_on", "liver_tests_on", "ecg_on", "last_opioid_use_on")
 # Upper bounds a clinic would never see; zero and negatives are refused too.
 CEILINGS: dict[str, float] = {
@@ -89,8 +97,11 @@ CEILINGS: dict[str, float] = {
     "creatinine_mg_dl": 40,
     "alt_u_l": 20000,
     "ast_u_l": 20000,
-    "qtc_ms": 1000,
+    "qtc_ms": 801,
 }
+# Numbers with a floor above zero: a QTc outside 200-800 ms is read as a typing or unit mistake
+# (input plausibility chosen by Tandem, not a clinical threshold: unverified).
+FLOORS: dict[str, float] = {"qtc_ms": 200}
 MAX_NOTE = 2000
 # Which planned doses the chart offers for reporting now: those due in the last week, and
 # those due in the next two hours (taken a little early, reported at once).
@@ -127,6 +138,8 @@ class FactsInput:
     liver_tests_on: date | None = None
     acute_hepatitis: bool | None = None
     liver_failure: bool | None = None
+    severe_heart_disease: bool | None = None
+    hepatic_impairment: str | None = None
     qtc_ms: float | None = None
     qtc_prolonged: bool | None = None
     ecg_on: date | None = None
@@ -191,6 +204,12 @@ def _number(name: str, value: object) -> None:
         raise ImplausibleValue(name, f"must be a number, got {value!r}")
     if value <= 0:
         raise ImplausibleValue(name, f"must be more than zero, got {value:g}")
+    low = FLOORS.get(name)
+    if low is not None and (value < low or value >= CEILINGS[name]):
+        raise ImplausibleValue(
+            name,
+            f"{value:g} is not a plausible value (from {low:g} to {CEILINGS[name] - 1:g})",
+        )
     if value >= CEILINGS[name]:
         raise ImplausibleValue(
             name, f"{value:g} is not a plausible value (must be below {CEILINGS[name]:g})"
@@ -224,6 +243,10 @@ def check_facts(
     if last_drink_at is not None:
         last_drink_at = recorded_time("last_drink_at", last_drink_at, now)
     kidney_sex_of(values.sex_for_kidney)
+    if values.hepatic_impairment is not None and values.hepatic_impairment not in HEPATIC_GRADES:
+        raise ImplausibleValue(
+            "hepatic_impairment", f"choose one of {', '.join(HEPATIC_GRADES)} or not recorded"
+        )
     weight_basis_of(values.weight_basis)
     if values.weight_basis != "actual" and values.ideal_weight_kg is None:
         raise ImplausibleValue(

@@ -25,7 +25,11 @@ from tandem.alerts.models import Alert
 from tandem.clock import utcnow
 from tandem.instruments.engine import get_instrument, score
 from tandem.storage.models import Episode, Patient
-from tandem.withdrawal.checks import check_assessed_at, check_instrument
+from tandem.withdrawal.checks import (
+    check_assessed_at,
+    check_instrument,
+    check_monitoring_can_start,
+)
 from tandem.withdrawal.context import as_context, context_row, open_episode_of
 from tandem.withdrawal.monitoring import (
     MonitoringState,
@@ -144,6 +148,7 @@ def save_assessment(
     current = program_protocol(access.db, patient.program_id)
     protocol = current.protocol
     check_instrument(protocol, instrument_id)
+    check_monitoring_can_start(protocol, instrument_id)
     instrument = get_instrument(instrument_id)
     scheme = protocol.instrument(instrument_id).band_scheme
     result = score(instrument, answers, scheme.id if scheme else None)

@@ -17,6 +17,7 @@ from tandem.alerts import service as alerts
 from tandem.alerts.models import Alert
 from tandem.clock import local, utcnow
 from tandem.errors import NotFound
+from tandem.scheduler import JobRun, last_run
 from tandem.storage.db import session_scope
 from tandem.storage.models import Patient, Program, Unit
 from tandem.withdrawal.assessments import QR
@@ -67,6 +68,10 @@ class CensusRow:
         ), self.monitoring_id
 
 
+OVERDUE_JOB = "withdrawal.overdue"  # the scheduled sweep (withdrawal/domain.py)
+OVERDUE_EVERY = timedelta(minutes=1)
+
+
 @dataclass
 class Census:
     unit: Unit
@@ -78,6 +83,13 @@ class Census:
     alert_rows: int = 0
     page: int = 1
     page_size: int | None = None
+    sweep: JobRun | None = None  # the overdue sweep's last run, as the schedule records it
+
+    @property
+    def sweep_stale(self) -> bool:
+        """The overdue sweep has not finished for several periods: escalations are raised only
+        when someone opens this page or saves an assessment."""
+        return self.sweep is None or self.sweep.stale(OVERDUE_EVERY, self.now)
 
     @property
     def has_more(self) -> bool:
@@ -255,7 +267,8 @@ def census(
         access.db, unit.id, now, page_size, (page - 1) * page_size if page_size else 0
     )
     audit_shown(access, QR, (r.patient_id for r in rows), query_text or f"census unit={unit.id}")
-    return Census(unit, program, rows, now, page=page, page_size=page_size, **counts)
+    sweep = last_run(access.db, OVERDUE_JOB)
+    return Census(unit, program, rows, now, page=page, page_size=page_size, sweep=sweep, **counts)
 
 
 def raise_overdue(access: Access, unit_id: int, now: datetime) -> list[Alert]:

@@ -18,7 +18,7 @@ from typing import TypeGuard
 from tandem.clock import check_recorded_at
 from tandem.errors import InvalidInput
 from tandem.withdrawal.monitoring import HalfLifeClass, Substance, WithdrawalContext
-from tandem.withdrawal.protocol import Protocol
+from tandem.withdrawal.protocol import Protocol, monitoring_gaps, short_instrument_name
 
 SUBSTANCES: Mapping[str, str] = {"alcohol": "Alcohol", "opioid": "Opioid", "other": "Other"}
 HALF_LIFE: Mapping[str, str] = {
@@ -144,3 +144,17 @@ def check_assessed_at(assessed_at: datetime, now: datetime, admitted_at: datetim
         not_before=admitted_at,
         not_before_reason="cannot be before the patient was admitted",
     )
+
+
+def check_monitoring_can_start(protocol: Protocol, instrument_id: str) -> None:
+    """An instrument is monitored only when the protocol gives every score a due time: a row the
+    sources leave empty must be set by the program first (`tandem withdrawal protocol-set`)."""
+    gaps = monitoring_gaps(protocol, instrument_id, overdue=False)
+    if gaps:
+        raise InvalidInput(
+            "questionnaire",
+            f"{short_instrument_name(instrument_id)} monitoring cannot start: the program's "
+            f"protocol ({protocol.id} v{protocol.version}) leaves its due time unset ("
+            + "; ".join(f"{g.path}: {g.message}" for g in gaps)
+            + "). An administrator must set it first.",
+        )

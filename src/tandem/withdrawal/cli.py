@@ -4,7 +4,9 @@
     tandem withdrawal protocol-set PROGRAM FILE.yaml   validate and make FILE the current version
 
 Every version is kept; each assessment records the version it was scored under. A protocol
-that does not validate is refused with the field path of each problem and exit status 2.
+that does not validate, or that leaves a monitored patient with no due time (a reassessment row
+with no interval) or a late reassessment with no escalation (no overdue threshold), is refused
+with the field path of each problem and exit status 2.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.access import audit
 from tandem.storage.models import Program
-from tandem.withdrawal.protocol import ProtocolError, load_protocol
+from tandem.withdrawal.protocol import ProtocolError, load_protocol, monitoring_gaps
 from tandem.withdrawal.protocols import program_protocol, set_program_protocol
 from tandem.withdrawal.storage import ProtocolVersionRow
 
@@ -65,6 +67,8 @@ def protocol_show(program: str = typer.Argument(..., help="program code")) -> No
             f"{row.code}: {protocol.id} version {protocol.version} ({current.origin}), "
             f"sha256 {protocol.content_hash}"
         )
+        for gap in monitoring_gaps(protocol):
+            out.print(f"  not set: {gap.path}: {escape(gap.message)}")
         for item in protocol.unverified_items():
             out.print(f"  check: {item.path}: {escape(item.note)}")
         for version in db.scalars(
@@ -93,6 +97,14 @@ def protocol_set(
     except ProtocolError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
+    gaps = monitoring_gaps(protocol)
+    if gaps:
+        lines = "\n".join(f"  {g.path}: {g.message}" for g in gaps)
+        err.print(
+            f"[bold red]error:[/] {escape(str(path))} leaves monitored patients with no due time "
+            f"or no overdue escalation; set these before monitoring can start:\n{escape(lines)}"
+        )
+        raise typer.Exit(2)
     with session_scope(_sessions()) as db:
         row = _program(db, program)
         stored = set_program_protocol(db, row.id, protocol, origin="program")

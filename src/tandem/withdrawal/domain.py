@@ -1,7 +1,5 @@
 """Detox: withdrawal monitoring with validated scales, the census, escalations, PRN doses."""
 
-from datetime import timedelta
-
 from tandem.kit import Domain, Job
 from tandem.withdrawal import assessments, census, cli, demo, pages, routes, storage
 
@@ -18,8 +16,8 @@ DOMAIN = Domain(
     episode_listeners=(storage.episode_changed,),
     jobs=(
         Job(
-            "withdrawal.overdue",
-            timedelta(minutes=1),
+            census.OVERDUE_JOB,
+            census.OVERDUE_EVERY,
             census.raise_overdue_everywhere,
             "raise overdue-reassessment escalations on every detox unit",
         ),

@@ -658,6 +658,50 @@ def _check_instrument(
             )
 
 
+def monitoring_gaps(
+    protocol: Protocol, instrument_id: str | None = None, *, overdue: bool = True
+) -> list[ProtocolIssue]:
+    """What a program must set before its protocol can monitor patients: every reassessment row
+    with no interval (a patient scored there would never fall due) and, with `overdue`, every
+    instrument with no overdue threshold (a late reassessment would never be escalated).
+    Each issue names the row or rule by its path and id."""
+    gaps: list[ProtocolIssue] = []
+    for key, inst in protocol.instruments.items():
+        if instrument_id is not None and key != instrument_id:
+            continue
+        name = short_instrument_name(key)
+        for r, row in enumerate(inst.reassessment):
+            if row.minutes is None:
+                gaps.append(
+                    ProtocolIssue(
+                        f"instruments.{key}.reassessment.{r}",
+                        f"row {row.id} (totals {row.min_total}-{row.max_total}) sets no "
+                        f"reassessment interval: a {name} patient scored there would never "
+                        "fall due; set `minutes`",
+                    )
+                )
+        if not overdue or not inst.reassessment:
+            continue
+        rules = [(e, r) for e, r in enumerate(inst.escalations) if isinstance(r, OverdueRule)]
+        if not any(r.minutes is not None for _, r in rules):
+            where = f"instruments.{key}.escalations" + (f".{rules[0][0]}" if rules else "")
+            rule_id = f"rule {rules[0][1].id}" if rules else "no overdue rule"
+            gaps.append(
+                ProtocolIssue(
+                    where,
+                    f"{rule_id}: no overdue threshold, so a late {name} reassessment would "
+                    "never be escalated; set `minutes` (0 = as soon as it is due)",
+                )
+            )
+    return gaps
+
+
+def short_instrument_name(instrument_id: str) -> str:
+    return {"ciwa_ar": "CIWA-Ar", "cows": "COWS", "sows_gossop": "SOWS-Gossop"}.get(
+        instrument_id, instrument_id
+    )
+
+
 def _threshold(rule: BandRule | RiseRule | TotalAtLeastRule | OverdueRule) -> int | str | None:
     """The rule's number (None when left for the program to set); band rules have none."""
     if isinstance(rule, RiseRule):
