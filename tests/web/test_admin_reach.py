@@ -250,3 +250,39 @@ def test_a_system_admin_is_granted_only_by_the_cli_and_every_grant_is_audited(
             )
         ]
     assert details == ["system administrator granted", "system administrator revoked"]
+
+
+def test_a_user_shared_with_another_program_is_listed_but_not_managed(
+    client, sessions, world: World
+) -> None:
+    from tandem.access import accounts
+
+    with session_scope(sessions) as db:
+        shared = accounts.create_user(
+            db,
+            "shared@test.tandem.test",
+            "Shared Nurse",
+            "nurse",
+            "shared-password-0123",
+            [world.program_a, world.program_b],
+        )
+        shared_id = shared.id
+    csrf = sign_in(client, world.email("admin"), world.passwords["admin"])
+    page = client.get("/admin/users").text
+    assert "Shared Nurse" in page and f'href="/admin/users/{shared_id}"' not in page
+    assert "Bravo Outpatient" not in page and "(and 1 other)" in page
+    assert client.get(f"/admin/users/{shared_id}").status_code == 404
+    removed = client.post(
+        f"/admin/users/{shared_id}",
+        data={
+            "csrf_token": csrf,
+            "display_name": "Shared Nurse",
+            "role": "nurse",
+            "active": "",
+            "programs": str(world.program_a),
+        },
+    )
+    assert removed.status_code == 404
+    with sessions() as db:
+        user = db.get(User, shared_id)
+        assert user.active and user.program_ids == {world.program_a, world.program_b}

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.types import Receive, Scope, Send
 
 from tandem.access import audit
 from tandem.access.credentials import (
@@ -87,20 +87,33 @@ class _Answer:
     slow_down: float = 0.0  # seconds to wait before answering a failed password
 
 
+class SlowedResponse(Response):
+    """An answer sent after a pause. The pause is awaited on the event loop when the answer is
+    sent, so no worker thread waits through it (a flood of wrong passwords ties up nothing)."""
+
+    def __init__(self, answer: Response, delay: float) -> None:
+        super().__init__(content=answer.body, status_code=answer.status_code)
+        self.raw_headers = list(answer.raw_headers)  # its type, length and cookies
+        self.delay = delay
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(self.delay)
+        await super().__call__(scope, receive, send)
+
+
 @router.post("/login")
-async def login(
+def login(
     request: Request,
     email: str = Form(""),
     password: str = Form(""),
     csrf_token: str = Form(""),
     next: str = Form("/patients"),
 ) -> Response:
-    """Sign in. The database work runs in a worker thread; a failed password's answer is then
-    slowed (on the event loop, holding no thread), more with each failure of that account
+    """Sign in. A failed password's answer is slowed, more with each failure of that account
     from that address, so that guessing is slow even below the limits."""
-    answer = await run_in_threadpool(_login, request, email, password, csrf_token, next)
+    answer = _login(request, email, password, csrf_token, next)
     if answer.slow_down > 0:
-        await asyncio.sleep(answer.slow_down)
+        return SlowedResponse(answer.response, answer.slow_down)
     return answer.response
 
 
