@@ -310,6 +310,7 @@ def settings(database_url: str) -> Settings:
         login_max_failures=3,
         login_window_minutes=15,
         session_idle_minutes=30,
+        login_slowdown_ms=0,  # tests/web/test_sign_in_limits.py times the slowing
     )
 
 

@@ -1,4 +1,4 @@
-"""Platform commands: init, serve, worker, demo, token, backup, restore."""
+"""Platform commands: init, serve, worker, demo, token, user, backup, restore."""
 
 from __future__ import annotations
 
@@ -157,6 +157,9 @@ def serve(
         workers=workers,
         log_level="warning",
         access_log=False,
+        # The client address is Tandem's to work out (TANDEM_TRUSTED_PROXIES, counted from the
+        # right of X-Forwarded-For); uvicorn's own reading would trust the leftmost entry.
+        proxy_headers=False,
         # A new worker answers the supervisor's health check only once it has imported the
         # `tandem` script (the whole CLI); on a busy machine that takes more than uvicorn's
         # default 5 s, and the worker is killed and started again, for ever.
@@ -294,6 +297,51 @@ def token_list() -> None:
             print(f"{token.id}\t{token.prefix}…\t{token.user.email}\t{token.scopes}\t{state}")
 
 
+user_app = typer.Typer(
+    help="Accounts the operator manages: system administrators.", no_args_is_help=True
+)
+
+
+def _set_system_admin(email: str, granted: bool) -> None:
+    settings = _settings()
+    _, sessions = _migrated_sessions(settings)
+    word = "granted" if granted else "revoked"
+    with session_scope(sessions) as db:
+        user = db.scalar(select(User).where(User.email == email.strip().lower()))
+        if user is None:
+            raise fail(f"no user {email}")
+        try:
+            accounts.grant_system_admin(user, granted)
+        except InvalidInput as exc:
+            raise fail(exc.message) from None
+        db.add(
+            audit.entry(
+                None,
+                "update",
+                CLI_ORIGIN,
+                resource_type="User",
+                resource_id=str(user.id),
+                detail=f"system administrator {word}",
+                actor_label=f"tandem user ({os.environ.get('USER', 'operator')})",
+            )
+        )
+    out.print(f"{user.email}: system administrator {word}.")
+
+
+@user_app.command("grant-system-admin")
+def grant_system_admin(
+    email: str = typer.Argument(..., help="E-mail of an administrator"),
+) -> None:
+    """Let an administrator manage every program, not only their own (audited)."""
+    _set_system_admin(email, True)
+
+
+@user_app.command("revoke-system-admin")
+def revoke_system_admin(email: str = typer.Argument(..., help="E-mail of the user")) -> None:
+    """Limit a system administrator to their own programs again (audited)."""
+    _set_system_admin(email, False)
+
+
 def _pg_url(settings: Settings) -> str:
     return (
         make_url(settings.database_url)
@@ -422,6 +470,7 @@ COMMANDS: tuple[tuple[str, object], ...] = (
     ("worker", worker),
     ("demo", demo),
     ("token", token_app),
+    ("user", user_app),
     ("backup", backup),
     ("restore", restore),
 )

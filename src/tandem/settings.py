@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,9 +17,18 @@ class Settings(BaseSettings):
         description="sqlite:///PATH (embedded) or postgresql+psycopg://USER@HOST:PORT/DB",
     )
     session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    # However active, a person signs in again this long after signing in.
+    session_absolute_hours: int = Field(default=12, ge=1, le=24 * 30)
     login_max_failures: int = Field(default=5, ge=1)
     login_window_minutes: int = Field(default=15, ge=1)
+    # A failed password's answer waits this long, doubling with each earlier failure of that
+    # account from that address (at most 8 times as long).
+    login_slowdown_ms: int = Field(default=250, ge=0, le=5000)
     cookie_secure: bool = True
+    # How many reverse proxies stand in front of Tandem: the client address is the entry this many
+    # from the right of X-Forwarded-For (each proxy appends the address it saw). 0: the header is
+    # ignored. The old TANDEM_TRUST_FORWARDED_FOR=true reads as 1.
+    trusted_proxies: int = Field(default=0, ge=0, le=10)
     trust_forwarded_for: bool = False
     # Validate every FHIR resource Tandem sends against fhir.resources (the tests do; costly).
     validate_fhir_output: bool = False
@@ -35,6 +45,16 @@ class Settings(BaseSettings):
                 f"(got {value.split(':', 1)[0]!r})"
             )
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_forwarded_for(cls, data: Any) -> Any:
+        """TANDEM_TRUST_FORWARDED_FOR=true (one proxy) still works; TANDEM_TRUSTED_PROXIES wins."""
+        if isinstance(data, dict):
+            legacy = str(data.get("trust_forwarded_for", "")).strip().lower()
+            if legacy in ("1", "true", "yes", "on") and data.get("trusted_proxies") in (None, ""):
+                data = {**data, "trusted_proxies": 1}
+        return data
 
     @property
     def is_sqlite(self) -> bool:

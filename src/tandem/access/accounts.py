@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tandem.access.credentials import CredentialError, hash_password
-from tandem.access.policy import Role
+from tandem.access.credentials import CredentialError, end_access, hash_password
+from tandem.access.policy import Actor, Role, admin_reach, may_change_programs
 from tandem.errors import InvalidInput
 from tandem.storage.models import Membership, Patient, Program, Unit, User
 
@@ -98,7 +99,11 @@ def create_user(
     password: str,
     program_ids: list[int],
     patient_id: str | None = None,
+    *,
+    actor: Actor | None = None,
 ) -> User:
+    """A new account. `actor`: the administrator creating it, who may give it only programs
+    they administer (None for the operator's CLI)."""
     email = email.strip().lower()
     if not _EMAIL.match(email):
         raise InvalidInput("email", "enter a valid e-mail address")
@@ -122,6 +127,10 @@ def create_user(
     db.add(user)
     db.flush()
     set_memberships(db, user, program_ids)
+    if actor is not None and not admin_reach(actor).covers(user.program_ids):
+        raise InvalidInput(
+            "programs", "choose at least one program, and only programs you administer"
+        )
     return user
 
 
@@ -156,6 +165,17 @@ def set_memberships(db: Session, user: User, program_ids: list[int]) -> None:
     db.flush()
 
 
+def _program_names(db: Session, program_ids: Iterable[int]) -> str:
+    ids = sorted(set(program_ids))
+    names = {
+        program_id: name
+        for program_id, name in db.execute(
+            select(Program.id, Program.name).where(Program.id.in_(ids))
+        )
+    }
+    return ", ".join(names.get(i, str(i)) for i in ids)
+
+
 def update_user(
     db: Session,
     user: User,
@@ -164,10 +184,16 @@ def update_user(
     active: bool,
     program_ids: list[int],
     patient_id: str | None,
-    acting_user_id: int,
-) -> User:
+    actor: Actor,
+    now: datetime,
+    keep_session: str | None = None,
+) -> list[str]:
+    """Change an account as `actor` (an administrator of the user's programs, the caller has
+    checked): memberships change only in programs the actor administers. A change of role or
+    programs, or deactivation, ends the user's sessions and tokens (but `keep_session`, the
+    actor's own). Returns what changed, in words, for the audit trail."""
     role_value = _check_role(role)
-    if user.id == acting_user_id and (not active or role_value is not Role.ADMIN):
+    if user.id == actor.user_id and (not active or role_value is not Role.ADMIN):
         raise InvalidInput("role", "you cannot remove your own administrator access")
     if user.role == Role.ADMIN and (role_value is not Role.ADMIN or not active):
         admins = db.scalar(
@@ -179,19 +205,58 @@ def update_user(
             raise InvalidInput("role", "the last active administrator must stay an administrator")
     if not display_name.strip():
         raise InvalidInput("display_name", "enter the person's name")
+    before_role, before_active, before_programs = user.role, user.active, user.program_ids
+    changes = []
+    if user.display_name != display_name.strip():
+        changes.append("name changed")
     user.display_name = display_name.strip()
     user.role = role_value.value
     user.active = active
     _link_patient(db, user, role_value, patient_id)
     set_memberships(db, user, program_ids)
-    return user
+    after_programs = user.program_ids
+    if not may_change_programs(actor, before_programs, after_programs):
+        raise InvalidInput("programs", "choose only programs you administer")
+    if before_role != user.role:
+        changes.append(f"role {before_role} -> {user.role}")
+        if user.system_admin and role_value is not Role.ADMIN:
+            user.system_admin = False
+            changes.append("system administrator revoked")
+    if after_programs - before_programs:
+        changes.append(f"programs added: {_program_names(db, after_programs - before_programs)}")
+    if before_programs - after_programs:
+        changes.append(f"programs removed: {_program_names(db, before_programs - after_programs)}")
+    if before_active != active:
+        changes.append("reactivated" if active else "deactivated")
+    if before_role != user.role or before_programs != after_programs or not active:
+        changes.append(_ended(db, user, now, keep_session))
+    return changes
 
 
-def reset_password(user: User, password: str) -> None:
+def _ended(
+    db: Session, user: User, now: datetime, keep_session: str | None, forget_devices: bool = False
+) -> str:
+    sessions, tokens = end_access(db, user.id, now, keep_session, forget_devices)
+    return f"sessions ended: {sessions}, tokens revoked: {tokens}"
+
+
+def reset_password(
+    db: Session, user: User, password: str, now: datetime, keep_session: str | None = None
+) -> str:
+    """A new password: every session (but `keep_session`) and token of the user ends, and the
+    devices they signed in from are known no longer. Returns what happened, for the audit."""
     try:
         user.password_hash = hash_password(password)
     except CredentialError as exc:
         raise InvalidInput("password", str(exc)) from None
+    return "password reset; " + _ended(db, user, now, keep_session, forget_devices=True)
+
+
+def grant_system_admin(user: User, granted: bool) -> None:
+    """Cross-program administration: only administrators hold it, only the CLI grants it."""
+    if granted and user.role != Role.ADMIN:
+        raise InvalidInput("user", f"{user.email} is not an administrator")
+    user.system_admin = granted
 
 
 def display_names(db: Session, user_ids: Iterable[int | None]) -> dict[int, str]:

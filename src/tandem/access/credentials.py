@@ -6,15 +6,17 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy import and_, delete, func, select, text, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 
 from tandem.access.policy import Actor, Role
 from tandem.access.scopes import parse_scopes
-from tandem.storage.models import ApiToken, LoginAttempt, User, WebSession
+from tandem.storage.models import ApiToken, KnownDevice, LoginAttempt, User, WebSession
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 
@@ -63,6 +65,7 @@ def actor_for(user: User, scopes: str | None = None) -> Actor:
         program_ids=user.program_ids,
         patient_id=user.patient_id,
         scopes=parse_scopes(scopes) if scopes is not None else None,
+        system_admin=user.system_admin and user.role == Role.ADMIN,
     )
 
 
@@ -89,41 +92,137 @@ def authenticate(db: Session, email: str, password: str) -> User | None:
 class Lockout:
     locked: bool
     retry_after_minutes: int = 0
+    # The attempt recorded for an unlocked sign-in (as failed until `login_succeeded`).
+    attempt_id: int | None = None
+    # Failed attempts of this account from this address (or device) before this one.
+    earlier_failures: int = 0
 
 
-def login_lockout(
-    db: Session,
+# Across accounts from one address, and across addresses for one account: this many times the
+# per-account-and-address limit.
+WIDE_LIMIT_FACTOR = 4
+
+
+def _lock_key(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big", signed=True)
+
+
+def _serialize_login_gate(db: Session, email: str, source_ip: str) -> None:
+    """Hold, until this short transaction ends, the lock that other sign-ins for this account
+    or from this address take: PostgreSQL advisory locks per account and per address (taken in
+    one order, so two attempts never wait on each other in a circle); on SQLite the database's
+    write lock (BEGIN IMMEDIATE)."""
+    connection = db.connection()
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    for key in sorted(
+        {_lock_key(f"login:account:{email}"), _lock_key(f"login:address:{source_ip}")}
+    ):
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def claim_login_attempt(
+    sessions: sessionmaker[Session],
     email: str,
+    source_ip: str,
     now: datetime,
     max_failures: int,
     window_minutes: int,
-    source_ip: str = "",
+    device: str = "",
 ) -> Lockout:
-    """Too many failed sign-ins for this e-mail, or from this address across e-mails (four times
-    the per-account limit), within the window lock sign-in until the failures age out."""
+    """Count the recent failures and, below every limit, record this attempt (as failed until
+    the password proves right), in one short transaction of its own, serialized with every other
+    attempt for this account or from this address: parallel guesses cannot all slip under the
+    limit. Limits within the window:
+
+    - from a device this account has signed in from before (`device`): `max_failures` from that
+      device, and nothing else: failures elsewhere do not lock a clinician out of their device;
+    - otherwise: `max_failures` for this account from this address, `WIDE_LIMIT_FACTOR` times
+      that from this address across accounts, and as many for this account across addresses.
+    """
+    email = email.strip().lower()
     since = now - timedelta(minutes=window_minutes)
     recent = (LoginAttempt.attempted_at >= since, LoginAttempt.succeeded.is_(False))
-    checks = [(LoginAttempt.email == email.strip().lower(), max_failures)]
-    if source_ip:
-        checks.append((LoginAttempt.source_ip == source_ip, max_failures * 4))
-    for where, limit in checks:
-        count, oldest = db.execute(
-            select(func.count(), func.min(LoginAttempt.attempted_at)).where(where, *recent)
-        ).one()
-        if count >= limit:
-            unlock = oldest + timedelta(minutes=window_minutes)
-            return Lockout(True, max(1, int((unlock - now).total_seconds() // 60) + 1))
-    return Lockout(False)
-
-
-def record_login_attempt(
-    db: Session, email: str, source_ip: str, now: datetime, succeeded: bool
-) -> None:
-    db.add(
-        LoginAttempt(
-            email=email.strip().lower(), source_ip=source_ip, attempted_at=now, succeeded=succeeded
+    db = sessions()
+    try:
+        _serialize_login_gate(db, email, source_ip)
+        if device:
+            checks = [
+                (and_(LoginAttempt.email == email, LoginAttempt.device == device), max_failures)
+            ]
+        else:
+            pair = and_(LoginAttempt.email == email, LoginAttempt.source_ip == source_ip)
+            checks = [
+                (pair, max_failures),
+                (LoginAttempt.source_ip == source_ip, max_failures * WIDE_LIMIT_FACTOR),
+                (LoginAttempt.email == email, max_failures * WIDE_LIMIT_FACTOR),
+            ]
+        first_count = 0
+        for i, (where, limit) in enumerate(checks):
+            count, oldest = db.execute(
+                select(func.count(), func.min(LoginAttempt.attempted_at)).where(where, *recent)
+            ).one()
+            if i == 0:
+                first_count = count
+            if count >= limit:
+                db.rollback()
+                unlock = oldest + timedelta(minutes=window_minutes)
+                return Lockout(True, max(1, int((unlock - now).total_seconds() // 60) + 1))
+        attempt = LoginAttempt(
+            email=email, source_ip=source_ip, attempted_at=now, succeeded=False, device=device
         )
+        db.add(attempt)
+        db.flush()
+        attempt_id = attempt.id
+        db.commit()
+        return Lockout(False, attempt_id=attempt_id, earlier_failures=first_count)
+    finally:
+        db.close()
+
+
+def login_succeeded(db: Session, attempt_id: int) -> None:
+    db.execute(update(LoginAttempt).where(LoginAttempt.id == attempt_id).values(succeeded=True))
+
+
+# --- known devices -------------------------------------------------------------------
+
+DEVICE_COOKIE = "tandem_device"
+DEVICE_COOKIE_DAYS = 400
+
+
+def known_device(db: Session, cookie_value: str | None, email: str) -> str:
+    """The device's key when this browser's device cookie belongs to a device the account with
+    this e-mail has signed in from; "" otherwise (no cookie, forged, or another account's)."""
+    if not cookie_value:
+        return ""
+    device = _digest(cookie_value)
+    found = db.scalar(
+        select(KnownDevice.device)
+        .join(User, User.id == KnownDevice.user_id)
+        .where(KnownDevice.device == device, User.email == email.strip().lower())
     )
+    return found or ""
+
+
+def remember_device(db: Session, user: User, cookie_value: str | None, now: datetime) -> str:
+    """Remember this browser as one `user` signed in from; returns the cookie value to (re)set:
+    the browser's own when it is a device Tandem issued, a new one otherwise."""
+    if (
+        not cookie_value
+        or db.scalar(
+            select(KnownDevice.device).where(KnownDevice.device == _digest(cookie_value)).limit(1)
+        )
+        is None
+    ):
+        cookie_value = secrets.token_urlsafe(32)
+    device = _digest(cookie_value)
+    known = db.get(KnownDevice, (device, user.id))
+    if known is None:
+        db.add(KnownDevice(device=device, user_id=user.id, first_seen_at=now, last_seen_at=now))
+    else:
+        known.last_seen_at = now
+    return cookie_value
 
 
 # --- browser sessions ----------------------------------------------------------------
@@ -147,14 +246,29 @@ def start_session(db: Session, user: User, source_ip: str, now: datetime) -> tup
 @dataclass(frozen=True)
 class SessionLookup:
     web_session: WebSession | None
-    expired: bool = False
+    # Why a session that was live has just ended: "idle" (no activity for the idle limit) or
+    # "lifetime" (the absolute lifetime since sign-in); "" otherwise.
+    expired: str = ""
+
+
+def touch_interval(idle_minutes: int) -> timedelta:
+    """How stale `last_seen_at` may get before a person's request records it again: a quarter
+    of the idle limit, at most a minute. A page view need not always cost a write, and a person
+    active more often than the idle limit is never signed out."""
+    return min(timedelta(seconds=60), timedelta(minutes=idle_minutes) / 4)
 
 
 def find_session(
-    db: Session, cookie_value: str, now: datetime, idle_minutes: int, person_active: bool = True
+    db: Session,
+    cookie_value: str,
+    now: datetime,
+    idle_minutes: int,
+    person_active: bool = True,
+    absolute_hours: int = 12,
 ) -> SessionLookup:
     """The live session for a cookie. Only what a person does keeps it alive: a page's own
-    automatic refresh (`person_active=False`) reads through it without postponing the timeout."""
+    automatic refresh (`person_active=False`) reads through it without postponing the timeout.
+    However active, a session ends `absolute_hours` after sign-in."""
     web_session = db.get(
         WebSession,
         _digest(cookie_value),
@@ -162,13 +276,16 @@ def find_session(
     )
     if web_session is None or web_session.ended_at is not None:
         return SessionLookup(None)
-    if not web_session.user.active:
+    if not web_session.user.active:  # ended for good: reactivating the user does not revive it
+        web_session.ended_at = now
         return SessionLookup(None)
+    if now - web_session.created_at > timedelta(hours=absolute_hours):
+        web_session.ended_at = now
+        return SessionLookup(None, expired="lifetime")
     if now - web_session.last_seen_at > timedelta(minutes=idle_minutes):
         web_session.ended_at = now
-        return SessionLookup(None, expired=True)
-    # Touch at most once a minute: a page view should not always cost a write.
-    if person_active and now - web_session.last_seen_at > timedelta(seconds=60):
+        return SessionLookup(None, expired="idle")
+    if person_active and now - web_session.last_seen_at > touch_interval(idle_minutes):
         db.execute(
             update(WebSession).where(WebSession.id == web_session.id).values(last_seen_at=now)
         )
@@ -179,6 +296,36 @@ def end_session(db: Session, cookie_value: str, now: datetime) -> None:
     web_session = db.get(WebSession, _digest(cookie_value))
     if web_session is not None and web_session.ended_at is None:
         web_session.ended_at = now
+
+
+def end_access(
+    db: Session,
+    user_id: int,
+    now: datetime,
+    keep_session: str | None = None,
+    forget_devices: bool = False,
+) -> tuple[int, int]:
+    """End every session of the user (except `keep_session`, the id of the session making the
+    change, when the user changes their own account) and revoke every API token: after a
+    password reset, a change of role or programs, or deactivation. Returns (sessions, tokens)
+    ended. `forget_devices`: the user's known devices are known no longer (a password reset)."""
+    sessions = update(WebSession).where(
+        WebSession.user_id == user_id, WebSession.ended_at.is_(None)
+    )
+    if keep_session is not None:
+        sessions = sessions.where(WebSession.id != keep_session)
+    ended = cast(CursorResult[Any], db.execute(sessions.values(ended_at=now))).rowcount
+    revoked = cast(
+        CursorResult[Any],
+        db.execute(
+            update(ApiToken)
+            .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        ),
+    ).rowcount
+    if forget_devices:
+        db.execute(delete(KnownDevice).where(KnownDevice.user_id == user_id))
+    return ended or 0, revoked or 0
 
 
 # --- API tokens ----------------------------------------------------------------------

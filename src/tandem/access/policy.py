@@ -79,6 +79,8 @@ class Actor:
     patient_id: str | None = None
     # None for a signed-in browser session; the token's scopes for an API client.
     scopes: tuple[Scope, ...] | None = None
+    # An administrator of every program (granted only by the CLI), not only of their own.
+    system_admin: bool = False
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,60 @@ def may_administer(actor: Actor) -> Decision:
     if actor.role is not Role.ADMIN:
         return Decision(False, "administrators only")
     return Decision(True, "administrator")
+
+
+@dataclass(frozen=True)
+class AdminReach:
+    """The programs whose users, memberships, units and audit trail an administrator manages:
+    their own programs, or every program for a system administrator."""
+
+    program_ids: frozenset[int] = frozenset()
+    every_program: bool = False
+
+    def covers(self, program_ids: frozenset[int]) -> bool:
+        """Every one of these programs is within reach (and there is at least one)."""
+        return self.every_program or bool(program_ids) and program_ids <= self.program_ids
+
+    def touches(self, program_ids: frozenset[int]) -> bool:
+        return self.every_program or bool(program_ids & self.program_ids)
+
+
+def admin_reach(actor: Actor) -> AdminReach:
+    if not may_administer(actor):
+        return AdminReach()
+    if actor.system_admin:
+        return AdminReach(every_program=True)
+    return AdminReach(program_ids=actor.program_ids)
+
+
+def may_administer_program(actor: Actor, program_id: int) -> Decision:
+    admin = may_administer(actor)
+    if not admin:
+        return admin
+    if admin_reach(actor).covers(frozenset({program_id})):
+        return Decision(True, "administrator of the program")
+    return Decision(False, "not an administrator of the program")
+
+
+def may_manage_user(actor: Actor, program_ids: frozenset[int], system_admin: bool) -> Decision:
+    """An account is managed by an administrator of every program it belongs to; system
+    administrators' accounts only by system administrators."""
+    admin = may_administer(actor)
+    if not admin:
+        return admin
+    if system_admin and not actor.system_admin:
+        return Decision(False, "only a system administrator manages a system administrator")
+    if admin_reach(actor).covers(program_ids):
+        return Decision(True, "administrator of the user's programs")
+    return Decision(False, "the user belongs to a program the administrator does not administer")
+
+
+def may_change_programs(actor: Actor, before: frozenset[int], after: frozenset[int]) -> Decision:
+    """Memberships are added or removed only in programs the administrator administers."""
+    changed = before ^ after
+    if not changed or admin_reach(actor).covers(changed):
+        return Decision(True, "programs within reach")
+    return Decision(False, "choose only programs you administer")
 
 
 def may_read_audit(actor: Actor) -> Decision:

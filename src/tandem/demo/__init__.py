@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from tandem.access import accounts
 from tandem.demo.names import FAMILY, GIVEN_FEMALE, GIVEN_MALE
 from tandem.patients.episodes import episode_changed
+from tandem.storage.db import utcnow
 from tandem.storage.models import Episode, Patient, PatientIdentifier, Program, Unit, User
 
 DEMO_PROGRAM = "riverside"
@@ -227,6 +228,6 @@ def reset_logins(db: Session, seed: int) -> list[DemoLogin]:
     for login in logins:
         user = db.scalar(select(User).where(User.email == login.email))
         if user is not None:
-            accounts.reset_password(user, login.password)
+            accounts.reset_password(db, user, login.password, utcnow())
             user.active = True
     return logins

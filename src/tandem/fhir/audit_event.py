@@ -9,8 +9,8 @@ from typing import Any
 from fastapi import Depends, Request
 from fastapi.responses import Response
 from fhir.resources.R4B.auditevent import AuditEvent
-from sqlalchemy import select
 
+from tandem.access import administration
 from tandem.access.guard import Access
 from tandem.access.policy import may_read_audit
 from tandem.errors import InvalidInput
@@ -145,7 +145,7 @@ def _guard(access: Access) -> None:
 @router.get("/AuditEvent/{entry_id}")
 def read_audit_event(entry_id: int, access: Access = Depends(api_access)) -> Response:
     _guard(access)
-    entry = access.db.get(AuditEntry, entry_id)
+    entry = administration.audit_entry(access, entry_id)
     if entry is None:
         raise FhirError(404, "not-found", f"AuditEvent/{entry_id} is not known")
     access.audit(
@@ -158,7 +158,7 @@ def read_audit_event(entry_id: int, access: Access = Depends(api_access)) -> Res
 def search_audit_events(request: Request, access: Access = Depends(api_access)) -> Response:
     _guard(access)
     count, offset = paging(request, {"patient", "date", "outcome"})
-    stmt = select(AuditEntry)
+    stmt = administration.audit_entries(access)
     params = request.query_params
     if params.get("patient"):
         stmt = stmt.where(AuditEntry.patient_id == params["patient"].removeprefix("Patient/"))

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
@@ -76,6 +77,9 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20))
     password_hash: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Administers every program, not only their own: granted and revoked only with
+    # `tandem user grant-system-admin` / `revoke-system-admin`, each audited.
+    system_admin: Mapped[bool] = mapped_column(Boolean, server_default=false())
     patient_id: Mapped[str | None] = mapped_column(
         ForeignKey("patients.id", ondelete="RESTRICT"), nullable=True, unique=True
     )
@@ -270,13 +274,32 @@ class LoginAttempt(Base):
     __table_args__ = (
         Index("ix_login_attempts_email_at", "email", "attempted_at"),
         Index("ix_login_attempts_ip_at", "source_ip", "attempted_at"),
+        Index("ix_login_attempts_email_ip_at", "email", "source_ip", "attempted_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(254))
     source_ip: Mapped[str] = mapped_column(String(64))
     attempted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Recorded as failed before the password is checked (so that parallel attempts count), and
+    # marked succeeded after.
     succeeded: Mapped[bool] = mapped_column(Boolean)
+    # The known device it came from (sha256 of its cookie), or "".
+    device: Mapped[str] = mapped_column(String(64), default="", server_default="")
+
+
+class KnownDevice(Base):
+    """A browser someone has signed in from before (a long-lived random cookie, stored as its
+    sha256): failures from other devices and addresses do not lock them out of it."""
+
+    __tablename__ = "known_devices"
+
+    device: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class AuditEntry(Base):

@@ -7,12 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
-from tandem.access import accounts
+from tandem.access import accounts, administration
 from tandem.access.guard import Access
 from tandem.access.policy import ROLE_DUTIES, ROLE_GRANTS, ROLE_LABELS, Role, may_administer
 from tandem.errors import InvalidInput
+from tandem.storage.db import utcnow
 from tandem.storage.models import AuditEntry, PatientIdentifier, Program, User
 from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, form_refused, page_access
 from tandem.web.rendering import render
@@ -31,11 +31,8 @@ def admin_form(access: Access = Depends(csrf_form)) -> Access:
 
 
 def _programs(access: Access) -> list[Program]:
-    return list(
-        access.db.scalars(
-            select(Program).options(selectinload(Program.units)).order_by(Program.name)
-        )
-    )
+    """The programs this administrator administers: the only ones the pages show or offer."""
+    return administration.programs(access)
 
 
 def _page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
@@ -46,11 +43,17 @@ def _page(request: Request, name: str, status_code: int = 200, **context: Any) -
 
 @router.get("/users")
 def users(request: Request, access: Access = Depends(admin_access)) -> Response:
-    rows = list(
-        access.db.scalars(select(User).options(selectinload(User.memberships)).order_by(User.email))
-    )
+    rows = administration.users(access)
     programs = {p.id: p for p in _programs(access)}
-    return _page(request, "admin/users.html", section="users", users=rows, programs=programs)
+    managed = {u.id for u in rows if administration.manages(access, u)}
+    return _page(
+        request,
+        "admin/users.html",
+        section="users",
+        users=rows,
+        programs=programs,
+        managed=managed,
+    )
 
 
 def _user_values(form: Any) -> dict[str, Any]:
@@ -66,14 +69,7 @@ def _user_values(form: Any) -> dict[str, Any]:
 
 
 def _patient_by_mrn(access: Access, mrn: str) -> str | None:
-    if not mrn:
-        return None
-    patient_id = access.db.scalar(
-        select(PatientIdentifier.patient_id).where(PatientIdentifier.value == mrn)
-    )
-    if patient_id is None:
-        raise InvalidInput("patient_mrn", f"no patient has MRN {mrn}")
-    return patient_id
+    return administration.patient_by_mrn(access, mrn)
 
 
 @router.get("/users/new")
@@ -100,9 +96,15 @@ def create_user(request: Request, access: Access = Depends(admin_form)) -> Respo
             values["password"],
             values["programs"],
             _patient_by_mrn(access, values["patient_mrn"]),
+            actor=access.actor,
         )
         access.audit(
-            "create", resource_type="User", resource_id=str(user.id), patient_id=user.patient_id
+            "create",
+            resource_type="User",
+            resource_id=str(user.id),
+            patient_id=user.patient_id,
+            detail=f"role {user.role}; programs: "
+            + ", ".join(p.name for p in _programs(access) if p.id in user.program_ids),
         )
     except InvalidInput as exc:
         form_refused(request, access, exc)
@@ -121,12 +123,7 @@ def create_user(request: Request, access: Access = Depends(admin_form)) -> Respo
 
 
 def _edited(access: Access, user_id: int) -> User:
-    user = access.db.get(User, user_id)
-    if user is None:
-        from tandem.errors import NotFound
-
-        raise NotFound(f"user {user_id} is not known")
-    return user
+    return administration.user(access, user_id)
 
 
 @router.get("/users/{user_id}")
@@ -167,21 +164,32 @@ def update_user(request: Request, user_id: int, access: Access = Depends(admin_f
     user = _edited(access, user_id)
     values = _user_values(form_of(request))
     values["email"] = user.email
+    now = utcnow()
+    # Changing one's own account keeps the session making the change; every other one ends.
+    own = request.state.web_session.id if user.id == access.actor.user_id else None
+    # Memberships in programs out of the administrator's reach are kept as they are.
+    kept = sorted(user.program_ids - {p.id for p in _programs(access)})
     try:
-        accounts.update_user(
+        changes = accounts.update_user(
             access.db,
             user,
             values["display_name"],
             values["role"],
             values["active"],
-            values["programs"],
+            values["programs"] + kept,
             _patient_by_mrn(access, values["patient_mrn"]),
-            access.actor.user_id,
+            access.actor,
+            now,
+            keep_session=own,
         )
         if values["password"]:
-            accounts.reset_password(user, values["password"])
+            changes.append(accounts.reset_password(access.db, user, values["password"], now, own))
         access.audit(
-            "update", resource_type="User", resource_id=str(user.id), patient_id=user.patient_id
+            "update",
+            resource_type="User",
+            resource_id=str(user.id),
+            patient_id=user.patient_id,
+            detail="; ".join(changes) or "no change",
         )
     except InvalidInput as exc:
         form_refused(request, access, exc)
@@ -220,8 +228,14 @@ def create_program(request: Request, access: Access = Depends(admin_form)) -> Re
             access.db, values["code"], values["name"], values["site"], values["time_zone"] or "UTC"
         )
         admin = access.db.get(User, access.actor.user_id)
-        if admin is not None:
+        if admin is not None:  # its creator administers it
             accounts.set_memberships(access.db, admin, sorted(admin.program_ids | {program.id}))
+            access.audit(
+                "update",
+                resource_type="User",
+                resource_id=str(admin.id),
+                detail=f"programs added: {program.name} (created by them)",
+            )
         access.audit("create", resource_type="Organization", resource_id=str(program.id))
     except InvalidInput as exc:
         form_refused(request, access, exc)
@@ -242,10 +256,8 @@ def create_program(request: Request, access: Access = Depends(admin_form)) -> Re
 @router.post("/programs/{program_id}/units")
 def add_unit(request: Request, program_id: int, access: Access = Depends(admin_form)) -> Response:
     form = form_of(request)
-    program = access.db.get(Program, program_id)
+    program = administration.program(access, program_id)
     try:
-        if program is None:
-            raise InvalidInput("program", "unknown program")
         unit = accounts.add_unit(
             access.db,
             program,
@@ -295,7 +307,7 @@ def audit_trail(
     access: Access = Depends(admin_access),
 ) -> Response:
     page = max(1, page)
-    stmt = select(AuditEntry)
+    stmt = administration.audit_entries(access)
     if patient.strip():
         stmt = stmt.where(AuditEntry.patient_id == patient.strip())
     if outcome in ("0", "4", "8"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ LOGIN_CSRF_COOKIE = "tandem_login_csrf"
 
 
 class LoginRequired(Exception):
-    def __init__(self, next_url: str, expired: bool = False) -> None:
+    def __init__(self, next_url: str, expired: str = "") -> None:
         self.next_url = next_url
         self.expired = expired
 
@@ -99,21 +100,35 @@ class UnitOfWorkRoute(APIRoute):
 
 
 def client_ip(request: Request) -> str:
-    if settings_of(request).trust_forwarded_for:
-        forwarded = request.headers.get("x-forwarded-for", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
-    return request.client.host if request.client else ""
+    """The client's address: the peer's, or behind N trusted proxies (TANDEM_TRUSTED_PROXIES)
+    the entry N from the right of X-Forwarded-For, the one the outermost trusted proxy saw.
+    Entries to its left are whatever the client wrote, and are never read. A header with fewer
+    entries than proxies, or an entry that is not an address, leaves the peer's address."""
+    peer = request.client.host if request.client else ""
+    proxies = settings_of(request).trusted_proxies
+    if proxies <= 0:
+        return peer
+    entries = [
+        item.strip()
+        for header in request.headers.getlist("x-forwarded-for")
+        for item in header.split(",")
+    ]
+    if len(entries) < proxies:
+        return peer
+    try:
+        return str(ipaddress.ip_address(entries[-proxies]))
+    except ValueError:
+        return peer
 
 
 def origin_of(request: Request, channel: str) -> Origin:
     return Origin(client_ip(request), request.headers.get("user-agent", "")[:300], channel)
 
 
-def _session_for(request: Request, db: Session) -> tuple[WebSession | None, bool]:
+def _session_for(request: Request, db: Session) -> tuple[WebSession | None, str]:
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
-        return None, False
+        return None, ""
     settings = settings_of(request)
     # tandem.js marks its automatic refreshes with X-Fragment; they must not defeat the idle timeout.
     found = find_session(
@@ -122,6 +137,7 @@ def _session_for(request: Request, db: Session) -> tuple[WebSession | None, bool
         utcnow(),
         settings.session_idle_minutes,
         person_active=request.headers.get("x-fragment") != "1",
+        absolute_hours=settings.session_absolute_hours,
     )
     db.commit()
     return found.web_session, found.expired
@@ -235,5 +251,8 @@ def form_refused(request: Request, access: Access, exc: Exception) -> None:
     )
 
 
-def login_url(next_url: str, expired: bool = False) -> str:
-    return f"/login?next={quote(next_url)}" + ("&expired=1" if expired else "")
+def login_url(next_url: str, expired: str = "") -> str:
+    """The sign-in page, saying why the session ended: `expired=1` after inactivity,
+    `expired=lifetime` at the end of its absolute lifetime."""
+    reason = {"idle": "1", "lifetime": "lifetime"}.get(expired)
+    return f"/login?next={quote(next_url)}" + (f"&expired={reason}" if reason else "")
