@@ -9,6 +9,8 @@ owner of every table, sequence and function in the schema and grants A:
 - on every other table: SELECT, INSERT, UPDATE, DELETE; on alembic_version: SELECT;
 - USAGE on the schema and the sequences; EXECUTE on audit_horizon() (the sealer's lock).
 
+O gets USAGE and CREATE on the schema (it runs later migrations; foreign keys are checked as O).
+
 Idempotent: run it again after a release's migrations or a restore. Both roles must exist (the
 database administrator creates them, with their passwords); A must be neither a superuser nor a
 member of O, since either could undo all of the above.
@@ -59,6 +61,8 @@ def set_up_roles(engine: Engine, owner: str, app: str) -> str:
             conn.execute(text(f"ALTER TABLE {s}.{_ident(conn, table)} OWNER TO {o}"))
         for function in functions:  # regprocedure text is already quoted and schema-qualified
             conn.execute(text(f"ALTER FUNCTION {function} OWNER TO {o}"))
+        # The owner runs later migrations, and foreign-key checks run as the tables' owner.
+        conn.execute(text(f"GRANT USAGE, CREATE ON SCHEMA {s} TO {o}"))
         conn.execute(text(f"GRANT USAGE ON SCHEMA {s} TO {a}"))
         conn.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM {a}"))
         for table in tables:
