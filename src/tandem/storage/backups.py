@@ -43,7 +43,12 @@ def pg_client(database_url: str) -> Iterator[tuple[str, dict[str, str]]]:
     pg_restore that supplies it from a temporary passfile (mode 0600, removed afterwards): a
     command line is visible to every user of the machine in `ps`."""
     url = make_url(database_url)
-    conninfo = url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    # URL.set() leaves a field alone when given None: replace the tuple's field instead.
+    conninfo = (
+        url._replace(password=None)
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
     env = {key: value for key, value in os.environ.items() if key != "PGPASSWORD"}
     if url.password is None:
         yield conninfo, env
