@@ -194,8 +194,12 @@ def verify(
     anchors: Sequence[tuple[int, str]] = (),
     batch: int = BATCH,
 ) -> Verdict:
-    """Recompute the chain over every entry, in id order; stop at the first break."""
+    """Recompute the chain over every entry, in id order; stop at the first break.
+
+    The walk ends at the newest link read when it starts: the sealed part never changes, while
+    the sealer may be extending the chain beyond it meanwhile (those entries count as unsealed)."""
     with sessions() as db:
+        last = db.scalar(select(func.max(AuditChainLink.entry_id)))
         orphans = dict(  # links whose entry is gone
             db.execute(
                 select(AuditChainLink.entry_id, AuditChainLink.chain_hash)
@@ -221,6 +225,7 @@ def verify(
             )
             if after is not None:
                 query = query.where(AuditEntry.id > after)
+            query = query.where(AuditEntry.id <= (last if last is not None else 0))
             rows = db.execute(query).all()
             if not rows:
                 break
@@ -255,6 +260,10 @@ def verify(
             after = rows[-1][0]
         if broken is None and first_orphan is not None:
             broken = _deleted(first_orphan)
+        newer = select(func.count()).select_from(AuditEntry)
+        if last is not None:
+            newer = newer.where(AuditEntry.id > last)
+        unsealed += db.scalar(newer) or 0
         if broken is None:
             broken = _check_anchors(db, anchors)
     return Verdict(checked, unsealed, head, broken)

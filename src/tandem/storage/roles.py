@@ -64,9 +64,9 @@ def set_up_roles(engine: Engine, owner: str, app: str) -> str:
         # The owner runs later migrations, and foreign-key checks run as the tables' owner.
         conn.execute(text(f"GRANT USAGE, CREATE ON SCHEMA {s} TO {o}"))
         conn.execute(text(f"GRANT USAGE ON SCHEMA {s} TO {a}"))
-        conn.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM {a}"))
         for table in tables:
             name = f"{s}.{_ident(conn, table)}"
+            conn.execute(text(f"REVOKE ALL ON {name} FROM {a}"))
             if table in AUDIT_TABLES:
                 conn.execute(text(f"REVOKE ALL ON {name} FROM PUBLIC"))
                 conn.execute(text(f"GRANT SELECT, INSERT ON {name} TO {a}"))
