@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -450,10 +451,10 @@ def test_token_create_for_an_unknown_user_exits_2(initialised: str) -> None:
 # --- tandem backup / restore -------------------------------------------------------------
 
 
-def test_backup_then_restore_brings_the_data_back(
+def test_backup_then_restore_brings_the_data_back_but_keeps_revocations(
     demo_db: tuple[str, dict[str, str]], tmp_path: Path
 ) -> None:
-    url, _ = demo_db
+    url, logins = demo_db
     token = ok(
         tandem(
             url,
@@ -465,6 +466,12 @@ def test_backup_then_restore_brings_the_data_back(
             "user/Patient.cruds",
         )
     ).stdout.strip()
+    kept_token = ok(
+        tandem(url, "token", "create", "--user", "nurse@demo.tandem.test", "--scope", "user/*.rs")
+    ).stdout.strip()
+    with web(url) as client:  # a session open at the backup, signed out after it
+        csrf = sign_in(client, "nurse@demo.tandem.test", logins["nurse@demo.tandem.test"])
+        session_cookie = dict(client.cookies)
     before = demo_patients(url)
     backup = tmp_path / "backups" / "tandem.backup"
     backup.parent.mkdir()
@@ -474,8 +481,9 @@ def test_backup_then_restore_brings_the_data_back(
     assert again.returncode == 2 and "exists" in said(again.stderr), (
         "backup must not overwrite a file"
     )
+    assert backup.stat().st_mode & 0o777 == 0o600, "a backup is readable by its owner only"
 
-    # The day goes on: a patient is registered, the token is revoked.
+    # The day goes on: a patient is registered, the token is revoked, the nurse signs out.
     with web(url) as client:
         created = client.post(
             "/fhir/Patient",
@@ -483,6 +491,8 @@ def test_backup_then_restore_brings_the_data_back(
             json={"resourceType": "Patient", "name": [{"family": "Afterbackup", "given": ["Al"]}]},
         )
         assert created.status_code == 201, created.text
+        client.cookies.update(session_cookie)
+        assert client.post("/logout", data={"csrf_token": csrf}).status_code == 303
     ok(tandem(url, "token", "revoke", token))
     assert len(demo_patients(url)) == len(before) + 1
 
@@ -493,16 +503,76 @@ def test_backup_then_restore_brings_the_data_back(
     if url.startswith("sqlite"):  # a SQLite backup is a plain database file anyone can open
         assert demo_patients(f"sqlite:///{moved}") == before
     restored = ok(tandem(url, "restore", str(moved), "--yes"))
-    assert "Restored" in said(restored.stdout)
+    told = said(restored.stdout)
+    assert "Restored" in told
+    assert "Rolled back (written after the backup, now gone):" in told
+    assert "patients 1" in told and "audit_entries" in told, told
+    assert "Revocations kept: 1 API tokens stay revoked, 1 sessions stay ended" in told, told
 
     assert demo_patients(url) == before
     with web(url) as client:
         search = client.get("/fhir/Patient", params={"name": "afterbackup"}, headers=bearer(token))
-        assert search.status_code == 200, "the token revoked after the backup works again"
-        assert search.json().get("entry", []) == []
-        assert client.get("/fhir/Patient", params={"_count": "200"}, headers=bearer(token)).json()[
-            "entry"
-        ], "restored patients are visible"
+        assert search.status_code == 401, "a token revoked after the backup stays revoked"
+        assert client.get(
+            "/fhir/Patient", params={"_count": "200"}, headers=bearer(kept_token)
+        ).json()["entry"], "restored patients are visible to a token that was never revoked"
+        client.cookies.update(session_cookie)
+        assert client.get("/patients").status_code in (302, 303, 401), "the session stays ended"
+    assert ok(tandem(url, "audit", "verify")).returncode == 0
+
+
+def test_the_postgresql_password_never_reaches_a_command_line(
+    demo_db: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    """pg_dump and pg_restore get the password from a passfile of mode 0600 (`ps` shows every
+    user the command lines). A stand-in earlier on PATH records what they were given, then runs
+    the real program."""
+    url, _ = demo_db
+    if not url.startswith("postgresql"):
+        pytest.skip("SQLite needs no password")
+    with_password = (
+        make_url(url).set(password="s3cret:pass\\word").render_as_string(hide_password=False)
+    )
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    seen = tmp_path / "seen.txt"
+    for program in ("pg_dump", "pg_restore"):
+        real = shutil.which(program)
+        shim = shims / program
+        shim.write_text(
+            "#!/bin/sh\n"
+            f'printf "argv: %s\\n" "$*" >> {seen}\n'
+            f'printf "PGPASSWORD: %s\\n" "$PGPASSWORD" >> {seen}\n'
+            f'stat -c "passfile mode: %a" "$PGPASSFILE" >> {seen}\n'
+            f'printf "passfile: %s\\n" "$(cat "$PGPASSFILE")" >> {seen}\n'
+            f'exec {real} "$@"\n'
+        )
+        shim.chmod(0o700)
+    env_path = f"{shims}:{os.environ['PATH']}"
+    backup = tmp_path / "pw.backup"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # noqa: S603
+            [TANDEM, *args],
+            env={**os.environ, "PATH": env_path, "TANDEM_DATABASE_URL": with_password},
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=300,
+            check=False,
+        )
+
+    ok(run("backup", str(backup)))
+    ok(run("restore", str(backup), "--yes"))
+
+    lines = seen.read_text().splitlines()
+    argv = [line for line in lines if line.startswith("argv:")]
+    assert len(argv) == 2 and "pg_restore" not in argv[0]
+    assert all("s3cret" not in line for line in argv), argv
+    assert "PGPASSWORD: " in lines, "no password in the environment either"
+    assert lines.count("passfile mode: 600") == 2
+    assert "passfile: *:*:*:*:s3cret\\:pass\\\\word" in lines, lines
+    assert not list(Path(tempfile.gettempdir()).glob("tandem-pgpass-*")), "passfiles removed"
 
 
 def test_restore_refuses_a_file_that_is_not_a_backup_and_keeps_the_data(

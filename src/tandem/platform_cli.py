@@ -1,4 +1,4 @@
-"""Platform commands: init, serve, worker, demo, token, user, backup, restore."""
+"""Platform commands: init, serve, worker, demo, token, user, backup, restore, audit verify."""
 
 from __future__ import annotations
 
@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
 
-from tandem.access import accounts, audit
+from tandem.access import accounts, audit, audit_chain
 from tandem.access.credentials import CredentialError, actor_for, create_token, revoke_token
 from tandem.access.scopes import ScopeError
 from tandem.errors import InvalidInput
 from tandem.settings import Settings
+from tandem.storage import backups
 from tandem.storage.db import (
     make_engine,
     make_sessionmaker,
@@ -31,6 +32,7 @@ from tandem.storage.db import (
 )
 from tandem.storage.migrate import upgrade
 from tandem.storage.models import ApiToken, User
+from tandem.storage.roles import set_up_roles
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -79,17 +81,35 @@ def init(
     time_zone: str = typer.Option(
         "UTC", help="IANA time zone of the program, e.g. America/New_York"
     ),
+    owner_role: str | None = typer.Option(
+        None, help="PostgreSQL: the role that owns the tables (see README, PostgreSQL roles)"
+    ),
+    app_role: str | None = typer.Option(
+        None,
+        help="PostgreSQL: the role `tandem serve` connects as (INSERT, SELECT on the audit trail)",
+    ),
 ) -> None:
-    """Create the database (run migrations) and the first administrator and program."""
+    """Create the database (run migrations) and the first administrator and program; with
+    --owner-role and --app-role (PostgreSQL), give the tables to the owner and grant the
+    application role what it needs (again on every run: safe to repeat)."""
     settings = _settings()
-    _, sessions = _migrated_sessions(settings)
+    if (owner_role is None) != (app_role is None):
+        raise fail("--owner-role and --app-role go together")
+    if owner_role is not None and settings.is_sqlite:
+        raise fail("--owner-role: roles are a PostgreSQL feature; SQLite has none")
+    engine, sessions = _migrated_sessions(settings)
+    with sessions() as db:
+        initialised = (
+            db.scalar(select(User.id).where(User.email == admin_email.strip().lower())) is not None
+        )
+    if initialised:
+        if owner_role is None:
+            raise fail(f"{admin_email} already exists; the database is initialised")
+        _set_up_roles(engine, owner_role, app_role or "")
+        out.print(f"{admin_email} already exists; the roles are set up again.")
+        return
     try:
         with session_scope(sessions) as db:
-            if (
-                db.scalar(select(User.id).where(User.email == admin_email.strip().lower()))
-                is not None
-            ):
-                raise fail(f"{admin_email} already exists; the database is initialised")
             program = accounts.create_program(db, program_code, program_name, time_zone=time_zone)
             user = accounts.create_user(
                 db, admin_email, admin_name, "admin", admin_password, [program.id]
@@ -107,8 +127,22 @@ def init(
         raise fail(
             f"{_INIT_FLAGS.get(exc.field, '--' + exc.field.replace('_', '-'))}: {exc.message}"
         ) from None
+    if owner_role is not None:
+        _set_up_roles(engine, owner_role, app_role or "")
     out.print(
-        f"Initialised {settings.database_url}: administrator {admin_email}, program {program_code}."
+        f"Initialised {make_url(settings.database_url).render_as_string()}: "
+        f"administrator {admin_email}, program {program_code}."
+    )
+
+
+def _set_up_roles(engine: Engine, owner: str, app: str) -> None:
+    try:
+        schema = set_up_roles(engine, owner, app)
+    except InvalidInput as exc:
+        raise fail(f"--{exc.field.replace('_', '-')}: {exc.message}") from None
+    out.print(
+        f"Schema {schema}: owned by {owner}; {app} may read and add to the audit trail, "
+        "never change it."
     )
 
 
@@ -342,16 +376,9 @@ def revoke_system_admin(email: str = typer.Argument(..., help="E-mail of the use
     _set_system_admin(email, False)
 
 
-def _pg_url(settings: Settings) -> str:
-    return (
-        make_url(settings.database_url)
-        .set(drivername="postgresql")
-        .render_as_string(hide_password=False)
-    )
-
-
 def backup(path: Path = typer.Argument(..., help="File to write")) -> None:
-    """Back up the database while it runs (SQLite online backup; pg_dump for PostgreSQL)."""
+    """Back up the database while it runs (SQLite online backup; pg_dump for PostgreSQL).
+    The file is readable by its owner only."""
     settings = _settings()
     if path.exists():
         raise fail(f"{path} exists; choose a new file")
@@ -359,19 +386,30 @@ def backup(path: Path = typer.Argument(..., help="File to write")) -> None:
         source = make_url(settings.database_url).database or ""
         if not Path(source).exists():
             raise fail(f"no database at {source}")
-        with sqlite3.connect(source) as src, sqlite3.connect(path) as dst:
-            src.backup(dst)
-    else:
-        if shutil.which("pg_dump") is None:
-            raise fail("pg_dump is not installed")
-        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            ["pg_dump", "--format=custom", f"--file={path}", _pg_url(settings)],  # noqa: S607
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise fail(f"pg_dump failed: {result.stderr.strip()}")
+    elif shutil.which("pg_dump") is None:
+        raise fail("pg_dump is not installed")
+    try:
+        backups.create_private(path)
+    except OSError as exc:
+        raise fail(f"cannot create {path}: {exc.strerror}") from None
+    try:
+        if settings.is_sqlite:
+            with sqlite3.connect(source) as src, sqlite3.connect(path) as dst:
+                src.backup(dst)
+        else:
+            with backups.pg_client(settings.database_url) as (conninfo, env):
+                result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                    ["pg_dump", "--format=custom", f"--file={path}", conninfo],  # noqa: S607
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                    env=env,
+                )
+            if result.returncode != 0:
+                raise fail(f"pg_dump failed: {result.stderr.strip()}")
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     out.print(f"Backed up to {path}.")
 
 
@@ -379,7 +417,8 @@ def restore(
     path: Path = typer.Argument(..., help="A file made by `tandem backup`"),
     yes: bool = typer.Option(False, "--yes", help="Do not ask before replacing the database"),
 ) -> None:
-    """Replace the database with a backup."""
+    """Replace the database with a backup. Tokens revoked, sessions ended and users deactivated
+    since the backup stay so; what was written after the backup and is now gone is listed."""
     settings = _settings()
     if not path.exists():
         raise fail(f"{path} does not exist")
@@ -393,6 +432,12 @@ def restore(
                 src.execute("SELECT version_num FROM alembic_version").fetchone()
         except sqlite3.DatabaseError:
             raise fail(f"{path} is not a Tandem SQLite backup") from None
+    elif shutil.which("pg_restore") is None:
+        raise fail("pg_restore is not installed")
+    engine = make_engine(settings.database_url)
+    before = backups.capture(engine)
+    engine.dispose()
+    if settings.is_sqlite:
         target = make_url(settings.database_url).database or ""
         with (
             sqlite3.connect(f"file:{path}?mode=ro", uri=True) as src,
@@ -400,26 +445,100 @@ def restore(
         ):
             src.backup(dst)
     else:
-        if shutil.which("pg_restore") is None:
-            raise fail("pg_restore is not installed")
-        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            [  # noqa: S607
-                "pg_restore",
-                "--clean",
-                "--if-exists",
-                "--no-owner",
-                "--single-transaction",
-                f"--dbname={_pg_url(settings)}",
-                str(path),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        with backups.pg_client(settings.database_url) as (conninfo, env):
+            result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                [  # noqa: S607
+                    "pg_restore",
+                    "--clean",
+                    "--if-exists",
+                    "--no-owner",
+                    "--single-transaction",
+                    f"--dbname={conninfo}",
+                    str(path),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+                env=env,
+            )
         if result.returncode != 0:
             raise fail(f"pg_restore failed: {result.stderr.strip()}")
-    _migrated_sessions(settings)
+    engine, sessions = _migrated_sessions(settings)
+    now = utcnow()
+    kept = backups.keep_revocations(engine, before, now)
+    gone = backups.rolled_back(engine, before)
+    summary = ", ".join(f"{table} {count}" for table, count in gone.items())
+    with session_scope(sessions) as db:
+        db.add(
+            audit.entry(
+                None,
+                "restore",
+                CLI_ORIGIN,
+                resource_type="Database",
+                actor_label="tandem restore",
+                detail=f"restored from {path.name}; rolled back: {summary or 'nothing'}",
+                now=now,
+            )
+        )
+    engine.dispose()
     out.print(f"Restored from {path}.")
+    if gone:
+        out.print(f"Rolled back (written after the backup, now gone): {summary}.")
+    else:
+        out.print("Rolled back: nothing (no row written after the backup was lost).")
+    if kept.failed_closed:
+        err.print(
+            "The database before the restore could not be read, so its revocations are unknown: "
+            f"every session was ended ({kept.sessions}) and every API token revoked "
+            f"({kept.tokens})."
+        )
+    else:
+        out.print(
+            f"Revocations kept: {kept.tokens} API tokens stay revoked, {kept.sessions} sessions "
+            f"stay ended, {kept.users} users stay deactivated."
+        )
+
+
+audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    anchor: list[str] = typer.Option(
+        [],
+        "--anchor",
+        help="ID:HASH, a chain head printed by an earlier verify and kept elsewhere (repeatable)",
+    ),
+    seal_first: bool = typer.Option(True, "--seal/--no-seal", help="Seal new entries first"),
+) -> None:
+    """Check the audit trail's hash chain; exit 1 naming the first broken entry."""
+    anchors = []
+    for item in anchor:
+        entry_id, _, chain_hash = item.partition(":")
+        if not entry_id.isdigit() or len(chain_hash) != 64:
+            raise fail(f"--anchor: {item!r} is not ID:HASH (as `tandem audit verify` prints it)")
+        anchors.append((int(entry_id), chain_hash.lower()))
+    settings = _settings()
+    engine, sessions = _migrated_sessions(settings)
+    if seal_first:
+        try:
+            audit_chain.seal(sessions, utcnow())
+        except audit_chain.SealerBusy as exc:
+            err.print(f"Not sealed now ({exc}); checking what is sealed.")
+    verdict = audit_chain.verify(sessions, anchors)
+    engine.dispose()
+    if verdict.broken is not None:
+        err.print(
+            f"[bold red]Audit trail broken at entry {verdict.broken.entry_id}:[/] "
+            f"{verdict.broken.problem}"
+        )
+        raise typer.Exit(1)
+    out.print(
+        f"Audit trail intact: {verdict.checked} entries checked"
+        + (f", {verdict.unsealed} newer ones not sealed yet." if verdict.unsealed else ".")
+    )
+    if verdict.head is not None:
+        out.print(f"Chain head {verdict.head[0]}:{verdict.head[1]} (keep it to pass as --anchor).")
 
 
 def worker(
@@ -473,4 +592,5 @@ COMMANDS: tuple[tuple[str, object], ...] = (
     ("user", user_app),
     ("backup", backup),
     ("restore", restore),
+    ("audit", audit_app),
 )

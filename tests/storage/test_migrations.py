@@ -39,6 +39,7 @@ LINEAR = [
     "0009_foreign_keys_and_kit",
     "0014_rules",
     "0011_accounts",
+    "0010_audit_chain",
 ]
 OLD_HEADS = {"0006_medication_dues", "0007_patient_name_words", "0008_detox_census"}
 

@@ -25,6 +25,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA busy_timeout=30000")
+            # REPLACE deletes the row it replaces; only with recursive triggers on does that delete
+            # fire the audit tables' BEFORE DELETE triggers (migration 0010 also refuses the insert).
+            cursor.execute("PRAGMA recursive_triggers=ON")
             cursor.close()
 
         return engine

@@ -304,7 +304,9 @@ class KnownDevice(Base):
 
 class AuditEntry(Base):
     """Who did what to which record, when, from where, and how it ended. Append-only:
-    database triggers refuse UPDATE and DELETE on this table (see the first migration)."""
+    database triggers refuse UPDATE, DELETE, REPLACE and TRUNCATE (migrations 0001 and 0010),
+    on PostgreSQL the application role may only INSERT and SELECT (`tandem init --owner-role`),
+    and every entry is sealed into a hash chain (tandem.access.audit_chain, `tandem audit verify`)."""
 
     __tablename__ = "audit_entries"
     __table_args__ = (
@@ -346,6 +348,20 @@ class AuditEntryPatient(Base):
         ForeignKey("audit_entries.id", ondelete="RESTRICT"), primary_key=True
     )
     patient_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+
+
+class AuditChainLink(Base):
+    """One sealed audit entry's place in the hash chain: sha256 of the previous link's hash and
+    the entry's content (with the patients it showed). Written by the sealer
+    (tandem.access.audit_chain), never changed: append-only like the trail (migration 0010)."""
+
+    __tablename__ = "audit_chain"
+
+    entry_id: Mapped[int] = mapped_column(
+        ForeignKey("audit_entries.id", ondelete="RESTRICT"), primary_key=True, autoincrement=False
+    )
+    chain_hash: Mapped[str] = mapped_column(String(64))
+    sealed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class ScheduledJob(Base):

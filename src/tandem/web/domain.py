@@ -1,10 +1,13 @@
 """The platform: sign-in, administration, the audit trail (also as FHIR AuditEvent), the FHIR
 CapabilityStatement, and the platform's commands and tables."""
 
+from datetime import timedelta
+
 from tandem import platform_cli
+from tandem.access import audit_chain
 from tandem.fhir import audit_event
 from tandem.fhir import routes as fhir_metadata
-from tandem.kit import Domain
+from tandem.kit import Domain, Job
 from tandem.storage import models
 from tandem.web import admin_pages, auth_pages
 
@@ -14,4 +17,12 @@ DOMAIN = Domain(
     tables=(models,),
     fhir_resources=audit_event.FHIR_RESOURCES,
     cli=platform_cli.COMMANDS,
+    jobs=(
+        Job(
+            "audit.seal",
+            timedelta(minutes=1),
+            audit_chain.seal_job,
+            "seal new audit entries into the hash chain",
+        ),
+    ),
 )
