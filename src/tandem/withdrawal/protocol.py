@@ -203,8 +203,16 @@ class BandScheme(_Model):
 # --------------------------------------------------------------------------- reassessment
 
 
+class DailyMaximum(_Model):
+    """The most of one drug the protocol allows in any 24 hours, with its source. Only a
+    program whose sources give one sets it; the example protocol's sources give none."""
+
+    mg: PositiveFloat
+    source: SourceRef
+
+
 class MedicationSuggestion(_Model):
-    """A symptom-triggered dose a source table lists for a score range. Display only."""
+    """A symptom-triggered dose a source table lists for a score range."""
 
     drug: Text
     dose_text: Text
@@ -212,6 +220,7 @@ class MedicationSuggestion(_Model):
     repeat: str | None = None
     note: str | None = None
     source: SourceRef
+    max_mg_per_24h: DailyMaximum | None = None
 
 
 class Reassessment(_Model):
