@@ -582,6 +582,65 @@ def _check_within(field_name: str, dose: Dose, bounds: _Bounds, mono: Monograph)
 # --------------------------------------------------------------------------- taper
 
 
+def check_taper(
+    mono: Monograph,
+    from_mg_day: float,
+    from_mg_dose: float,
+    days: Iterable[tuple[tuple[ScheduledDose, ...], str]],
+    over_days: int,
+    step_mg: float | None,
+) -> None:
+    """The taper rules every adapter meets (CLI, page, API), for a medication that must not be
+    stopped at once: a taper no shorter than the monograph's minimum, never a dose above the
+    one before it (per dose or per day), and a last day of no more than one step, so that the
+    final drop is no bigger than a step. `days` are each day's doses with the field to name;
+    `step_mg` is the taper's step (the dose unit), or None for the monograph's."""
+    disc = mono.discontinuation
+    if disc is None or not disc.taper_required:
+        return
+    guide = mono.dosing.taper
+    if guide is not None and guide.min_days is not None and over_days < guide.min_days:
+        raise PlanRefused(
+            "over_days",
+            f"a {mono.name} taper runs at least {guide.min_days} days; this one runs "
+            f"{over_days}. {guide.text}",
+            guide.source,
+        )
+    prev_day = from_mg_day
+    prev_dose = from_mg_dose
+    largest_step = 0.0
+    last: tuple[tuple[ScheduledDose, ...], str] | None = None
+    for doses, where in days:
+        total = round_mg(sum(d.mg for d in doses))
+        biggest = max((d.mg for d in doses), default=0.0)
+        if total > prev_day + _EPS or biggest > prev_dose + _EPS:
+            raise PlanRefused(
+                where,
+                f"a taper never raises the dose: {_mg(total)} mg/day with {_mg(biggest)} mg "
+                f"in one dose, after {_mg(prev_day)} mg/day and {_mg(prev_dose)} mg per dose",
+                disc.source,
+            )
+        largest_step = max(largest_step, prev_day - total)
+        prev_day, prev_dose = total, biggest
+        last = (doses, where)
+    if last is None:
+        return
+    unit = step_mg
+    if unit is None and mono.dosing.dose_unit_mg is not None:
+        unit = mono.dosing.dose_unit_mg.value
+    step = max(largest_step, unit or 0.0)
+    # The final drop (the last day's total to nothing) is at most one of the taper's steps.
+    if prev_day >= from_mg_day - _EPS or prev_day > step + _EPS:
+        raise PlanRefused(
+            last[1],
+            f"the taper stops from {_mg(prev_day)} mg/day, a drop bigger than one step "
+            f"({_mg(step) if largest_step > _EPS else 'none taken'}) from the current "
+            f"{_mg(from_mg_day)} mg/day; step down to one step's dose before stopping. "
+            f"{disc.text}",
+            disc.source,
+        )
+
+
 def _taper_levels(total_units: float, n_days: int) -> list[int]:
     """Daily totals, in whole dose units, strictly decreasing, last = 1 unit.
 
@@ -687,6 +746,14 @@ def taper(
         for _ in range(length):
             days.append(PlanDay(current, doses))
             current += timedelta(days=1)
+    check_taper(
+        mono,
+        dose.mg_per_day,
+        dose.mg,
+        [(d.doses, "unit_mg" if unit_mg is not None else "over_days") for d in days],
+        over_days,
+        unit,
+    )
 
     if disc is not None:
         notes.insert(0, PlanNote(disc.text, disc.source, disc.unverified))
@@ -885,6 +952,17 @@ def plan_from_steps(
                 + f". {disc.text}",
                 disc.source,
             )
+
+    if kind == "taper":
+        first_doses = specs[0].doses
+        check_taper(
+            mono,
+            totals[0],
+            max(d.mg for d in first_doses),
+            [(spec.doses, spec.where or f"steps[{i}]") for i, spec in enumerate(specs[1:], 1)],
+            (span_end - specs[0].start).days + 1,
+            None,
+        )
 
     bounds = _bounds(mono, renal, protocol_max_mg_day, require_max=kind != "taper")
     if kind != "taper":
