@@ -40,8 +40,8 @@ def steps_of(plan: DosePlan, open_end: bool) -> list[StepSpec]:
         titration("baclofen", "5mg-tid", 5, 3, "20mg-qid", D0),
         titration(
             "baclofen",
-            "5mg-tid",
-            5,
+            "3.33mg-tid",
+            3.33,
             3,
             "15mg-tid",
             D0,

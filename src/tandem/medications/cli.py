@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tandem.medications.dose import Dose, parse_days, parse_dose, parse_mg
-from tandem.medications.dose_plan import DosePlan, taper, titration
+from tandem.medications.dose_plan import DosePlan, renal_titration, taper, titration
 from tandem.medications.errors import MedicationInputError, PlanRefused
 from tandem.medications.monograph import (
     Monograph,
@@ -520,14 +520,21 @@ def plan_command(
     mono = _monograph(medication)
     label = mono.dosing.titration
     target_dose: Dose = _parse(parse_dose, target, "target")
+    renal = _renal(age, sex, weight_kg, creatinine_mg_dl, creatinine_umol_l, dialysis)
+    # The label's start and step, reduced for kidney function when a kidney rule says so.
+    reduced = renal_titration(mono.id, renal)
     if start is not None:
         start_dose: Dose = _parse(parse_dose, start, "start")
+    elif reduced is not None:
+        start_dose = reduced[0]
     elif label is not None:
         start_dose = label.start
     else:
         _fail("--start", f"{mono.name} has no labelled titration; give --start")
     if step is not None:
         step_mg: float = _parse(parse_mg, step, "step_mg")
+    elif reduced is not None:
+        step_mg = reduced[1]
     elif label is not None:
         step_mg = label.step_mg
     else:
@@ -540,7 +547,6 @@ def plan_command(
         _fail("--every", f"{mono.name} has no labelled titration; give --every")
     hold_days = None if hold is None else _parse(parse_days, hold, "hold_days")
     first = _date(start_date, "--start-date")
-    renal = _renal(age, sex, weight_kg, creatinine_mg_dl, creatinine_umol_l, dialysis)
     try:
         plan = titration(
             mono.id,
