@@ -28,7 +28,14 @@ from datetime import date, timedelta
 from fractions import Fraction
 from typing import Any, Literal
 
-from tandem.medications.dose import Dose, Frequency, check_positive, parse_dose, round_mg
+from tandem.medications.dose import (
+    MAX_DURATION_DAYS,
+    Dose,
+    Frequency,
+    check_positive,
+    parse_dose,
+    round_mg,
+)
 from tandem.medications.errors import ImplausibleValue, PlanRefused
 from tandem.medications.monograph import Monograph, Source, load_monograph, load_sources
 from tandem.medications.renal import RenalResult
@@ -444,6 +451,10 @@ def _whole_days(value: int, field_name: str, *, allow_zero: bool = False) -> int
         raise ImplausibleValue(
             field_name, f"must be {'0 or more' if allow_zero else 'at least 1'} days, got {value}"
         )
+    if value > MAX_DURATION_DAYS:
+        raise ImplausibleValue(
+            field_name, f"must be at most {MAX_DURATION_DAYS} days (a plan covers a year)"
+        )
     return value
 
 
@@ -801,6 +812,8 @@ def taper(
         raise ImplausibleValue("over_days", f"must be a whole number of days, got {over_days!r}")
     if over_days < 0:
         raise ImplausibleValue("over_days", f"must be 0 or more days, got {over_days}")
+    if over_days > MAX_DURATION_DAYS:
+        raise ImplausibleValue("over_days", f"must be at most {MAX_DURATION_DAYS} days")
     first = _check_date(start_date, "start_date")
     disc = mono.discontinuation
     if over_days == 0:
