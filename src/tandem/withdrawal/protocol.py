@@ -452,6 +452,14 @@ class Protocol(_Model):
         )
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
+    def scheme_for(self, instrument_id: str) -> str | None:
+        """The band scheme the program scores `instrument_id` by (one per program: the CLI,
+        the pages and FHIR all band with it); None when the protocol does not cover it."""
+        section = self.instruments.get(instrument_id)  # type: ignore[call-overload]
+        if section is None or section.band_scheme is None:
+            return None
+        return str(section.band_scheme.id)
+
     def instrument(self, instrument_id: str) -> InstrumentProtocol:
         for key, section in self.instruments.items():
             if key == instrument_id:
