@@ -91,7 +91,7 @@ def test_a_patient_recorded_as_male_is_not_recorded_pregnant() -> None:
 def test_checked_facts_are_returned_as_kept() -> None:
     kept = facts(
         FactsInput(
-            weight_kg=699.9,
+            weight_kg=399.9,
             weighed_on=TODAY,
             taking=(" Alcohol", "methadone", "alcohol", ""),
             note="  seen today  ",

@@ -68,12 +68,18 @@ def plausible_ranges() -> dict[str, Bound]:
     return dict(_file().measurements)
 
 
+def _number(field: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ImplausibleValue(field, f"must be a number, got {value!r}")
+    if value <= 0:
+        raise ImplausibleValue(field, f"must be more than zero, got {value:g}")
+
+
 def check_measurement(field: str, value: float, name: str | None = None) -> float:
     """`value` when it is a finite number within the plausible range for `name` (default:
     `field`), else `ImplausibleValue` naming `field` and the range."""
     bound = _file().measurements[name or field]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ImplausibleValue(field, f"must be a number, got {value!r}")
+    _number(field, value)
     if not bound.min <= value <= bound.max:
         raise ImplausibleValue(
             field,
@@ -91,12 +97,7 @@ def creatinine_to_mg_dl(field: str, value: float, unit: str) -> float:
         return check_measurement(field, value, "creatinine_mg_dl")
     if unit == "umol_l":
         bound = _file().measurements["creatinine_mg_dl"]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            raise ImplausibleValue(field, f"must be a number, got {value!r}")
+        _number(field, value)
         low, high = bound.min * UMOL_PER_MG_DL, bound.max * UMOL_PER_MG_DL
         if not low <= value <= high:
             raise ImplausibleValue(
@@ -112,12 +113,7 @@ def creatinine_to_mg_dl(field: str, value: float, unit: str) -> float:
 def weight_to_kg(field: str, value: float, unit: str) -> float:
     """Body weight in kg from a value in `unit` ("kg" or "lb"), checked in kg."""
     if unit == "lb":
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            raise ImplausibleValue(field, f"must be a number, got {value!r}")
+        _number(field, value)
         bound = _file().measurements["weight_kg"]
         kg = value * LB_TO_KG
         if not bound.min <= kg <= bound.max:
