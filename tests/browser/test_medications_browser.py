@@ -71,7 +71,7 @@ def test_prescriber_screens_a_patient_and_creates_a_titration(page, live_server)
 
     # Facts: weight and creatinine (today), no seizure history; current substances: alcohol.
     page.get_by_role("link", name="Record or update facts").click()
-    page.get_by_label("Weight (kg)", exact=True).fill("80")
+    page.get_by_label("Weight", exact=True).fill("80")
     page.get_by_label("Serum creatinine").fill("0.8")
     today = page.evaluate(
         "() => new Date().toLocaleDateString('en-CA', {timeZone: 'America/New_York'})"

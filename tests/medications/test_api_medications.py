@@ -41,8 +41,14 @@ def plans(sessions) -> int:  # type: ignore[no-untyped-def]
         return db.scalar(select(func.count()).select_from(DosePlanRow))
 
 
-def titration_body(patient_id: str, target: str = "20mg-tid", start: date = TODAY) -> dict:
-    plan = titration("baclofen", "5mg-tid", 5, 3, target, start)
+def titration_body(
+    patient_id: str,
+    target: str = "20mg-tid",
+    start: date = TODAY,
+    first: str = "5mg-tid",
+    step: float = 5,
+) -> dict:
+    plan = titration("baclofen", first, step, 3, target, start)
     body = to_medication_request(plan, f"Patient/{patient_id}", status="active", intent="order")
     body.pop("note")
     return body
@@ -268,13 +274,31 @@ def test_kidney_function_on_record_bounds_a_posted_plan(client, sessions, world:
     issue = refused.json()["issue"][0]
     assert issue["code"] == "business-rule" and "26.7 mg/day ceiling" in issue["diagnostics"]
     assert "J Clin Pharmacol 2014" in issue["diagnostics"]
-    ok = client.post(
+    # Issue 9 item 3: the start and the step are reduced too (by 2/3 below CrCl 30).
+    full_start = client.post(
         "/fhir/MedicationRequest",
         json=titration_body(world.patient_a2, target="5mg-qid"),
         headers=auth(token),
     )
+    assert full_start.status_code == 422
+    issue = full_start.json()["issue"][0]
+    assert "start is reduced by 2/3: at most 1.67 mg per dose" in issue["diagnostics"]
+    assert issue["expression"] == ["MedicationRequest.dosageInstruction[0]"]
+    big_step = client.post(
+        "/fhir/MedicationRequest",
+        json=titration_body(world.patient_a2, target="5mg-qid", first="1.67mg-tid", step=3.33),
+        headers=auth(token),
+    )
+    assert big_step.status_code == 422
+    assert "each step is reduced by 2/3" in big_step.json()["issue"][0]["diagnostics"]
+    ok = client.post(
+        "/fhir/MedicationRequest",
+        json=titration_body(world.patient_a2, target="5mg-qid", first="1.67mg-tid", step=1.67),
+        headers=auth(token),
+    )
     assert ok.status_code == 201, ok.text
     assert any("CrCl 19.4 mL/min" in n["text"] for n in ok.json()["note"])
+    assert any("start, step and target reduced by 2/3" in n["text"] for n in ok.json()["note"])
     assert plans(sessions) == 1
 
 

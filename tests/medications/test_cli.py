@@ -303,3 +303,15 @@ def test_real_entry_point_in_a_subprocess() -> None:
     assert bad.returncode == 2
     assert bad.stdout == ""
     assert "--creatinine-mg-dl" in bad.stderr
+
+
+def test_plan_reduces_the_labelled_start_and_step_for_kidney_function() -> None:
+    # Issue 9 item 3: CrCl 19.4 (fact sheet F1 worked value): start and step 5 mg × 1/3.
+    kidney = ["--age", "70", "--sex", "male", "--weight-kg", "60", "--creatinine-mg-dl", "3.0"]
+    code, out, err = run("plan", "baclofen", "--target", "5mg-tid", *kidney, "--json")
+    assert code == 0, err
+    body = json.loads(out)
+    assert body["days"][0]["doses"][0]["mg"] == 1.67
+    assert any("start, step and target reduced by 2/3" in n["text"] for n in body["notes"])
+    code, out, err = run("plan", "baclofen", "--target", "5mg-qid", "--start", "5mg-tid", *kidney)
+    assert code == 2 and "--start: with creatinine clearance 19 mL/min" in err

@@ -48,7 +48,7 @@ def test_titration_request_one_dosage_per_step() -> None:
 
 def test_renal_ceiling_travels_as_max_dose_and_note() -> None:
     renal = assess(age=65, sex="male", weight_kg=70, creatinine_mg_dl=1.4)
-    plan = titration("baclofen", "5mg-tid", 5, 3, "15mg-tid", D0, renal=renal)
+    plan = titration("baclofen", "3.33mg-tid", 3.33, 3, "15mg-tid", D0, renal=renal)
     resource = to_medication_request(plan, "Patient/p1")
     assert resource["dosageInstruction"][0]["maxDosePerPeriod"]["numerator"]["value"] == 53.3333
     assert any("Creatinine clearance 50-80" in n["text"] for n in resource["note"])

@@ -175,12 +175,21 @@ def test_titration_form_respects_kidneys_and_shows_the_calendar(
     assert count(sessions, DosePlanRow) == 0
     zero_step = client.post(f"{base}/plans", data=_titration(csrf, step_mg="0"))
     assert zero_step.status_code == 422 and "more than zero" in zero_step.text
-    created = client.post(
+    # Issue 9 item 3: the start (5 mg TID) and the step are reduced by 2/3 as well.
+    full_start = client.post(
         f"{base}/plans", data=_titration(csrf, target_mg="5", target_freq="qid", step_mg="5")
+    )
+    assert full_start.status_code == 422
+    assert re.search(r'id="start_mg"[^>]*aria-invalid="true"', full_start.text)
+    assert "at most 1.67 mg per dose" in full_start.text
+    created = client.post(
+        f"{base}/plans",
+        data=_titration(csrf, start_mg="1.67", target_mg="5", target_freq="qid", step_mg="1.67"),
     )
     assert created.status_code == 303, created.text
     plan_page = client.get(created.headers["location"])
     assert plan_page.status_code == 200
+    assert "start, step and target reduced by 2/3" in plan_page.text
     assert 'class="calendar"' in plan_page.text and 'aria-current="date"' in plan_page.text
     assert "Total 15 mg" in plan_page.text and "Total 20 mg" in plan_page.text
     assert "CrCl" in plan_page.text and "Cockcroft-Gault" in plan_page.text
@@ -558,7 +567,7 @@ def test_qtc_and_liver_grade_recorded_on_the_page_drive_the_methadone_and_lofexi
     base = f"/patients/{world.patient_a2}/medications"
     before = count(sessions, MedicationFactsRow)
     bad = client.post(f"{base}/facts", data=facts_form(csrf, qtc_ms="4800"))
-    assert bad.status_code == 422 and "from 200 to 800" in bad.text
+    assert bad.status_code == 422 and "200-800 ms" in bad.text
     assert count(sessions, MedicationFactsRow) == before
     today = utcnow().astimezone(NY).date().isoformat()
     saved = client.post(

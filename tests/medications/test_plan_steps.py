@@ -40,8 +40,8 @@ def steps_of(plan: DosePlan, open_end: bool) -> list[StepSpec]:
         titration("baclofen", "5mg-tid", 5, 3, "20mg-qid", D0),
         titration(
             "baclofen",
-            "5mg-tid",
-            5,
+            "3.33mg-tid",
+            3.33,
             3,
             "15mg-tid",
             D0,
@@ -106,10 +106,7 @@ def test_steps_above_the_ceiling_are_refused_naming_the_step() -> None:
     renal = assess(
         age=65, sex="male", weight_kg=70, creatinine_mg_dl=1.4
     )  # CrCl 52.1: ceiling 53.3
-    ok = [
-        StepSpec(D0, D0 + timedelta(days=2), tid(5)),
-        StepSpec(D0 + timedelta(days=3), None, tid(15)),
-    ]
+    ok = [StepSpec(D0, None, tid(15))]  # a fixed dose; a titration's start is reduced too
     assert plan_from_steps("baclofen", ok, renal=renal).ceiling_mg_day == pytest.approx(53.3333)
     too_much = [StepSpec(D0, None, tid(20))]
     with pytest.raises(PlanRefused):

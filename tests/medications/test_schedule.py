@@ -30,8 +30,8 @@ def test_a_continuing_plan_repeats_its_last_day_until_replaced() -> None:
     days = days_through(plan, D0 + timedelta(days=9))
     assert len(days) == 10 and days[-1].total_mg == 30
     assert len(days_through(plan, D0 + timedelta(days=9), ends_on=D0 + timedelta(days=4))) == 4
-    finished = taper("baclofen", "10mg-tid", 5, D0)
-    assert len(days_through(finished, D0 + timedelta(days=30))) == 5
+    finished = taper("baclofen", "10mg-tid", 7, D0)  # the monograph's shortest taper
+    assert len(days_through(finished, D0 + timedelta(days=30))) == 7
 
 
 def test_planned_doses_keep_the_clock_across_daylight_saving() -> None:

@@ -53,10 +53,13 @@ def test_medication_input_errors_are_the_apps_invalid_input() -> None:
         (FactsInput(weight_kg=0), "weight_kg", "more than zero"),
         (FactsInput(weight_kg=-60), "weight_kg", "more than zero"),
         (FactsInput(weight_kg=float("nan")), "weight_kg", "must be a number"),
-        (FactsInput(weight_kg=700), "weight_kg", "not a plausible value"),
-        (FactsInput(ideal_weight_kg=300), "ideal_weight_kg", "below 300"),
-        (FactsInput(creatinine_mg_dl=40, creatinine_on=TODAY), "creatinine_mg_dl", "below 40"),
-        (FactsInput(alt_u_l=20000), "alt_u_l", "plausible"),
+        (FactsInput(weight_kg=700), "weight_kg", "plausible range for weight, 20-400 kg"),
+        (FactsInput(weight_kg=5000), "weight_kg", "not a clinical threshold"),
+        (FactsInput(ideal_weight_kg=300), "ideal_weight_kg", "20-200 kg"),
+        (FactsInput(creatinine_mg_dl=40, creatinine_on=TODAY), "creatinine_mg_dl", "0.2-25"),
+        (FactsInput(creatinine_mg_dl=0.01, creatinine_on=TODAY), "creatinine_mg_dl", "0.2-25"),
+        (FactsInput(creatinine_mg_dl=88, creatinine_on=TODAY), "creatinine_mg_dl", "µmol/L"),
+        (FactsInput(alt_u_l=20001), "alt_u_l", "plausible"),
         (FactsInput(ast_u_l=True), "ast_u_l", "must be a number"),  # type: ignore[arg-type]
         (FactsInput(qtc_ms=1000), "qtc_ms", "plausible"),
         (FactsInput(weighed_on=TODAY + timedelta(days=1)), "weighed_on", "future"),
@@ -88,7 +91,7 @@ def test_a_patient_recorded_as_male_is_not_recorded_pregnant() -> None:
 def test_checked_facts_are_returned_as_kept() -> None:
     kept = facts(
         FactsInput(
-            weight_kg=699.9,
+            weight_kg=399.9,
             weighed_on=TODAY,
             taking=(" Alcohol", "methadone", "alcohol", ""),
             note="  seen today  ",

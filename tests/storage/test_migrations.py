@@ -40,6 +40,7 @@ LINEAR = [
     "0014_rules",
     "0011_accounts",
     "0010_audit_chain",
+    "0013_dose_guards",
 ]
 OLD_HEADS = {"0006_medication_dues", "0007_patient_name_words", "0008_detox_census"}
 
@@ -287,7 +288,8 @@ def test_administrations_keep_their_indexes_and_gain_their_keys(engine) -> None:
     }
     assert (("assessment_id",), "withdrawal_assessments", "RESTRICT") in keys
     assert (("dose_plan_id",), "medication_dose_plans", "RESTRICT") in keys
-    assert len(keys) == 5  # patient, program, performer, assessment, dose plan
+    assert (("override_by",), "users", "RESTRICT") in keys
+    assert len(keys) == 6  # patient, program, performer, assessment, dose plan, override by
 
 
 def test_audit_entries_cannot_be_changed_or_deleted(engine, sessions) -> None:

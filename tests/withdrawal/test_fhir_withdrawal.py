@@ -231,9 +231,11 @@ def test_medication_administrations_are_searchable_and_linked_to_the_assessment(
             ("chlordiazepoxide", "50-75 mg"),
             ("lorazepam", "2-3 mg"),
         ]
-        for dose in ("2", "3"):
+        # The second dose for the same assessment needs a prescriber's override.
+        prescriber = access_for(sessions, db, world, "prescriber")
+        for who, dose, why in ((access, "2", ""), (prescriber, "3", "still tremulous")):
             doses.record_dose(
-                access,
+                who,
                 world.patient_a,
                 prn.DoseInput(
                     assessment_id=int(qr["id"]),
@@ -241,6 +243,7 @@ def test_medication_administrations_are_searchable_and_linked_to_the_assessment(
                     dose=dose,
                     route="oral",
                     administered_at=utcnow(),
+                    override_reason=why,
                 ),
             )
     page = client.get(
@@ -253,7 +256,7 @@ def test_medication_administrations_are_searchable_and_linked_to_the_assessment(
     assert given["supportingInformation"] == [{"reference": f"QuestionnaireResponse/{qr['id']}"}]
     assert (
         given["dosage"]["dose"]["unit"] == "mg"
-        and given["performer"][0]["actor"]["display"] == "Nurse"
+        and given["performer"][0]["actor"]["display"] == "Prescriber"  # the newest: the override
     )
     assert any(link["relation"] == "next" for link in page["link"])
     read = client.get(f"/fhir/MedicationAdministration/{given['id']}", headers=auth(nurse_token))

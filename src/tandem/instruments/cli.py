@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy import select
 
 from tandem.instruments.engine import (
     AnswerError,
@@ -22,6 +23,9 @@ from tandem.instruments.engine import (
     score,
 )
 from tandem.instruments.models import Instrument
+from tandem.storage.models import Program
+from tandem.withdrawal.protocol import Protocol, load_protocol
+from tandem.withdrawal.protocols import program_protocol
 
 USAGE_ERROR = 2
 
@@ -40,10 +44,22 @@ def score_command(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     scheme: Annotated[
-        str | None, typer.Option("--scheme", help="Band scheme id (default: the instrument's).")
+        str | None,
+        typer.Option("--scheme", help="Band scheme id (default: the program's protocol's scheme)."),
+    ] = None,
+    program: Annotated[
+        str | None,
+        typer.Option(
+            "--program",
+            help="Program code: band by its protocol's scheme (default: the shipped protocol).",
+        ),
     ] = None,
 ) -> None:
-    """Score a withdrawal or mood instrument, e.g. `tandem score cows resting_pulse=2 ...`."""
+    """Score a withdrawal or mood instrument, e.g. `tandem score cows resting_pulse=2 ...`.
+
+    Bands follow one scheme per program: the program's withdrawal protocol's (--program), else
+    the shipped example protocol's (what a program without its own uses), else the
+    instrument's default; --scheme names another. The output says which scheme and why."""
     if list_:
         _print_list(list(load_instruments().values()), as_json)
         return
@@ -54,6 +70,7 @@ def score_command(
     except UnknownInstrument as exc:
         _fail([exc.message])
     given, parse_errors = _parse(chosen, answers or [])
+    scheme, scheme_from = _scheme(chosen, scheme, program)
     try:
         result = score(chosen, given, scheme)
     except UnknownScheme as exc:
@@ -66,9 +83,53 @@ def score_command(
     if parse_errors:
         _fail([e.message for e in parse_errors])
     if as_json:
-        typer.echo(json.dumps(_score_json(chosen, result), indent=2))
+        typer.echo(
+            json.dumps({**_score_json(chosen, result), "scheme_from": scheme_from}, indent=2)
+        )
     else:
         _print_score(chosen, result)
+        Console().print(
+            f"[bold]Band scheme[/] {escape(str(result.scheme_id))}: {escape(scheme_from)}"
+        )
+
+
+def _scheme(
+    instrument: Instrument, scheme: str | None, program: str | None
+) -> tuple[str | None, str]:
+    """The band scheme to use and where it comes from."""
+    if scheme is not None:
+        return scheme, "given with --scheme"
+    if program is not None:
+        protocol, whose = _program_protocol(program)
+    else:
+        protocol = load_protocol()
+        whose = "the shipped example protocol"
+    chosen = protocol.scheme_for(instrument.id)
+    if chosen is not None:
+        hint = "" if program else " (used by programs without their own; --program CODE for one)"
+        return chosen, f"from {whose}, {protocol.id} v{protocol.version}{hint}"
+    return (
+        instrument.default_scheme,
+        f"the instrument's default ({whose} does not cover {instrument.id})",
+    )
+
+
+def _program_protocol(code: str) -> tuple[Protocol, str]:
+    from tandem.platform_cli import _settings
+    from tandem.storage.db import make_engine, make_sessionmaker
+    from tandem.storage.migrate import upgrade
+
+    engine = make_engine(_settings().database_url)
+    try:
+        upgrade(engine)
+        with make_sessionmaker(engine)() as db:
+            found = db.scalar(select(Program).where(Program.code == code.strip().lower()))
+            if found is None:
+                _fail([f"--program: no program with code {code!r}"])
+            current = program_protocol(db, found.id)
+            return current.protocol, f"program {found.code}'s protocol ({current.origin})"
+    finally:
+        engine.dispose()
 
 
 def _parse(instrument: Instrument, args: list[str]) -> tuple[dict[str, object], list[AnswerError]]:

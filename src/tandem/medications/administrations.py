@@ -48,6 +48,7 @@ class DoseGiven:
     note: str = ""
     assessment_id: int | None = None
     dose_plan_id: int | None = None
+    override_reason: str = ""
 
 
 def record_given(
@@ -81,6 +82,8 @@ def record_given(
         dose_plan_id=given.dose_plan_id,
         note=given.note,
         recorded_at=now,
+        override_by=access.actor.user_id if given.override_reason else None,
+        override_reason=given.override_reason,
     )
     access.db.add(row)
     access.db.flush()
@@ -89,7 +92,11 @@ def record_given(
         resource_type=ADMINISTRATION,
         resource_id=str(row.id),
         patient_id=patient.id,
-        detail=detail,
+        detail=(
+            f"{detail} override by {access.actor.label}: {given.override_reason}".strip()[:2000]
+            if given.override_reason
+            else detail
+        ),
     )
     return row
 
@@ -114,6 +121,23 @@ def given_since(
     )
     audit_shown(access, ADMINISTRATION, [patient.id] if rows else [], query_text, patient.id)
     return rows
+
+
+def given_for_check(
+    access: Access, patient: Patient, since: datetime
+) -> list[MedicationAdministrationRow]:
+    """The doses given to the patient since `since`, for a rule checked while recording a dose
+    (the caller may create doses for the patient): nothing is shown, so nothing is audited
+    beyond the dose recorded."""
+    m = MedicationAdministrationRow
+    access.require(Permission.CREATE, ADMINISTRATION, patient_ref(patient))
+    return list(
+        access.db.scalars(
+            select(m)
+            .where(m.patient_id == patient.id, m.administered_at >= since)
+            .order_by(m.administered_at, m.id)
+        )
+    )
 
 
 def search_administrations(

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tandem.medications.dose import Dose, parse_days, parse_dose, parse_mg
-from tandem.medications.dose_plan import DosePlan, taper, titration
+from tandem.medications.dose_plan import DosePlan, renal_titration, taper, titration
 from tandem.medications.errors import MedicationInputError, PlanRefused
 from tandem.medications.monograph import (
     Monograph,
@@ -24,7 +24,12 @@ from tandem.medications.monograph import (
     all_monographs,
     load_monograph,
 )
-from tandem.medications.renal import RenalResult, assess, creatinine_umol_l_to_mg_dl
+from tandem.medications.plausibility import (
+    check_measurement,
+    creatinine_to_mg_dl,
+    weight_to_kg,
+)
+from tandem.medications.renal import RenalResult, assess
 from tandem.medications.safety import PatientFacts, ScreeningResult, screen
 from tandem.medications.validation import weight_basis_of
 
@@ -52,6 +57,7 @@ _OPTION = {
     "ast_u_l": "--ast",
     "hours_since_last_drink": "--hours-since-drink",
     "creatinine_umol_l": "--creatinine-umol-l",
+    "weight_lb": "--weight-lb",
 }
 _STYLE = {
     "contraindicated": "bold white on red",
@@ -130,6 +136,7 @@ def _renal(
     dialysis: bool | None,
 ) -> RenalResult | None:
     scr = _creatinine(creatinine_mg_dl, creatinine_umol_l)
+    age = _plausible("age", age)
     if all(v is None for v in (age, sex, weight_kg, scr, dialysis)):
         return None
     try:
@@ -148,12 +155,32 @@ def _renal(
 
 
 def _creatinine(mg_dl: float | None, umol_l: float | None) -> float | None:
+    """Serum creatinine in mg/dL, from whichever unit was given, within its plausible range."""
     if mg_dl is not None and umol_l is not None:
         _fail("--creatinine-umol-l", "give creatinine once, in mg/dL or in µmol/L")
-    if umol_l is None:
-        return mg_dl
     try:
-        return creatinine_umol_l_to_mg_dl(umol_l)
+        if umol_l is not None:
+            return creatinine_to_mg_dl("creatinine_umol_l", umol_l, "umol_l")
+        return None if mg_dl is None else creatinine_to_mg_dl("creatinine_mg_dl", mg_dl, "mg_dl")
+    except MedicationInputError as exc:
+        _refuse(exc)
+
+
+def _weight(kg: float | None, lb: float | None) -> float | None:
+    """Body weight in kg, from kg or lb, within its plausible range."""
+    if kg is not None and lb is not None:
+        _fail("--weight-lb", "give the weight once, in kg or in lb")
+    try:
+        if lb is not None:
+            return weight_to_kg("weight_lb", lb, "lb")
+        return None if kg is None else weight_to_kg("weight_kg", kg, "kg")
+    except MedicationInputError as exc:
+        _refuse(exc)
+
+
+def _plausible(field: str, value: float | None) -> float | None:
+    try:
+        return None if value is None else check_measurement(field, value)
     except MedicationInputError as exc:
         _refuse(exc)
 
@@ -308,6 +335,7 @@ def check_command(
         str | None, typer.Option(help="female or male (as the kidney equations use it).")
     ] = None,
     weight_kg: Annotated[float | None, typer.Option(help="Actual body weight, kg.")] = None,
+    weight_lb: Annotated[float | None, typer.Option(help="Actual body weight, lb.")] = None,
     creatinine_mg_dl: Annotated[float | None, typer.Option(help="Serum creatinine, mg/dL.")] = None,
     creatinine_umol_l: Annotated[
         float | None, typer.Option(help="Serum creatinine, µmol/L.")
@@ -394,12 +422,12 @@ def check_command(
         _fail("--weight-basis", f"must be actual, ideal or adjusted, got {weight_basis!r}")
     try:
         facts = PatientFacts(
-            age=age,
+            age=_plausible("age", age),
             sex=_sex(sex),
-            weight_kg=weight_kg,
+            weight_kg=_weight(weight_kg, weight_lb),
             creatinine_mg_dl=_creatinine(creatinine_mg_dl, creatinine_umol_l),
             weight_basis=weight_basis_of(weight_basis),
-            ideal_weight_kg=ideal_weight_kg,
+            ideal_weight_kg=_plausible("ideal_weight_kg", ideal_weight_kg),
             on_dialysis=dialysis,
             pregnant=pregnant,
             breastfeeding=breastfeeding,
@@ -524,6 +552,7 @@ def plan_command(
     age: Annotated[float | None, typer.Option(help="Age in years (for kidney limits).")] = None,
     sex: Annotated[str | None, typer.Option(help="female or male (for kidney limits).")] = None,
     weight_kg: Annotated[float | None, typer.Option(help="Weight, kg (for kidney limits).")] = None,
+    weight_lb: Annotated[float | None, typer.Option(help="Weight, lb (for kidney limits).")] = None,
     creatinine_mg_dl: Annotated[float | None, typer.Option(help="Serum creatinine, mg/dL.")] = None,
     creatinine_umol_l: Annotated[
         float | None, typer.Option(help="Serum creatinine, µmol/L.")
@@ -535,14 +564,23 @@ def plan_command(
     mono = _monograph(medication)
     label = mono.dosing.titration
     target_dose: Dose = _parse(parse_dose, target, "target")
+    renal = _renal(
+        age, sex, _weight(weight_kg, weight_lb), creatinine_mg_dl, creatinine_umol_l, dialysis
+    )
+    # The label's start and step, reduced for kidney function when a kidney rule says so.
+    reduced = renal_titration(mono.id, renal)
     if start is not None:
         start_dose: Dose = _parse(parse_dose, start, "start")
+    elif reduced is not None:
+        start_dose = reduced[0]
     elif label is not None:
         start_dose = label.start
     else:
         _fail("--start", f"{mono.name} has no labelled titration; give --start")
     if step is not None:
         step_mg: float = _parse(parse_mg, step, "step_mg")
+    elif reduced is not None:
+        step_mg = reduced[1]
     elif label is not None:
         step_mg = label.step_mg
     else:
@@ -555,7 +593,6 @@ def plan_command(
         _fail("--every", f"{mono.name} has no labelled titration; give --every")
     hold_days = None if hold is None else _parse(parse_days, hold, "hold_days")
     first = _date(start_date, "--start-date")
-    renal = _renal(age, sex, weight_kg, creatinine_mg_dl, creatinine_umol_l, dialysis)
     try:
         plan = titration(
             mono.id,

@@ -28,7 +28,7 @@ from tandem.access.credentials import actor_for
 from tandem.access.guard import Access
 from tandem.demo import DemoWorld
 from tandem.medications.dose import Dose
-from tandem.medications.dose_plan import plan_ceiling
+from tandem.medications.dose_plan import plan_ceiling, renal_titration
 from tandem.medications.facts import current_facts, record_facts, renal_of
 from tandem.medications.missed_doses import sweep_missed_doses
 from tandem.medications.monograph import load_monograph
@@ -265,17 +265,25 @@ def _plans(
         options = ladder[ladder.index(wanted) :]
         return next((o for o in options if Dose.parse(o).mg_per_day <= ceiling), "5mg-tid")
 
+    def opening(start: date, dose: str = "5mg-tid") -> tuple[str, float]:
+        """The labelled start and step, reduced as the patient's kidney function requires."""
+        reduced = renal_titration(
+            "baclofen", renal_of(patient, current_facts(access, patient), at(start))
+        )
+        return (dose, 5.0) if reduced is None else (str(reduced[0]), reduced[1])
+
     kind = role.kind
     if kind in ("baclofen_titrating", "baclofen_renal"):
         start = today - timedelta(days=rng.randint(2, 9))
         goal = target(start, "15mg-tid" if kind == "baclofen_renal" else "20mg-tid")
+        first_dose, step = opening(start)
         return [
             create_titration(
                 access,
                 patient.id,
                 "baclofen",
-                start="5mg-tid",
-                step_mg=5,
+                start=first_dose,
+                step_mg=step,
                 every_days=3,
                 target=goal,
                 start_date=start,
@@ -285,14 +293,14 @@ def _plans(
     if kind in ("baclofen_stable", "baclofen_lapsed"):
         start = today - timedelta(days=rng.randint(18, 40))
         goal = target(start, rng.choice(["15mg-tid", "20mg-tid"]))
-        first_dose = "5mg-bid" if goal == "5mg-tid" else "5mg-tid"
+        first_dose, step = opening(start, "5mg-bid" if goal == "5mg-tid" else "5mg-tid")
         return [
             create_titration(
                 access,
                 patient.id,
                 "baclofen",
                 start=first_dose,
-                step_mg=5,
+                step_mg=step,
                 every_days=3,
                 target=goal,
                 start_date=start,
@@ -301,12 +309,13 @@ def _plans(
         ]
     if kind == "baclofen_tapering":
         start = today - timedelta(days=rng.randint(30, 45))
+        first_dose, step = opening(start)
         first = create_titration(
             access,
             patient.id,
             "baclofen",
-            start="5mg-tid",
-            step_mg=5,
+            start=first_dose,
+            step_mg=step,
             every_days=3,
             target=target(start, "20mg-tid"),
             start_date=start,

@@ -128,6 +128,10 @@ def parse_mg(text: str, field: str = "mg") -> float:
     return check_positive(float(m.group("mg")), field)
 
 
+# A plan is written out for at most a year (dose_plan.MAX_PLAN_DAYS); no duration in it is longer.
+MAX_DURATION_DAYS = 366
+
+
 def parse_days(text: str, field: str = "days", *, allow_zero: bool = False) -> int:
     """Read a duration in whole days: `3d`, `3`, `2w` (14 days)."""
     m = _DAYS.match(text) if isinstance(text, str) else None
@@ -140,4 +144,8 @@ def parse_days(text: str, field: str = "days", *, allow_zero: bool = False) -> i
     days = n * 7 if unit.startswith("w") else n
     if days == 0 and not allow_zero:
         raise ImplausibleValue(field, f"must be at least 1 day, got {text!r}")
+    if days > MAX_DURATION_DAYS:
+        raise ImplausibleValue(
+            field, f"must be at most {MAX_DURATION_DAYS} days (a plan covers a year), got {text!r}"
+        )
     return days

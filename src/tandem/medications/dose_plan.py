@@ -28,7 +28,14 @@ from datetime import date, timedelta
 from fractions import Fraction
 from typing import Any, Literal
 
-from tandem.medications.dose import Dose, Frequency, check_positive, parse_dose, round_mg
+from tandem.medications.dose import (
+    MAX_DURATION_DAYS,
+    Dose,
+    Frequency,
+    check_positive,
+    parse_dose,
+    round_mg,
+)
 from tandem.medications.errors import ImplausibleValue, PlanRefused
 from tandem.medications.monograph import Monograph, Source, load_monograph, load_sources
 from tandem.medications.renal import RenalResult
@@ -44,6 +51,7 @@ __all__ = [
     "maintenance",
     "plan_ceiling",
     "plan_from_steps",
+    "renal_titration",
     "taper",
     "titration",
 ]
@@ -284,6 +292,9 @@ class _Bounds:
     mg_per_dose: float | None
     limits: tuple[PlanLimit, ...]
     notes: tuple[PlanNote, ...]
+    # The kidney rule reducing every dose (e.g. by 2/3 below CrCl 30), with what remains.
+    renal_remaining: Fraction | None = None
+    renal_limit: PlanLimit | None = None
 
     def day_limit(self) -> PlanLimit | None:
         daily = [lim for lim in self.limits if lim.mg_day is not None]
@@ -303,6 +314,8 @@ def _bounds(
 ) -> _Bounds:
     limits: list[PlanLimit] = []
     notes: list[PlanNote] = []
+    renal_remaining: Fraction | None = None
+    renal_limit: PlanLimit | None = None
     label = mono.dosing.max_mg_day
     if label.value is not None:
         limits.append(
@@ -390,16 +403,17 @@ def _bounds(
                     f"{rule.reason} Ceiling {_mg(reduced)} mg/day = {label.value:g} × "
                     f"{remaining} (reduce by {lim.reduce_by})."
                 )
-            limits.append(
-                PlanLimit(
-                    reason=reason,
-                    source=rule.source,
-                    mg_day=mg_day,
-                    mg_per_dose=lim.max_mg_per_dose,
-                    rule_id=rule.id,
-                    unverified=rule.unverified,
-                )
+            limit = PlanLimit(
+                reason=reason,
+                source=rule.source,
+                mg_day=mg_day,
+                mg_per_dose=lim.max_mg_per_dose,
+                rule_id=rule.id,
+                unverified=rule.unverified,
             )
+            limits.append(limit)
+            if remaining is not None and (renal_remaining is None or remaining < renal_remaining):
+                renal_remaining, renal_limit = remaining, limit
             if rule.note:
                 notes.append(PlanNote(f"{rule.id}: {rule.note}", rule.source, rule.unverified))
 
@@ -410,6 +424,8 @@ def _bounds(
         mg_per_dose=min(dose_values) if dose_values else None,
         limits=tuple(limits),
         notes=tuple(notes),
+        renal_remaining=renal_remaining,
+        renal_limit=renal_limit,
     )
 
 
@@ -434,6 +450,10 @@ def _whole_days(value: int, field_name: str, *, allow_zero: bool = False) -> int
     if value < 0 or (value == 0 and not allow_zero):
         raise ImplausibleValue(
             field_name, f"must be {'0 or more' if allow_zero else 'at least 1'} days, got {value}"
+        )
+    if value > MAX_DURATION_DAYS:
+        raise ImplausibleValue(
+            field_name, f"must be at most {MAX_DURATION_DAYS} days (a plan covers a year)"
         )
     return value
 
@@ -507,6 +527,7 @@ def titration(
 
     for field_name, dose in (("start", start_dose), ("target", target_dose)):
         _check_within(field_name, dose, bounds, mono)
+    renal_note = _check_renal_titration(mono, bounds, start_dose, step, renal)
 
     if then_stop and mono.discontinuation is not None and mono.discontinuation.taper_required:
         raise PlanRefused(
@@ -524,6 +545,8 @@ def titration(
             current += timedelta(days=1)
 
     notes = list(bounds.notes)
+    if renal_note is not None:
+        notes.insert(0, renal_note)
     titr = mono.dosing.titration
     if titr is not None and (step != titr.step_mg or every != titr.every_days):
         notes.append(
@@ -556,6 +579,95 @@ def titration(
     )
 
 
+# A reduced dose typed to 2 decimals (1.67 for 5 × 1/3) is within the reduction.
+_TYPED = 0.005
+
+
+def renal_titration(
+    medication_id: str, renal: RenalResult | None
+) -> tuple[Dose, float, Fraction, PlanLimit] | None:
+    """The labelled start and step reduced for kidney function (start, step_mg, what remains
+    of each dose, the kidney limit), or None when no kidney rule reduces the dose or the
+    monograph has no labelled titration. A plan's defaults when the prescriber gives none."""
+    mono = load_monograph(medication_id)
+    label = mono.dosing.titration
+    if label is None or renal is None:
+        return None
+    bounds = _bounds(mono, renal, None, require_max=False)
+    if bounds.renal_remaining is None or bounds.renal_limit is None:
+        return None
+    f = bounds.renal_remaining
+    start = Dose(mg=round(label.start.mg * float(f), 2), frequency=label.start.frequency)
+    return start, round(label.step_mg * float(f), 2), f, bounds.renal_limit
+
+
+def _check_renal_titration(
+    mono: Monograph, bounds: _Bounds, start: Dose, step_mg: float, renal: RenalResult | None
+) -> PlanNote | None:
+    """A kidney rule that reduces the dose (baclofen: by 1/3, 1/2, 2/3 by CrCl) reduces the
+    start and each step as it reduces the ceiling (and so the target): the labelled start and
+    step times what remains. A start or step above them is refused; the plan says so."""
+    label = mono.dosing.titration
+    f = bounds.renal_remaining
+    lim = bounds.renal_limit
+    if f is None or lim is None:
+        return None
+    crcl = renal.crcl_ml_min if renal is not None else None
+    kidney = f"creatinine clearance {crcl:.0f} mL/min" if crcl is not None else "kidney function"
+    reduce_by = 1 - f
+    if label is not None:
+        start_max = label.start.mg * float(f)
+        step_max = label.step_mg * float(f)
+        if start.mg > start_max + _TYPED:
+            raise PlanRefused(
+                "start",
+                f"with {kidney} the start is reduced by {reduce_by}: at most {_mg(start_max)} mg "
+                f"per dose ({label.start} × {f}), not {start}. {lim.reason}",
+                lim.source,
+            )
+        if step_mg > step_max + _TYPED:
+            raise PlanRefused(
+                "step_mg",
+                f"with {kidney} each step is reduced by {reduce_by}: at most {_mg(step_max)} mg "
+                f"per dose ({label.step_mg:g} mg × {f}), not {step_mg:g} mg. {lim.reason}",
+                lim.source,
+            )
+        reduced = (
+            f"start at most {_mg(start_max)} mg per dose, steps of at most {_mg(step_max)} mg, "
+        )
+    else:
+        reduced = ""
+    ceiling = f"target within {_mg(bounds.mg_day)} mg/day" if bounds.mg_day is not None else ""
+    return PlanNote(
+        f"Kidney function ({kidney}): start, step and target reduced by {reduce_by} "
+        f"({reduced}{ceiling}).",
+        lim.source,
+        lim.unverified,
+    )
+
+
+def _check_renal_steps(
+    mono: Monograph, bounds: _Bounds, specs: list[StepSpec], renal: RenalResult | None
+) -> PlanNote | None:
+    """`_check_renal_titration` for a titration written as steps: the first step's largest
+    dose is the start, the largest rise of one dose between steps is the step."""
+    first = specs[0]
+    biggest = max(d.mg for d in first.doses)
+    start = Dose(mg=biggest, frequency=next(f for f in Frequency if f.per_day == len(first.doses)))
+    rises = [
+        max(d.mg for d in b.doses) - max(d.mg for d in a.doses)
+        for a, b in zip(specs, specs[1:], strict=False)
+    ]
+    try:
+        return _check_renal_titration(mono, bounds, start, max([0.0, *rises]), renal)
+    except PlanRefused as exc:
+        where = first.where if exc.field == "start" else "steps"
+        if exc.field == "step_mg":
+            i = max(range(len(rises)), key=lambda k: rises[k])
+            where = specs[i + 1].where or f"steps[{i + 1}]"
+        raise PlanRefused(where or "steps", exc.reason, exc.sources) from None
+
+
 def _check_within(field_name: str, dose: Dose, bounds: _Bounds, mono: Monograph) -> None:
     day_lim = bounds.day_limit()
     if bounds.mg_day is not None and day_lim is not None and dose.mg_per_day > bounds.mg_day + _EPS:
@@ -580,6 +692,62 @@ def _check_within(field_name: str, dose: Dose, bounds: _Bounds, mono: Monograph)
 
 
 # --------------------------------------------------------------------------- taper
+
+
+def check_taper(
+    mono: Monograph,
+    from_mg_day: float,
+    from_mg_dose: float,
+    days: Iterable[tuple[tuple[ScheduledDose, ...], str]],
+    over_days: int,
+) -> None:
+    """The taper rules every adapter meets (CLI, page, API), for a medication that must not be
+    stopped at once: a taper no shorter than the monograph's minimum, never a dose above the
+    one before it (per dose or per day), and a last day of no more than one step, so that the
+    final drop is no bigger than a step. `days` are each day's doses with the field to name."""
+    disc = mono.discontinuation
+    if disc is None or not disc.taper_required:
+        return
+    guide = mono.dosing.taper
+    if guide is not None and guide.min_days is not None and over_days < guide.min_days:
+        raise PlanRefused(
+            "over_days",
+            f"a {mono.name} taper runs at least {guide.min_days} days; this one runs "
+            f"{over_days}. {guide.text}",
+            guide.source,
+        )
+    prev_day = from_mg_day
+    prev_dose = from_mg_dose
+    largest_step = 0.0
+    last: tuple[tuple[ScheduledDose, ...], str] | None = None
+    for doses, where in days:
+        total = round_mg(sum(d.mg for d in doses))
+        biggest = max((d.mg for d in doses), default=0.0)
+        if total > prev_day + _EPS or biggest > prev_dose + _EPS:
+            raise PlanRefused(
+                where,
+                f"a taper never raises the dose: {_mg(total)} mg/day with {_mg(biggest)} mg "
+                f"in one dose, after {_mg(prev_day)} mg/day and {_mg(prev_dose)} mg per dose",
+                disc.source,
+            )
+        largest_step = max(largest_step, prev_day - total)
+        prev_day, prev_dose = total, biggest
+        last = (doses, where)
+    if last is None:
+        return
+    # The final drop (the last day's total to nothing) is at most one of the taper's own
+    # steps, or one dose unit of the monograph (a dose already that small is held, then
+    # stopped). A step unit as big as the dose takes no step at all.
+    unit = mono.dosing.dose_unit_mg.value if mono.dosing.dose_unit_mg is not None else None
+    step = max(largest_step, unit or 0.0)
+    if prev_day > step + _EPS:
+        raise PlanRefused(
+            last[1],
+            f"the taper stops from {_mg(prev_day)} mg/day, a drop bigger than one step "
+            f"({_mg(step)} mg/day) from the current {_mg(from_mg_day)} mg/day; step down to "
+            f"one step's dose before stopping. {disc.text}",
+            disc.source,
+        )
 
 
 def _taper_levels(total_units: float, n_days: int) -> list[int]:
@@ -644,6 +812,8 @@ def taper(
         raise ImplausibleValue("over_days", f"must be a whole number of days, got {over_days!r}")
     if over_days < 0:
         raise ImplausibleValue("over_days", f"must be 0 or more days, got {over_days}")
+    if over_days > MAX_DURATION_DAYS:
+        raise ImplausibleValue("over_days", f"must be at most {MAX_DURATION_DAYS} days")
     first = _check_date(start_date, "start_date")
     disc = mono.discontinuation
     if over_days == 0:
@@ -687,6 +857,13 @@ def taper(
         for _ in range(length):
             days.append(PlanDay(current, doses))
             current += timedelta(days=1)
+    check_taper(
+        mono,
+        dose.mg_per_day,
+        dose.mg,
+        [(d.doses, "unit_mg" if unit_mg is not None else "over_days") for d in days],
+        over_days,
+    )
 
     if disc is not None:
         notes.insert(0, PlanNote(disc.text, disc.source, disc.unverified))
@@ -886,6 +1063,16 @@ def plan_from_steps(
                 disc.source,
             )
 
+    if kind == "taper":
+        first_doses = specs[0].doses
+        check_taper(
+            mono,
+            totals[0],
+            max(d.mg for d in first_doses),
+            [(spec.doses, spec.where or f"steps[{i}]") for i, spec in enumerate(specs[1:], 1)],
+            (span_end - specs[0].start).days + 1,
+        )
+
     bounds = _bounds(mono, renal, protocol_max_mg_day, require_max=kind != "taper")
     if kind != "taper":
         for spec, total in zip(specs, totals, strict=True):
@@ -912,6 +1099,10 @@ def plan_from_steps(
                     dose_lim.source,
                 )
 
+    renal_note = None
+    if kind == "titration":
+        renal_note = _check_renal_steps(mono, bounds, specs, renal)
+
     days: list[PlanDay] = []
     for spec in specs:
         ordered = tuple(sorted(spec.doses, key=lambda d: _SLOT_ORDER.index(d.time_slot)))
@@ -920,6 +1111,8 @@ def plan_from_steps(
             days.append(PlanDay(current, ordered))
             current += timedelta(days=1)
     notes = list(bounds.notes)
+    if renal_note is not None:
+        notes.insert(0, renal_note)
     if kind == "taper" and bounds.mg_day is not None and totals[0] > bounds.mg_day + _EPS:
         lim = bounds.day_limit()
         notes.append(

@@ -404,7 +404,7 @@ def load_sources() -> dict[str, Source]:
     return {key: Source.model_validate({"id": key, **entry}) for key, entry in raw.items()}
 
 
-_NOT_MONOGRAPHS = {"sources.yaml", "substances.yaml"}
+_NOT_MONOGRAPHS = {"sources.yaml", "substances.yaml", "plausibility.yaml"}
 
 
 @cache

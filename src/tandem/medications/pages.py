@@ -54,7 +54,7 @@ from tandem.medications.plans import (
     list_plans,
 )
 from tandem.medications.plans import stop_plan as stop_dose_plan
-from tandem.medications.renal import UMOL_PER_MG_DL
+from tandem.medications.plausibility import creatinine_to_mg_dl, weight_to_kg
 from tandem.medications.resources import ADMINISTRATION, ALERT, FACTS, PLAN, SIDE_EFFECT, STATEMENT
 from tandem.medications.rules import FACTS as RULE_FACTS
 from tandem.medications.rules import substance_vocabulary
@@ -415,11 +415,14 @@ def _facts_input(form: FormData, zone: str) -> FactsInput:
             raise InvalidInput(name, "choose yes, no or not recorded")
         return None if value == "" else value == "yes"
 
+    # Explicit units, converted; each checked against its plausible range in the unit typed.
     creatinine = _number(form, "creatinine")
-    if creatinine is not None and str(form.get("creatinine_unit", "mg_dl")) == "umol_l":
-        if creatinine <= 0:
-            raise InvalidInput("creatinine", f"must be more than zero, got {creatinine:g}")
-        creatinine = round(creatinine / UMOL_PER_MG_DL, 3)
+    if creatinine is not None:
+        unit = str(form.get("creatinine_unit", "mg_dl"))
+        creatinine = round(creatinine_to_mg_dl("creatinine", creatinine, unit), 3)
+    weight = _number(form, "weight_kg")
+    if weight is not None:
+        weight = round(weight_to_kg("weight_kg", weight, str(form.get("weight_unit", "kg"))), 1)
     taking = None
     if str(form.get("taking_recorded", "")) == "yes":
         taking = tuple(str(v) for v in form.getlist("taking"))
@@ -427,14 +430,9 @@ def _facts_input(form: FormData, zone: str) -> FactsInput:
     named: dict[str, Any] = {
         **{
             name: _number(form, name)
-            for name in (
-                "weight_kg",
-                "ideal_weight_kg",
-                "alt_u_l",
-                "ast_u_l",
-                "qtc_ms",
-            )
+            for name in ("ideal_weight_kg", "alt_u_l", "ast_u_l", "qtc_ms")
         },
+        "weight_kg": weight,
         **{name: _date(form, name) for name in DATE_FACTS},
         **{name: yes_no(name) for name in BOOL_FACTS},
     }

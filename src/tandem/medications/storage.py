@@ -63,6 +63,14 @@ class MedicationAdministrationRow(Base):
     )
     note: Mapped[str] = mapped_column(Text, default="")
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A dose a guard would refuse (a second as-needed dose for one assessment, a dose over the
+    # protocol's 24-hour maximum), given on a prescriber's override: who, and why.
+    override_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT", name="fk_medadmin_override_by"),
+        nullable=True,
+    )
+    # Server default only: bulk loads and older revisions' inserts leave it out.
+    override_reason: Mapped[str] = mapped_column(Text, server_default="")
 
 
 # --- the medication plan's own tables ---------------------------------------------------------

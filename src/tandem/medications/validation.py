@@ -18,12 +18,12 @@ from tandem.clock import check_recorded_at
 from tandem.errors import InvalidInput
 from tandem.medications.errors import ImplausibleValue, PlanRefused
 from tandem.medications.monograph import Monograph
+from tandem.medications.plausibility import check_measurement
 from tandem.medications.renal import Sex, WeightBasis
 from tandem.medications.rules import HEPATIC_GRADES, close_substances
 
 __all__ = [
     "BOOL_FACTS",
-    "CEILINGS",
     "DATE_FACTS",
     "GIVEN_WINDOW",
     "MAX_NOTE",
@@ -90,18 +90,6 @@ NUMBER_FACTS = (
     "qtc_ms",
 )
 DATE_FACTS = ("weighed_on", "creatinine_on", "liver_tests_on", "ecg_on", "last_opioid_use_on")
-# Upper bounds a clinic would never see; zero and negatives are refused too.
-CEILINGS: dict[str, float] = {
-    "weight_kg": 700,
-    "ideal_weight_kg": 300,
-    "creatinine_mg_dl": 40,
-    "alt_u_l": 20000,
-    "ast_u_l": 20000,
-    "qtc_ms": 801,
-}
-# Numbers with a floor above zero: a QTc outside 200-800 ms is read as a typing or unit mistake
-# (input plausibility chosen by Tandem, not a clinical threshold: unverified).
-FLOORS: dict[str, float] = {"qtc_ms": 200}
 MAX_NOTE = 2000
 # Which planned doses the chart offers for reporting now: those due in the last week, and
 # those due in the next two hours (taken a little early, reported at once).
@@ -204,16 +192,8 @@ def _number(name: str, value: object) -> None:
         raise ImplausibleValue(name, f"must be a number, got {value!r}")
     if value <= 0:
         raise ImplausibleValue(name, f"must be more than zero, got {value:g}")
-    low = FLOORS.get(name)
-    if low is not None and (value < low or value >= CEILINGS[name]):
-        raise ImplausibleValue(
-            name,
-            f"{value:g} is not a plausible value (from {low:g} to {CEILINGS[name] - 1:g})",
-        )
-    if value >= CEILINGS[name]:
-        raise ImplausibleValue(
-            name, f"{value:g} is not a plausible value (must be below {CEILINGS[name]:g})"
-        )
+    # Plausibility bounds (data/plausibility.yaml), not clinical thresholds.
+    check_measurement(name, value)
 
 
 def check_facts(

@@ -150,8 +150,7 @@ def save_assessment(
     check_instrument(protocol, instrument_id)
     check_monitoring_can_start(protocol, instrument_id)
     instrument = get_instrument(instrument_id)
-    scheme = protocol.instrument(instrument_id).band_scheme
-    result = score(instrument, answers, scheme.id if scheme else None)
+    result = score(instrument, answers, protocol.scheme_for(instrument_id))
     assessed_at = check_assessed_at(assessed_at or now, now, episode.admitted_at)
     version_id = stored_version(access.db, patient.program_id, current)
 

@@ -159,7 +159,8 @@ class Escalation:
 
 @dataclass(frozen=True, slots=True)
 class MedicationOption:
-    """A symptom-triggered medication suggestion from the protocol. Display only."""
+    """A symptom-triggered medication suggestion from the protocol, with the protocol's
+    24-hour maximum for the drug when its sources give one."""
 
     drug: str
     dose_text: str
@@ -167,6 +168,8 @@ class MedicationOption:
     repeat: str | None
     note: str | None
     source: Citation
+    max_mg_per_24h: float | None = None
+    max_source: Citation | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from tandem.access.guard import Access
-from tandem.access.policy import Permission, decide
+from tandem.access.policy import Permission, Role, decide
 from tandem.access.queries import load_patient, patient_ref, read_row
 from tandem.clock import local, utcnow
 from tandem.errors import InvalidInput, NotFound
@@ -32,7 +32,7 @@ from tandem.withdrawal.census import census, detox_units
 from tandem.withdrawal.chart import WithdrawalChart, withdrawal_chart
 from tandem.withdrawal.checks import HALF_LIFE, SUBSTANCES, ContextInput
 from tandem.withdrawal.context import CONDITION, record_context
-from tandem.withdrawal.doses import dose_options, record_dose
+from tandem.withdrawal.doses import dose_history, dose_options, record_dose
 from tandem.withdrawal.prn import ROUTES, DoseInput, dose_range
 from tandem.withdrawal.protocol import INSTRUMENT_IDS
 from tandem.withdrawal.protocols import program_protocol, short_name
@@ -426,6 +426,8 @@ def _dose_page(
         values=values,
         form_error=error,
         given_by=access.actor.label,
+        history=dose_history(access, patient, assessment, utcnow()),
+        may_override=access.actor.role is Role.PRESCRIBER,
     )
 
 
@@ -444,7 +446,16 @@ def dose_form(
 def save_dose(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
     form = form_of(request)
     patient = _patient(access, patient_id)
-    keys = ("assessment", "suggestion", "dose", "route", "administered_at", "indication", "note")
+    keys = (
+        "assessment",
+        "suggestion",
+        "dose",
+        "route",
+        "administered_at",
+        "indication",
+        "note",
+        "override_reason",
+    )
     values = {k: str(form.get(k, "")).strip() for k in keys}
     row = _assessment(access, patient, values["assessment"])
     try:
@@ -464,6 +475,7 @@ def save_dose(request: Request, patient_id: str, access: Access = Depends(csrf_f
                 administered_at=when,
                 indication=values["indication"],
                 note=values["note"],
+                override_reason=values["override_reason"],
             ),
         )
     except InvalidInput as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from tandem.clock import check_recorded_at
@@ -93,6 +93,8 @@ class DoseInput:
     administered_at: datetime
     indication: str = ""
     note: str = ""
+    # A prescriber's reason to give a dose the repeat-dose guard refuses; "" = none.
+    override_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,3 +134,134 @@ def check_prn_dose(
         not_before_reason="cannot be before the assessment that prompted it",
     )
     return CheckedDose(option, value, unit, route, when)
+
+
+# --------------------------------------------------------------------------- repeat doses
+
+DAY = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class PriorDose:
+    """A dose already given to the patient (status completed), as the guard needs it."""
+
+    drug: str
+    value: Decimal
+    unit: str
+    administered_at: datetime
+    assessment_id: int | None
+
+    @property
+    def amount(self) -> str:
+        return f"{_plain(self.value)} {self.unit}"
+
+
+@dataclass(frozen=True)
+class DrugTotal:
+    drug: str
+    value: Decimal
+    unit: str
+    doses: int
+
+    @property
+    def amount(self) -> str:
+        return f"{_plain(self.value)} {self.unit}"
+
+
+@dataclass(frozen=True)
+class GivenSoFar:
+    """What the form shows beside an as-needed dose: what was given for this assessment, and
+    in the 24 hours before `now`, per drug. No benzodiazepine-equivalent total: neither the
+    clinical fact sheet nor the protocol's sources give equivalences."""
+
+    for_assessment: tuple[PriorDose, ...]
+    last_24h: tuple[DrugTotal, ...]
+
+
+def given_so_far(prior: Sequence[PriorDose], assessment_id: int, now: datetime) -> GivenSoFar:
+    since = now - DAY
+    totals: dict[tuple[str, str], DrugTotal] = {}
+    for dose in prior:
+        if dose.administered_at <= since:
+            continue
+        key = (dose.drug, dose.unit)
+        before = totals.get(key, DrugTotal(dose.drug, Decimal(0), dose.unit, 0))
+        totals[key] = DrugTotal(dose.drug, before.value + dose.value, dose.unit, before.doses + 1)
+    return GivenSoFar(
+        for_assessment=tuple(d for d in prior if d.assessment_id == assessment_id),
+        last_24h=tuple(sorted(totals.values(), key=lambda t: t.drug)),
+    )
+
+
+@dataclass(frozen=True)
+class Override:
+    """A prescriber's decision to give a dose the guard would refuse, and why."""
+
+    by_prescriber: bool
+    reason: str
+
+
+MAX_OVERRIDE_REASON = 2000
+
+
+def repeat_dose_reasons(
+    prior: Sequence[PriorDose], dose: CheckedDose, assessment_id: int
+) -> list[str]:
+    """Why this dose needs a prescriber's override (empty when it does not): a dose was
+    already given for the same assessment, or it would take the drug over the protocol's
+    24-hour maximum (counted back 24 hours from the time this dose is given)."""
+    reasons: list[str] = []
+    same = [d for d in prior if d.assessment_id == assessment_id]
+    if same:
+        listed = ", ".join(f"{d.drug} {d.amount}" for d in same)
+        reasons.append(f"a dose was already given for this assessment ({listed})")
+    limit = dose.option.max_mg_per_24h
+    if limit is not None and dose.unit == "mg":
+        since = dose.administered_at - DAY
+        taken = sum(
+            (
+                d.value
+                for d in prior
+                if d.drug == dose.option.drug
+                and d.unit == "mg"
+                and since < d.administered_at <= dose.administered_at
+            ),
+            Decimal(0),
+        )
+        total = taken + dose.value
+        if total > Decimal(str(limit)):
+            cited = f" ({dose.option.max_source.citation})" if dose.option.max_source else ""
+            reasons.append(
+                f"{dose.option.drug} {_plain(total)} mg in 24 hours would exceed the protocol's "
+                f"maximum of {limit:g} mg{cited}"
+            )
+    return reasons
+
+
+def check_repeat_dose(
+    prior: Sequence[PriorDose],
+    dose: CheckedDose,
+    assessment_id: int,
+    override: Override | None,
+) -> str:
+    """The override reason to store ("" when none was needed), or DoseRefused naming the
+    `override` field: a second dose for one assessment, or a dose over the protocol's 24-hour
+    maximum, needs a prescriber's override with a reason."""
+    reasons = repeat_dose_reasons(prior, dose, assessment_id)
+    if not reasons:
+        return ""
+    why = "; ".join(reasons)
+    if override is None or not override.reason.strip():
+        raise DoseRefused(
+            "override", f"{why}. A prescriber's override with a reason is needed to give it"
+        )
+    if not override.by_prescriber:
+        raise DoseRefused("override", f"{why}. Only a prescriber may override")
+    reason = override.reason.strip()
+    if len(reason) > MAX_OVERRIDE_REASON:
+        raise DoseRefused("override", f"keep the reason under {MAX_OVERRIDE_REASON} characters")
+    return reason
+
+
+def _plain(value: Decimal) -> str:
+    return format(value.normalize(), "f")

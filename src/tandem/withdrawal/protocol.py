@@ -203,8 +203,16 @@ class BandScheme(_Model):
 # --------------------------------------------------------------------------- reassessment
 
 
+class DailyMaximum(_Model):
+    """The most of one drug the protocol allows in any 24 hours, with its source. Only a
+    program whose sources give one sets it; the example protocol's sources give none."""
+
+    mg: PositiveFloat
+    source: SourceRef
+
+
 class MedicationSuggestion(_Model):
-    """A symptom-triggered dose a source table lists for a score range. Display only."""
+    """A symptom-triggered dose a source table lists for a score range."""
 
     drug: Text
     dose_text: Text
@@ -212,6 +220,7 @@ class MedicationSuggestion(_Model):
     repeat: str | None = None
     note: str | None = None
     source: SourceRef
+    max_mg_per_24h: DailyMaximum | None = None
 
 
 class Reassessment(_Model):
@@ -442,6 +451,14 @@ class Protocol(_Model):
             self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
         )
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def scheme_for(self, instrument_id: str) -> str | None:
+        """The band scheme the program scores `instrument_id` by (one per program: the CLI,
+        the pages and FHIR all band with it); None when the protocol does not cover it."""
+        section = self.instruments.get(instrument_id)  # type: ignore[call-overload]
+        if section is None or section.band_scheme is None:
+            return None
+        return str(section.band_scheme.id)
 
     def instrument(self, instrument_id: str) -> InstrumentProtocol:
         for key, section in self.instruments.items():
