@@ -73,7 +73,7 @@ from tandem.medications.validation import (
 from tandem.patients.pages import chart_page
 from tandem.storage.models import Patient
 from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, form_refused, page_access
-from tandem.web.forms import local_datetime
+from tandem.web.forms import local_datetime, row_id
 from tandem.web.rendering import render
 
 router = APIRouter(include_in_schema=False, route_class=UnitOfWorkRoute)
@@ -323,7 +323,7 @@ def chart_tab(
     rows = list_plans(access, patient)
     today = program_today(patient.program.time_zone, now)
     shown = None
-    wanted = int(plan) if plan.isdigit() else None
+    wanted = row_id(plan)
     for row in rows:
         if (wanted is not None and row.id == wanted) or (
             wanted is None and effective_status(row, today) == "active"
@@ -816,7 +816,7 @@ def record_side_effect(
             severity=str(form.get("severity", "")),
             onset_at=onset,
             detail=str(form.get("detail", "")),
-            plan_id=int(plan) if plan.isdigit() else None,
+            plan_id=row_id(plan),
         )
     except InvalidInput as exc:  # MedicationInputError too
         form_refused(request, access, exc)
