@@ -275,3 +275,34 @@ def test_the_api_description_is_for_signed_in_staff_only(client, world: World) -
     search = described["paths"]["/fhir/Observation"]["get"]
     assert {"patient", "date", "_count", "_offset"} <= {p["name"] for p in search["parameters"]}
     assert "requestBody" in described["paths"]["/fhir/Patient"]["post"]
+
+
+def test_anonymous_401s_are_counted_not_audited_one_by_one(client, sessions, world: World) -> None:
+    from sqlalchemy import select
+
+    from tandem.storage.models import AnonymousRefusal, AuditEntry
+
+    for _ in range(6):
+        response = client.get("/fhir/Patient", headers={"Authorization": "Bearer wrong"})
+        assert response.status_code == 401
+    with sessions() as db:
+        audited = db.scalars(select(AuditEntry).where(AuditEntry.operation == "authenticate")).all()
+        counters = db.scalars(select(AnonymousRefusal)).all()
+    assert len(audited) in (1, 2)  # one per address and minute (two if a minute turned)
+    assert sum(c.count for c in counters) == 6 and len(counters) == len(audited)
+    # A failed sign-in is still audited each time.
+    from tests.conftest import csrf_from
+
+    for _ in range(2):
+        page = client.get("/login")
+        client.post(
+            "/login",
+            data={
+                "email": world.email("nurse"),
+                "password": "wrong",
+                "csrf_token": csrf_from(page.text),
+            },
+        )
+    with sessions() as db:
+        logins = db.scalars(select(AuditEntry).where(AuditEntry.operation == "login")).all()
+    assert len(logins) >= 2

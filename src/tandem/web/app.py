@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tandem import domains
-from tandem.access import audit
+from tandem.access import anonymous, audit
 from tandem.access.guard import Access, AccessDenied
 from tandem.access.policy import Decision, Role
 from tandem.errors import Conflict, InvalidInput, NotFound
@@ -33,7 +33,7 @@ from tandem.fhir.http import PAGING
 from tandem.fhir.outcome import FHIR_JSON, FhirError, outcome_response, validation_outcome
 from tandem.fhir.output import check_output
 from tandem.settings import Settings, get_settings
-from tandem.storage.db import make_engine, make_sessionmaker
+from tandem.storage.db import make_engine, make_sessionmaker, utcnow
 from tandem.web.deps import (
     ApiUnauthorized,
     CsrfFailed,
@@ -323,15 +323,15 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiUnauthorized)
     async def _unauthorized(request: Request, exc: ApiUnauthorized) -> Response:
+        # Counted per address and minute, the first of each audited: a flood of anonymous
+        # requests cannot grow the audit trail.
         await run_in_threadpool(
-            audit.record_now,
+            anonymous.record_refusal,
             request.app.state.sessions,
-            None,
-            "authenticate",
             audit.Origin(client_ip(request), "", "api"),
-            outcome=audit.MINOR_FAILURE,
-            detail=str(exc),
-            resource_type=request.url.path[:60],
+            str(exc),
+            request.url.path,
+            utcnow(),
         )
         return outcome_response(
             401, "login", str(exc), headers={"WWW-Authenticate": 'Bearer realm="tandem"'}
