@@ -198,12 +198,27 @@ def test_an_unauthorized_invalid_form_is_refused_for_access_not_validation(
 ) -> None:
     """A nurse of program B posting nonsense to a program-A chart: 403, nothing kept."""
     csrf = sign_in(client, world.email("nurse_b"), world.passwords["nurse_b"])
-    for path in (
+    invalid = {"family": "", "medication": "none", "start_date": "x", "onset_at": "x", "x": HUGE}
+    paths = (
         f"/patients/{world.patient_a}/withdrawal/assess",
         f"/patients/{world.patient_a}/edit",
         f"/patients/{world.patient_a}/medications/side-effects",
-    ):
-        response = client.post(path, data={"csrf_token": csrf, "family": "", "x": HUGE})
+        f"/patients/{world.patient_a}/medications/plans",
+        f"/patients/{world.patient_a}/medications/facts",
+    )
+    for path in paths:
+        response = client.post(path, data={"csrf_token": csrf, **invalid})
+        assert response.status_code == 403, (path, response.status_code, response.text[:300])
+    # In the patient's program but without the right: a nurse does not prescribe, a researcher
+    # records nothing.
+    client.cookies.clear()
+    csrf = sign_in(client, world.email("nurse"), world.passwords["nurse"])
+    response = client.post(paths[3], data={"csrf_token": csrf, **invalid})
+    assert response.status_code == 403, response.text[:300]
+    client.cookies.clear()
+    csrf = sign_in(client, world.email("researcher"), world.passwords["researcher"])
+    for path in paths[2:]:
+        response = client.post(path, data={"csrf_token": csrf, **invalid})
         assert response.status_code == 403, (path, response.status_code, response.text[:300])
 
 
