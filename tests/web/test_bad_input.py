@@ -220,6 +220,18 @@ def test_an_unauthorized_invalid_form_is_refused_for_access_not_validation(
     for path in paths[2:]:
         response = client.post(path, data={"csrf_token": csrf, **invalid})
         assert response.status_code == 403, (path, response.status_code, response.text[:300])
+    # A counselor reads the chart but records nothing.
+    client.cookies.clear()
+    csrf = sign_in(client, world.email("counselor"), world.passwords["counselor"])
+    for path in (
+        *paths,
+        f"/patients/{world.patient_a}/withdrawal/context",
+        f"/patients/{world.patient_a}/withdrawal/dose",
+    ):
+        response = client.post(
+            path, data={"csrf_token": csrf, **invalid, "instrument": "nothing", "assessment": "x"}
+        )
+        assert response.status_code == 403, (path, response.status_code, response.text[:300])
 
 
 def test_a_body_over_the_limit_is_refused_unread(client, sessions, world: World) -> None:
@@ -282,8 +294,10 @@ def test_hsts_when_the_setting_asks_for_it(settings, world: World) -> None:
 def test_the_api_description_is_for_signed_in_staff_only(client, world: World) -> None:
     for path in ("/api/openapi.json", "/api/docs", "/docs", "/redoc", "/openapi.json"):
         assert client.get(path).status_code in (303, 404), path
-    sign_in(client, world.email("patient"), world.passwords["patient"])
-    assert client.get("/api/openapi.json").status_code == 403
+    for outsider in ("patient", "researcher"):
+        client.cookies.clear()
+        sign_in(client, world.email(outsider), world.passwords[outsider])
+        assert client.get("/api/openapi.json").status_code == 403, outsider
     client.cookies.clear()
     sign_in(client, world.email("nurse"), world.passwords["nurse"])
     described = client.get("/api/openapi.json").json()

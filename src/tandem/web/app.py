@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tandem import domains
 from tandem.access import anonymous, audit
 from tandem.access.guard import Access, AccessDenied
-from tandem.access.policy import Decision, Role
+from tandem.access.policy import STAFF_ROLES, Decision
 from tandem.errors import Conflict, InvalidInput, NotFound
 from tandem.fhir.capability import ResourceSupport
 from tandem.fhir.http import PAGING
@@ -215,11 +215,11 @@ def openapi_schema(app: FastAPI) -> dict[str, Any]:
 
 
 def _api_docs(app: FastAPI) -> APIRouter:
-    """/api/openapi.json and /api/docs, for signed-in staff only (not patients, not the world)."""
+    """/api/openapi.json and /api/docs, for signed-in staff only (not patients, researchers or the world)."""
     router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 
     def staff(access: Access = Depends(page_access)) -> Access:
-        allowed = access.actor.role != Role.PATIENT
+        allowed = access.actor.role in STAFF_ROLES
         access.require_decision(
             Decision(allowed, "" if allowed else "the API description is for staff"),
             "read",
