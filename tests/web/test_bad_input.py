@@ -335,3 +335,18 @@ def test_anonymous_401s_are_counted_not_audited_one_by_one(client, sessions, wor
     with sessions() as db:
         logins = db.scalars(select(AuditEntry).where(AuditEntry.operation == "login")).all()
     assert len(logins) >= 2
+
+
+def test_a_sign_in_with_a_nul_is_refused_cleanly(client, world: World) -> None:
+    from tests.conftest import csrf_from
+
+    page = client.get("/login")
+    response = client.post(
+        "/login",
+        data={
+            "email": "nurse\x00@test.tandem.test",
+            "password": "x\x00",
+            "csrf_token": csrf_from(page.text),
+        },
+    )
+    assert 400 <= response.status_code < 500, response.text[:300]
