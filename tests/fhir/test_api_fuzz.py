@@ -74,4 +74,4 @@ def test_the_declared_api_never_answers_5xx(client, sessions, world: World) -> N
         )
 
     probe()
-    assert any(k.startswith("GET /fhir/Observation") for k in seen), seen
+    assert len(seen) >= 5, seen  # cases are spread over the operations (which ones: random)
