@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     # ignored. The old TANDEM_TRUST_FORWARDED_FOR=true reads as 1.
     trusted_proxies: int = Field(default=0, ge=0, le=10)
     trust_forwarded_for: bool = False
+    # The largest request body read (JSON, forms), in bytes; larger ones get 413 unread.
+    max_body_bytes: int = Field(default=1_000_000, ge=1_000)
+    # Send Strict-Transport-Security (only when Tandem itself is reached over TLS, or the proxy
+    # in front does not set it; see the README).
+    hsts: bool = False
     # Validate every FHIR resource Tandem sends against fhir.resources (the tests do; costly).
     validate_fhir_output: bool = False
     # Run the scheduled jobs (overdue and missed-dose sweeps) inside each `tandem serve` worker.

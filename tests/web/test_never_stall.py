@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from select import select as ready_to_read
 
 import httpx
 import pytest
@@ -163,3 +164,45 @@ def test_a_refused_form_answers_at_once_and_the_refusal_is_recorded(
             text("SELECT family FROM patients WHERE id = :id"), {"id": world.patient_a}
         ).scalar_one()
     assert family == "Rivera"
+
+
+def _post_raw(url: str, token: str, headers: str, chunks: Iterator[bytes]) -> tuple[bytes, int]:
+    """POST /fhir/Patient over a plain socket, sending `chunks` until the server answers; the
+    answer's first bytes and how many body bytes were sent by then."""
+    host, port = url.removeprefix("http://").split(":")
+    sent = 0
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(
+            (
+                f"POST /fhir/Patient HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+                f"Content-Type: application/fhir+json\r\n{headers}\r\n"
+            ).encode()
+        )
+        for chunk in chunks:
+            readable, _, _ = ready_to_read([sock], [], [], 0)
+            if readable:
+                break
+            try:
+                sock.sendall(chunk)
+            except OSError:  # the server answered and closed: it stopped reading
+                break
+            sent += len(chunk)
+        sock.settimeout(30)
+        return sock.recv(200), sent
+
+
+def test_a_100_mb_body_is_refused_without_being_read(live: Live, sessions, world: World) -> None:
+    token = make_token(sessions, world.email("nurse"), "user/*.cruds")
+    hundred_mb = 100 * 1024 * 1024
+    piece = b"x" * 65536
+
+    answer, sent = _post_raw(live.url, token, f"Content-Length: {hundred_mb}\r\n", iter(()))
+    assert answer.startswith(b"HTTP/1.1 413"), answer
+
+    def chunked() -> Iterator[bytes]:  # no length given: counted while it streams
+        for _ in range(hundred_mb // len(piece)):
+            yield b"%x\r\n" % len(piece) + piece + b"\r\n"
+
+    answer, sent = _post_raw(live.url, token, "Transfer-Encoding: chunked\r\n", chunked())
+    assert answer.startswith(b"HTTP/1.1 413"), answer
+    assert sent < 16 * 1024 * 1024, f"{sent:,} bytes were taken before the refusal"

@@ -144,7 +144,13 @@ def from_fhir(body: Any) -> tuple[PatientRecord, int | None]:
     if resource.managingOrganization is not None:
         ref = str(resource.managingOrganization.reference or "")
         kind, _, organization = ref.partition("/")
-        if kind != "Organization" or not organization.isdigit():
+        if (
+            kind != "Organization"
+            or not organization.isdigit()
+            or not organization.isascii()
+            or len(organization) > 10
+            or int(organization) > 2**31 - 1
+        ):
             raise FhirError(
                 422,
                 "invalid",

@@ -73,7 +73,7 @@ from tandem.medications.validation import (
 from tandem.patients.pages import chart_page
 from tandem.storage.models import Patient
 from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, form_refused, page_access
-from tandem.web.forms import local_datetime
+from tandem.web.forms import local_datetime, row_id
 from tandem.web.rendering import render
 
 router = APIRouter(include_in_schema=False, route_class=UnitOfWorkRoute)
@@ -162,10 +162,11 @@ FIELD_LABELS = {
 }
 
 
-def _program_zone(access: Access, patient_id: str) -> str:
-    """The time zone a form's times are read in: the patient's program's. Read unchecked (the
-    service asks the policy for its own operation, before anything is written) and unaudited."""
-    return load_patient(access, patient_id, read=None).program.time_zone
+def _program_zone(access: Access, patient_id: str, operation: tuple[Permission, str]) -> str:
+    """The time zone a form's times are read in: the patient's program's, once the policy allows
+    the form's `operation` (authorization before validation: a person who may not do this is
+    refused, 403, whatever the form holds). Unaudited: the service audits what it does."""
+    return load_patient(access, patient_id, operation, read=None, audit=False).program.time_zone
 
 
 def _may(access: Access, permission: Permission, resource_type: str, patient: Patient) -> bool:
@@ -324,7 +325,7 @@ def chart_tab(
     rows = list_plans(access, patient)
     today = program_today(patient.program.time_zone, now)
     shown = None
-    wanted = int(plan) if plan.isdigit() else None
+    wanted = row_id(plan)
     for row in rows:
         if (wanted is not None and row.id == wanted) or (
             wanted is None and effective_status(row, today) == "active"
@@ -489,7 +490,7 @@ def facts_form(
 @router.post("/patients/{patient_id}/medications/facts")
 def save_facts(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
     form = form_of(request)
-    zone = _program_zone(access, patient_id)
+    zone = _program_zone(access, patient_id, (Permission.CREATE, FACTS))
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
     values["taking"] = ",".join(str(v) for v in form.getlist("taking"))
     try:
@@ -600,6 +601,7 @@ def new_plan(
 @router.post("/patients/{patient_id}/medications/plans")
 def create_plan(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
     form = form_of(request)
+    _program_zone(access, patient_id, (Permission.CREATE, PLAN))
     values = {k: str(v).strip() for k, v in form.items() if k != "csrf_token"}
     kind = values.get("kind", "")
     if kind not in KINDS:
@@ -720,8 +722,9 @@ def record_dose(
     request: Request, patient_id: str, plan_id: int, access: Access = Depends(csrf_form)
 ) -> Response:
     form = form_of(request)
-    zone = _program_zone(access, patient_id)
     outcome = str(form.get("outcome", ""))
+    recorded = STATEMENT if outcome in ("taken", "missed") else ADMINISTRATION
+    zone = _program_zone(access, patient_id, (Permission.CREATE, recorded))
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
     try:
         raw_due = str(form.get("due_at", ""))
@@ -773,7 +776,7 @@ def stop_plan(
     request: Request, patient_id: str, plan_id: int, access: Access = Depends(csrf_form)
 ) -> Response:
     form = form_of(request)
-    zone = _program_zone(access, patient_id)
+    zone = _program_zone(access, patient_id, (Permission.UPDATE, PLAN))
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
     try:
         stop_on = _date(form, "stop_on", program_today(zone, utcnow()))
@@ -806,7 +809,7 @@ def record_side_effect(
     request: Request, patient_id: str, access: Access = Depends(csrf_form)
 ) -> Response:
     form = form_of(request)
-    zone = _program_zone(access, patient_id)
+    zone = _program_zone(access, patient_id, (Permission.CREATE, SIDE_EFFECT))
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
     try:
         medication = str(form.get("medication", ""))
@@ -823,7 +826,7 @@ def record_side_effect(
             severity=str(form.get("severity", "")),
             onset_at=onset,
             detail=str(form.get("detail", "")),
-            plan_id=int(plan) if plan.isdigit() else None,
+            plan_id=row_id(plan),
         )
     except InvalidInput as exc:  # MedicationInputError too
         form_refused(request, access, exc)

@@ -29,7 +29,7 @@ from tandem.patients.records import (
 from tandem.storage.db import utcnow
 from tandem.storage.models import Patient, Program, Unit
 from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, form_refused, page_access
-from tandem.web.forms import local_datetime
+from tandem.web.forms import local_datetime, row_id
 from tandem.web.rendering import render
 
 router = APIRouter(include_in_schema=False, route_class=UnitOfWorkRoute)
@@ -56,7 +56,7 @@ def patient_list(
     access: Access = Depends(page_access),
 ) -> Response:
     page = max(1, page)
-    program_id = int(program) if program.isdigit() else None
+    program_id = row_id(program)
     text = q.strip()
     query = PatientQuery(
         name=text if text and not any(c.isdigit() for c in text) else None,
@@ -148,9 +148,10 @@ def register_patient(request: Request, access: Access = Depends(csrf_form)) -> R
     values = _form_values(form_of(request))
     programs = _programs(access)
     try:
-        if not values["program_id"].isdigit():
+        chosen = row_id(values["program_id"])
+        if chosen is None:
             raise InvalidInput("program_id", "choose a program")
-        program = access.db.get(Program, int(values["program_id"]))
+        program = access.db.get(Program, chosen)
         if program is None:
             raise InvalidInput("program_id", "choose a program")
         patient = service.create_patient(access, _record(values, program.mrn_system), program.id)
@@ -277,11 +278,11 @@ def _episode_action(
     zone = patient.program.time_zone
     try:
         if action == "admit":
-            unit = str(form.get("unit_id", ""))
-            if not unit.isdigit():
+            unit_id = row_id(form.get("unit_id", ""))
+            if unit_id is None:
                 raise InvalidInput("unit", "choose a unit")
             when = local_datetime(str(form.get("admitted_at", "")), zone, "admitted_at")
-            service.admit(access, patient_id, int(unit), str(form.get("phase", "")), when)
+            service.admit(access, patient_id, unit_id, str(form.get("phase", "")), when)
         elif action == "phase":
             unit = str(form.get("unit_id", ""))
             service.change_phase(
@@ -289,7 +290,7 @@ def _episode_action(
                 patient_id,
                 episode_id or 0,
                 str(form.get("phase", "")),
-                int(unit) if unit.isdigit() else None,
+                row_id(unit),
             )
         else:
             when = local_datetime(str(form.get("discharged_at", "")), zone, "discharged_at")

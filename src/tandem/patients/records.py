@@ -111,11 +111,14 @@ def parse_date_filter(text: str) -> DateFilter:
     if text[:2] in _DATE_PREFIXES:
         prefix, value = text[:2], text[2:]
     try:
-        return DateFilter(prefix, date.fromisoformat(value))
+        day = date.fromisoformat(value)
     except ValueError:
         raise InvalidInput(
             "birthdate", f"{text!r} is not a date (YYYY-MM-DD, optional prefix eq/lt/le/gt/ge/ne)"
         ) from None
+    if not 1 < day.year < 9999:  # a day's neighbours in any zone stay in range
+        raise InvalidInput("birthdate", f"{text!r} is out of range (years 2 to 9998)")
+    return DateFilter(prefix, day)
 
 
 @dataclass(frozen=True)

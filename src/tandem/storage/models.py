@@ -302,6 +302,18 @@ class KnownDevice(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class AnonymousRefusal(Base):
+    """Anonymous requests refused (no valid credentials), counted per source address and minute
+    (`access.anonymous`); the first of each is in the audit trail."""
+
+    __tablename__ = "anonymous_refusals"
+
+    source_ip: Mapped[str] = mapped_column(String(64), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    last_path: Mapped[str] = mapped_column(String(200), default="")
+
+
 class AuditEntry(Base):
     """Who did what to which record, when, from where, and how it ended. Append-only:
     database triggers refuse UPDATE, DELETE, REPLACE and TRUNCATE (migrations 0001 and 0010),

@@ -15,6 +15,7 @@ from tandem.errors import InvalidInput
 from tandem.storage.db import utcnow
 from tandem.storage.models import AuditEntry, PatientIdentifier, Program, User
 from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, form_refused, page_access
+from tandem.web.forms import row_id
 from tandem.web.rendering import render
 
 router = APIRouter(prefix="/admin", include_in_schema=False, route_class=UnitOfWorkRoute)
@@ -62,7 +63,7 @@ def _user_values(form: Any) -> dict[str, Any]:
         "display_name": str(form.get("display_name", "")).strip(),
         "role": str(form.get("role", "")),
         "password": str(form.get("password", "")),
-        "programs": [int(p) for p in form.getlist("programs") if str(p).isdigit()],
+        "programs": [p for p in map(row_id, form.getlist("programs")) if p is not None],
         "patient_mrn": str(form.get("patient_mrn", "")).strip(),
         "active": form.get("active") == "on",
     }

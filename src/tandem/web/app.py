@@ -10,25 +10,40 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tandem import domains
-from tandem.access import audit
+from tandem.access import anonymous, audit
 from tandem.access.guard import Access, AccessDenied
+from tandem.access.policy import STAFF_ROLES, Decision
 from tandem.errors import Conflict, InvalidInput, NotFound
-from tandem.fhir.outcome import FhirError, outcome_response, validation_outcome
+from tandem.fhir.capability import ResourceSupport
+from tandem.fhir.http import PAGING
+from tandem.fhir.outcome import FHIR_JSON, FhirError, outcome_response, validation_outcome
 from tandem.fhir.output import check_output
 from tandem.settings import Settings, get_settings
-from tandem.storage.db import make_engine, make_sessionmaker
-from tandem.web.deps import ApiUnauthorized, CsrfFailed, LoginRequired, client_ip, login_url
+from tandem.storage.db import make_engine, make_sessionmaker, utcnow
+from tandem.web.deps import (
+    ApiUnauthorized,
+    CsrfFailed,
+    LoginRequired,
+    UnitOfWorkRoute,
+    client_ip,
+    login_url,
+    page_access,
+)
+from tandem.web.limits import BodyLimit
 from tandem.web.rendering import render
 
 STATIC = Path(__file__).parent / "static"
@@ -42,26 +57,44 @@ SECURITY_HEADERS = {
 }
 
 
-class SecurityHeaders:
-    """Adds the security headers to every answer (plain ASGI: no extra task per request)."""
+HSTS = "max-age=31536000; includeSubDomains"
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class SecurityHeaders:
+    """Adds the security headers to every answer, errors included (plain ASGI, the outermost
+    layer: no extra task per request). Nothing but the static files may be cached: FHIR
+    answers and pages carry patient data."""
+
+    def __init__(self, app: ASGIApp, hsts: bool = False) -> None:
         self.app = app
-        self.headers = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+        headers = {**SECURITY_HEADERS, **({"Strict-Transport-Security": HSTS} if hsts else {})}
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        self.no_store = [(b"cache-control", b"no-store")]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        wanted = (
+            self.headers if scope["path"].startswith("/static/") else self.headers + self.no_store
+        )
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {k.lower() for k, _ in message.get("headers", [])}
-                extra = [(k, v) for k, v in self.headers if k not in present]
+                extra = [(k, v) for k, v in wanted if k not in present]
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class TandemApp(FastAPI):
+    """FastAPI with the security headers outside everything, even the last-resort 500."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: Settings = self.state.settings
+        return SecurityHeaders(super().build_middleware_stack(), hsts=settings.hsts)
 
 
 def _is_api(request: Request) -> bool:
@@ -99,12 +132,13 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
                 scheduler.stop()
             app.state.engine.dispose()
 
-    app = FastAPI(
+    # The API description is served to signed-in staff only (`_api_docs`), not to the world.
+    app = TandemApp(
         title="Tandem",
         version="0.1.0",
-        docs_url="/api/docs",
+        docs_url=None,
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        openapi_url=None,
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -112,11 +146,12 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
     app.state.engine = make_engine(settings.database_url)
     app.state.sessions = make_sessionmaker(app.state.engine)
 
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for router in domains.routers():
         app.include_router(router)
+    app.include_router(_api_docs(app))
     _install_handlers(app)
 
     @app.get("/healthz", include_in_schema=False)
@@ -132,7 +167,114 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
     return app
 
 
+def openapi_schema(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI description, with every FHIR search parameter (from the domains'
+    `ResourceSupport`) and every FHIR body declared, so that a client (or a fuzzer) sees all
+    that the API takes."""
+    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    supports: dict[str, ResourceSupport] = {s.type: s for s in domains.fhir_resources()}
+    for path, operations in schema.get("paths", {}).items():
+        parts = path.split("/")
+        if len(parts) < 3 or parts[1] != "fhir" or parts[2] not in supports:
+            continue
+        support = supports[parts[2]]
+        search = operations.get("get") if len(parts) == 3 else None
+        if search is not None:
+            declared = {p["name"] for p in search.get("parameters", [])}
+            for param in (*support.search_params, *PAGING):
+                if param.name in declared:
+                    continue
+                declared.add(param.name)
+                search.setdefault("parameters", []).append(
+                    {
+                        "name": param.name,
+                        "in": "query",
+                        "required": False,
+                        "description": param.documentation or param.type,
+                        "schema": {"type": "integer" if param.type == "number" else "string"},
+                    }
+                )
+        for method in ("post", "put"):
+            operation = operations.get(method)
+            if operation is not None and "requestBody" not in operation:
+                operation["requestBody"] = {
+                    "required": True,
+                    "content": {
+                        FHIR_JSON: {
+                            "schema": {
+                                "type": "object",
+                                "required": ["resourceType"],
+                                "properties": {
+                                    "resourceType": {"type": "string", "enum": [parts[2]]}
+                                },
+                            }
+                        }
+                    },
+                }
+    return schema
+
+
+def _api_docs(app: FastAPI) -> APIRouter:
+    """/api/openapi.json and /api/docs, for signed-in staff only (not patients, researchers or the world)."""
+    router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
+
+    def staff(access: Access = Depends(page_access)) -> Access:
+        allowed = access.actor.role in STAFF_ROLES
+        access.require_decision(
+            Decision(allowed, "" if allowed else "the API description is for staff"),
+            "read",
+            "OpenAPI",
+        )
+        return access
+
+    @router.get("/api/openapi.json")
+    def openapi_json(access: Access = Depends(staff)) -> JSONResponse:
+        return JSONResponse(openapi_schema(app))
+
+    @router.get("/api/docs")
+    def openapi_docs(access: Access = Depends(staff)) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/api/openapi.json", title="Tandem API")
+
+    return router
+
+
+def _bad_value(request: Request, message: str) -> Response:
+    if _is_api(request):
+        return outcome_response(400, "invalid", message)
+    return render(request, "error.html", status_code=400, title="Check the form", message=message)
+
+
 def _install_handlers(app: FastAPI) -> None:
+    # Nets under the checks made where input is read (paging, ids, bodies, forms): a value a
+    # check missed is still a 400 naming the problem, never a 500. The unit of work has rolled
+    # back by the time these run: nothing of the request was kept.
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> Response:
+        return _bad_value(request, "a number or date in the request is out of range")
+
+    @app.exception_handler(DataError)
+    async def _data_error(request: Request, exc: DataError) -> Response:
+        return _bad_value(
+            request,
+            "a value in the request cannot be stored or searched "
+            "(out of range, too long, or holding a NUL character)",
+        )
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> Response:
+        return _bad_value(request, "the request nests too deeply")
+
+    @app.exception_handler(Exception)
+    async def _server_error(request: Request, exc: Exception) -> Response:
+        # The last resort (a bug): a clear answer with the security headers, never a trace.
+        message = "Tandem failed to answer this request; it was not kept. Tell your administrator."
+        if _is_api(request):
+            return outcome_response(500, "exception", message)
+        return HTMLResponse(
+            f"<!doctype html><html lang=en><title>Error</title><h1>Error</h1><p>{message}</p>",
+            status_code=500,
+        )
+
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:
         return RedirectResponse(login_url(exc.next_url, exc.expired), status_code=303)
@@ -151,7 +293,7 @@ def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if _is_api(request):
-            code = "not-found" if exc.status_code == 404 else "processing"
+            code = {404: "not-found", 413: "too-costly"}.get(exc.status_code, "processing")
             return outcome_response(exc.status_code, code, str(exc.detail))
         title = "Page not found" if exc.status_code == 404 else "Request refused"
         return render(
@@ -181,15 +323,15 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiUnauthorized)
     async def _unauthorized(request: Request, exc: ApiUnauthorized) -> Response:
+        # Counted per address and minute, the first of each audited: a flood of anonymous
+        # requests cannot grow the audit trail.
         await run_in_threadpool(
-            audit.record_now,
+            anonymous.record_refusal,
             request.app.state.sessions,
-            None,
-            "authenticate",
             audit.Origin(client_ip(request), "", "api"),
-            outcome=audit.MINOR_FAILURE,
-            detail=str(exc),
-            resource_type=request.url.path[:60],
+            str(exc),
+            request.url.path,
+            utcnow(),
         )
         return outcome_response(
             401, "login", str(exc), headers={"WWW-Authenticate": 'Bearer realm="tandem"'}

@@ -21,6 +21,7 @@ from tandem.access.guard import Access
 from tandem.settings import Settings
 from tandem.storage.db import utcnow
 from tandem.storage.models import WebSession
+from tandem.web.limits import refuse_nul
 
 SESSION_COOKIE = "tandem_session"
 LOGIN_CSRF_COOKIE = "tandem_login_csrf"
@@ -185,6 +186,7 @@ def _page_access(request: Request) -> Access:
         actor_for(web_session.user), origin_of(request, "web"), db, sessions_of(request)
     )
     request.state.access = access
+    refuse_nul(request)
     return access
 
 
@@ -202,10 +204,11 @@ def form_of(request: Request) -> FormData:
 
 async def csrf_form(
     request: Request,
-    form: FormData = Depends(read_form),
     access: Access = Depends(page_access),
+    form: FormData = Depends(read_form),
 ) -> Access:
-    """Every form post carries the session's CSRF token."""
+    """Every form post carries the session's CSRF token. The person is found first: an anonymous
+    post is sent to sign in before its body is read."""
     sent = form.get("csrf_token")
     expected = request.state.csrf_token
     if not isinstance(sent, str) or not secrets.compare_digest(sent, expected):
@@ -213,6 +216,7 @@ async def csrf_form(
             access.refused, "form", "missing or wrong CSRF token", resource_type="Form"
         )
         raise CsrfFailed()
+    refuse_nul(request, form)
     return access
 
 
@@ -231,6 +235,7 @@ def _api_access(request: Request) -> Access:
             raise ApiUnauthorized("the bearer token is unknown, expired or revoked")
         actor = actor_for(token.user, token.scopes)
         request.state.access = Access(actor, origin_of(request, "api"), db, sessions_of(request))
+        refuse_nul(request)
         return request.state.access  # type: ignore[no-any-return]
     if request.method in ("GET", "HEAD"):
         web_session, _ = _session_for(request, db)
@@ -238,6 +243,7 @@ def _api_access(request: Request) -> Access:
             request.state.access = Access(
                 actor_for(web_session.user), origin_of(request, "web"), db, sessions_of(request)
             )
+            refuse_nul(request)
             return request.state.access  # type: ignore[no-any-return]
     raise ApiUnauthorized(
         "send Authorization: Bearer <token> (make one with `tandem token create`)"

@@ -8,6 +8,18 @@ from zoneinfo import ZoneInfo
 
 from tandem.errors import InvalidInput
 
+MAX_ROW_ID = 2**31 - 1  # the smallest integer column on any engine
+
+
+def row_id(text: object) -> int | None:
+    """A row id chosen in a form or the address (a program, unit, plan): whole ASCII digits
+    within the range of an id column, otherwise None (the caller names the field)."""
+    raw = str(text).strip()
+    if not raw.isdigit() or not raw.isascii() or len(raw) > 10:
+        return None
+    value = int(raw)
+    return value if 0 < value <= MAX_ROW_ID else None
+
 
 @overload
 def local_datetime(

@@ -217,21 +217,27 @@ def _tighter(bounds: dict[str, datetime], key: str, value: datetime) -> None:
 
 
 def _period(raw: str) -> tuple[datetime, datetime]:
-    """The instant range a date or dateTime value covers."""
+    """The instant range a date or dateTime value covers (years 1 to 9998, so that any zone
+    and any day's end stay in range)."""
     try:
         if "T" not in raw:
             if len(raw) == 4 and raw.isdigit():
                 start = datetime(int(raw), 1, 1, tzinfo=UTC)
-                return start, start.replace(year=start.year + 1)
-            day = date.fromisoformat(raw)
-            start = datetime.combine(day, time(), tzinfo=UTC)
-            return start, start + timedelta(days=1)
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+                end = start.replace(year=start.year + 1)
+            else:
+                day = date.fromisoformat(raw)
+                start = datetime.combine(day, time(), tzinfo=UTC)
+                end = start + timedelta(days=1)
+        else:
+            start = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            end = start + timedelta(seconds=1)
+    except (ValueError, OverflowError):
         raise SearchValueError("date", f"{raw!r} is not a FHIR date or dateTime") from None
-    if value.tzinfo is None:
+    if start.tzinfo is None:
         raise SearchValueError("date", f"{raw!r}: a time needs its zone (Z or +hh:mm)")
-    return value, value + timedelta(seconds=1)
+    if not 1 < start.year < 9999 or not 1 < end.year < 9999:
+        raise SearchValueError("date", f"{raw!r} is out of range (years 2 to 9998)")
+    return start, end
 
 
 def read_authored(qr: Mapping[str, Any]) -> datetime | None:

@@ -54,8 +54,10 @@ CENSUS_PAGE = 100  # most urgent first; a real unit fits on one page
 TRI_STATE = {"": None, "yes": True, "no": False}
 
 
-def _patient(access: Access, patient_id: str) -> Patient:
-    return load_patient(access, patient_id)
+def _patient(access: Access, patient_id: str, *also: tuple[Permission, str]) -> Patient:
+    """The patient, once the chart may be read and every operation in `also` is allowed: a form
+    asks for its operation before validating anything (a person who may not do it gets 403)."""
+    return load_patient(access, patient_id, *also)
 
 
 def _local_now(zone: str) -> str:
@@ -245,7 +247,7 @@ def save_assessment_form(
     request: Request, patient_id: str, access: Access = Depends(csrf_form)
 ) -> Response:
     form = form_of(request)
-    patient = _patient(access, patient_id)
+    patient = _patient(access, patient_id, (Permission.CREATE, QR))
     instrument = _instrument(str(form.get("instrument", "")))
     context = _form_context(access, patient, instrument)
     values = {item.id: str(form.get(item.id, "")) for item in instrument.items}
@@ -359,7 +361,7 @@ def save_context(
     request: Request, patient_id: str, access: Access = Depends(csrf_form)
 ) -> Response:
     form = form_of(request)
-    patient = _patient(access, patient_id)
+    patient = _patient(access, patient_id, (Permission.UPDATE, CONDITION))
     keys = ("substance", "last_use_at", "opioid_half_life_class", *CONTEXT_QUESTIONS, "note")
     values = {k: str(form.get(k, "")).strip() for k in keys}
     try:
@@ -445,7 +447,7 @@ def dose_form(
 @router.post("/patients/{patient_id}/withdrawal/dose")
 def save_dose(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
     form = form_of(request)
-    patient = _patient(access, patient_id)
+    patient = _patient(access, patient_id, (Permission.CREATE, ADMINISTRATION))
     keys = (
         "assessment",
         "suggestion",
