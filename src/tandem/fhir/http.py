@@ -4,12 +4,16 @@ search bundles, responses. No domain knowledge here."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from starlette.datastructures import QueryParams
 
 from tandem.fhir.capability import SearchParam
 from tandem.fhir.outcome import FHIR_JSON, FhirError, FhirJSONResponse
@@ -26,8 +30,68 @@ PATIENT = SearchParam("patient", "reference", "Patient/<id> or <id>")
 
 
 def fhir_router() -> APIRouter:
-    """A router for /fhir routes, each request one unit of work."""
-    return APIRouter(prefix="/fhir", tags=["FHIR"], route_class=UnitOfWorkRoute)
+    """A router for /fhir routes, each request one unit of work, answering JSON only."""
+    return APIRouter(
+        prefix="/fhir",
+        tags=["FHIR"],
+        route_class=UnitOfWorkRoute,
+        dependencies=[Depends(json_wanted)],
+    )
+
+
+JSON_FORMATS = frozenset(
+    {"json", "application/json", "application/fhir+json", "application/json+fhir"}
+)
+_JSON_RANGES = JSON_FORMATS | {"*/*", "application/*"}
+
+
+def json_wanted(request: Request) -> None:
+    """Refuse (406) a request whose `_format` or `Accept` allows no JSON: Tandem speaks FHIR
+    JSON only, and answering JSON to a client that asked for XML would mislead it."""
+    formats = request.query_params.getlist("_format")
+    for wanted in formats:
+        if wanted.split(";")[0].strip().lower() not in JSON_FORMATS:
+            raise FhirError(
+                406,
+                "not-supported",
+                f"_format={wanted} is not served: Tandem answers application/fhir+json only",
+                ["_format"],
+            )
+    accept = request.headers.get("accept", "").strip()
+    if accept and not formats:
+        ranges = []
+        for part in accept.split(","):
+            media, *options = (p.strip() for p in part.split(";"))
+            refused = any(
+                o.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for o in options
+            )
+            if media and not refused:
+                ranges.append(media.lower())
+        if not any(r in _JSON_RANGES for r in ranges):
+            raise FhirError(
+                406,
+                "not-supported",
+                f"Accept: {accept} allows no JSON: Tandem answers application/fhir+json only",
+            )
+
+
+def http_date(moment: datetime) -> str:
+    """A time as an HTTP date (RFC 9110), e.g. for Last-Modified."""
+    return format_datetime(moment.astimezone(UTC), usegmt=True)
+
+
+def version_headers(version_id: str, last_updated: datetime) -> dict[str, str]:
+    """ETag and Last-Modified of a versioned resource."""
+    return {"ETag": f'W/"{version_id}"', "Last-Modified": http_date(last_updated)}
+
+
+def not_modified(request: Request, etag: str) -> bool:
+    """Whether the client's If-None-Match already names `etag` (answer 304)."""
+    wanted = request.headers.get("if-none-match")
+    if not wanted:
+        return False
+    tags = {t.strip().removeprefix("W/") for t in wanted.split(",")}
+    return "*" in tags or etag.removeprefix("W/") in tags
 
 
 def fhir_body(resource_type: str) -> Callable[[Request], Awaitable[dict[str, Any]]]:
@@ -91,6 +155,20 @@ def patient_param(request: Request, *names: str) -> str | None:
     if len(values) > 1:
         raise FhirError(400, "not-supported", "give one patient", [names[0]])
     return values[0].removeprefix("Patient/")
+
+
+_UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+
+
+def search_values(params: QueryParams, name: str) -> tuple[tuple[str, ...], ...]:
+    """FHIR search values of parameter `name`: one group per time it is given (all must match),
+    each group its comma-separated values (any may match; `\\,` is a comma in a value)."""
+    groups = []
+    for raw in params.getlist(name):
+        values = tuple(v.replace("\\,", ",") for v in _UNESCAPED_COMMA.split(raw) if v)
+        if values:
+            groups.append(values)
+    return tuple(groups)
 
 
 def int_id(raw: str, resource_type: str) -> int:

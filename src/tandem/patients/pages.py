@@ -59,8 +59,8 @@ def patient_list(
     program_id = int(program) if program.isdigit() else None
     text = q.strip()
     query = PatientQuery(
-        name=text if text and not any(c.isdigit() for c in text) else None,
-        identifier=text if text and any(c.isdigit() for c in text) else None,
+        names=((text,),) if text and not any(c.isdigit() for c in text) else (),
+        identifiers=((text,),) if text and any(c.isdigit() for c in text) else (),
         program_id=program_id,
         in_phase=phase if phase in set(Phase) else None,
         count=PAGE_SIZE,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, and_, exists, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, aliased, selectinload
 
 from tandem.access.guard import Access
 from tandem.access.policy import PatientRef, Permission
@@ -14,12 +15,14 @@ from tandem.access.queries import Page, load_patient, patient_ref, search_page
 from tandem.errors import Conflict, InvalidInput, NotFound
 from tandem.patients.episodes import episode_changed
 from tandem.patients.records import (
+    DateFilter,
     Identifier,
     PatientQuery,
     PatientRecord,
     Phase,
     check_discharge,
     check_episode_times,
+    check_identifiers,
     check_record,
 )
 from tandem.storage.db import utcnow
@@ -47,6 +50,7 @@ def get_patient(access: Access, patient_id: str) -> Patient:
 def _apply(patient: Patient, record: PatientRecord) -> None:
     patient.family = record.family
     patient.given = " ".join(record.given)
+    patient.given_names = list(record.given)
     patient.family_lower = record.family.lower()
     patient.given_lower = " ".join(record.given).lower()
     patient.gender = record.gender
@@ -57,9 +61,10 @@ def _apply(patient: Patient, record: PatientRecord) -> None:
 
 
 def _identifiers(access: Access, patient: Patient, record: PatientRecord, program: Program) -> None:
-    wanted = [Identifier(i.system or program.mrn_system, i.value) for i in record.identifiers]
-    if not any(i.system == program.mrn_system for i in wanted):
-        wanted.insert(0, Identifier(program.mrn_system, _new_mrn(program)))
+    stored = tuple(Identifier(i.system, i.value) for i in patient.identifiers)
+    wanted = check_identifiers(
+        record.identifiers, program.mrn_system, stored, new_mrn=_new_mrn(program)
+    )
     for ident in wanted:
         owner = access.db.scalar(
             select(PatientIdentifier.patient_id).where(
@@ -97,7 +102,12 @@ def create_patient(
         raise InvalidInput("managingOrganization", f"program {program_id} is not known")
     access.require(Permission.CREATE, "Patient", program_id=program_id)
     record = check_record(record, now.date())
-    patient = Patient(program_id=program_id, version_id=1, last_updated=now)
+    patient = Patient(
+        program_id=program_id,
+        version_id=1,
+        last_updated=now,
+        synthetic=bool(record.synthetic) or program.synthetic,
+    )
     patient.program = program
     _apply(patient, record)
     access.db.add(patient)
@@ -114,12 +124,28 @@ def update_patient(
     record: PatientRecord,
     if_match: int | None = None,
     now: datetime | None = None,
+    *,
+    program_id: int | None = None,
 ) -> Patient:
+    """`program_id`: the program the sender names (None: not named). A patient changes
+    program by transfer, never by an update: naming another program is refused."""
     now = now or utcnow()
     patient = _load(access, patient_id)
     access.require(Permission.UPDATE, "Patient", patient_ref(patient), resource_id=patient_id)
     if if_match is not None and if_match != patient.version_id:
         raise Conflict(f"Patient/{patient_id} is at version {patient.version_id}, not {if_match}")
+    if program_id is not None and program_id != patient.program_id:
+        raise InvalidInput(
+            "managingOrganization",
+            f"the patient belongs to Organization/{patient.program_id}; moving a patient "
+            "between programs is not done by an update",
+        )
+    if record.synthetic is not None and record.synthetic != patient.synthetic:
+        raise InvalidInput(
+            "meta.security",
+            "the synthetic-data marker (HTEST) is set when a record is made and is not changed "
+            "by an update",
+        )
     record = check_record(record, now.date())
     _apply(patient, record)
     _identifiers(access, patient, record, patient.program)
@@ -135,43 +161,60 @@ def _prefix_range(column, text: str):  # type: ignore[no-untyped-def]
     return and_(column >= text, column < text + "\uffff")
 
 
+def _name_matches(text: str) -> ColumnElement[bool]:
+    """Every word of `text` starts a word of the patient's name."""
+    words = sorted(name_words(text, "")) or [""]
+    return and_(
+        *(
+            Patient.id.in_(
+                select(PatientNameWord.patient_id).where(_prefix_range(PatientNameWord.word, w))
+            )
+            for w in words
+        )
+    )
+
+
+def _identifier_matches(token: str) -> ColumnElement[bool]:
+    system, bar, value = token.rpartition("|")
+    cond = PatientIdentifier.value == value
+    if bar and system:
+        cond = and_(cond, PatientIdentifier.system == system)
+    return Patient.id.in_(select(PatientIdentifier.patient_id).where(cond))
+
+
+def _date_matches(col: InstrumentedAttribute[Any], flt: DateFilter) -> ColumnElement[bool]:
+    conditions: dict[str, ColumnElement[bool]] = {
+        "eq": and_(col >= flt.day, col < flt.end),
+        "ne": or_(col < flt.day, col >= flt.end),
+        "lt": col < flt.day,
+        "le": col < flt.end,
+        "gt": col >= flt.end,
+        "ge": col >= flt.day,
+    }
+    return conditions[flt.prefix]
+
+
 def _search_statement(query: PatientQuery) -> Select[Patient]:
     stmt = select(Patient)
     if query.program_id is not None:
         stmt = stmt.where(Patient.program_id == query.program_id)
-    if query.name:
-        for word in name_words(query.name, ""):
-            stmt = stmt.where(
-                Patient.id.in_(
-                    select(PatientNameWord.patient_id).where(
-                        _prefix_range(PatientNameWord.word, word)
-                    )
-                )
-            )
-    if query.identifier:
-        system, _, value = query.identifier.rpartition("|")
-        cond = PatientIdentifier.value == value
-        if system:
-            cond = and_(cond, PatientIdentifier.system == system)
-        # A join, not EXISTS: SQLite then starts from the identifier index instead of probing every
-        # patient of the program (seconds at 100,000 patients). DISTINCT: one row per patient.
-        stmt = (
-            stmt.join(PatientIdentifier, PatientIdentifier.patient_id == Patient.id)
-            .where(cond)
-            .distinct()
+    for names in query.names:
+        stmt = stmt.where(or_(*(_name_matches(n) for n in names)))
+    single = [g[0] for g in query.identifiers if len(g) == 1]
+    for token in single:
+        system, bar, value = token.rpartition("|")
+        # A join, not EXISTS: SQLite then starts from the identifier index instead of probing
+        # every patient of the program (seconds at 100,000 patients). DISTINCT: one row each.
+        found = aliased(PatientIdentifier)
+        stmt = stmt.join(found, found.patient_id == Patient.id).where(
+            found.value == value, *([found.system == system] if bar and system else [])
         )
-    for flt in query.birth_dates:
-        col = Patient.birth_date
-        stmt = stmt.where(
-            {
-                "eq": col == flt.day,
-                "ne": col != flt.day,
-                "lt": col < flt.day,
-                "le": col <= flt.day,
-                "gt": col > flt.day,
-                "ge": col >= flt.day,
-            }[flt.prefix]
-        )
+    if single:
+        stmt = stmt.distinct()
+    for tokens in (g for g in query.identifiers if len(g) > 1):
+        stmt = stmt.where(or_(*(_identifier_matches(t) for t in tokens)))
+    for flts in query.birth_dates:
+        stmt = stmt.where(or_(*(_date_matches(Patient.birth_date, f) for f in flts)))
     if query.in_phase:
         stmt = stmt.where(
             exists().where(
@@ -191,7 +234,7 @@ def search_patients(
     # With a name filter, sort the (few) matches rather than let the planner walk the program's
     # family-name index hoping to meet matches early: a rare or absent name then scanned every
     # patient (0.5-1 s at 100,000 on PostgreSQL). `|| ''` keeps that index out of the ORDER BY.
-    family_order = Patient.family_lower.concat("") if query.name else Patient.family_lower
+    family_order = Patient.family_lower.concat("") if query.names else Patient.family_lower
     page: Page[Patient] = search_page(
         access,
         "Patient",

@@ -1,0 +1,112 @@
+"""FHIR HTTP behaviour a client relies on (issue 8, item 10): Location that resolves (vread),
+conditional create, content negotiation, HTTP dates, 304, 405 with Allow, meta.security.
+Raw HTTP through the real app, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from email.utils import parsedate_to_datetime
+
+from sqlalchemy import func, select, update
+
+from tandem.storage.models import Patient
+from tests.conftest import World, make_token
+
+FHIR = {"Content-Type": "application/fhir+json"}
+
+
+def nurse(sessions, world: World) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    token = make_token(sessions, world.email("nurse"), "user/Patient.cruds")
+    return {"Authorization": f"Bearer {token}", **FHIR}
+
+
+def test_the_location_of_a_create_can_be_read(client, sessions, world: World) -> None:
+    headers = nurse(sessions, world)
+    body = {"resourceType": "Patient", "name": [{"family": "Located"}]}
+    created = client.post("/fhir/Patient", json=body, headers=headers)
+    assert created.status_code == 201
+    location = created.headers["location"].replace("https://testserver", "")
+    read = client.get(location, headers=headers)
+    assert read.status_code == 200, read.text
+    assert read.json()["id"] == created.json()["id"]
+    assert read.headers["etag"] == 'W/"1"'
+    old = client.get(location.replace("_history/1", "_history/7"), headers=headers)
+    assert old.status_code == 404 and old.json()["resourceType"] == "OperationOutcome"
+
+
+def test_conditional_create_answers_the_existing_patient(client, sessions, world: World) -> None:
+    headers = nurse(sessions, world)
+    body = {"resourceType": "Patient", "name": [{"family": "Again"}]}
+
+    def patients() -> int:
+        with sessions() as db:
+            return int(db.scalar(select(func.count()).select_from(Patient)))
+
+    before = patients()
+    existing = client.post(
+        "/fhir/Patient", json=body, headers={**headers, "If-None-Exist": "identifier=ALP-1"}
+    )
+    assert existing.status_code == 200, existing.text
+    assert existing.json()["id"] == world.patient_a
+    several = client.post(
+        "/fhir/Patient", json=body, headers={**headers, "If-None-Exist": "identifier=ALP-1,ALP-2"}
+    )
+    assert several.status_code == 412
+    assert patients() == before
+    new = client.post(
+        "/fhir/Patient", json=body, headers={**headers, "If-None-Exist": "identifier=ALP-404"}
+    )
+    assert new.status_code == 201
+    assert patients() == before + 1
+
+
+def test_xml_and_unknown_formats_are_refused_with_406(client, sessions, world: World) -> None:
+    headers = nurse(sessions, world)
+    url = f"/fhir/Patient/{world.patient_a}"
+    for response in (
+        client.get(url, params={"_format": "xml"}, headers=headers),
+        client.get(url, params={"_format": "application/fhir+xml"}, headers=headers),
+        client.get(url, params={"_format": "turtle"}, headers=headers),
+        client.get(url, headers={**headers, "Accept": "application/fhir+xml"}),
+        client.get("/fhir/metadata", headers={"Accept": "application/xml"}),
+    ):
+        assert response.status_code == 406, response.text
+        assert response.json()["resourceType"] == "OperationOutcome"
+    for accept in ("application/fhir+json", "application/json", "*/*", "text/html, */*;q=0.8"):
+        assert client.get(url, headers={**headers, "Accept": accept}).status_code == 200
+    assert client.get(url, params={"_format": "json"}, headers=headers).status_code == 200
+
+
+def test_last_modified_is_an_http_date_and_etags_give_304(client, sessions, world: World) -> None:
+    headers = nurse(sessions, world)
+    read = client.get(f"/fhir/Patient/{world.patient_a}", headers=headers)
+    modified = parsedate_to_datetime(read.headers["last-modified"])
+    assert read.headers["last-modified"].endswith(" GMT") and modified.tzinfo is not None
+    again = client.get(
+        f"/fhir/Patient/{world.patient_a}",
+        headers={**headers, "If-None-Match": read.headers["etag"]},
+    )
+    assert again.status_code == 304 and again.content == b""
+    with sessions.begin() as db:
+        db.execute(update(Patient).where(Patient.id == world.patient_a).values(version_id=5))
+    changed = client.get(
+        f"/fhir/Patient/{world.patient_a}",
+        headers={**headers, "If-None-Match": read.headers["etag"]},
+    )
+    assert changed.status_code == 200 and changed.headers["etag"] == 'W/"5"'
+
+
+def test_method_not_allowed_says_what_is(client, sessions, world: World) -> None:
+    headers = nurse(sessions, world)
+    response = client.delete(f"/fhir/Patient/{world.patient_a}", headers=headers)
+    assert response.status_code == 405
+    assert set(response.headers["allow"].replace(" ", "").split(",")) >= {"GET", "PUT"}
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_the_synthetic_marker_is_a_security_label(client, sessions, world: World) -> None:
+    headers = nurse(sessions, world)
+    with sessions.begin() as db:
+        db.execute(update(Patient).where(Patient.id == world.patient_a).values(synthetic=True))
+    meta = client.get(f"/fhir/Patient/{world.patient_a}", headers=headers).json()["meta"]
+    assert "tag" not in meta
+    assert [c["code"] for c in meta["security"]] == ["HTEST"]
