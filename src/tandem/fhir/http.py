@@ -3,9 +3,10 @@ search bundles, responses. No domain knowledge here."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -206,6 +207,108 @@ def searchset(
             for r in resources
         ],
     }
+
+
+MAX_OFFSET = 10**9
+
+
+def search_paging(request: Request, allowed: Iterable[str]) -> tuple[int, int]:
+    """`_count` and `_offset` as FHIR asks of a server: a `_count` above the most a page holds
+    is capped (the next link carries on), not refused. Unknown parameters are refused."""
+    params = request.query_params
+    unknown = sorted(set(params) - set(allowed) - {"_count", "_offset", "_format"})
+    if unknown:
+        raise FhirError(
+            400, "not-supported", f"unknown search parameter: {', '.join(unknown)}", unknown
+        )
+    raw_count = params.get("_count", str(DEFAULT_COUNT)).strip()
+    digits = raw_count.isascii() and raw_count.isdigit()
+    if not digits or (len(raw_count) <= 12 and int(raw_count) < 1):
+        raise FhirError(400, "invalid", "_count must be a whole number, 1 or more", ["_count"])
+    count = min(int(raw_count), MAX_COUNT) if len(raw_count) <= 12 else MAX_COUNT
+    raw_offset = params.get("_offset", "0").strip()
+    if (
+        not (raw_offset.isascii() and raw_offset.isdigit())
+        or len(raw_offset) > 10
+        or int(raw_offset) > MAX_OFFSET
+    ):
+        raise FhirError(
+            400, "invalid", f"_offset must be a whole number up to {MAX_OFFSET}", ["_offset"]
+        )
+    return count, int(raw_offset)
+
+
+CURSOR = SearchParam(
+    "_cursor", "string", "where the next page starts (opaque: follow the next link)"
+)
+
+
+def cursor_token(key: Sequence[str | int]) -> str:
+    """An opaque token for the sort key of a page's last row (the next page starts after it)."""
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
+
+
+def read_cursor(request: Request, width: int) -> list[str | int] | None:
+    """The sort key a `_cursor` token carries, or None when there is none."""
+    token = request.query_params.get("_cursor")
+    if token is None:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except ValueError:
+        key = None
+    if (
+        not isinstance(key, list)
+        or len(key) != width
+        or not all(isinstance(k, str | int) and not isinstance(k, bool) for k in key)
+    ):
+        raise FhirError(400, "invalid", "_cursor is not one of Tandem's next links", ["_cursor"])
+    return key
+
+
+def keyset_searchset(
+    request: Request,
+    resource_type: str,
+    resources: list[dict[str, Any]],
+    count: int,
+    next_cursor: str | None,
+    total: int | None = None,
+) -> dict[str, Any]:
+    """A searchset whose next link carries the last row's sort key (`_cursor`), so rows
+    written between pages neither repeat nor skip rows (offset paging does both)."""
+    base = f"{base_url(request)}/{resource_type}"
+    kept = [
+        (k, v)
+        for k, v in request.query_params.multi_items()
+        if k not in ("_count", "_offset", "_cursor")
+    ]
+    here = request.query_params.get("_cursor")
+    links = [
+        {
+            "relation": "self",
+            "url": base
+            + "?"
+            + urlencode([*kept, ("_count", str(count)), *([("_cursor", here)] if here else [])]),
+        }
+    ]
+    if next_cursor is not None:
+        links.append(
+            {
+                "relation": "next",
+                "url": base
+                + "?"
+                + urlencode([*kept, ("_count", str(count)), ("_cursor", next_cursor)]),
+            }
+        )
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if total is not None:
+        bundle["total"] = total
+    bundle["link"] = links
+    bundle["entry"] = [
+        {"fullUrl": f"{base}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+        for r in resources
+    ]
+    return bundle
 
 
 def fhir_response(

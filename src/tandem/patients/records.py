@@ -187,6 +187,29 @@ def parse_date_filter(text: str, field: str = "birthdate") -> DateFilter:
     return DateFilter(prefix, day, day + timedelta(days=1) if day < date.max else date.max)
 
 
+SORT_KEYS = ("family", "given", "birthdate", "_lastUpdated", "_id")
+
+
+def parse_sort(text: str) -> tuple[tuple[str, bool], ...]:
+    """FHIR `_sort`: comma-separated keys, each descending when it starts with `-`."""
+    keys = []
+    for part in (p.strip() for p in text.split(",")):
+        key = part.removeprefix("-")
+        if key not in SORT_KEYS:
+            raise InvalidInput(
+                "_sort", f"{part!r}: sort by {', '.join(SORT_KEYS)} (- for descending)"
+            )
+        keys.append((key, part.startswith("-")))
+    return tuple(keys)
+
+
+def check_genders(values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        if value not in GENDERS:
+            raise InvalidInput("gender", f"{value!r}: one of {', '.join(GENDERS)}")
+    return values
+
+
 AnyOf = tuple[str, ...]  # one search parameter's comma-separated values: any may match
 
 
@@ -196,8 +219,17 @@ class PatientQuery:
     match, AND); each group the comma-separated values of that one (any may match, OR)."""
 
     names: tuple[AnyOf, ...] = ()
+    families: tuple[AnyOf, ...] = ()
+    givens: tuple[AnyOf, ...] = ()
     identifiers: tuple[AnyOf, ...] = ()  # "system|value" or "value"
+    genders: tuple[AnyOf, ...] = ()
+    ids: tuple[AnyOf, ...] = ()
     birth_dates: tuple[tuple[DateFilter, ...], ...] = ()
+    last_updated: tuple[tuple[DateFilter, ...], ...] = ()  # days, UTC
+    # (key, descending) from `_sort`: keys of SORT_KEYS. Empty: family, given, id.
+    sort: tuple[tuple[str, bool], ...] = ()
+    # The sort key (family_lower, given_lower, id) of the last row already seen.
+    after: tuple[str, str, str] | None = None
     program_id: int | None = None
     in_phase: str | None = None
     count: int = 20

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fastapi import Depends, Request
@@ -14,25 +15,45 @@ from tandem.errors import InvalidInput
 from tandem.fhir import patient as patient_map
 from tandem.fhir.capability import ResourceSupport, SearchParam
 from tandem.fhir.http import (
+    CURSOR,
     MAX_COUNT,
     base_url,
+    cursor_token,
     fhir_body,
     fhir_response,
     fhir_router,
+    keyset_searchset,
     not_modified,
-    paging,
+    read_cursor,
+    search_paging,
     search_values,
     searchset,
     version_headers,
 )
 from tandem.fhir.outcome import FhirError
 from tandem.patients import service
-from tandem.patients.records import PatientQuery, parse_date_filter
+from tandem.patients.records import (
+    GENDERS,
+    SORT_KEYS,
+    PatientQuery,
+    check_genders,
+    parse_date_filter,
+    parse_sort,
+)
 from tandem.storage.models import Patient
 from tandem.web.deps import api_access
 
 router = fhir_router()
-SEARCHED = ("name", "identifier", "birthdate")
+SEARCHED = (
+    "name",
+    "family",
+    "given",
+    "identifier",
+    "gender",
+    "_id",
+    "birthdate",
+    "_lastUpdated",
+)
 
 FHIR_RESOURCES = (
     ResourceSupport(
@@ -41,13 +62,31 @@ FHIR_RESOURCES = (
         versioning="versioned",
         extras={"conditionalCreate": True},
         search_params=(
-            SearchParam("name", "string", "prefix of a family or given name, case-insensitive"),
-            SearchParam("identifier", "token", "system|value or value (MRN)"),
             SearchParam(
-                "birthdate", "date", "YYYY-MM-DD with optional prefix eq, ne, lt, le, gt, ge"
+                "name",
+                "string",
+                "every word starts a word of the family or given names, case-insensitive",
             ),
-            SearchParam("_count", "number", f"page size, at most {MAX_COUNT}"),
-            SearchParam("_offset", "number", "where the page starts (follow the next link)"),
+            SearchParam("family", "string", "start of the family name, case-insensitive"),
+            SearchParam("given", "string", "start of a given name, case-insensitive"),
+            SearchParam("identifier", "token", "system|value or value (MRN or another)"),
+            SearchParam("gender", "token", ", ".join(GENDERS)),
+            SearchParam("_id", "token", "the patient's id"),
+            SearchParam(
+                "birthdate",
+                "date",
+                "YYYY, YYYY-MM or YYYY-MM-DD with optional prefix eq, ne, lt, le, gt, ge",
+            ),
+            SearchParam(
+                "_lastUpdated", "date", "a day (YYYY, YYYY-MM or YYYY-MM-DD, UTC) with a prefix"
+            ),
+            SearchParam(
+                "_sort", "string", f"{', '.join(SORT_KEYS)}; - for descending; comma-separated"
+            ),
+            SearchParam("_summary", "token", "count: Bundle.total only"),
+            SearchParam("_count", "number", f"page size; above {MAX_COUNT} is capped"),
+            SearchParam("_offset", "number", "where the page starts (with _sort)"),
+            CURSOR,
         ),
     ),
 )
@@ -168,11 +207,20 @@ def _query(params: QueryParams, count: int, offset: int) -> PatientQuery:
     try:
         return PatientQuery(
             names=search_values(params, "name"),
+            families=search_values(params, "family"),
+            givens=search_values(params, "given"),
             identifiers=search_values(params, "identifier"),
+            genders=tuple(check_genders(g) for g in search_values(params, "gender")),
+            ids=search_values(params, "_id"),
             birth_dates=tuple(
                 tuple(parse_date_filter(v) for v in group)
                 for group in search_values(params, "birthdate")
             ),
+            last_updated=tuple(
+                tuple(parse_date_filter(v, "_lastUpdated") for v in group)
+                for group in search_values(params, "_lastUpdated")
+            ),
+            sort=parse_sort(params["_sort"]) if params.get("_sort") else (),
             count=count,
             offset=offset,
         )
@@ -182,10 +230,35 @@ def _query(params: QueryParams, count: int, offset: int) -> PatientQuery:
 
 @router.get("/Patient")
 def search_patients(request: Request, access: Access = Depends(api_access)) -> Response:
-    count, offset = paging(request, SEARCHED)
+    count, offset = search_paging(request, (*SEARCHED, "_sort", "_summary", "_cursor"))
     query = _query(request.query_params, count, offset)
-    patients, has_more = service.search_patients(access, query, query_text=str(request.url.query))
-    bundle = searchset(
-        request, "Patient", [patient_map.to_fhir(p) for p in patients], count, offset, has_more
+    query_text = str(request.url.query)
+    summary = request.query_params.get("_summary")
+    if summary is not None:
+        if summary != "count":
+            raise FhirError(
+                400, "not-supported", "_summary: only _summary=count is served", ["_summary"]
+            )
+        total = service.count_patients(access, query, query_text=query_text)
+        bundle = {"resourceType": "Bundle", "type": "searchset", "total": total}
+        return fhir_response(bundle)
+    if query.sort:
+        # Sorted on request: offset paging (the next link carries _offset).
+        patients, has_more = service.search_patients(access, query, query_text=query_text)
+        bundle = searchset(
+            request, "Patient", [patient_map.to_fhir(p) for p in patients], count, offset, has_more
+        )
+        return fhir_response(bundle)
+    after = read_cursor(request, 3)
+    if after is not None:
+        query = replace(query, after=(str(after[0]), str(after[1]), str(after[2])))
+    patients, has_more = service.search_patients(access, query, query_text=query_text)
+    last = patients[-1] if patients and has_more else None
+    bundle = keyset_searchset(
+        request,
+        "Patient",
+        [patient_map.to_fhir(p) for p in patients],
+        count,
+        cursor_token([last.family_lower, last.given_lower, last.id]) if last else None,
     )
     return fhir_response(bundle)

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, true, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, aliased, selectinload
 
 from tandem.access.guard import Access
 from tandem.access.policy import PatientRef, Permission
-from tandem.access.queries import Page, load_patient, patient_ref, search_page
+from tandem.access.queries import (
+    Page,
+    count_visible,
+    load_patient,
+    patient_ref,
+    search_page,
+)
 from tandem.errors import Conflict, InvalidInput, NotFound
 from tandem.patients.episodes import episode_changed
 from tandem.patients.records import (
@@ -194,6 +200,39 @@ def _date_matches(col: InstrumentedAttribute[Any], flt: DateFilter) -> ColumnEle
     return conditions[flt.prefix]
 
 
+def _moment_matches(col: InstrumentedAttribute[Any], flt: DateFilter) -> ColumnElement[bool]:
+    """A day-precision date filter on a time column (days in UTC)."""
+    start = datetime.combine(flt.day, time(0), tzinfo=UTC)
+    if flt.end >= date.max:
+        return {
+            "eq": col >= start,
+            "ne": col < start,
+            "lt": col < start,
+            "le": true(),
+            "gt": false(),
+            "ge": col >= start,
+        }[flt.prefix]
+    end = datetime.combine(flt.end, time(0), tzinfo=UTC)
+    conditions: dict[str, ColumnElement[bool]] = {
+        "eq": and_(col >= start, col < end),
+        "ne": or_(col < start, col >= end),
+        "lt": col < start,
+        "le": col < end,
+        "gt": col >= end,
+        "ge": col >= start,
+    }
+    return conditions[flt.prefix]
+
+
+_SORT_COLUMNS: dict[str, InstrumentedAttribute[Any]] = {
+    "family": Patient.family_lower,
+    "given": Patient.given_lower,
+    "birthdate": Patient.birth_date,
+    "_lastUpdated": Patient.last_updated,
+    "_id": Patient.id,
+}
+
+
 def _search_statement(query: PatientQuery) -> Select[Patient]:
     stmt = select(Patient)
     if query.program_id is not None:
@@ -215,6 +254,28 @@ def _search_statement(query: PatientQuery) -> Select[Patient]:
         stmt = stmt.where(or_(*(_identifier_matches(t) for t in tokens)))
     for flts in query.birth_dates:
         stmt = stmt.where(or_(*(_date_matches(Patient.birth_date, f) for f in flts)))
+    for families in query.families:
+        stmt = stmt.where(
+            or_(*(Patient.family_lower.startswith(f.lower(), autoescape=True) for f in families))
+        )
+    for givens in query.givens:
+        stmt = stmt.where(
+            or_(
+                *(
+                    or_(
+                        Patient.given_lower.startswith(g.lower(), autoescape=True),
+                        Patient.given_lower.contains(" " + g.lower(), autoescape=True),
+                    )
+                    for g in givens
+                )
+            )
+        )
+    for genders in query.genders:
+        stmt = stmt.where(Patient.gender.in_(genders))
+    for ids in query.ids:
+        stmt = stmt.where(Patient.id.in_(ids))
+    for flts in query.last_updated:
+        stmt = stmt.where(or_(*(_moment_matches(Patient.last_updated, f) for f in flts)))
     if query.in_phase:
         stmt = stmt.where(
             exists().where(
@@ -226,6 +287,18 @@ def _search_statement(query: PatientQuery) -> Select[Patient]:
     return stmt
 
 
+def count_patients(access: Access, query: PatientQuery, query_text: str = "") -> int:
+    """How many patients the search matches among those the actor may see."""
+    return count_visible(
+        access,
+        "Patient",
+        _search_statement(query),
+        patient_column=Patient.id,
+        program_column=Patient.program_id,
+        query_text=query_text,
+    )
+
+
 def search_patients(
     access: Access, query: PatientQuery, query_text: str = "", *, with_episodes: bool = False
 ) -> tuple[list[Patient], bool]:
@@ -235,10 +308,25 @@ def search_patients(
     # family-name index hoping to meet matches early: a rare or absent name then scanned every
     # patient (0.5-1 s at 100,000 on PostgreSQL). `|| ''` keeps that index out of the ORDER BY.
     family_order = Patient.family_lower.concat("") if query.names else Patient.family_lower
+    order: tuple[Any, ...] = (family_order, Patient.given_lower, Patient.id)
+    if query.sort:
+        order = (
+            *(
+                (_SORT_COLUMNS[k].desc() if desc else _SORT_COLUMNS[k].asc()).nulls_last()
+                for k, desc in query.sort
+            ),
+            Patient.id,
+        )
+    statement = _search_statement(query)
+    if query.after is not None and not query.sort:
+        # Keyset paging: the page starts after the last row shown, however rows were written.
+        statement = statement.where(
+            tuple_(Patient.family_lower, Patient.given_lower, Patient.id) > tuple_(*query.after)
+        )
     page: Page[Patient] = search_page(
         access,
         "Patient",
-        _search_statement(query).options(
+        statement.options(
             selectinload(Patient.identifiers),
             selectinload(Patient.program),
             *([selectinload(Patient.episodes)] if with_episodes else []),
@@ -246,7 +334,7 @@ def search_patients(
         patient_column=Patient.id,
         program_column=Patient.program_id,
         patient_of=lambda p: p.id,
-        order=(family_order, Patient.given_lower, Patient.id),
+        order=order,
         count=query.count,
         offset=query.offset,
         query_text=query_text,
