@@ -72,6 +72,7 @@ def test_a_valid_response_is_scored_and_stored_with_observations(
 
     read = client.get(f"/fhir/QuestionnaireResponse/{qr['id']}", headers=auth(nurse_token))
     assert read.status_code == 200 and read.json()["item"] == qr["item"]
+    assert read.json()["meta"]["lastUpdated"]  # every resource says when it last changed
 
     totals = client.get(
         "/fhir/Observation",
@@ -81,6 +82,7 @@ def test_a_valid_response_is_scored_and_stored_with_observations(
     Bundle.model_validate(totals)
     (total,) = [e["resource"] for e in totals["entry"]]
     assert total["valueInteger"] == 12
+    assert total["meta"]["lastUpdated"] == qr["meta"]["lastUpdated"]
     assert total["interpretation"][0]["coding"][0]["code"] == "moderate"  # PMC6286444 8-15
     # Tandem's own code only: no LOINC code for the CIWA-Ar total is confirmed
     assert [(c["system"], c["code"]) for c in total["code"]["coding"]] == [
