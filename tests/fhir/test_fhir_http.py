@@ -129,3 +129,37 @@ def test_audit_events_page_by_a_stable_key(client, sessions, world: World) -> No
         nxt = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
         url = nxt[0].replace("https://testserver", "") if nxt else ""
     assert len(seen) == len(set(seen)) >= 3
+
+
+def test_every_declared_search_parameter_is_served_and_no_other(
+    client, sessions, world: World
+) -> None:
+    """The CapabilityStatement claims nothing the server refuses, and the server takes
+    nothing it does not declare."""
+    nurse_token = make_token(sessions, world.email("nurse"), "user/*.rs")
+    admin_token = make_token(sessions, world.email("admin"), "user/AuditEvent.rs")
+    statement = client.get("/fhir/metadata").json()
+    values = {
+        "reference": f"Patient/{world.patient_a}",
+        "date": "2020",
+        "token": "x",
+        "string": "x",
+        "number": "1",
+    }
+    special = {"_summary": "count", "_sort": "_id", "_cursor": None}
+    for resource in statement["rest"][0]["resource"]:
+        if "search-type" not in {i["code"] for i in resource["interaction"]}:
+            continue
+        token = admin_token if resource["type"] == "AuditEvent" else nurse_token
+        headers = {"Authorization": f"Bearer {token}"}
+        for param in resource.get("searchParam", []):
+            value = special.get(param["name"], values[param["type"]])
+            if value is None:
+                continue
+            response = client.get(
+                f"/fhir/{resource['type']}", params={param["name"]: value}, headers=headers
+            )
+            assert response.status_code < 500, response.text
+            assert "unknown search parameter" not in response.text, (resource["type"], param)
+        undeclared = client.get(f"/fhir/{resource['type']}?colour=blue", headers=headers)
+        assert undeclared.status_code == 400 and "colour" in undeclared.text
