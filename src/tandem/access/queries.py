@@ -179,6 +179,16 @@ def count_visible(
     return int(total or 0)
 
 
+def synthetic_patient_ids(access: Access, patient_ids: Iterable[str]) -> set[str]:
+    """Which of these patients (already read through the policy) are synthetic test data."""
+    wanted = sorted(set(patient_ids))
+    if not wanted:
+        return set()
+    return set(
+        access.db.scalars(select(Patient.id).where(Patient.id.in_(wanted), Patient.synthetic))
+    )
+
+
 def audit_shown(
     access: Access,
     resource_type: str,

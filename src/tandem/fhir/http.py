@@ -16,6 +16,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.datastructures import QueryParams
 
+from tandem.access.guard import Access
+from tandem.access.queries import synthetic_patient_ids
 from tandem.fhir.capability import SearchParam
 from tandem.fhir.outcome import FHIR_JSON, FhirError, FhirJSONResponse
 from tandem.web.deps import UnitOfWorkRoute
@@ -309,6 +311,56 @@ def keyset_searchset(
         for r in resources
     ]
     return bundle
+
+
+SYNTHETIC_LABEL = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+    "code": "HTEST",
+    "display": "test health data",
+}
+_PATIENT_ELEMENTS = ("subject", "patient")
+
+
+def _patient_of(resource: dict[str, Any]) -> str | None:
+    if resource.get("resourceType") == "Patient":
+        return str(resource.get("id"))
+    for element in _PATIENT_ELEMENTS:
+        reference = (resource.get(element) or {}).get("reference", "")
+        if isinstance(reference, str) and reference.startswith("Patient/"):
+            return reference.removeprefix("Patient/")
+    return None
+
+
+def label_synthetic(
+    payload: dict[str, Any], synthetic_ids: Callable[[Iterable[str]], set[str]]
+) -> dict[str, Any]:
+    """Mark every resource of a synthetic patient (a resource, or each entry of a Bundle) with
+    the HTEST security label, so test data is never taken for a real person's record."""
+    resources = (
+        [e["resource"] for e in payload.get("entry", [])]
+        if payload.get("resourceType") == "Bundle"
+        else [payload]
+    )
+    owners = {id(r): _patient_of(r) for r in resources}
+    synthetic = synthetic_ids(p for p in owners.values() if p)
+    for resource in resources:
+        if owners[id(resource)] in synthetic:
+            labels = resource.setdefault("meta", {}).setdefault("security", [])
+            if SYNTHETIC_LABEL not in labels:
+                labels.append(dict(SYNTHETIC_LABEL))
+    return payload
+
+
+def patient_data_response(
+    access: Access,
+    payload: dict[str, Any],
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """`fhir_response` for patient data: each resource of a synthetic patient is labelled."""
+    return fhir_response(
+        label_synthetic(payload, lambda ids: synthetic_patient_ids(access, ids)), status, headers
+    )
 
 
 def fhir_response(
