@@ -209,3 +209,38 @@ def test_repeated_search_values_and_comma_separated_values_or(
     assert found(f"identifier={MRN_A}|ALP-1,nosuch") == {world.patient_a}
     assert found("identifier=ALP-1&identifier=ALP-2") == set()
     assert found("name=rivera&identifier=ALP-1,ALP-2") == {world.patient_a}
+
+
+def test_saving_the_edit_page_keeps_what_the_form_does_not_show(
+    client, sessions, world: World
+) -> None:
+    from tests.conftest import sign_in
+
+    headers = nurse(sessions, world)
+    lab = {"system": "urn:oid:2.16.840.1.113883.19.5", "value": "LAB-9"}
+    body = {
+        "resourceType": "Patient",
+        "name": [{"family": "Paged", "given": ["Mary Ann"]}],
+        "identifier": [lab],
+    }
+    created = client.post("/fhir/Patient", json=body, headers=headers).json()
+    (mrn,) = [i["value"] for i in created["identifier"] if i["system"] == MRN_A]
+    csrf = sign_in(client, world.email("nurse"), world.passwords["nurse"])
+    saved = client.post(
+        f"/patients/{created['id']}/edit",
+        data={
+            "csrf_token": csrf,
+            "family": "Paged",
+            "given": "Mary Ann",
+            "mrn": mrn,
+            "gender": "female",
+        },
+    )
+    assert saved.status_code == 303, saved.text[:500]
+    read = client.get(f"/fhir/Patient/{created['id']}", headers=headers).json()
+    assert read["name"][0]["given"] == ["Mary Ann"]
+    assert read["gender"] == "female"
+    assert {(i["system"], i["value"]) for i in read["identifier"]} == {
+        (MRN_A, mrn),
+        (lab["system"], "LAB-9"),
+    }
