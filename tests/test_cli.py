@@ -310,7 +310,7 @@ def test_demo_patients_are_tagged_synthetic_in_the_fhir_api(tmp_path: Path) -> N
 
     assert len(bundle["entry"]) == 15
     for entry in bundle["entry"]:
-        tags = entry["resource"]["meta"].get("tag", [])
+        tags = entry["resource"]["meta"].get("security", [])
         assert {
             "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
             "code": "HTEST",

@@ -222,7 +222,7 @@ def test_admins_read_the_audit_trail_as_audit_events(client, sessions, world: Wo
 def test_capability_statement_lists_only_what_works(client) -> None:
     statement = client.get("/fhir/metadata").json()
     resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
-    assert {"read", "create", "update", "search-type"} == {
+    assert {"read", "vread", "create", "update", "search-type"} == {
         i["code"] for i in resources["Patient"]["interaction"]
     }
     assert {"name", "identifier", "birthdate"} <= {

@@ -107,6 +107,7 @@ def test_create_read_and_search_a_titration(client, sessions, world: World) -> N
     assert any("Kidney function not given" in n["text"] for n in body["note"])
     read = client.get(f"/fhir/MedicationRequest/{body['id']}", headers=auth(token))
     assert read.status_code == 200 and read.json()["id"] == body["id"]
+    assert read.json()["meta"]["lastUpdated"]  # every resource says when it last changed
     found = client.get(
         "/fhir/MedicationRequest", params={"patient": world.patient_a}, headers=auth(token)
     ).json()
@@ -464,6 +465,7 @@ def test_statements_and_adverse_events_search_by_patient_with_paging(
     assert missed["statusReason"][0]["text"] == "forgot"
     read = client.get(f"/fhir/MedicationStatement/{missed['id']}", headers=auth(token))
     assert read.status_code == 200 and read.json()["id"] == missed["id"]
+    assert read.json()["meta"]["lastUpdated"]
     events = client.get(
         "/fhir/AdverseEvent", params={"subject": f"Patient/{world.patient_a}"}, headers=auth(token)
     ).json()

@@ -42,6 +42,7 @@ LINEAR = [
     "0010_audit_chain",
     "0013_dose_guards",
     "0012_input",
+    "0015_fhir",
 ]
 OLD_HEADS = {"0006_medication_dues", "0007_patient_name_words", "0008_detox_census"}
 

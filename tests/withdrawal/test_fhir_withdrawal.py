@@ -72,6 +72,7 @@ def test_a_valid_response_is_scored_and_stored_with_observations(
 
     read = client.get(f"/fhir/QuestionnaireResponse/{qr['id']}", headers=auth(nurse_token))
     assert read.status_code == 200 and read.json()["item"] == qr["item"]
+    assert read.json()["meta"]["lastUpdated"]  # every resource says when it last changed
 
     totals = client.get(
         "/fhir/Observation",
@@ -81,6 +82,7 @@ def test_a_valid_response_is_scored_and_stored_with_observations(
     Bundle.model_validate(totals)
     (total,) = [e["resource"] for e in totals["entry"]]
     assert total["valueInteger"] == 12
+    assert total["meta"]["lastUpdated"] == qr["meta"]["lastUpdated"]
     assert total["interpretation"][0]["coding"][0]["code"] == "moderate"  # PMC6286444 8-15
     # Tandem's own code only: no LOINC code for the CIWA-Ar total is confirmed
     assert [(c["system"], c["code"]) for c in total["code"]["coding"]] == [
@@ -292,3 +294,39 @@ def test_a_dose_outside_the_protocol_suggestion_is_refused(sessions, world: Worl
                 world.patient_a,
                 prn.DoseInput(low.assessment.id, 0, "25", "oral", utcnow()),
             )
+
+
+def test_every_resource_of_a_synthetic_patient_is_labelled_htest(
+    client, sessions, world: World, nurse_token
+) -> None:
+    from sqlalchemy import update
+
+    from tandem.storage.models import Patient
+
+    with session_scope(sessions) as db:
+        db.execute(update(Patient).where(Patient.id == world.patient_a).values(synthetic=True))
+    authored = utcnow().replace(microsecond=0) - timedelta(minutes=10)
+    for patient in (world.patient_a, world.patient_a2):
+        admit_to_detox(sessions, world, patient)
+        body = questionnaire_response("ciwa_ar", patient, ciwa_answers(3), authored)
+        created = client.post("/fhir/QuestionnaireResponse", json=body, headers=auth(nurse_token))
+        assert created.status_code == 201, created.text
+
+    def labels(resource: dict) -> list[str]:
+        return [c["code"] for c in resource.get("meta", {}).get("security", [])]
+
+    bundle = client.get("/fhir/Observation?_count=50", headers=auth(nurse_token)).json()
+    by_patient = {
+        e["resource"]["subject"]["reference"]: labels(e["resource"]) for e in bundle["entry"]
+    }
+    assert by_patient == {
+        f"Patient/{world.patient_a}": ["HTEST"],
+        f"Patient/{world.patient_a2}": [],
+    }
+    synthetic_qr = next(
+        e["resource"]["derivedFrom"][0]["reference"]
+        for e in bundle["entry"]
+        if e["resource"]["subject"]["reference"] == f"Patient/{world.patient_a}"
+    )
+    read = client.get(f"/fhir/{synthetic_qr}", headers=auth(nurse_token)).json()
+    assert labels(read) == ["HTEST"]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Select, false, select
+from sqlalchemy import ColumnElement, Select, false, func, select
 from sqlalchemy.orm import InstrumentedAttribute, joinedload, selectinload
 
 from tandem.access.guard import Access
@@ -158,6 +158,35 @@ def search_page(
     rows = rows[:count]
     audit_shown(access, resource_type, (patient_of(r) for r in rows), query_text, patient_id)
     return Page(rows, has_more)
+
+
+def count_visible(
+    access: Access,
+    resource_type: str,
+    statement: Select[Any],
+    *,
+    patient_column: InstrumentedAttribute[Any] | ColumnElement[Any],
+    program_column: InstrumentedAttribute[Any] | ColumnElement[Any],
+    query_text: str = "",
+) -> int:
+    """How many of `statement`'s rows the actor may see (a search asking only for its total,
+    `_summary=count`): the same policy and filter as `search_page`, audited as a search that
+    showed no patient."""
+    access.require(Permission.SEARCH, resource_type)
+    visible_rows = statement.where(visible(access, resource_type, patient_column, program_column))
+    total = access.db.scalar(select(func.count()).select_from(visible_rows.subquery()))
+    access.audit("search", resource_type=resource_type, query=query_text, shown=())
+    return int(total or 0)
+
+
+def synthetic_patient_ids(access: Access, patient_ids: Iterable[str]) -> set[str]:
+    """Which of these patients (already read through the policy) are synthetic test data."""
+    wanted = sorted(set(patient_ids))
+    if not wanted:
+        return set()
+    return set(
+        access.db.scalars(select(Patient.id).where(Patient.id.in_(wanted), Patient.synthetic))
+    )
 
 
 def audit_shown(

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
 from fhir.resources.R4B.auditevent import AuditEvent
+from sqlalchemy import false, true
 
 from tandem.access import administration
 from tandem.access.guard import Access
 from tandem.access.policy import may_read_audit
 from tandem.errors import InvalidInput
 from tandem.fhir.capability import ResourceSupport, SearchParam
-from tandem.fhir.http import fhir_router, paging, searchset
+from tandem.fhir.http import (
+    CURSOR,
+    cursor_token,
+    fhir_router,
+    keyset_searchset,
+    paging,
+    read_cursor,
+)
 from tandem.fhir.outcome import FhirError, FhirJSONResponse
 from tandem.fhir.output import checked
 from tandem.patients.records import parse_date_filter
@@ -34,6 +42,7 @@ FHIR_RESOURCES = (
             SearchParam("outcome", "token", "0 success, 4 refused or invalid, 8 failed"),
             SearchParam("_count", "number"),
             SearchParam("_offset", "number"),
+            CURSOR,
         ),
         documentation="Administrators only. Every read or write of patient data, sign-in and refusal.",
     ),
@@ -59,6 +68,7 @@ def to_fhir(entry: AuditEntry) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "id": str(entry.id),
+        "meta": {"lastUpdated": entry.recorded_at.isoformat()},
         "recorded": entry.recorded_at.isoformat(),
         "action": entry.action,
         "outcome": entry.outcome,
@@ -157,7 +167,8 @@ def read_audit_event(entry_id: int, access: Access = Depends(api_access)) -> Res
 @router.get("/AuditEvent")
 def search_audit_events(request: Request, access: Access = Depends(api_access)) -> Response:
     _guard(access)
-    count, offset = paging(request, {"patient", "date", "outcome"})
+    count, offset = paging(request, {"patient", "date", "outcome", "_cursor"})
+    after = read_cursor(request, 1)
     stmt = administration.audit_entries(access)
     params = request.query_params
     if params.get("patient"):
@@ -171,23 +182,31 @@ def search_audit_events(request: Request, access: Access = Depends(api_access)) 
             raise FhirError(400, "invalid", exc.message, ["date"]) from None
         col = AuditEntry.recorded_at
         start = datetime.combine(flt.day, time(0), tzinfo=UTC)
-        end = start + timedelta(days=1)
+        end = datetime.combine(flt.end, time(0), tzinfo=UTC) if flt.end < date.max else None
         stmt = stmt.where(
             {
-                "eq": (col >= start) & (col < end),
-                "ne": (col < start) | (col >= end),
+                "eq": (col >= start) & (col < end) if end else col >= start,
+                "ne": (col < start) | (col >= end) if end else col < start,
                 "lt": col < start,
-                "le": col < end,
-                "gt": col >= end,
+                "le": col < end if end else true(),
+                "gt": col >= end if end else false(),
                 "ge": col >= start,
             }[flt.prefix]
         )
+    if after is not None:
+        # Newest first, by id: the next page starts below the last id shown.
+        stmt = stmt.where(AuditEntry.id < int(after[0]))
     rows = list(
         access.db.scalars(stmt.order_by(AuditEntry.id.desc()).offset(offset).limit(count + 1))
     )
     has_more = len(rows) > count
-    bundle = searchset(
-        request, "AuditEvent", [to_fhir(r) for r in rows[:count]], count, offset, has_more
+    rows = rows[:count]
+    bundle = keyset_searchset(
+        request,
+        "AuditEvent",
+        [to_fhir(r) for r in rows],
+        count,
+        cursor_token([rows[-1].id]) if has_more else None,
     )
     access.audit("search", resource_type="AuditEvent", query=str(request.url.query))
     return FhirJSONResponse(bundle)

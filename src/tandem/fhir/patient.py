@@ -13,20 +13,61 @@ from tandem.fhir.output import checked
 from tandem.patients.records import Identifier, PatientRecord
 from tandem.storage.models import Patient
 
-# Elements we store. Anything else in a body is refused by name, so nothing sent is silently lost.
-SUPPORTED = {
-    "resourceType",
-    "id",
-    "meta",
-    "text",
-    "identifier",
-    "active",
-    "name",
-    "telecom",
-    "gender",
-    "birthDate",
-    "managingOrganization",
+# The elements Tandem stores, by path. Anything else in a body, at any depth, is refused by its
+# path, so nothing sent is silently lost. `meta.versionId` and `meta.lastUpdated` are the
+# server's to set (FHIR ignores them on create and update); `meta.security` holds only HTEST.
+STORED: dict[str, frozenset[str]] = {
+    "": frozenset(
+        {
+            "resourceType",
+            "id",
+            "meta",
+            "identifier",
+            "active",
+            "name",
+            "telecom",
+            "gender",
+            "birthDate",
+            "managingOrganization",
+        }
+    ),
+    "meta": frozenset({"versionId", "lastUpdated", "security"}),
+    "identifier": frozenset({"use", "type", "system", "value"}),
+    "name": frozenset({"use", "family", "given"}),
+    "telecom": frozenset({"system", "value"}),
+    "managingOrganization": frozenset({"reference", "display"}),
 }
+MR = ("http://terminology.hl7.org/CodeSystem/v2-0203", "MR")
+
+
+def unstored_paths(body: dict[str, Any]) -> list[str]:
+    """Every element of `body` Tandem would not store, as `Patient.<path>`."""
+    found: set[str] = set()
+
+    def walk(value: Any, path: str) -> None:
+        allowed = STORED.get(path)
+        if allowed is None:
+            return
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, dict):
+                continue
+            for key in item:
+                child = f"{path}.{key}" if path else key
+                if key in allowed:
+                    walk(item[key], child)
+                else:
+                    # Named as sent, but printable and short: it goes into the audit trail too.
+                    shown = key if key.isprintable() and len(key) <= 64 else repr(key[:64])
+                    found.add(f"Patient.{path + '.' if path else ''}{shown}")
+
+    walk(body, "")
+    return sorted(found)
+
+
+def _refuse(path: str, message: str) -> FhirError:
+    return FhirError(422, "not-supported", f"{path}: {message}", [path])
+
+
 MR_TYPE = {
     "coding": [
         {
@@ -37,11 +78,17 @@ MR_TYPE = {
     ],
     "text": "MRN",
 }
-SYNTHETIC_TAG = {
+SYNTHETIC_LABEL = {
     "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
     "code": "HTEST",
     "display": "test health data",
 }
+
+
+def given_names(patient: Patient) -> list[str]:
+    if patient.given_names is not None:
+        return list(patient.given_names)
+    return patient.given.split()
 
 
 def to_fhir(patient: Patient) -> dict[str, Any]:
@@ -54,6 +101,8 @@ def to_fhir(patient: Patient) -> dict[str, Any]:
         },
         "identifier": [
             {"use": "usual", "type": MR_TYPE, "system": i.system, "value": i.value}
+            if i.system == patient.program.mrn_system
+            else {"system": i.system, "value": i.value}
             for i in patient.identifiers
         ],
         "active": patient.active,
@@ -61,7 +110,7 @@ def to_fhir(patient: Patient) -> dict[str, Any]:
             {
                 "use": "official",
                 **({"family": patient.family} if patient.family else {}),
-                **({"given": patient.given.split(" ")} if patient.given else {}),
+                **({"given": given} if (given := given_names(patient)) else {}),
             }
         ],
         "managingOrganization": {
@@ -70,7 +119,7 @@ def to_fhir(patient: Patient) -> dict[str, Any]:
         },
     }
     if patient.synthetic:
-        resource["meta"]["tag"] = [SYNTHETIC_TAG]
+        resource["meta"]["security"] = [SYNTHETIC_LABEL]
     telecom = []
     if patient.phone:
         telecom.append({"system": "phone", "value": patient.phone})
@@ -89,14 +138,14 @@ def from_fhir(body: Any) -> tuple[PatientRecord, int | None]:
     """A validated PatientRecord and the program named by managingOrganization (if any)."""
     if not isinstance(body, dict) or body.get("resourceType") != "Patient":
         raise FhirError(400, "invalid", "the body must be a FHIR Patient resource", ["Patient"])
-    unsupported = sorted(set(body) - SUPPORTED)
-    if unsupported:
+    unstored = unstored_paths(body)
+    if unstored:
         raise FhirError(
             422,
             "not-supported",
-            f"Tandem does not store Patient.{', Patient.'.join(unsupported)}; remove "
-            f"{'them' if len(unsupported) > 1 else 'it'} and send again",
-            [f"Patient.{u}" for u in unsupported],
+            f"Tandem does not store {', '.join(unstored)}; remove "
+            f"{'them' if len(unstored) > 1 else 'it'} and send again",
+            unstored,
         )
     try:
         resource = FhirPatient.model_validate(body)
@@ -112,6 +161,8 @@ def from_fhir(body: Any) -> tuple[PatientRecord, int | None]:
         raise FhirError(
             422, "not-supported", "Tandem keeps one name per patient; send one", ["Patient.name"]
         )
+    if name is not None and name.use not in (None, "official"):
+        raise _refuse("Patient.name.use", "Tandem keeps the official name only")
     phone = email = None
     for point in resource.telecom or []:
         if point.system == "phone" and phone is None:
@@ -125,13 +176,25 @@ def from_fhir(body: Any) -> tuple[PatientRecord, int | None]:
                 "Tandem keeps one phone and one e-mail per patient",
                 ["Patient.telecom"],
             )
-    identifiers = []
+    identifiers: list[Identifier] = []
     for ident in resource.identifier or []:
         if not ident.value:
             raise FhirError(
                 422, "required", "Patient.identifier.value is required", ["Patient.identifier"]
             )
-        identifiers.append(Identifier(ident.system or "", ident.value))
+        system = str(ident.system or "")
+        issued = not system or system.startswith("urn:tandem:program:")
+        if ident.use is not None and not (issued and ident.use == "usual"):
+            raise _refuse(
+                "Patient.identifier.use", "Tandem keeps only the system and value of an identifier"
+            )
+        if ident.type is not None and not (
+            issued and all((str(c.system), c.code) == MR for c in ident.type.coding or ())
+        ):
+            raise _refuse(
+                "Patient.identifier.type", "Tandem keeps only the system and value of an identifier"
+            )
+        identifiers.append(Identifier(system, ident.value))
     birth_date = resource.birthDate
     if birth_date is not None and not isinstance(birth_date, date):
         raise FhirError(
@@ -158,12 +221,23 @@ def from_fhir(body: Any) -> tuple[PatientRecord, int | None]:
                 ["Patient.managingOrganization"],
             )
         program_id = int(organization)
+    synthetic = None
+    if resource.meta is not None and resource.meta.security is not None:
+        labels = {(str(c.system), c.code) for c in resource.meta.security}
+        if labels != {(SYNTHETIC_LABEL["system"], SYNTHETIC_LABEL["code"])}:
+            raise _refuse(
+                "Patient.meta.security",
+                "the only security label Tandem keeps is HTEST (synthetic test data)",
+            )
+        synthetic = True
     record = PatientRecord(
         family=(name.family or "") if name else "",
         given=tuple(str(g) for g in name.given or () if g) if name else (),
+        synthetic=synthetic,
         gender=resource.gender,
         birth_date=birth_date,
-        identifiers=tuple(identifiers),
+        # No identifier element at all: an update keeps the stored ones.
+        identifiers=tuple(identifiers) if "identifier" in body else None,
         phone=phone,
         email=email,
         active=True if resource.active is None else bool(resource.active),

@@ -17,10 +17,10 @@ from tandem.fhir.capability import ResourceSupport
 from tandem.fhir.http import (
     PAGING,
     PATIENT,
-    fhir_response,
     fhir_router,
     int_id,
     paging,
+    patient_data_response,
     patient_param,
     searchset,
 )
@@ -99,8 +99,8 @@ def search_administrations(request: Request, access: Access = Depends(api_access
     )
     names = display_names(access.db, (r.performer_id for r in page.rows))
     resources = [medication_administration(r, names.get(r.performer_id)) for r in page.rows]
-    return fhir_response(
-        searchset(request, ADMINISTRATION, resources, count, offset, page.has_more)
+    return patient_data_response(
+        access, searchset(request, ADMINISTRATION, resources, count, offset, page.has_more)
     )
 
 
@@ -108,4 +108,6 @@ def search_administrations(request: Request, access: Access = Depends(api_access
 def read_administration(administration_id: str, access: Access = Depends(api_access)) -> Response:
     row = administrations.get_administration(access, int_id(administration_id, ADMINISTRATION))
     names = display_names(access.db, (row.performer_id,))
-    return fhir_response(medication_administration(row, names.get(row.performer_id)))
+    return patient_data_response(
+        access, medication_administration(row, names.get(row.performer_id))
+    )

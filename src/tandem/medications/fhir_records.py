@@ -67,7 +67,12 @@ def medication_request(row: DosePlanRow, status: str, prescriber: str | None) ->
     resource = to_medication_request(
         plan, f"Patient/{row.patient_id}", status=status, intent="order"
     )
-    resource = {"resourceType": "MedicationRequest", "id": str(row.id), **resource}
+    resource = {
+        "resourceType": "MedicationRequest",
+        "id": str(row.id),
+        "meta": {"lastUpdated": _iso(row.status_changed_at or row.created_at)},
+        **resource,
+    }
     resource["authoredOn"] = _iso(row.created_at)
     resource["requester"] = _user(row.prescriber_id, prescriber)
     if row.status_reason:
@@ -105,6 +110,7 @@ def medication_statement(row: MedicationStatementRow, recorder: str | None) -> d
     resource: dict[str, Any] = {
         "resourceType": "MedicationStatement",
         "id": str(row.id),
+        "meta": {"lastUpdated": _iso(row.reported_at)},
         "basedOn": [{"reference": f"MedicationRequest/{row.dose_plan_id}"}],
         "status": "completed" if row.taken else "not-taken",
         "medicationCodeableConcept": _concept(row.medication_id),
@@ -139,6 +145,7 @@ def adverse_event(row: SideEffectRow, label: str, recorder: str | None) -> dict[
     resource: dict[str, Any] = {
         "resourceType": "AdverseEvent",
         "id": str(row.id),
+        "meta": {"lastUpdated": _iso(row.recorded_at)},
         "actuality": "actual",
         "event": {"text": text},
         "subject": {"reference": f"Patient/{row.patient_id}"},

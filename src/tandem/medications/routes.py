@@ -28,6 +28,7 @@ from tandem.fhir.http import (
     fhir_router,
     int_id,
     paging,
+    patient_data_response,
     patient_param,
     searchset,
 )
@@ -127,10 +128,11 @@ def search_knowledge(request: Request, access: Access = Depends(api_access)) -> 
     )
     page = found[offset : offset + count]
     resources = [to_medication_knowledge(m) for m in page]
-    return fhir_response(
+    return patient_data_response(
+        access,
         searchset(
             request, "MedicationKnowledge", resources, count, offset, len(found) > offset + count
-        )
+        ),
     )
 
 
@@ -218,7 +220,7 @@ def create_request(
         raise _core_error(exc) from None
     (resource,) = _request_resources(access, [row])
     location = str(request.base_url).rstrip("/") + f"/fhir/MedicationRequest/{row.id}"
-    return fhir_response(resource, 201, {"Location": location})
+    return patient_data_response(access, resource, 201, {"Location": location})
 
 
 @router.get("/MedicationRequest")
@@ -246,8 +248,8 @@ def search_requests(request: Request, access: Access = Depends(api_access)) -> R
         extra=extra,
     )
     resources = _request_resources(access, page.rows)
-    return fhir_response(
-        searchset(request, "MedicationRequest", resources, count, offset, page.has_more)
+    return patient_data_response(
+        access, searchset(request, "MedicationRequest", resources, count, offset, page.has_more)
     )
 
 
@@ -274,7 +276,7 @@ def _status_condition(access: Access, statuses: set[str]) -> ColumnElement[bool]
 def read_request(request_id: str, access: Access = Depends(api_access)) -> Response:
     row = get_plan(access, int_id(request_id, "MedicationRequest"))
     (resource,) = _request_resources(access, [row])
-    return fhir_response(resource)
+    return patient_data_response(access, resource)
 
 
 # --------------------------------------------------------------------------- MedicationStatement
@@ -296,8 +298,8 @@ def search_statements(request: Request, access: Access = Depends(api_access)) ->
     )
     names = _names(access, {r.recorded_by for r in page.rows})
     resources = [medication_statement(r, names.get(r.recorded_by)) for r in page.rows]
-    return fhir_response(
-        searchset(request, "MedicationStatement", resources, count, offset, page.has_more)
+    return patient_data_response(
+        access, searchset(request, "MedicationStatement", resources, count, offset, page.has_more)
     )
 
 
@@ -310,7 +312,7 @@ def read_statement(statement_id: str, access: Access = Depends(api_access)) -> R
         int_id(statement_id, "MedicationStatement"),
     )
     resource = medication_statement(row, _names(access, {row.recorded_by}).get(row.recorded_by))
-    return fhir_response(resource)
+    return patient_data_response(access, resource)
 
 
 # --------------------------------------------------------------------------- AdverseEvent
@@ -336,8 +338,8 @@ def search_events(request: Request, access: Access = Depends(api_access)) -> Res
     )
     names = _names(access, {r.recorded_by for r in page.rows})
     resources = [_event(r, names) for r in page.rows]
-    return fhir_response(
-        searchset(request, "AdverseEvent", resources, count, offset, page.has_more)
+    return patient_data_response(
+        access, searchset(request, "AdverseEvent", resources, count, offset, page.has_more)
     )
 
 
@@ -345,4 +347,4 @@ def search_events(request: Request, access: Access = Depends(api_access)) -> Res
 def read_event(event_id: str, access: Access = Depends(api_access)) -> Response:
     row = get_row(access, SIDE_EFFECT, SideEffectRow, int_id(event_id, "AdverseEvent"))
     resource = _event(row, _names(access, {row.recorded_by}))
-    return fhir_response(resource)
+    return patient_data_response(access, resource)

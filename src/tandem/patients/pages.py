@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -59,8 +60,8 @@ def patient_list(
     program_id = row_id(program)
     text = q.strip()
     query = PatientQuery(
-        name=text if text and not any(c.isdigit() for c in text) else None,
-        identifier=text if text and any(c.isdigit() for c in text) else None,
+        names=((text,),) if text and not any(c.isdigit() for c in text) else (),
+        identifiers=((text,),) if text and any(c.isdigit() for c in text) else (),
         program_id=program_id,
         in_phase=phase if phase in set(Phase) else None,
         count=PAGE_SIZE,
@@ -119,6 +120,20 @@ def _record(values: dict[str, str], mrn_system: str) -> PatientRecord:
         phone=values["phone"] or None,
         email=values["email"] or None,
     )
+
+
+def _as_edited(record: PatientRecord, patient: Patient) -> PatientRecord:
+    """The edit form shows the given names on one line and the MRN only: what it cannot show
+    is kept (the given names as they were listed when that line is unchanged, say "Mary Ann";
+    identifiers of other systems)."""
+    given = record.given
+    if patient.given_names and " ".join(given) == " ".join(patient.given_names):
+        given = tuple(patient.given_names)
+    mrn_system = patient.program.mrn_system
+    others = tuple(
+        Identifier(i.system, i.value) for i in patient.identifiers if i.system != mrn_system
+    )
+    return replace(record, given=given, identifiers=(*(record.identifiers or ()), *others))
 
 
 _FIELD_NAMES = {
@@ -252,7 +267,8 @@ def save_edit(request: Request, patient_id: str, access: Access = Depends(csrf_f
     values = _form_values(form_of(request))
     patient = service.get_patient(access, patient_id)
     try:
-        service.update_patient(access, patient_id, _record(values, patient.program.mrn_system))
+        record = _as_edited(_record(values, patient.program.mrn_system), patient)
+        service.update_patient(access, patient_id, record)
     except InvalidInput as exc:
         form_refused(request, access, exc)
         return render(

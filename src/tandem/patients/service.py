@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import UTC, date, datetime, time
+from typing import Any
 
-from sqlalchemy import Select, and_, exists, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, true, tuple_
+from sqlalchemy.orm import InstrumentedAttribute, aliased, selectinload
 
 from tandem.access.guard import Access
 from tandem.access.policy import PatientRef, Permission
-from tandem.access.queries import Page, load_patient, patient_ref, search_page
+from tandem.access.queries import (
+    Page,
+    count_visible,
+    load_patient,
+    patient_ref,
+    search_page,
+)
 from tandem.errors import Conflict, InvalidInput, NotFound
 from tandem.patients.episodes import episode_changed
 from tandem.patients.records import (
+    DateFilter,
     Identifier,
     PatientQuery,
     PatientRecord,
     Phase,
     check_discharge,
     check_episode_times,
+    check_identifiers,
     check_record,
 )
 from tandem.storage.db import utcnow
@@ -47,6 +56,7 @@ def get_patient(access: Access, patient_id: str) -> Patient:
 def _apply(patient: Patient, record: PatientRecord) -> None:
     patient.family = record.family
     patient.given = " ".join(record.given)
+    patient.given_names = list(record.given)
     patient.family_lower = record.family.lower()
     patient.given_lower = " ".join(record.given).lower()
     patient.gender = record.gender
@@ -57,9 +67,10 @@ def _apply(patient: Patient, record: PatientRecord) -> None:
 
 
 def _identifiers(access: Access, patient: Patient, record: PatientRecord, program: Program) -> None:
-    wanted = [Identifier(i.system or program.mrn_system, i.value) for i in record.identifiers]
-    if not any(i.system == program.mrn_system for i in wanted):
-        wanted.insert(0, Identifier(program.mrn_system, _new_mrn(program)))
+    stored = tuple(Identifier(i.system, i.value) for i in patient.identifiers)
+    wanted = check_identifiers(
+        record.identifiers, program.mrn_system, stored, new_mrn=_new_mrn(program)
+    )
     for ident in wanted:
         owner = access.db.scalar(
             select(PatientIdentifier.patient_id).where(
@@ -97,7 +108,12 @@ def create_patient(
         raise InvalidInput("managingOrganization", f"program {program_id} is not known")
     access.require(Permission.CREATE, "Patient", program_id=program_id)
     record = check_record(record, now.date())
-    patient = Patient(program_id=program_id, version_id=1, last_updated=now)
+    patient = Patient(
+        program_id=program_id,
+        version_id=1,
+        last_updated=now,
+        synthetic=bool(record.synthetic) or program.synthetic,
+    )
     patient.program = program
     _apply(patient, record)
     access.db.add(patient)
@@ -114,12 +130,28 @@ def update_patient(
     record: PatientRecord,
     if_match: int | None = None,
     now: datetime | None = None,
+    *,
+    program_id: int | None = None,
 ) -> Patient:
+    """`program_id`: the program the sender names (None: not named). A patient changes
+    program by transfer, never by an update: naming another program is refused."""
     now = now or utcnow()
     patient = _load(access, patient_id)
     access.require(Permission.UPDATE, "Patient", patient_ref(patient), resource_id=patient_id)
     if if_match is not None and if_match != patient.version_id:
         raise Conflict(f"Patient/{patient_id} is at version {patient.version_id}, not {if_match}")
+    if program_id is not None and program_id != patient.program_id:
+        raise InvalidInput(
+            "managingOrganization",
+            f"the patient belongs to Organization/{patient.program_id}; moving a patient "
+            "between programs is not done by an update",
+        )
+    if record.synthetic is not None and record.synthetic != patient.synthetic:
+        raise InvalidInput(
+            "meta.security",
+            "the synthetic-data marker (HTEST) is set when a record is made and is not changed "
+            "by an update",
+        )
     record = check_record(record, now.date())
     _apply(patient, record)
     _identifiers(access, patient, record, patient.program)
@@ -135,43 +167,115 @@ def _prefix_range(column, text: str):  # type: ignore[no-untyped-def]
     return and_(column >= text, column < text + "\uffff")
 
 
+def _name_matches(text: str) -> ColumnElement[bool]:
+    """Every word of `text` starts a word of the patient's name."""
+    words = sorted(name_words(text, "")) or [""]
+    return and_(
+        *(
+            Patient.id.in_(
+                select(PatientNameWord.patient_id).where(_prefix_range(PatientNameWord.word, w))
+            )
+            for w in words
+        )
+    )
+
+
+def _identifier_matches(token: str) -> ColumnElement[bool]:
+    system, bar, value = token.rpartition("|")
+    cond = PatientIdentifier.value == value
+    if bar and system:
+        cond = and_(cond, PatientIdentifier.system == system)
+    return Patient.id.in_(select(PatientIdentifier.patient_id).where(cond))
+
+
+def _date_matches(col: InstrumentedAttribute[Any], flt: DateFilter) -> ColumnElement[bool]:
+    conditions: dict[str, ColumnElement[bool]] = {
+        "eq": and_(col >= flt.day, col < flt.end),
+        "ne": or_(col < flt.day, col >= flt.end),
+        "lt": col < flt.day,
+        "le": col < flt.end,
+        "gt": col >= flt.end,
+        "ge": col >= flt.day,
+    }
+    return conditions[flt.prefix]
+
+
+def _moment_matches(col: InstrumentedAttribute[Any], flt: DateFilter) -> ColumnElement[bool]:
+    """A day-precision date filter on a time column (days in UTC)."""
+    start = datetime.combine(flt.day, time(0), tzinfo=UTC)
+    if flt.end >= date.max:
+        return {
+            "eq": col >= start,
+            "ne": col < start,
+            "lt": col < start,
+            "le": true(),
+            "gt": false(),
+            "ge": col >= start,
+        }[flt.prefix]
+    end = datetime.combine(flt.end, time(0), tzinfo=UTC)
+    conditions: dict[str, ColumnElement[bool]] = {
+        "eq": and_(col >= start, col < end),
+        "ne": or_(col < start, col >= end),
+        "lt": col < start,
+        "le": col < end,
+        "gt": col >= end,
+        "ge": col >= start,
+    }
+    return conditions[flt.prefix]
+
+
+_SORT_COLUMNS: dict[str, InstrumentedAttribute[Any]] = {
+    "family": Patient.family_lower,
+    "given": Patient.given_lower,
+    "birthdate": Patient.birth_date,
+    "_lastUpdated": Patient.last_updated,
+    "_id": Patient.id,
+}
+
+
 def _search_statement(query: PatientQuery) -> Select[Patient]:
     stmt = select(Patient)
     if query.program_id is not None:
         stmt = stmt.where(Patient.program_id == query.program_id)
-    if query.name:
-        for word in name_words(query.name, ""):
-            stmt = stmt.where(
-                Patient.id.in_(
-                    select(PatientNameWord.patient_id).where(
-                        _prefix_range(PatientNameWord.word, word)
+    for names in query.names:
+        stmt = stmt.where(or_(*(_name_matches(n) for n in names)))
+    single = [g[0] for g in query.identifiers if len(g) == 1]
+    for token in single:
+        system, bar, value = token.rpartition("|")
+        # A join, not EXISTS: SQLite then starts from the identifier index instead of probing
+        # every patient of the program (seconds at 100,000 patients). DISTINCT: one row each.
+        found = aliased(PatientIdentifier)
+        stmt = stmt.join(found, found.patient_id == Patient.id).where(
+            found.value == value, *([found.system == system] if bar and system else [])
+        )
+    if single:
+        stmt = stmt.distinct()
+    for tokens in (g for g in query.identifiers if len(g) > 1):
+        stmt = stmt.where(or_(*(_identifier_matches(t) for t in tokens)))
+    for flts in query.birth_dates:
+        stmt = stmt.where(or_(*(_date_matches(Patient.birth_date, f) for f in flts)))
+    for families in query.families:
+        stmt = stmt.where(
+            or_(*(Patient.family_lower.startswith(f.lower(), autoescape=True) for f in families))
+        )
+    for givens in query.givens:
+        stmt = stmt.where(
+            or_(
+                *(
+                    or_(
+                        Patient.given_lower.startswith(g.lower(), autoescape=True),
+                        Patient.given_lower.contains(" " + g.lower(), autoescape=True),
                     )
+                    for g in givens
                 )
             )
-    if query.identifier:
-        system, _, value = query.identifier.rpartition("|")
-        cond = PatientIdentifier.value == value
-        if system:
-            cond = and_(cond, PatientIdentifier.system == system)
-        # A join, not EXISTS: SQLite then starts from the identifier index instead of probing every
-        # patient of the program (seconds at 100,000 patients). DISTINCT: one row per patient.
-        stmt = (
-            stmt.join(PatientIdentifier, PatientIdentifier.patient_id == Patient.id)
-            .where(cond)
-            .distinct()
         )
-    for flt in query.birth_dates:
-        col = Patient.birth_date
-        stmt = stmt.where(
-            {
-                "eq": col == flt.day,
-                "ne": col != flt.day,
-                "lt": col < flt.day,
-                "le": col <= flt.day,
-                "gt": col > flt.day,
-                "ge": col >= flt.day,
-            }[flt.prefix]
-        )
+    for genders in query.genders:
+        stmt = stmt.where(Patient.gender.in_(genders))
+    for ids in query.ids:
+        stmt = stmt.where(Patient.id.in_(ids))
+    for flts in query.last_updated:
+        stmt = stmt.where(or_(*(_moment_matches(Patient.last_updated, f) for f in flts)))
     if query.in_phase:
         stmt = stmt.where(
             exists().where(
@@ -183,6 +287,18 @@ def _search_statement(query: PatientQuery) -> Select[Patient]:
     return stmt
 
 
+def count_patients(access: Access, query: PatientQuery, query_text: str = "") -> int:
+    """How many patients the search matches among those the actor may see."""
+    return count_visible(
+        access,
+        "Patient",
+        _search_statement(query),
+        patient_column=Patient.id,
+        program_column=Patient.program_id,
+        query_text=query_text,
+    )
+
+
 def search_patients(
     access: Access, query: PatientQuery, query_text: str = "", *, with_episodes: bool = False
 ) -> tuple[list[Patient], bool]:
@@ -191,11 +307,26 @@ def search_patients(
     # With a name filter, sort the (few) matches rather than let the planner walk the program's
     # family-name index hoping to meet matches early: a rare or absent name then scanned every
     # patient (0.5-1 s at 100,000 on PostgreSQL). `|| ''` keeps that index out of the ORDER BY.
-    family_order = Patient.family_lower.concat("") if query.name else Patient.family_lower
+    family_order = Patient.family_lower.concat("") if query.names else Patient.family_lower
+    order: tuple[Any, ...] = (family_order, Patient.given_lower, Patient.id)
+    if query.sort:
+        order = (
+            *(
+                (_SORT_COLUMNS[k].desc() if desc else _SORT_COLUMNS[k].asc()).nulls_last()
+                for k, desc in query.sort
+            ),
+            Patient.id,
+        )
+    statement = _search_statement(query)
+    if query.after is not None and not query.sort:
+        # Keyset paging: the page starts after the last row shown, however rows were written.
+        statement = statement.where(
+            tuple_(Patient.family_lower, Patient.given_lower, Patient.id) > tuple_(*query.after)
+        )
     page: Page[Patient] = search_page(
         access,
         "Patient",
-        _search_statement(query).options(
+        statement.options(
             selectinload(Patient.identifiers),
             selectinload(Patient.program),
             *([selectinload(Patient.episodes)] if with_episodes else []),
@@ -203,7 +334,7 @@ def search_patients(
         patient_column=Patient.id,
         program_column=Patient.program_id,
         patient_of=lambda p: p.id,
-        order=(family_order, Patient.given_lower, Patient.id),
+        order=order,
         count=query.count,
         offset=query.offset,
         query_text=query_text,

@@ -10,6 +10,7 @@ import uuid
 from datetime import date, datetime
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Date,
     ForeignKey,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from tandem.storage.db import UTCDateTime, utcnow
@@ -122,6 +124,11 @@ class Patient(Base):
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="RESTRICT"))
     family: Mapped[str] = mapped_column(String(200), default="")
     given: Mapped[str] = mapped_column(String(200), default="")
+    # The given names as sent ("Mary Ann" is one name); None for rows that only have `given`.
+    # JSONB on PostgreSQL: comparable, so a search with DISTINCT can select the row.
+    given_names: Mapped[list[str] | None] = mapped_column(
+        JSON().with_variant(JSONB(), "postgresql"), nullable=True
+    )
     family_lower: Mapped[str] = mapped_column(String(200), default="")
     given_lower: Mapped[str] = mapped_column(String(200), default="")
     gender: Mapped[str | None] = mapped_column(String(10), nullable=True)

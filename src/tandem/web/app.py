@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tandem import domains
@@ -111,6 +112,19 @@ async def _record_refusal(request: Request, operation: str, reason: str) -> None
         await run_in_threadpool(
             access.refused, operation, reason, resource_type=request.url.path[:60]
         )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route answers at this path (a 405's `Allow`), not only the first
+    route's: GET and PUT of one resource are two routes."""
+    return ", ".join(
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.routes
+        )
+    )
 
 
 def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> FastAPI:
@@ -292,13 +306,18 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
         if _is_api(request):
             code = {404: "not-found", 413: "too-costly"}.get(exc.status_code, "processing")
-            return outcome_response(exc.status_code, code, str(exc.detail))
+            return outcome_response(exc.status_code, code, str(exc.detail), headers=headers)
         title = "Page not found" if exc.status_code == 404 else "Request refused"
-        return render(
+        response = render(
             request, "error.html", status_code=exc.status_code, title=title, message=str(exc.detail)
         )
+        response.headers.update(headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(request: Request, exc: RequestValidationError) -> Response:

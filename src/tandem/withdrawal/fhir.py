@@ -86,6 +86,7 @@ def questionnaire_response(
     resource: dict[str, Any] = {
         "resourceType": "QuestionnaireResponse",
         "id": str(row.id),
+        "meta": {"lastUpdated": _iso(row.recorded_at)},  # never changed once stored
         "questionnaire": f"{base_url}/Questionnaire/{questionnaire_id(row.instrument_id)}|{row.instrument_version}",
         "status": "completed",
         "subject": {"reference": f"Patient/{row.patient_id}"},
@@ -111,6 +112,7 @@ def observation(obs: ObservationRow, assessment: AssessmentRow) -> dict[str, Any
     resource: dict[str, Any] = {
         "resourceType": "Observation",
         "id": str(obs.id),
+        "meta": {"lastUpdated": _iso(assessment.recorded_at)},  # stored with its assessment
         "status": "final",
         "category": [{"coding": [SURVEY]}],
         "code": {

@@ -21,6 +21,7 @@ from tandem.fhir.http import (
     fhir_router,
     int_id,
     paging,
+    patient_data_response,
     patient_param,
     searchset,
 )
@@ -86,10 +87,11 @@ def search_questionnaires(request: Request, access: Access = Depends(api_access)
     instruments = sorted(load_instruments().values(), key=lambda i: i.id)
     page = instruments[offset : offset + count]
     resources = [mapping.questionnaire(i, base_url(request)) for i in page]
-    return fhir_response(
+    return patient_data_response(
+        access,
         searchset(
             request, "Questionnaire", resources, count, offset, offset + count < len(instruments)
-        )
+        ),
     )
 
 
@@ -176,7 +178,7 @@ def create_questionnaire_response(
         saved.assessment, base_url(request), access.actor.label
     )
     location = f"{base_url(request)}/QuestionnaireResponse/{saved.assessment.id}"
-    return fhir_response(resource, 201, {"Location": location})
+    return patient_data_response(access, resource, 201, {"Location": location})
 
 
 def _refuse_answers(access: Access, exc: InvalidAnswers) -> Response:
@@ -199,7 +201,7 @@ def read_questionnaire_response(
     row = get_assessment(access, int_id(response_id, "QuestionnaireResponse"))
     author = access.db.scalar(select(User.display_name).where(User.id == row.recorded_by))
     resource = mapping.questionnaire_response(row, base_url(request), author)
-    return fhir_response(resource)
+    return patient_data_response(access, resource)
 
 
 # --------------------------------------------------------------------------- Observation
@@ -224,11 +226,13 @@ def search_observations(request: Request, access: Access = Depends(api_access)) 
     )
     rows, has_more = find_observations(access, query, query_text=str(request.url.query))
     resources = [mapping.observation(obs, assessment) for obs, assessment in rows]
-    return fhir_response(searchset(request, "Observation", resources, count, offset, has_more))
+    return patient_data_response(
+        access, searchset(request, "Observation", resources, count, offset, has_more)
+    )
 
 
 @router.get("/Observation/{observation_id}")
 def read_observation(observation_id: str, access: Access = Depends(api_access)) -> Response:
     obs, assessment = get_observation(access, int_id(observation_id, "Observation"))
     resource = mapping.observation(obs, assessment)
-    return fhir_response(resource)
+    return patient_data_response(access, resource)
