@@ -17,7 +17,7 @@ from starlette.datastructures import FormData
 
 from tandem.access.accounts import display_names
 from tandem.access.guard import Access
-from tandem.access.policy import Permission, decide
+from tandem.access.policy import ACTIONS, Permission, decide, may
 from tandem.access.queries import load_patient, patient_ref
 from tandem.alerts.models import Alert
 from tandem.clock import local, program_today, utcnow
@@ -165,6 +165,14 @@ def _program_zone(access: Access, patient_id: str) -> str:
     """The time zone a form's times are read in: the patient's program's. Read unchecked (the
     service asks the policy for its own operation, before anything is written) and unaudited."""
     return load_patient(access, patient_id, read=None).program.time_zone
+
+
+def _allowed(access: Access, patient_id: str, *actions: str) -> None:
+    """Refuse a form the person may not submit before it is shown or read: one of `actions`
+    must be allowed (the first is asked, and audited, when none is)."""
+    ref = patient_ref(load_patient(access, patient_id, read=None, audit=False))
+    if not any(may(access.actor, action, ref) for action in actions):
+        load_patient(access, patient_id, ACTIONS[actions[0]], audit=False)
 
 
 def _may(access: Access, permission: Permission, resource_type: str, patient: Patient) -> bool:
@@ -474,6 +482,7 @@ def _facts_form(
 def facts_form(
     request: Request, patient_id: str, access: Access = Depends(page_access)
 ) -> Response:
+    _allowed(access, patient_id, "record_facts")
     patient = load_patient(access, patient_id)
     row = current_facts(access, patient)
     return _facts_form(request, access, patient_id, _facts_values(row, patient.program.time_zone))
@@ -481,6 +490,7 @@ def facts_form(
 
 @router.post("/patients/{patient_id}/medications/facts")
 def save_facts(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
+    _allowed(access, patient_id, "record_facts")
     form = form_of(request)
     zone = _program_zone(access, patient_id)
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
@@ -576,6 +586,7 @@ def new_plan(
     medication: str = "baclofen",
     access: Access = Depends(page_access),
 ) -> Response:
+    _allowed(access, patient_id, "prescribe")
     now = utcnow()
     patient = load_patient(access, patient_id)
     kind = kind if kind in KINDS else "titration"
@@ -592,6 +603,7 @@ def new_plan(
 
 @router.post("/patients/{patient_id}/medications/plans")
 def create_plan(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
+    _allowed(access, patient_id, "prescribe")
     form = form_of(request)
     values = {k: str(v).strip() for k, v in form.items() if k != "csrf_token"}
     kind = values.get("kind", "")
@@ -712,6 +724,7 @@ def plan_page(
 def record_dose(
     request: Request, patient_id: str, plan_id: int, access: Access = Depends(csrf_form)
 ) -> Response:
+    _allowed(access, patient_id, "give_dose", "report_dose")
     form = form_of(request)
     zone = _program_zone(access, patient_id)
     outcome = str(form.get("outcome", ""))
@@ -765,6 +778,7 @@ def record_dose(
 def stop_plan(
     request: Request, patient_id: str, plan_id: int, access: Access = Depends(csrf_form)
 ) -> Response:
+    _allowed(access, patient_id, "change_plan")
     form = form_of(request)
     zone = _program_zone(access, patient_id)
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
@@ -798,6 +812,7 @@ def stop_plan(
 def record_side_effect(
     request: Request, patient_id: str, access: Access = Depends(csrf_form)
 ) -> Response:
+    _allowed(access, patient_id, "record_side_effect")
     form = form_of(request)
     zone = _program_zone(access, patient_id)
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from tandem.access.guard import Access
-from tandem.access.policy import Permission, decide
+from tandem.access.policy import ACTIONS, Permission, decide
 from tandem.access.queries import load_patient, patient_ref, read_row
 from tandem.clock import local, utcnow
 from tandem.errors import InvalidInput, NotFound
@@ -54,8 +54,10 @@ CENSUS_PAGE = 100  # most urgent first; a real unit fits on one page
 TRI_STATE = {"": None, "yes": True, "no": False}
 
 
-def _patient(access: Access, patient_id: str) -> Patient:
-    return load_patient(access, patient_id)
+def _patient(access: Access, patient_id: str, action: str | None = None) -> Patient:
+    """The patient, once the policy allows reading the chart and, for a form, its `action`
+    (asked before the form is shown, and before a posted form is read)."""
+    return load_patient(access, patient_id, *([ACTIONS[action]] if action else []))
 
 
 def _local_now(zone: str) -> str:
@@ -225,7 +227,7 @@ def assessment_form(
     instrument: str = "ciwa_ar",
     access: Access = Depends(page_access),
 ) -> Response:
-    patient = _patient(access, patient_id)
+    patient = _patient(access, patient_id, "assess")
     context = _form_context(access, patient, _instrument(instrument))
     return chart_page(
         request,
@@ -244,8 +246,8 @@ def assessment_form(
 def save_assessment_form(
     request: Request, patient_id: str, access: Access = Depends(csrf_form)
 ) -> Response:
+    patient = _patient(access, patient_id, "assess")
     form = form_of(request)
-    patient = _patient(access, patient_id)
     instrument = _instrument(str(form.get("instrument", "")))
     context = _form_context(access, patient, instrument)
     values = {item.id: str(form.get(item.id, "")) for item in instrument.items}
@@ -349,7 +351,7 @@ def _context_page(
 def context_form(
     request: Request, patient_id: str, access: Access = Depends(page_access)
 ) -> Response:
-    patient = _patient(access, patient_id)
+    patient = _patient(access, patient_id, "record_context")
     chart = withdrawal_chart(access, patient)
     return _context_page(request, access, patient, _context_values(chart.context, chart.zone))
 
@@ -358,8 +360,8 @@ def context_form(
 def save_context(
     request: Request, patient_id: str, access: Access = Depends(csrf_form)
 ) -> Response:
+    patient = _patient(access, patient_id, "record_context")
     form = form_of(request)
-    patient = _patient(access, patient_id)
     keys = ("substance", "last_use_at", "opioid_half_life_class", *CONTEXT_QUESTIONS, "note")
     values = {k: str(form.get(k, "")).strip() for k in keys}
     try:
@@ -433,7 +435,7 @@ def _dose_page(
 def dose_form(
     request: Request, patient_id: str, assessment: str = "", access: Access = Depends(page_access)
 ) -> Response:
-    patient = _patient(access, patient_id)
+    patient = _patient(access, patient_id, "give_dose")
     row = _assessment(access, patient, assessment)
     return _dose_page(
         request, access, patient, row, {"administered_at": _local_now(patient.program.time_zone)}
@@ -442,8 +444,8 @@ def dose_form(
 
 @router.post("/patients/{patient_id}/withdrawal/dose")
 def save_dose(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
+    patient = _patient(access, patient_id, "give_dose")
     form = form_of(request)
-    patient = _patient(access, patient_id)
     keys = ("assessment", "suggestion", "dose", "route", "administered_at", "indication", "note")
     values = {k: str(form.get(k, "")).strip() for k in keys}
     row = _assessment(access, patient, values["assessment"])
