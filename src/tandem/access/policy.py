@@ -52,8 +52,10 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
     # Alerts go to the prescriber on duty: a nurse sees them but does not acknowledge them.
     Role.NURSE: {"*": "crus", "Alert": "rs", "MedicationRequest": "rs"},
     Role.COUNSELOR: {"*": "rs"},
-    # Alerts are messages between clinicians about the patient, not part of the patient's view.
-    Role.PATIENT: {"*": "rs", "Alert": ""},
+    # Alerts are messages between clinicians about the patient, not part of the patient's view;
+    # so are safety screening findings (DetectedIssue) and the program's protocol
+    # (PlanDefinition): patients read plain language written for them instead.
+    Role.PATIENT: {"*": "rs", "Alert": "", "DetectedIssue": "", "PlanDefinition": ""},
     Role.RESEARCHER: {},
 }
 
@@ -134,6 +136,8 @@ ACTIONS: dict[str, tuple[Permission, str]] = {
     "record_facts": (Permission.CREATE, "Observation"),
     "record_side_effect": (Permission.CREATE, "AdverseEvent"),
     "see_alerts": (Permission.SEARCH, "Alert"),
+    "see_screening": (Permission.READ, "DetectedIssue"),
+    "see_protocol": (Permission.READ, "PlanDefinition"),
     "acknowledge_alert": (Permission.UPDATE, "Alert"),
 }
 
@@ -152,6 +156,8 @@ _DOING: dict[tuple[Permission, str], str] = {
     (Permission.CREATE, "Observation"): "record measurements",
     (Permission.CREATE, "AdverseEvent"): "record side effects",
     (Permission.SEARCH, "Alert"): "see alerts",
+    (Permission.READ, "DetectedIssue"): "see safety screening findings",
+    (Permission.READ, "PlanDefinition"): "see the program's protocol",
     (Permission.UPDATE, "Alert"): "acknowledge alerts",
 }
 

@@ -71,6 +71,7 @@ from tandem.medications.validation import (
     FactsInput,
 )
 from tandem.patients.pages import chart_page
+from tandem.plain_language import plain_language
 from tandem.storage.models import Patient
 from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, form_refused, page_access
 from tandem.web.forms import local_datetime
@@ -382,6 +383,7 @@ def _common() -> dict[str, Any]:
         "severities": SEVERITIES,
         "frequencies": FREQUENCIES,
         "rule_facts": RULE_FACTS,
+        "leaflets": plain_language("tandem.medications", "leaflets"),
     }
 
 

@@ -9,11 +9,12 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from tandem.access import accounts
+from tandem.access import accounts, audit
 from tandem.access.guard import Access
 from tandem.access.policy import ROLE_DUTIES, ROLE_GRANTS, ROLE_LABELS, Role, may_administer
+from tandem.access.queries import visible
 from tandem.errors import InvalidInput
-from tandem.storage.models import AuditEntry, PatientIdentifier, Program, User
+from tandem.storage.models import AuditEntry, Patient, PatientIdentifier, Program, User
 from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, form_refused, page_access
 from tandem.web.rendering import render
 
@@ -303,7 +304,18 @@ def audit_trail(
     rows = list(
         access.db.scalars(stmt.order_by(AuditEntry.id.desc()).offset((page - 1) * 50).limit(51))
     )
-    access.audit("search", resource_type="AuditEvent", query=str(request.url.query))
+    shown = sorted({r.patient_id for r in rows[:50] if r.patient_id})
+    names = {
+        p.id: p.display_name
+        for p in access.db.scalars(
+            select(Patient).where(
+                Patient.id.in_(shown), visible(access, "Patient", Patient.id, Patient.program_id)
+            )
+        )
+    }
+    access.audit(
+        "search", resource_type="AuditEvent", query=str(request.url.query), shown=list(names)
+    )
     return _page(
         request,
         "admin/audit.html",
@@ -313,4 +325,6 @@ def audit_trail(
         page=page,
         patient=patient,
         outcome=outcome,
+        names=names,
+        describe=audit.describe,
     )

@@ -22,6 +22,7 @@ from tandem.instruments.models import Instrument
 from tandem.kit import ChartTab, NavItem
 from tandem.medications.administrations import ADMINISTRATION
 from tandem.patients.pages import chart_page
+from tandem.plain_language import plain_language
 from tandem.storage.models import Patient
 from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, page_access
 from tandem.web.forms import local_datetime
@@ -188,6 +189,7 @@ def withdrawal_tab(
         substances=SUBSTANCES,
         half_life=HALF_LIFE,
         unverified=chart.protocol.protocol.unverified_items(),
+        patient_text=plain_language("tandem.withdrawal", "monitoring"),
         may_assess=bool(decide(access.actor, Permission.CREATE, QR, ref)),
         may_give=bool(decide(access.actor, Permission.CREATE, ADMINISTRATION, ref)),
         may_context=bool(decide(access.actor, Permission.UPDATE, CONDITION, ref)),
