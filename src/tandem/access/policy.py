@@ -56,7 +56,8 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
     # so are safety screening findings (DetectedIssue) and the program's protocol
     # (PlanDefinition): patients read plain language written for them instead.
     Role.PATIENT: {"*": "rs", "Alert": "", "DetectedIssue": "", "PlanDefinition": ""},
-    Role.RESEARCHER: {},
+    # Researchers read program-level, de-identified counts (MeasureReport) only.
+    Role.RESEARCHER: {"MeasureReport": "rs"},
 }
 
 ROLE_DUTIES: dict[Role, str] = {
@@ -125,6 +126,7 @@ def _scope_allows(actor: Actor, resource_type: str, permission: Permission) -> D
 # a form. One table: no template or route restates a role.
 ACTIONS: dict[str, tuple[Permission, str]] = {
     "read_chart": (Permission.READ, "Patient"),
+    "find_patients": (Permission.SEARCH, "Patient"),
     "register_patient": (Permission.CREATE, "Patient"),
     "edit_patient": (Permission.UPDATE, "Patient"),
     "assess": (Permission.CREATE, "QuestionnaireResponse"),
@@ -138,6 +140,7 @@ ACTIONS: dict[str, tuple[Permission, str]] = {
     "see_alerts": (Permission.SEARCH, "Alert"),
     "see_screening": (Permission.READ, "DetectedIssue"),
     "see_protocol": (Permission.READ, "PlanDefinition"),
+    "see_outcomes": (Permission.READ, "MeasureReport"),
     "acknowledge_alert": (Permission.UPDATE, "Alert"),
 }
 
@@ -158,6 +161,7 @@ _DOING: dict[tuple[Permission, str], str] = {
     (Permission.SEARCH, "Alert"): "see alerts",
     (Permission.READ, "DetectedIssue"): "see safety screening findings",
     (Permission.READ, "PlanDefinition"): "see the program's protocol",
+    (Permission.READ, "MeasureReport"): "see program outcomes",
     (Permission.UPDATE, "Alert"): "acknowledge alerts",
 }
 

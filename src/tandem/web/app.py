@@ -131,10 +131,6 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
         # thread waits on a lock.
         return JSONResponse({"status": "ok"})
 
-    @app.get("/", include_in_schema=False)
-    async def home() -> Response:
-        return RedirectResponse("/patients", status_code=303)
-
     return app
 
 

@@ -19,6 +19,7 @@ from tandem.access.credentials import (
     start_session,
 )
 from tandem.access.guard import Access
+from tandem.access.policy import may
 from tandem.storage.db import utcnow
 from tandem.web.deps import (
     LOGIN_CSRF_COOKIE,
@@ -30,6 +31,7 @@ from tandem.web.deps import (
     read_form,
     settings_of,
 )
+from tandem.web.home import home_for
 from tandem.web.rendering import render
 
 router = APIRouter(include_in_schema=False, route_class=UnitOfWorkRoute)
@@ -38,7 +40,7 @@ router = APIRouter(include_in_schema=False, route_class=UnitOfWorkRoute)
 def _safe_next(next_url: str | None) -> str:
     if next_url and next_url.startswith("/") and not next_url.startswith("//"):
         return next_url
-    return "/patients"
+    return "/"
 
 
 def _login_page(request: Request, status_code: int = 200, **context: object) -> Response:
@@ -81,7 +83,7 @@ def login(
     email: str = Form(""),
     password: str = Form(""),
     csrf_token: str = Form(""),
-    next: str = Form("/patients"),
+    next: str = Form("/"),
     db: Session = Depends(get_db),
 ) -> Response:
     settings = settings_of(request)
@@ -155,8 +157,14 @@ def login(
     db.add(audit.entry(actor_for(user), "login", origin))
     db.commit()
     destination = _safe_next(next)
-    if user.role == "patient" and user.patient_id and destination == "/patients":
-        destination = f"/patients/{user.patient_id}"
+    # The patient list is the default of old sign-in links: a patient (their own record) and
+    # whoever may not search patients (a researcher) go to their home page instead.
+    actor = actor_for(user)
+    if destination == "/" or (
+        destination == "/patients"
+        and (user.patient_id is not None or not may(actor, "find_patients"))
+    ):
+        destination = home_for(user.role, user.patient_id)
     response = RedirectResponse(destination, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
