@@ -57,3 +57,16 @@ def test_the_research_page_shows_de_identified_counts_only(client, sessions, wor
     assert "RIVERA" not in page.text and "ALP-1" not in page.text
     assert "fewer than 11" in page.text  # small counts are not shown exactly
     assert client.get("/patients").status_code == 403  # still no identified records
+
+
+@pytest.mark.parametrize("role", ["admin", "nurse"])
+def test_no_page_carries_an_inline_style(client, world: World, role: str) -> None:
+    """The Content-Security-Policy (style-src 'self') blocks inline styles: the app has none."""
+    _land(client, world, role)
+    paths = ["/patients", f"/patients/{world.patient_a}", "/alerts", "/detox"]
+    if role == "admin":
+        paths += ["/admin/programs", "/admin/users", "/admin/audit"]
+    for path in paths:
+        page = client.get(path, follow_redirects=True)
+        assert page.status_code == 200, path
+        assert 'style="' not in page.text and "<style" not in page.text, path

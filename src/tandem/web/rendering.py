@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from tandem.access.policy import ROLE_LABELS, PatientRef, Role, may
+from tandem.clock import duration_text
 from tandem.domains import nav_for
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -39,6 +40,7 @@ env = Environment(
 )
 env.filters["local"] = _local
 env.globals["nav_for"] = nav_for
+env.globals["duration"] = duration_text
 env.globals["role_label"] = lambda role: ROLE_LABELS.get(Role(role), role)
 templates = Jinja2Templates(env=env)
 

@@ -6,7 +6,6 @@ errors (422) records the refusal first (`access.refused`); the unit of work does
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -15,7 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 from tandem.access.guard import Access
 from tandem.access.policy import ACTIONS, Permission, decide
 from tandem.access.queries import load_patient, patient_ref, read_row
-from tandem.clock import local, utcnow
+from tandem.clock import duration_text, local, utcnow
 from tandem.errors import InvalidInput, NotFound
 from tandem.instruments.engine import InvalidAnswers, UnknownInstrument, get_instrument, parse_value
 from tandem.instruments.models import Instrument
@@ -105,15 +104,6 @@ def census_page(
     if request.headers.get("x-fragment"):
         return render(request, "withdrawal/_census_table.html", **context)
     return render(request, "withdrawal/census.html", **context)
-
-
-def duration_text(value: timedelta) -> str:
-    """ "45 min", "3 h 44 min": how late or how soon, as a ward reads it."""
-    minutes = int(value.total_seconds() // 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, rest = divmod(minutes, 60)
-    return f"{hours} h {rest} min" if rest else f"{hours} h"
 
 
 def _instrument_names() -> dict[str, str]:
