@@ -140,7 +140,8 @@ def _search_statement(query: PatientQuery) -> Select[Patient]:
     if query.program_id is not None:
         stmt = stmt.where(Patient.program_id == query.program_id)
     if query.name:
-        for word in name_words(query.name, ""):
+        # "WILSON, Nora" (how the app itself writes a name) searches as "wilson nora".
+        for word in name_words(query.name.replace(",", " "), ""):
             stmt = stmt.where(
                 Patient.id.in_(
                     select(PatientNameWord.patient_id).where(
