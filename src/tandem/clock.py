@@ -48,3 +48,15 @@ def check_recorded_at(
     if not_before is not None and value < not_before:
         raise InvalidInput(field, not_before_reason or f"cannot be before {not_before.isoformat()}")
     return min(value, now)
+
+
+def duration_text(value: timedelta) -> str:
+    """ "45 min", "3 h 44 min", "2 d 3 h": how late, how soon or how old, as a ward reads it."""
+    minutes = max(0, int(value.total_seconds() // 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, rest = divmod(minutes, 60)
+    if hours >= 48:
+        days, hours = divmod(hours, 24)
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    return f"{hours} h {rest} min" if rest else f"{hours} h"

@@ -86,12 +86,16 @@ def test_nurse_records_an_assessment_and_the_census_and_chart_update(
 def test_prescriber_acknowledges_an_alert(page, live_server) -> None:
     sign_in(page, live_server, "prescriber")
     page.get_by_role("link", name="Alerts").click()
-    first = page.locator("li.alert-card").first
+    first = page.locator("li.alert-row").first
     expect(first).to_have_class(re.compile("unacknowledged"))
-    title = first.locator("strong").first.inner_text()
+    title = first.locator(".alert-what").inner_text()
+    following = page.locator("li.alert-row").nth(1).get_attribute("id")
+    first.locator("summary").click()  # one line per alert: the note opens under it
     first.get_by_label(re.compile("Note")).fill("Seen at the bedside")
     first.get_by_role("button", name=re.compile("Acknowledge")).click()
-    done = page.locator("li.alert-card.acknowledged", has_text="Seen at the bedside")
-    expect(done).to_contain_text(title)
-    expect(page.locator("li.alert-card").first).to_have_class(re.compile("unacknowledged"))
+    # The page returns to the alert that took its place, not to the one that moved down.
+    expect(page).to_have_url(re.compile(f"#{following}$"))
+    done = page.locator("li.alert-row.acknowledged", has_text=title)
+    expect(done.first).to_be_attached()
+    expect(page.locator("li.alert-row").first).to_have_class(re.compile("unacknowledged"))
     screenshot(page, "alerts-after-acknowledge")

@@ -55,7 +55,15 @@ def test_a_service_imported_alone_still_reaches_every_listener() -> None:
 
 def test_the_domain_list_wires_every_part() -> None:
     names = [d.name for d in domains.domains()]
-    assert names == ["platform", "patients", "alerts", "instruments", "withdrawal", "medications"]
+    assert names == [
+        "platform",
+        "patients",
+        "alerts",
+        "instruments",
+        "withdrawal",
+        "medications",
+        "outcomes",
+    ]
     paths = {route.path for router in domains.routers() for route in router.routes}
     for path in ("/fhir/Patient", "/fhir/Observation", "/fhir/MedicationRequest", "/detox"):
         assert path in paths

@@ -83,3 +83,47 @@ def record_now(factory: sessionmaker[Session], *args: object, **kwargs: object) 
     """Commit an entry on its own, for refusals and failures whose work is rolled back."""
     with session_scope(factory) as db:
         db.add(entry(*args, **kwargs))  # type: ignore[arg-type]
+
+
+# How the audit trail reads on a page: what was touched, in words, never a table row id.
+RECORD_WORDS: dict[str, str] = {
+    "Patient": "chart",
+    "Observation": "observation or measurements",
+    "QuestionnaireResponse": "withdrawal assessment",
+    "Condition": "withdrawal context",
+    "MedicationRequest": "dose plan",
+    "MedicationAdministration": "dose given",
+    "MedicationStatement": "dose reported",
+    "MedicationKnowledge": "medication library",
+    "AdverseEvent": "side effect",
+    "DetectedIssue": "safety screening",
+    "Alert": "alert",
+    "AuditEvent": "audit trail",
+    "Episode": "episode of care",
+    "EpisodeOfCare": "episode of care",
+    "Form": "form",
+    "Admin": "administration",
+    "User": "user account",
+    "Organization": "program",
+}
+
+_DID = {"create": "recorded", "read": "opened", "search": "searched", "update": "changed"}
+
+
+def describe(operation: str, resource_type: str | None) -> str:
+    """ "opened the chart", "recorded a dose plan", "searched the alert list", or for a page
+    path ("/patients/…/withdrawal/assess") the page's own words, ids left out."""
+    did = _DID.get(operation, operation)
+    kind = resource_type or ""
+    if kind.startswith("/"):
+        words = [p for p in kind.split("/") if p and not _looks_like_id(p)]
+        return f"{did} on the {' '.join(words).replace('-', ' ') or 'home'} page"
+    what = RECORD_WORDS.get(kind, kind.lower() or "")
+    if not what:
+        return did
+    article = "the" if operation in ("read", "search", "update") else "a"
+    return f"{did} {article} {what}"
+
+
+def _looks_like_id(part: str) -> bool:
+    return part.isdigit() or (len(part) >= 8 and sum(c.isdigit() for c in part) >= 3)

@@ -52,9 +52,12 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
     # Alerts go to the prescriber on duty: a nurse sees them but does not acknowledge them.
     Role.NURSE: {"*": "crus", "Alert": "rs", "MedicationRequest": "rs"},
     Role.COUNSELOR: {"*": "rs"},
-    # Alerts are messages between clinicians about the patient, not part of the patient's view.
-    Role.PATIENT: {"*": "rs", "Alert": ""},
-    Role.RESEARCHER: {},
+    # Alerts are messages between clinicians about the patient, not part of the patient's view;
+    # so are safety screening findings (DetectedIssue) and the program's protocol
+    # (PlanDefinition): patients read plain language written for them instead.
+    Role.PATIENT: {"*": "rs", "Alert": "", "DetectedIssue": "", "PlanDefinition": ""},
+    # Researchers read program-level, de-identified counts (MeasureReport) only.
+    Role.RESEARCHER: {"MeasureReport": "rs"},
 }
 
 ROLE_DUTIES: dict[Role, str] = {
@@ -120,12 +123,65 @@ def _scope_allows(actor: Actor, resource_type: str, permission: Permission) -> D
     return Decision(False, f"token lacks a scope granting {wanted}")
 
 
+# What people do on the pages, in the clinic's words, and the permission each needs. Pages ask
+# `may(actor, action, ...)` before offering an action; routes require the same before reading
+# a form. One table: no template or route restates a role.
+ACTIONS: dict[str, tuple[Permission, str]] = {
+    "read_chart": (Permission.READ, "Patient"),
+    "find_patients": (Permission.SEARCH, "Patient"),
+    "register_patient": (Permission.CREATE, "Patient"),
+    "edit_patient": (Permission.UPDATE, "Patient"),
+    "assess": (Permission.CREATE, "QuestionnaireResponse"),
+    "record_context": (Permission.UPDATE, "Condition"),
+    "give_dose": (Permission.CREATE, "MedicationAdministration"),
+    "report_dose": (Permission.CREATE, "MedicationStatement"),
+    "prescribe": (Permission.CREATE, "MedicationRequest"),
+    "change_plan": (Permission.UPDATE, "MedicationRequest"),
+    "record_facts": (Permission.CREATE, "Observation"),
+    "record_side_effect": (Permission.CREATE, "AdverseEvent"),
+    "see_alerts": (Permission.SEARCH, "Alert"),
+    "see_screening": (Permission.READ, "DetectedIssue"),
+    "see_protocol": (Permission.READ, "PlanDefinition"),
+    "see_outcomes": (Permission.READ, "MeasureReport"),
+    "acknowledge_alert": (Permission.UPDATE, "Alert"),
+}
+
+# How a refusal reads to the person refused ("a counselor may not record assessments").
+_DOING: dict[tuple[Permission, str], str] = {
+    (Permission.READ, "Patient"): "open patient charts",
+    (Permission.SEARCH, "Patient"): "search patient charts",
+    (Permission.CREATE, "Patient"): "register patients",
+    (Permission.UPDATE, "Patient"): "change patient details",
+    (Permission.CREATE, "QuestionnaireResponse"): "record assessments",
+    (Permission.UPDATE, "Condition"): "record the withdrawal context",
+    (Permission.CREATE, "MedicationAdministration"): "record doses given",
+    (Permission.CREATE, "MedicationStatement"): "report doses taken",
+    (Permission.CREATE, "MedicationRequest"): "prescribe (start a dose plan)",
+    (Permission.UPDATE, "MedicationRequest"): "change or stop a dose plan",
+    (Permission.CREATE, "Observation"): "record measurements",
+    (Permission.CREATE, "AdverseEvent"): "record side effects",
+    (Permission.SEARCH, "Alert"): "see alerts",
+    (Permission.READ, "DetectedIssue"): "see safety screening findings",
+    (Permission.READ, "PlanDefinition"): "see the program's protocol",
+    (Permission.READ, "MeasureReport"): "see program outcomes",
+    (Permission.UPDATE, "Alert"): "acknowledge alerts",
+}
+
+
+def doing(permission: Permission, resource_type: str) -> str:
+    return _DOING.get(
+        (permission, resource_type), f"{permission.name.lower()} {resource_type} records"
+    )
+
+
 def _role_allows(actor: Actor, resource_type: str, permission: Permission) -> Decision:
     grants = ROLE_GRANTS[actor.role]
     letters = grants.get(resource_type, grants.get("*", ""))
     if permission.value in letters:
         return Decision(True, f"role {actor.role}")
-    return Decision(False, f"role {actor.role} may not {permission.name.lower()} {resource_type}")
+    label = ROLE_LABELS[actor.role].lower()
+    article = "an" if label[0] in "aeiou" else "a"
+    return Decision(False, f"{article} {label} may not {doing(permission, resource_type)}")
 
 
 def decide(
@@ -162,6 +218,15 @@ def decide(
     if permission is Permission.SEARCH:
         return Decision(True, "search limited to visible records")
     return Decision(False, "no patient or program given")
+
+
+def may(
+    actor: Actor, action: str, patient: PatientRef | None = None, program_id: int | None = None
+) -> Decision:
+    """May `actor` do `action` (a key of `ACTIONS`) for `patient` (or in `program_id`)?
+    What pages ask before they offer a button or a form; an unknown action is a KeyError."""
+    permission, resource_type = ACTIONS[action]
+    return decide(actor, permission, resource_type, patient, program_id)
 
 
 def visibility(actor: Actor, resource_type: str = "Patient") -> Visibility:

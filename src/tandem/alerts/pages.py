@@ -10,6 +10,7 @@ from sqlalchemy import select
 from tandem.access.guard import Access
 from tandem.access.policy import Permission, decide
 from tandem.alerts import service
+from tandem.clock import utcnow
 from tandem.errors import InvalidInput
 from tandem.kit import NavItem
 from tandem.storage.models import Program
@@ -17,6 +18,9 @@ from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, page_access
 from tandem.web.rendering import render
 
 router = APIRouter(include_in_schema=False, route_class=UnitOfWorkRoute)
+
+# The chart tab an alert is about, by its kind (withdrawal by default).
+CHART_TAB_OF = {"missed_doses": "medications", "withdrawal_escalation": "withdrawal"}
 
 NAV = NavItem("alerts", "Alerts", "/alerts", frozenset({"admin", "prescriber", "nurse"}), 30)
 
@@ -65,6 +69,8 @@ def _page(
         may_acknowledge=chosen is not None
         and bool(decide(access.actor, Permission.UPDATE, service.RESOURCE, program_id=chosen.id)),
         open_count=sum(1 for v in views if v.alert.acknowledged_at is None),
+        now=utcnow(),
+        chart_tab=CHART_TAB_OF,
     )
 
 
@@ -90,6 +96,9 @@ def acknowledge(request: Request, alert_id: int, access: Access = Depends(csrf_f
             resource_id=str(alert_id),
         )
         return _page(request, access, program, "all", 422, exc, alert_id)
+    # Land on the alert that now takes its place (the acknowledged one moves down the list).
+    following = str(form.get("next", ""))
+    anchor = f"#alert-{following}" if following.isdigit() else "#alerts"
     return RedirectResponse(
-        f"/alerts?program={alert.program_id}&flash=saved#alert-{alert.id}", status_code=303
+        f"/alerts?program={alert.program_id}&flash=saved{anchor}", status_code=303
     )

@@ -162,6 +162,9 @@ def acknowledge(access: Access, alert_id: int, note: str, now: datetime | None =
     if alert.acknowledged_at is not None:
         raise InvalidInput("alert", "this alert has already been acknowledged")
     note = note.strip()
+    if not note:
+        # The acknowledgement is the record of what the prescriber did about the alert.
+        raise InvalidInput("note", "say what you did about the alert (e.g. 'reviewed, no change')")
     if len(note) > MAX_NOTE:
         raise InvalidInput("note", f"keep the note under {MAX_NOTE} characters")
     alert.acknowledged_at = now

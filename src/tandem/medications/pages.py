@@ -17,7 +17,7 @@ from starlette.datastructures import FormData
 
 from tandem.access.accounts import display_names
 from tandem.access.guard import Access
-from tandem.access.policy import Permission, decide
+from tandem.access.policy import ACTIONS, Permission, decide, may
 from tandem.access.queries import load_patient, patient_ref
 from tandem.alerts.models import Alert
 from tandem.clock import local, program_today, utcnow
@@ -71,6 +71,7 @@ from tandem.medications.validation import (
     FactsInput,
 )
 from tandem.patients.pages import chart_page
+from tandem.plain_language import plain_language
 from tandem.storage.models import Patient
 from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, form_refused, page_access
 from tandem.web.forms import local_datetime, row_id
@@ -167,6 +168,14 @@ def _program_zone(access: Access, patient_id: str, operation: tuple[Permission, 
     the form's `operation` (authorization before validation: a person who may not do this is
     refused, 403, whatever the form holds). Unaudited: the service audits what it does."""
     return load_patient(access, patient_id, operation, read=None, audit=False).program.time_zone
+
+
+def _allowed(access: Access, patient_id: str, *actions: str) -> None:
+    """Refuse a form the person may not submit before it is shown or read: one of `actions`
+    must be allowed (the first is asked, and audited, when none is)."""
+    ref = patient_ref(load_patient(access, patient_id, read=None, audit=False))
+    if not any(may(access.actor, action, ref) for action in actions):
+        load_patient(access, patient_id, ACTIONS[actions[0]], audit=False)
 
 
 def _may(access: Access, permission: Permission, resource_type: str, patient: Patient) -> bool:
@@ -376,6 +385,7 @@ def _common() -> dict[str, Any]:
         "severities": SEVERITIES,
         "frequencies": FREQUENCIES,
         "rule_facts": RULE_FACTS,
+        "leaflets": plain_language("tandem.medications", "leaflets"),
     }
 
 
@@ -482,6 +492,7 @@ def _facts_form(
 def facts_form(
     request: Request, patient_id: str, access: Access = Depends(page_access)
 ) -> Response:
+    _allowed(access, patient_id, "record_facts")
     patient = load_patient(access, patient_id)
     row = current_facts(access, patient)
     return _facts_form(request, access, patient_id, _facts_values(row, patient.program.time_zone))
@@ -489,6 +500,7 @@ def facts_form(
 
 @router.post("/patients/{patient_id}/medications/facts")
 def save_facts(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
+    _allowed(access, patient_id, "record_facts")
     form = form_of(request)
     zone = _program_zone(access, patient_id, (Permission.CREATE, FACTS))
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
@@ -584,6 +596,7 @@ def new_plan(
     medication: str = "baclofen",
     access: Access = Depends(page_access),
 ) -> Response:
+    _allowed(access, patient_id, "prescribe")
     now = utcnow()
     patient = load_patient(access, patient_id)
     kind = kind if kind in KINDS else "titration"
@@ -600,6 +613,7 @@ def new_plan(
 
 @router.post("/patients/{patient_id}/medications/plans")
 def create_plan(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
+    _allowed(access, patient_id, "prescribe")
     form = form_of(request)
     _program_zone(access, patient_id, (Permission.CREATE, PLAN))
     values = {k: str(v).strip() for k, v in form.items() if k != "csrf_token"}
@@ -721,6 +735,7 @@ def plan_page(
 def record_dose(
     request: Request, patient_id: str, plan_id: int, access: Access = Depends(csrf_form)
 ) -> Response:
+    _allowed(access, patient_id, "give_dose", "report_dose")
     form = form_of(request)
     outcome = str(form.get("outcome", ""))
     recorded = STATEMENT if outcome in ("taken", "missed") else ADMINISTRATION
@@ -775,6 +790,7 @@ def record_dose(
 def stop_plan(
     request: Request, patient_id: str, plan_id: int, access: Access = Depends(csrf_form)
 ) -> Response:
+    _allowed(access, patient_id, "change_plan")
     form = form_of(request)
     zone = _program_zone(access, patient_id, (Permission.UPDATE, PLAN))
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
@@ -808,6 +824,7 @@ def stop_plan(
 def record_side_effect(
     request: Request, patient_id: str, access: Access = Depends(csrf_form)
 ) -> Response:
+    _allowed(access, patient_id, "record_side_effect")
     form = form_of(request)
     zone = _program_zone(access, patient_id, (Permission.CREATE, SIDE_EFFECT))
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}

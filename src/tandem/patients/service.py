@@ -168,8 +168,9 @@ def _prefix_range(column, text: str):  # type: ignore[no-untyped-def]
 
 
 def _name_matches(text: str) -> ColumnElement[bool]:
-    """Every word of `text` starts a word of the patient's name."""
-    words = sorted(name_words(text, "")) or [""]
+    """Every word of `text` starts a word of the patient's name. "WILSON, Nora" (how the app
+    itself writes a name) searches as "wilson nora"."""
+    words = sorted(name_words(text.replace(",", " "), "")) or [""]
     return and_(
         *(
             Patient.id.in_(

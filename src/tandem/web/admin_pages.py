@@ -8,12 +8,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
-from tandem.access import accounts, administration
+from tandem.access import accounts, administration, audit
 from tandem.access.guard import Access
 from tandem.access.policy import ROLE_DUTIES, ROLE_GRANTS, ROLE_LABELS, Role, may_administer
+from tandem.access.queries import visible
 from tandem.errors import InvalidInput
 from tandem.storage.db import utcnow
-from tandem.storage.models import AuditEntry, PatientIdentifier, Program, User
+from tandem.storage.models import AuditEntry, Patient, PatientIdentifier, Program, User
 from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, form_refused, page_access
 from tandem.web.forms import row_id
 from tandem.web.rendering import render
@@ -316,7 +317,18 @@ def audit_trail(
     rows = list(
         access.db.scalars(stmt.order_by(AuditEntry.id.desc()).offset((page - 1) * 50).limit(51))
     )
-    access.audit("search", resource_type="AuditEvent", query=str(request.url.query))
+    shown = sorted({r.patient_id for r in rows[:50] if r.patient_id})
+    names = {
+        p.id: p.display_name
+        for p in access.db.scalars(
+            select(Patient).where(
+                Patient.id.in_(shown), visible(access, "Patient", Patient.id, Patient.program_id)
+            )
+        )
+    }
+    access.audit(
+        "search", resource_type="AuditEvent", query=str(request.url.query), shown=list(names)
+    )
     return _page(
         request,
         "admin/audit.html",
@@ -326,4 +338,6 @@ def audit_trail(
         page=page,
         patient=patient,
         outcome=outcome,
+        names=names,
+        describe=audit.describe,
     )

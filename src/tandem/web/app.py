@@ -102,6 +102,12 @@ def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/fhir")
 
 
+def _chart_of(path: str) -> str | None:
+    """The chart a refused patient page belongs to, for the way back."""
+    parts = path.split("/")
+    return f"/patients/{parts[2]}" if len(parts) > 3 and parts[1] == "patients" else None
+
+
 def _access_of(request: Request) -> Access | None:
     return getattr(request.state, "access", None)
 
@@ -173,10 +179,6 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
         # On the event loop and without the database: it answers even while every worker
         # thread waits on a lock.
         return JSONResponse({"status": "ok"})
-
-    @app.get("/", include_in_schema=False)
-    async def home() -> Response:
-        return RedirectResponse("/patients", status_code=303)
 
     return app
 
@@ -366,7 +368,9 @@ def _install_handlers(app: FastAPI) -> None:
             "error.html",
             status_code=403,
             title="Not allowed",
-            message=f"You do not have access to this: {exc.reason}.",
+            message=f"You do not have access to this: {exc.reason}."
+            + ("" if request.method in ("GET", "HEAD") else " Nothing was saved."),
+            back=_chart_of(request.url.path),
         )
 
     @app.exception_handler(NotFound)

@@ -25,6 +25,7 @@ from tandem.access.credentials import (
     start_session,
 )
 from tandem.access.guard import Access
+from tandem.access.policy import may
 from tandem.settings import Settings
 from tandem.storage.db import session_scope, utcnow
 from tandem.web.deps import (
@@ -37,6 +38,7 @@ from tandem.web.deps import (
     sessions_of,
     settings_of,
 )
+from tandem.web.home import home_for
 from tandem.web.rendering import render
 
 router = APIRouter(include_in_schema=False, route_class=UnitOfWorkRoute)
@@ -45,7 +47,7 @@ router = APIRouter(include_in_schema=False, route_class=UnitOfWorkRoute)
 def _safe_next(next_url: str | None) -> str:
     if next_url and next_url.startswith("/") and not next_url.startswith("//"):
         return next_url
-    return "/patients"
+    return "/"
 
 
 def _login_page(request: Request, status_code: int = 200, **context: object) -> Response:
@@ -107,7 +109,7 @@ def login(
     email: str = Form(""),
     password: str = Form(""),
     csrf_token: str = Form(""),
-    next: str = Form("/patients"),
+    next: str = Form("/"),
 ) -> Response:
     """Sign in. A failed password's answer is slowed, more with each failure of that account
     from that address, so that guessing is slow even below the limits."""
@@ -211,9 +213,14 @@ def _login(request: Request, email: str, password: str, csrf_token: str, next: s
         device_value = remember_device(db, user, device_cookie, now)
         db.add(audit.entry(actor_for(user), "login", origin))
         role, patient_id = user.role, user.patient_id
+        may_find_patients = may(actor_for(user), "find_patients")
     destination = _safe_next(next)
-    if role == "patient" and patient_id and destination == "/patients":
-        destination = f"/patients/{patient_id}"
+    # The patient list is the default of old sign-in links: a patient (their own record) and
+    # whoever may not search patients (a researcher) go to their home page instead.
+    if destination == "/" or (
+        destination == "/patients" and (patient_id is not None or not may_find_patients)
+    ):
+        destination = home_for(role, patient_id)
     response = RedirectResponse(destination, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,

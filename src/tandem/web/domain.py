@@ -9,11 +9,17 @@ from tandem.fhir import audit_event
 from tandem.fhir import routes as fhir_metadata
 from tandem.kit import Domain, Job
 from tandem.storage import models
-from tandem.web import admin_pages, auth_pages
+from tandem.web import admin_pages, auth_pages, home
 
 DOMAIN = Domain(
     name="platform",
-    routers=(auth_pages.router, admin_pages.router, fhir_metadata.router, audit_event.router),
+    routers=(
+        home.router,
+        auth_pages.router,
+        admin_pages.router,
+        fhir_metadata.router,
+        audit_event.router,
+    ),
     tables=(models,),
     fhir_resources=audit_event.FHIR_RESOURCES,
     cli=platform_cli.COMMANDS,

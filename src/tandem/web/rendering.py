@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from tandem.access.policy import ROLE_LABELS, Role
+from tandem.access.policy import ROLE_LABELS, PatientRef, Role, may
+from tandem.clock import duration_text
 from tandem.domains import nav_for
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -38,14 +40,32 @@ env = Environment(
 )
 env.filters["local"] = _local
 env.globals["nav_for"] = nav_for
+env.globals["duration"] = duration_text
 env.globals["role_label"] = lambda role: ROLE_LABELS.get(Role(role), role)
 templates = Jinja2Templates(env=env)
+
+
+def _may_for(request: Request) -> Callable[..., bool]:
+    """`may(action, patient=None, program_id=None)` for templates: the one policy, asked for the
+    signed-in person (`patient`: a stored patient or a `PatientRef`). Nobody signed in: False."""
+    access = getattr(request.state, "access", None)
+
+    def ask(action: str, patient: Any = None, program_id: int | None = None) -> bool:
+        if access is None:
+            return False
+        ref = patient
+        if patient is not None and not isinstance(patient, PatientRef):
+            ref = PatientRef(patient.id, patient.program_id)
+        return bool(may(access.actor, action, ref, program_id))
+
+    return ask
 
 
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     context.setdefault("user", getattr(request.state, "viewer", None))
     context.setdefault("csrf_token", getattr(request.state, "csrf_token", ""))
     context.setdefault("flash", request.query_params.get("flash"))
+    context.setdefault("may", _may_for(request))
     response = templates.TemplateResponse(request, name, context, status_code=status_code)
     response.headers["Cache-Control"] = "no-store"
     return response

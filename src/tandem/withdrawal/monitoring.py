@@ -332,9 +332,9 @@ def _interval(
             )
     row = _row(inst, instrument_id, latest.total)
     if row.minutes is None:
-        reason = f"total {latest.total} (row {row.id}): no interval set by the program"
+        reason = f"total {latest.total} ({_range(row)}): no interval set by the program"
     else:
-        reason = f"total {latest.total} (row {row.id}): every {_duration(row.minutes)}"
+        reason = f"total {latest.total} ({_range(row)}): every {_duration(row.minutes)}"
     return Interval(
         minutes=row.minutes,
         row_id=row.id,
@@ -342,6 +342,14 @@ def _interval(
         reason=reason,
         source=protocol.cite(row.source),
     )
+
+
+def _range(row: Reassessment) -> str:
+    """A reassessment row as the protocol's table reads it (never its internal id)."""
+    low = row.min_total or 0
+    if row.max_total is None:
+        return f"scores {low} and above"
+    return f"scores {low}-{row.max_total}"
 
 
 def _duration(minutes: int) -> str:

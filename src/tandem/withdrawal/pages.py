@@ -6,22 +6,22 @@ errors (422) records the refusal first (`access.refused`); the unit of work does
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from tandem.access.guard import Access
-from tandem.access.policy import Permission, Role, decide
+from tandem.access.policy import ACTIONS, Permission, Role, decide
 from tandem.access.queries import load_patient, patient_ref, read_row
-from tandem.clock import local, utcnow
+from tandem.clock import duration_text, local, utcnow
 from tandem.errors import InvalidInput, NotFound
 from tandem.instruments.engine import InvalidAnswers, UnknownInstrument, get_instrument, parse_value
 from tandem.instruments.models import Instrument
 from tandem.kit import ChartTab, NavItem
 from tandem.medications.administrations import ADMINISTRATION
 from tandem.patients.pages import chart_page
+from tandem.plain_language import plain_language
 from tandem.storage.models import Patient
 from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, page_access
 from tandem.web.forms import local_datetime
@@ -54,10 +54,10 @@ CENSUS_PAGE = 100  # most urgent first; a real unit fits on one page
 TRI_STATE = {"": None, "yes": True, "no": False}
 
 
-def _patient(access: Access, patient_id: str, *also: tuple[Permission, str]) -> Patient:
-    """The patient, once the chart may be read and every operation in `also` is allowed: a form
-    asks for its operation before validating anything (a person who may not do it gets 403)."""
-    return load_patient(access, patient_id, *also)
+def _patient(access: Access, patient_id: str, action: str | None = None) -> Patient:
+    """The patient, once the policy allows reading the chart and, for a form, its `action`
+    (asked before the form is shown, and before a posted form is read)."""
+    return load_patient(access, patient_id, *([ACTIONS[action]] if action else []))
 
 
 def _local_now(zone: str) -> str:
@@ -104,15 +104,6 @@ def census_page(
     if request.headers.get("x-fragment"):
         return render(request, "withdrawal/_census_table.html", **context)
     return render(request, "withdrawal/census.html", **context)
-
-
-def duration_text(value: timedelta) -> str:
-    """ "45 min", "3 h 44 min": how late or how soon, as a ward reads it."""
-    minutes = int(value.total_seconds() // 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, rest = divmod(minutes, 60)
-    return f"{hours} h {rest} min" if rest else f"{hours} h"
 
 
 def _instrument_names() -> dict[str, str]:
@@ -188,6 +179,7 @@ def withdrawal_tab(
         substances=SUBSTANCES,
         half_life=HALF_LIFE,
         unverified=chart.protocol.protocol.unverified_items(),
+        patient_text=plain_language("tandem.withdrawal", "monitoring"),
         may_assess=bool(decide(access.actor, Permission.CREATE, QR, ref)),
         may_give=bool(decide(access.actor, Permission.CREATE, ADMINISTRATION, ref)),
         may_context=bool(decide(access.actor, Permission.UPDATE, CONDITION, ref)),
@@ -227,7 +219,7 @@ def assessment_form(
     instrument: str = "ciwa_ar",
     access: Access = Depends(page_access),
 ) -> Response:
-    patient = _patient(access, patient_id)
+    patient = _patient(access, patient_id, "assess")
     context = _form_context(access, patient, _instrument(instrument))
     return chart_page(
         request,
@@ -246,8 +238,8 @@ def assessment_form(
 def save_assessment_form(
     request: Request, patient_id: str, access: Access = Depends(csrf_form)
 ) -> Response:
+    patient = _patient(access, patient_id, "assess")
     form = form_of(request)
-    patient = _patient(access, patient_id, (Permission.CREATE, QR))
     instrument = _instrument(str(form.get("instrument", "")))
     context = _form_context(access, patient, instrument)
     values = {item.id: str(form.get(item.id, "")) for item in instrument.items}
@@ -351,7 +343,7 @@ def _context_page(
 def context_form(
     request: Request, patient_id: str, access: Access = Depends(page_access)
 ) -> Response:
-    patient = _patient(access, patient_id)
+    patient = _patient(access, patient_id, "record_context")
     chart = withdrawal_chart(access, patient)
     return _context_page(request, access, patient, _context_values(chart.context, chart.zone))
 
@@ -360,8 +352,8 @@ def context_form(
 def save_context(
     request: Request, patient_id: str, access: Access = Depends(csrf_form)
 ) -> Response:
+    patient = _patient(access, patient_id, "record_context")
     form = form_of(request)
-    patient = _patient(access, patient_id, (Permission.UPDATE, CONDITION))
     keys = ("substance", "last_use_at", "opioid_half_life_class", *CONTEXT_QUESTIONS, "note")
     values = {k: str(form.get(k, "")).strip() for k in keys}
     try:
@@ -437,7 +429,7 @@ def _dose_page(
 def dose_form(
     request: Request, patient_id: str, assessment: str = "", access: Access = Depends(page_access)
 ) -> Response:
-    patient = _patient(access, patient_id)
+    patient = _patient(access, patient_id, "give_dose")
     row = _assessment(access, patient, assessment)
     return _dose_page(
         request, access, patient, row, {"administered_at": _local_now(patient.program.time_zone)}
@@ -446,8 +438,8 @@ def dose_form(
 
 @router.post("/patients/{patient_id}/withdrawal/dose")
 def save_dose(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
+    patient = _patient(access, patient_id, "give_dose")
     form = form_of(request)
-    patient = _patient(access, patient_id, (Permission.CREATE, ADMINISTRATION))
     keys = (
         "assessment",
         "suggestion",

@@ -161,6 +161,23 @@ class UnverifiedItem:
     path: str
     note: str
 
+    @property
+    def where(self) -> str:
+        """The entry in words ("COWS › reassessment 2 › medication 1 › route"), for pages:
+        the field path is for the file's author, not the ward."""
+        words: list[str] = []
+        parts = self.path.split(".")
+        for i, part in enumerate(parts):
+            if part == "instruments":
+                continue
+            if part.isdigit():
+                words[-1] = f"{words[-1]} {int(part) + 1}" if words else part
+            elif i > 0 and parts[i - 1] == "instruments":
+                words.append(part.replace("_", "-").upper())
+            else:
+                words.append(part.replace("_", " "))
+        return " › ".join(words)
+
 
 # --------------------------------------------------------------------------- bands
 

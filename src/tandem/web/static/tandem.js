@@ -10,6 +10,10 @@ document.addEventListener("DOMContentLoaded", () => {
       if (!window.confirm(form.dataset.confirm)) event.preventDefault();
     });
   });
+  // A chart wider than the screen (a phone) opens at its right end: now, not the oldest point.
+  document.querySelectorAll(".chart-figure").forEach((figure) => {
+    if (figure.scrollWidth > figure.clientWidth) figure.scrollLeft = figure.scrollWidth;
+  });
   // Parts of a page that refresh themselves: <div data-refresh="/url" data-every="30">.
   document.querySelectorAll("[data-refresh]").forEach((region) => {
     const every = Number(region.dataset.every || 30) * 1000;
