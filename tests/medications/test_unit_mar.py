@@ -128,7 +128,9 @@ def test_the_shift_lists_the_units_doses_by_due_time_overdue_marked_and_audited(
         assert entry is not None
         shown = set(
             db.scalars(
-                select(AuditEntryPatient.patient_id).where(AuditEntryPatient.audit_entry_id == entry.id)
+                select(AuditEntryPatient.patient_id).where(
+                    AuditEntryPatient.audit_entry_id == entry.id
+                )
             )
         )
     assert shown == {world.patient_a, world.patient_a2}
@@ -203,7 +205,8 @@ def test_a_nurse_records_given_held_and_refused_from_the_list(
         assert {e.patient_id for e in created} == {world.patient_a, world.patient_a2}
         refusal = db.scalar(
             select(AuditEntry).where(
-                AuditEntry.outcome != "0", AuditEntry.outcome_detail.contains("say why the dose was held")
+                AuditEntry.outcome != "0",
+                AuditEntry.outcome_detail.contains("say why the dose was held"),
             )
         )
         assert refusal is not None

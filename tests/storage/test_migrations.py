@@ -37,6 +37,7 @@ LINEAR = [
     "0007_patient_name_words",
     "0008_detox_census",
     "0009_foreign_keys_and_kit",
+    "0017_unit_mar",
 ]
 OLD_HEADS = {"0006_medication_dues", "0007_patient_name_words", "0008_detox_census"}
 
