@@ -5,7 +5,7 @@
 
 For each engine: a freshly migrated database; the unit's program with `--beds` patients, each on
 one to two dose plans built by the real plan core (baclofen titration, acamprosate three times
-daily, naltrexone daily) started up to a month ago, 30 days of doses given recorded against them
+daily) started up to a month ago, 30 days of doses given recorded against them
 (each linked to its planned dose) and some patients' own reports; another program with
 `--others` patients and the same kind of history, to be filtered out. Shift times are the
 program's setting (07:00 and 19:00). Then, in the same run and on the same database:
@@ -76,12 +76,9 @@ def log(message: str) -> None:
 
 
 def _plan(rng: random.Random, start: date) -> tuple[str, DosePlan]:
-    kind = rng.choice(("titration", "acamprosate", "naltrexone"))
-    if kind == "titration":
+    if rng.random() < 0.6:
         return "titration", titration("baclofen", "5mg-tid", 5, 3, "20mg-tid", start)
-    if kind == "acamprosate":
-        return "maintenance", maintenance("acamprosate", "666mg-tid", start)
-    return "maintenance", maintenance("naltrexone", "50mg-daily", start)
+    return "maintenance", maintenance("acamprosate", "666mg-tid", start)
 
 
 @dataclass
@@ -274,19 +271,26 @@ def percentile(values: list[float], p: float) -> float:
 class Timing:
     label: str
     seconds: list[float]
+    cpu: list[float]  # this process's CPU time (the in-process app's threads included)
 
     def p(self, q: float) -> float:
         return percentile(self.seconds, q) * 1000
 
+    def cpu_p(self, q: float) -> float:
+        return percentile(self.cpu, q) * 1000
+
 
 def _timed(label: str, runs: int, run: Any) -> Timing:
-    timings = []
+    """Wall time, and CPU time: on a shared machine the wall time also counts waiting for a
+    CPU (the load average is printed with the results)."""
+    timings, cpu = [], []
     for i in range(runs + 3):  # three warm-up runs
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         run()
         if i >= 3:
             timings.append(time.perf_counter() - started)
-    return Timing(label, timings)
+            cpu.append(time.process_time() - cpu_started)
+    return Timing(label, timings, cpu)
 
 
 def time_page(world: World, runs: int) -> tuple[Timing, int]:
@@ -382,12 +386,19 @@ def run_engine(
     assert rows == doses, (rows, doses)
 
     def line(t: Timing) -> str:
-        text_ = f"  {t.label:<34} p50 {t.p(0.5):7.1f} ms   p95 {t.p(0.95):7.1f} ms   (n={len(t.seconds)})"
+        text_ = (
+            f"  {t.label:<34} p50 {t.p(0.5):7.1f} ms   p95 {t.p(0.95):7.1f} ms   "
+            f"(CPU p50 {t.cpu_p(0.5):6.1f} ms, p95 {t.cpu_p(0.95):6.1f} ms; n={len(t.seconds)})"
+        )
         if t is not bare:
-            text_ += f"   x{t.p(0.5) / bare.p(0.5):.1f} of bare at p50, x{t.p(0.95) / bare.p(0.95):.1f} at p95"
+            text_ += (
+                f"   x{t.p(0.5) / bare.p(0.5):.1f} of bare at p50, "
+                f"x{t.p(0.95) / bare.p(0.95):.1f} at p95"
+            )
         return text_
 
     verdict = "MET" if page.p(0.95) < 100 else "NOT MET"
+    load_now = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     return [
         f"{label}: {world.beds} beds, {world.plans} plans on the unit ({world.administrations:,} doses "
         f"given, {world.statements:,} reports), {args.others:,} patients in another program "
@@ -396,7 +407,8 @@ def run_engine(
         line(page),
         line(service),
         line(bare),
-        f"  target: page p95 < 100 ms -> {verdict} ({page.p(0.95):.1f} ms)",
+        f"  target: page p95 < 100 ms -> {verdict} ({page.p(0.95):.1f} ms wall, "
+        f"{page.cpu_p(0.95):.1f} ms CPU; load average {load_now:.1f} after)",
     ]
 
 

@@ -14,11 +14,11 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, defer, selectinload
 
 from tandem.access.accounts import display_names
 from tandem.access.guard import Access
@@ -27,10 +27,10 @@ from tandem.access.queries import audit_shown, load_patient, patient_ref, visibl
 from tandem.clock import utcnow, zone
 from tandem.errors import InvalidInput
 from tandem.medications.adherence import planned_doses
+from tandem.medications.dose_plan import DosePlan
 from tandem.medications.doses import record_administration
 from tandem.medications.errors import ImplausibleValue
 from tandem.medications.monograph import load_monograph
-from tandem.medications.plans import plan_of
 from tandem.medications.resources import ADMINISTRATION, PLAN, STATEMENT
 from tandem.medications.schedule import (
     DEFAULT_SLOT_TIMES,
@@ -269,6 +269,17 @@ def _recorded_text(
     return f"{reason or 'not given'} ({at:%H:%M}{who})"
 
 
+def _plan_around(row: DosePlanRow, first: date, last: date) -> DosePlan:
+    """The stored plan with only the days a shift from `first` to `last` needs: those days,
+    and the plan's last day (a continuing plan repeats it). A long plan is read in full by
+    `plan_of`; the list reads sixty of them per view."""
+    days = row.plan["days"]
+    keep = [d for d in days if first.isoformat() <= d["date"] <= last.isoformat()]
+    if days and (not keep or keep[-1] is not days[-1]):
+        keep.append(days[-1])
+    return DosePlan.from_dict({**row.plan, "days": keep})
+
+
 def _doses(
     access: Access,
     plans: Iterable[tuple[DosePlanRow, Patient]],
@@ -290,7 +301,7 @@ def _doses(
         program = shifts[patient.program_id]
         tz = zone(program.time_zone)
         first, last = program.shift.days
-        plan = plan_of(row)
+        plan = _plan_around(row, first, last)
         days = [d for d in days_through(plan, last, row.ends_on) if first <= d.date <= last]
         if not days:
             continue
@@ -344,7 +355,11 @@ def _plans_in(access: Access, shifts: Sequence[ProgramShift]) -> list[tuple[Dose
             visible(access, PLAN, p.patient_id, p.program_id),
         )
         .order_by(p.id)
-        .options(selectinload(Patient.identifiers), selectinload(Patient.program))
+        .options(
+            defer(p.inputs),
+            selectinload(Patient.identifiers),
+            selectinload(Patient.program),
+        )
     )
     return [(row, patient) for row, patient in access.db.execute(statement)]
 

@@ -20,6 +20,10 @@ document.addEventListener("DOMContentLoaded", () => {
         holder.innerHTML = html;
         const fresh = holder.firstElementChild;
         row.replaceWith(fresh);
+        const count = document.querySelector("[data-overdue-count]");
+        if (count && row.classList.contains("is-overdue") && !fresh.classList.contains("is-overdue")) {
+          count.textContent = String(Math.max(0, Number(count.textContent) - 1));
+        }
         if (response.ok) fresh.classList.add("is-saved");
         const focus = fresh.querySelector("[aria-invalid='true']") || fresh.querySelector("a");
         if (focus) focus.focus();
