@@ -62,8 +62,8 @@ def _patient_on_baclofen(database_url: str, skip: int) -> tuple[str, str]:
 
 def _record_one(page, live_server, name: str, shot: str) -> None:  # type: ignore[no-untyped-def]
     sign_in(page, live_server, "nurse")
-    page.get_by_role("link", name="Unit medications").click()
-    expect(page.get_by_role("heading", level=1)).to_contain_text("Unit medications")
+    page.get_by_role("link", name="Medication round").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Medication round")
     expect(page.get_by_text("shifts start 07:00 19:00, program setting").first).to_be_visible()
     row = page.locator("table.mar tr", has_text=name).filter(has=page.locator("form")).first
     expect(row).to_be_visible()

@@ -32,7 +32,7 @@ router = APIRouter(include_in_schema=False, route_class=UnitOfWorkRoute)
 PATH = "/unit/medications"
 NAV = NavItem(
     "unit_medications",
-    "Unit medications",
+    "Medication round",
     PATH,
     frozenset({"admin", "prescriber", "nurse", "counselor"}),
     15,
