@@ -688,3 +688,63 @@ def sweep_command(
     for alert_id, title in raised:
         typer.echo(f"alert {alert_id}: {title}")
     typer.echo(f"{len(raised)} missed-dose alert{'s' if len(raised) != 1 else ''} raised.")
+
+
+# --------------------------------------------------------------------------- shifts
+
+
+@med_app.command("shifts")
+def shifts_command(
+    program: Annotated[str, typer.Argument(help="program code")],
+    starts: Annotated[
+        list[str] | None,
+        typer.Argument(help="shift start times on the program's clock, e.g. 07:00 19:00"),
+    ] = None,
+    source: Annotated[str, typer.Option(help="where the times come from")] = "program setting",
+) -> None:
+    """Show a program's nursing shift start times, or set them (the unit's medication record
+    lists the doses of one shift)."""
+    from sqlalchemy import select
+
+    from tandem.access import audit
+    from tandem.errors import InvalidInput
+    from tandem.medications.storage import ShiftSettingRow
+    from tandem.medications.unit_mar import program_shift_times, set_program_shifts
+    from tandem.platform_cli import CLI_ORIGIN
+    from tandem.settings import Settings
+    from tandem.storage.db import make_engine, make_sessionmaker, session_scope
+    from tandem.storage.migrate import upgrade
+    from tandem.storage.models import Program
+
+    try:
+        settings = Settings()
+    except Exception as exc:  # pydantic's ValidationError, told plainly
+        _fail("TANDEM_DATABASE_URL", str(exc).splitlines()[0])
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    try:
+        with session_scope(make_sessionmaker(engine)) as db:
+            row = db.scalar(select(Program).where(Program.code == program.strip()))
+            if row is None:
+                _fail("PROGRAM", f"no program {program!r}")
+            if starts:
+                try:
+                    set_program_shifts(db, row.id, " ".join(starts), source)
+                except InvalidInput as exc:
+                    _fail("STARTS", exc.message)
+                db.add(
+                    audit.entry(
+                        None,
+                        "update",
+                        CLI_ORIGIN,
+                        resource_type="Program",
+                        resource_id=str(row.id),
+                        detail=f"shift start times {' '.join(starts)}",
+                    )
+                )
+            setting = db.get(ShiftSettingRow, row.id)
+            times = program_shift_times({row.id: setting} if setting else {}, row.id)
+            line = f"{row.code}: shifts start {times.text} ({row.time_zone}); {times.source}"
+    finally:
+        engine.dispose()
+    typer.echo(line)

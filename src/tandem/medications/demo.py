@@ -41,6 +41,7 @@ from tandem.medications.storage import (
     MedicationStatementRow,
     SideEffectRow,
 )
+from tandem.medications.unit_mar import set_program_shifts
 from tandem.medications.validation import FactsInput
 from tandem.storage.models import Patient
 
@@ -411,5 +412,7 @@ def medication_plans(db: Session, world: DemoWorld) -> None:
                     ],
                 )
     db.flush()
+    # The ward's nursing shifts, for the unit's medication record (the program's own setting).
+    set_program_shifts(db, world.program.id, "07:00 19:00", "program setting")
     # The scheduled check a program runs: raises the missed-dose alert where a run is found.
     sweep_missed_doses(access, now=world.now)

@@ -11,12 +11,13 @@ from tandem.medications import (
     pages,
     routes,
     storage,
+    unit_pages,
 )
 
 DOMAIN = Domain(
     name="medications",
-    routers=(routes.router, administration_routes.router, pages.router),
-    nav=(pages.NAV,),
+    routers=(routes.router, administration_routes.router, pages.router, unit_pages.router),
+    nav=(pages.NAV, unit_pages.NAV),
     chart_tabs=(pages.CHART_TAB,),
     tables=(storage,),
     fhir_resources=(*routes.FHIR_RESOURCES, *administration_routes.FHIR_RESOURCES),

@@ -241,3 +241,20 @@ class AdministrationDueRow(Base):
         ForeignKey("medication_dose_plans.id", ondelete="RESTRICT")
     )
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ShiftSettingRow(Base):
+    """A program's nursing shift start times (e.g. "07:00 19:00", on the program's clock), for
+    the unit's medication administration record; a program setting, with where it came from."""
+
+    __tablename__ = "medication_shift_settings"
+
+    program_id: Mapped[int] = mapped_column(
+        ForeignKey("programs.id", ondelete="RESTRICT"), primary_key=True
+    )
+    shift_starts: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(200), default="program setting")
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    set_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), nullable=True
+    )
