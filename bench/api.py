@@ -543,7 +543,14 @@ def new_patients(token: str, n: int, rng: random.Random) -> list[str]:
         female = rng.random() < 0.42
         body = {
             "resourceType": "Patient",
-            "meta": {"tag": [{"system": "urn:tandem:tag", "code": "synthetic"}]},
+            "meta": {  # synthetic data, labelled as FHIR labels it (HL7 v3 ActReason HTEST)
+                "security": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                        "code": "HTEST",
+                    }
+                ]
+            },
             "name": [
                 {
                     "family": rng.choice(FAMILY),

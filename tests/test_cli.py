@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from rich.console import Console
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from tandem.settings import Settings
 from tandem.storage.db import make_engine
 from tandem.storage.models import Patient, PatientIdentifier
+from tests.cli_runner import run_tandem
 from tests.conftest import PG_URL, postgres_available, sign_in
 
 pytestmark = pytest.mark.slow
@@ -38,41 +38,7 @@ FHIR_JSON = "application/fhir+json"
 def tandem(
     database_url: str, *args: str, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run a `tandem` command in this process: the same Typer app the installed script runs,
-    with its own environment and working directory, without paying a new interpreter's
-    imports for every command (`test_the_installed_script_runs` covers the entry point)."""
-    from typer.testing import CliRunner
-
-    from tandem.cli import app
-
-    env = {"TANDEM_DATABASE_URL": database_url, "COLUMNS": "200"}
-    # The commands' consoles were made when their modules were imported: as wide as a terminal
-    # with COLUMNS=200 would make them, for this command.
-    consoles = [
-        value
-        for name, module in list(sys.modules.items())
-        if name.startswith("tandem.")
-        for value in vars(module).values()
-        if isinstance(value, Console)
-    ]
-    widths = [c.width for c in consoles]
-    here = os.getcwd()
-    try:
-        for console in consoles:
-            console.width = 200
-        if cwd is not None:
-            os.chdir(cwd)
-        result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=True)
-    finally:
-        os.chdir(here)
-        for console, width in zip(consoles, widths, strict=True):
-            console.width = width
-    stderr = result.stderr
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        import traceback
-
-        stderr += "".join(traceback.format_exception(result.exception))
-    return subprocess.CompletedProcess([TANDEM, *args], result.exit_code, result.stdout, stderr)
+    return run_tandem(database_url, *args, cwd=cwd)
 
 
 def tandem_script(

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 from sqlalchemy import select
 
 from tandem.medications.storage import ShiftSettingRow
 from tandem.storage.models import AuditEntry
+from tests.cli_runner import run_tandem
 from tests.conftest import World
 
 
 def shifts(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TANDEM_DATABASE_URL": database_url, "COLUMNS": "200"}
-    tandem = str(Path(sys.executable).with_name("tandem"))
-    return subprocess.run(
-        [tandem, "med", "shifts", *args],  # noqa: S603
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-        check=False,
-    )
+    return run_tandem(database_url, "med", "shifts", *args)
 
 
 def test_shift_times_are_shown_set_and_refused_naming_the_argument(

@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from datetime import datetime, time, timedelta
-from pathlib import Path
 
 from sqlalchemy import func, select
 
 from tandem.alerts.models import Alert
 from tandem.medications.plans import create_titration
 from tandem.storage.db import utcnow
+from tests.cli_runner import run_tandem
 from tests.conftest import World
 from tests.medications.conftest import NY, access_for
 
 
 def sweep(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TANDEM_DATABASE_URL": database_url, "COLUMNS": "200"}
-    tandem = str(Path(sys.executable).with_name("tandem"))
-    return subprocess.run(
-        [tandem, "med", "sweep", *args],
-        capture_output=True,
-        text=True,
-        env=env,  # noqa: S603
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-        check=False,
-    )
+    return run_tandem(database_url, "med", "sweep", *args)
 
 
 def test_sweep_raises_one_alert_per_run_of_missed_doses(

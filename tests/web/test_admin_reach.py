@@ -7,7 +7,6 @@ patient. Cross-program administration is a separate role, granted only with
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,22 +17,14 @@ from tandem.access import audit
 from tandem.access.policy import Actor, Role
 from tandem.storage.db import session_scope
 from tandem.storage.models import AuditEntry, Membership, User
+from tests.cli_runner import run_tandem
 from tests.conftest import World, make_token, sign_in
 
 TANDEM = str(Path(sys.executable).with_name("tandem"))
 
 
 def tandem(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TANDEM_DATABASE_URL": database_url, "COLUMNS": "200"}
-    return subprocess.run(  # noqa: S603
-        [TANDEM, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-        check=False,
-    )
+    return run_tandem(database_url, *args)
 
 
 def user_id(sessions, email: str) -> int:  # type: ignore[no-untyped-def]
