@@ -163,10 +163,10 @@ class Instrument(_Data):
                 "an instrument without band_schemes needs a band_note and no default_scheme"
             )
         source_ids = {s.id for s in self.sources if s.id}
-        for item in self.items:
-            unknown = sorted(set(item.sources) - source_ids)
+        for each in self.items:
+            unknown = sorted(set(each.sources) - source_ids)
             if unknown:
-                raise ValueError(f"item {item.id!r}: sources {unknown} are not ids of `sources`")
+                raise ValueError(f"item {each.id!r}: sources {unknown} are not ids of `sources`")
         _unique("flag", [f.id for f in self.flags])
         items = {i.id: i for i in self.items}
         for flag in self.flags:
