@@ -195,3 +195,188 @@ def answers(instrument_id: str, values: list[int]) -> dict[str, int]:
     ids = [item_id for item_id, _ in ITEMS[instrument_id]]
     assert len(values) == len(ids), f"{instrument_id} has {len(ids)} items"
     return dict(zip(ids, values, strict=True))
+
+
+# --------------------------------------------------------------------------- anchor wording
+# Copied by hand from the reproductions named below (not from the YAML). None: the published
+# form prints the number alone, with no words for that grade.
+BLANK = None
+_HALLUCINATIONS = {
+    4: "moderately severe hallucinations",
+    5: "severe hallucinations",
+    6: "extremely severe hallucinations",
+    7: "continuous hallucinations",
+}
+
+# CIWA-Ar, Sullivan et al. 1989 (Addiction Research Foundation form), as transcribed by CamCOPS
+# (camcops.readthedocs.io, extra_strings/ciwa.xml) and checked against MDCalc calc 1736 (all
+# items), the UpToDate calculator (items 1-5, grades 2, 3, 5 and 6 shown as points only) and
+# CCJM Table 2 (items 1-7, abridged). Orientation 4 as in the clinical fact sheet A1.
+CIWA_AR_ANCHORS: dict[str, dict[int, str | None]] = {
+    "nausea_vomiting": {
+        0: "no nausea and no vomiting",
+        1: "mild nausea with no vomiting",
+        2: BLANK,
+        3: BLANK,
+        4: "intermittent nausea with dry heaves",
+        5: BLANK,
+        6: BLANK,
+        7: "constant nausea, frequent dry heaves and vomiting",
+    },
+    "tremor": {
+        0: "no tremor",
+        1: "not visible, but can be felt fingertip to fingertip",
+        2: BLANK,
+        3: BLANK,
+        4: "moderate, with patient's arms extended",
+        5: BLANK,
+        6: BLANK,
+        7: "severe, even with arms not extended",
+    },
+    "paroxysmal_sweats": {
+        0: "no sweat visible",
+        1: "barely perceptible sweating, palms moist",
+        2: BLANK,
+        3: BLANK,
+        4: "beads of sweat obvious on forehead",
+        5: BLANK,
+        6: BLANK,
+        7: "drenching sweats",
+    },
+    "anxiety": {
+        0: "no anxiety, at ease",
+        1: "mild anxious",  # sic, as printed; UpToDate, MDCalc and CCJM: "mildly anxious"
+        2: BLANK,
+        3: BLANK,
+        4: "moderately anxious, or guarded, so anxiety is inferred",
+        5: BLANK,
+        6: BLANK,
+        7: "equivalent to acute panic states as seen in severe delirium or acute schizophrenic"
+        " reactions",
+    },
+    "agitation": {
+        0: "normal activity",
+        1: "somewhat more than normal activity",
+        2: BLANK,
+        3: BLANK,
+        4: "moderately fidgety and restless",
+        5: BLANK,
+        6: BLANK,
+        7: "paces back and forth during most of the interview, or constantly thrashes about",
+    },
+    "tactile_disturbances": {
+        0: "none",
+        1: "very mild itching, pins and needles, burning or numbness",
+        2: "mild itching, pins and needles, burning or numbness",
+        3: "moderate itching, pins and needles, burning or numbness",
+        **_HALLUCINATIONS,
+    },
+    "auditory_disturbances": {
+        0: "not present",
+        1: "very mild harshness or ability to frighten",
+        2: "mild harshness or ability to frighten",
+        3: "moderate harshness or ability to frighten",
+        **_HALLUCINATIONS,
+    },
+    "visual_disturbances": {
+        0: "not present",
+        1: "very mild sensitivity",
+        2: "mild sensitivity",
+        3: "moderate sensitivity",
+        **_HALLUCINATIONS,
+    },
+    "headache": {
+        0: "not present",
+        1: "very mild",
+        2: "mild",
+        3: "moderate",
+        4: "moderately severe",
+        5: "severe",
+        6: "very severe",
+        7: "extremely severe",
+    },
+    "orientation": {
+        0: "oriented and can do serial additions",
+        1: "cannot do serial additions or is uncertain about date",
+        2: "disoriented for date by no more than 2 calendar days",
+        3: "disoriented for date by more than 2 calendar days",
+        4: "disoriented for place and/or person",
+    },
+}
+
+# COWS, Wesson & Ling 2003 form, as reproduced in SAMHSA TIP 45 (NBK64244, table A72915), the
+# VA VistA instrument specification and copies of the form (PCSS-MAT; scribd 259468517 and
+# 640986517; wholesaledrugtests.blogspot.com). Where TIP 45 words a grade differently, the
+# form copies' words are used (TIP 45: "no reports", "subjective reports", "moisture",
+# "obviously irritable, anxious").
+COWS_ANCHORS: dict[str, dict[int, str | None]] = {
+    "resting_pulse": {
+        0: "pulse rate 80 or below",
+        1: "pulse rate 81-100",
+        2: "pulse rate 101-120",
+        4: "pulse rate greater than 120",
+    },
+    "sweating": {
+        0: "no report of chills or flushing",
+        1: "subjective report of chills or flushing",
+        2: "flushed or observable moistness on face",
+        3: "beads of sweat on brow or face",
+        4: "sweat streaming off face",
+    },
+    "restlessness": {
+        0: "able to sit still",
+        1: "reports difficulty sitting still, but is able to do so",
+        3: "frequent shifting or extraneous movements of legs/arms",
+        5: "unable to sit still for more than a few seconds",
+    },
+    "pupil_size": {
+        0: "pupils pinned or normal size for room light",
+        1: "pupils possibly larger than normal for room light",
+        2: "pupils moderately dilated",
+        5: "pupils so dilated that only the rim of the iris is visible",
+    },
+    "bone_joint_aches": {
+        0: "not present",
+        1: "mild diffuse discomfort",
+        2: "patient reports severe diffuse aching of joints/muscles",
+        4: "patient is rubbing joints or muscles and is unable to sit still because of discomfort",
+    },
+    "runny_nose_tearing": {
+        0: "not present",
+        1: "nasal stuffiness or unusually moist eyes",
+        2: "nose running or tearing",
+        4: "nose constantly running or tears streaming down cheeks",
+    },
+    "gi_upset": {
+        0: "no GI symptoms",
+        1: "stomach cramps",
+        2: "nausea or loose stool",
+        3: "vomiting or diarrhea",
+        5: "multiple episodes of diarrhea or vomiting",
+    },
+    "tremor": {
+        0: "no tremor",
+        1: "tremor can be felt, but not observed",
+        2: "slight tremor observable",
+        4: "gross tremor or muscle twitching",
+    },
+    "yawning": {
+        0: "no yawning",
+        1: "yawning once or twice during assessment",
+        2: "yawning three or more times during assessment",
+        4: "yawning several times/minute",
+    },
+    "anxiety_irritability": {
+        0: "none",
+        1: "patient reports increasing irritability or anxiousness",
+        2: "patient obviously irritable or anxious",
+        4: "patient so irritable or anxious that participation in the assessment is difficult",
+    },
+    "gooseflesh": {
+        0: "skin is smooth",
+        3: "piloerection of skin can be felt or hairs standing up on arms",
+        5: "prominent piloerection",
+    },
+}
+
+ANCHORS = {"ciwa_ar": CIWA_AR_ANCHORS, "cows": COWS_ANCHORS}

@@ -54,9 +54,35 @@ def test_cows_gooseflesh_offers_only_legal_values() -> None:
     assert [o["valueCoding"]["code"] for o in gooseflesh["answerOption"]] == ["0", "3", "5"]
 
 
-def test_status_is_draft_while_text_is_unverified() -> None:
-    assert to_questionnaire(get_instrument("cows"))["status"] == "draft"
-    assert to_questionnaire(get_instrument("phq9"))["status"] == "active"
+@pytest.mark.parametrize("instrument_id", sorted(ITEMS))
+def test_every_shipped_questionnaire_is_active(instrument_id: str) -> None:
+    assert to_questionnaire(get_instrument(instrument_id))["status"] == "active"
+
+
+def test_status_is_draft_while_any_answer_is_unverified() -> None:
+    cows = get_instrument("cows")
+    items = list(cows.items)
+    tremor = items[7]
+    doubtful = tremor.anchors[2].model_copy(update={"unverified": True})
+    items[7] = tremor.model_copy(update={"anchors": {**tremor.anchors, 2: doubtful}})
+
+    assert to_questionnaire(cows.model_copy(update={"items": tuple(items)}))["status"] == "draft"
+
+
+def test_ciwa_ar_answers_carry_the_forms_words_and_blank_grades_their_number() -> None:
+    ciwa = to_questionnaire(get_instrument("ciwa_ar"))
+    tremor = next(i for i in ciwa["item"] if i["linkId"] == "tremor")
+
+    assert [o["valueCoding"]["display"] for o in tremor["answerOption"]] == [
+        "no tremor",
+        "not visible, but can be felt fingertip to fingertip",
+        "2",
+        "3",
+        "moderate, with patient's arms extended",
+        "5",
+        "6",
+        "severe, even with arms not extended",
+    ]
 
 
 def _response(items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -184,7 +184,7 @@ def _print_score(instrument: Instrument, result: Score) -> None:
         table.add_column(column)
     for item in instrument.items:
         value = result.item_values[item.id]
-        table.add_row(item.id, str(value), escape(item.anchors[value].text))
+        table.add_row(item.id, str(value), escape(item.anchors[value].label(value)))
     console.print(table)
     console.print(
         f"[bold]Total[/] {result.total} (range {instrument.total.min}-{instrument.total.max})"

@@ -1,6 +1,8 @@
-"""Scales as data (CIWA-Ar, COWS, SOWS, PHQ-9, GAD-7...) and `tandem score`."""
+"""Scales as data (CIWA-Ar, COWS, SOWS, PHQ-9, GAD-7...), `tandem score`, and a page per scale
+with its wording and sources."""
 
+from tandem.instruments import pages
 from tandem.instruments.cli import score_command
 from tandem.kit import Domain
 
-DOMAIN = Domain(name="instruments", cli=(("score", score_command),))
+DOMAIN = Domain(name="instruments", routers=(pages.router,), cli=(("score", score_command),))

@@ -27,11 +27,19 @@ class Coding(_Data):
 
 
 class Anchor(_Data):
-    """What a value means on the printed scale; `unverified` marks text not checked at source."""
+    """What a value means on the printed scale; `unverified` marks text not checked at source.
 
-    text: str = Field(min_length=1)
+    No `text` means the published form prints the number alone (CIWA-Ar leaves several grades
+    between its worded anchors blank); `label` then reads as the form does.
+    """
+
+    text: str | None = Field(default=None, min_length=1)
     unverified: bool = False
     note: str | None = None
+
+    def label(self, value: int) -> str:
+        """The words the form prints for `value`, or the number alone when it prints none."""
+        return self.text or str(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -45,6 +53,9 @@ class Item(_Data):
     code: Coding | None = None
     allowed_values: tuple[Points, ...] = Field(min_length=1)
     anchors: dict[StrictInt, Anchor]
+    # Ids of the instrument's sources the anchor wording was read in (the transcription and
+    # the reproductions it was checked against).
+    sources: tuple[Identifier, ...] = ()
     unverified: bool = False
     note: str | None = None
 
@@ -151,6 +162,11 @@ class Instrument(_Data):
             raise ValueError(
                 "an instrument without band_schemes needs a band_note and no default_scheme"
             )
+        source_ids = {s.id for s in self.sources if s.id}
+        for each in self.items:
+            unknown = sorted(set(each.sources) - source_ids)
+            if unknown:
+                raise ValueError(f"item {each.id!r}: sources {unknown} are not ids of `sources`")
         _unique("flag", [f.id for f in self.flags])
         items = {i.id: i for i in self.items}
         for flag in self.flags:
@@ -170,10 +186,13 @@ class Instrument(_Data):
         return next((s for s in self.band_schemes if s.id == wanted), None)
 
     @property
+    def wording_verified(self) -> bool:
+        """Every item and answer reads as checked at source (what a Questionnaire carries)."""
+        return all(i.verified for i in self.items)
+
+    @property
     def verified(self) -> bool:
-        return all(i.verified for i in self.items) and not any(
-            s.unverified for s in self.band_schemes
-        )
+        return self.wording_verified and not any(s.unverified for s in self.band_schemes)
 
 
 def _unique(kind: str, ids: list[str]) -> None:

@@ -28,14 +28,18 @@ class InvalidQuestionnaireResponse(ValueError):
 
 
 def to_questionnaire(instrument: Instrument) -> dict[str, Any]:
-    """A validated R4B Questionnaire; `draft` while any of its text is unverified."""
+    """A validated R4B Questionnaire; `draft` while any of its wording is unverified.
+
+    The status follows the wording the resource carries (items and answers). Band schemes are
+    not part of a Questionnaire; an unverified scheme is flagged where scores are banded.
+    """
     resource: dict[str, Any] = {
         "resourceType": "Questionnaire",
         "id": instrument.id.replace("_", "-"),
         "name": "".join(part.capitalize() for part in instrument.id.split("_")),
         "title": instrument.name,
         "version": instrument.version,
-        "status": "active" if instrument.verified else "draft",
+        "status": "active" if instrument.wording_verified else "draft",
         "subjectType": ["Patient"],
         "description": instrument.citation,
         "item": [
@@ -48,7 +52,7 @@ def to_questionnaire(instrument: Instrument) -> dict[str, Any]:
                 "answerOption": [
                     {
                         "extension": [{"url": ORDINAL_VALUE, "valueDecimal": value}],
-                        "valueCoding": {"code": str(value), "display": anchor.text},
+                        "valueCoding": {"code": str(value), "display": anchor.label(value)},
                     }
                     for value, anchor in sorted(item.anchors.items())
                 ],

@@ -95,7 +95,12 @@ def questionnaire_response(
             {
                 "linkId": item_id,
                 "answer": [
-                    {"valueCoding": {"code": str(value), "display": anchors[item_id][value].text}}
+                    {
+                        "valueCoding": {
+                            "code": str(value),
+                            "display": anchors[item_id][value].label(value),
+                        }
+                    }
                 ],
             }
             for item_id, value in row.item_values.items()
