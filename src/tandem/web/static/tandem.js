@@ -31,6 +31,7 @@ document.addEventListener("DOMContentLoaded", () => {
   // After the confirmations above, so that a draft sees a cancelled submit as cancelled.
   keepDrafts();
   watchSession();
+  document.querySelectorAll("form[data-live-ceiling]").forEach(liveMgDay);
 });
 
 // ------------------------------------------------------------------ drafts of long forms
@@ -286,4 +287,59 @@ function watchSession() {
   }
 
   schedule();
+}
+
+// ------------------------------------------------------------------ a dose plan's mg/day
+// <form data-live-ceiling data-ceiling-mg-day="80" data-ceiling-mg-dose="" data-per-day="{...}">:
+// as the prescriber types, each dose ("<x>_mg" with its "<x>_freq") as mg/day against the
+// patient's ceiling, lowered by a program maximum typed in "protocol_max". The server checks
+// again when the plan is saved; this only shows it sooner.
+function liveMgDay(form) {
+  const out = form.querySelector("#live-mg-day");
+  if (!out) return;
+  let perDay = {};
+  try { perDay = JSON.parse(form.dataset.perDay || "{}"); } catch (error) { return; }
+  const number = (text) => {
+    const value = parseFloat(String(text || "").replace(",", "."));
+    return Number.isFinite(value) && value > 0 ? value : null;
+  };
+  const mg = (value) => String(Math.round(value * 10000) / 10000);
+  const ceilingDay = number(form.dataset.ceilingMgDay);
+  const ceilingDose = number(form.dataset.ceilingMgDose);
+  const doses = Array.from(form.querySelectorAll('input[name$="_mg"]'))
+    .map((input) => [input, form.elements.namedItem(input.name.replace(/_mg$/, "_freq"))])
+    .filter(([, select]) => select && select.tagName === "SELECT");
+  const labelOf = (input) => {
+    const label = input.labels && input.labels[0];
+    return label ? label.firstChild.textContent.trim() : input.name;
+  };
+
+  function update() {
+    const protocol = form.elements.namedItem("protocol_max");
+    const typedMax = protocol ? number(protocol.value) : null;
+    let ceiling = ceilingDay;
+    if (typedMax !== null) ceiling = ceiling === null ? typedMax : Math.min(ceiling, typedMax);
+    const parts = [];
+    const over = [];
+    for (const [input, select] of doses) {
+      const dose = number(input.value);
+      const times = perDay[select.value];
+      if (dose === null || !times) continue;
+      const day = dose * times;
+      parts.push(labelOf(input) + ": " + mg(day) + " mg/day");
+      if (ceiling !== null && day > ceiling) over.push(labelOf(input).toLowerCase() + " is above " + mg(ceiling) + " mg/day");
+      if (ceilingDose !== null && dose > ceilingDose) over.push(labelOf(input).toLowerCase() + " is above " + mg(ceilingDose) + " mg per dose");
+    }
+    if (!parts.length) { out.hidden = true; return; }
+    let text = parts.join(" · ") + ". ";
+    text += ceiling === null ? "No ceiling known for this patient." : "Ceiling " + mg(ceiling) + " mg/day" +
+      (ceilingDose !== null ? ", " + mg(ceilingDose) + " mg per dose." : ".");
+    if (over.length) text += " Over the ceiling: the " + over.join("; the ") + ". The plan would be refused.";
+    out.textContent = text;
+    out.classList.toggle("over", over.length > 0);
+    out.hidden = false;
+  }
+  form.addEventListener("input", update);
+  form.addEventListener("change", update);
+  update();
 }
