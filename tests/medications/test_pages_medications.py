@@ -165,6 +165,9 @@ def test_titration_form_respects_kidneys_and_shows_the_calendar(
     assert client.post(f"{base}/facts", data=facts_form(csrf)).status_code == 303
     form = client.get(f"{base}/plans/new", params={"kind": "titration", "medication": "baclofen"})
     assert form.status_code == 200 and "26.7 mg/day" in form.text
+    # For tandem.js's live mg/day as the prescriber types: the ceiling and doses a day.
+    assert re.search(r'data-live-ceiling data-ceiling-mg-day="26\.\d+"', form.text)
+    assert 'id="live-mg-day"' in form.text and "&#34;tid&#34;: 3" in form.text
     # CrCl below 30: the ceiling is 80 × 1/3 = 26.7 mg/day; 20 mg TID (60 mg/day) is refused.
     refused = client.post(f"{base}/plans", data=_titration(csrf))
     assert refused.status_code == 422
@@ -172,6 +175,14 @@ def test_titration_form_respects_kidneys_and_shows_the_calendar(
         r'id="target_mg"[^>]*aria-invalid="true"', refused.text
     )
     assert "26.7 mg/day ceiling" in refused.text and "J Clin Pharmacol 2014" in refused.text
+    # The refusal is said once, under the field, and the alert above points to it.
+    reason = re.search(r'id="target_mg-error">([^<]+)<', refused.text)
+    assert reason and refused.text.count(reason.group(1)) == 1, reason
+    assert re.search(
+        r'role="alert" id="form-error">\s*<p><strong>Refused:</strong> check the '
+        r'<a href="#target_mg">target dose</a>',
+        refused.text,
+    )
     assert count(sessions, DosePlanRow) == 0
     zero_step = client.post(f"{base}/plans", data=_titration(csrf, step_mg="0"))
     assert zero_step.status_code == 422 and "more than zero" in zero_step.text

@@ -71,6 +71,31 @@ def test_adherence_counts_due_doses_only() -> None:
     assert summarise(dose_states(planned, [], at(D0, 7), NY), at(D0, 7)).share is None
 
 
+def test_doses_due_before_the_plan_was_written_are_neither_due_nor_missed() -> None:
+    # Written at 14:00 on its first day: nobody was asked for that day's 08:00 and 13:00 doses.
+    plan = titration("baclofen", "5mg-tid", 5, 3, "10mg-tid", D0)
+    planned = planned_through(plan, D0 + timedelta(days=1), NY)
+    written = at(D0, 14)
+    now = at(D0 + timedelta(days=1), 14)
+    doses = dose_states(planned, [], now, NY, written_at=written)
+    assert [d.state for d in doses][:4] == ["before_plan", "before_plan", "unrecorded"] + [
+        "unrecorded"
+    ]
+    summary = summarise(doses, now)
+    assert (summary.due, summary.unrecorded, summary.share) == (3, 3, 0)  # not 5 due
+    # A dose given before the plan was written and recorded against it counts as given.
+    given = DoseRecord("administration", 1, True, at(D0, 8, 10))
+    recorded = dose_states(planned, [given], now, NY, written_at=written)
+    assert recorded[0].state == "given" and recorded[1].state == "before_plan"
+    assert (summarise(recorded, now).due, summarise(recorded, now).taken) == (4, 1)
+    # Nor are they a run of missed doses: at 09:00 next day only the 19:00 dose is 12 h silent.
+    morning = at(D0 + timedelta(days=1), 9)
+    unwritten = dose_states(planned, [], morning, NY)
+    assert check_missed_run("baclofen", unwritten, morning, threshold=2) is not None
+    written_doses = dose_states(planned, [], morning, NY, written_at=written)
+    assert check_missed_run("baclofen", written_doses, morning, threshold=2) is None
+
+
 def test_missed_run_counts_silence_after_the_grace_period() -> None:
     plan = titration("baclofen", "5mg-tid", 5, 3, "10mg-tid", D0)
     planned = planned_through(plan, D0 + timedelta(days=2), NY)

@@ -249,6 +249,11 @@ class SessionLookup:
     # Why a session that was live has just ended: "idle" (no activity for the idle limit) or
     # "lifetime" (the absolute lifetime since sign-in); "" otherwise.
     expired: str = ""
+    # A live session: when it ends if nobody does anything more (its idle limit counted from
+    # the last activity, this request's included), and whether that is the end of its absolute
+    # lifetime, which no activity postpones.
+    ends_at: datetime | None = None
+    at_lifetime: bool = False
 
 
 def touch_interval(idle_minutes: int) -> timedelta:
@@ -285,11 +290,17 @@ def find_session(
     if now - web_session.last_seen_at > timedelta(minutes=idle_minutes):
         web_session.ended_at = now
         return SessionLookup(None, expired="idle")
-    if person_active and now - web_session.last_seen_at > touch_interval(idle_minutes):
+    last_active = web_session.last_seen_at
+    if person_active and now - last_active > touch_interval(idle_minutes):
         db.execute(
             update(WebSession).where(WebSession.id == web_session.id).values(last_seen_at=now)
         )
-    return SessionLookup(web_session)
+        last_active = now
+    idle_end = last_active + timedelta(minutes=idle_minutes)
+    lifetime_end = web_session.created_at + timedelta(hours=absolute_hours)
+    return SessionLookup(
+        web_session, ends_at=min(idle_end, lifetime_end), at_lifetime=lifetime_end <= idle_end
+    )
 
 
 def end_session(db: Session, cookie_value: str, now: datetime) -> None:

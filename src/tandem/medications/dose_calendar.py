@@ -130,7 +130,7 @@ def plan_doses(
     """Every planned dose of `row` through `through`, each with its state as of `now`."""
     tz = zone(patient.program.time_zone)
     planned = planned_through(plan_of(row), through, tz, row.ends_on)
-    return dose_states(planned, records, now, tz)
+    return dose_states(planned, records, now, tz, written_at=row.created_at)
 
 
 def planned_dose(

@@ -101,6 +101,7 @@ STATE_LABELS = {
     "missed": "missed",
     "unrecorded": "no record",
     "upcoming": "planned",
+    "before_plan": "before the plan",
 }
 FREQUENCIES = [(f.code, f.label) for f in Frequency]
 KINDS = {"titration": "Titration", "taper": "Taper to stop", "maintenance": "Fixed dose"}
@@ -555,10 +556,14 @@ def _plan_form(
     renal = renal_of(patient, facts_row, now)
     ceiling = None
     ceiling_refusal = None
+    # The monograph's and kidney function's ceiling, before a protocol maximum: tandem.js
+    # lowers it by the maximum as it is typed, to show the plan's mg/day against it.
+    live_ceiling: tuple[float | None, float | None] | None = None
     if mono is not None:
         try:
             protocol = float(values["protocol_max"]) if values.get("protocol_max") else None
             ceiling = plan_ceiling(mono.id, renal, protocol if protocol and protocol > 0 else None)
+            live_ceiling = plan_ceiling(mono.id, renal)[:2]
         except ValueError as exc:  # MedicationInputError too
             ceiling_refusal = exc
     plans = list_plans(access, patient)
@@ -582,6 +587,8 @@ def _plan_form(
         facts_row=facts_row,
         ceiling=ceiling,
         ceiling_refusal=ceiling_refusal,
+        live_ceiling=live_ceiling,
+        per_day={f.code: f.per_day for f in Frequency},
         active_plans=active,
         **_common(),
         **extra,

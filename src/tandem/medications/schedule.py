@@ -59,7 +59,11 @@ MATCH_WINDOW = timedelta(hours=6)
 UNRECORDED_GRACE = timedelta(hours=12)
 
 RecordKind = Literal["administration", "statement"]
-DoseState = Literal["given", "not_given", "taken", "missed", "unrecorded", "upcoming"]
+# "before_plan": due before the plan was written and nothing recorded. Nobody could have given
+# it by this plan, so it is neither due nor missed: adherence and the missed-run check skip it.
+DoseState = Literal[
+    "given", "not_given", "taken", "missed", "unrecorded", "upcoming", "before_plan"
+]
 
 
 @dataclass(frozen=True)
@@ -143,8 +147,12 @@ def dose_states(
     records: Iterable[DoseRecord],
     now: datetime,
     tz: tzinfo,
+    written_at: datetime | None = None,
 ) -> list[CalendarDose]:
-    """Each planned dose with what was recorded against it (see the module notes)."""
+    """Each planned dose with what was recorded against it (see the module notes). A dose due
+    before the plan was written (`written_at`, the plan's creation) with no record is
+    "before_plan": a plan written at noon to start that day holds that morning's dose, which
+    nobody was asked to give. One with a record keeps what was recorded."""
     by_due: dict[datetime, DoseRecord] = {}
     matched: dict[datetime, DoseRecord] = {}
     unlinked: list[DoseRecord] = []
@@ -172,7 +180,9 @@ def dose_states(
     for p in planned:
         record = matched.get(p.due_at) or by_due.get(p.due_at)
         state: DoseState
-        if record is None:
+        if record is None and written_at is not None and p.due_at < written_at:
+            state = "before_plan"
+        elif record is None:
             state = "upcoming" if p.due_at > now else "unrecorded"
         elif record.kind == "administration":
             state = "given" if record.taken else "not_given"
@@ -198,8 +208,13 @@ def summarise(
     doses: Sequence[CalendarDose], now: datetime, since: datetime | None = None
 ) -> AdherenceSummary:
     """Adherence: the share of planned doses due by `now` (and from `since`) that were taken
-    or given. A dose with nothing recorded counts as not taken."""
-    window = [d for d in doses if since is None or d.planned.due_at >= since]
+    or given. A dose with nothing recorded counts as not taken; one due before the plan was
+    written (and not recorded) does not count at all."""
+    window = [
+        d
+        for d in doses
+        if (since is None or d.planned.due_at >= since) and d.state != "before_plan"
+    ]
     due = [d for d in window if d.planned.due_at <= now]
     share = adherence([d.planned for d in window], _events(window), now=now)
     return AdherenceSummary(
@@ -220,8 +235,10 @@ def check_missed_run(
     grace: timedelta = UNRECORDED_GRACE,
 ) -> MissedRunAlert | None:
     """The monograph's missed-run alert, counting a dose with no record `grace` after it was
-    due as missed (nobody knows it was taken)."""
-    events = reconcile([d.planned for d in doses], _events(doses), now, grace=grace)
+    due as missed (nobody knows it was taken). A dose due before the plan was written is not
+    one the patient missed."""
+    counted = [d for d in doses if d.state != "before_plan"]
+    events = reconcile([d.planned for d in counted], _events(counted), now, grace=grace)
     return missed_run_alert(medication_id, events, now, threshold=threshold)
 
 

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.datastructures import FormData
 from starlette.types import Receive, Scope, Send
 
@@ -35,6 +35,7 @@ from tandem.web.deps import (
     origin_of,
     page_access,
     read_form,
+    session_left,
     sessions_of,
     settings_of,
 )
@@ -257,3 +258,13 @@ def logout(
     response = RedirectResponse("/login?flash=signed-out", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
+
+
+@router.get("/session/alive")
+def session_alive(request: Request, access: Access = Depends(page_access)) -> JSONResponse:
+    """How long the session lasts if the person does nothing more, for the warning tandem.js
+    shows before it ends. tandem.js's own check sends X-Fragment and does not count as activity;
+    the warning's "Stay signed in" button does not send it, and so keeps the session alive."""
+    left = session_left(request)
+    assert left is not None  # noqa: S101 (page_access found a live session)
+    return JSONResponse({"seconds_left": left.seconds, "at_lifetime": left.at_lifetime})

@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
@@ -126,22 +126,52 @@ def origin_of(request: Request, channel: str) -> Origin:
     return Origin(client_ip(request), request.headers.get("user-agent", "")[:300], channel)
 
 
+@dataclass(frozen=True)
+class SessionLeft:
+    """How long the signed-in session lasts if the person does nothing more."""
+
+    seconds: int
+    at_lifetime: bool  # the end of its absolute lifetime: activity does not postpone it
+
+
 def _session_for(request: Request, db: Session) -> tuple[WebSession | None, str]:
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return None, ""
     settings = settings_of(request)
+    now = utcnow()
     # tandem.js marks its automatic refreshes with X-Fragment; they must not defeat the idle timeout.
     found = find_session(
         db,
         cookie,
-        utcnow(),
+        now,
         settings.session_idle_minutes,
         person_active=request.headers.get("x-fragment") != "1",
         absolute_hours=settings.session_absolute_hours,
     )
     db.commit()
+    if found.ends_at is not None:
+        # For the page (the warning before the idle limit, in tandem.js) and /session/alive.
+        request.state.session_left = SessionLeft(
+            max(0, int((found.ends_at - now).total_seconds())), found.at_lifetime
+        )
     return found.web_session, found.expired
+
+
+def session_left(request: Request) -> SessionLeft | None:
+    return getattr(request.state, "session_left", None)
+
+
+def return_to(request: Request) -> str:
+    """Where a person sent to sign in comes back to: the page they asked for, or, for a form
+    they posted, the page the form was on (its Referer, from this site only). Back on the form,
+    tandem.js restores what they had typed, and the save goes through with the new session."""
+    if request.method == "GET":
+        return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc == request.url.netloc and referer.path.startswith("/"):
+        return referer.path + (f"?{referer.query}" if referer.query else "")
+    return "/"
 
 
 @dataclass(frozen=True)
@@ -178,8 +208,7 @@ def _page_access(request: Request) -> Access:
     db = open_db(request)
     web_session, expired = _session_for(request, db)
     if web_session is None:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise LoginRequired(target if request.method == "GET" else "/", expired)
+        raise LoginRequired(return_to(request), expired)
     request.state.web_session = web_session
     remember_viewer(request, web_session)
     access = Access(

@@ -18,6 +18,7 @@ from tandem.clock import duration_text
 from tandem.domains import nav_for
 
 PACKAGE = Path(__file__).resolve().parent.parent
+WARN_BEFORE_END_SECONDS = 120
 
 
 def _template_dirs() -> list[str]:
@@ -61,11 +62,26 @@ def _may_for(request: Request) -> Callable[..., bool]:
     return ask
 
 
+def _session_timing(request: Request) -> dict[str, int | bool] | None:
+    """For tandem.js's warning before the session ends: the seconds left when the page was made,
+    and how long before the end to warn (two minutes, or half a very short idle limit)."""
+    left = getattr(request.state, "session_left", None)
+    if left is None:
+        return None
+    idle_seconds = request.app.state.settings.session_idle_minutes * 60
+    return {
+        "left": left.seconds,
+        "warn": min(WARN_BEFORE_END_SECONDS, idle_seconds // 2),
+        "at_lifetime": left.at_lifetime,
+    }
+
+
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     context.setdefault("user", getattr(request.state, "viewer", None))
     context.setdefault("csrf_token", getattr(request.state, "csrf_token", ""))
     context.setdefault("flash", request.query_params.get("flash"))
     context.setdefault("may", _may_for(request))
+    context.setdefault("session", _session_timing(request))
     response = templates.TemplateResponse(request, name, context, status_code=status_code)
     response.headers["Cache-Control"] = "no-store"
     return response
