@@ -450,3 +450,24 @@ def test_plan_to_dict_shape() -> None:
         ],
         "total_mg": 55.0,
     }
+
+
+def test_plan_notes_name_no_rule_ids() -> None:
+    """A plan's notes are read by people (the plan page, the CLI): they say which check was not
+    made, never a rule's id."""
+    from tandem.medications.monograph import load_monograph
+
+    rule_ids = {r.id for r in load_monograph("baclofen").rules}
+    without_kidneys = titration("baclofen", "5mg-tid", 5, 3, "20mg-tid", D0, renal=None)
+    unknown_dialysis = titration(
+        "baclofen",
+        "3.33mg-tid",
+        3.33,
+        3,
+        "15mg-tid",
+        D0,
+        renal=assess(age=65, sex="male", weight_kg=70, creatinine_mg_dl=1.4),
+    )
+    notes = [n.text for n in (*without_kidneys.notes, *unknown_dialysis.notes)]
+    assert any("kidney limits were not checked" in n for n in notes)
+    assert not [n for n in notes for rule_id in rule_ids if rule_id in n]

@@ -370,8 +370,7 @@ def _bounds(
     if renal_rules and renal is None:
         notes.append(
             PlanNote(
-                f"Kidney function not given: {mono.name}'s renal limits "
-                f"({', '.join(r.id for r in renal_rules)}) were not checked.",
+                f"Kidney function not given: {mono.name}'s kidney limits were not checked.",
                 _unique_sources(s for r in renal_rules for s in r.source),
             )
         )
@@ -382,7 +381,9 @@ def _bounds(
             if truth.value is None:
                 notes.append(
                     PlanNote(
-                        f"Could not check {rule.id}: {', '.join(sorted(truth.missing))} unknown.",
+                        f"A kidney limit of {mono.name} could not be checked: "
+                        f"{', '.join(f.replace('_', ' ') for f in sorted(truth.missing))}"
+                        " not recorded.",
                         rule.source,
                     )
                 )
@@ -415,7 +416,7 @@ def _bounds(
             if remaining is not None and (renal_remaining is None or remaining < renal_remaining):
                 renal_remaining, renal_limit = remaining, limit
             if rule.note:
-                notes.append(PlanNote(f"{rule.id}: {rule.note}", rule.source, rule.unverified))
+                notes.append(PlanNote(f"Kidney limit: {rule.note}", rule.source, rule.unverified))
 
     day_values = [lim.mg_day for lim in limits if lim.mg_day is not None]
     dose_values = [lim.mg_per_dose for lim in limits if lim.mg_per_dose is not None]
