@@ -523,18 +523,26 @@ def _callers_for(m: Matrix, probe: Probe) -> list[Caller]:
     return [c for c in everyone if c.kind != "token" or c.name == "token:nurse"]
 
 
-def _send(m: Matrix, probe: Probe, caller: Caller) -> Response:
+def unfilled(probe: Probe, fills: dict[str, str]) -> str:
+    """Why `probe` cannot be filled with a real record ("" when it can)."""
     missing = [
         p
         for p in probe.params
-        if p not in m.fills or p not in PATIENT_BOUND | PROGRAM_BOUND | NEUTRAL
+        if p not in fills or p not in PATIENT_BOUND | PROGRAM_BOUND | NEUTRAL
     ]
-    if missing:
-        pytest.fail(
-            f"route {probe} has path parameter(s) {', '.join(missing)} with no fill rule: add a "
-            "real record of patient A (or program A) for each to _seed() and name what it is "
-            "(PATIENT_BOUND, PROGRAM_BOUND or NEUTRAL) in tests/access/test_authorization_matrix.py"
-        )
+    if not missing:
+        return ""
+    return (
+        f"route {probe} has path parameter(s) {', '.join(missing)} with no fill rule: add a "
+        "real record of patient A (or program A) for each to _seed() and name what it is "
+        "(PATIENT_BOUND, PROGRAM_BOUND or NEUTRAL) in tests/access/test_authorization_matrix.py"
+    )
+
+
+def _send(m: Matrix, probe: Probe, caller: Caller) -> Response:
+    problem = unfilled(probe, m.fills)
+    if problem:
+        pytest.fail(problem)
     url = probe.path.format(**{p: m.fills[p] for p in probe.params})
     headers: dict[str, str] = {}
     if caller.kind == "session":
@@ -623,3 +631,11 @@ def test_the_matrix_covers_every_kind_of_route() -> None:
     assert any(p.module == "mount" for p in ROUTES)
     assert len(ROUTES) > 60
     assert set(PUBLIC) <= {(p.method, p.path) for p in ROUTES}
+
+
+def test_a_new_route_without_a_fill_rule_fails_naming_it() -> None:
+    fills = {"patient_id": "p", "thing_id": "1"}
+    assert unfilled(Probe("GET", "/fhir/Patient/{patient_id}", ("patient_id",), "x"), fills) == ""
+    for params in (("carepath_id",), ("thing_id",)):  # no value; a value but not classified
+        problem = unfilled(Probe("POST", "/carepaths/{x}", params, "x"), fills)
+        assert problem.startswith(f"route POST /carepaths/{{x}} has path parameter(s) {params[0]}")
