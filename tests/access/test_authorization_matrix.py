@@ -334,6 +334,7 @@ def _seed(sessions: sessionmaker[Session], world: World) -> dict[str, str]:
             "medication_id": "baclofen",
             "knowledge_id": "baclofen",
             "questionnaire_id": "ciwa-ar",
+            "instrument_id": "ciwa_ar",
             "path": sorted(p.name for p in STATIC.iterdir() if p.is_file())[0],
         }
         assert db.get(Episode, episode_id) is not None and db.get(DosePlanRow, plan.id)
@@ -361,7 +362,9 @@ PATIENT_BOUND = frozenset(
     }
 )
 PROGRAM_BOUND = frozenset({"entry_id", "user_id", "program_id", "unit_id"})
-NEUTRAL = frozenset({"medication_id", "knowledge_id", "questionnaire_id", "path"})  # reference data
+NEUTRAL = frozenset(
+    {"medication_id", "knowledge_id", "questionnaire_id", "instrument_id", "path"}
+)  # reference data
 
 
 def _callers(sessions: sessionmaker[Session], world: World) -> dict[str, Caller]:
