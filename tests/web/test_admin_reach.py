@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tandem.access import audit
 from tandem.access.policy import Actor, Role
@@ -69,6 +69,21 @@ def test_an_admin_reads_only_the_audit_trail_of_their_programs(
     ids = {e["resource"]["id"] for e in bundle.get("entry", [])}
     assert ids and str(entry_b) not in ids
     assert client.get(f"/fhir/AuditEvent/{entry_b}", headers=headers).status_code == 404
+    # A search for a patient of another program is refused and audited, as on every resource.
+    with sessions() as db:
+        refusals_before = db.scalar(
+            select(func.count()).select_from(AuditEntry).where(AuditEntry.outcome != "0")
+        )
+    refused = client.get(f"/fhir/AuditEvent?patient={world.patient_b}", headers=headers)
+    assert refused.status_code == 403
+    assert refused.json()["resourceType"] == "OperationOutcome"
+    with sessions() as db:
+        refusals_after = db.scalar(
+            select(func.count()).select_from(AuditEntry).where(AuditEntry.outcome != "0")
+        )
+    assert refusals_after == refusals_before + 1
+    own = client.get(f"/fhir/AuditEvent?patient={world.patient_a}", headers=headers)
+    assert own.status_code == 200
 
 
 def test_an_admin_lists_and_opens_only_users_of_their_programs(

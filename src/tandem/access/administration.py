@@ -15,6 +15,7 @@ from sqlalchemy.orm import selectinload
 from tandem.access.guard import Access
 from tandem.access.policy import (
     AdminReach,
+    Decision,
     admin_reach,
     may_administer_program,
     may_manage_user,
@@ -115,6 +116,22 @@ def _audit_within(scope: AdminReach) -> ColumnElement[bool]:
         AuditEntry.patient_id.in_(patients),
         and_(AuditEntry.patient_id.is_(None), by_member, ~showed_others),
     )
+
+
+def audit_entries_of(access: Access, patient_id: str) -> Select[AuditEntry]:
+    """One patient's audit trail. A patient of a program out of the administrator's reach is
+    refused (403, audited), as a search for them is on every other resource type; an unknown
+    patient matches nothing."""
+    patient = access.db.get(Patient, patient_id)
+    if patient is not None:
+        scope = reach(access)
+        within = scope.every_program or patient.program_id in scope.program_ids
+        access.require_decision(
+            Decision(within, "this patient's program is not one you administer"),
+            "search",
+            "AuditEvent",
+        )
+    return audit_entries(access).where(AuditEntry.patient_id == patient_id)
 
 
 def audit_entries(access: Access) -> Select[AuditEntry]:

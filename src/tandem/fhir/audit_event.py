@@ -169,10 +169,12 @@ def search_audit_events(request: Request, access: Access = Depends(api_access)) 
     _guard(access)
     count, offset = paging(request, {"patient", "date", "outcome", "_cursor"})
     after = read_cursor(request, 1)
-    stmt = administration.audit_entries(access)
     params = request.query_params
     if params.get("patient"):
-        stmt = stmt.where(AuditEntry.patient_id == params["patient"].removeprefix("Patient/"))
+        patient_id = params["patient"].removeprefix("Patient/")
+        stmt = administration.audit_entries_of(access, patient_id)
+    else:
+        stmt = administration.audit_entries(access)
     if params.get("outcome"):
         stmt = stmt.where(AuditEntry.outcome == params["outcome"])
     for value in params.getlist("date"):
