@@ -15,7 +15,6 @@ from sqlalchemy.orm import selectinload
 from tandem.access.guard import Access
 from tandem.access.policy import (
     AdminReach,
-    Decision,
     admin_reach,
     may_administer_program,
     may_manage_user,
@@ -124,12 +123,8 @@ def audit_entries_of(access: Access, patient_id: str) -> Select[AuditEntry]:
     patient matches nothing."""
     patient = access.db.get(Patient, patient_id)
     if patient is not None:
-        scope = reach(access)
-        within = scope.every_program or patient.program_id in scope.program_ids
         access.require_decision(
-            Decision(within, "this patient's program is not one you administer"),
-            "search",
-            "AuditEvent",
+            may_administer_program(access.actor, patient.program_id), "search", "AuditEvent"
         )
     return audit_entries(access).where(AuditEntry.patient_id == patient_id)
 
