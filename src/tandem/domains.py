@@ -22,6 +22,7 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "tandem.instruments.domain",  # scales as data, scoring
     "tandem.withdrawal.domain",  # detox monitoring
     "tandem.medications.domain",  # monographs, screening, dose plans, doses
+    "tandem.recovery.domain",  # ongoing therapy: check-ins, craving, use, care plan, caseload
     "tandem.outcomes.domain",  # de-identified program counts for research
 )
 
