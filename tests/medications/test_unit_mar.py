@@ -57,7 +57,7 @@ def plans(sessions, world: World, mar_clock) -> dict[str, int]:  # type: ignore[
                 every_days=3,
                 target="10mg-tid",
                 start_date=start,
-                now=NOW,
+                now=NOW - timedelta(days=2),  # written before its first dose
             )
             made[name] = row.id
         db.commit()
@@ -267,3 +267,34 @@ def test_a_nurse_of_another_program_neither_sees_nor_records_these_doses(
     assert answer.status_code == 403
     with sessions() as db:
         assert db.scalar(select(func.count()).select_from(MedicationAdministrationRow)) == 0
+
+
+def test_doses_due_before_the_plan_was_written_are_not_listed_as_overdue(
+    client, sessions, world: World, mar_clock
+) -> None:  # type: ignore[no-untyped-def]
+    """A plan written at 21:00 to start today holds that morning's and evening's doses, which
+    nobody was asked to give: the round does not mark them overdue."""
+    from tandem.medications.plans import create_titration
+    from tandem.medications.unit_mar import set_program_shifts
+
+    with sessions() as db:
+        set_program_shifts(db, world.program_a, "07:00 19:00", "program setting")
+        written = create_titration(
+            access_for(db, sessions, world.email("prescriber")),
+            world.patient_a,
+            "baclofen",
+            start="5mg-tid",
+            step_mg=5,
+            every_days=3,
+            target="10mg-tid",
+            start_date=NOW.date(),
+            now=NOW,
+        )
+        db.commit()
+    sign_in(client, world.email("nurse"), world.passwords["nurse"])
+    for shift in ("current", "previous"):
+        listed = [k for k, _ in rows(client.get("/unit/medications", params={"shift": shift}).text)]
+        assert not [k for k in listed if k.startswith(f"dose-{written.id}-")], shift
+    # Tomorrow's day shift lists its doses as planned.
+    later = [k for k, _ in rows(client.get("/unit/medications", params={"shift": "next"}).text)]
+    assert len([k for k in later if k.startswith(f"dose-{written.id}-")]) == 2

@@ -316,7 +316,11 @@ def _doses(
             continue
         mono = load_monograph(row.medication_id)
         may = bool(decide(access.actor, Permission.CREATE, ADMINISTRATION, patient_ref(patient)))
-        for dose in dose_states(planned, records.get(row.id, ()), now, tz):
+        for dose in dose_states(
+            planned, records.get(row.id, ()), now, tz, written_at=row.created_at
+        ):
+            if dose.state == "before_plan":
+                continue  # due before the plan was written: nobody was asked to give it
             overdue = dose.state == "unrecorded"
             out.append(
                 DueDose(
