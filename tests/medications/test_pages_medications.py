@@ -130,6 +130,9 @@ def test_impossible_facts_are_refused_naming_the_field(client, sessions, world: 
         and 'aria-invalid="true"' in bad.text
         and "more than zero" in bad.text
     )
+    # Said once, beside the field; the box at the top points to it.
+    assert bad.text.count("more than zero") == 1
+    assert '<a href="#creatinine">' in bad.text
     future = (utcnow() + timedelta(days=3)).date().isoformat()
     bad_date = client.post(
         f"/patients/{world.patient_a}/medications/facts",
