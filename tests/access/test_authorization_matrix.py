@@ -40,6 +40,7 @@ from tandem.access.policy import (
     Permission,
     decide,
     may_administer,
+    may_create_program,
     may_read_audit,
 )
 from tandem.alerts.models import Alert
@@ -501,6 +502,8 @@ def _must_refuse(m: Matrix, probe: Probe, caller: Caller) -> str:
         return "a member of another program"
     if decision and probe.module == "tandem.web.admin_pages":
         decision = may_administer(actor)
+        if (probe.method, probe.path) == ("POST", "/admin/programs"):
+            decision = may_create_program(actor)
     if decision and probe.fhir_type == "AuditEvent":
         decision = may_read_audit(actor)
     return "" if decision else f"the policy says: {decision.reason}"

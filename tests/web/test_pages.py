@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from tandem.storage.models import Episode, Patient, User
+from tandem.storage.models import AuditEntry, Episode, Patient, Program, User
+from tests.cli_runner import run_tandem as tandem
 from tests.conftest import World, sign_in
 
 
@@ -169,7 +170,29 @@ def test_non_admins_cannot_open_admin_pages(client, world: World) -> None:
         assert client.get(path).status_code == 403
 
 
-def test_admin_creates_a_program_with_a_unit(client, world: World) -> None:
+def test_only_a_system_admin_adds_a_program(
+    client, sessions, world: World, database_url: str
+) -> None:
+    csrf = sign_in(client, world.email("admin"), world.passwords["admin"])
+    assert "Add a program" not in client.get("/admin/programs").text
+    data = {"csrf_token": csrf, "code": "charlie", "name": "Charlie", "time_zone": "UTC"}
+    assert client.post("/admin/programs", data=data).status_code == 403
+    with sessions() as db:
+        assert db.scalar(select(Program).where(Program.code == "charlie")) is None
+        refusal = db.scalar(
+            select(AuditEntry)
+            .where(AuditEntry.resource_type == "Organization", AuditEntry.outcome != "0")
+            .order_by(AuditEntry.id.desc())
+        )
+    assert refusal is not None and "system administrator" in refusal.outcome_detail
+    granted = tandem(database_url, "user", "grant-system-admin", world.email("admin"))
+    assert granted.returncode == 0, granted.stderr
+    assert "Add a program" in client.get("/admin/programs").text
+    assert client.post("/admin/programs", data=data).status_code == 303
+
+
+def test_admin_creates_a_program_with_a_unit(client, world: World, database_url: str) -> None:
+    assert tandem(database_url, "user", "grant-system-admin", world.email("admin")).returncode == 0
     csrf = sign_in(client, world.email("admin"), world.passwords["admin"])
     bad = client.post(
         "/admin/programs",

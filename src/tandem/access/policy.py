@@ -281,6 +281,17 @@ def may_administer_program(actor: Actor, program_id: int) -> Decision:
     return Decision(False, "not an administrator of the program")
 
 
+def may_create_program(actor: Actor) -> Decision:
+    """A new program is an installation-wide change: a system administrator's (or the
+    operator's, from the CLI), not a program administrator's."""
+    admin = may_administer(actor)
+    if not admin:
+        return admin
+    if actor.system_admin:
+        return Decision(True, "system administrator")
+    return Decision(False, "only a system administrator adds a program")
+
+
 def may_manage_user(actor: Actor, program_ids: frozenset[int], system_admin: bool) -> Decision:
     """An account is managed by an administrator of every program it belongs to; system
     administrators' accounts only by system administrators."""

@@ -10,7 +10,14 @@ from sqlalchemy import select
 
 from tandem.access import accounts, administration, audit
 from tandem.access.guard import Access
-from tandem.access.policy import ROLE_DUTIES, ROLE_GRANTS, ROLE_LABELS, Role, may_administer
+from tandem.access.policy import (
+    ROLE_DUTIES,
+    ROLE_GRANTS,
+    ROLE_LABELS,
+    Role,
+    may_administer,
+    may_create_program,
+)
 from tandem.access.queries import visible
 from tandem.errors import InvalidInput
 from tandem.storage.db import utcnow
@@ -218,11 +225,13 @@ def programs(request: Request, access: Access = Depends(admin_access)) -> Respon
         programs=_programs(access),
         kinds=accounts.UNIT_KINDS,
         values={},
+        may_create_program=bool(may_create_program(access.actor)),
     )
 
 
 @router.post("/programs")
 def create_program(request: Request, access: Access = Depends(admin_form)) -> Response:
+    access.require_decision(may_create_program(access.actor), "create", "Organization")
     form = form_of(request)
     values = {k: str(form.get(k, "")).strip() for k in ("code", "name", "site", "time_zone")}
     try:
@@ -249,6 +258,7 @@ def create_program(request: Request, access: Access = Depends(admin_form)) -> Re
             programs=_programs(access),
             kinds=accounts.UNIT_KINDS,
             values=values,
+            may_create_program=True,
             error_field=exc.field,
             error=exc.message,
         )
@@ -278,6 +288,7 @@ def add_unit(request: Request, program_id: int, access: Access = Depends(admin_f
             programs=_programs(access),
             kinds=accounts.UNIT_KINDS,
             values={},
+            may_create_program=bool(may_create_program(access.actor)),
             unit_program=program_id,
             error_field=exc.field,
             error=exc.message,
