@@ -63,11 +63,17 @@ def test_the_domain_list_wires_every_part() -> None:
         "withdrawal",
         "medications",
         "outcomes",
+        "choice",
     ]
     paths = {route.path for router in domains.routers() for route in router.routes}
     for path in ("/fhir/Patient", "/fhir/Observation", "/fhir/MedicationRequest", "/detox"):
         assert path in paths
-    assert [t.id for t in domains.chart_tabs()] == ["overview", "withdrawal", "medications"]
+    assert [t.id for t in domains.chart_tabs()] == [
+        "overview",
+        "withdrawal",
+        "medications",
+        "options",
+    ]
     assert {job.name for job in domains.scheduled_jobs()} >= {
         "withdrawal.overdue",
         "medications.missed_doses",

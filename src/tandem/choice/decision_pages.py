@@ -115,7 +115,9 @@ def options_page(
     now = utcnow()
     patient = load_patient(access, patient_id)
     context = _context(access, patient, substance, phase, now)
-    values = {"discussed_by": access.actor.label, "discussed_on": context["today"].isoformat()}
+    viewer = getattr(request.state, "viewer", None)
+    name = viewer.display_name if viewer is not None else access.actor.label
+    values = {"discussed_by": name, "discussed_on": context["today"].isoformat()}
     return chart_page(
         request, access, patient_id, "options", "choice/decision_options.html",
         values=values, **context,

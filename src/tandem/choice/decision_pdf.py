@@ -14,7 +14,7 @@ STYLESHEET = Path(__file__).resolve().parent.parent / "web" / "static" / "handou
 def handout(**context: Any) -> bytes:
     """The PDF bytes of the options handout for one patient and situation."""
     # Imported here: WeasyPrint loads Pango on import, which only the handout needs.
-    from weasyprint import CSS, HTML  # type: ignore[import-untyped]
+    from weasyprint import CSS, HTML
 
     html = env.get_template("choice/decision_handout.html").render(**context)
     pdf = HTML(string=html).write_pdf(stylesheets=[CSS(filename=str(STYLESHEET))])

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from tandem.access.guard import Access
 from tandem.access.policy import Permission, decide
-from tandem.access.queries import load_patient, patient_ref, search_page
+from tandem.access.queries import Page, load_patient, patient_ref, search_page
 from tandem.choice.decision_options import (
     NO_MEDICATION,
     UNDECIDED,
@@ -112,7 +112,7 @@ def decision_history(
     access: Access, patient: Patient, count: int = 50
 ) -> list[TreatmentDecisionRow]:
     """The patient's decisions, newest first (a search of one patient's records, audited)."""
-    page = search_page(
+    page: Page[TreatmentDecisionRow] = search_page(
         access,
         DECISION,
         select(TreatmentDecisionRow),
