@@ -10,6 +10,7 @@ import io
 from datetime import UTC, date, datetime
 
 import pytest
+from fhir.resources.R4B.observation import Observation
 from pypdf import PdfReader
 from sqlalchemy import func, select
 
@@ -121,6 +122,11 @@ def test_recording_a_decision_keeps_history_and_is_audited(client, world: World,
     assert sorted(created) == sorted(str(r.id) for r in rows)
     listed = client.get(f"/patients/{world.patient_a}/options/decisions.json").json()
     assert [d["choice"] for d in listed["decisions"]] == ["naltrexone", "undecided"]
+    # Each decision also as a FHIR Observation (US Core's preference coding, the choice as text).
+    observation = Observation.model_validate(listed["decisions"][0]["fhir"])
+    assert observation.code.coding[0].code == "75773-2"
+    assert observation.valueString.startswith("Naltrexone")
+    assert observation.subject.reference == f"Patient/{world.patient_a}"
 
 
 def test_no_medication_replaces_the_prescription_prompt(client, world: World) -> None:

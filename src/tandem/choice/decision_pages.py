@@ -18,6 +18,7 @@ from tandem.access.guard import Access
 from tandem.access.policy import Permission, decide
 from tandem.access.queries import load_patient, patient_ref
 from tandem.choice import decision_pdf
+from tandem.choice.decision_fhir import decision_observation
 from tandem.choice.decision_options import (
     check_situation,
     choice_labels,
@@ -201,8 +202,8 @@ def save_decision(
 def decisions_json(
     request: Request, patient_id: str, access: Access = Depends(page_access)
 ) -> Response:
-    """The patient's decisions, newest first, for the signed-in browser (no FHIR resource fits
-    a treatment preference without inventing a code; see the choice domain's notes)."""
+    """The patient's decisions, newest first, for the signed-in browser, each also as a FHIR
+    Observation (`decision_fhir`)."""
     patient = load_patient(access, patient_id)
     rows = decision_history(access, patient)
     return JSONResponse(
@@ -221,6 +222,7 @@ def decisions_json(
                     "discussed_by": r.discussed_by,
                     "recorded_at": r.recorded_at.isoformat(),
                     "recorded_by": r.recorded_by,
+                    "fhir": decision_observation(r),
                 }
                 for r in rows
             ],

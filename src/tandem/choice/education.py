@@ -69,9 +69,13 @@ def topic_articles() -> tuple[Article, ...]:
 
 
 @cache
-def _openings() -> dict[str, str]:
+def _openings() -> dict[str, Passage]:
     raw = yaml.safe_load(_folder().joinpath("medications.yaml").read_text("utf-8"))
-    return {str(k): str(v) for k, v in raw.items()}
+    openings = {str(k): Passage.model_validate(v) for k, v in raw.items()}
+    unknown = set(openings) - {"general", *medication_ids()}
+    if unknown:
+        raise ValueError(f"data/education/medications.yaml: no monograph {sorted(unknown)}")
+    return openings
 
 
 @dataclass(frozen=True)
@@ -87,12 +91,13 @@ class MedicationArticle:
     slug: str
     title: str
     summary: str
+    opening: Passage
     monograph: Monograph
     uses: tuple[Use, ...]
 
     def further_reading(self) -> list[Source]:
         seen: dict[str, Source] = {}
-        passages: list[Any] = []
+        passages: list[Any] = [self.opening]
         for use in self.uses:
             passages += [use.option.helps_with, use.option.evidence]
         passages += [*self.monograph.dosing.regimen, *self.monograph.adverse_effects]
@@ -111,10 +116,12 @@ def medication_article(medication_id: str) -> MedicationArticle:
             for situation in option.applies:
                 uses.append(Use(situation, option))
     openings = _openings()
+    opening = openings.get(mono.id, openings["general"])
     return MedicationArticle(
         slug=mono.id,
         title=mono.name,
-        summary=openings.get(mono.id, openings["general"]),
+        summary=opening.text,
+        opening=opening,
         monograph=mono,
         uses=tuple(uses),
     )
