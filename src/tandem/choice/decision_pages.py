@@ -37,6 +37,8 @@ from tandem.clock import program_today, utcnow
 from tandem.errors import InvalidInput
 from tandem.kit import ChartTab
 from tandem.medications.facts import current_facts, patient_facts
+from tandem.patients.service import open_episode
+from tandem.withdrawal.context import CONDITION, context_row
 from tandem.patients.pages import chart_page
 from tandem.storage.models import Patient
 from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, form_refused, page_access
@@ -62,19 +64,47 @@ PHASE_OF_EPISODE = {
 }
 
 
+# The withdrawal context's substance (detox) → the decision aid's.
+SUBSTANCE_OF_WITHDRAWAL = {"alcohol": "alcohol", "opioid": "opioids"}
+
+
+def _withdrawal_substance(access: Access, patient: Patient) -> str | None:
+    """The substance recorded for the open episode's withdrawal monitoring, when the policy
+    shows it (read and audited as the Condition it is)."""
+    episode = open_episode(patient)
+    ref = patient_ref(patient)
+    if episode is None or not decide(access.actor, Permission.READ, CONDITION, ref):
+        return None
+    row = context_row(access.db, episode.id)
+    if row is None:
+        return None
+    access.audit(
+        "read", resource_type=CONDITION, resource_id=f"context-{row.id}", patient_id=patient.id
+    )
+    return SUBSTANCE_OF_WITHDRAWAL.get(row.substance)
+
+
 def _situation(
-    patient: Patient, latest: TreatmentDecisionRow | None, substance: str, phase: str
+    access: Access,
+    patient: Patient,
+    latest: TreatmentDecisionRow | None,
+    substance: str,
+    phase: str,
 ) -> tuple[str, str]:
     """The substance and phase asked for, else those of the latest decision, else the
-    episode's phase (alcohol first). Unknown values in the address fall back the same way."""
+    episode's (its withdrawal substance, its phase; alcohol first). Unknown values in the
+    address fall back the same way."""
     aid = decision_aid()
     if substance not in aid.substances:
-        substance = latest.substance if latest else next(iter(aid.substances))
+        if latest:
+            substance = latest.substance
+        else:
+            substance = _withdrawal_substance(access, patient) or next(iter(aid.substances))
     if phase not in aid.phases:
         if latest:
             phase = latest.phase
         else:
-            episode = next((e for e in patient.episodes if e.discharged_at is None), None)
+            episode = open_episode(patient)
             phase = PHASE_OF_EPISODE.get(episode.phase if episode else "", "staying_stopped")
     return check_situation(substance, phase)
 
@@ -88,7 +118,7 @@ def _context(
         else []
     )
     latest = history[0] if history else None
-    substance, phase = _situation(patient, latest, substance, phase)
+    substance, phase = _situation(access, patient, latest, substance, phase)
     facts = patient_facts(patient, current_facts(access, patient), now)
     return {
         "aid": decision_aid(),
