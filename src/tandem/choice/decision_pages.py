@@ -37,11 +37,11 @@ from tandem.clock import program_today, utcnow
 from tandem.errors import InvalidInput
 from tandem.kit import ChartTab
 from tandem.medications.facts import current_facts, patient_facts
-from tandem.patients.service import open_episode
-from tandem.withdrawal.context import CONDITION, context_row
 from tandem.patients.pages import chart_page
+from tandem.patients.service import open_episode
 from tandem.storage.models import Patient
 from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, form_refused, page_access
+from tandem.withdrawal.context import CONDITION, context_row
 
 router = APIRouter(include_in_schema=False, route_class=UnitOfWorkRoute)
 
