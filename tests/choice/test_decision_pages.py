@@ -72,7 +72,8 @@ def test_options_show_medication_free_recovery_and_the_safety_screen(client, wor
     assert "Off-label" in text and "Baclofen" in text
     assert "Kelly JF, Humphreys K, Ferri M" in text
     # How it is taken comes from the monograph, not restated.
-    assert "666 mg (two 333 mg tablets) three times daily" in text
+    assert "666 mg (two 333 mg tablets) three times daily" in text  # in the label details
+    assert "Two tablets by mouth three times a day" in text  # in plain words
     # This patient's screen: acamprosate on dialysis is not safe, shown with the rule's reason.
     assert "may not be safe for you now" in text
     assert "On dialysis: kidney function is below a clearance of 30 mL/min" in text
@@ -156,6 +157,9 @@ def test_a_patient_sees_only_their_own_options(client, world: World) -> None:
     assert mine.status_code == 200
     assert "My options" in mine.text and "Your safety check" in mine.text
     assert "Record the patient's decision" not in mine.text  # staff record it
+    # Plain words for the patient, not the label's clinical wording.
+    assert "Label details" not in mine.text and "CNS depressant" not in mine.text
+    assert "Drowsiness, dizziness and weakness are common" in mine.text
     home = client.get(f"/patients/{world.patient_a}").text
     assert f"/patients/{world.patient_a}/options" in home and 'href="/learn"' in home
     other = client.get(f"/patients/{world.patient_a2}/options")

@@ -141,11 +141,19 @@ class Labelled(_Model):
     text: str = ""
 
 
+class PlainWords(_Model):
+    """A medication for a patient: how it is taken and what to watch for, in plain words."""
+
+    how_taken: Passage
+    watch_for: Passage
+
+
 class DecisionAid(_Model):
     substances: dict[str, Labelled]
     phases: dict[str, Labelled]
     evidence_levels: dict[str, Labelled]
     options: tuple[Option, ...]
+    plain_words: dict[str, PlainWords]
 
     @model_validator(mode="after")
     def _known(self) -> DecisionAid:
@@ -160,6 +168,11 @@ class DecisionAid(_Model):
                 raise ValueError(f"{option.id}: unknown situations {sorted(unknown)}")
         if NO_MEDICATION not in ids:
             raise ValueError("the medication-free option must be present")
+        unsaid = {o.medication for o in self.options if o.medication} - set(self.plain_words)
+        if unsaid:
+            raise ValueError(f"plain_words: no patient wording for {sorted(unsaid)}")
+        for medication in self.plain_words:
+            load_monograph(medication)
         return self
 
 
@@ -239,6 +252,7 @@ class OptionView:
     safety_level: SafetyLevel
     safety_text: str
     situation_safety: Passage | None
+    plain: PlainWords | None = None
 
     @property
     def id(self) -> str:
@@ -251,6 +265,8 @@ class OptionView:
     def sources(self) -> list[Source]:
         seen: dict[str, Source] = {}
         passages: list[Any] = [self.helps_with, self.evidence, *self.how_taken, *self.side_effects]
+        if self.plain:
+            passages += [self.plain.how_taken, self.plain.watch_for]
         if self.situation_safety:
             passages.append(self.situation_safety)
         for passage in passages:
@@ -337,6 +353,7 @@ def option_views(substance: str, phase: str, facts: PatientFacts) -> list[Option
                 safety_level=level_of,
                 safety_text=SAFETY_TEXT[level_of],
                 situation_safety=situation.safety if situation else None,
+                plain=aid.plain_words[mono.id],
             )
         )
     return views

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from tandem.choice.decision_options import (
     Option,
     Passage,
+    PlainWords,
     _Model,
     _sources,
     decision_aid,
@@ -100,11 +101,18 @@ class MedicationArticle:
         passages: list[Any] = [self.opening]
         for use in self.uses:
             passages += [use.option.helps_with, use.option.evidence]
+        plain = aid_plain(self.monograph.id)
+        if plain is not None:
+            passages += [plain.how_taken, plain.watch_for]
         passages += [*self.monograph.dosing.regimen, *self.monograph.adverse_effects]
         for passage in passages:
             for s in passage.source if passage else ():
                 seen.setdefault(s.id or s.citation, s)
         return list(seen.values())
+
+
+def aid_plain(medication_id: str) -> PlainWords | None:
+    return decision_aid().plain_words.get(medication_id)
 
 
 def medication_article(medication_id: str) -> MedicationArticle:

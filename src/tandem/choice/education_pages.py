@@ -39,4 +39,5 @@ def article(request: Request, slug: str) -> Response:
         a=found,
         situation_label=situation_label,
         levels=decision_aid().evidence_levels,
+        plain=decision_aid().plain_words.get(found.slug),
     )
