@@ -58,6 +58,8 @@ def test_a_choice_recorded_on_a_phone_and_read_by_the_patient(browser, live_serv
     assert "My options" in text and "You chose no medication" in text
     fits(page)
     shot(page, "choice-patient-375")
+    page.get_by_role("heading", name="Baclofen").scroll_into_view_if_needed()
+    shot(page, "choice-patient-card-375")
     page.goto(patient_home + "/medications")
     assert "You chose no medication" in page.inner_text("body")
     page.goto(live_server.url + "/learn/recovery-without-medication")

@@ -75,7 +75,7 @@ def test_options_show_medication_free_recovery_and_the_safety_screen(client, wor
     assert "666 mg (two 333 mg tablets) three times daily" in text  # in the label details
     assert "Two tablets by mouth three times a day" in text  # in plain words
     # This patient's screen: acamprosate on dialysis is not safe, shown with the rule's reason.
-    assert "may not be safe for you now" in text
+    assert "Contraindicated for this patient now" in text
     assert "On dialysis: kidney function is below a clearance of 30 mL/min" in text
     # Opioid withdrawal: the medication-free option carries its overdose warning.
     opioids = client.get(
@@ -160,6 +160,8 @@ def test_a_patient_sees_only_their_own_options(client, world: World) -> None:
     # Plain words for the patient, not the label's clinical wording.
     assert "Label details" not in mine.text and "CNS depressant" not in mine.text
     assert "Drowsiness, dizziness and weakness are common" in mine.text
+    assert "Off-label: Baclofen is not approved in the US for this use" in mine.text
+    assert "Your safety check" in mine.text and "Contraindicated for this patient" not in mine.text
     home = client.get(f"/patients/{world.patient_a}").text
     assert f"/patients/{world.patient_a}/options" in home and 'href="/learn"' in home
     other = client.get(f"/patients/{world.patient_a2}/options")

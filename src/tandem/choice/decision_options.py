@@ -253,6 +253,11 @@ class OptionView:
     safety_text: str
     situation_safety: Passage | None
     plain: PlainWords | None = None
+    off_label_detail: Fact | None = None
+
+    @property
+    def safety_staff_text(self) -> str:
+        return SAFETY_TEXT_STAFF[self.safety_level]
 
     @property
     def id(self) -> str:
@@ -276,6 +281,14 @@ class OptionView:
 
 
 _ROUTES = {"oral": "By mouth"}
+
+SAFETY_TEXT_STAFF: Mapping[str, str] = {
+    "not_safe": "Contraindicated for this patient now (see below).",
+    "caution": "Cautions apply for this patient (see below).",
+    "clear": "No finding from the facts on record.",
+    "unknown": "Incomplete: facts the rules need are not recorded.",
+    "none": "No medicine: nothing to screen.",
+}
 
 SAFETY_TEXT: Mapping[str, str] = {
     "not_safe": "The safety check found a reason this medicine may not be safe for you now. "
@@ -354,6 +367,7 @@ def option_views(substance: str, phase: str, facts: PatientFacts) -> list[Option
                 safety_text=SAFETY_TEXT[level_of],
                 situation_safety=situation.safety if situation else None,
                 plain=aid.plain_words[mono.id],
+                off_label_detail=_off_label_detail(option, mono),
             )
         )
     return views
@@ -362,7 +376,15 @@ def option_views(substance: str, phase: str, facts: PatientFacts) -> list[Option
 def _off_label_text(option: Option, mono: Monograph) -> str | None:
     if not option.is_off_label:
         return None
+    return (
+        f"Off-label: {mono.name} is not approved in the US for this use. Your prescriber can "
+        "explain why it may still be offered."
+    )
+
+
+def _off_label_detail(option: Option, mono: Monograph) -> Fact | None:
+    """What the monograph says about this off-label use (for clinicians)."""
     for use in mono.off_label_uses:
-        if use.id == option.off_label_use and use.summary is not None:
-            return f"Off-label: {mono.name} is not approved for this use. {use.summary.text}"
-    return f"Off-label: {mono.name} is not approved for this use in the US."
+        if use.id == option.off_label_use:
+            return use.summary
+    return None

@@ -37,6 +37,7 @@ from tandem.clock import program_today, utcnow
 from tandem.errors import InvalidInput
 from tandem.kit import ChartTab
 from tandem.medications.facts import current_facts, patient_facts
+from tandem.medications.pages import SEVERITY_LABELS
 from tandem.patients.pages import chart_page
 from tandem.patients.service import open_episode
 from tandem.storage.models import Patient
@@ -132,6 +133,7 @@ def _context(
         "may_record": bool(decide(access.actor, Permission.CREATE, DECISION, patient_ref(patient))),
         "today": program_today(patient.program.time_zone, now),
         "field_labels": FIELD_LABELS,
+        "severity_labels": SEVERITY_LABELS,
     }
 
 
