@@ -24,6 +24,7 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "tandem.medications.domain",  # monographs, screening, dose plans, doses
     "tandem.recovery.domain",  # ongoing therapy: check-ins, craving, use, care plan, caseload
     "tandem.outcomes.domain",  # de-identified program counts for research
+    "tandem.choice.domain",  # decision aid, patient education (consent joins here)
 )
 
 

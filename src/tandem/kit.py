@@ -34,6 +34,10 @@ class ChartTab:
     label: str
     path: str
     order: int = 50
+    patient_label: str | None = None  # how the tab reads in the patient's own view
+
+    def label_for(self, role: str) -> str:
+        return self.patient_label if role == "patient" and self.patient_label else self.label
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,8 @@ PUBLIC = frozenset(
         ("GET", "/static/{path}"),
         ("GET", "/healthz"),
         ("GET", "/fhir/metadata"),
+        ("GET", "/learn"),  # the education library: no patient data
+        ("GET", "/learn/{slug}"),
     }
 )
 
@@ -336,6 +338,7 @@ def _seed(sessions: sessionmaker[Session], world: World) -> dict[str, str]:
             "knowledge_id": "baclofen",
             "questionnaire_id": "ciwa-ar",
             "instrument_id": "ciwa_ar",
+            "slug": "what-detox-is-like",
             "path": sorted(p.name for p in STATIC.iterdir() if p.is_file())[0],
         }
         assert db.get(Episode, episode_id) is not None and db.get(DosePlanRow, plan.id)
@@ -364,7 +367,7 @@ PATIENT_BOUND = frozenset(
 )
 PROGRAM_BOUND = frozenset({"entry_id", "user_id", "program_id", "unit_id"})
 NEUTRAL = frozenset(
-    {"medication_id", "knowledge_id", "questionnaire_id", "instrument_id", "path"}
+    {"medication_id", "knowledge_id", "questionnaire_id", "instrument_id", "path", "slug"}
 )  # reference data
 
 

@@ -64,13 +64,14 @@ def test_the_domain_list_wires_every_part() -> None:
         "withdrawal",
         "medications",
     ]
-    assert {"recovery", "outcomes"} <= set(names)
+    assert {"recovery", "outcomes", "choice"} <= set(names)
     assert len(names) == len(set(names))
     paths = {route.path for router in domains.routers() for route in router.routes}
     for path in ("/fhir/Patient", "/fhir/Observation", "/fhir/MedicationRequest", "/detox"):
         assert path in paths
     tabs = [t.id for t in domains.chart_tabs()]
     assert tabs[:3] == ["overview", "withdrawal", "medications"]
+    assert "options" in tabs
     assert {job.name for job in domains.scheduled_jobs()} >= {
         "withdrawal.overdue",
         "medications.missed_doses",

@@ -51,7 +51,8 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
     Role.PRESCRIBER: {"*": "crus"},
     # Alerts go to the prescriber on duty: a nurse sees them but does not acknowledge them.
     Role.NURSE: {"*": "crus", "Alert": "rs", "MedicationRequest": "rs"},
-    Role.COUNSELOR: {"*": "rs"},
+    # Counselors discuss treatment options with patients and record the patient's decision.
+    Role.COUNSELOR: {"*": "rs", "TreatmentDecision": "crs"},
     # Alerts are messages between clinicians about the patient, not part of the patient's view;
     # so are safety screening findings (DetectedIssue) and the program's protocol
     # (PlanDefinition): patients read plain language written for them instead.
@@ -144,6 +145,7 @@ ACTIONS: dict[str, tuple[Permission, str]] = {
     "see_protocol": (Permission.READ, "PlanDefinition"),
     "see_outcomes": (Permission.READ, "MeasureReport"),
     "acknowledge_alert": (Permission.UPDATE, "Alert"),
+    "record_decision": (Permission.CREATE, "TreatmentDecision"),
 }
 
 # How a refusal reads to the person refused ("a counselor may not record assessments").
@@ -165,6 +167,7 @@ _DOING: dict[tuple[Permission, str], str] = {
     (Permission.READ, "PlanDefinition"): "see the program's protocol",
     (Permission.READ, "MeasureReport"): "see program outcomes",
     (Permission.UPDATE, "Alert"): "acknowledge alerts",
+    (Permission.CREATE, "TreatmentDecision"): "record a patient's treatment decision",
 }
 
 

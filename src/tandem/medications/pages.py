@@ -20,6 +20,7 @@ from tandem.access.guard import Access
 from tandem.access.policy import ACTIONS, Permission, decide, may
 from tandem.access.queries import load_patient, patient_ref
 from tandem.alerts.models import Alert
+from tandem.choice.decisions import current_decision, describe
 from tandem.clock import local, program_today, utcnow
 from tandem.errors import InvalidInput
 from tandem.kit import ChartTab, NavItem
@@ -364,6 +365,8 @@ def chart_tab(
         may_prescribe=_may(access, Permission.CREATE, PLAN, patient),
         may_record_facts=_may(access, Permission.CREATE, FACTS, patient),
         may_record=_may(access, Permission.CREATE, SIDE_EFFECT, patient),
+        choice=current_decision(access, patient),
+        describe_choice=describe,
         **_common(),
         **context,
     )
@@ -588,6 +591,8 @@ def _plan_form(
         ceiling=ceiling,
         ceiling_refusal=ceiling_refusal,
         live_ceiling=live_ceiling,
+        choice=current_decision(access, patient),
+        describe_choice=describe,
         per_day={f.code: f.per_day for f in Frequency},
         active_plans=active,
         **_common(),

@@ -14,6 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 from tandem.access.guard import Access
 from tandem.access.policy import ACTIONS, Permission, Role, decide
 from tandem.access.queries import load_patient, patient_ref, read_row
+from tandem.choice.decisions import current_decision, describe
 from tandem.clock import duration_text, local, utcnow
 from tandem.errors import InvalidInput, NotFound
 from tandem.instruments.engine import InvalidAnswers, UnknownInstrument, get_instrument, parse_value
@@ -184,6 +185,8 @@ def withdrawal_tab(
         may_give=bool(decide(access.actor, Permission.CREATE, ADMINISTRATION, ref)),
         may_context=bool(decide(access.actor, Permission.UPDATE, CONDITION, ref)),
         dose_options={a.id: dose_options(access.db, a) for a in chart.assessments[-3:]},
+        choice=current_decision(access, patient),
+        describe_choice=describe,
     )
 
 
