@@ -51,11 +51,21 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
     Role.PRESCRIBER: {"*": "crus"},
     # Alerts go to the prescriber on duty: a nurse sees them but does not acknowledge them.
     Role.NURSE: {"*": "crus", "Alert": "rs", "MedicationRequest": "rs"},
-    Role.COUNSELOR: {"*": "rs"},
+    # Counselors give the self-report scales (PHQ-9, GAD-7, PACS...) with their patients. A
+    # withdrawal assessment also needs Observation create, which they do not have.
+    Role.COUNSELOR: {"*": "rs", "QuestionnaireResponse": "crs"},
     # Alerts are messages between clinicians about the patient, not part of the patient's view;
     # so are safety screening findings (DetectedIssue) and the program's protocol
     # (PlanDefinition): patients read plain language written for them instead.
-    Role.PATIENT: {"*": "rs", "Alert": "", "DetectedIssue": "", "PlanDefinition": ""},
+    # A patient answers self-report scales for their own record only (QuestionnaireResponse
+    # create); withdrawal assessments need Observation create too, which patients lack.
+    Role.PATIENT: {
+        "*": "rs",
+        "QuestionnaireResponse": "crs",
+        "Alert": "",
+        "DetectedIssue": "",
+        "PlanDefinition": "",
+    },
     # Researchers read program-level, de-identified counts (MeasureReport) only.
     Role.RESEARCHER: {"MeasureReport": "rs"},
 }
@@ -65,8 +75,8 @@ ROLE_DUTIES: dict[Role, str] = {
     Role.PRESCRIBER: "Reads and writes charts of patients in own programs; prescribes (dose plans); "
     "receives escalations.",
     Role.NURSE: "Registers patients, records assessments and doses given in own programs; does not prescribe.",
-    Role.COUNSELOR: "Reads charts of patients in own programs.",
-    Role.PATIENT: "Reads own record only.",
+    Role.COUNSELOR: "Reads charts of patients in own programs; gives self-report scales.",
+    Role.PATIENT: "Reads own record only; answers self-report scales for themselves.",
     Role.RESEARCHER: "No identified patient records; program-level outcomes only.",
 }
 
@@ -132,6 +142,7 @@ ACTIONS: dict[str, tuple[Permission, str]] = {
     "register_patient": (Permission.CREATE, "Patient"),
     "edit_patient": (Permission.UPDATE, "Patient"),
     "assess": (Permission.CREATE, "QuestionnaireResponse"),
+    "fill_scale": (Permission.CREATE, "QuestionnaireResponse"),
     "record_context": (Permission.UPDATE, "Condition"),
     "give_dose": (Permission.CREATE, "MedicationAdministration"),
     "report_dose": (Permission.CREATE, "MedicationStatement"),

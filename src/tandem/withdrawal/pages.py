@@ -57,7 +57,12 @@ TRI_STATE = {"": None, "yes": True, "no": False}
 def _patient(access: Access, patient_id: str, action: str | None = None) -> Patient:
     """The patient, once the policy allows reading the chart and, for a form, its `action`
     (asked before the form is shown, and before a posted form is read)."""
-    return load_patient(access, patient_id, *([ACTIONS[action]] if action else []))
+    also = [ACTIONS[action]] if action else []
+    if action == "assess":
+        # An assessment stores its Observations too: patients and counselors, who may answer
+        # self-report scales (QuestionnaireResponse), may not record withdrawal assessments.
+        also.append((Permission.CREATE, "Observation"))
+    return load_patient(access, patient_id, *also)
 
 
 def _local_now(zone: str) -> str:
@@ -180,7 +185,8 @@ def withdrawal_tab(
         half_life=HALF_LIFE,
         unverified=chart.protocol.protocol.unverified_items(),
         patient_text=plain_language("tandem.withdrawal", "monitoring"),
-        may_assess=bool(decide(access.actor, Permission.CREATE, QR, ref)),
+        may_assess=bool(decide(access.actor, Permission.CREATE, QR, ref))
+        and bool(decide(access.actor, Permission.CREATE, "Observation", ref)),
         may_give=bool(decide(access.actor, Permission.CREATE, ADMINISTRATION, ref)),
         may_context=bool(decide(access.actor, Permission.UPDATE, CONDITION, ref)),
         dose_options={a.id: dose_options(access.db, a) for a in chart.assessments[-3:]},
