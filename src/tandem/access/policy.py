@@ -179,6 +179,14 @@ _DOING: dict[tuple[Permission, str], str] = {
 }
 
 
+# Actions that store more than their main record: every part must be allowed, and a refusal
+# names the action. A withdrawal assessment stores Observations beside its QuestionnaireResponse,
+# so a patient or a counselor, who may answer self-report scales, may not record one.
+ACTION_ALSO: dict[str, tuple[tuple[Permission, str], ...]] = {
+    "assess": ((Permission.CREATE, "Observation"),),
+}
+
+
 def doing(permission: Permission, resource_type: str) -> str:
     return _DOING.get(
         (permission, resource_type), f"{permission.name.lower()} {resource_type} records"
@@ -237,7 +245,15 @@ def may(
     """May `actor` do `action` (a key of `ACTIONS`) for `patient` (or in `program_id`)?
     What pages ask before they offer a button or a form; an unknown action is a KeyError."""
     permission, resource_type = ACTIONS[action]
-    return decide(actor, permission, resource_type, patient, program_id)
+    decision = decide(actor, permission, resource_type, patient, program_id)
+    if not decision:
+        return decision
+    for also_permission, also_type in ACTION_ALSO.get(action, ()):
+        if not decide(actor, also_permission, also_type, patient, program_id):
+            label = ROLE_LABELS[actor.role].lower()
+            article = "an" if label[0] in "aeiou" else "a"
+            return Decision(False, f"{article} {label} may not {doing(permission, resource_type)}")
+    return decision
 
 
 def visibility(actor: Actor, resource_type: str = "Patient") -> Visibility:

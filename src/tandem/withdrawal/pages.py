@@ -11,8 +11,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tandem.access.guard import Access
-from tandem.access.policy import ACTIONS, Permission, Role, decide
+from tandem.access.guard import Access, AccessDenied
+from tandem.access.policy import ACTIONS, Permission, Role, decide, may
 from tandem.access.queries import load_patient, patient_ref, read_row
 from tandem.clock import duration_text, local, utcnow
 from tandem.errors import InvalidInput, NotFound
@@ -57,12 +57,20 @@ TRI_STATE = {"": None, "yes": True, "no": False}
 def _patient(access: Access, patient_id: str, action: str | None = None) -> Patient:
     """The patient, once the policy allows reading the chart and, for a form, its `action`
     (asked before the form is shown, and before a posted form is read)."""
-    also = [ACTIONS[action]] if action else []
-    if action == "assess":
-        # An assessment stores its Observations too: patients and counselors, who may answer
-        # self-report scales (QuestionnaireResponse), may not record withdrawal assessments.
-        also.append((Permission.CREATE, "Observation"))
-    return load_patient(access, patient_id, *also)
+    patient = load_patient(access, patient_id, *([ACTIONS[action]] if action else []))
+    if action is not None:
+        # An action storing more than its main record (an assessment stores Observations too)
+        decision = may(access.actor, action, patient_ref(patient))
+        if not decision:
+            access.refused(
+                "create",
+                decision.reason,
+                resource_type=ACTIONS[action][1],
+                resource_id=patient_id,
+                patient_id=patient_id,
+            )
+            raise AccessDenied(decision)
+    return patient
 
 
 def _local_now(zone: str) -> str:
@@ -185,8 +193,7 @@ def withdrawal_tab(
         half_life=HALF_LIFE,
         unverified=chart.protocol.protocol.unverified_items(),
         patient_text=plain_language("tandem.withdrawal", "monitoring"),
-        may_assess=bool(decide(access.actor, Permission.CREATE, QR, ref))
-        and bool(decide(access.actor, Permission.CREATE, "Observation", ref)),
+        may_assess=bool(may(access.actor, "assess", ref)),
         may_give=bool(decide(access.actor, Permission.CREATE, ADMINISTRATION, ref)),
         may_context=bool(decide(access.actor, Permission.UPDATE, CONDITION, ref)),
         dose_options={a.id: dose_options(access.db, a) for a in chart.assessments[-3:]},
