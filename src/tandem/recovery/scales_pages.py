@@ -195,6 +195,8 @@ def save_form(
             authored_at=authored_text,
             status_code=422,
         )
+    # The crisis resources come first on the page: a patient lands on them.
+    anchor = "crisis" if saved.urgent and is_patient else "saved"
     return RedirectResponse(
-        f"/patients/{patient_id}/scales?saved={saved.row.id}#saved", status_code=303
+        f"/patients/{patient_id}/scales?saved={saved.row.id}#{anchor}", status_code=303
     )
