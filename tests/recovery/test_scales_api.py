@@ -308,3 +308,54 @@ def test_search_by_patient_questionnaire_and_date(
         headers=auth(counselor),
     ).json()
     assert [e["resource"]["valueInteger"] for e in totals["entry"]] == [18, 9]
+
+
+def test_totals_by_tandem_code_and_date_and_responses_page_by_count(
+    client, world: World, counselor
+) -> None:
+    now = utcnow().replace(microsecond=0)
+    for days, values in ((9, [1, 1, 1, 1, 1]), (1, [2, 2, 2, 2, 2]), (0, [6, 6, 6, 6, 6])):
+        body = response_body(
+            "pacs",
+            world.patient_a,
+            answers("pacs", values),
+            (now - timedelta(days=days)).isoformat(),
+        )
+        assert (
+            client.post(
+                "/fhir/QuestionnaireResponse", json=body, headers=auth(counselor)
+            ).status_code
+            == 201
+        )
+    since = (now - timedelta(days=3)).date().isoformat()
+    totals = client.get(
+        "/fhir/Observation",
+        params={
+            "patient": world.patient_a,
+            "code": "urn:tandem:instrument:pacs|total",
+            "date": f"ge{since}",
+        },
+        headers=auth(counselor),
+    )
+    assert totals.status_code == 200, totals.text
+    assert [e["resource"]["valueInteger"] for e in totals.json()["entry"]] == [30, 10]
+    # an item code of a self-report scale is not an Observation: nothing, not an error
+    items = client.get(
+        "/fhir/Observation",
+        params={"patient": world.patient_a, "code": "urn:tandem:instrument:pacs|overall"},
+        headers=auth(counselor),
+    )
+    assert items.status_code == 200 and items.json().get("entry", []) == []
+    first = client.get(
+        "/fhir/QuestionnaireResponse",
+        params={"patient": world.patient_a, "_count": "2"},
+        headers=auth(counselor),
+    ).json()
+    assert len(first["entry"]) == 2
+    following = next(link["url"] for link in first["link"] if link["relation"] == "next")
+    rest = client.get(following, headers=auth(counselor)).json()
+    assert len(rest["entry"]) == 1
+    bad = client.get(
+        "/fhir/QuestionnaireResponse", params={"authored": "yesterday"}, headers=auth(counselor)
+    )
+    assert bad.status_code == 400 and bad.json()["issue"][0]["expression"] == ["authored"]

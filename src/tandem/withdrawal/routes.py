@@ -78,6 +78,9 @@ FHIR_RESOURCES = (
     ResourceSupport(
         type="Observation",
         interactions=("read", "search-type"),
+        documentation="Withdrawal assessment totals and items; a self-report scale's total is "
+        "Observation/scale-<n>, found by its code (http://loinc.org|44261-6 for PHQ-9, "
+        "|70274-6 for GAD-7, |75626-2 for AUDIT-C, or urn:tandem:instrument:<id>|total).",
         search_params=(
             PATIENT,
             SearchParam(
