@@ -153,3 +153,22 @@ def test_tandem_score_scores_pacs_and_refuses_an_impossible_answer() -> None:
     args[0] = "frequency=7"
     refused = CliRunner().invoke(app, ["score", "pacs", *args])
     assert refused.exit_code == 2 and "frequency" in refused.stderr
+
+
+def test_the_policy_lets_a_patient_answer_for_themselves_only_and_staff_for_their_program() -> None:
+    from tandem.access.policy import Actor, PatientRef, Permission, Role, decide, may
+
+    own, neighbour, elsewhere = PatientRef("p1", 7), PatientRef("p2", 7), PatientRef("p3", 8)
+    me = Actor(1, "me", Role.PATIENT, frozenset({7}), patient_id="p1")
+    assert decide(me, Permission.CREATE, "QuestionnaireResponse", own)
+    assert not decide(me, Permission.CREATE, "QuestionnaireResponse", neighbour)
+    assert not decide(me, Permission.CREATE, "Observation", own)  # so no withdrawal assessment
+    assert may(me, "fill_scale", own) and not may(me, "assess", own)
+    for role in (Role.COUNSELOR, Role.NURSE, Role.PRESCRIBER, Role.ADMIN):
+        staff = Actor(2, "staff", role, frozenset({7}))
+        assert may(staff, "fill_scale", neighbour), role
+        assert not may(staff, "fill_scale", elsewhere), role
+    counselor = Actor(3, "c", Role.COUNSELOR, frozenset({7}))
+    refused = may(counselor, "assess", own)
+    assert not refused and refused.reason == "a counselor may not record assessments"
+    assert not may(Actor(4, "r", Role.RESEARCHER, frozenset({7})), "fill_scale", own)
