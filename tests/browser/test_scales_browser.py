@@ -57,6 +57,10 @@ def test_patient_phq9_on_a_phone_shows_crisis_resources_and_staff_see_it_urgent(
     entry = page.locator("#scale-phq9")
     assert "urgent" in entry.inner_text()
     shot(page, "scales-staff-desktop-tab")
+    page.goto(f"{live_server.url}/patients/{patient_id}/scales/pacs")
+    assert "wording unverified" in page.inner_text("body")  # staff are told, patients are not
+    page.locator("#item-intensity").scroll_into_view_if_needed()
+    shot(page, "scales-staff-desktop-pacs")
     page.goto(f"{live_server.url}/alerts")
     assert "URGENT: PHQ-9" in page.inner_text("body")
     desk.close()
