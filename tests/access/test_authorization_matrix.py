@@ -45,6 +45,7 @@ from tandem.access.policy import (
 )
 from tandem.alerts.models import Alert
 from tandem.clock import program_today
+from tandem.instruments.engine import get_instrument
 from tandem.medications.dose_calendar import plan_view
 from tandem.medications.doses import record_administration, record_statement
 from tandem.medications.plans import create_titration
@@ -56,6 +57,7 @@ from tandem.medications.storage import (
     SideEffectRow,
 )
 from tandem.patients.service import get_patient
+from tandem.recovery.scales_responses import save_response
 from tandem.settings import Settings
 from tandem.storage.db import make_engine, make_sessionmaker, session_scope, utcnow
 from tandem.storage.models import AuditEntry, Episode, Patient, User
@@ -259,6 +261,9 @@ def _seed(sessions: sessionmaker[Session], world: World) -> dict[str, str]:
         assessments.save_assessment(
             nurse, world.patient_a, "ciwa_ar", ciwa_answers(22), now - timedelta(minutes=10)
         )
+        save_response(  # a self-report scale (recovery), so its search has something to show
+            nurse, world.patient_a, "phq9", {i.id: 1 for i in get_instrument("phq9").items}
+        )
     with session_scope(sessions) as db:
         prescriber = Access(
             actor_for(
@@ -339,6 +344,7 @@ def _seed(sessions: sessionmaker[Session], world: World) -> dict[str, str]:
             "questionnaire_id": "ciwa-ar",
             "instrument_id": "ciwa_ar",
             "slug": "what-detox-is-like",
+            "scale_id": "phq9",
             "path": sorted(p.name for p in STATIC.iterdir() if p.is_file())[0],
         }
         assert db.get(Episode, episode_id) is not None and db.get(DosePlanRow, plan.id)
@@ -367,7 +373,15 @@ PATIENT_BOUND = frozenset(
 )
 PROGRAM_BOUND = frozenset({"entry_id", "user_id", "program_id", "unit_id"})
 NEUTRAL = frozenset(
-    {"medication_id", "knowledge_id", "questionnaire_id", "instrument_id", "path", "slug"}
+    {
+        "medication_id",
+        "knowledge_id",
+        "questionnaire_id",
+        "instrument_id",
+        "scale_id",
+        "path",
+        "slug",
+    }
 )  # reference data
 
 

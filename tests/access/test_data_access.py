@@ -17,6 +17,7 @@ PATIENT_SEARCHES = (
     "MedicationStatement",
     "AdverseEvent",
     "MedicationRequest",
+    "QuestionnaireResponse",
 )
 
 

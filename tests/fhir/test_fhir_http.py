@@ -145,6 +145,7 @@ def test_every_declared_search_parameter_is_served_and_no_other(
         "token": "x",
         "string": "x",
         "number": "1",
+        "uri": "https://example.org/fhir/Questionnaire/x",
     }
     special = {"_summary": "count", "_sort": "_id", "_cursor": None}
     for resource in statement["rest"][0]["resource"]:

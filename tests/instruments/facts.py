@@ -9,6 +9,7 @@ from __future__ import annotations
 ZERO_TO_7 = (0, 1, 2, 3, 4, 5, 6, 7)
 ZERO_TO_3 = (0, 1, 2, 3)
 ZERO_TO_4 = (0, 1, 2, 3, 4)
+ZERO_TO_6 = (0, 1, 2, 3, 4, 5, 6)
 
 # Items in scale order with their legal values.
 ITEMS: dict[str, list[tuple[str, tuple[int, ...]]]] = {
@@ -69,6 +70,13 @@ ITEMS: dict[str, list[tuple[str, tuple[int, ...]]]] = {
         ("irritable", ZERO_TO_3),
         ("afraid", ZERO_TO_3),
     ],
+    "pacs": [  # B1: five items about the past week, each 0-6
+        ("frequency", ZERO_TO_6),
+        ("intensity", ZERO_TO_6),
+        ("duration", ZERO_TO_6),
+        ("ability_to_resist", ZERO_TO_6),
+        ("overall", ZERO_TO_6),
+    ],
     "audit": [  # G1: items 1-8 score 0-4; items 9 and 10 score 0, 2 or 4
         ("frequency", ZERO_TO_4),
         ("typical_quantity", ZERO_TO_4),
@@ -106,6 +114,7 @@ TOTALS = {
     "sows_gossop": (0, 30),
     "phq9": (0, 27),
     "gad7": (0, 21),
+    "pacs": (0, 30),  # B1
     "audit": (0, 40),
     "audit_c": (0, 12),
     "dast10": (0, 10),
@@ -161,6 +170,7 @@ DEFAULT_SCHEMES = {
     "sows_gossop": None,
     "phq9": "kroenke_2001",
     "gad7": "spitzer_2006",
+    "pacs": None,  # B1: cut-offs (>20, >=15) but no published bands
     "audit": "who_risk_zones",
     "audit_c": None,
     "dast10": "skinner_levels",
@@ -181,6 +191,7 @@ PHQ9_ITEM_LOINC = [
 TOTAL_LOINC = {
     "phq9": "44261-6",
     "gad7": "70274-6",
+    "pacs": None,
     "ciwa_ar": None,
     "cows": None,
     "sows_gossop": None,

@@ -111,9 +111,17 @@ def test_no_answer_anywhere_reads_as_a_placeholder() -> None:
 def test_wording_is_verified_everywhere_and_only_a_band_scheme_is_not() -> None:
     instruments = load_instruments()
 
-    assert [i.id for i in instruments.values() if not i.wording_verified] == []
+    # PACS items 2-5: no source read gives the printed wording and answer words (fact sheet B1)
+    assert [i.id for i in instruments.values() if not i.wording_verified] == ["pacs"]
+    pacs = instruments["pacs"]
+    assert [i.id for i in pacs.items if not i.verified] == [
+        "intensity",
+        "duration",
+        "ability_to_resist",
+        "overall",
+    ]
     # the VA PAWS reading of overlapping cut-offs still waits for the clinical lead
-    assert [i.id for i in instruments.values() if not i.verified] == ["ciwa_ar"]
+    assert [i.id for i in instruments.values() if not i.verified] == ["ciwa_ar", "pacs"]
     va_paws = instruments["ciwa_ar"].scheme("va_paws")
     assert va_paws is not None and va_paws.unverified
 

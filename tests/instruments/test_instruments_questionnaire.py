@@ -56,7 +56,9 @@ def test_cows_gooseflesh_offers_only_legal_values() -> None:
 
 @pytest.mark.parametrize("instrument_id", sorted(ITEMS))
 def test_every_shipped_questionnaire_is_active(instrument_id: str) -> None:
-    assert to_questionnaire(get_instrument(instrument_id))["status"] == "active"
+    # PACS items 2-5: the printed wording was not found in any source read (fact sheet B1)
+    expected = "draft" if instrument_id == "pacs" else "active"
+    assert to_questionnaire(get_instrument(instrument_id))["status"] == expected
 
 
 def test_status_is_draft_while_any_answer_is_unverified() -> None:

@@ -51,12 +51,22 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
     Role.PRESCRIBER: {"*": "crus"},
     # Alerts go to the prescriber on duty: a nurse sees them but does not acknowledge them.
     Role.NURSE: {"*": "crus", "Alert": "rs", "MedicationRequest": "rs"},
-    # Counselors discuss treatment options with patients and record the patient's decision.
-    Role.COUNSELOR: {"*": "rs", "TreatmentDecision": "crs"},
+    # Counselors discuss treatment options with patients and record the patient's decision, and
+    # give the self-report scales (PHQ-9, GAD-7, PACS...) with their patients. A withdrawal
+    # assessment also needs Observation create, which they do not have.
+    Role.COUNSELOR: {"*": "rs", "TreatmentDecision": "crs", "QuestionnaireResponse": "crs"},
     # Alerts are messages between clinicians about the patient, not part of the patient's view;
     # so are safety screening findings (DetectedIssue) and the program's protocol
     # (PlanDefinition): patients read plain language written for them instead.
-    Role.PATIENT: {"*": "rs", "Alert": "", "DetectedIssue": "", "PlanDefinition": ""},
+    # A patient answers self-report scales for their own record only (QuestionnaireResponse
+    # create); withdrawal assessments need Observation create too, which patients lack.
+    Role.PATIENT: {
+        "*": "rs",
+        "QuestionnaireResponse": "crs",
+        "Alert": "",
+        "DetectedIssue": "",
+        "PlanDefinition": "",
+    },
     # Researchers read program-level, de-identified counts (MeasureReport) only.
     Role.RESEARCHER: {"MeasureReport": "rs"},
 }
@@ -66,8 +76,8 @@ ROLE_DUTIES: dict[Role, str] = {
     Role.PRESCRIBER: "Reads and writes charts of patients in own programs; prescribes (dose plans); "
     "receives escalations.",
     Role.NURSE: "Registers patients, records assessments and doses given in own programs; does not prescribe.",
-    Role.COUNSELOR: "Reads charts of patients in own programs.",
-    Role.PATIENT: "Reads own record only.",
+    Role.COUNSELOR: "Reads charts of patients in own programs; gives self-report scales.",
+    Role.PATIENT: "Reads own record only; answers self-report scales for themselves.",
     Role.RESEARCHER: "No identified patient records; program-level outcomes only.",
 }
 
@@ -133,6 +143,7 @@ ACTIONS: dict[str, tuple[Permission, str]] = {
     "register_patient": (Permission.CREATE, "Patient"),
     "edit_patient": (Permission.UPDATE, "Patient"),
     "assess": (Permission.CREATE, "QuestionnaireResponse"),
+    "fill_scale": (Permission.CREATE, "QuestionnaireResponse"),
     "record_context": (Permission.UPDATE, "Condition"),
     "give_dose": (Permission.CREATE, "MedicationAdministration"),
     "report_dose": (Permission.CREATE, "MedicationStatement"),
@@ -168,6 +179,14 @@ _DOING: dict[tuple[Permission, str], str] = {
     (Permission.READ, "MeasureReport"): "see program outcomes",
     (Permission.UPDATE, "Alert"): "acknowledge alerts",
     (Permission.CREATE, "TreatmentDecision"): "record a patient's treatment decision",
+}
+
+
+# Actions that store more than their main record: every part must be allowed, and a refusal
+# names the action. A withdrawal assessment stores Observations beside its QuestionnaireResponse,
+# so a patient or a counselor, who may answer self-report scales, may not record one.
+ACTION_ALSO: dict[str, tuple[tuple[Permission, str], ...]] = {
+    "assess": ((Permission.CREATE, "Observation"),),
 }
 
 
@@ -229,7 +248,15 @@ def may(
     """May `actor` do `action` (a key of `ACTIONS`) for `patient` (or in `program_id`)?
     What pages ask before they offer a button or a form; an unknown action is a KeyError."""
     permission, resource_type = ACTIONS[action]
-    return decide(actor, permission, resource_type, patient, program_id)
+    decision = decide(actor, permission, resource_type, patient, program_id)
+    if not decision:
+        return decision
+    for also_permission, also_type in ACTION_ALSO.get(action, ()):
+        if not decide(actor, also_permission, also_type, patient, program_id):
+            label = ROLE_LABELS[actor.role].lower()
+            article = "an" if label[0] in "aeiou" else "a"
+            return Decision(False, f"{article} {label} may not {doing(permission, resource_type)}")
+    return decision
 
 
 def visibility(actor: Actor, resource_type: str = "Patient") -> Visibility:

@@ -36,7 +36,7 @@ def to_questionnaire(instrument: Instrument) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Questionnaire",
         "id": instrument.id.replace("_", "-"),
-        "name": "".join(part.capitalize() for part in instrument.id.split("_")),
+        "name": questionnaire_name(instrument),
         "title": instrument.name,
         "version": instrument.version,
         "status": "active" if instrument.wording_verified else "draft",
@@ -62,6 +62,11 @@ def to_questionnaire(instrument: Instrument) -> dict[str, Any]:
     }
     Questionnaire.model_validate(resource)
     return resource
+
+
+def questionnaire_name(instrument: Instrument) -> str:
+    """The Questionnaire's computable name: `Phq9`, `AuditC`, `CiwaAr`."""
+    return "".join(part.capitalize() for part in instrument.id.split("_"))
 
 
 def answers_from_questionnaire_response(

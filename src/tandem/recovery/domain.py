@@ -2,6 +2,16 @@
 daily check-in and the counselor's caseload."""
 
 from tandem.kit import Domain
-from tandem.recovery import storage
+from tandem.recovery import scales_pages, scales_routes, storage
 
-DOMAIN = Domain(name="recovery", tables=(storage,))
+DOMAIN = Domain(
+    name="recovery",
+    routers=(
+        scales_routes.router,  # self-report scales: QuestionnaireResponse search
+        scales_pages.router,  # self-report scales: the Scales tab and its forms
+    ),
+    chart_tabs=(
+        scales_pages.CHART_TAB,  # self-report scales
+    ),
+    tables=(storage,),
+)

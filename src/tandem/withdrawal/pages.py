@@ -11,8 +11,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tandem.access.guard import Access
-from tandem.access.policy import ACTIONS, Permission, Role, decide
+from tandem.access.guard import Access, AccessDenied
+from tandem.access.policy import ACTIONS, Permission, Role, decide, may
 from tandem.access.queries import load_patient, patient_ref, read_row
 from tandem.choice.decisions import current_decision, describe
 from tandem.clock import duration_text, local, utcnow
@@ -58,7 +58,20 @@ TRI_STATE = {"": None, "yes": True, "no": False}
 def _patient(access: Access, patient_id: str, action: str | None = None) -> Patient:
     """The patient, once the policy allows reading the chart and, for a form, its `action`
     (asked before the form is shown, and before a posted form is read)."""
-    return load_patient(access, patient_id, *([ACTIONS[action]] if action else []))
+    patient = load_patient(access, patient_id, *([ACTIONS[action]] if action else []))
+    if action is not None:
+        # An action storing more than its main record (an assessment stores Observations too)
+        decision = may(access.actor, action, patient_ref(patient))
+        if not decision:
+            access.refused(
+                "create",
+                decision.reason,
+                resource_type=ACTIONS[action][1],
+                resource_id=patient_id,
+                patient_id=patient_id,
+            )
+            raise AccessDenied(decision)
+    return patient
 
 
 def _local_now(zone: str) -> str:
@@ -181,7 +194,7 @@ def withdrawal_tab(
         half_life=HALF_LIFE,
         unverified=chart.protocol.protocol.unverified_items(),
         patient_text=plain_language("tandem.withdrawal", "monitoring"),
-        may_assess=bool(decide(access.actor, Permission.CREATE, QR, ref)),
+        may_assess=bool(may(access.actor, "assess", ref)),
         may_give=bool(decide(access.actor, Permission.CREATE, ADMINISTRATION, ref)),
         may_context=bool(decide(access.actor, Permission.UPDATE, CONDITION, ref)),
         dose_options={a.id: dose_options(access.db, a) for a in chart.assessments[-3:]},

@@ -35,7 +35,10 @@ from tandem.instruments.engine import (
 from tandem.instruments.questionnaire import (
     InvalidQuestionnaireResponse,
     answers_from_questionnaire_response,
+    questionnaire_name,
 )
+from tandem.recovery import scales_responses, scales_routes
+from tandem.recovery.scales_catalog import is_scale
 from tandem.storage.models import User
 from tandem.web.deps import api_access
 from tandem.withdrawal import fhir as mapping
@@ -48,19 +51,36 @@ FHIR_RESOURCES = (
     ResourceSupport(
         type="Questionnaire",
         interactions=("read", "search-type"),
-        search_params=PAGING,
+        search_params=(
+            SearchParam("name", "string", "the computable name, e.g. Phq9 (starts with, any case)"),
+            SearchParam("url", "uri", "the canonical URL, e.g. <base>/Questionnaire/phq9"),
+            *PAGING,
+        ),
         documentation="Every instrument Tandem scores (withdrawal scales and the recovery scales).",
     ),
     ResourceSupport(
         type="QuestionnaireResponse",
-        interactions=("read", "create"),
-        documentation="create validates, scores and stores the response with an Observation for the total "
-        "and each item, exactly as the assessment form; invalid answers are refused with 422 naming the "
-        "item, and nothing is stored.",
+        interactions=("read", "create", "search-type"),
+        search_params=(
+            PATIENT,
+            SearchParam(
+                "questionnaire", "reference", "Questionnaire/phq9, its canonical URL or phq9"
+            ),
+            SearchParam("authored", "date", "prefixes eq, ge, gt, le, lt; repeat for a range"),
+            *PAGING,
+        ),
+        documentation="create validates, scores and stores the response: a withdrawal assessment with an "
+        "Observation for the total and each item, exactly as the assessment form; a self-report scale "
+        "(PHQ-9, GAD-7, PACS, AUDIT, AUDIT-C, DAST-10; id scale-<n>) with its total as Observation/scale-<n>, "
+        "a PHQ-9 item 9 above 0 raising an urgent alert. Invalid answers are refused with 422 naming the "
+        "item, and nothing is stored. search-type returns self-report scale responses.",
     ),
     ResourceSupport(
         type="Observation",
         interactions=("read", "search-type"),
+        documentation="Withdrawal assessment totals and items; a self-report scale's total is "
+        "Observation/scale-<n>, found by its code (http://loinc.org|44261-6 for PHQ-9, "
+        "|70274-6 for GAD-7, |75626-2 for AUDIT-C, or urn:tandem:instrument:<id>|total).",
         search_params=(
             PATIENT,
             SearchParam(
@@ -83,8 +103,24 @@ FHIR_RESOURCES = (
 
 @router.get("/Questionnaire")
 def search_questionnaires(request: Request, access: Access = Depends(api_access)) -> Response:
-    count, offset = paging(request, set())
+    count, offset = paging(request, {"name", "url"})
     instruments = sorted(load_instruments().values(), key=lambda i: i.id)
+    base = base_url(request)
+    names = [n.strip().lower() for v in request.query_params.getlist("name") for n in v.split(",")]
+    urls = [u.strip() for v in request.query_params.getlist("url") for u in v.split(",")]
+    if names:  # FHIR string search: case-insensitive, starts with
+        instruments = [
+            i
+            for i in instruments
+            if any(questionnaire_name(i).lower().startswith(n) for n in names)
+        ]
+    if urls:  # uri search: the canonical URL exactly (a |version is ignored)
+        instruments = [
+            i
+            for i in instruments
+            if f"{base}/Questionnaire/{mapping.questionnaire_id(i.id)}"
+            in {u.split("|")[0] for u in urls}
+        ]
     page = instruments[offset : offset + count]
     resources = [mapping.questionnaire(i, base_url(request)) for i in page]
     return patient_data_response(
@@ -154,6 +190,11 @@ def create_questionnaire_response(
         raise FhirError(
             422, "not-found", f"questionnaire: {exc}", ["QuestionnaireResponse.questionnaire"]
         ) from None
+    if is_scale(instrument.id):
+        # A self-report scale (PHQ-9, GAD-7, PACS, AUDIT...): the recovery domain stores it.
+        return scales_routes.create_response(
+            request, access, body, instrument.id, subject.removeprefix("Patient/")
+        )
     try:
         authored = mapping.read_authored(body)
         answers = answers_from_questionnaire_response(instrument, body)
@@ -198,6 +239,8 @@ def _refuse_answers(access: Access, exc: InvalidAnswers) -> Response:
 def read_questionnaire_response(
     response_id: str, request: Request, access: Access = Depends(api_access)
 ) -> Response:
+    if response_id.startswith(scales_responses.ID_PREFIX):
+        return scales_routes.read_response(request, access, response_id)
     row = get_assessment(access, int_id(response_id, "QuestionnaireResponse"))
     author = access.db.scalar(select(User.display_name).where(User.id == row.recorded_by))
     resource = mapping.questionnaire_response(row, base_url(request), author)
@@ -216,6 +259,11 @@ def search_observations(request: Request, access: Access = Depends(api_access)) 
         dates = mapping.parse_dates(params.getlist("date"))
     except mapping.SearchValueError as exc:
         raise FhirError(400, "invalid", str(exc), [exc.param]) from None
+    only_scales = scales_routes.scale_codes(codes)
+    if only_scales is not None:  # the totals of self-report scales (recovery domain)
+        return scales_routes.search_total_observations(
+            request, access, only_scales, dates, count, offset
+        )
     query = ObservationQuery(
         patient_id=patient_param(request),
         codes=codes,
@@ -233,6 +281,8 @@ def search_observations(request: Request, access: Access = Depends(api_access)) 
 
 @router.get("/Observation/{observation_id}")
 def read_observation(observation_id: str, access: Access = Depends(api_access)) -> Response:
+    if observation_id.startswith(scales_responses.ID_PREFIX):
+        return scales_routes.read_observation(access, observation_id)
     obs, assessment = get_observation(access, int_id(observation_id, "Observation"))
     resource = mapping.observation(obs, assessment)
     return patient_data_response(access, resource)
