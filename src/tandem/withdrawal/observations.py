@@ -12,8 +12,9 @@ from sqlalchemy import Select, and_, or_, select
 
 from tandem.access.guard import Access
 from tandem.access.policy import Permission
-from tandem.access.queries import Page, row_ref, search_page
+from tandem.access.queries import Page, row_ref, search_page, visible
 from tandem.errors import NotFound
+from tandem.fhir.observations import Found, ObservationSearch, ObservationSource
 from tandem.withdrawal.assessments import OBSERVATION
 from tandem.withdrawal.storage import AssessmentRow, ObservationRow
 
@@ -91,3 +92,56 @@ def get_observation(access: Access, observation_id: int) -> tuple[ObservationRow
         "read", resource_type=OBSERVATION, resource_id=str(obs.id), patient_id=obs.patient_id
     )
     return obs, assessment
+
+
+# --------------------------------------------------------------------------- /fhir/Observation
+
+
+def _find(access: Access, query: ObservationSearch, limit: int) -> list[Found]:
+    """Scale scores matching a combined Observation search (`tandem.fhir.observations`)."""
+    from tandem.instruments.engine import load_instruments
+    from tandem.withdrawal import fhir as mapping
+
+    o, a = ObservationRow, AssessmentRow
+    stmt: Select[*tuple[Any, ...]] = select(o, a).join(a, a.id == o.assessment_id)
+    if query.codes:
+        codes = mapping.parse_codes(list(query.codes), set(load_instruments()))
+        stmt = stmt.where(
+            or_(
+                *(
+                    and_(o.instrument_id == inst, o.code == code)
+                    if code is not None
+                    else o.instrument_id == inst
+                    for inst, code in codes
+                )
+            )
+        )
+    if query.patient_id is not None:
+        stmt = stmt.where(a.patient_id == query.patient_id)
+    if query.date_ge is not None:
+        stmt = stmt.where(o.effective_at >= query.date_ge)
+    if query.date_lt is not None:
+        stmt = stmt.where(o.effective_at < query.date_lt)
+    stmt = (
+        stmt.where(visible(access, OBSERVATION, a.patient_id, a.program_id))
+        .order_by(o.effective_at.desc(), o.id)
+        .limit(limit)
+    )
+    return [
+        Found(
+            obs.effective_at,
+            obs.id,
+            obs.patient_id,
+            lambda obs=obs, assessment=assessment: mapping.observation(obs, assessment),
+        )
+        for obs, assessment in access.db.execute(stmt)
+    ]
+
+
+def _read(access: Access, observation_id: int) -> dict[str, Any]:
+    from tandem.withdrawal import fhir as mapping
+
+    return mapping.observation(*get_observation(access, observation_id))
+
+
+SOURCE = ObservationSource(prefix="", find=_find, read=_read)
