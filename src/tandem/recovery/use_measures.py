@@ -430,3 +430,16 @@ def month_view(
         previous=(before.year, before.month),
         next=(after.year, after.month) if after <= today else None,
     )
+
+
+CRAVING_MIN, CRAVING_MAX = 0, 10
+
+
+def check_craving(substance_id: str, rating: int, field: str = "rating") -> tuple[str, int]:
+    """A single craving rating: a whole number from 0 (none) to 10 (the strongest imaginable)."""
+    kind = substance(substance_id, "substance")
+    if isinstance(rating, bool) or not isinstance(rating, int):
+        raise InvalidInput(field, "a whole number from 0 to 10")
+    if not CRAVING_MIN <= rating <= CRAVING_MAX:
+        raise InvalidInput(field, f"from {CRAVING_MIN} to {CRAVING_MAX}, not {rating}")
+    return kind.id, rating

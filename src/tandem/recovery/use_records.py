@@ -19,7 +19,12 @@ from tandem.access.policy import Permission
 from tandem.access.queries import PatientOwned, audit_shown, load_patient, patient_ref, visible
 from tandem.clock import check_recorded_at, program_today
 from tandem.recovery import use_measures
-from tandem.recovery.storage import DrugScreenResultRow, DrugScreenRow, UseDayRow
+from tandem.recovery.storage import (
+    CravingRatingRow,
+    DrugScreenResultRow,
+    DrugScreenRow,
+    UseDayRow,
+)
 from tandem.recovery.use_measures import ScreenResult, Sex, UseReport
 from tandem.storage.models import Patient
 
@@ -143,10 +148,11 @@ def record_drug_screen(
     specimen: str = "urine",
     note: str = "",
     field: str = "results",
+    time_field: str = "collected_at",
 ) -> tuple[DrugScreenRow, list[DrugScreenResultRow]]:
     """A specimen collected and its result per substance, all stored or none."""
     patient = load_patient(access, patient_id, (Permission.CREATE, OBSERVATION), audit=False)
-    collected = check_recorded_at("collected_at", collected_at, now)
+    collected = check_recorded_at(time_field, collected_at, now)
     day = program_today(patient.program.time_zone, collected)
     checked = use_measures.check_screen(
         results, day, program_today(patient.program.time_zone, now), field
@@ -186,6 +192,44 @@ def record_drug_screen(
             detail=f"urine screen {row.substance}: {row.result}",
         )
     return screen, rows
+
+
+def record_craving(
+    access: Access,
+    patient_id: str,
+    *,
+    substance: str,
+    rating: int,
+    rated_at: datetime,
+    now: datetime,
+    source: str = "staff",
+    field: str = "rating",
+) -> CravingRatingRow:
+    """A single 0-10 craving rating for one substance."""
+    patient = load_patient(access, patient_id, (Permission.CREATE, OBSERVATION), audit=False)
+    at = check_recorded_at("effectiveDateTime" if source == "api" else "rated_at", rated_at, now)
+    substance_id, value = use_measures.check_craving(substance, rating, field)
+    row = CravingRatingRow(
+        patient_id=patient.id,
+        program_id=patient.program_id,
+        substance=substance_id,
+        rating=value,
+        rated_at=at,
+        day=program_today(patient.program.time_zone, at),
+        source=source,
+        recorded_at=now,
+        recorded_by=access.actor.user_id or None,
+    )
+    access.db.add(row)
+    access.db.flush()
+    access.audit(
+        "create",
+        resource_type=OBSERVATION,
+        resource_id=f"craving-{row.id}",
+        patient_id=patient.id,
+        detail=f"craving {substance_id}: {value}/10",
+    )
+    return row
 
 
 # --------------------------------------------------------------------------- reading
