@@ -16,6 +16,7 @@ from tandem.access.accounts import display_names
 from tandem.access.guard import Access
 from tandem.access.queries import search_page
 from tandem.clock import program_today, utcnow
+from tandem.errors import InvalidInput
 from tandem.fhir.capability import ResourceSupport, SearchParam
 from tandem.fhir.http import (
     PAGING,
@@ -206,9 +207,13 @@ def create_appointment(
     access: Access = Depends(api_access),
 ) -> Response:
     patient_id, service, start, minutes = care_fhir.read_appointment(body)
-    row = book_session(
-        access, patient_id, service=service, starts_at=start, minutes=minutes, now=utcnow()
-    )
+    try:
+        row = book_session(
+            access, patient_id, service=service, starts_at=start, minutes=minutes, now=utcnow()
+        )
+    except InvalidInput as exc:  # the service's field names, as the Appointment's elements
+        named = {"starts_at": "start", "minutes": "minutesDuration", "staff": "participant"}
+        raise InvalidInput(named.get(exc.field, exc.field), exc.message) from None
     resource = care_fhir.appointment(row, _names(access, [row.staff_id]))
     location = f"{base_url(request)}/Appointment/{row.id}"
     return patient_data_response(access, resource, 201, {"Location": location})
