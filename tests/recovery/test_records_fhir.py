@@ -14,7 +14,6 @@ from tandem.clock import program_today
 from tandem.recovery import care_plans, sessions_schedule
 from tandem.recovery.care_plans import PlannedService
 from tandem.recovery.storage import (
-    CarePlanRow,
     CravingRatingRow,
     DrugScreenResultRow,
     DrugScreenRow,

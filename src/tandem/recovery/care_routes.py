@@ -14,7 +14,7 @@ from sqlalchemy import or_, select
 
 from tandem.access.accounts import display_names
 from tandem.access.guard import Access
-from tandem.access.queries import search_page
+from tandem.access.queries import Page, search_page
 from tandem.clock import program_today, utcnow
 from tandem.errors import InvalidInput
 from tandem.fhir.capability import ResourceSupport, SearchParam
@@ -123,7 +123,7 @@ def search_care_plans(request: Request, access: Access = Depends(api_access)) ->
         statement = statement.where(
             or_(CarePlanRow.retention == "active", CarePlanRow.retention_on >= first)
         )
-    page = search_page(
+    page: Page[CarePlanRow] = search_page(
         access,
         CARE_PLAN,
         statement,
@@ -166,7 +166,7 @@ def _search_sessions(
         statement = statement.where(t.starts_at >= dates.ge)
     if dates.lt is not None:
         statement = statement.where(t.starts_at < dates.lt)
-    page = search_page(
+    page: Page[TherapySessionRow] = search_page(
         access,
         resource_type,
         statement,

@@ -277,7 +277,7 @@ def _find_screen(access: Access, query: ObservationSearch, limit: int) -> list[F
     loinc = {s: c["code"] for s, c in screen_codes().items()}
     want = wanted(query.codes, SCREEN_SYSTEM, loinc)
     r, s = DrugScreenResultRow, DrugScreenRow
-    base: Select[Any] = select(r, s).join(s, s.id == r.screen_id)
+    base: Select[Any] = select(r, s).join(s, s.id == r.screen_id)  # type: ignore[assignment]
     statement = _substance_filter(base, r.substance, want)
     if statement is None:
         return []

@@ -18,6 +18,7 @@ from tandem.access.guard import Access
 from tandem.access.policy import Permission
 from tandem.access.queries import PatientOwned, audit_shown, load_patient, patient_ref, visible
 from tandem.clock import check_recorded_at, program_today
+from tandem.errors import InvalidInput
 from tandem.recovery import use_measures
 from tandem.recovery.storage import (
     CravingRatingRow,
@@ -158,7 +159,7 @@ def record_drug_screen(
         results, day, program_today(patient.program.time_zone, now), field
     )
     if specimen != "urine":
-        raise use_measures.InvalidInput("specimen", "only urine screens are recorded")
+        raise InvalidInput("specimen", "only urine screens are recorded")
     screen = DrugScreenRow(
         patient_id=patient.id,
         program_id=patient.program_id,

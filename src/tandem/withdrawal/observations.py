@@ -4,6 +4,7 @@ with every patient they show."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -132,7 +133,7 @@ def _find(access: Access, query: ObservationSearch, limit: int) -> list[Found]:
             obs.effective_at,
             obs.id,
             obs.patient_id,
-            lambda obs=obs, assessment=assessment: mapping.observation(obs, assessment),
+            functools.partial(mapping.observation, obs, assessment),
         )
         for obs, assessment in access.db.execute(stmt)
     ]
