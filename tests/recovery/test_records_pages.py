@@ -196,3 +196,22 @@ def test_another_programs_nurse_is_refused_the_tab_and_its_forms(
     )
     assert answer.status_code == 403
     assert count(sessions, UseDayRow) == 0
+
+
+def test_a_counselor_keeps_the_program_but_does_not_record_use(
+    client, sessions, world: World
+) -> None:
+    csrf = sign_in(client, world.email("counselor"), world.passwords["counselor"])
+    base = f"/patients/{world.patient_a}/recovery"
+    when = (utcnow() + timedelta(days=1)).astimezone().strftime("%Y-%m-%dT%H:%M%z")
+    booked = client.post(
+        f"{base}/sessions",
+        data={"csrf_token": csrf, "service": "individual_counseling", "starts_at": when},
+    )
+    assert booked.status_code == 303, booked.text
+    assert "Record use for a day" not in client.get(base).text
+    refused = client.post(
+        f"{base}/use", data={"csrf_token": csrf, "day": _today().isoformat(), "used.alcohol": "no"}
+    )
+    assert refused.status_code == 403
+    assert count(sessions, UseDayRow) == 0

@@ -51,7 +51,8 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
     Role.PRESCRIBER: {"*": "crus"},
     # Alerts go to the prescriber on duty: a nurse sees them but does not acknowledge them.
     Role.NURSE: {"*": "crus", "Alert": "rs", "MedicationRequest": "rs"},
-    Role.COUNSELOR: {"*": "rs"},
+    # The counselor keeps the rehab program: the care plan, the sessions and their attendance.
+    Role.COUNSELOR: {"*": "rs", "CarePlan": "crus", "Appointment": "crus"},
     # Alerts are messages between clinicians about the patient, not part of the patient's view;
     # so are safety screening findings (DetectedIssue) and the program's protocol
     # (PlanDefinition): patients read plain language written for them instead.
@@ -65,7 +66,8 @@ ROLE_DUTIES: dict[Role, str] = {
     Role.PRESCRIBER: "Reads and writes charts of patients in own programs; prescribes (dose plans); "
     "receives escalations.",
     Role.NURSE: "Registers patients, records assessments and doses given in own programs; does not prescribe.",
-    Role.COUNSELOR: "Reads charts of patients in own programs.",
+    Role.COUNSELOR: "Reads charts of patients in own programs; keeps their care plans, sessions "
+    "and attendance.",
     Role.PATIENT: "Reads own record only.",
     Role.RESEARCHER: "No identified patient records; program-level outcomes only.",
 }
@@ -165,6 +167,10 @@ _DOING: dict[tuple[Permission, str], str] = {
     (Permission.READ, "PlanDefinition"): "see the program's protocol",
     (Permission.READ, "MeasureReport"): "see program outcomes",
     (Permission.UPDATE, "Alert"): "acknowledge alerts",
+    (Permission.CREATE, "CarePlan"): "start care plans",
+    (Permission.UPDATE, "CarePlan"): "change care plans",
+    (Permission.CREATE, "Appointment"): "book sessions",
+    (Permission.UPDATE, "Appointment"): "record attendance or move sessions",
 }
 
 
