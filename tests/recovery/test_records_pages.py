@@ -215,3 +215,37 @@ def test_a_counselor_keeps_the_program_but_does_not_record_use(
     )
     assert refused.status_code == 403
     assert count(sessions, UseDayRow) == 0
+
+
+def test_a_booked_session_is_moved_and_a_move_into_the_past_is_refused(
+    client, sessions, world: World
+) -> None:
+    csrf = sign_in(client, world.email("nurse"), world.passwords["nurse"])
+    base = f"/patients/{world.patient_a}/recovery"
+
+    def at(delta: timedelta) -> str:
+        return (utcnow() + delta).astimezone().strftime("%Y-%m-%dT%H:%M%z")
+
+    client.post(
+        f"{base}/sessions",
+        data={"csrf_token": csrf, "service": "family_session", "starts_at": at(timedelta(days=1))},
+    )
+    with sessions() as db:
+        session_id, before = db.execute(
+            select(TherapySessionRow.id, TherapySessionRow.starts_at)
+        ).one()
+    refused = client.post(
+        f"{base}/sessions/{session_id}/reschedule",
+        data={"csrf_token": csrf, "starts_at": at(-timedelta(days=1)), "minutes": "60"},
+    )
+    assert refused.status_code == 422 and f'href="#session-{session_id}-starts_at"' in refused.text
+    moved = client.post(
+        f"{base}/sessions/{session_id}/reschedule",
+        data={"csrf_token": csrf, "starts_at": at(timedelta(days=3)), "minutes": "45"},
+    )
+    assert moved.status_code == 303, moved.text
+    with sessions() as db:
+        starts, minutes = db.execute(
+            select(TherapySessionRow.starts_at, TherapySessionRow.minutes)
+        ).one()
+    assert starts - before >= timedelta(days=2) - timedelta(minutes=1) and minutes == 45
