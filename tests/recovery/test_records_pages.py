@@ -249,3 +249,35 @@ def test_a_booked_session_is_moved_and_a_move_into_the_past_is_refused(
             select(TherapySessionRow.starts_at, TherapySessionRow.minutes)
         ).one()
     assert starts - before >= timedelta(days=2) - timedelta(minutes=1) and minutes == 45
+
+
+def test_the_measures_cover_the_period_asked_for_and_refuse_an_impossible_one(
+    client, sessions, world: World
+) -> None:
+    csrf = sign_in(client, world.email("nurse"), world.passwords["nurse"])
+    base = f"/patients/{world.patient_a}/recovery"
+    day = _today() - timedelta(days=40)
+    plan = client.post(
+        f"{base}/care-plans",
+        data={
+            "csrf_token": csrf,
+            "substances": "alcohol",
+            "service.peer_support": "1",
+            "frequency.peer_support": "weekly",
+            "started_on": (day - timedelta(days=1)).isoformat(),
+        },
+    )
+    assert plan.status_code == 303, plan.text
+    used = client.post(
+        f"{base}/use", data={"csrf_token": csrf, "day": day.isoformat(), "used.alcohol": "no"}
+    )
+    assert used.status_code == 303, used.text
+    last_30 = client.get(base).text
+    assert "30 days" in last_30
+    row = re.search(r"<th scope=\"row\">Alcohol</th><td>(\d+)</td>", last_30)
+    assert row and row.group(1) == "0"
+    wide = client.get(base, params={"from": day.isoformat(), "to": day.isoformat()}).text
+    row = re.search(r"<th scope=\"row\">Alcohol</th><td>(\d+)</td>", wide)
+    assert row and row.group(1) == "1" and "100.0%" in wide
+    backwards = client.get(base, params={"from": _today().isoformat(), "to": day.isoformat()})
+    assert backwards.status_code == 422

@@ -109,13 +109,43 @@ class Summary:
     heavy: measures.HeavyDays | None
 
 
+MAX_PERIOD_DAYS = 366
+
+
+def period_of(start_text: str, end_text: str, today: date) -> tuple[date, date]:
+    """The period the measures cover: the last 30 days unless the address names one."""
+    try:
+        end = date.fromisoformat(end_text) if end_text else today
+    except ValueError:
+        raise InvalidInput("to", "give the date as YYYY-MM-DD") from None
+    try:
+        start = (
+            date.fromisoformat(start_text) if start_text else end - timedelta(days=PERIOD_DAYS - 1)
+        )
+    except ValueError:
+        raise InvalidInput("from", "give the date as YYYY-MM-DD") from None
+    if end > today:
+        raise InvalidInput("to", "the period ends today at the latest")
+    if start > end:
+        raise InvalidInput("from", "the period starts before it ends")
+    if (end - start).days >= MAX_PERIOD_DAYS:
+        raise InvalidInput("from", f"at most {MAX_PERIOD_DAYS} days")
+    return start, end
+
+
 def _use_context(
-    access: Access, patient: Patient, month_text: str, chosen: str, now: datetime
+    access: Access,
+    patient: Patient,
+    month_text: str,
+    chosen: str,
+    now: datetime,
+    period: tuple[str, str] = ("", ""),
 ) -> dict[str, Any]:
     today = program_today(patient.program.time_zone, now)
     year, month = measures.month_of(month_text, today)
+    period_start, period_end = period_of(period[0], period[1], today)
     first = date(year, month, 1)
-    start = min(first - timedelta(days=7), today - timedelta(days=PERIOD_DAYS + 40))
+    start = min(first - timedelta(days=7), period_start, today - timedelta(days=PERIOD_DAYS))
     end = max(first + timedelta(days=42), today)
     reports = use_reports(access, patient, start, end)
     screens = screen_results(access, patient, start, end)
@@ -123,21 +153,20 @@ def _use_context(
     tracked = tuple(plan.substances) if plan is not None else ()
     sex = sex_of(patient)
     view = measures.month_view(year, month, reports, screens, today, tracked, sex)
-    period_start = today - timedelta(days=PERIOD_DAYS - 1)
     shown = view.tracked
     summary = Summary(
         start=period_start,
-        end=today,
-        any=measures.abstinence(reports, period_start, today, None, shown),
+        end=period_end,
+        any=measures.abstinence(reports, period_start, period_end, None, shown),
         each=[
             (
                 next(s.label for s in substances() if s.id == sid),
-                measures.abstinence(reports, period_start, today, sid),
+                measures.abstinence(reports, period_start, period_end, sid),
                 measures.current_run(reports, today, sid),
             )
             for sid in shown
         ],
-        heavy=measures.heavy_drinking_days(reports, period_start, today, sex)
+        heavy=measures.heavy_drinking_days(reports, period_start, period_end, sex)
         if "alcohol" in shown
         else None,
     )
@@ -170,11 +199,12 @@ def _use_page(
     *,
     month: str = "",
     day: str = "",
+    period: tuple[str, str] = ("", ""),
     status_code: int = 200,
     **extra: Any,
 ) -> Response:
     patient = load_patient(access, patient_id)
-    context = _use_context(access, patient, month, day, utcnow())
+    context = _use_context(access, patient, month, day, utcnow(), period)
     return chart_page(
         request,
         access,
@@ -195,7 +225,9 @@ def recovery_tab(
     day: str = "",
     access: Access = Depends(page_access),
 ) -> Response:
-    return _use_page(request, access, patient_id, month=month, day=day)
+    params = request.query_params
+    period = (params.get("from", "").strip(), params.get("to", "").strip())
+    return _use_page(request, access, patient_id, month=month, day=day, period=period)
 
 
 def _allowed(
