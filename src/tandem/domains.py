@@ -64,6 +64,10 @@ def fhir_resources() -> list[Any]:
     return list(_each("fhir_resources"))
 
 
+def observation_sources() -> list[Any]:
+    return list(_each("observation_sources"))
+
+
 def demo_steps() -> list[tuple[str, Any]]:
     return list(_each("demo_steps"))
 

@@ -67,6 +67,8 @@ class Domain:
     chart_tabs: Sequence[ChartTab] = ()
     tables: Sequence[Any] = ()  # modules that define ORM tables on storage.models.Base
     fhir_resources: Sequence[Any] = ()  # fhir.capability.ResourceSupport
+    # fhir.observations.ObservationSource: the domain's rows that /fhir/Observation shows
+    observation_sources: Sequence[Any] = ()
     demo_steps: Sequence[tuple[str, Callable[..., None]]] = ()
     cli: Sequence[tuple[str, Any]] = ()  # (name, typer.Typer) groups, or (name, function) commands
     alert_listeners: Sequence[PatientListener] = ()

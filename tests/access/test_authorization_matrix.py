@@ -312,6 +312,7 @@ def _seed(sessions: sessionmaker[Session], world: World) -> dict[str, str]:
             plan_id=plan.id,
             now=now,
         )
+    care_plan_id, session_id = _seed_recovery(sessions, world)
     with sessions() as db:
 
         def first(column, owner) -> str:  # type: ignore[no-untyped-def]
@@ -337,6 +338,10 @@ def _seed(sessions: sessionmaker[Session], world: World) -> dict[str, str]:
             "user_id": str(
                 db.scalars(select(User.id).where(User.email == world.email("target"))).one()
             ),
+            "care_plan_id": str(care_plan_id),
+            "appointment_id": str(session_id),
+            "encounter_id": str(session_id),
+            "session_id": str(session_id),
             "program_id": str(world.program_a),
             "unit_id": str(world.unit_a_detox),
             "medication_id": "baclofen",
@@ -349,6 +354,45 @@ def _seed(sessions: sessionmaker[Session], world: World) -> dict[str, str]:
         }
         assert db.get(Episode, episode_id) is not None and db.get(DosePlanRow, plan.id)
     return fills
+
+
+def _seed_recovery(sessions: sessionmaker[Session], world: World) -> tuple[int, int]:
+    """Patient A's rehab program: a care plan and a session attended (an Appointment that is
+    also an Encounter)."""
+    from tandem.recovery.care_plans import PlannedService, create_care_plan
+    from tandem.recovery.storage import TherapySessionRow
+
+    now = utcnow()
+    with session_scope(sessions) as db:
+        nurse = Access(
+            actor_for(db.scalars(select(User).where(User.email == world.email("nurse"))).one()),
+            Origin(channel="web"),
+            db,
+            sessions,
+        )
+        plan = create_care_plan(
+            nurse,
+            world.patient_a,
+            counselor_id=None,
+            substances=["alcohol"],
+            planned=[PlannedService("group_therapy", "weekly")],
+            started_on=program_today("America/New_York", now) - timedelta(days=7),
+            now=now,
+        )
+        held = TherapySessionRow(
+            patient_id=world.patient_a,
+            program_id=world.program_a,
+            care_plan_id=plan.id,
+            service="group_therapy",
+            starts_at=now - timedelta(days=1),
+            minutes=90,
+            status="attended",
+            status_at=now,
+            created_at=now - timedelta(days=3),
+        )
+        db.add(held)
+        db.flush()
+        return plan.id, held.id
 
 
 # Query parameters that name a record, filled like path parameters when a route declares them
@@ -369,6 +413,10 @@ PATIENT_BOUND = frozenset(
         "administration_id",
         "statement_id",
         "event_id",
+        "care_plan_id",
+        "appointment_id",
+        "encounter_id",
+        "session_id",
     }
 )
 PROGRAM_BOUND = frozenset({"entry_id", "user_id", "program_id", "unit_id"})

@@ -51,10 +51,17 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
     Role.PRESCRIBER: {"*": "crus"},
     # Alerts go to the prescriber on duty: a nurse sees them but does not acknowledge them.
     Role.NURSE: {"*": "crus", "Alert": "rs", "MedicationRequest": "rs"},
-    # Counselors discuss treatment options with patients and record the patient's decision, and
-    # give the self-report scales (PHQ-9, GAD-7, PACS...) with their patients. A withdrawal
-    # assessment also needs Observation create, which they do not have.
-    Role.COUNSELOR: {"*": "rs", "TreatmentDecision": "crs", "QuestionnaireResponse": "crs"},
+    # Counselors discuss treatment options with patients and record the patient's decision,
+    # give the self-report scales (PHQ-9, GAD-7, PACS...) with their patients, and keep the rehab
+    # program: the care plan, the sessions and their attendance. A withdrawal assessment also
+    # needs Observation create, which they do not have.
+    Role.COUNSELOR: {
+        "*": "rs",
+        "TreatmentDecision": "crs",
+        "QuestionnaireResponse": "crs",
+        "CarePlan": "crus",
+        "Appointment": "crus",
+    },
     # Alerts are messages between clinicians about the patient, not part of the patient's view;
     # so are safety screening findings (DetectedIssue) and the program's protocol
     # (PlanDefinition): patients read plain language written for them instead.
@@ -76,7 +83,8 @@ ROLE_DUTIES: dict[Role, str] = {
     Role.PRESCRIBER: "Reads and writes charts of patients in own programs; prescribes (dose plans); "
     "receives escalations.",
     Role.NURSE: "Registers patients, records assessments and doses given in own programs; does not prescribe.",
-    Role.COUNSELOR: "Reads charts of patients in own programs; gives self-report scales.",
+    Role.COUNSELOR: "Reads charts of patients in own programs; gives self-report scales; keeps "
+    "their care plans, sessions and attendance.",
     Role.PATIENT: "Reads own record only; answers self-report scales for themselves.",
     Role.RESEARCHER: "No identified patient records; program-level outcomes only.",
 }
@@ -179,6 +187,10 @@ _DOING: dict[tuple[Permission, str], str] = {
     (Permission.READ, "MeasureReport"): "see program outcomes",
     (Permission.UPDATE, "Alert"): "acknowledge alerts",
     (Permission.CREATE, "TreatmentDecision"): "record a patient's treatment decision",
+    (Permission.CREATE, "CarePlan"): "start care plans",
+    (Permission.UPDATE, "CarePlan"): "change care plans",
+    (Permission.CREATE, "Appointment"): "book sessions",
+    (Permission.UPDATE, "Appointment"): "record attendance or move sessions",
 }
 
 

@@ -26,11 +26,38 @@ class ResourceSupport:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+def merged(supports: Iterable[ResourceSupport]) -> list[ResourceSupport]:
+    """One entry a resource type: several domains may each support part of one type (the
+    withdrawal scores and the recovery measures are both Observations)."""
+    by_type: dict[str, ResourceSupport] = {}
+    for support in supports:
+        seen = by_type.get(support.type)
+        if seen is None:
+            by_type[support.type] = support
+            continue
+        params = {p.name: p for p in seen.search_params}
+        for p in support.search_params:
+            if p.name in params and p.documentation and params[p.name].documentation:
+                both = f"{params[p.name].documentation}; or {p.documentation}"
+                params[p.name] = SearchParam(p.name, p.type, both)
+            elif p.name not in params:
+                params[p.name] = p
+        by_type[support.type] = ResourceSupport(
+            type=support.type,
+            interactions=tuple(dict.fromkeys((*seen.interactions, *support.interactions))),
+            search_params=tuple(params.values()),
+            versioning=seen.versioning,
+            documentation=" ".join(d for d in (seen.documentation, support.documentation) if d),
+            extras={**seen.extras, **support.extras},
+        )
+    return list(by_type.values())
+
+
 def capability_statement(
     base_url: str, now_iso: str, supports: Iterable[ResourceSupport]
 ) -> dict[str, Any]:
     resources = []
-    for support in sorted(supports, key=lambda s: s.type):
+    for support in sorted(merged(supports), key=lambda s: s.type):
         entry: dict[str, Any] = {
             "type": support.type,
             "interaction": [{"code": code} for code in support.interactions],

@@ -5,6 +5,7 @@ by the instrument's total code). Thin: parse, call one service function, answer.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import Depends, Request
@@ -13,7 +14,7 @@ from sqlalchemy import select
 
 from tandem.access.guard import Access
 from tandem.access.policy import Permission
-from tandem.access.queries import load_patient, read_row
+from tandem.access.queries import load_patient, read_row, visible
 from tandem.fhir.http import (
     base_url,
     fhir_router,
@@ -22,8 +23,9 @@ from tandem.fhir.http import (
     patient_param,
     searchset,
 )
+from tandem.fhir.observations import Found, ObservationSearch, ObservationSource
 from tandem.fhir.outcome import FhirError, FhirJSONResponse, issue, operation_outcome
-from tandem.instruments.engine import InvalidAnswers
+from tandem.instruments.engine import InvalidAnswers, load_instruments
 from tandem.instruments.questionnaire import (
     InvalidQuestionnaireResponse,
     answers_from_questionnaire_response,
@@ -31,6 +33,7 @@ from tandem.instruments.questionnaire import (
 from tandem.recovery import scales_fhir
 from tandem.recovery.scales_catalog import is_scale, scales
 from tandem.recovery.scales_responses import (
+    ID_PREFIX,
     QR,
     ResponseQuery,
     get_response,
@@ -102,46 +105,48 @@ def read_response(request: Request, access: Access, response_id: str) -> Respons
     )
 
 
-def read_observation(access: Access, observation_id: str) -> Response:
-    row_id = row_id_of(observation_id)
-    if row_id is None:
-        raise FhirError(404, "not-found", f"Observation/{observation_id} is not known")
+def scale_codes(codes: tuple[tuple[str, str | None], ...]) -> list[str]:
+    """The self-report scales whose totals an Observation search's codes name (an item code
+    matches nothing here: only the total is an Observation)."""
+    return sorted({i for i, code in codes if is_scale(i) and code in (None, "total")})
+
+
+def _find_totals(access: Access, query: ObservationSearch, limit: int) -> list[Found]:
+    """Scale totals matching a combined Observation search (`tandem.fhir.observations`)."""
+    r = QuestionnaireResponseRow
+    stmt = select(r)
+    if query.codes:
+        parsed = withdrawal_fhir.parse_codes(list(query.codes), set(load_instruments()))
+        wanted = scale_codes(tuple(parsed))
+        if not wanted:
+            return []
+        stmt = stmt.where(r.instrument_id.in_(wanted))
+    if query.patient_id is not None:
+        stmt = stmt.where(r.patient_id == query.patient_id)
+    if query.date_ge is not None:
+        stmt = stmt.where(r.authored_at >= query.date_ge)
+    if query.date_lt is not None:
+        stmt = stmt.where(r.authored_at < query.date_lt)
+    stmt = (
+        stmt.where(visible(access, OBSERVATION, r.patient_id, r.program_id))
+        .order_by(r.authored_at.desc(), r.id)
+        .limit(limit)
+    )
+    return [
+        Found(row.authored_at, row.id, row.patient_id, partial(scales_fhir.total_observation, row))
+        for row in access.db.scalars(stmt)
+    ]
+
+
+def _read_total(access: Access, row_id: int) -> dict[str, Any]:
     row = read_row(access, OBSERVATION, QuestionnaireResponseRow, row_id)
-    return patient_data_response(access, scales_fhir.total_observation(row))
+    return scales_fhir.total_observation(row)
 
 
-def scale_codes(codes: tuple[tuple[str, str | None], ...]) -> list[str] | None:
-    """The scales an Observation search's codes name, when they name only self-report scales
-    (None otherwise: the withdrawal search answers). An item code matches nothing here: only the
-    total is an Observation."""
-    if not codes or not all(is_scale(instrument) for instrument, _ in codes):
-        return None
-    return sorted({i for i, code in codes if code in (None, "total")})
-
-
-def search_total_observations(
-    request: Request,
-    access: Access,
-    instrument_ids: list[str],
-    dates: withdrawal_fhir.DateBounds,
-    count: int,
-    offset: int,
-) -> Response:
-    query = ResponseQuery(
-        patient_id=patient_param(request),
-        instrument_ids=instrument_ids or ["none"],
-        authored_ge=dates.ge,
-        authored_lt=dates.lt,
-        count=count,
-        offset=offset,
-    )
-    page = search_responses(
-        access, query, resource_type=OBSERVATION, query_text=str(request.url.query)
-    )
-    resources = [scales_fhir.total_observation(r) for r in page.rows]
-    return patient_data_response(
-        access, searchset(request, OBSERVATION, resources, count, offset, page.has_more)
-    )
+# /fhir/Observation shows a scale's total as `Observation/scale-<n>`.
+OBSERVATION_SOURCE = ObservationSource(
+    prefix=ID_PREFIX.rstrip("-"), find=_find_totals, read=_read_total
+)
 
 
 @router.get("/QuestionnaireResponse")

@@ -29,7 +29,7 @@ from tandem.access import anonymous, audit
 from tandem.access.guard import Access, AccessDenied
 from tandem.access.policy import STAFF_ROLES, Decision
 from tandem.errors import Conflict, InvalidInput, NotFound
-from tandem.fhir.capability import ResourceSupport
+from tandem.fhir.capability import ResourceSupport, merged
 from tandem.fhir.http import PAGING
 from tandem.fhir.outcome import FHIR_JSON, FhirError, outcome_response, validation_outcome
 from tandem.fhir.output import check_output
@@ -191,7 +191,7 @@ def openapi_schema(app: FastAPI) -> dict[str, Any]:
     `ResourceSupport`) and every FHIR body declared, so that a client (or a fuzzer) sees all
     that the API takes."""
     schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-    supports: dict[str, ResourceSupport] = {s.type: s for s in domains.fhir_resources()}
+    supports: dict[str, ResourceSupport] = {s.type: s for s in merged(domains.fhir_resources())}
     for path, operations in schema.get("paths", {}).items():
         parts = path.split("/")
         if len(parts) < 3 or parts[1] != "fhir" or parts[2] not in supports:

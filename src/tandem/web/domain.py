@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from tandem import platform_cli
 from tandem.access import audit_chain
-from tandem.fhir import audit_event
+from tandem.fhir import audit_event, observation_routes
 from tandem.fhir import routes as fhir_metadata
 from tandem.kit import Domain, Job
 from tandem.storage import models
@@ -19,6 +19,7 @@ DOMAIN = Domain(
         admin_pages.router,
         fhir_metadata.router,
         audit_event.router,
+        observation_routes.router,
     ),
     tables=(models,),
     fhir_resources=audit_event.FHIR_RESOURCES,

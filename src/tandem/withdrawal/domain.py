@@ -1,7 +1,16 @@
 """Detox: withdrawal monitoring with validated scales, the census, escalations, PRN doses."""
 
 from tandem.kit import Domain, Job
-from tandem.withdrawal import assessments, census, cli, demo, pages, routes, storage
+from tandem.withdrawal import (
+    assessments,
+    census,
+    cli,
+    demo,
+    observations,
+    pages,
+    routes,
+    storage,
+)
 
 DOMAIN = Domain(
     name="withdrawal",
@@ -10,6 +19,7 @@ DOMAIN = Domain(
     chart_tabs=(pages.CHART_TAB,),
     tables=(storage,),
     fhir_resources=routes.FHIR_RESOURCES,
+    observation_sources=(observations.SOURCE,),
     demo_steps=(("Detox assessments", demo.detox_assessments),),
     cli=(("withdrawal", cli.withdrawal_app),),
     alert_listeners=(assessments.refresh_alerts,),

@@ -9,31 +9,26 @@ code. No LOINC code is made up here: CIWA-Ar, COWS and SOWS-Gossop have none con
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
 from tandem.fhir.output import checked
+from tandem.fhir.search_dates import DateBounds, SearchValueError, parse_dates
 from tandem.instruments.engine import get_instrument, load_instruments
 from tandem.instruments.models import Coding, Instrument
 from tandem.instruments.questionnaire import to_questionnaire
 from tandem.withdrawal.storage import AssessmentRow, ObservationRow
+
+__all__ = ["DateBounds", "SearchValueError", "parse_dates"]
 
 SURVEY = {
     "system": "http://terminology.hl7.org/CodeSystem/observation-category",
     "code": "survey",
     "display": "Survey",
 }
-
-
-class SearchValueError(ValueError):
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(f"{param}: {message}")
-        self.param = param
-        self.message = message
 
 
 def code_system(instrument_id: str) -> str:
@@ -184,67 +179,6 @@ def parse_codes(values: list[str], withdrawal_ids: set[str]) -> tuple[tuple[str,
             else:
                 out += [(i, token) for i in sorted(withdrawal_ids)]
     return tuple(out)
-
-
-@dataclass(frozen=True)
-class DateBounds:
-    ge: datetime | None = None
-    gt: datetime | None = None
-    le: datetime | None = None
-    lt: datetime | None = None
-
-
-def parse_dates(values: list[str]) -> DateBounds:
-    """FHIR date search values (prefix eq, ge, gt, le, lt). A date alone is a UTC day; a time
-    must carry its zone."""
-    bounds: dict[str, datetime] = {}
-    for text in values:
-        prefix, raw = ("eq", text)
-        if text[:2] in ("eq", "ge", "gt", "le", "lt"):
-            prefix, raw = text[:2], text[2:]
-        start, end = _period(raw)
-        if prefix == "eq":
-            _tighter(bounds, "ge", start)
-            _tighter(bounds, "lt", end)
-        elif prefix == "ge":
-            _tighter(bounds, "ge", start)
-        elif prefix == "gt":
-            _tighter(bounds, "ge", end)
-        elif prefix == "le":
-            _tighter(bounds, "lt", end)
-        else:
-            _tighter(bounds, "lt", start)
-    return DateBounds(ge=bounds.get("ge"), lt=bounds.get("lt"))
-
-
-def _tighter(bounds: dict[str, datetime], key: str, value: datetime) -> None:
-    current = bounds.get(key)
-    if current is None or (value > current if key == "ge" else value < current):
-        bounds[key] = value
-
-
-def _period(raw: str) -> tuple[datetime, datetime]:
-    """The instant range a date or dateTime value covers (years 1 to 9998, so that any zone
-    and any day's end stay in range)."""
-    try:
-        if "T" not in raw:
-            if len(raw) == 4 and raw.isdigit():
-                start = datetime(int(raw), 1, 1, tzinfo=UTC)
-                end = start.replace(year=start.year + 1)
-            else:
-                day = date.fromisoformat(raw)
-                start = datetime.combine(day, time(), tzinfo=UTC)
-                end = start + timedelta(days=1)
-        else:
-            start = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-            end = start + timedelta(seconds=1)
-    except (ValueError, OverflowError):
-        raise SearchValueError("date", f"{raw!r} is not a FHIR date or dateTime") from None
-    if start.tzinfo is None:
-        raise SearchValueError("date", f"{raw!r}: a time needs its zone (Z or +hh:mm)")
-    if not 1 < start.year < 9999 or not 1 < end.year < 9999:
-        raise SearchValueError("date", f"{raw!r} is out of range (years 2 to 9998)")
-    return start, end
 
 
 def read_authored(qr: Mapping[str, Any]) -> datetime | None:

@@ -4,72 +4,18 @@ with every patient they show."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import functools
 from typing import Any
 
 from sqlalchemy import Select, and_, or_, select
 
 from tandem.access.guard import Access
 from tandem.access.policy import Permission
-from tandem.access.queries import Page, row_ref, search_page
+from tandem.access.queries import row_ref, visible
 from tandem.errors import NotFound
+from tandem.fhir.observations import Found, ObservationSearch, ObservationSource
 from tandem.withdrawal.assessments import OBSERVATION
 from tandem.withdrawal.storage import AssessmentRow, ObservationRow
-
-
-@dataclass(frozen=True)
-class ObservationQuery:
-    patient_id: str | None = None
-    codes: tuple[tuple[str, str | None], ...] = ()  # (instrument id, code or None for every code)
-    date_ge: datetime | None = None
-    date_gt: datetime | None = None
-    date_le: datetime | None = None
-    date_lt: datetime | None = None
-    count: int = 20
-    offset: int = 0
-
-
-def search_observations(
-    access: Access, query: ObservationQuery, query_text: str = ""
-) -> tuple[list[tuple[ObservationRow, AssessmentRow]], bool]:
-    o, a = ObservationRow, AssessmentRow
-    # search_page takes any statement; rows are (Observation, its assessment) pairs
-    stmt: Select[*tuple[Any, ...]] = select(o, a).join(a, a.id == o.assessment_id)
-    if query.codes:
-        stmt = stmt.where(
-            or_(
-                *(
-                    and_(o.instrument_id == inst, o.code == code)
-                    if code is not None
-                    else o.instrument_id == inst
-                    for inst, code in query.codes
-                )
-            )
-        )
-    if query.date_ge is not None:
-        stmt = stmt.where(o.effective_at >= query.date_ge)
-    if query.date_gt is not None:
-        stmt = stmt.where(o.effective_at > query.date_gt)
-    if query.date_le is not None:
-        stmt = stmt.where(o.effective_at <= query.date_le)
-    if query.date_lt is not None:
-        stmt = stmt.where(o.effective_at < query.date_lt)
-    page: Page[tuple[ObservationRow, AssessmentRow]] = search_page(
-        access,
-        OBSERVATION,
-        stmt,
-        patient_column=a.patient_id,
-        program_column=a.program_id,
-        patient_of=lambda row: row[0].patient_id,
-        order=(o.effective_at.desc(), o.id),
-        patient_id=query.patient_id,
-        count=query.count,
-        offset=query.offset,
-        query_text=query_text,
-        scalars=False,
-    )
-    return [(obs, assessment) for obs, assessment in page.rows], page.has_more
 
 
 def get_observation(access: Access, observation_id: int) -> tuple[ObservationRow, AssessmentRow]:
@@ -91,3 +37,56 @@ def get_observation(access: Access, observation_id: int) -> tuple[ObservationRow
         "read", resource_type=OBSERVATION, resource_id=str(obs.id), patient_id=obs.patient_id
     )
     return obs, assessment
+
+
+# --------------------------------------------------------------------------- /fhir/Observation
+
+
+def _find(access: Access, query: ObservationSearch, limit: int) -> list[Found]:
+    """Scale scores matching a combined Observation search (`tandem.fhir.observations`)."""
+    from tandem.instruments.engine import load_instruments
+    from tandem.withdrawal import fhir as mapping
+
+    o, a = ObservationRow, AssessmentRow
+    stmt: Select[*tuple[Any, ...]] = select(o, a).join(a, a.id == o.assessment_id)
+    if query.codes:
+        codes = mapping.parse_codes(list(query.codes), set(load_instruments()))
+        stmt = stmt.where(
+            or_(
+                *(
+                    and_(o.instrument_id == inst, o.code == code)
+                    if code is not None
+                    else o.instrument_id == inst
+                    for inst, code in codes
+                )
+            )
+        )
+    if query.patient_id is not None:
+        stmt = stmt.where(a.patient_id == query.patient_id)
+    if query.date_ge is not None:
+        stmt = stmt.where(o.effective_at >= query.date_ge)
+    if query.date_lt is not None:
+        stmt = stmt.where(o.effective_at < query.date_lt)
+    stmt = (
+        stmt.where(visible(access, OBSERVATION, a.patient_id, a.program_id))
+        .order_by(o.effective_at.desc(), o.id)
+        .limit(limit)
+    )
+    return [
+        Found(
+            obs.effective_at,
+            obs.id,
+            obs.patient_id,
+            functools.partial(mapping.observation, obs, assessment),
+        )
+        for obs, assessment in access.db.execute(stmt)
+    ]
+
+
+def _read(access: Access, observation_id: int) -> dict[str, Any]:
+    from tandem.withdrawal import fhir as mapping
+
+    return mapping.observation(*get_observation(access, observation_id))
+
+
+SOURCE = ObservationSource(prefix="", find=_find, read=_read)

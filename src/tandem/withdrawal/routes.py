@@ -22,7 +22,6 @@ from tandem.fhir.http import (
     int_id,
     paging,
     patient_data_response,
-    patient_param,
     searchset,
 )
 from tandem.fhir.outcome import FhirError, FhirJSONResponse, issue, operation_outcome
@@ -43,8 +42,6 @@ from tandem.storage.models import User
 from tandem.web.deps import api_access
 from tandem.withdrawal import fhir as mapping
 from tandem.withdrawal.assessments import get_assessment, save_assessment
-from tandem.withdrawal.observations import ObservationQuery, get_observation
-from tandem.withdrawal.observations import search_observations as find_observations
 
 router = fhir_router()
 FHIR_RESOURCES = (
@@ -244,45 +241,4 @@ def read_questionnaire_response(
     row = get_assessment(access, int_id(response_id, "QuestionnaireResponse"))
     author = access.db.scalar(select(User.display_name).where(User.id == row.recorded_by))
     resource = mapping.questionnaire_response(row, base_url(request), author)
-    return patient_data_response(access, resource)
-
-
-# --------------------------------------------------------------------------- Observation
-
-
-@router.get("/Observation")
-def search_observations(request: Request, access: Access = Depends(api_access)) -> Response:
-    count, offset = paging(request, {"patient", "subject", "code", "date"})
-    params = request.query_params
-    try:
-        codes = mapping.parse_codes(params.getlist("code"), set(load_instruments()))
-        dates = mapping.parse_dates(params.getlist("date"))
-    except mapping.SearchValueError as exc:
-        raise FhirError(400, "invalid", str(exc), [exc.param]) from None
-    only_scales = scales_routes.scale_codes(codes)
-    if only_scales is not None:  # the totals of self-report scales (recovery domain)
-        return scales_routes.search_total_observations(
-            request, access, only_scales, dates, count, offset
-        )
-    query = ObservationQuery(
-        patient_id=patient_param(request),
-        codes=codes,
-        date_ge=dates.ge,
-        date_lt=dates.lt,
-        count=count,
-        offset=offset,
-    )
-    rows, has_more = find_observations(access, query, query_text=str(request.url.query))
-    resources = [mapping.observation(obs, assessment) for obs, assessment in rows]
-    return patient_data_response(
-        access, searchset(request, "Observation", resources, count, offset, has_more)
-    )
-
-
-@router.get("/Observation/{observation_id}")
-def read_observation(observation_id: str, access: Access = Depends(api_access)) -> Response:
-    if observation_id.startswith(scales_responses.ID_PREFIX):
-        return scales_routes.read_observation(access, observation_id)
-    obs, assessment = get_observation(access, int_id(observation_id, "Observation"))
-    resource = mapping.observation(obs, assessment)
     return patient_data_response(access, resource)
