@@ -51,11 +51,20 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
     Role.PRESCRIBER: {"*": "crus"},
     # Alerts go to the prescriber on duty: a nurse sees them but does not acknowledge them.
     Role.NURSE: {"*": "crus", "Alert": "rs", "MedicationRequest": "rs"},
-    Role.COUNSELOR: {"*": "rs"},
+    # Counselors answer questions (Communication) and call people back (CommunicationRequest).
+    Role.COUNSELOR: {"*": "rs", "Communication": "crus", "CommunicationRequest": "crus"},
     # Alerts are messages between clinicians about the patient, not part of the patient's view;
     # so are safety screening findings (DetectedIssue) and the program's protocol
     # (PlanDefinition): patients read plain language written for them instead.
-    Role.PATIENT: {"*": "rs", "Alert": "", "DetectedIssue": "", "PlanDefinition": ""},
+    # Patients ask a counselor a question or for a call back from their own record.
+    Role.PATIENT: {
+        "*": "rs",
+        "Alert": "",
+        "DetectedIssue": "",
+        "PlanDefinition": "",
+        "Communication": "crs",
+        "CommunicationRequest": "crs",
+    },
     # Researchers read program-level, de-identified counts (MeasureReport) only.
     Role.RESEARCHER: {"MeasureReport": "rs"},
 }
@@ -65,7 +74,8 @@ ROLE_DUTIES: dict[Role, str] = {
     Role.PRESCRIBER: "Reads and writes charts of patients in own programs; prescribes (dose plans); "
     "receives escalations.",
     Role.NURSE: "Registers patients, records assessments and doses given in own programs; does not prescribe.",
-    Role.COUNSELOR: "Reads charts of patients in own programs.",
+    Role.COUNSELOR: "Reads charts of patients in own programs; answers questions and call-back "
+    "requests to own programs.",
     Role.PATIENT: "Reads own record only.",
     Role.RESEARCHER: "No identified patient records; program-level outcomes only.",
 }
@@ -144,6 +154,9 @@ ACTIONS: dict[str, tuple[Permission, str]] = {
     "see_protocol": (Permission.READ, "PlanDefinition"),
     "see_outcomes": (Permission.READ, "MeasureReport"),
     "acknowledge_alert": (Permission.UPDATE, "Alert"),
+    "ask_counselor": (Permission.CREATE, "Communication"),
+    "see_questions": (Permission.SEARCH, "Communication"),
+    "answer_questions": (Permission.UPDATE, "Communication"),
 }
 
 # How a refusal reads to the person refused ("a counselor may not record assessments").
@@ -165,6 +178,10 @@ _DOING: dict[tuple[Permission, str], str] = {
     (Permission.READ, "PlanDefinition"): "see the program's protocol",
     (Permission.READ, "MeasureReport"): "see program outcomes",
     (Permission.UPDATE, "Alert"): "acknowledge alerts",
+    (Permission.CREATE, "Communication"): "ask a counselor",
+    (Permission.SEARCH, "Communication"): "see questions to counselors",
+    (Permission.READ, "Communication"): "read questions to counselors",
+    (Permission.UPDATE, "Communication"): "answer questions to counselors",
 }
 
 
