@@ -223,13 +223,14 @@ def _threads(db: Session, questions: Sequence[QuestionRow]) -> list[Thread]:
         {m.author_user for ms in messages.values() for m in ms if m.author == "counselor"}
         | {q.call_by for q in questions},
     )
-    zones = dict(
-        db.execute(
+    zones = {
+        program_id: zone
+        for program_id, zone in db.execute(
             select(Program.id, Program.time_zone).where(
                 Program.id.in_(sorted({q.program_id for q in questions}))
             )
-        ).tuples()
-    )
+        )
+    }
     return [Thread(q, messages[q.id], names, zones.get(q.program_id, "UTC")) for q in questions]
 
 
