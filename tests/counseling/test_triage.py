@@ -127,6 +127,10 @@ def test_states_go_new_assigned_answered_closed() -> None:
 
 
 def test_queue_order_is_urgent_first_then_oldest() -> None:
-    rows = [(False, NOW - timedelta(hours=5), 1), (True, NOW, 2), (False, NOW - timedelta(days=1), 3)]
+    rows = [
+        (False, NOW - timedelta(hours=5), 1),
+        (True, NOW, 2),
+        (False, NOW - timedelta(days=1), 3),
+    ]
     ordered = sorted(rows, key=lambda r: triage.queue_key(*r))
     assert [r[2] for r in ordered] == [2, 3, 1]

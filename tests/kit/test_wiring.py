@@ -63,11 +63,17 @@ def test_the_domain_list_wires_every_part() -> None:
         "withdrawal",
         "medications",
         "outcomes",
+        "counseling",
     ]
     paths = {route.path for router in domains.routers() for route in router.routes}
     for path in ("/fhir/Patient", "/fhir/Observation", "/fhir/MedicationRequest", "/detox"):
         assert path in paths
-    assert [t.id for t in domains.chart_tabs()] == ["overview", "withdrawal", "medications"]
+    assert [t.id for t in domains.chart_tabs()] == [
+        "overview",
+        "withdrawal",
+        "medications",
+        "questions",
+    ]
     assert {job.name for job in domains.scheduled_jobs()} >= {
         "withdrawal.overdue",
         "medications.missed_doses",
@@ -76,6 +82,7 @@ def test_the_domain_list_wires_every_part() -> None:
     assert [label for label, _ in domains.demo_steps()] == [
         "Detox assessments",
         "Medication plans",
+        "Questions to counselors",
     ]
     tables = set(full_metadata().tables)
     assert {"patients", "withdrawal_assessments", "medication_dose_plans", "alerts"} <= tables

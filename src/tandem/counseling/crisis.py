@@ -90,7 +90,9 @@ def _patterns(path: Path = DATA) -> tuple[tuple[str, str, re.Pattern[str]], ...]
 def signal(*texts: str, path: Path = DATA) -> Signal:
     """The crisis phrases in these texts (a question, a reply from the asker), each once."""
     joined = " | ".join(words(t) for t in texts if t)
-    found = tuple((kind, phrase) for kind, phrase, pattern in _patterns(path) if pattern.search(joined))
+    found = tuple(
+        (kind, phrase) for kind, phrase, pattern in _patterns(path) if pattern.search(joined)
+    )
     return Signal(found)
 
 

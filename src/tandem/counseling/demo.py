@@ -23,8 +23,18 @@ def asked_questions(db: Session, world: DemoWorld) -> None:
     now = world.now
     counselor = world.users.get("counselor")
     asks = [
-        ("Is it normal to still crave alcohol three weeks after detox? My brother is worried.", "", None, now - timedelta(hours=20)),
-        ("I would like to talk about starting the outpatient program.", "555-0100", "callback", now - timedelta(hours=6)),
+        (
+            "Is it normal to still crave alcohol three weeks after detox? My brother is worried.",
+            "",
+            None,
+            now - timedelta(hours=20),
+        ),
+        (
+            "I would like to talk about starting the outpatient program.",
+            "555-0100",
+            "callback",
+            now - timedelta(hours=6),
+        ),
         ("I feel like I want to die since I relapsed.", "", None, now - timedelta(minutes=25)),
     ]
     made = []

@@ -184,9 +184,7 @@ def ask(
         chosen = row_id(program)
         if chosen is None:
             raise InvalidInput("program", "Program: choose one of the programs listed")
-        asked = questions.ask_as_visitor(
-            db, sessions_of(request), origin, chosen, values, now
-        )
+        asked = questions.ask_as_visitor(db, sessions_of(request), origin, chosen, values, now)
     except InvalidInput as exc:
         return _ask_page(
             request, db, 422, values=values, program_id=program, error=exc, show_crisis=worried
@@ -243,7 +241,9 @@ def _patient_page(
         threads=threads,
         own=access.actor.patient_id == patient.id,
         may_answer=bool(
-            decide(access.actor, Permission.UPDATE, questions.MESSAGE, program_id=patient.program_id)
+            decide(
+                access.actor, Permission.UPDATE, questions.MESSAGE, program_id=patient.program_id
+            )
         ),
         sent=next((t for t in threads if str(t.question.id) == sent), None),
         resources=crisis.resources(),
@@ -284,7 +284,9 @@ def _programs(access: Access) -> list[Program]:
         for p in access.actor.program_ids
         if decide(access.actor, Permission.SEARCH, questions.MESSAGE, program_id=p)
     )
-    return list(access.db.scalars(select(Program).where(Program.id.in_(ids)).order_by(Program.name)))
+    return list(
+        access.db.scalars(select(Program).where(Program.id.in_(ids)).order_by(Program.name))
+    )
 
 
 @router.get("/questions")

@@ -138,9 +138,7 @@ def ask_as_visitor(
         raise InvalidInput("program", "Program: choose one of the programs listed")
     ask = triage.check_ask(form, program.time_zone, now)
     token = new_token()
-    question, found = _store(
-        db, ask, program.id, now, patient_id=None, asked_by=None, token=token
-    )
+    question, found = _store(db, ask, program.id, now, patient_id=None, asked_by=None, token=token)
     visitor = Access(VISITOR, origin, db, sessions)
     visitor.audit(
         "create",
@@ -153,9 +151,7 @@ def ask_as_visitor(
     return Asked(question, found, token)
 
 
-def ask_as_patient(
-    access: Access, patient_id: str, form: triage.AskForm, now: datetime
-) -> Asked:
+def ask_as_patient(access: Access, patient_id: str, form: triage.AskForm, now: datetime) -> Asked:
     """A question from a signed-in patient's own record: part of their record."""
     resource = CALLBACK if form.kind == "callback" else MESSAGE
     patient = load_patient(access, patient_id, (Permission.CREATE, resource), audit=False)
@@ -346,7 +342,8 @@ def queue(
 
 def urgent_waiting(access: Access) -> int:
     """Urgent questions still waiting for an answer in the programs the person answers for
-    (the number beside "Questions"; a count, no record shown)."""
+    (the number beside "Questions"; a count, no record shown). In a short session of its own:
+    the layout may ask after the request's unit of work has ended (an error page)."""
     actor = access.actor
     programs = sorted(
         p for p in actor.program_ids if decide(actor, Permission.UPDATE, MESSAGE, program_id=p)
@@ -354,15 +351,16 @@ def urgent_waiting(access: Access) -> int:
     if not programs:
         return 0
     q = QuestionRow
-    total = access.db.scalar(
-        select(func.count())
-        .select_from(q)
-        .where(
-            q.program_id.in_(programs),
-            q.status.in_(triage.NEEDS_ANSWER),
-            q.urgent.is_(True),
+    with access.sessions() as db:
+        total = db.scalar(
+            select(func.count())
+            .select_from(q)
+            .where(
+                q.program_id.in_(programs),
+                q.status.in_(triage.NEEDS_ANSWER),
+                q.urgent.is_(True),
+            )
         )
-    )
     return int(total or 0)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, false, select, true
+from sqlalchemy import ColumnElement, false, select, true
 
 from tandem.access.accounts import display_names
 from tandem.access.guard import Access
@@ -29,7 +29,15 @@ COMMUNICATION_CODES = (
     "entered-in-error",
     "unknown",
 )
-REQUEST_CODES = ("draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown")
+REQUEST_CODES = (
+    "draft",
+    "active",
+    "on-hold",
+    "revoked",
+    "completed",
+    "entered-in-error",
+    "unknown",
+)
 COMMUNICATION_STATUSES = ("completed",)
 REQUEST_STATUSES: dict[str, tuple[str, ...]] = {
     **{code: () for code in REQUEST_CODES},
@@ -41,7 +49,7 @@ REQUEST_STATUSES: dict[str, tuple[str, ...]] = {
 def _search(
     access: Access,
     resource_type: str,
-    statement: Select[Any],
+    statement: Any,  # a Select of one or more entities
     patient_column: Any,
     program_column: Any,
     patient_of: Any,
@@ -83,7 +91,9 @@ def _search(
     return Page(page, len(rows) > count)
 
 
-def _status_filter(statuses: list[str], known: dict[str, tuple[str, ...]], column: Any) -> ColumnElement[bool]:
+def _status_filter(
+    statuses: list[str], known: dict[str, tuple[str, ...]], column: Any
+) -> ColumnElement[bool]:
     if not statuses:
         return true()
     wanted: set[str] = set()
@@ -163,9 +173,7 @@ class Callbacks:
 
 def _texts(access: Access, questions: list[QuestionRow]) -> dict[int, str]:
     found = _messages(access.db, [q.id for q in questions])
-    return {
-        qid: next((m.body for m in ms if m.author == "asker"), "") for qid, ms in found.items()
-    }
+    return {qid: next((m.body for m in ms if m.author == "asker"), "") for qid, ms in found.items()}
 
 
 def search_callbacks(

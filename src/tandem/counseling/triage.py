@@ -59,7 +59,8 @@ def plain_text(field: str, label: str, value: str, limit: int, *, required: bool
     if found:
         shown = found.group(0)[:30]
         raise InvalidInput(
-            field, f"{label} looks like web code ({shown}): please write plain text, without < > tags"
+            field,
+            f"{label} looks like web code ({shown}): please write plain text, without < > tags",
         )
     return text
 
@@ -74,7 +75,9 @@ def phone_number(value: str, *, required: bool) -> str:
         raise InvalidInput("phone", f"Phone number is too long: at most {MAX_PHONE} characters")
     digits = sum(c.isdigit() for c in text)
     if not _PHONE.match(text) or not 7 <= digits <= 15:
-        raise InvalidInput("phone", "Phone number: use digits, spaces, + - ( ) only (7 to 15 digits)")
+        raise InvalidInput(
+            "phone", "Phone number: use digits, spaces, + - ( ) only (7 to 15 digits)"
+        )
     return text
 
 
@@ -155,7 +158,9 @@ def check_ask(form: AskForm, zone: str, now: datetime, *, name_required: bool = 
     phone = phone_number(form.phone, required=callback)
     window = None
     if callback:
-        window = callback_window(form.callback_date, form.callback_from, form.callback_to, zone, now)
+        window = callback_window(
+            form.callback_date, form.callback_from, form.callback_to, zone, now
+        )
     return Ask(form.kind, question, name, phone, window)
 
 

@@ -71,17 +71,13 @@ def upgrade() -> None:
         sa.Column("author_user", sa.Integer(), nullable=True),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("sent_at", UTC, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["question_id"], ["counseling_questions.id"], ondelete="RESTRICT"
-        ),
+        sa.ForeignKeyConstraint(["question_id"], ["counseling_questions.id"], ondelete="RESTRICT"),
         sa.ForeignKeyConstraint(["program_id"], ["programs.id"], ondelete="RESTRICT"),
         sa.ForeignKeyConstraint(["patient_id"], ["patients.id"], ondelete="RESTRICT"),
         sa.ForeignKeyConstraint(["author_user"], ["users.id"], ondelete="RESTRICT"),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index(
-        "ix_counseling_messages_question", "counseling_messages", ["question_id", "id"]
-    )
+    op.create_index("ix_counseling_messages_question", "counseling_messages", ["question_id", "id"])
     op.create_index(
         "ix_counseling_messages_patient", "counseling_messages", ["patient_id", "sent_at"]
     )
@@ -94,9 +90,7 @@ def upgrade() -> None:
         sa.Column("author_user", sa.Integer(), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("written_at", UTC, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["question_id"], ["counseling_questions.id"], ondelete="RESTRICT"
-        ),
+        sa.ForeignKeyConstraint(["question_id"], ["counseling_questions.id"], ondelete="RESTRICT"),
         sa.ForeignKeyConstraint(["program_id"], ["programs.id"], ondelete="RESTRICT"),
         sa.ForeignKeyConstraint(["patient_id"], ["patients.id"], ondelete="RESTRICT"),
         sa.ForeignKeyConstraint(["author_user"], ["users.id"], ondelete="RESTRICT"),
