@@ -17,6 +17,8 @@ PATIENT_SEARCHES = (
     "MedicationStatement",
     "AdverseEvent",
     "MedicationRequest",
+    "Communication",
+    "CommunicationRequest",
 )
 
 
