@@ -65,6 +65,16 @@ def test_a_visitor_asks_on_a_phone_and_reads_the_counselors_answer(browser, live
     assert REPLY in text and "Answered" in text
     assert visitor.evaluate("document.documentElement.scrollWidth") <= 375
     _shot(visitor, "ask-phone-answer")
+    # A signed-in patient asks from their own record, on the same phone.
+    sign_in(visitor, live_server, "patient")
+    visitor.get_by_role("link", name="Questions").click()
+    visitor.wait_for_load_state()
+    visitor.get_by_role("textbox", name="Your question").fill("Can I bring my own pillow?")
+    visitor.get_by_role("button", name="Send").click()
+    visitor.wait_for_load_state()
+    assert "Sent. A counselor will answer here." in visitor.inner_text("body")
+    assert visitor.evaluate("document.documentElement.scrollWidth") <= 375
+    _shot(visitor, "patient-phone-questions")
     assert not errors, errors
     desk.close()
     phone.close()
