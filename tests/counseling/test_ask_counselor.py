@@ -18,7 +18,7 @@ from tandem.alerts.models import Alert
 from tandem.counseling.storage import MessageRow, NoteRow, QuestionRow
 from tandem.settings import Settings
 from tandem.storage.db import session_scope, utcnow
-from tandem.storage.models import AuditEntry
+from tandem.storage.models import AnonymousRefusal, AuditEntry
 from tests.conftest import World, csrf_from, make_token, sign_in
 
 LINK = re.compile(r'href="(https://testserver/ask/t/[^"]+)"')
@@ -100,7 +100,9 @@ def test_a_visitor_asks_and_reads_the_counselors_reply_at_the_private_link(
         assert len(reads) >= 2  # each visit to the link is in the audit trail
 
 
-def test_a_wrong_link_shows_nothing(client: TestClient, world: World) -> None:
+def test_a_wrong_link_shows_nothing(
+    client: TestClient, world: World, sessions: sessionmaker[Session]
+) -> None:
     status, sent = ask(client, world, question="A private matter about my mother")
     assert status == 200
     link = link_of(sent)
@@ -109,6 +111,13 @@ def test_a_wrong_link_shows_nothing(client: TestClient, world: World) -> None:
         assert response.status_code == 404
         assert "A private matter" not in response.text
         assert "does not open a question" in response.text
+    with sessions() as db:  # counted per address and minute, the first one audited
+        assert db.scalar(select(func.sum(AnonymousRefusal.count))) == 3
+        audited = db.scalars(
+            select(AuditEntry).where(AuditEntry.outcome_detail.startswith("a private link"))
+        ).all()
+        minutes = db.scalar(select(func.count()).select_from(AnonymousRefusal))
+        assert len(audited) == minutes  # one a minute (the three may straddle a minute)
 
 
 @pytest.mark.parametrize(

@@ -43,13 +43,13 @@ def asked_questions(db: Session, world: DemoWorld) -> None:
         if kind == "callback":
             window = triage.Window(now + timedelta(hours=18), now + timedelta(hours=20))
         ask = triage.Ask(kind or "question", text, "", phone, window)
-        question, found = questions._store(
+        question, found = questions.store_question(
             db, ask, program.id, at, patient_id=None, asked_by=None, token=questions.new_token()
         )
         visitor = Access(questions.VISITOR, ORIGIN, db, sessions)
         visitor.audit("create", resource_type="Communication", resource_id=str(question.id))
         if found:
-            questions._raise_crisis_alert(visitor, question, found)
+            questions.raise_crisis_alert(visitor, question, found)
         made.append(question)
     if counselor is not None:
         access = Access(actor_for(counselor), ORIGIN, db, sessions)

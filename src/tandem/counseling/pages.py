@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from tandem.access import audit
+from tandem.access.anonymous import record_refusal
 from tandem.access.guard import Access
 from tandem.access.policy import Permission, decide
 from tandem.access.queries import load_patient
@@ -197,15 +197,13 @@ def ask(
 def private_link(request: Request, token: str, db: Session = Depends(public_db)) -> Response:
     thread = questions.by_token(db, origin_of(request, "web"), token)
     if thread is None:
-        audit.record_now(
+        # Counted per address and minute, the first audited: guessing links cannot flood the trail.
+        record_refusal(
             sessions_of(request),
-            None,
-            "read",
             origin_of(request, "web"),
-            resource_type=questions.MESSAGE,
-            outcome=audit.MINOR_FAILURE,
-            detail="a private link that opens no question",
-            actor_label="visitor (private link)",
+            "a private link that opens no question",
+            "/ask/t/",
+            utcnow(),
         )
         return _private(render(request, "counseling/no_link.html", status_code=404))
     return _private(

@@ -58,7 +58,7 @@ def _resource_of(question: QuestionRow) -> str:
     return CALLBACK if question.kind == "callback" else MESSAGE
 
 
-def _store(
+def store_question(
     db: Session,
     ask: triage.Ask,
     program_id: int,
@@ -103,7 +103,7 @@ def _store(
     return question, found
 
 
-def _raise_crisis_alert(access: Access, question: QuestionRow, found: crisis.Signal) -> None:
+def raise_crisis_alert(access: Access, question: QuestionRow, found: crisis.Signal) -> None:
     """Urgent at once: an alert to the program's care team, beside the top of the queue."""
     who = "a patient" if question.patient_id else "a visitor (not a patient)"
     alerts.raise_alert(
@@ -138,7 +138,9 @@ def ask_as_visitor(
         raise InvalidInput("program", "Program: choose one of the programs listed")
     ask = triage.check_ask(form, program.time_zone, now)
     token = new_token()
-    question, found = _store(db, ask, program.id, now, patient_id=None, asked_by=None, token=token)
+    question, found = store_question(
+        db, ask, program.id, now, patient_id=None, asked_by=None, token=token
+    )
     visitor = Access(VISITOR, origin, db, sessions)
     visitor.audit(
         "create",
@@ -147,7 +149,7 @@ def ask_as_visitor(
         detail="asked on the public page" + (" (urgent: crisis signal)" if found else ""),
     )
     if found:
-        _raise_crisis_alert(visitor, question, found)
+        raise_crisis_alert(visitor, question, found)
     return Asked(question, found, token)
 
 
@@ -162,7 +164,7 @@ def ask_as_patient(access: Access, patient_id: str, form: triage.AskForm, now: d
         resource,
     )
     ask = triage.check_ask(form, patient.program.time_zone, now)
-    question, found = _store(
+    question, found = store_question(
         access.db,
         ask,
         patient.program_id,
@@ -179,7 +181,7 @@ def ask_as_patient(access: Access, patient_id: str, form: triage.AskForm, now: d
         detail="asked from their record" + (" (urgent: crisis signal)" if found else ""),
     )
     if found:
-        _raise_crisis_alert(access, question, found)
+        raise_crisis_alert(access, question, found)
     return Asked(question, found, None)
 
 
@@ -236,17 +238,7 @@ def by_token(db: Session, origin: audit.Origin, token: str) -> Thread | None:
         return None
     question = db.scalar(select(QuestionRow).where(QuestionRow.token_hash == token_hash(token)))
     if question is None:
-        audit.record(
-            db,
-            None,
-            "read",
-            origin,
-            resource_type=MESSAGE,
-            outcome=audit.MINOR_FAILURE,
-            detail="a private link that opens no question",
-            actor_label="visitor (private link)",
-        )
-        return None
+        return None  # the page counts it (`access.anonymous`): nothing of this request is kept
     audit.record(
         db,
         None,
