@@ -354,3 +354,25 @@ def test_the_capability_statement_lists_communications(client: TestClient) -> No
     types = {r["type"]: r for r in metadata["rest"][0]["resource"]}
     for name in ("Communication", "CommunicationRequest"):
         assert {"patient", "status"} <= {p["name"] for p in types[name]["searchParam"]}
+
+
+def test_the_prescriber_acknowledges_a_visitors_crisis_alert_and_another_program_cannot(
+    client: TestClient, world: World, sessions: sessionmaker[Session]
+) -> None:
+    assert ask(client, world, question="My friend overdosed and is not breathing")[0] == 200
+    with sessions() as db:
+        alert_id = db.scalars(select(Alert.id).where(Alert.kind == "crisis_signal")).one()
+    csrf = sign_in(client, world.email("prescriber_b"), world.passwords["prescriber_b"])
+    refused = client.post(
+        f"/alerts/{alert_id}/acknowledge", data={"csrf_token": csrf, "note": "seen"}
+    )
+    assert refused.status_code == 403
+    client.cookies.clear()
+    csrf = sign_in(client, world.email("prescriber"), world.passwords["prescriber"])
+    done = client.post(
+        f"/alerts/{alert_id}/acknowledge", data={"csrf_token": csrf, "note": "called 911 with them"}
+    )
+    assert done.status_code == 303
+    with sessions() as db:
+        alert = db.get(Alert, alert_id)
+        assert alert is not None and alert.acknowledgement_note == "called 911 with them"
