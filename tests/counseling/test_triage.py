@@ -134,3 +134,22 @@ def test_queue_order_is_urgent_first_then_oldest() -> None:
     ]
     ordered = sorted(rows, key=lambda r: triage.queue_key(*r))
     assert [r[2] for r in ordered] == [2, 3, 1]
+
+
+def test_the_rate_limit_counts_the_last_hour_across_the_turn_of_the_hour(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tandem.counseling import limits
+    from tandem.storage.db import make_engine, make_sessionmaker
+    from tandem.storage.migrate import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'limits.db'}")
+    upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    late = datetime(2026, 12, 1, 14, 59, tzinfo=UTC)
+    for _ in range(5):
+        assert not limits.count_post(sessions, "203.0.113.9", late, 5).over
+    # Two minutes later, in the next clock hour: the five are still within the last hour.
+    assert limits.count_post(sessions, "203.0.113.9", late + timedelta(minutes=2), 5).over
+    assert not limits.count_post(sessions, "203.0.113.10", late + timedelta(minutes=2), 5).over
+    # Near the end of that next hour, the previous hour's posts have (mostly) left the window.
+    assert not limits.count_post(sessions, "203.0.113.9", late + timedelta(minutes=58), 5).over
+    engine.dispose()

@@ -1,12 +1,16 @@
-"""The public form's rate limit: posts per client address and hour, counted in the database (so
-the limit holds across server processes), in a short transaction of its own before the post is
-read further (so a refused or failed post still counts)."""
+"""The public form's rate limit: posts per client address over the last hour, counted in the
+database (so the limit holds across server processes), in a short transaction of its own before
+the post is read further (so a refused or failed post still counts). Counts are kept per clock
+hour; the last hour is this hour's count plus the share of the previous hour's still inside it
+(a sliding window, so a burst cannot pass twice the limit across the turn of an hour)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,5 +46,13 @@ def count_post(
             set_={"count": AskCountRow.count + 1},
         ).returning(AskCountRow.count)
         count = int(db.execute(counted).scalar_one())
+        previous = db.scalar(
+            select(AskCountRow.count).where(
+                AskCountRow.source_ip == source_ip[:64],
+                AskCountRow.hour == hour - timedelta(hours=1),
+            )
+        )
+    still_inside = 1 - (now - hour) / timedelta(hours=1)
+    in_last_hour = count + math.ceil((previous or 0) * still_inside)
     left = hour + timedelta(hours=1) - now
-    return Count(count, limit, max(1, int(left.total_seconds() // 60) + 1))
+    return Count(in_last_hour, limit, max(1, int(left.total_seconds() // 60) + 1))
