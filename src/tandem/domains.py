@@ -25,6 +25,7 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "tandem.recovery.domain",  # ongoing therapy: check-ins, craving, use, care plan, caseload
     "tandem.outcomes.domain",  # de-identified program counts for research
     "tandem.choice.domain",  # decision aid, patient education (consent joins here)
+    "tandem.counseling.domain",  # ask a counselor, the triage queue, crisis signals
 )
 
 

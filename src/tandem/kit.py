@@ -24,6 +24,9 @@ class NavItem:
     href: str
     roles: frozenset[str]
     order: int = 50
+    # A number shown beside the label (e.g. urgent questions waiting): `badge(access)` for the
+    # signed-in person, None or 0 for none.
+    badge: Callable[[Any], int | None] | None = None
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     trust_forwarded_for: bool = False
     # The largest request body read (JSON, forms), in bytes; larger ones get 413 unread.
     max_body_bytes: int = Field(default=1_000_000, ge=1_000)
+    # Posts of the public "Ask a counselor" form allowed per client address and hour.
+    ask_max_per_hour: int = Field(default=5, ge=1, le=10_000)
     # Send Strict-Transport-Security (only when Tandem itself is reached over TLS, or the proxy
     # in front does not set it; see the README).
     hsts: bool = False

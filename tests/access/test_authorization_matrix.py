@@ -45,6 +45,9 @@ from tandem.access.policy import (
 )
 from tandem.alerts.models import Alert
 from tandem.clock import program_today
+from tandem.counseling import questions
+from tandem.counseling.storage import MessageRow
+from tandem.counseling.triage import AskForm
 from tandem.instruments.engine import get_instrument
 from tandem.medications.dose_calendar import plan_view
 from tandem.medications.doses import record_administration, record_statement
@@ -71,12 +74,15 @@ from tests.withdrawal.helpers import admit_to_detox, ciwa_answers
 # The patient every path parameter points at (program A), as the answers would show them.
 NAME, MRN = "Rivera", "ALP-1"
 
-# Reachable without signing in: the sign-in page, static files, the health check and the FHIR
-# capability statement. Nothing else.
+# Reachable without signing in: the sign-in page, static files, the health check, the FHIR
+# capability statement, and "Ask a counselor" with its private links. Nothing else.
 PUBLIC = frozenset(
     {
         ("GET", "/login"),
         ("POST", "/login"),
+        ("GET", "/ask"),
+        ("POST", "/ask"),
+        ("GET", "/ask/t/{token}"),
         ("GET", "/static/{path}"),
         ("GET", "/healthz"),
         ("GET", "/fhir/metadata"),
@@ -94,6 +100,7 @@ BOOKKEEPING = frozenset(
         "login_attempts",
         "known_devices",
         "anonymous_refusals",
+        "counseling_ask_counts",
         "audit_entries",
         "audit_entry_patients",
         "audit_chain",
@@ -313,6 +320,36 @@ def _seed(sessions: sessionmaker[Session], world: World) -> dict[str, str]:
             now=now,
         )
     care_plan_id, session_id = _seed_recovery(sessions, world)
+    with session_scope(sessions) as db:
+        patient = Access(
+            actor_for(db.scalars(select(User).where(User.email == world.email("patient"))).one()),
+            Origin(channel="web"),
+            db,
+            sessions,
+        )
+        tomorrow = (now + timedelta(days=1)).date().isoformat()
+        callback = questions.ask_as_patient(
+            patient,
+            world.patient_a,
+            AskForm(
+                kind="callback",
+                question="Please call me about my plan",
+                phone="555 0100",
+                callback_date=tomorrow,
+                callback_from="10:00",
+                callback_to="12:00",
+            ),
+            now,
+        ).question
+        visitor = questions.ask_as_visitor(
+            db, sessions, Origin(), world.program_a, AskForm(question="A visitor asks"), now
+        )
+        db.flush()
+        question_fills = {
+            "question_id": str(callback.id),
+            "communication_request_id": str(callback.id),
+            "token": str(visitor.token),
+        }
     with sessions() as db:
 
         def first(column, owner) -> str:  # type: ignore[no-untyped-def]
@@ -351,6 +388,8 @@ def _seed(sessions: sessionmaker[Session], world: World) -> dict[str, str]:
             "slug": "what-detox-is-like",
             "scale_id": "phq9",
             "path": sorted(p.name for p in STATIC.iterdir() if p.is_file())[0],
+            "communication_id": first(MessageRow.id, MessageRow.patient_id),
+            **question_fills,
         }
         assert db.get(Episode, episode_id) is not None and db.get(DosePlanRow, plan.id)
     return fills
@@ -417,9 +456,13 @@ PATIENT_BOUND = frozenset(
         "appointment_id",
         "encounter_id",
         "session_id",
+        "question_id",
+        "communication_id",
+        "communication_request_id",
     }
 )
 PROGRAM_BOUND = frozenset({"entry_id", "user_id", "program_id", "unit_id"})
+# Reference data, and a visitor's private link (public: the link is the secret).
 NEUTRAL = frozenset(
     {
         "medication_id",
@@ -429,8 +472,9 @@ NEUTRAL = frozenset(
         "scale_id",
         "path",
         "slug",
+        "token",
     }
-)  # reference data
+)
 
 
 def _callers(sessions: sessionmaker[Session], world: World) -> dict[str, Caller]:

@@ -21,6 +21,8 @@ PATIENT_SEARCHES = (
     "CarePlan",
     "Appointment",
     "Encounter",
+    "Communication",
+    "CommunicationRequest",
 )
 
 

@@ -64,7 +64,7 @@ def test_the_domain_list_wires_every_part() -> None:
         "withdrawal",
         "medications",
     ]
-    assert {"recovery", "outcomes", "choice"} <= set(names)
+    assert {"recovery", "outcomes", "choice", "counseling"} <= set(names)
     assert len(names) == len(set(names))
     paths = {route.path for router in domains.routers() for route in router.routes}
     for path in ("/fhir/Patient", "/fhir/Observation", "/fhir/MedicationRequest", "/detox"):
@@ -72,6 +72,7 @@ def test_the_domain_list_wires_every_part() -> None:
     tabs = [t.id for t in domains.chart_tabs()]
     assert tabs[:3] == ["overview", "withdrawal", "medications"]
     assert "options" in tabs
+    assert "questions" in tabs
     assert {job.name for job in domains.scheduled_jobs()} >= {
         "withdrawal.overdue",
         "medications.missed_doses",
@@ -80,6 +81,7 @@ def test_the_domain_list_wires_every_part() -> None:
     assert [label for label, _ in domains.demo_steps()] == [
         "Detox assessments",
         "Medication plans",
+        "Questions to counselors",
     ]
     tables = set(full_metadata().tables)
     assert {"patients", "withdrawal_assessments", "medication_dose_plans", "alerts"} <= tables

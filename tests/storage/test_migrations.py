@@ -46,6 +46,7 @@ LINEAR = [
     "0017_unit_mar",
     "0018_recovery",
     "0022_choice",
+    "0021_counseling",
 ]
 OLD_HEADS = {"0006_medication_dues", "0007_patient_name_words", "0008_detox_census"}
 

@@ -98,6 +98,8 @@ RECORD_WORDS: dict[str, str] = {
     "AdverseEvent": "side effect",
     "DetectedIssue": "safety screening",
     "Alert": "alert",
+    "Communication": "question to a counselor",
+    "CommunicationRequest": "call-back request",
     "AuditEvent": "audit trail",
     "Episode": "episode of care",
     "EpisodeOfCare": "episode of care",

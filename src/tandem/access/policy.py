@@ -52,8 +52,9 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
     # Alerts go to the prescriber on duty: a nurse sees them but does not acknowledge them.
     Role.NURSE: {"*": "crus", "Alert": "rs", "MedicationRequest": "rs"},
     # Counselors discuss treatment options with patients and record the patient's decision,
-    # give the self-report scales (PHQ-9, GAD-7, PACS...) with their patients, and keep the rehab
-    # program: the care plan, the sessions and their attendance. A withdrawal assessment also
+    # give the self-report scales (PHQ-9, GAD-7, PACS...) with their patients, keep the rehab
+    # program (the care plan, the sessions and their attendance), and answer questions
+    # (Communication) and call people back (CommunicationRequest). A withdrawal assessment also
     # needs Observation create, which they do not have.
     Role.COUNSELOR: {
         "*": "rs",
@@ -61,18 +62,23 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
         "QuestionnaireResponse": "crs",
         "CarePlan": "crus",
         "Appointment": "crus",
+        "Communication": "crus",
+        "CommunicationRequest": "crus",
     },
     # Alerts are messages between clinicians about the patient, not part of the patient's view;
     # so are safety screening findings (DetectedIssue) and the program's protocol
     # (PlanDefinition): patients read plain language written for them instead.
     # A patient answers self-report scales for their own record only (QuestionnaireResponse
-    # create); withdrawal assessments need Observation create too, which patients lack.
+    # create); withdrawal assessments need Observation create too, which patients lack. Patients
+    # ask a counselor a question or for a call back from their own record.
     Role.PATIENT: {
         "*": "rs",
         "QuestionnaireResponse": "crs",
         "Alert": "",
         "DetectedIssue": "",
         "PlanDefinition": "",
+        "Communication": "crs",
+        "CommunicationRequest": "crs",
     },
     # Researchers read program-level, de-identified counts (MeasureReport) only.
     Role.RESEARCHER: {"MeasureReport": "rs"},
@@ -84,8 +90,10 @@ ROLE_DUTIES: dict[Role, str] = {
     "receives escalations.",
     Role.NURSE: "Registers patients, records assessments and doses given in own programs; does not prescribe.",
     Role.COUNSELOR: "Reads charts of patients in own programs; gives self-report scales; keeps "
-    "their care plans, sessions and attendance.",
-    Role.PATIENT: "Reads own record only; answers self-report scales for themselves.",
+    "their care plans, sessions and attendance; answers questions and call-back requests to own "
+    "programs.",
+    Role.PATIENT: "Reads own record only; answers self-report scales and asks counselors "
+    "for themselves.",
     Role.RESEARCHER: "No identified patient records; program-level outcomes only.",
 }
 
@@ -165,6 +173,9 @@ ACTIONS: dict[str, tuple[Permission, str]] = {
     "see_outcomes": (Permission.READ, "MeasureReport"),
     "acknowledge_alert": (Permission.UPDATE, "Alert"),
     "record_decision": (Permission.CREATE, "TreatmentDecision"),
+    "ask_counselor": (Permission.CREATE, "Communication"),
+    "see_questions": (Permission.SEARCH, "Communication"),
+    "answer_questions": (Permission.UPDATE, "Communication"),
 }
 
 # How a refusal reads to the person refused ("a counselor may not record assessments").
@@ -191,6 +202,10 @@ _DOING: dict[tuple[Permission, str], str] = {
     (Permission.UPDATE, "CarePlan"): "change care plans",
     (Permission.CREATE, "Appointment"): "book sessions",
     (Permission.UPDATE, "Appointment"): "record attendance or move sessions",
+    (Permission.CREATE, "Communication"): "ask a counselor",
+    (Permission.SEARCH, "Communication"): "see questions to counselors",
+    (Permission.READ, "Communication"): "read questions to counselors",
+    (Permission.UPDATE, "Communication"): "answer questions to counselors",
 }
 
 

@@ -1,5 +1,7 @@
 """The alert table, shared by every domain that raises one (withdrawal escalations, missed doses,
-risk flags, crisis signals). An alert is never deleted: it is acknowledged, by someone, with a note."""
+risk flags, crisis signals). An alert is never deleted: it is acknowledged, by someone, with a note.
+An alert about no patient (`patient_id` empty) is about something sent to the program: a crisis
+signal in a question from a visitor who is not a patient (`related_type` names it)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ class Alert(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id", ondelete="RESTRICT"))
+    patient_id: Mapped[str | None] = mapped_column(
+        ForeignKey("patients.id", ondelete="RESTRICT"), nullable=True
+    )
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="RESTRICT"))
     kind: Mapped[str] = mapped_column(String(40))  # e.g. withdrawal_escalation, missed_doses
     rule_id: Mapped[str] = mapped_column(String(80), default="")

@@ -20,7 +20,11 @@ from tandem.web.rendering import render
 router = APIRouter(include_in_schema=False, route_class=UnitOfWorkRoute)
 
 # The chart tab an alert is about, by its kind (withdrawal by default).
-CHART_TAB_OF = {"missed_doses": "medications", "withdrawal_escalation": "withdrawal"}
+CHART_TAB_OF = {
+    "missed_doses": "medications",
+    "withdrawal_escalation": "withdrawal",
+    "crisis_signal": "questions",
+}
 
 NAV = NavItem("alerts", "Alerts", "/alerts", frozenset({"admin", "prescriber", "nurse"}), 30)
 

@@ -37,11 +37,13 @@ def severity_rank_sql(column: ColumnElement[str] | InstrumentedAttribute[str]) -
     return case(*((column == name, rank) for name, rank in SEVERITY_RANK.items()), else_=1)
 
 
-def _changed(db: Session, patient_id: str) -> None:
+def _changed(db: Session, patient_id: str | None) -> None:
     """Domains that keep a summary of a patient's open alerts (e.g. the detox census) list a
     listener in their DOMAIN; it runs in the same unit of work."""
     from tandem.domains import alert_listeners
 
+    if patient_id is None:
+        return
     for listener in alert_listeners():
         listener(db, patient_id)
 
@@ -49,7 +51,7 @@ def _changed(db: Session, patient_id: str) -> None:
 def raise_alert(
     access: Access,
     *,
-    patient_id: str,
+    patient_id: str | None,
     program_id: int,
     kind: str,
     severity: str,
@@ -63,7 +65,8 @@ def raise_alert(
     raised_at: datetime | None = None,
 ) -> Alert:
     """Add an alert to the caller's unit of work. The caller has already been allowed the change
-    that raised it (e.g. saving an assessment); raising is a consequence, audited here."""
+    that raised it (e.g. saving an assessment); raising is a consequence, audited here.
+    `patient_id` None: an alert about no patient's record (a visitor's crisis message)."""
     alert = Alert(
         patient_id=patient_id,
         program_id=program_id,
@@ -95,8 +98,12 @@ def raise_alert(
 @dataclass(frozen=True)
 class AlertView:
     alert: Alert
-    patient_name: str
+    patient_name: str  # "" for an alert about no patient
     acknowledged_by_name: str | None
+
+    @property
+    def about(self) -> str:
+        return self.patient_name or "Not a patient (a visitor)"
 
 
 def list_alerts(
@@ -114,7 +121,7 @@ def list_alerts(
     )
     stmt = (
         select(Alert, Patient.family, Patient.given, acknowledger)
-        .join(Patient, Patient.id == Alert.patient_id)
+        .outerjoin(Patient, Patient.id == Alert.patient_id)
         .where(Alert.program_id == program_id)
         .order_by(
             Alert.acknowledged_at.is_not(None),
@@ -127,10 +134,10 @@ def list_alerts(
     if not include_acknowledged:
         stmt = stmt.where(Alert.acknowledged_at.is_(None))
     views = [
-        AlertView(alert, f"{family.upper()}, {given}".strip(", "), by)
+        AlertView(alert, f"{(family or '').upper()}, {given or ''}".strip(", "), by)
         for alert, family, given, by in access.db.execute(stmt)
     ]
-    patients = {v.alert.patient_id for v in views}
+    patients = {v.alert.patient_id for v in views if v.alert.patient_id is not None}
     audit_shown(access, RESOURCE, patients, query_text or f"program={program_id}")
     return views
 
@@ -153,12 +160,17 @@ def acknowledge(access: Access, alert_id: int, note: str, now: datetime | None =
     alert = access.db.get(Alert, alert_id)
     if alert is None:
         raise NotFound(f"alert {alert_id} is not known")
-    access.require(
-        Permission.UPDATE,
-        RESOURCE,
-        PatientRef(alert.patient_id, alert.program_id),
-        resource_id=str(alert_id),
-    )
+    if alert.patient_id is None:
+        access.require(
+            Permission.UPDATE, RESOURCE, program_id=alert.program_id, resource_id=str(alert_id)
+        )
+    else:
+        access.require(
+            Permission.UPDATE,
+            RESOURCE,
+            PatientRef(alert.patient_id, alert.program_id),
+            resource_id=str(alert_id),
+        )
     if alert.acknowledged_at is not None:
         raise InvalidInput("alert", "this alert has already been acknowledged")
     note = note.strip()

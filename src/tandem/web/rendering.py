@@ -62,6 +62,18 @@ def _may_for(request: Request) -> Callable[..., bool]:
     return ask
 
 
+def _nav_badge_for(request: Request) -> Callable[[Any], int | None]:
+    """`nav_badge(item)` for the layout: the item's number for the signed-in person, or None."""
+    access = getattr(request.state, "access", None)
+
+    def badge(item: Any) -> int | None:
+        if access is None or getattr(item, "badge", None) is None:
+            return None
+        return item.badge(access)  # type: ignore[no-any-return]
+
+    return badge
+
+
 def _session_timing(request: Request) -> dict[str, int | bool] | None:
     """For tandem.js's warning before the session ends: the seconds left when the page was made,
     and how long before the end to warn (two minutes, or half a very short idle limit)."""
@@ -81,6 +93,7 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
     context.setdefault("csrf_token", getattr(request.state, "csrf_token", ""))
     context.setdefault("flash", request.query_params.get("flash"))
     context.setdefault("may", _may_for(request))
+    context.setdefault("nav_badge", _nav_badge_for(request))
     context.setdefault("session", _session_timing(request))
     response = templates.TemplateResponse(request, name, context, status_code=status_code)
     response.headers["Cache-Control"] = "no-store"
