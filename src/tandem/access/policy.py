@@ -55,7 +55,18 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
     # Alerts are messages between clinicians about the patient, not part of the patient's view;
     # so are safety screening findings (DetectedIssue) and the program's protocol
     # (PlanDefinition): patients read plain language written for them instead.
-    Role.PATIENT: {"*": "rs", "Alert": "", "DetectedIssue": "", "PlanDefinition": ""},
+    # A patient reports on themselves from their portal: their daily check-in, whether they took
+    # each planned dose (a MedicationStatement, which feeds adherence), and which reminders they
+    # want. Nothing else of their record is theirs to write.
+    Role.PATIENT: {
+        "*": "rs",
+        "Alert": "",
+        "DetectedIssue": "",
+        "PlanDefinition": "",
+        "CheckIn": "crus",
+        "MedicationStatement": "crus",
+        "ReminderPreference": "crus",
+    },
     # Researchers read program-level, de-identified counts (MeasureReport) only.
     Role.RESEARCHER: {"MeasureReport": "rs"},
 }
@@ -66,7 +77,8 @@ ROLE_DUTIES: dict[Role, str] = {
     "receives escalations.",
     Role.NURSE: "Registers patients, records assessments and doses given in own programs; does not prescribe.",
     Role.COUNSELOR: "Reads charts of patients in own programs.",
-    Role.PATIENT: "Reads own record only.",
+    Role.PATIENT: "Reads own record; checks in daily, reports own doses taken or missed and "
+    "chooses own reminders.",
     Role.RESEARCHER: "No identified patient records; program-level outcomes only.",
 }
 
@@ -144,6 +156,8 @@ ACTIONS: dict[str, tuple[Permission, str]] = {
     "see_protocol": (Permission.READ, "PlanDefinition"),
     "see_outcomes": (Permission.READ, "MeasureReport"),
     "acknowledge_alert": (Permission.UPDATE, "Alert"),
+    "check_in": (Permission.CREATE, "CheckIn"),
+    "set_reminders": (Permission.UPDATE, "ReminderPreference"),
 }
 
 # How a refusal reads to the person refused ("a counselor may not record assessments").
@@ -165,6 +179,9 @@ _DOING: dict[tuple[Permission, str], str] = {
     (Permission.READ, "PlanDefinition"): "see the program's protocol",
     (Permission.READ, "MeasureReport"): "see program outcomes",
     (Permission.UPDATE, "Alert"): "acknowledge alerts",
+    (Permission.CREATE, "CheckIn"): "record a daily check-in",
+    (Permission.UPDATE, "CheckIn"): "change a daily check-in",
+    (Permission.UPDATE, "ReminderPreference"): "change reminder choices",
 }
 
 
