@@ -310,9 +310,11 @@ def _claim(sessions: sessionmaker[Session], patient: Patient, reminder: Reminder
                 status="claimed",
             )
             .on_conflict_do_nothing(index_elements=["key"])
+            .returning(table.c.id)
         )
+        claimed = result.first() is not None  # no row back: the key was taken
         db.commit()
-        return cast(CursorResult[Any], result).rowcount == 1
+        return claimed
 
 
 def _finished(sessions: sessionmaker[Session], key: str, sent_at: datetime | None, status: str) -> None:
