@@ -63,7 +63,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _smtp_sender(self) -> Settings:
         if self.smtp_host and "@" not in self.smtp_from:
-            raise ValueError("TANDEM_SMTP_FROM must be an e-mail address when TANDEM_SMTP_HOST is set")
+            raise ValueError(
+                "TANDEM_SMTP_FROM must be an e-mail address when TANDEM_SMTP_HOST is set"
+            )
         return self
 
     @model_validator(mode="before")

@@ -216,9 +216,12 @@ def test_nobody_checks_in_for_someone_else(
     assert client.get(other).status_code == 403
     assert client.post(other, data=answers).status_code == 403
     assert client.get(f"/patients/{world.patient_a2}/today").status_code == 403
-    assert client.post(
-        f"/patients/{world.patient_a2}/reminders", data={"csrf_token": csrf}
-    ).status_code == 403
+    assert (
+        client.post(
+            f"/patients/{world.patient_a2}/reminders", data={"csrf_token": csrf}
+        ).status_code
+        == 403
+    )
     for model in PARTS:
         assert count(sessions, model) == 0
     client.cookies.clear()

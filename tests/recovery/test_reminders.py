@@ -124,9 +124,7 @@ def test_due_reminders_are_emailed_once_to_a_real_smtp_server(
     for _, message in smtp.inbox.mails:
         _check_nothing_clinical(message)
     with sessions() as db:
-        kinds = {
-            (r.patient_id, r.kind, r.status) for r in db.scalars(select(ReminderSentRow))
-        }
+        kinds = {(r.patient_id, r.kind, r.status) for r in db.scalars(select(ReminderSentRow))}
     assert kinds == {
         (due.patient_a, "check_in", "sent"),
         (due.patient_a, "dose", "sent"),

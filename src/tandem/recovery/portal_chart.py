@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Protocol
 
 WIDTH = 340
@@ -21,7 +22,7 @@ HEIGHT = USE_TOP + USE_HEIGHT + 22
 
 class WeekLike(Protocol):
     @property
-    def starts_on(self) -> object: ...
+    def starts_on(self) -> date: ...
     @property
     def craving(self) -> dict[str, float]: ...
     @property
@@ -122,7 +123,7 @@ def draw(weeks: Sequence[WeekLike], substances: Sequence[str]) -> Chart:
                 )
             )
     ticks = tuple(
-        Tick(centre(i), f"{w.starts_on:%d %b}")  # type: ignore[str-format]
+        Tick(centre(i), f"{w.starts_on:%d %b}")
         for i, w in enumerate(weeks)
         if i % max(1, n // 4) == 0 or i == n - 1
     )

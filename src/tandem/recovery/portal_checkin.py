@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from tandem.errors import InvalidInput
+from tandem.evidence import Source
 from tandem.medications.validation import SIDE_EFFECTS
 from tandem.recovery.substances import Substance, substance
 
@@ -59,12 +60,20 @@ class Limits(BaseModel):
     max_standard_drinks: float = Field(gt=0)
 
 
+class StandardDrink(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    plain: str
+    source: Source
+
+
 class PortalData(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     moods: tuple[Mood, ...] = Field(min_length=1)
     reminders: ReminderDefaults
     limits: Limits
+    standard_drink: StandardDrink
 
 
 @functools.cache
@@ -270,4 +279,3 @@ def read_answers(
         mood=_mood(form),
         note=note,
     )
-

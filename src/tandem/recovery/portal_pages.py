@@ -133,6 +133,7 @@ def _check_in_page(
         values=shown,
         zone=form.patient.program.time_zone,
         moods=portal_data().moods,
+        standard_drink=portal_data().standard_drink,
         side_effects=SIDE_EFFECTS,
         error=error.message if error else "",
         error_field=error.field if error else "",

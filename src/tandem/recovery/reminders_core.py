@@ -97,7 +97,13 @@ def due_reminders(
     for session in sessions:
         if session.starts_at - timedelta(hours=session_hours) <= now < session.starts_at:
             at = session.starts_at.astimezone(zone)
-            when = "today" if at.date() == today else "tomorrow" if at.date() == today + timedelta(days=1) else f"on {at:%a %d %b}"
+            when = (
+                "today"
+                if at.date() == today
+                else "tomorrow"
+                if at.date() == today + timedelta(days=1)
+                else f"on {at:%a %d %b}"
+            )
             found.append(
                 Reminder(
                     "session",
@@ -106,9 +112,7 @@ def due_reminders(
                     f"{session.label} {when} at {at:%H:%M}.",
                 )
             )
-    return sorted(
-        (r for r in found if preferences.wants(r.kind)), key=lambda r: (r.due_at, r.key)
-    )
+    return sorted((r for r in found if preferences.wants(r.kind)), key=lambda r: (r.due_at, r.key))
 
 
 # What a reminder e-mail says. Nothing clinical: no medication, dose, session type, program or
@@ -123,8 +127,7 @@ EMAIL_BODY = {
     "session": "Time for your check-in.",
 }
 EMAIL_FOOTER = (
-    "\n\nSign in to Tandem to see it. You can turn these e-mails off in Tandem under "
-    "Reminders.\n"
+    "\n\nSign in to Tandem to see it. You can turn these e-mails off in Tandem under Reminders.\n"
 )
 
 

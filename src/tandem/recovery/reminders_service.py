@@ -14,16 +14,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.access.guard import Access, system_access
 from tandem.access.policy import Permission
 from tandem.access.queries import load_patient, visible
-from tandem.clock import local, program_today, zone
+from tandem.clock import program_today, zone
 from tandem.medications.dose_calendar import plan_doses, recorded_doses
 from tandem.medications.monograph import load_monograph
 from tandem.medications.plans import effective_status
@@ -36,6 +35,7 @@ from tandem.recovery.portal_storage import (
     ReminderSentRow,
 )
 from tandem.recovery.reminders_core import (
+    EMAIL_SUBJECT,
     DoseDue,
     Preferences,
     Reminder,
@@ -43,10 +43,9 @@ from tandem.recovery.reminders_core import (
     due_reminders,
     email_text,
     parse_clock,
-    EMAIL_SUBJECT,
 )
-from tandem.recovery.storage import CheckInRow, TherapySessionRow
 from tandem.recovery.reminders_mail import SmtpConfig, send_mail, smtp_config
+from tandem.recovery.storage import CheckInRow, TherapySessionRow
 from tandem.scheduler import process_name
 from tandem.storage.db import session_scope
 from tandem.storage.models import Patient, User
@@ -170,7 +169,9 @@ def set_program_times(
 # --- what is due ------------------------------------------------------------------------------
 
 
-def _doses_due(db: Session, patient: Patient, plans: list[DosePlanRow], now: datetime) -> list[DoseDue]:
+def _doses_due(
+    db: Session, patient: Patient, plans: list[DosePlanRow], now: datetime
+) -> list[DoseDue]:
     today = program_today(patient.program.time_zone, now)
     out = []
     for row in plans:
@@ -242,7 +243,7 @@ def reminders_for(access: Access, patient: Patient, now: datetime) -> list[Remin
         access,
         "CheckIn",
         CheckInRow,
-        select(CheckInRow.id).where(CheckInRow.day == today).limit(1),  # type: ignore[arg-type]
+        select(CheckInRow.id).where(CheckInRow.day == today).limit(1),
         patient,
         "reminders: check-in today",
     )
@@ -292,13 +293,14 @@ def _recipients(access: Access) -> list[tuple[Patient, str, Preferences]]:
     return out
 
 
-def _claim(sessions: sessionmaker[Session], patient: Patient, reminder: Reminder, now: datetime, me: str) -> bool:
+def _claim(
+    sessions: sessionmaker[Session], patient: Patient, reminder: Reminder, now: datetime, me: str
+) -> bool:
     """Insert the reminder's key, committed, before sending; False when another has it."""
-    table = ReminderSentRow.__table__
     with sessions() as db:
         insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
         result = db.execute(
-            insert(table)
+            insert(ReminderSentRow)
             .values(
                 key=reminder.key,
                 patient_id=patient.id,
@@ -310,14 +312,16 @@ def _claim(sessions: sessionmaker[Session], patient: Patient, reminder: Reminder
                 status="claimed",
             )
             .on_conflict_do_nothing(index_elements=["key"])
-            .returning(table.c.id)
+            .returning(ReminderSentRow.id)
         )
         claimed = result.first() is not None  # no row back: the key was taken
         db.commit()
         return claimed
 
 
-def _finished(sessions: sessionmaker[Session], key: str, sent_at: datetime | None, status: str) -> None:
+def _finished(
+    sessions: sessionmaker[Session], key: str, sent_at: datetime | None, status: str
+) -> None:
     with sessions() as db:
         db.execute(
             update(ReminderSentRow)
