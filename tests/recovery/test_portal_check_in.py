@@ -233,4 +233,5 @@ def test_nobody_checks_in_for_someone_else(
     csrf = sign_in(client, world.email("nurse"), world.passwords["nurse"])
     assert client.post(other, data={**answers, "csrf_token": csrf}).status_code == 303
     with sessions() as db:
-        assert db.scalars(select(CheckInRow.patient_id)).all() == [world.patient_a2]
+        recorded = db.execute(select(CheckInRow.patient_id, CheckInRow.source)).all()
+    assert recorded == [(world.patient_a2, "staff")]

@@ -29,7 +29,14 @@ from tandem.recovery.reminders_service import send_reminders, smtp_mailer
 from tandem.settings import get_settings
 from tandem.storage.db import make_engine, make_sessionmaker, session_scope
 from tests.conftest import World, sign_in
-from tests.recovery.portal_helpers import NY, book_session, count, freeze, give_plan
+from tests.recovery.portal_helpers import (
+    NY,
+    book_session,
+    count,
+    freeze,
+    give_care_plan,
+    give_plan,
+)
 from tests.recovery.reminders_claimer import send_in_a_process
 
 # 19:30 in New York: past the program's 18:00 check-in time, the evening (19:00) dose due, and a
@@ -85,10 +92,12 @@ def smtp() -> Iterator[Smtp]:
 
 @pytest.fixture
 def due(sessions: sessionmaker[Session], world: World) -> World:
-    """Patient A: no check-in today, the 19:00 dose unrecorded, a session tomorrow 10:00.
-    Patient A2 the same, but with check-in and session reminders turned off."""
+    """Patient A, in treatment (a care plan): no check-in today, the 19:00 dose unrecorded, a
+    session tomorrow 10:00. Patient A2 the same, but with check-in and session reminders turned
+    off."""
     for patient in (world.patient_a, world.patient_a2):
         give_plan(sessions, world, patient)
+        give_care_plan(sessions, patient, world.program_a, ["alcohol"])
         book_session(sessions, patient, world.program_a, TOMORROW_10)
     with session_scope(sessions) as db:
         db.add(
@@ -261,9 +270,7 @@ def test_a_patient_sees_reminders_on_their_day_and_turns_them_off(
         data={
             "csrf_token": csrf,
             "craving_alcohol": "1",
-            "craving_other": "0",
             "use_alcohol": "no",
-            "use_other": "no",
         },
     )
     assert "Time for your check-in." not in client.get(f"/patients/{due.patient_a}/today").text

@@ -83,8 +83,8 @@ def today_page(
     patient = load_patient(access, patient_id)
     zone = patient.program.time_zone
     today = program_today(zone, now)
-    form = check_in_form(access, patient_id, now)
     views = active_plan_views(access, patient, now)
+    form = check_in_form(access, patient_id, now, views)
     today_doses = [
         (view, dose)
         for view in views

@@ -180,11 +180,14 @@ def _values_of(access: Access, patient: Patient, row: CheckInRow) -> dict[str, s
     return values
 
 
-def check_in_form(access: Access, patient_id: str, now: datetime) -> CheckInForm:
+def check_in_form(
+    access: Access, patient_id: str, now: datetime, views: list[PlanView] | None = None
+) -> CheckInForm:
     """What today's check-in asks, with today's earlier answers when there are some."""
     patient = load_patient(access, patient_id)
     today = program_today(patient.program.time_zone, now)
-    views = active_plan_views(access, patient, now)
+    if views is None:
+        views = active_plan_views(access, patient, now)
     form = CheckInForm(
         patient, today, patient_substances(access, patient), doses_asked(views, patient, now)
     )
@@ -204,7 +207,7 @@ class Saved:
 
 
 def record_check_in(
-    access: Access, patient_id: str, form: Form, now: datetime, source: str = "portal"
+    access: Access, patient_id: str, form: Form, now: datetime, source: str | None = None
 ) -> Saved:
     """Save a check-in from the form: every answer checked first (nothing is stored when one is
     refused), then the check-in, its craving ratings, its use days and the doses reported, in
@@ -219,6 +222,8 @@ def record_check_in(
         audit=False,
         for_update=True,
     )
+    if source is None:  # the patient in their portal, or a staff member with them
+        source = "portal" if access.actor.patient_id == patient.id else "staff"
     today = program_today(patient.program.time_zone, now)
     views = active_plan_views(access, patient, now)
     asked = doses_asked(views, patient, now)

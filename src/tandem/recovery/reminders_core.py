@@ -63,18 +63,21 @@ def due_reminders(
     zone: ZoneInfo,
     check_in_at: time,
     checked_in_today: bool,
+    in_treatment: bool,
     doses: Sequence[DoseDue],
     sessions: Sequence[SessionDue],
     session_hours: int,
     dose_window: timedelta,
     preferences: Preferences,
 ) -> list[Reminder]:
-    """The reminders due at `now` that the patient has not turned off, soonest first."""
+    """The reminders due at `now` that the patient has not turned off, soonest first. A daily
+    check-in is expected only while the patient is `in_treatment` (an open episode of care or an
+    active care plan): nobody discharged is reminded every evening for ever."""
     local_now = now.astimezone(zone)
     today: date = local_now.date()
     found: list[Reminder] = []
     check_in_due = datetime.combine(today, check_in_at, tzinfo=zone)
-    if not checked_in_today and local_now >= check_in_due:
+    if in_treatment and not checked_in_today and local_now >= check_in_due:
         found.append(
             Reminder(
                 "check_in",

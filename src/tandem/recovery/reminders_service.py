@@ -29,6 +29,7 @@ from tandem.medications.plans import effective_status
 from tandem.medications.search import patient_rows
 from tandem.medications.storage import DosePlanRow
 from tandem.recovery.portal_checkin import portal_data
+from tandem.recovery.portal_service import care_plan
 from tandem.recovery.portal_storage import (
     PortalSettingRow,
     ReminderPreferenceRow,
@@ -45,10 +46,10 @@ from tandem.recovery.reminders_core import (
     parse_clock,
 )
 from tandem.recovery.reminders_mail import SmtpConfig, send_mail, smtp_config
-from tandem.recovery.storage import CheckInRow, TherapySessionRow
+from tandem.recovery.storage import CarePlanRow, CheckInRow, TherapySessionRow
 from tandem.scheduler import process_name
 from tandem.storage.db import session_scope
-from tandem.storage.models import Patient, User
+from tandem.storage.models import Episode, Patient, User
 
 log = logging.getLogger("tandem.recovery.reminders")
 
@@ -198,6 +199,7 @@ def _compute(
     plans: list[DosePlanRow],
     sessions: list[TherapySessionRow],
     checked_in_today: bool,
+    in_treatment: bool,
 ) -> list[Reminder]:
     check_in_at, hours = program_times(db, patient.program_id)
     return due_reminders(
@@ -206,6 +208,7 @@ def _compute(
         zone=zone(patient.program.time_zone),
         check_in_at=parse_clock(check_in_at),
         checked_in_today=checked_in_today,
+        in_treatment=in_treatment,
         doses=_doses_due(db, patient, plans, now),
         sessions=[SessionDue(s.id, s.starts_at, session_label(s.service)) for s in sessions],
         session_hours=hours,
@@ -247,7 +250,10 @@ def reminders_for(access: Access, patient: Patient, now: datetime) -> list[Remin
         patient,
         "reminders: check-in today",
     )
-    return _compute(access.db, patient, now, prefs, plans, sessions, bool(checked))
+    in_treatment = (
+        any(e.is_open for e in patient.episodes) or care_plan(access, patient) is not None
+    )
+    return _compute(access.db, patient, now, prefs, plans, sessions, bool(checked), in_treatment)
 
 
 # --- the scheduled job ------------------------------------------------------------------------
@@ -367,7 +373,24 @@ def send_reminders(
                 .where(CheckInRow.patient_id == patient.id, CheckInRow.day == today)
                 .limit(1)
             )
-            for reminder in _compute(db, patient, now, prefs, plans, booked, checked is not None):
+            in_treatment = (
+                db.scalar(
+                    select(Episode.id)
+                    .where(Episode.patient_id == patient.id, Episode.discharged_at.is_(None))
+                    .limit(1)
+                )
+                is not None
+                or db.scalar(
+                    select(CarePlanRow.id)
+                    .where(CarePlanRow.patient_id == patient.id, CarePlanRow.retention == "active")
+                    .limit(1)
+                )
+                is not None
+            )
+            reminders = _compute(
+                db, patient, now, prefs, plans, booked, checked is not None, in_treatment
+            )
+            for reminder in reminders:
                 due.append((patient, address, reminder))
         db.expunge_all()
         # The sweep read every patient's plans, sessions and check-ins to decide; it showed
