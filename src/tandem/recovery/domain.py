@@ -4,13 +4,20 @@ daily check-in and the counselor's caseload."""
 from datetime import timedelta
 
 from tandem.kit import Domain, Job
-from tandem.recovery import portal_pages, portal_storage, reminders_service, storage
+from tandem.recovery import (
+    portal_pages,
+    portal_storage,
+    reminders_cli,
+    reminders_service,
+    storage,
+)
 
 DOMAIN = Domain(
     name="recovery",
     tables=(storage, portal_storage),
     routers=(portal_pages.router,),
     nav=(portal_pages.NAV,),
+    cli=(("portal", reminders_cli.portal_app),),
     jobs=(
         Job(
             reminders_service.JOB,
