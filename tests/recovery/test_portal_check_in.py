@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from tandem.medications.dose_calendar import plan_view
 from tandem.medications.plans import get_plan
-from tandem.medications.storage import MedicationStatementRow
+from tandem.medications.storage import MedicationStatementRow, SideEffectRow
 from tandem.patients.service import get_patient
 from tandem.recovery.storage import CheckInRow, CravingRatingRow, UseDayRow
 from tandem.storage.models import AuditEntry
@@ -26,7 +26,7 @@ from tests.recovery.portal_helpers import (
     give_plan,
 )
 
-PARTS = (CheckInRow, CravingRatingRow, UseDayRow, MedicationStatementRow)
+PARTS = (CheckInRow, CravingRatingRow, UseDayRow, MedicationStatementRow, SideEffectRow)
 
 
 def _adherence(sessions, world: World, plan_id: int):  # type: ignore[no-untyped-def]
@@ -51,6 +51,7 @@ def _answers(csrf: str, doses: list[str], **extra: object) -> dict[str, object]:
         "drinks_alcohol": "3.5",
         "use_opioids": "no",
         "side_effect": ["drowsiness", "nausea"],
+        "side_effect_severity": "moderate",
         "mood": "anxious",
         "note": "rough afternoon",
     }
@@ -93,6 +94,11 @@ def test_a_check_in_stores_every_part_and_feeds_adherence(
         assert ratings == {"alcohol": 6, "opioids": 2}
         uses = {u.substance: (u.used, u.standard_drinks) for u in db.scalars(select(UseDayRow))}
         assert uses == {"alcohol": (True, 3.5), "opioids": (False, None)}
+        effects = db.scalars(select(SideEffectRow)).all()  # on the Medications tab
+        assert {(e.effect, e.severity, e.medication_id) for e in effects} == {
+            ("drowsiness", "moderate", "baclofen"),
+            ("nausea", "moderate", "baclofen"),
+        }
         statements = db.scalars(select(MedicationStatementRow)).all()
         assert sorted(s.taken for s in statements) == [False, True, True, True, True]
         audited = db.execute(
@@ -104,6 +110,10 @@ def test_a_check_in_stores_every_part_and_feeds_adherence(
     after, week = _adherence(sessions, world, plan_id)
     assert (after.due, after.taken, after.missed) == (5, 4, 1)
     assert after.percent == 80 and week.percent == 80
+    # Sent again (a second check-in today): the side effects already reported are not doubled.
+    again = client.post(f"/patients/{world.patient_a}/check-in", data=_answers(csrf, doses))
+    assert again.status_code == 303 and again.headers["location"].endswith("done=updated")
+    assert count(sessions, SideEffectRow) == 2 and count(sessions, MedicationStatementRow) == 5
 
     # The dose calendar and "how am I doing" show it back.
     calendar = client.get(f"/patients/{world.patient_a}/doses")
@@ -168,6 +178,8 @@ BAD = [
     ({"use_day": "tomorrow"}, "use_day", "today or yesterday"),
     ({"side_effect": ["hiccups"]}, "side_effect", "side effects from the list"),
     ({"side_effect": ["other"]}, "side_effect_other", "describe the other side effect"),
+    ({"side_effect_severity": ""}, "side_effect_severity", "how much do the side effects"),
+    ({"side_effect_severity": "awful"}, "side_effect_severity", "how much do the side effects"),
     ({"mood": "", "mood_word": "very sad"}, "mood_word", "one word"),
     ({"mood": "ecstatic"}, "mood", "mood buttons"),
     ({"note": "x" * 1001}, "note", "1000 characters"),

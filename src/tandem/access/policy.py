@@ -56,8 +56,9 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
     # so are safety screening findings (DetectedIssue) and the program's protocol
     # (PlanDefinition): patients read plain language written for them instead.
     # A patient reports on themselves from their portal: their daily check-in, whether they took
-    # each planned dose (a MedicationStatement, which feeds adherence), and which reminders they
-    # want. Nothing else of their record is theirs to write.
+    # each planned dose (a MedicationStatement, which feeds adherence), side effects of their
+    # medicine (AdverseEvent), and which reminders they want. Nothing else of their record is
+    # theirs to write.
     Role.PATIENT: {
         "*": "rs",
         "Alert": "",
@@ -65,6 +66,7 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
         "PlanDefinition": "",
         "CheckIn": "crus",
         "MedicationStatement": "crus",
+        "AdverseEvent": "crs",
         "ReminderPreference": "crus",
     },
     # Researchers read program-level, de-identified counts (MeasureReport) only.

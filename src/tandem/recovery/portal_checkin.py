@@ -11,6 +11,7 @@ The form's fields:
   dose_<plan>_<due>     taken | missed | (blank: not answered), one per dose asked
   side_effect           zero or more of the medication side-effect vocabulary
   side_effect_other     the description when `other` is ticked
+  side_effect_severity  mild | moderate | severe, when a side effect is ticked
   mood | mood_word      one of the mood buttons, or a word of the patient's own
   note                  anything else (optional)
 """
@@ -30,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tandem.errors import InvalidInput
 from tandem.evidence import Source
-from tandem.medications.validation import SIDE_EFFECTS
+from tandem.medications.validation import SEVERITIES, SIDE_EFFECTS
 from tandem.recovery.substances import Substance, substance
 
 DATA = Path(__file__).parent / "data" / "portal.yaml"
@@ -143,6 +144,7 @@ class CheckInAnswers:
     doses: tuple[DoseAnswer, ...]
     side_effects: tuple[str, ...]
     side_effect_other: str
+    side_effect_severity: str  # mild | moderate | severe, when side effects are ticked
     mood: str | None
     note: str
 
@@ -265,6 +267,11 @@ def read_answers(
         raise InvalidInput("side_effect_other", "describe the other side effect")
     if other and "other" not in effects:
         effects.append("other")
+    severity = _one(form, "side_effect_severity")
+    if effects and severity not in SEVERITIES:
+        raise InvalidInput("side_effect_severity", "how much do the side effects bother you?")
+    if not effects and severity:
+        severity = ""  # a severity alone, with no side effect ticked, says nothing
     note = _one(form, "note")
     if len(note) > NOTE_LENGTH:
         raise InvalidInput("note", f"a note is at most {NOTE_LENGTH} characters")
@@ -276,6 +283,7 @@ def read_answers(
         doses=tuple(answered),
         side_effects=tuple(effects),
         side_effect_other=other,
+        side_effect_severity=severity,
         mood=_mood(form),
         note=note,
     )

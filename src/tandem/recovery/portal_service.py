@@ -13,13 +13,15 @@ from sqlalchemy import delete, select
 
 from tandem.access.guard import Access
 from tandem.access.policy import Permission
-from tandem.access.queries import load_patient
+from tandem.access.queries import load_patient, patient_ref
 from tandem.clock import local, program_today
 from tandem.medications.dose_calendar import PlanView, plan_view
 from tandem.medications.doses import record_statement
 from tandem.medications.monograph import load_monograph
 from tandem.medications.plans import effective_status, list_plans
+from tandem.medications.resources import SIDE_EFFECT, STATEMENT
 from tandem.medications.search import patient_rows
+from tandem.medications.side_effects import record_side_effect
 from tandem.medications.validation import recordable
 from tandem.recovery.portal_checkin import (
     CheckInAnswers,
@@ -175,6 +177,7 @@ def _values_of(access: Access, patient: Patient, row: CheckInRow) -> dict[str, s
     effects, _, other = row.side_effects.partition("; ")
     values["side_effect"] = [e for e in effects.split(",") if e]
     values["side_effect_other"] = other
+    values["side_effect_severity"] = row.side_effect_severity or ""
     values["mood"] = row.mood or ""
     values["note"] = row.note
     return values
@@ -228,6 +231,12 @@ def record_check_in(
     views = active_plan_views(access, patient, now)
     asked = doses_asked(views, patient, now)
     answers = read_answers(form, patient_substances(access, patient), asked, today)
+    # Every operation the answers lead to is asked of the policy before anything is written.
+    if answers.doses:
+        access.require(Permission.CREATE, STATEMENT, patient_ref(patient))
+        access.require(Permission.UPDATE, STATEMENT, patient_ref(patient))
+    if answers.side_effects and len(views) == 1:
+        access.require(Permission.CREATE, SIDE_EFFECT, patient_ref(patient))
     row = access.db.scalar(
         select(CheckInRow)
         .where(CheckInRow.patient_id == patient.id, CheckInRow.day == today)
@@ -235,12 +244,14 @@ def record_check_in(
         .limit(1)
     )
     updated = row is not None
+    before = set(row.side_effects.partition("; ")[0].split(",")) if row is not None else set()
     if row is None:
         row = CheckInRow(patient_id=patient.id, program_id=patient.program_id, day=today)
         access.db.add(row)
     row.checked_in_at = now
     row.mood = answers.mood
     row.side_effects = answers.side_effects_text
+    row.side_effect_severity = answers.side_effect_severity or None
     row.note = answers.note
     row.source = source
     row.recorded_at = now
@@ -277,6 +288,25 @@ def record_check_in(
         record_statement(
             access, patient.id, dose.plan_id, due_at=dose.due_at, taken=dose.taken, now=now
         )
+    # Side effects reach the prescriber on the Medications tab (AdverseEvent) when the patient
+    # takes one medicine, so that there is no doubt which one is suspected; with several, they
+    # stay on the check-in. Only those not reported earlier today are added.
+    if len(views) == 1:
+        plan = views[0].row
+        for effect in answers.side_effects:
+            if effect in before:
+                continue
+            record_side_effect(
+                access,
+                patient.id,
+                medication_id=plan.medication_id,
+                effect=effect,
+                severity=answers.side_effect_severity,
+                onset_at=now,
+                detail=answers.side_effect_other if effect == "other" else "",
+                plan_id=plan.id,
+                now=now,
+            )
     return Saved(row, updated, answers)
 
 

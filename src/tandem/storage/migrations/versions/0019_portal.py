@@ -1,4 +1,4 @@
-"""portal: reminder preferences, program reminder times, reminders sent
+"""portal: reminder preferences, program reminder times, reminders sent; check-in severity
 
 Revision ID: 0019_portal
 Revises: 0018_recovery
@@ -19,6 +19,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("recovery_check_ins", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("side_effect_severity", sa.String(length=10), nullable=True))
     op.create_table(
         "reminder_preferences",
         sa.Column("patient_id", sa.String(length=36), nullable=False),
@@ -74,3 +76,5 @@ def downgrade() -> None:
     op.drop_table("reminders_sent")
     op.drop_table("portal_settings")
     op.drop_table("reminder_preferences")
+    with op.batch_alter_table("recovery_check_ins", schema=None) as batch_op:
+        batch_op.drop_column("side_effect_severity")
