@@ -63,11 +63,15 @@ def test_a_dose_reminder_is_due_from_its_time_for_the_window_unless_recorded() -
 
 
 def test_a_session_reminder_is_due_the_set_hours_before_it() -> None:
-    assert "session:3:24h" not in due(at(9, 59))
-    assert "session:3:24h" in due(at(10, 0)) and "session:3:24h" in due(at(9, 59, day=5))
-    assert "session:3:24h" not in due(at(10, 0, day=5))
-    assert "session:3:2h" in due(at(8, 0, day=5), session_hours=2)
-    assert "session:3:2h" not in due(at(7, 59, day=5), session_hours=2)
+    key = "session:3:2026-03-05T15:00:00+00:00:24h"
+    assert key not in due(at(9, 59))
+    assert key in due(at(10, 0)) and key in due(at(9, 59, day=5))
+    assert key not in due(at(10, 0, day=5))
+    assert key.replace("24h", "2h") in due(at(8, 0, day=5), session_hours=2)
+    assert key.replace("24h", "2h") not in due(at(7, 59, day=5), session_hours=2)
+    # A session moved to another time is a new reminder.
+    moved = [SessionDue(3, SESSION_AT + timedelta(hours=2), "Group session")]
+    assert "session:3:2026-03-05T17:00:00+00:00:24h" in due(at(12, 0), sessions=moved)
 
 
 @pytest.mark.parametrize("off", ["check_in", "doses", "sessions"])

@@ -48,6 +48,10 @@ class Reminder:
     text: str  # what the signed-in patient reads in the app
 
 
+def _utc(at: datetime) -> str:
+    return at.astimezone(ZoneInfo("UTC")).isoformat()
+
+
 def parse_clock(value: str) -> time:
     """ "18:00" -> 18:00; ValueError otherwise."""
     hours, _, minutes = value.partition(":")
@@ -92,7 +96,7 @@ def due_reminders(
             found.append(
                 Reminder(
                     "dose",
-                    f"dose:{dose.plan_id}:{dose.due_at.astimezone(ZoneInfo('UTC')).isoformat()}",
+                    f"dose:{dose.plan_id}:{_utc(dose.due_at)}",
                     dose.due_at,
                     f"Dose due at {at:%H:%M}: {dose.label}. Tell us if you took it.",
                 )
@@ -110,7 +114,8 @@ def due_reminders(
             found.append(
                 Reminder(
                     "session",
-                    f"session:{session.session_id}:{session_hours}h",
+                    # The start time is part of the key: a session moved is reminded again.
+                    f"session:{session.session_id}:{_utc(session.starts_at)}:{session_hours}h",
                     session.starts_at,
                     f"{session.label} {when} at {at:%H:%M}.",
                 )
