@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,6 +42,15 @@ class Settings(BaseSettings):
     # Run the scheduled jobs (overdue and missed-dose sweeps) inside each `tandem serve` worker.
     # Off (`tandem serve --no-jobs`) when a separate `tandem worker` runs them.
     serve_jobs: bool = True
+    # Reminder e-mails (check-in, dose and session reminders of the patient portal) go through
+    # this SMTP server; no host, no e-mail (reminders are shown in the app only).
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_user: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_from: str = ""
+    # STARTTLS before signing in (off only for a relay on the same host or a test server).
+    smtp_starttls: bool = True
 
     @field_validator("database_url")
     @classmethod
@@ -52,6 +61,14 @@ class Settings(BaseSettings):
                 f"(got {value.split(':', 1)[0]!r})"
             )
         return value
+
+    @model_validator(mode="after")
+    def _smtp_sender(self) -> Settings:
+        if self.smtp_host and "@" not in self.smtp_from:
+            raise ValueError(
+                "TANDEM_SMTP_FROM must be an e-mail address when TANDEM_SMTP_HOST is set"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod

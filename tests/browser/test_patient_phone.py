@@ -22,7 +22,8 @@ def test_the_patient_on_a_phone_sees_plain_language_only(browser, live_server) -
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     sign_in(page, live_server, "patient")
-    home = page.url
+    assert page.url.endswith("/today")  # a patient's home is their day (recovery portal)
+    home = page.url.removesuffix("/today")  # their record
     for path in ("", "/withdrawal", "/medications"):
         page.goto(home + path)
         text = page.inner_text("body")

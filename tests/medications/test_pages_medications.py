@@ -432,7 +432,11 @@ def test_a_late_dose_given_after_midnight_counts_for_its_planned_dose(
     assert "given" in evening_cell
 
 
-def test_a_patient_sees_their_own_calendar_without_forms(client, sessions, world: World) -> None:
+def test_a_patient_sees_their_own_calendar_and_reports_only_on_themselves(
+    client, sessions, world: World
+) -> None:
+    """A patient reads their plan and reports their own doses and side effects (as their daily
+    check-in does, tests/recovery), but does not prescribe, stop a plan, or see another's."""
     from tandem.medications.plans import create_titration
     from tests.medications.conftest import access_for
 
@@ -454,14 +458,11 @@ def test_a_patient_sees_their_own_calendar_without_forms(client, sessions, world
     csrf = sign_in(client, world.email("patient"), world.passwords["patient"])
     tab = client.get(f"/patients/{world.patient_a}/medications")
     assert tab.status_code == 200 and "Baclofen calendar" in tab.text
-    assert "New titration" not in tab.text and "Record side effect" not in tab.text
+    assert "New titration" not in tab.text
     plan = client.get(f"/patients/{world.patient_a}/medications/plans/{plan_id}")
-    assert (
-        plan.status_code == 200
-        and "Record a dose" not in plan.text
-        and "Stop plan" not in plan.text
-    )
-    refused = client.post(
+    assert plan.status_code == 200 and "Stop plan" not in plan.text
+    assert "Given by a nurse" not in plan.text  # a patient reports taken or missed only
+    reported = client.post(
         f"/patients/{world.patient_a}/medications/side-effects",
         data={
             "csrf_token": csrf,
@@ -470,8 +471,18 @@ def test_a_patient_sees_their_own_calendar_without_forms(client, sessions, world
             "severity": "mild",
         },
     )
-    assert refused.status_code == 403
+    assert reported.status_code == 303
     assert client.get(f"/patients/{world.patient_a2}/medications").status_code == 403
+    refused = client.post(
+        f"/patients/{world.patient_a2}/medications/side-effects",
+        data={
+            "csrf_token": csrf,
+            "medication": "baclofen",
+            "effect": "drowsiness",
+            "severity": "mild",
+        },
+    )
+    assert refused.status_code == 403
 
 
 def test_read_only_roles_are_refused_every_write_at_once_and_nothing_is_stored(

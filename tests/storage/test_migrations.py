@@ -47,6 +47,7 @@ LINEAR = [
     "0018_recovery",
     "0022_choice",
     "0021_counseling",
+    "0019_portal",
 ]
 OLD_HEADS = {"0006_medication_dues", "0007_patient_name_words", "0008_detox_census"}
 

@@ -15,7 +15,7 @@ HEADINGS = {
     "nurse": "Patients",
     "counselor": "Detox census",
     "researcher": "Research",
-    "patient": "RIVERA, Ana",
+    "patient": "Today",  # their day: reminders, the check-in, doses, sessions
 }
 
 

@@ -70,7 +70,11 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
     # (PlanDefinition): patients read plain language written for them instead.
     # A patient answers self-report scales for their own record only (QuestionnaireResponse
     # create); withdrawal assessments need Observation create too, which patients lack. Patients
-    # ask a counselor a question or for a call back from their own record.
+    # ask a counselor a question or for a call back from their own record. And a patient reports
+    # on themselves from their portal: their daily check-in, whether they took each planned dose
+    # (a MedicationStatement, which feeds adherence), side effects of their medicine
+    # (AdverseEvent), and which reminders they want. Nothing else of their record is theirs to
+    # write.
     Role.PATIENT: {
         "*": "rs",
         "QuestionnaireResponse": "crs",
@@ -79,6 +83,10 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
         "PlanDefinition": "",
         "Communication": "crs",
         "CommunicationRequest": "crs",
+        "CheckIn": "crus",
+        "MedicationStatement": "crus",
+        "AdverseEvent": "crs",
+        "ReminderPreference": "crus",
     },
     # Researchers read program-level, de-identified counts (MeasureReport) only.
     Role.RESEARCHER: {"MeasureReport": "rs"},
@@ -92,8 +100,8 @@ ROLE_DUTIES: dict[Role, str] = {
     Role.COUNSELOR: "Reads charts of patients in own programs; gives self-report scales; keeps "
     "their care plans, sessions and attendance; answers questions and call-back requests to own "
     "programs.",
-    Role.PATIENT: "Reads own record only; answers self-report scales and asks counselors "
-    "for themselves.",
+    Role.PATIENT: "Reads own record; checks in daily, reports own doses taken or missed, answers "
+    "self-report scales, asks counselors and chooses own reminders.",
     Role.RESEARCHER: "No identified patient records; program-level outcomes only.",
 }
 
@@ -176,6 +184,8 @@ ACTIONS: dict[str, tuple[Permission, str]] = {
     "ask_counselor": (Permission.CREATE, "Communication"),
     "see_questions": (Permission.SEARCH, "Communication"),
     "answer_questions": (Permission.UPDATE, "Communication"),
+    "check_in": (Permission.CREATE, "CheckIn"),
+    "set_reminders": (Permission.UPDATE, "ReminderPreference"),
 }
 
 # How a refusal reads to the person refused ("a counselor may not record assessments").
@@ -206,6 +216,9 @@ _DOING: dict[tuple[Permission, str], str] = {
     (Permission.SEARCH, "Communication"): "see questions to counselors",
     (Permission.READ, "Communication"): "read questions to counselors",
     (Permission.UPDATE, "Communication"): "answer questions to counselors",
+    (Permission.CREATE, "CheckIn"): "record a daily check-in",
+    (Permission.UPDATE, "CheckIn"): "change a daily check-in",
+    (Permission.UPDATE, "ReminderPreference"): "change reminder choices",
 }
 
 

@@ -104,6 +104,8 @@ class CheckInRow(Base):
     source: Mapped[str] = mapped_column(String(10))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     recorded_by: Mapped[int | None] = _user()
+    # How much the side effects bother the patient (mild | moderate | severe; migration 0019).
+    side_effect_severity: Mapped[str | None] = mapped_column(String(10), nullable=True)
 
 
 class CravingRatingRow(Base):

@@ -18,7 +18,7 @@ HOME_PAGES: dict[Role, str] = {
     Role.NURSE: "/patients",
     Role.COUNSELOR: "/detox",  # the census of their units: who is in care now
     Role.RESEARCHER: "/research",  # de-identified counts
-    Role.PATIENT: "/patients/{patient_id}",  # their own record
+    Role.PATIENT: "/patients/{patient_id}/today",  # their day: reminders, check-in, doses
 }
 
 
