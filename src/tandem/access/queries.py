@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Select, false, func, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, select
 from sqlalchemy.orm import InstrumentedAttribute, joinedload, selectinload
 
 from tandem.access.guard import Access
@@ -105,6 +105,11 @@ def visible(
     if seen.nothing:
         return false()
     if seen.only_patient_id is not None:
+        if seen.program_ids:  # a member of staff's app launched for one patient of their programs
+            return and_(
+                patient_column == seen.only_patient_id,
+                program_column.in_(sorted(seen.program_ids)),
+            )
         return patient_column == seen.only_patient_id
     return program_column.in_(sorted(seen.program_ids))
 

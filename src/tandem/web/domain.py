@@ -9,7 +9,7 @@ from tandem.fhir import audit_event
 from tandem.fhir import routes as fhir_metadata
 from tandem.kit import Domain, Job
 from tandem.storage import models
-from tandem.web import admin_pages, auth_pages, home
+from tandem.web import admin_pages, auth_pages, home, smart_pages
 
 DOMAIN = Domain(
     name="platform",
@@ -19,6 +19,7 @@ DOMAIN = Domain(
         admin_pages.router,
         fhir_metadata.router,
         audit_event.router,
+        smart_pages.router,
     ),
     tables=(models,),
     fhir_resources=audit_event.FHIR_RESOURCES,
