@@ -15,14 +15,14 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from tandem.access import audit, smart
-from tandem.access.guard import Access
 from tandem.access.credentials import actor_for
+from tandem.access.guard import Access
 from tandem.access.policy import Role
-from tandem.access.queries import load_patient, search_page
+from tandem.access.queries import Page, load_patient, search_page
 from tandem.errors import NotFound
 from tandem.fhir.http import base_url
 from tandem.storage.db import utcnow
-from tandem.storage.models import Patient, Program
+from tandem.storage.models import Patient, Program, SmartClient
 from tandem.web.deps import (
     UnitOfWorkRoute,
     csrf_form,
@@ -87,7 +87,7 @@ def _unknown_app(request: Request, access: Access, exc: smart.UnknownApp) -> Res
     return render(request, "error.html", status_code=400, title="Cannot connect", message=str(exc))
 
 
-def _refused(access: Access, client: smart.SmartClient, exc: errors.OAuth2Error) -> Response:
+def _refused(access: Access, client: SmartClient, exc: errors.OAuth2Error) -> Response:
     access.refused(
         "authorize",
         f"{exc.error}: {exc.description or ''}",
@@ -102,7 +102,7 @@ def _picker(access: Access, program_id: int, find: str) -> list[Patient]:
     statement = select(Patient).where(Patient.program_id == program_id, Patient.active)
     if find.strip():
         statement = statement.where(Patient.family_lower.startswith(find.strip().lower()))
-    page = search_page(
+    page: Page[Patient] = search_page(
         access,
         "Patient",
         statement,
