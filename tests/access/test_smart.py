@@ -5,6 +5,7 @@ ends with a password change."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 import uuid
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tandem.access import accounts, smart
 from tandem.storage.db import session_scope, utcnow
 from tandem.storage.models import AuditEntry, User
+from tests.cli_runner import run_tandem
 from tests.conftest import World, csrf_from, sign_in
 
 APP = "https://app.example/callback"
@@ -465,8 +467,6 @@ def test_a_backend_service_reads_its_program_only(
         if alg == "RS384"
         else ECKey.generate_key("P-384", parameters={"kid": "k1"})
     )
-    import json
-
     app = register(
         sessions,
         world.program_a,
@@ -568,3 +568,87 @@ def test_administrators_register_and_disable_apps(
         "/oauth/authorize", params=authorize_params(App(client_id), "user/*.rs", pkce()[1])
     )
     assert gone.status_code == 400
+
+
+def test_the_operator_registers_a_service_from_the_command_line(
+    client: TestClient, world: World, database_url: str, tmp_path: Any
+) -> None:
+    key = RSAKey.generate_key(2048, parameters={"kid": "ops"})
+    keys = tmp_path / "jwks.json"
+    keys.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
+    private = tmp_path / "private.json"
+    private.write_text(json.dumps({"keys": [key.as_dict(private=True)]}))
+    refused = run_tandem(
+        database_url,
+        "client",
+        "add",
+        "--name",
+        "Lab feed",
+        "--program",
+        "alpha",
+        "--kind",
+        "backend",
+        "--role",
+        "counselor",
+        "--scope",
+        "system/*.rs",
+        "--jwks",
+        str(private),
+    )
+    assert refused.returncode == 2 and "--jwks" in refused.stderr and "private" in refused.stderr
+    made = run_tandem(
+        database_url,
+        "client",
+        "add",
+        "--name",
+        "Lab feed",
+        "--program",
+        "alpha",
+        "--kind",
+        "backend",
+        "--role",
+        "counselor",
+        "--scope",
+        "system/*.rs",
+        "--jwks",
+        str(keys),
+    )
+    assert made.returncode == 0, made.stderr
+    app = App(made.stdout.split()[0])
+    body = service_token(client, assertion(app, key, "RS384")).json()
+    assert (
+        client.get(
+            f"/fhir/Patient/{world.patient_a}", headers=bearer(body["access_token"])
+        ).status_code
+        == 200
+    )
+    listed = run_tandem(database_url, "client", "list")
+    assert app.client_id in listed.stdout and "active" in listed.stdout
+    assert run_tandem(database_url, "client", "disable", app.client_id).returncode == 0
+    assert (
+        client.get(
+            f"/fhir/Patient/{world.patient_a}", headers=bearer(body["access_token"])
+        ).status_code
+        == 401
+    )
+
+
+def test_a_restore_keeps_apps_revoked(
+    client: TestClient, world: World, sessions: sessionmaker[Session], engine: Any
+) -> None:
+    from sqlalchemy import update
+
+    from tandem.storage import backups
+    from tandem.storage.models import SmartToken
+
+    app = register(sessions, world.program_a)
+    body = launch(client, world, "nurse", app, "user/*.rs")
+    headers = bearer(body["access_token"])
+    client.post("/oauth/revoke", data={"token": body["access_token"], "client_id": app.client_id})
+    before = backups.capture(engine)
+    with session_scope(sessions) as db:  # the backup was made before the revocation
+        db.execute(update(SmartToken).values(revoked_at=None))
+    assert client.get(f"/fhir/Patient/{world.patient_a}", headers=headers).status_code == 200
+    kept = backups.keep_revocations(engine, before, utcnow())
+    assert kept.tokens == 1
+    assert client.get(f"/fhir/Patient/{world.patient_a}", headers=headers).status_code == 401
