@@ -652,3 +652,87 @@ def test_a_restore_keeps_apps_revoked(
     kept = backups.keep_revocations(engine, before, utcnow())
     assert kept.tokens == 1
     assert client.get(f"/fhir/Patient/{world.patient_a}", headers=headers).status_code == 401
+
+
+# --- an off-the-shelf SMART client over real HTTP ------------------------------------------
+
+
+@pytest.fixture
+def live_root(database_url: str, world: World) -> Any:
+    """Tandem served by uvicorn on a loopback port (cookies without Secure: plain http)."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from tandem.settings import Settings
+    from tandem.web.app import create_app
+
+    app = create_app(Settings(database_url=database_url, cookie_secure=False, login_slowdown_ms=0))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        app.state.engine.dispose()
+
+
+def test_fhirclient_connects_the_standard_way(
+    live_root: str, world: World, sessions: sessionmaker[Session]
+) -> None:
+    """SMART on FHIR's own Python client finds the endpoints in the CapabilityStatement, sends
+    the person to the consent page with PKCE, exchanges the code and reads the patient."""
+    import httpx
+    from fhirclient import client as fhirclient
+    from fhirclient.models.patient import Patient as FhirPatient
+    from fhirclient.server import FHIRPermissionDeniedException
+
+    app = register(sessions, world.program_a)
+    smart_client = fhirclient.FHIRClient(
+        settings={
+            "app_id": app.client_id,
+            "api_base": f"{live_root}/fhir",
+            "redirect_uri": APP,
+            "scope": "launch/patient patient/*.rs offline_access",
+        }
+    )
+    authorize_url = smart_client.authorize_url
+    assert authorize_url.startswith(f"{live_root}/oauth/authorize?")
+    with httpx.Client(base_url=live_root) as browser:
+        login = browser.get("/login")
+        signed_in = browser.post(
+            "/login",
+            data={
+                "email": world.email("patient"),
+                "password": world.passwords["patient"],
+                "csrf_token": csrf_from(login.text),
+                "next": "/",
+            },
+        )
+        assert signed_in.status_code == 303
+        page = browser.get(authorize_url)
+        assert page.status_code == 200, page.text
+        assert "form-action 'self' https://app.example" in page.headers["content-security-policy"]
+        query = dict(parse_qs(urlsplit(authorize_url).query))
+        form = {k: v[0] for k, v in query.items()}
+        allowed = browser.post(
+            "/oauth/authorize",
+            data={**form, "csrf_token": csrf_from(page.text), "decision": "allow"},
+        )
+        assert allowed.status_code == 303
+    smart_client.handle_callback(allowed.headers["location"])
+    assert smart_client.ready and smart_client.patient_id == world.patient_a
+    mine = FhirPatient.read(world.patient_a, smart_client.server)
+    assert mine.name[0].family == "Rivera"
+    with pytest.raises(FHIRPermissionDeniedException):
+        FhirPatient.read(world.patient_a2, smart_client.server)
