@@ -46,7 +46,7 @@ AUTHORIZE_FIELDS = (
     "code_challenge",
     "code_challenge_method",
 )
-PICKER_SIZE = 50
+PICKER_SIZE = 20
 
 
 def _root(request: Request) -> str:
@@ -97,7 +97,7 @@ def _refused(access: Access, client: SmartClient, exc: errors.OAuth2Error) -> Re
     return _redirect_error(exc)
 
 
-def _picker(access: Access, program_id: int, find: str) -> list[Patient]:
+def _picker(access: Access, program_id: int, find: str) -> Page[Patient]:
     """Patients of the app's program the person may see, by name (audited as a search)."""
     statement = select(Patient).where(Patient.program_id == program_id, Patient.active)
     if find.strip():
@@ -113,7 +113,7 @@ def _picker(access: Access, program_id: int, find: str) -> list[Patient]:
         count=PICKER_SIZE,
         query_text=f"app launch patient picker: {find[:100]}",
     )
-    return page.rows
+    return page
 
 
 def _consent(
@@ -143,7 +143,7 @@ def _consent(
         scopes = smart.decide_scopes(access.actor.role, wanted.scope, redirect=wanted)
     except errors.OAuth2Error as exc:
         return _refused(access, client, exc)
-    patients = _picker(access, client.program_id, find) if scopes.needs_patient else []
+    picked = _picker(access, client.program_id, find) if scopes.needs_patient else None
     program = access.db.get(Program, client.program_id)
     response = render(
         request,
@@ -156,7 +156,8 @@ def _consent(
         granted=[(s, smart.describe_scope(s, access.actor.role)) for s in scopes.granted],
         not_granted=scopes.not_granted,
         needs_patient=scopes.needs_patient,
-        patients=patients,
+        patients=picked.rows if picked else [],
+        more_patients=bool(picked and picked.has_more),
         find=find,
         error=error,
         return_host=urlsplit(wanted.redirect_uri).netloc,
