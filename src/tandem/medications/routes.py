@@ -21,11 +21,14 @@ from tandem.clock import program_today, utcnow
 from tandem.errors import NotFound
 from tandem.fhir.capability import ResourceSupport, SearchParam
 from tandem.fhir.http import (
+    INCLUDE,
     PAGING,
     PATIENT,
     fhir_body,
     fhir_response,
     fhir_router,
+    include_patients,
+    includes_asked,
     int_id,
     paging,
     patient_data_response,
@@ -77,8 +80,12 @@ FHIR_RESOURCES = (
         search_params=(
             PATIENT,
             SearchParam("status", "token", "active | completed | stopped"),
+            SearchParam(
+                "_include", "special", "MedicationRequest:patient: the patients of the matches"
+            ),
             *PAGING,
         ),
+        extras={"searchInclude": ["MedicationRequest:patient", "MedicationRequest:subject"]},
         documentation="Dose plans. create reads the plan from dosageInstruction (one per step, boundsPeriod, "
         "frequency per day, dose in mg; maxDosePerPeriod = the program's protocol maximum) and checks it "
         "against the monograph maximum, the protocol and the patient's stored kidney function; a refused "
@@ -225,7 +232,8 @@ def create_request(
 
 @router.get("/MedicationRequest")
 def search_requests(request: Request, access: Access = Depends(api_access)) -> Response:
-    count, offset = paging(request, {"patient", "subject", "status"})
+    count, offset = paging(request, {"patient", "subject", "status", INCLUDE})
+    include = includes_asked(request, "MedicationRequest")
     statuses = [s for v in request.query_params.getlist("status") for s in v.split(",") if s]
     bad = [s for s in statuses if s not in ("active", "completed", "stopped")]
     if bad:
@@ -248,9 +256,10 @@ def search_requests(request: Request, access: Access = Depends(api_access)) -> R
         extra=extra,
     )
     resources = _request_resources(access, page.rows)
-    return patient_data_response(
-        access, searchset(request, "MedicationRequest", resources, count, offset, page.has_more)
-    )
+    bundle = searchset(request, "MedicationRequest", resources, count, offset, page.has_more)
+    if include:
+        bundle = include_patients(request, access, bundle)
+    return patient_data_response(access, bundle)
 
 
 def _status_condition(access: Access, statuses: set[str]) -> ColumnElement[bool]:

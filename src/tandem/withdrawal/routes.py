@@ -13,12 +13,15 @@ from sqlalchemy import select
 from tandem.access.guard import Access
 from tandem.fhir.capability import ResourceSupport, SearchParam
 from tandem.fhir.http import (
+    INCLUDE,
     PAGING,
     PATIENT,
     base_url,
     fhir_body,
     fhir_response,
     fhir_router,
+    include_patients,
+    includes_asked,
     int_id,
     paging,
     patient_data_response,
@@ -72,8 +75,10 @@ FHIR_RESOURCES = (
             SearchParam(
                 "date", "date", "effective time; prefixes eq, ge, gt, le, lt; repeat for a range"
             ),
+            SearchParam("_include", "special", "Observation:patient: the patients of the matches"),
             *PAGING,
         ),
+        extras={"searchInclude": ["Observation:patient", "Observation:subject"]},
     ),
 )
 
@@ -209,7 +214,8 @@ def read_questionnaire_response(
 
 @router.get("/Observation")
 def search_observations(request: Request, access: Access = Depends(api_access)) -> Response:
-    count, offset = paging(request, {"patient", "subject", "code", "date"})
+    count, offset = paging(request, {"patient", "subject", "code", "date", INCLUDE})
+    include = includes_asked(request, "Observation")
     params = request.query_params
     try:
         codes = mapping.parse_codes(params.getlist("code"), set(load_instruments()))
@@ -226,9 +232,10 @@ def search_observations(request: Request, access: Access = Depends(api_access)) 
     )
     rows, has_more = find_observations(access, query, query_text=str(request.url.query))
     resources = [mapping.observation(obs, assessment) for obs, assessment in rows]
-    return patient_data_response(
-        access, searchset(request, "Observation", resources, count, offset, has_more)
-    )
+    bundle = searchset(request, "Observation", resources, count, offset, has_more)
+    if include:
+        bundle = include_patients(request, access, bundle)
+    return patient_data_response(access, bundle)
 
 
 @router.get("/Observation/{observation_id}")
