@@ -184,7 +184,9 @@ def test_only_prescribers_prescribe(role: Role) -> None:
         (Role.RESEARCHER, "user/Patient.rs", None),
     ],
 )
-def test_an_app_is_granted_no_more_than_the_role(role: Role, asked: str, granted: str | None) -> None:
+def test_an_app_is_granted_no_more_than_the_role(
+    role: Role, asked: str, granted: str | None
+) -> None:
     from tandem.access.policy import grantable
 
     narrowed = grantable(role, parse_scope(asked))
@@ -202,7 +204,9 @@ def test_a_staff_launch_reaches_only_the_patient_in_context() -> None:
     seen = visibility(nurse, "Observation")
     assert seen.only_patient_id == OWN_PATIENT.patient_id and seen.program_ids == {OWN_PROGRAM}
     # Without a patient in context, patient/ scopes give a member of staff nothing.
-    assert not decide(actor(Role.NURSE, "patient/*.rs"), Permission.READ, "Observation", OWN_PATIENT)
+    assert not decide(
+        actor(Role.NURSE, "patient/*.rs"), Permission.READ, "Observation", OWN_PATIENT
+    )
     # With user/ scopes as well, the search is as wide as the user's.
     both = replace(
         actor(Role.NURSE, "patient/*.rs user/Observation.rs"),

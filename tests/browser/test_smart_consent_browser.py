@@ -84,3 +84,29 @@ def test_a_nurse_allows_an_app_for_one_patient(
         assert sent["state"] == ["browser-state"] and sent["code"][0]
     finally:
         context.close()
+
+
+def test_an_administrator_registers_an_app(browser, live_server: LiveServer) -> None:  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        sign_in(page, live_server, "admin")
+        page.goto(live_server.url + "/admin/users")
+        page.get_by_role("link", name="Apps").click()
+        page.get_by_label("Name people will see").fill("Sleep Tracker")
+        page.get_by_label("App people launch, with a client secret").check()
+        page.get_by_label(re.compile("Redirect URIs")).fill("https://sleep.example/return")
+        page.get_by_role("button", name="Register app").click()
+        page.get_by_role("heading", name="Sleep Tracker is registered").wait_for()
+        assert page.locator("[data-client-secret]").inner_text().strip()
+        SHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SHOTS / "smart-admin-apps-1280.png"))
+        page.set_viewport_size({"width": 375, "height": 900})
+        page.goto(live_server.url + "/admin/apps")  # the secret is not shown again
+        assert page.locator("[data-client-secret]").count() == 0
+        page.get_by_role("cell", name=re.compile("Sleep Tracker")).wait_for()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        page.screenshot(path=str(SHOTS / "smart-admin-apps-375.png"))
+    finally:
+        context.close()
