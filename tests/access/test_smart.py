@@ -245,6 +245,11 @@ def test_requests_the_app_did_not_make_properly_are_refused(
         sent = error_of(answer.headers["location"])
         assert answer.headers["location"].startswith(APP)
         assert sent["error"] == [error] and sent["state"] == [params["state"]], broken
+    odd = client.get("/oauth/authorize", params={**params, "response_type": 'to"k\\en é'})
+    assert error_of(odd.headers["location"])["error"] == ["unsupported_response_type"]
+    for grant in ("password", 'x"\\é', ""):
+        answer = client.post("/oauth/token", data={"grant_type": grant, "client_id": app.client_id})
+        assert answer.status_code == 400 and answer.json()["error"] == "unsupported_grant_type"
     page = client.get("/oauth/authorize", params=params)
     denied = client.post(
         "/oauth/authorize", data={**params, "csrf_token": csrf_from(page.text), "decision": "deny"}
@@ -283,6 +288,16 @@ def test_an_app_never_gets_more_than_the_role_allows(
         },
     )
     assert escalate.status_code == 400 and escalate.json()["error"] == "invalid_scope"
+    odd = client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": body["refresh_token"],
+            "client_id": app.client_id,
+            "scope": 'user/"é\\',
+        },
+    )
+    assert odd.status_code == 400 and odd.json()["error"] == "invalid_scope"
     narrower = client.post(
         "/oauth/token",
         data={

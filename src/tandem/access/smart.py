@@ -85,6 +85,12 @@ SCOPES_SUPPORTED = (
 _VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 
 
+def plain(text: str) -> str:
+    """Text fit for an OAuth error_description (RFC 6749: printable ASCII but \" and \\),
+    whatever a client sent that it repeats."""
+    return "".join(c if 0x20 <= ord(c) <= 0x7E and c not in '"\\' else "?" for c in text)[:300]
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -254,11 +260,13 @@ def check_authorization_request(
     state = params.get("state", "")
 
     def refuse(error: type[errors.OAuth2Error], description: str) -> errors.OAuth2Error:
-        return error(description=description, state=state or None, redirect_uri=redirect_uri)
+        return error(description=plain(description), state=state or None, redirect_uri=redirect_uri)
 
     if params.get("response_type") != "code":
         raise errors.UnsupportedResponseTypeError(
-            params.get("response_type", "")[:40], state=state or None, redirect_uri=redirect_uri
+            plain(params.get("response_type", "")[:40]),
+            state=state or None,
+            redirect_uri=redirect_uri,
         )
     if not state:
         raise refuse(errors.InvalidRequestError, "state is required")
@@ -398,7 +406,9 @@ def _refuse(
     revoke_grant: str | None = None,
     status: int | None = None,
 ) -> TokenRefusal:
-    return TokenRefusal(error(description=description, status_code=status), client, revoke_grant)
+    return TokenRefusal(
+        error(description=plain(description), status_code=status), client, revoke_grant
+    )
 
 
 def _basic_credentials(header: str) -> tuple[str, str] | None:

@@ -316,7 +316,9 @@ def token(
         elif grant_type == "client_credentials":
             issued = smart.client_credentials(db, client, values, now)
         else:
-            raise smart.TokenRefusal(errors.UnsupportedGrantTypeError(grant_type), client)
+            raise smart.TokenRefusal(
+                errors.UnsupportedGrantTypeError(smart.plain(grant_type)), client
+            )
     except smart.TokenRefusal as refusal:
         return _token_refused(request, db, refusal, grant_type)
     actor = actor_for(issued.user, "") if issued.user is not None else None
