@@ -80,9 +80,6 @@ FHIR_RESOURCES = (
         search_params=(
             PATIENT,
             SearchParam("status", "token", "active | completed | stopped"),
-            SearchParam(
-                "_include", "special", "MedicationRequest:patient: the patients of the matches"
-            ),
             *PAGING,
         ),
         extras={"searchInclude": ["MedicationRequest:patient", "MedicationRequest:subject"]},

@@ -29,7 +29,7 @@ from tandem.access import anonymous, audit
 from tandem.access.guard import Access, AccessDenied
 from tandem.access.policy import STAFF_ROLES, Decision
 from tandem.errors import Conflict, InvalidInput, NotFound
-from tandem.fhir.capability import ResourceSupport
+from tandem.fhir.capability import ResourceSupport, SearchParam
 from tandem.fhir.http import PAGING
 from tandem.fhir.outcome import FHIR_JSON, FhirError, outcome_response, validation_outcome
 from tandem.fhir.output import check_output
@@ -197,7 +197,9 @@ def openapi_schema(app: FastAPI) -> dict[str, Any]:
         search = operations.get("get") if len(parts) == 3 else None
         if search is not None:
             declared = {p["name"] for p in search.get("parameters", [])}
-            for param in (*support.search_params, *PAGING):
+            includes = support.extras.get("searchInclude", ())
+            include = SearchParam("_include", "token", "one of: " + ", ".join(includes))
+            for param in (*support.search_params, *PAGING, *((include,) if includes else ())):
                 if param.name in declared:
                     continue
                 declared.add(param.name)

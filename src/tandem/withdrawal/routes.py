@@ -75,7 +75,6 @@ FHIR_RESOURCES = (
             SearchParam(
                 "date", "date", "effective time; prefixes eq, ge, gt, le, lt; repeat for a range"
             ),
-            SearchParam("_include", "special", "Observation:patient: the patients of the matches"),
             *PAGING,
         ),
         extras={"searchInclude": ["Observation:patient", "Observation:subject"]},
