@@ -82,6 +82,7 @@ PUBLIC = frozenset(
         ("GET", "/fhir/.well-known/smart-configuration"),
         ("POST", "/oauth/token"),
         ("POST", "/oauth/revoke"),
+        ("GET", "/oauth/jwks"),
     }
 )
 
@@ -101,6 +102,7 @@ BOOKKEEPING = frozenset(
         "smart_codes",
         "smart_tokens",
         "smart_assertions",
+        "smart_signing_keys",
     }
 )
 

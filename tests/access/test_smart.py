@@ -417,6 +417,39 @@ def test_a_confidential_app_proves_its_secret(
     assert right.status_code == 200, right.text
 
 
+def test_openid_tells_the_app_who_signed_in(
+    client: TestClient, world: World, sessions: sessionmaker[Session]
+) -> None:
+    from joserfc.jwk import KeySet
+
+    app = register(sessions, world.program_a)
+    sign_in(client, world.email("patient"), world.passwords["patient"])
+    verifier, challenge = pkce()
+    params = authorize_params(
+        app, "openid fhirUser launch/patient patient/*.rs", challenge, nonce="n-0S6_WzA2Mj"
+    )
+    page = client.get("/oauth/authorize", params=params)
+    assert "Know which record in Tandem is yours" in page.text
+    body = exchange(client, app, consent(client, params), verifier).json()
+    keys = KeySet.import_key_set(client.get("/oauth/jwks").json())
+    token = jwt.decode(body["id_token"], keys, algorithms=["RS256"])
+    jwt.JWTClaimsRegistry(
+        iss={"essential": True, "value": "https://testserver"},
+        aud={"essential": True, "value": app.client_id},
+        nonce={"essential": True, "value": "n-0S6_WzA2Mj"},
+        fhirUser={"essential": True, "value": f"{AUD}/Patient/{world.patient_a}"},
+    ).validate(token.claims)
+    client.cookies.clear()
+    # Staff are not FHIR resources Tandem serves: openid, but no fhirUser.
+    staff = launch(client, world, "nurse", app, "openid fhirUser user/*.rs")
+    assert staff["scope"] == "openid user/*.rs"
+    claims = jwt.decode(staff["id_token"], keys, algorithms=["RS256"]).claims
+    assert "fhirUser" not in claims and claims["sub"]
+    config = client.get("/.well-known/smart-configuration").json()
+    assert config["jwks_uri"] == "https://testserver/oauth/jwks"
+    assert "sso-openid-connect" in config["capabilities"]
+
+
 # --- revocation and the end of access -------------------------------------------------------
 
 

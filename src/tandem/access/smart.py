@@ -34,7 +34,7 @@ from authlib.oauth2.rfc6749 import errors
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, RSAKey
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, joinedload, selectinload
@@ -47,6 +47,7 @@ from tandem.storage.models import (
     SmartAssertion,
     SmartClient,
     SmartCode,
+    SmartSigningKey,
     SmartToken,
     User,
 )
@@ -70,9 +71,14 @@ SERVICE_ROLES = (Role.PRESCRIBER, Role.NURSE, Role.COUNSELOR, Role.RESEARCHER)
 
 LAUNCH_PATIENT = "launch/patient"
 OFFLINE = ("offline_access", "online_access")
+OPENID, FHIR_USER = "openid", "fhirUser"
+ID_TOKEN_LIFETIME = timedelta(hours=1)
 # What Tandem answers to: the FHIR API with SMART v2 (and v1) scopes, a standalone launch with a
-# patient in context, refresh tokens. No OpenID Connect sign-in (no id_token).
+# patient in context, refresh tokens, and who signed in (OpenID Connect: an id_token; fhirUser
+# for patients, whose record is a FHIR Patient).
 SCOPES_SUPPORTED = (
+    OPENID,
+    FHIR_USER,
     LAUNCH_PATIENT,
     "offline_access",
     "online_access",
@@ -244,6 +250,7 @@ class AuthorizationRequest:
     state: str
     scope: str
     code_challenge: str
+    nonce: str = ""
 
 
 def check_authorization_request(
@@ -279,7 +286,14 @@ def check_authorization_request(
         raise refuse(
             errors.InvalidRequestError, f"aud must be this server's FHIR base URL {fhir_base}"
         )
-    return AuthorizationRequest(client, redirect_uri, state, params.get("scope", ""), challenge)
+    return AuthorizationRequest(
+        client,
+        redirect_uri,
+        state,
+        params.get("scope", ""),
+        challenge,
+        params.get("nonce", "")[:200],
+    )
 
 
 @dataclass(frozen=True)
@@ -308,8 +322,14 @@ def decide_scopes(role: Role, requested: str, *, redirect: AuthorizationRequest)
     refused: list[tuple[str, str]] = []
     data = False
     for item in dict.fromkeys(asked):
-        if item == LAUNCH_PATIENT or item in OFFLINE:
+        if item in (LAUNCH_PATIENT, OPENID) or item in OFFLINE:
             granted.append(item)
+            continue
+        if item == FHIR_USER:
+            if role is Role.PATIENT:
+                granted.append(item)
+            else:
+                refused.append((item, "staff accounts are not FHIR resources Tandem serves"))
             continue
         if not is_resource_scope(item):
             refused.append((item, "not a scope Tandem offers"))
@@ -363,6 +383,7 @@ def issue_code(
             scopes=scopes,
             code_challenge=request.code_challenge,
             patient_id=patient_id,
+            nonce=request.nonce or None,
             created_at=now,
             expires_at=now + CODE_LIFETIME,
         )
@@ -526,6 +547,64 @@ def _new_token(
     return secret
 
 
+@dataclass(frozen=True)
+class Server:
+    """Where this Tandem is reached: the OpenID issuer (its root URL) and its FHIR base."""
+
+    issuer: str
+    fhir_base: str
+
+
+def signing_key(db: Session, now: datetime) -> RSAKey:
+    """The newest id_token signing key, made (RS256, 2048 bits) the first time one is needed."""
+    row = db.scalar(
+        select(SmartSigningKey).order_by(
+            SmartSigningKey.created_at.desc(), SmartSigningKey.kid.desc()
+        )
+    )
+    if row is not None:
+        return RSAKey.import_key(json.loads(row.private_jwk))
+    kid = secrets.token_hex(8)
+    key = RSAKey.generate_key(2048, parameters={"kid": kid, "use": "sig", "alg": "RS256"})
+    db.add(
+        SmartSigningKey(kid=kid, private_jwk=json.dumps(key.as_dict(private=True)), created_at=now)
+    )
+    db.flush()
+    return key
+
+
+def public_keys(db: Session) -> dict[str, Any]:
+    """The JWKS apps verify id_tokens with."""
+    rows = db.scalars(select(SmartSigningKey).order_by(SmartSigningKey.created_at))
+    return {
+        "keys": [RSAKey.import_key(json.loads(r.private_jwk)).as_dict(private=False) for r in rows]
+    }
+
+
+def _id_token(
+    db: Session,
+    server: Server,
+    client: SmartClient,
+    user: User,
+    scopes: str,
+    nonce: str | None,
+    now: datetime,
+) -> str:
+    claims: dict[str, Any] = {
+        "iss": server.issuer,
+        "sub": str(user.id),
+        "aud": client.client_id,
+        "iat": int(now.timestamp()),
+        "exp": int((now + ID_TOKEN_LIFETIME).timestamp()),
+    }
+    if nonce:
+        claims["nonce"] = nonce
+    if FHIR_USER in scopes.split() and user.patient_id is not None:
+        claims["fhirUser"] = f"{server.fhir_base}/Patient/{user.patient_id}"
+    key = signing_key(db, now)
+    return jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key, algorithms=["RS256"])
+
+
 def _tokens(
     db: Session,
     grant_id: str,
@@ -534,6 +613,8 @@ def _tokens(
     patient_id: str | None,
     scopes: str,
     now: datetime,
+    server: Server | None = None,
+    nonce: str | None = None,
 ) -> Issued:
     user_id = user.id if user else None
     body: dict[str, Any] = {
@@ -568,6 +649,8 @@ def _tokens(
             now,
             REFRESH_LIFETIME,
         )
+    if user is not None and server is not None and OPENID in scopes.split():
+        body["id_token"] = _id_token(db, server, client, user, scopes, nonce, now)
     return Issued(body, client, user, patient_id, scopes)
 
 
@@ -581,7 +664,7 @@ def _user_may_still(db: Session, user_id: int | None, client: SmartClient) -> Us
 
 
 def exchange_code(
-    db: Session, client: SmartClient, form: Mapping[str, str], now: datetime
+    db: Session, client: SmartClient, form: Mapping[str, str], now: datetime, server: Server
 ) -> Issued:
     code = form.get("code", "")
     row = db.get(SmartCode, _digest(code)) if code else None
@@ -622,7 +705,9 @@ def exchange_code(
     user = _user_may_still(db, row.user_id, client)
     if user is None:
         raise _refuse(errors.InvalidGrantError, "the user may no longer use this app", client)
-    return _tokens(db, row.grant_id, client, user, row.patient_id, row.scopes, now)
+    return _tokens(
+        db, row.grant_id, client, user, row.patient_id, row.scopes, now, server, row.nonce
+    )
 
 
 def refresh(db: Session, client: SmartClient, form: Mapping[str, str], now: datetime) -> Issued:
@@ -761,6 +846,8 @@ def actor_of_token(db: Session, secret: str, now: datetime) -> Actor | None:
 def configuration(root: str) -> dict[str, Any]:
     """/.well-known/smart-configuration (SMART App Launch 2.x)."""
     return {
+        "issuer": root,
+        "jwks_uri": f"{root}/oauth/jwks",
         "authorization_endpoint": f"{root}/oauth/authorize",
         "token_endpoint": f"{root}/oauth/token",
         "revocation_endpoint": f"{root}/oauth/revoke",
@@ -772,10 +859,12 @@ def configuration(root: str) -> dict[str, Any]:
         "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types_supported": ["code"],
+        "id_token_signing_alg_values_supported": ["RS256"],
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": list(SCOPES_SUPPORTED),
         "capabilities": [
             "launch-standalone",
+            "sso-openid-connect",
             "client-public",
             "client-confidential-symmetric",
             "context-standalone-patient",
@@ -812,6 +901,10 @@ def describe_scope(scope: str, role: Role) -> str:
         return "Know whose record it is working with" if own else "Open the patient you choose"
     if scope == "offline_access":
         return "Keep access after you close it, for up to 30 days unless you sign out everywhere"
+    if scope == OPENID:
+        return "Know who you are: your Tandem account"
+    if scope == FHIR_USER:
+        return "Know which record in Tandem is yours"
     if scope == "online_access":
         return "Keep access while you keep using it, for up to 30 days"
     parsed = parse_scope(scope)

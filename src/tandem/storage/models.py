@@ -448,6 +448,8 @@ class SmartCode(Base):
     scopes: Mapped[str] = mapped_column(Text)
     code_challenge: Mapped[str] = mapped_column(String(128))
     patient_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # The app's OpenID Connect nonce, repeated in the id_token.
+    nonce: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -491,3 +493,14 @@ class SmartAssertion(Base):
     )
     jti: Mapped[str] = mapped_column(String(200), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SmartSigningKey(Base):
+    """The key Tandem signs id_tokens with (OpenID Connect, RS256), made on first use; its
+    public half is served at /oauth/jwks. The newest signs; older ones still verify."""
+
+    __tablename__ = "smart_signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    private_jwk: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -45,6 +45,7 @@ AUTHORIZE_FIELDS = (
     "aud",
     "code_challenge",
     "code_challenge_method",
+    "nonce",
 )
 PICKER_SIZE = 20
 
@@ -62,6 +63,13 @@ def smart_configuration(request: Request) -> JSONResponse:
 @router.get("/fhir/.well-known/smart-configuration")
 def fhir_smart_configuration(request: Request) -> JSONResponse:
     return JSONResponse(smart.configuration(_root(request)))
+
+
+@router.get("/oauth/jwks")
+def jwks(db: Session = Depends(get_db)) -> JSONResponse:
+    """The public keys id_tokens are signed with (OpenID Connect)."""
+    smart.signing_key(db, utcnow())  # made now if no id_token was signed yet
+    return JSONResponse(smart.public_keys(db))
 
 
 # --- the authorization page ---------------------------------------------------------------
@@ -179,6 +187,7 @@ def authorize_page(
     aud: str = "",
     code_challenge: str = "",
     code_challenge_method: str = "",
+    nonce: str = "",
     find: str = "",
 ) -> Response:
     """An app asks for access: the signed-in person sees what it asks, in words, and allows or
@@ -192,6 +201,7 @@ def authorize_page(
         "aud": aud,
         "code_challenge": code_challenge,
         "code_challenge_method": code_challenge_method,
+        "nonce": nonce,
     }
     return _consent(request, access, params, find)
 
@@ -310,7 +320,8 @@ def token(
             now,
         )
         if grant_type == "authorization_code":
-            issued = smart.exchange_code(db, client, values, now)
+            server = smart.Server(_root(request), base_url(request))
+            issued = smart.exchange_code(db, client, values, now, server)
         elif grant_type == "refresh_token":
             issued = smart.refresh(db, client, values, now)
         elif grant_type == "client_credentials":

@@ -1,4 +1,5 @@
-"""SMART on FHIR: registered apps, authorization codes, app tokens, used client assertions
+"""SMART on FHIR: registered apps, authorization codes, app tokens, used client assertions,
+id_token signing keys
 
 Revision ID: 0023_smart
 Revises: 0017_unit_mar
@@ -51,6 +52,7 @@ def upgrade() -> None:
         sa.Column("scopes", sa.Text(), nullable=False),
         sa.Column("code_challenge", sa.String(length=128), nullable=False),
         sa.Column("patient_id", sa.String(length=36), nullable=True),
+        sa.Column("nonce", sa.String(length=200), nullable=True),
         sa.Column("created_at", UTC_DATETIME, nullable=False),
         sa.Column("expires_at", UTC_DATETIME, nullable=False),
         sa.Column("used_at", UTC_DATETIME, nullable=True),
@@ -89,9 +91,17 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["client_pk"], ["smart_clients.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("client_pk", "jti"),
     )
+    op.create_table(
+        "smart_signing_keys",
+        sa.Column("kid", sa.String(length=64), nullable=False),
+        sa.Column("private_jwk", sa.Text(), nullable=False),
+        sa.Column("created_at", UTC_DATETIME, nullable=False),
+        sa.PrimaryKeyConstraint("kid"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("smart_signing_keys")
     op.drop_table("smart_assertions")
     with op.batch_alter_table("smart_tokens", schema=None) as batch_op:
         batch_op.drop_index("ix_smart_tokens_user")
