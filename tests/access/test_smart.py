@@ -784,3 +784,36 @@ def test_fhirclient_connects_the_standard_way(
     assert mine.name[0].family == "Rivera"
     with pytest.raises(FHIRPermissionDeniedException):
         FhirPatient.read(world.patient_a2, smart_client.server)
+
+
+def test_a_person_sees_and_stops_the_apps_they_allowed(
+    client: TestClient, world: World, sessions: sessionmaker[Session]
+) -> None:
+    app = register(sessions, world.program_a)
+    body = launch(client, world, "patient", app, "launch/patient patient/*.rs offline_access")
+    headers = bearer(body["access_token"])
+    csrf = sign_in(client, world.email("patient2"), world.passwords["patient2"])
+    assert "You have not allowed any app" in client.get("/account/apps").text
+    with sessions() as db:
+        (grant,) = set(db.scalars(select(smart.SmartToken.grant_id)))
+    # Someone else cannot stop it (nothing happens).
+    client.post("/account/apps", data={"csrf_token": csrf, "grant": grant})
+    assert client.get(f"/fhir/Patient/{world.patient_a}", headers=headers).status_code == 200
+    client.cookies.clear()
+    csrf = sign_in(client, world.email("patient"), world.passwords["patient"])
+    page = client.get("/account/apps")
+    assert "Test public app" in page.text and "Read and search your records" in page.text
+    stopped = client.post("/account/apps", data={"csrf_token": csrf, "grant": grant})
+    assert stopped.status_code == 303
+    assert "Test public app" not in client.get("/account/apps").text
+    client.cookies.clear()
+    assert client.get(f"/fhir/Patient/{world.patient_a}", headers=headers).status_code == 401
+    refreshed = client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": body["refresh_token"],
+            "client_id": app.client_id,
+        },
+    )
+    assert refreshed.json()["error"] == "invalid_grant"

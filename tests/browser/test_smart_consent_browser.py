@@ -82,6 +82,21 @@ def test_a_nurse_allows_an_app_for_one_patient(
         page.wait_for_url(re.compile(r"^https://app\.example/callback"))
         sent = parse_qs(urlsplit(arrived[-1]).query)
         assert sent["state"] == ["browser-state"] and sent["code"][0]
+        # The app exchanges its code; the nurse then finds it under Apps, and can stop it.
+        page.request.post(
+            f"{live_server.url}/oauth/token",
+            form={
+                "grant_type": "authorization_code",
+                "code": sent["code"][0],
+                "redirect_uri": APP,
+                "code_verifier": verifier,
+                "client_id": client_id,
+            },
+        )
+        page.goto(live_server.url + "/account/apps")
+        page.get_by_role("heading", name="Recovery Diary").first.wait_for()
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.screenshot(path=str(SHOTS / f"smart-allowed-apps-{width}.png"))
     finally:
         context.close()
 
@@ -93,7 +108,9 @@ def test_an_administrator_registers_an_app(browser, live_server: LiveServer) -> 
     try:
         sign_in(page, live_server, "admin")
         page.goto(live_server.url + "/admin/users")
-        page.get_by_role("link", name="Apps").click()
+        page.get_by_role("navigation", name="Administration").get_by_role(
+            "link", name="Apps", exact=True
+        ).click()
         page.get_by_label("Name people will see").fill("Sleep Tracker")
         page.get_by_label("App people launch, with a client secret").check()
         page.get_by_label(re.compile("Redirect URIs")).fill("https://sleep.example/return")

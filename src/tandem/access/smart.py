@@ -921,3 +921,56 @@ def describe_scope(scope: str, role: Role) -> str:
         else _THINGS.get(parsed.resource_type, parsed.resource_type)
     )
     return f"{said[0].upper()}{said[1:]} {whose} {what}"
+
+
+# --- the apps a person allowed -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """One authorization a person gave an app, still in force."""
+
+    grant_id: str
+    app: str
+    scopes: str
+    since: datetime
+    for_one_patient: bool
+
+
+def allowed_apps(db: Session, user_id: int, now: datetime) -> list[Allowed]:
+    rows = db.execute(
+        select(SmartToken, SmartClient.name)
+        .join(SmartClient, SmartClient.id == SmartToken.client_pk)
+        .where(
+            SmartToken.user_id == user_id,
+            SmartToken.revoked_at.is_(None),
+            SmartToken.expires_at > now,
+            SmartClient.disabled_at.is_(None),
+        )
+        .order_by(SmartToken.created_at)
+    ).all()
+    grants: dict[str, Allowed] = {}
+    for token, name in rows:
+        first = grants.get(token.grant_id)
+        grants[token.grant_id] = Allowed(
+            token.grant_id,
+            name,
+            token.scopes,
+            first.since if first else token.created_at,
+            token.patient_id is not None,
+        )
+    return sorted(grants.values(), key=lambda g: g.since, reverse=True)
+
+
+def stop_app(db: Session, user_id: int, grant_id: str, now: datetime) -> int:
+    """A person ends an app's access they allowed: every token of that authorization."""
+    result = db.execute(
+        update(SmartToken)
+        .where(
+            SmartToken.user_id == user_id,
+            SmartToken.grant_id == grant_id[:36],
+            SmartToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    return cast(CursorResult[Any], result).rowcount or 0

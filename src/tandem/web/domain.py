@@ -21,6 +21,7 @@ DOMAIN = Domain(
         audit_event.router,
         smart_pages.router,
     ),
+    nav=(smart_pages.NAV,),
     tables=(models,),
     fhir_resources=audit_event.FHIR_RESOURCES,
     cli=platform_cli.COMMANDS,

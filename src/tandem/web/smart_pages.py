@@ -21,6 +21,7 @@ from tandem.access.policy import Role
 from tandem.access.queries import Page, load_patient, search_page
 from tandem.errors import NotFound
 from tandem.fhir.http import base_url
+from tandem.kit import NavItem
 from tandem.storage.db import utcnow
 from tandem.storage.models import Patient, Program, SmartClient
 from tandem.web.deps import (
@@ -380,3 +381,39 @@ def revoke(
         )
     )
     return JSONResponse({}, headers=_NO_STORE)
+
+
+# --- the apps a person allowed ---------------------------------------------------------------
+
+NAV = NavItem(
+    "apps",
+    "My apps",
+    "/account/apps",
+    frozenset({"admin", "prescriber", "nurse", "counselor", "researcher", "patient"}),
+    90,
+)
+
+
+@router.get("/account/apps")
+def allowed_apps(request: Request, access: Access = Depends(page_access)) -> Response:
+    """The apps the signed-in person allowed, and a way to stop each."""
+    return render(
+        request,
+        "smart/allowed.html",
+        active="apps",
+        grants=smart.allowed_apps(access.db, access.actor.user_id, utcnow()),
+        describe=lambda scope: smart.describe_scope(scope, access.actor.role),
+    )
+
+
+@router.post("/account/apps")
+def stop_app(request: Request, access: Access = Depends(csrf_form)) -> Response:
+    grant = str(form_of(request).get("grant", ""))
+    stopped = smart.stop_app(access.db, access.actor.user_id, grant, utcnow())
+    if stopped:
+        access.audit(
+            "revoke",
+            resource_type="SmartApp",
+            detail=f"the person stopped an app's access: {stopped} tokens revoked",
+        )
+    return RedirectResponse("/account/apps?flash=saved", status_code=303)
