@@ -220,6 +220,28 @@ def test_a_code_works_once_with_its_verifier_and_redirect_uri(
     assert outcomes.count(("token", "4")) >= 4  # every refusal is in the audit trail
 
 
+def test_a_code_expires_within_a_minute(
+    client: TestClient, world: World, sessions: sessionmaker[Session]
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from tandem.storage.models import SmartCode
+
+    app = register(sessions, world.program_a)
+    sign_in(client, world.email("nurse"), world.passwords["nurse"])
+    verifier, challenge = pkce()
+    code = consent(client, authorize_params(app, "user/*.rs", challenge))
+    with session_scope(sessions) as db:
+        (row,) = db.scalars(select(SmartCode)).all()
+        assert row.expires_at - row.created_at <= timedelta(seconds=60)
+        db.execute(update(SmartCode).values(expires_at=utcnow() - timedelta(seconds=1)))
+    late = exchange(client, app, code, verifier)
+    assert late.status_code == 400 and late.json()["error"] == "invalid_grant"
+    assert "expired" in late.json()["error_description"]
+
+
 def test_requests_the_app_did_not_make_properly_are_refused(
     client: TestClient, world: World, sessions: sessionmaker[Session]
 ) -> None:

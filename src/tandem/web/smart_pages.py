@@ -242,7 +242,7 @@ def authorize(request: Request, access: Access = Depends(csrf_form)) -> Response
     elif scopes.needs_patient:
         chosen = str(form.get("patient", ""))
         try:
-            patient = load_patient(access, chosen) if chosen else None
+            patient = load_patient(access, chosen) if 0 < len(chosen) <= 36 else None
         except NotFound:
             patient = None
         if patient is None or patient.program_id != client.program_id:
