@@ -1,4 +1,5 @@
-"""`_include` of the patients of a search (Observation:patient, MedicationRequest:patient), on
+"""`_include` of the patients of a search (Observation:patient, MedicationRequest:patient, the
+doses and side effects), on
 SQLite and PostgreSQL: each patient once, marked as included, only when the caller may read
 that patient (left out otherwise), audited; anything else asked of `_include` is refused."""
 
@@ -11,7 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.clock import program_today
+from tandem.medications.dose_calendar import plan_view
+from tandem.medications.doses import record_administration, record_statement
 from tandem.medications.plans import create_titration
+from tandem.medications.side_effects import record_side_effect
+from tandem.patients.service import get_patient
 from tandem.storage.db import session_scope, utcnow
 from tandem.storage.models import AuditEntry
 from tandem.withdrawal import assessments
@@ -101,21 +106,50 @@ def test_a_patient_sees_only_themselves_included(
     assert "Okafor" not in str(bundle)
 
 
-def test_dose_plans_bring_their_patients(
+def test_dose_plans_doses_and_side_effects_bring_their_patients(
     client: TestClient, world: World, sessions: sessionmaker[Session]
 ) -> None:
     admit_to_detox(sessions, world, world.patient_a)
     now = utcnow()
     with session_scope(sessions) as db:
-        create_titration(
-            access_for(db, sessions, world.email("prescriber")),
+        prescriber = access_for(db, sessions, world.email("prescriber"))
+        plan = create_titration(
+            prescriber,
             world.patient_a,
             "baclofen",
             start="5mg-tid",
             step_mg=5,
             every_days=3,
             target="20mg-tid",
-            start_date=program_today("America/New_York", now),
+            start_date=program_today("America/New_York", now) - timedelta(days=1),
+            now=now,
+        )
+        doses = plan_view(prescriber, get_patient(prescriber, world.patient_a), plan, now).doses
+        record_statement(
+            prescriber,
+            world.patient_a,
+            plan.id,
+            due_at=doses[0].planned.due_at,
+            taken=True,
+            now=now,
+        )
+        record_administration(
+            prescriber,
+            world.patient_a,
+            plan.id,
+            due_at=doses[1].planned.due_at,
+            given=True,
+            administered_at=doses[1].planned.due_at,
+            now=now,
+        )
+        record_side_effect(
+            prescriber,
+            world.patient_a,
+            medication_id="baclofen",
+            effect="drowsiness",
+            severity="mild",
+            onset_at=now - timedelta(hours=3),
+            plan_id=plan.id,
             now=now,
         )
     token = make_token(sessions, world.email("prescriber"), "user/*.rs")
@@ -126,6 +160,18 @@ def test_dose_plans_bring_their_patients(
     )
     assert found.status_code == 200, found.text
     assert _included(found.json()) == [world.patient_a]
+    for kind, include in (
+        ("MedicationStatement", "MedicationStatement:patient"),
+        ("MedicationAdministration", "MedicationAdministration:patient"),
+        ("AdverseEvent", "AdverseEvent:subject"),
+    ):
+        answer = client.get(
+            f"/fhir/{kind}",
+            params={"patient": world.patient_a, "_include": include},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert answer.status_code == 200, (kind, answer.text)
+        assert _included(answer.json()) == [world.patient_a], kind
     metadata = client.get("/fhir/metadata").json()
     kinds = {r["type"]: r for r in metadata["rest"][0]["resource"]}
     assert "MedicationRequest:patient" in kinds["MedicationRequest"]["searchInclude"]

@@ -92,6 +92,7 @@ FHIR_RESOURCES = (
         type="MedicationStatement",
         interactions=("read", "search-type"),
         search_params=(PATIENT, *PAGING),
+        extras={"searchInclude": ["MedicationStatement:patient", "MedicationStatement:subject"]},
         documentation="Patient-reported planned doses: completed (taken) or not-taken (missed).",
     ),
     ResourceSupport(
@@ -102,6 +103,7 @@ FHIR_RESOURCES = (
             PATIENT,
             *PAGING,
         ),
+        extras={"searchInclude": ["AdverseEvent:subject", "AdverseEvent:patient"]},
         documentation="Medication side effects with their severity (mild, moderate, severe).",
     ),
 )
@@ -290,7 +292,8 @@ def read_request(request_id: str, access: Access = Depends(api_access)) -> Respo
 
 @router.get("/MedicationStatement")
 def search_statements(request: Request, access: Access = Depends(api_access)) -> Response:
-    count, offset = paging(request, {"patient", "subject"})
+    count, offset = paging(request, {"patient", "subject", INCLUDE})
+    include = includes_asked(request, "MedicationStatement")
     m = MedicationStatementRow
     page = search(
         access,
@@ -304,9 +307,10 @@ def search_statements(request: Request, access: Access = Depends(api_access)) ->
     )
     names = _names(access, {r.recorded_by for r in page.rows})
     resources = [medication_statement(r, names.get(r.recorded_by)) for r in page.rows]
-    return patient_data_response(
-        access, searchset(request, "MedicationStatement", resources, count, offset, page.has_more)
-    )
+    bundle = searchset(request, "MedicationStatement", resources, count, offset, page.has_more)
+    if include:
+        bundle = include_patients(request, access, bundle)
+    return patient_data_response(access, bundle)
 
 
 @router.get("/MedicationStatement/{statement_id}")
@@ -330,7 +334,8 @@ def _event(row: SideEffectRow, names: dict[int, str]) -> dict[str, Any]:
 
 @router.get("/AdverseEvent")
 def search_events(request: Request, access: Access = Depends(api_access)) -> Response:
-    count, offset = paging(request, {"patient", "subject"})
+    count, offset = paging(request, {"patient", "subject", INCLUDE})
+    include = includes_asked(request, "AdverseEvent")
     m = SideEffectRow
     page = search(
         access,
@@ -344,9 +349,10 @@ def search_events(request: Request, access: Access = Depends(api_access)) -> Res
     )
     names = _names(access, {r.recorded_by for r in page.rows})
     resources = [_event(r, names) for r in page.rows]
-    return patient_data_response(
-        access, searchset(request, "AdverseEvent", resources, count, offset, page.has_more)
-    )
+    bundle = searchset(request, "AdverseEvent", resources, count, offset, page.has_more)
+    if include:
+        bundle = include_patients(request, access, bundle)
+    return patient_data_response(access, bundle)
 
 
 @router.get("/AdverseEvent/{event_id}")
