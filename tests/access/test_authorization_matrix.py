@@ -83,6 +83,7 @@ PUBLIC = frozenset(
         ("POST", "/oauth/token"),
         ("POST", "/oauth/revoke"),
         ("GET", "/oauth/jwks"),
+        ("POST", "/oauth/introspect"),
     }
 )
 

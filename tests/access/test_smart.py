@@ -501,6 +501,30 @@ def test_revoked_tokens_and_a_password_change_end_an_apps_access(
     assert client.get(f"/fhir/Patient/{world.patient_a}", headers=headers).status_code == 401
 
 
+def test_an_app_asks_whether_its_token_still_works(
+    client: TestClient, world: World, sessions: sessionmaker[Session]
+) -> None:
+    app = register(sessions, world.program_a)
+    other = register(sessions, world.program_a)
+    body = launch(client, world, "patient", app, "fhirUser launch/patient patient/*.rs")
+
+    def ask(who: App, token: str) -> dict[str, Any]:
+        answer = client.post("/oauth/introspect", data={"token": token, "client_id": who.client_id})
+        assert answer.status_code == 200
+        return answer.json()  # type: ignore[no-any-return]
+
+    found = ask(app, body["access_token"])
+    assert found["active"] is True and found["client_id"] == app.client_id
+    assert found["scope"] == "fhirUser launch/patient patient/*.rs"
+    assert found["patient"] == world.patient_a
+    assert found["fhirUser"] == f"{AUD}/Patient/{world.patient_a}"
+    assert ask(other, body["access_token"]) == {"active": False}  # not its token
+    assert ask(app, "tds_nonsense") == {"active": False}
+    client.post("/oauth/revoke", data={"token": body["access_token"], "client_id": app.client_id})
+    assert ask(app, body["access_token"]) == {"active": False}
+    assert client.get("/.well-known/smart-configuration").json()["introspection_endpoint"]
+
+
 # --- backend services -----------------------------------------------------------------------
 
 

@@ -851,6 +851,7 @@ def configuration(root: str) -> dict[str, Any]:
         "authorization_endpoint": f"{root}/oauth/authorize",
         "token_endpoint": f"{root}/oauth/token",
         "revocation_endpoint": f"{root}/oauth/revoke",
+        "introspection_endpoint": f"{root}/oauth/introspect",
         "token_endpoint_auth_methods_supported": [
             "client_secret_basic",
             "client_secret_post",
@@ -974,3 +975,37 @@ def stop_app(db: Session, user_id: int, grant_id: str, now: datetime) -> int:
         .values(revoked_at=now)
     )
     return cast(CursorResult[Any], result).rowcount or 0
+
+
+def introspect(
+    db: Session, client: SmartClient, token: str, now: datetime, fhir_base: str
+) -> dict[str, Any]:
+    """RFC 7662, for the app's own tokens: what a token is, if it still works. Another app's
+    token, or one that no longer works, is just inactive."""
+    row = db.scalar(select(SmartToken).where(SmartToken.token_hash == _digest(token)))
+    if (
+        row is None
+        or row.client_pk != client.id
+        or row.revoked_at is not None
+        or row.expires_at <= now
+        or client.disabled_at is not None
+    ):
+        return {"active": False}
+    answer: dict[str, Any] = {
+        "active": True,
+        "token_type": "Bearer" if row.kind == "access" else "refresh_token",
+        "scope": row.scopes,
+        "client_id": client.client_id,
+        "iat": int(row.created_at.timestamp()),
+        "exp": int(row.expires_at.timestamp()),
+    }
+    if row.user_id is not None:
+        answer["sub"] = str(row.user_id)
+        user = db.get(User, row.user_id)
+        if user is None or not user.active:
+            return {"active": False}
+        if FHIR_USER in row.scopes.split() and user.patient_id is not None:
+            answer["fhirUser"] = f"{fhir_base}/Patient/{user.patient_id}"
+    if row.patient_id is not None:
+        answer["patient"] = row.patient_id
+    return answer

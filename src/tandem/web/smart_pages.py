@@ -383,6 +383,27 @@ def revoke(
     return JSONResponse({}, headers=_NO_STORE)
 
 
+@router.post("/oauth/introspect")
+def introspect(
+    request: Request, form: FormData = Depends(read_form), db: Session = Depends(get_db)
+) -> Response:
+    """RFC 7662: an app asks whether one of its tokens still works, and what it grants."""
+    values = _form_values(form)
+    now = utcnow()
+    try:
+        client = smart.authenticate_client(
+            db,
+            values,
+            request.headers.get("authorization", ""),
+            f"{_root(request)}/oauth/introspect",
+            now,
+        )
+    except smart.TokenRefusal as refusal:
+        return _token_refused(request, db, refusal, "introspect")
+    answer = smart.introspect(db, client, values.get("token", ""), now, base_url(request))
+    return JSONResponse(answer, headers=_NO_STORE)
+
+
 # --- the apps a person allowed ---------------------------------------------------------------
 
 NAV = NavItem(
