@@ -25,7 +25,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
@@ -306,10 +306,6 @@ class ScopeDecision:
     def text(self) -> str:
         return " ".join(self.granted)
 
-    @property
-    def refresh(self) -> bool:
-        return any(s in OFFLINE for s in self.granted)
-
 
 def decide_scopes(role: Role, requested: str, *, redirect: AuthorizationRequest) -> ScopeDecision:
     """What an app asking `requested` may be granted for someone of `role`: resource scopes
@@ -416,8 +412,6 @@ class Issued:
     user: User | None
     patient_id: str | None
     scopes: str
-    detail: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _refuse(
