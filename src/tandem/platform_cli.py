@@ -1,4 +1,5 @@
-"""Platform commands: init, serve, worker, demo, token, user, backup, restore, audit verify."""
+"""Platform commands: init, serve, worker, demo, token, client, user, backup, restore, audit
+verify."""
 
 from __future__ import annotations
 
@@ -583,12 +584,127 @@ def worker(
     out.print("Tandem worker stopped.")
 
 
+client_app = typer.Typer(
+    help="SMART on FHIR apps: register, list and disable apps and backend services.",
+    no_args_is_help=True,
+)
+
+
+@client_app.command("add")
+def client_add(
+    name: str = typer.Option(..., "--name", help="The name people see on the consent page"),
+    program: str = typer.Option(..., "--program", help="Code of the program it belongs to"),
+    kind: str = typer.Option(
+        "public", "--kind", help="public | confidential (a secret) | backend (signed JWT)"
+    ),
+    redirect_uri: list[str] = typer.Option(
+        None, "--redirect-uri", help="Where the app receives its code (repeatable; apps)"
+    ),
+    jwks: Path | None = typer.Option(
+        None, "--jwks", help="File with the service's public keys, a JWKS (backend)"
+    ),
+    role: str = typer.Option("", "--role", help="The role a backend service acts as"),
+    scope: list[str] = typer.Option(
+        None, "--scope", help="system/ scope a backend service may ask for (repeatable)"
+    ),
+) -> None:
+    """Register an app; prints its client id (and, for a confidential app, its secret, once)."""
+    from tandem.access import smart
+    from tandem.storage.models import Program
+
+    settings = _settings()
+    _, sessions = _migrated_sessions(settings)
+    try:
+        keys = jwks.read_text() if jwks is not None else ""
+    except OSError as exc:
+        raise fail(f"--jwks: {exc}") from None
+    try:
+        with session_scope(sessions) as db:
+            found = db.scalar(select(Program).where(Program.code == program.strip()))
+            if found is None:
+                raise fail(f"--program: no program with code {program}")
+            done = smart.register_app(
+                db,
+                name=name,
+                kind=kind,
+                program_id=found.id,
+                now=utcnow(),
+                created_by=None,
+                redirect_uris="\n".join(redirect_uri or []),
+                jwks=keys,
+                role=role,
+                scopes=" ".join(scope or []),
+            )
+            db.add(
+                audit.entry(
+                    None,
+                    "create",
+                    CLI_ORIGIN,
+                    resource_type="SmartApp",
+                    resource_id=done.client.client_id,
+                    detail=f"{done.client.kind} app {done.client.name}",
+                    actor_label="tandem client add",
+                )
+            )
+            client_id = done.client.client_id
+    except InvalidInput as exc:
+        flag = {"redirect_uris": "redirect-uri", "scopes": "scope"}.get(exc.field, exc.field)
+        raise fail(f"--{flag}: {exc.message}") from None
+    err.print(f"Registered {name} ({kind}) for program {program}.")
+    print(client_id)
+    if done.secret:
+        print(done.secret)
+
+
+@client_app.command("list")
+def client_list() -> None:
+    """List registered apps (never their secrets)."""
+    from tandem.storage.models import SmartClient
+
+    settings = _settings()
+    _, sessions = _migrated_sessions(settings)
+    with session_scope(sessions) as db:
+        for client in db.scalars(select(SmartClient).order_by(SmartClient.id)):
+            state = "disabled" if client.disabled_at else "active"
+            print(f"{client.client_id}\t{client.kind}\t{client.name}\t{state}")
+
+
+@client_app.command("disable")
+def client_disable(
+    client_id: str = typer.Argument(..., help="The app's client id"),
+) -> None:
+    """Disable an app: its tokens stop working at once."""
+    from tandem.access import smart
+    from tandem.storage.models import SmartClient
+
+    settings = _settings()
+    _, sessions = _migrated_sessions(settings)
+    with session_scope(sessions) as db:
+        client = db.scalar(select(SmartClient).where(SmartClient.client_id == client_id))
+        if client is None:
+            raise fail(f"no app with client id {client_id}")
+        revoked = smart.disable_app(db, client, utcnow())
+        db.add(
+            audit.entry(
+                None,
+                "update",
+                CLI_ORIGIN,
+                resource_type="SmartApp",
+                resource_id=client.client_id,
+                detail=f"disabled; {revoked} tokens revoked",
+                actor_label="tandem client disable",
+            )
+        )
+    out.print(f"App {client_id} disabled; {revoked} tokens revoked.")
+
+
 COMMANDS: tuple[tuple[str, object], ...] = (
     ("init", init),
     ("serve", serve),
     ("worker", worker),
     ("demo", demo),
     ("token", token_app),
+    ("client", client_app),
     ("user", user_app),
     ("backup", backup),
     ("restore", restore),

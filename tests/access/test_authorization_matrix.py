@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.routing import Mount
 
 from tandem import domains
-from tandem.access import accounts
+from tandem.access import accounts, smart
 from tandem.access.audit import Origin
 from tandem.access.credentials import actor_for, create_token, start_session
 from tandem.access.guard import Access
@@ -75,7 +75,9 @@ from tests.withdrawal.helpers import admit_to_detox, ciwa_answers
 NAME, MRN = "Rivera", "ALP-1"
 
 # Reachable without signing in: the sign-in page, static files, the health check, the FHIR
-# capability statement, and "Ask a counselor" with its private links. Nothing else.
+# capability statement, "Ask a counselor" with its private links, the education library, and
+# SMART discovery and the token endpoints (where an app proves who it is, not a person).
+# Nothing else.
 PUBLIC = frozenset(
     {
         ("GET", "/login"),
@@ -88,6 +90,12 @@ PUBLIC = frozenset(
         ("GET", "/fhir/metadata"),
         ("GET", "/learn"),  # the education library: no patient data
         ("GET", "/learn/{slug}"),
+        ("GET", "/.well-known/smart-configuration"),
+        ("GET", "/fhir/.well-known/smart-configuration"),
+        ("POST", "/oauth/token"),
+        ("POST", "/oauth/revoke"),
+        ("GET", "/oauth/jwks"),
+        ("POST", "/oauth/introspect"),
     }
 )
 
@@ -105,6 +113,10 @@ BOOKKEEPING = frozenset(
         "audit_entry_patients",
         "audit_chain",
         "scheduled_jobs",
+        "smart_codes",
+        "smart_tokens",
+        "smart_assertions",
+        "smart_signing_keys",
     }
 )
 
@@ -350,6 +362,20 @@ def _seed(sessions: sessionmaker[Session], world: World) -> dict[str, str]:
             "communication_request_id": str(callback.id),
             "token": str(visitor.token),
         }
+    smart_apps = {}
+    with session_scope(sessions) as db:
+        for name in ("launched", "disabled"):  # one to launch, one for the page that disables one
+            smart_apps[name] = smart.register_app(
+                db,
+                name=f"Matrix {name} app",
+                kind="public",
+                program_id=world.program_a,
+                now=now,
+                created_by=None,
+                redirect_uris="https://app.example/callback",
+            ).client
+            db.flush()
+            smart_apps[name] = (smart_apps[name].id, smart_apps[name].client_id)
     with sessions() as db:
 
         def first(column, owner) -> str:  # type: ignore[no-untyped-def]
@@ -380,6 +406,16 @@ def _seed(sessions: sessionmaker[Session], world: World) -> dict[str, str]:
             "encounter_id": str(session_id),
             "session_id": str(session_id),
             "program_id": str(world.program_a),
+            "app_id": str(smart_apps["disabled"][0]),
+            # A SMART app of program A asking a signed-in person for access (GET /oauth/authorize).
+            "smart_client_id": smart_apps["launched"][1],
+            "smart_redirect_uri": "https://app.example/callback",
+            "smart_response_type": "code",
+            "smart_scope": "launch/patient user/*.rs patient/*.rs",
+            "smart_state": "matrix",
+            "smart_aud": "https://testserver/fhir",
+            "smart_code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "smart_code_challenge_method": "S256",
             "unit_id": str(world.unit_a_detox),
             "medication_id": "baclofen",
             "knowledge_id": "baclofen",
@@ -436,7 +472,22 @@ def _seed_recovery(sessions: sessionmaker[Session], world: World) -> tuple[int, 
 
 # Query parameters that name a record, filled like path parameters when a route declares them
 # (the form to give an as-needed dose answers one assessment).
-QUERY_FILLS = {"assessment": "response_id"}
+QUERY_FILLS = {
+    "assessment": "response_id",
+    **{
+        name: f"smart_{name}"
+        for name in (
+            "client_id",
+            "redirect_uri",
+            "response_type",
+            "scope",
+            "state",
+            "aud",
+            "code_challenge",
+            "code_challenge_method",
+        )
+    },
+}
 
 # What each path parameter names: a record of patient A, something of program A, or neither.
 PATIENT_BOUND = frozenset(
@@ -461,7 +512,7 @@ PATIENT_BOUND = frozenset(
         "communication_request_id",
     }
 )
-PROGRAM_BOUND = frozenset({"entry_id", "user_id", "program_id", "unit_id"})
+PROGRAM_BOUND = frozenset({"entry_id", "user_id", "program_id", "unit_id", "app_id"})
 # Reference data, and a visitor's private link (public: the link is the secret).
 NEUTRAL = frozenset(
     {

@@ -165,3 +165,55 @@ def test_only_prescribers_prescribe(role: Role) -> None:
     assert bool(decide(who, Permission.READ, "MedicationRequest", OWN_PATIENT)) is (
         role is not Role.RESEARCHER
     )
+
+
+# --- SMART apps: what may be granted, and a patient in context --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("role", "asked", "granted"),
+    [
+        (Role.NURSE, "user/*.cruds", "user/*.crus"),
+        (Role.NURSE, "user/MedicationRequest.cruds", "user/MedicationRequest.rs"),
+        (Role.PRESCRIBER, "user/MedicationRequest.cu", "user/MedicationRequest.cu"),
+        (Role.COUNSELOR, "user/Observation.crs", "user/Observation.rs"),
+        (Role.COUNSELOR, "user/Observation.c", None),
+        # A patient writes some types of their own record (check-ins, scales, questions): the
+        # app may too, type by type as the role may (`decide` still asks per type).
+        (Role.PATIENT, "patient/*.cruds", "patient/*.crus"),
+        (Role.PATIENT, "patient/Alert.rs", None),
+        (Role.RESEARCHER, "user/MeasureReport.rs", "user/MeasureReport.rs"),
+        (Role.RESEARCHER, "user/Patient.rs", None),
+    ],
+)
+def test_an_app_is_granted_no_more_than_the_role(
+    role: Role, asked: str, granted: str | None
+) -> None:
+    from tandem.access.policy import grantable
+
+    narrowed = grantable(role, parse_scope(asked))
+    assert (str(narrowed) if narrowed else None) == granted
+
+
+def test_a_staff_launch_reaches_only_the_patient_in_context() -> None:
+    from dataclasses import replace
+
+    nurse = replace(actor(Role.NURSE, "patient/*.rs"), context_patient_id=OWN_PATIENT.patient_id)
+    assert decide(nurse, Permission.READ, "Observation", OWN_PATIENT)
+    assert not decide(nurse, Permission.READ, "Observation", SAME_PROGRAM_PATIENT)
+    assert not decide(nurse, Permission.CREATE, "Observation", OWN_PATIENT)  # scope: rs only
+    assert decide(nurse, Permission.SEARCH, "Observation")
+    seen = visibility(nurse, "Observation")
+    assert seen.only_patient_id == OWN_PATIENT.patient_id and seen.program_ids == {OWN_PROGRAM}
+    # Without a patient in context, patient/ scopes give a member of staff nothing.
+    assert not decide(
+        actor(Role.NURSE, "patient/*.rs"), Permission.READ, "Observation", OWN_PATIENT
+    )
+    # With user/ scopes as well, the search is as wide as the user's.
+    both = replace(
+        actor(Role.NURSE, "patient/*.rs user/Observation.rs"),
+        context_patient_id=OWN_PATIENT.patient_id,
+    )
+    assert visibility(both, "Observation").only_patient_id is None
+    assert not decide(nurse, Permission.READ, "Observation", OTHER_PATIENT)
+    assert not may_read_audit(replace(actor(Role.ADMIN, "patient/*.rs"), context_patient_id="x"))

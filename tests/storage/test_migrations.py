@@ -48,6 +48,7 @@ LINEAR = [
     "0022_choice",
     "0021_counseling",
     "0019_portal",
+    "0023_smart",
 ]
 OLD_HEADS = {"0006_medication_dues", "0007_patient_name_words", "0008_detox_census"}
 

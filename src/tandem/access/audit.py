@@ -107,6 +107,7 @@ RECORD_WORDS: dict[str, str] = {
     "Admin": "administration",
     "User": "user account",
     "Organization": "program",
+    "SmartApp": "app access",
 }
 
 _DID = {"create": "recorded", "read": "opened", "search": "searched", "update": "changed"}

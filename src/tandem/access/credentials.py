@@ -16,7 +16,14 @@ from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 
 from tandem.access.policy import Actor, Role
 from tandem.access.scopes import parse_scopes
-from tandem.storage.models import ApiToken, KnownDevice, LoginAttempt, User, WebSession
+from tandem.storage.models import (
+    ApiToken,
+    KnownDevice,
+    LoginAttempt,
+    SmartToken,
+    User,
+    WebSession,
+)
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 
@@ -319,7 +326,7 @@ def end_access(
     """End every session of the user (except `keep_session`, the id of the session making the
     change, when the user changes their own account) and revoke every API token: after a
     password reset, a change of role or programs, or deactivation. Returns (sessions, tokens)
-    ended. `forget_devices`: the user's known devices are known no longer (a password reset)."""
+    ended (API tokens and apps' tokens). `forget_devices`: the user's known devices are known no longer (a password reset)."""
     sessions = update(WebSession).where(
         WebSession.user_id == user_id, WebSession.ended_at.is_(None)
     )
@@ -334,6 +341,18 @@ def end_access(
             .values(revoked_at=now)
         ),
     ).rowcount
+    # Tokens of apps the user authorized (SMART on FHIR) end with the user's other access.
+    revoked = (revoked or 0) + (
+        cast(
+            CursorResult[Any],
+            db.execute(
+                update(SmartToken)
+                .where(SmartToken.user_id == user_id, SmartToken.revoked_at.is_(None))
+                .values(revoked_at=now)
+            ),
+        ).rowcount
+        or 0
+    )
     if forget_devices:
         db.execute(delete(KnownDevice).where(KnownDevice.user_id == user_id))
     return ended or 0, revoked or 0

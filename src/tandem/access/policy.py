@@ -119,6 +119,9 @@ class Actor:
     scopes: tuple[Scope, ...] | None = None
     # An administrator of every program (granted only by the CLI), not only of their own.
     system_admin: bool = False
+    # The patient a SMART app was launched for by a member of staff: the token's patient/
+    # scopes reach this patient's record only (a patient's own tokens use `patient_id`).
+    context_patient_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,17 +148,67 @@ class Visibility:
     nothing: bool = False
 
 
-def _scope_allows(actor: Actor, resource_type: str, permission: Permission) -> Decision:
+def _scope_allows(
+    actor: Actor,
+    resource_type: str,
+    permission: Permission,
+    patient: PatientRef | None = None,
+    program_id: int | None = None,
+) -> Decision:
     if actor.scopes is None:
         return Decision(True, "browser session")
     contexts = ("patient",) if actor.role is Role.PATIENT else ("user", "system")
     for scope in actor.scopes:
-        if scope.context in contexts and scope.grants(resource_type, permission.value):
+        if not scope.grants(resource_type, permission.value):
+            continue
+        if scope.context in contexts:
             return Decision(True, f"scope {scope}")
+        if _in_launch_context(actor, scope, permission, patient, program_id):
+            return Decision(True, f"scope {scope} for the patient the app was launched for")
     wanted = (
         f"{'patient' if actor.role is Role.PATIENT else 'user'}/{resource_type}.{permission.value}"
     )
     return Decision(False, f"token lacks a scope granting {wanted}")
+
+
+def _in_launch_context(
+    actor: Actor,
+    scope: Scope,
+    permission: Permission,
+    patient: PatientRef | None,
+    program_id: int | None,
+) -> bool:
+    """A member of staff's patient/ scope reaches the patient in context only: that patient's
+    records, or a search (`visibility` then narrows it to that patient)."""
+    if scope.context != "patient" or actor.context_patient_id is None:
+        return False
+    if patient is not None:
+        return patient.patient_id == actor.context_patient_id
+    return program_id is None and permission is Permission.SEARCH
+
+
+def _only_launch_context(actor: Actor, resource_type: str) -> bool:
+    """Staff searching with no user/ scope for `resource_type`, only patient/ scopes of a launch."""
+    if actor.scopes is None or actor.context_patient_id is None or actor.role is Role.PATIENT:
+        return False
+    return not any(
+        s.context in ("user", "system") and s.grants(resource_type, Permission.SEARCH.value)
+        for s in actor.scopes
+    )
+
+
+def grantable(role: Role, scope: Scope) -> Scope | None:
+    """The part of `scope` an app may be granted for someone of `role`: its permissions
+    narrowed to what the role may do with that type (with any type, for `*`). None when nothing
+    is left. Granting it never widens access: every request is still decided by role and scope
+    together (`decide`)."""
+    grants = ROLE_GRANTS[role]
+    if scope.resource_type == "*":
+        allowed = set("".join(grants.values()))
+    else:
+        allowed = set(grants.get(scope.resource_type, grants.get("*", "")))
+    letters = "".join(c for c in scope.permissions if c in allowed)
+    return Scope(scope.context, scope.resource_type, letters) if letters else None
 
 
 # What people do on the pages, in the clinic's words, and the permission each needs. Pages ask
@@ -259,7 +312,7 @@ def decide(
     """
     for check in (
         _role_allows(actor, resource_type, permission),
-        _scope_allows(actor, resource_type, permission),
+        _scope_allows(actor, resource_type, permission, patient, program_id),
     ):
         if not check:
             return check
@@ -307,6 +360,8 @@ def visibility(actor: Actor, resource_type: str = "Patient") -> Visibility:
         if actor.patient_id is None:
             return Visibility(nothing=True)
         return Visibility(only_patient_id=actor.patient_id)
+    if _only_launch_context(actor, resource_type):
+        return Visibility(program_ids=actor.program_ids, only_patient_id=actor.context_patient_id)
     return Visibility(program_ids=actor.program_ids)
 
 

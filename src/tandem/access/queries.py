@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Select, false, func, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, select
 from sqlalchemy.orm import InstrumentedAttribute, joinedload, selectinload
 
 from tandem.access.guard import Access
-from tandem.access.policy import PatientRef, Permission
+from tandem.access.policy import PatientRef, Permission, decide
 from tandem.errors import NotFound
 from tandem.storage.models import Patient
 
@@ -105,6 +105,11 @@ def visible(
     if seen.nothing:
         return false()
     if seen.only_patient_id is not None:
+        if seen.program_ids:  # a member of staff's app launched for one patient of their programs
+            return and_(
+                patient_column == seen.only_patient_id,
+                program_column.in_(sorted(seen.program_ids)),
+            )
         return patient_column == seen.only_patient_id
     return program_column.in_(sorted(seen.program_ids))
 
@@ -204,3 +209,28 @@ def audit_shown(
         patient_id=patient_id,
         shown=patients,
     )
+
+
+def readable_patients(access: Access, patient_ids: Iterable[str], why: str = "") -> list[Patient]:
+    """The patients named by what a search showed (`_include`), those the policy lets the actor
+    read, each audited as a read. One the actor may not read is left out, not refused: the
+    search itself was allowed, and an include adds to it."""
+    wanted = sorted(set(patient_ids))
+    if not wanted:
+        return []
+    rows = access.db.scalars(
+        select(Patient)
+        .where(Patient.id.in_(wanted))
+        .options(joinedload(Patient.program), selectinload(Patient.identifiers))
+        .order_by(Patient.id)
+    )
+    shown = [p for p in rows if decide(access.actor, Permission.READ, "Patient", patient_ref(p))]
+    for patient in shown:
+        access.audit(
+            "read",
+            resource_type="Patient",
+            resource_id=patient.id,
+            patient_id=patient.id,
+            query=why,
+        )
+    return shown

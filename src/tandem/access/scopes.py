@@ -48,3 +48,13 @@ def parse_scope(text: str) -> Scope:
 
 def parse_scopes(text: str) -> tuple[Scope, ...]:
     return tuple(parse_scope(part) for part in text.split())
+
+
+def is_resource_scope(text: str) -> bool:
+    return bool(_SCOPE.match(text.strip()))
+
+
+def resource_scopes(text: str) -> str:
+    """The resource scopes (context/Type.permissions) among a grant's scopes, normalized; the
+    others (launch/patient, offline_access, ...) say what was granted besides data access."""
+    return " ".join(str(parse_scope(part)) for part in text.split() if is_resource_scope(part))

@@ -53,9 +53,17 @@ def merged(supports: Iterable[ResourceSupport]) -> list[ResourceSupport]:
     return list(by_type.values())
 
 
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+
 def capability_statement(
-    base_url: str, now_iso: str, supports: Iterable[ResourceSupport]
+    base_url: str,
+    now_iso: str,
+    supports: Iterable[ResourceSupport],
+    oauth: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """`oauth`: the SMART endpoints (authorize, token, revoke), declared in the security
+    extension as SMART App Launch asks (/.well-known/smart-configuration says the same)."""
     resources = []
     for support in sorted(merged(supports), key=lambda s: s.type):
         entry: dict[str, Any] = {
@@ -92,6 +100,21 @@ def capability_statement(
             {
                 "mode": "server",
                 "security": {
+                    **(
+                        {
+                            "extension": [
+                                {
+                                    "url": OAUTH_URIS,
+                                    "extension": [
+                                        {"url": name, "valueUri": uri}
+                                        for name, uri in oauth.items()
+                                    ],
+                                }
+                            ]
+                        }
+                        if oauth
+                        else {}
+                    ),
                     "cors": False,
                     "service": [
                         {
@@ -103,8 +126,10 @@ def capability_statement(
                             ]
                         }
                     ],
-                    "description": "Bearer tokens with SMART v2 scopes (user/Patient.rs, user/*.cruds, "
-                    "patient/*.rs), made by `tandem token create`.",
+                    "description": "SMART App Launch (authorization code with PKCE, refresh "
+                    "tokens) and SMART Backend Services (client credentials with a signed JWT) for "
+                    "apps an administrator registers; or bearer tokens made by `tandem token "
+                    "create`. SMART v2 scopes (user/Patient.rs, user/*.cruds, patient/*.rs).",
                 },
                 "resource": resources,
             }

@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from starlette.datastructures import QueryParams
 
 from tandem.access.guard import Access
-from tandem.access.queries import synthetic_patient_ids
+from tandem.access.queries import readable_patients, synthetic_patient_ids
 from tandem.fhir.capability import SearchParam
 from tandem.fhir.outcome import FHIR_JSON, FhirError, FhirJSONResponse
 from tandem.web.deps import UnitOfWorkRoute
@@ -435,3 +435,49 @@ def fhir_response(
     resource: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     return FhirJSONResponse(resource, status_code=status, headers=headers)
+
+
+# --- _include --------------------------------------------------------------------------------
+
+INCLUDE = "_include"
+
+
+def includes_asked(request: Request, resource_type: str) -> bool:
+    """Whether the search asks `_include` of its patients (`Observation:patient`, `:subject`,
+    or either targeted `:Patient`). Anything else is refused by name, never ignored."""
+    values = request.query_params.getlist(INCLUDE)
+    supported = {
+        f"{resource_type}:{name}{target}"
+        for name in ("patient", "subject")
+        for target in ("", ":Patient")
+    }
+    unknown = [v for v in values if v not in supported]
+    if unknown:
+        raise FhirError(
+            400,
+            "not-supported",
+            f"_include={unknown[0]} is not supported: use {resource_type}:patient",
+            [INCLUDE],
+        )
+    return bool(values)
+
+
+def include_patients(request: Request, access: Access, bundle: dict[str, Any]) -> dict[str, Any]:
+    """Add the patients of the bundle's matches (`search.mode` include) when `_include` asks for
+    them, through the policy and audited (`access.queries.readable_patients`)."""
+    from tandem.fhir.patient import to_fhir
+
+    owners = [_patient_of(entry["resource"]) for entry in bundle.get("entry", [])]
+    patients = readable_patients(
+        access, (p for p in owners if p), f"_include: {request.url.query[:200]}"
+    )
+    base = base_url(request)
+    bundle.setdefault("entry", []).extend(
+        {
+            "fullUrl": f"{base}/Patient/{patient.id}",
+            "resource": to_fhir(patient),
+            "search": {"mode": "include"},
+        }
+        for patient in patients
+    )
+    return bundle

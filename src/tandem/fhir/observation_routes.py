@@ -9,7 +9,10 @@ from fastapi.responses import Response
 from tandem.access.guard import Access
 from tandem.fhir import observations
 from tandem.fhir.http import (
+    INCLUDE,
     fhir_router,
+    include_patients,
+    includes_asked,
     paging,
     patient_data_response,
     patient_param,
@@ -30,7 +33,8 @@ def _sources() -> list[observations.ObservationSource]:
 
 @router.get("/Observation")
 def search_observations(request: Request, access: Access = Depends(api_access)) -> Response:
-    count, offset = paging(request, {"patient", "subject", "code", "date"})
+    count, offset = paging(request, {"patient", "subject", "code", "date", INCLUDE})
+    include = includes_asked(request, "Observation")
     params = request.query_params
     codes: list[str] = []
     for raw in params.getlist("code"):
@@ -54,9 +58,10 @@ def search_observations(request: Request, access: Access = Depends(api_access)) 
         )
     except SearchValueError as exc:
         raise FhirError(400, "invalid", str(exc), [exc.param]) from None
-    return patient_data_response(
-        access, searchset(request, "Observation", resources, count, offset, has_more)
-    )
+    bundle = searchset(request, "Observation", resources, count, offset, has_more)
+    if include:
+        bundle = include_patients(request, access, bundle)
+    return patient_data_response(access, bundle)
 
 
 @router.get("/Observation/{observation_id}")

@@ -16,6 +16,12 @@ router = fhir_router()
 def metadata(request: Request) -> Response:
     from tandem.domains import fhir_resources
 
+    root = str(request.base_url).rstrip("/")
+    oauth = {
+        "authorize": f"{root}/oauth/authorize",
+        "token": f"{root}/oauth/token",
+        "revoke": f"{root}/oauth/revoke",
+    }
     return fhir_response(
-        capability_statement(base_url(request), utcnow().isoformat(), fhir_resources())
+        capability_statement(base_url(request), utcnow().isoformat(), fhir_resources(), oauth)
     )

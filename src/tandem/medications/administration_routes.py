@@ -15,9 +15,12 @@ from tandem.access.accounts import display_names
 from tandem.access.guard import Access
 from tandem.fhir.capability import ResourceSupport
 from tandem.fhir.http import (
+    INCLUDE,
     PAGING,
     PATIENT,
     fhir_router,
+    include_patients,
+    includes_asked,
     int_id,
     paging,
     patient_data_response,
@@ -39,6 +42,7 @@ FHIR_RESOURCES = (
         type=ADMINISTRATION,
         interactions=("read", "search-type"),
         search_params=(PATIENT, *PAGING),
+        extras={"searchInclude": [f"{ADMINISTRATION}:patient", f"{ADMINISTRATION}:subject"]},
         documentation="Doses given by a nurse: detox as-needed doses (supportingInformation: the "
         "assessment that prompted them) and dose-plan doses.",
     ),
@@ -93,15 +97,17 @@ def medication_administration(
 
 @router.get("/MedicationAdministration")
 def search_administrations(request: Request, access: Access = Depends(api_access)) -> Response:
-    count, offset = paging(request, {"patient", "subject"})
+    count, offset = paging(request, {"patient", "subject", INCLUDE})
+    include = includes_asked(request, ADMINISTRATION)
     page = administrations.search_administrations(
         access, patient_param(request), count, offset, query_text=str(request.url.query)
     )
     names = display_names(access.db, (r.performer_id for r in page.rows))
     resources = [medication_administration(r, names.get(r.performer_id)) for r in page.rows]
-    return patient_data_response(
-        access, searchset(request, ADMINISTRATION, resources, count, offset, page.has_more)
-    )
+    bundle = searchset(request, ADMINISTRATION, resources, count, offset, page.has_more)
+    if include:
+        bundle = include_patients(request, access, bundle)
+    return patient_data_response(access, bundle)
 
 
 @router.get("/MedicationAdministration/{administration_id}")

@@ -21,11 +21,14 @@ from tandem.clock import program_today, utcnow
 from tandem.errors import NotFound
 from tandem.fhir.capability import ResourceSupport, SearchParam
 from tandem.fhir.http import (
+    INCLUDE,
     PAGING,
     PATIENT,
     fhir_body,
     fhir_response,
     fhir_router,
+    include_patients,
+    includes_asked,
     int_id,
     paging,
     patient_data_response,
@@ -79,6 +82,7 @@ FHIR_RESOURCES = (
             SearchParam("status", "token", "active | completed | stopped"),
             *PAGING,
         ),
+        extras={"searchInclude": ["MedicationRequest:patient", "MedicationRequest:subject"]},
         documentation="Dose plans. create reads the plan from dosageInstruction (one per step, boundsPeriod, "
         "frequency per day, dose in mg; maxDosePerPeriod = the program's protocol maximum) and checks it "
         "against the monograph maximum, the protocol and the patient's stored kidney function; a refused "
@@ -88,6 +92,7 @@ FHIR_RESOURCES = (
         type="MedicationStatement",
         interactions=("read", "search-type"),
         search_params=(PATIENT, *PAGING),
+        extras={"searchInclude": ["MedicationStatement:patient", "MedicationStatement:subject"]},
         documentation="Patient-reported planned doses: completed (taken) or not-taken (missed).",
     ),
     ResourceSupport(
@@ -98,6 +103,7 @@ FHIR_RESOURCES = (
             PATIENT,
             *PAGING,
         ),
+        extras={"searchInclude": ["AdverseEvent:subject", "AdverseEvent:patient"]},
         documentation="Medication side effects with their severity (mild, moderate, severe).",
     ),
 )
@@ -225,7 +231,8 @@ def create_request(
 
 @router.get("/MedicationRequest")
 def search_requests(request: Request, access: Access = Depends(api_access)) -> Response:
-    count, offset = paging(request, {"patient", "subject", "status"})
+    count, offset = paging(request, {"patient", "subject", "status", INCLUDE})
+    include = includes_asked(request, "MedicationRequest")
     statuses = [s for v in request.query_params.getlist("status") for s in v.split(",") if s]
     bad = [s for s in statuses if s not in ("active", "completed", "stopped")]
     if bad:
@@ -248,9 +255,10 @@ def search_requests(request: Request, access: Access = Depends(api_access)) -> R
         extra=extra,
     )
     resources = _request_resources(access, page.rows)
-    return patient_data_response(
-        access, searchset(request, "MedicationRequest", resources, count, offset, page.has_more)
-    )
+    bundle = searchset(request, "MedicationRequest", resources, count, offset, page.has_more)
+    if include:
+        bundle = include_patients(request, access, bundle)
+    return patient_data_response(access, bundle)
 
 
 def _status_condition(access: Access, statuses: set[str]) -> ColumnElement[bool]:
@@ -284,7 +292,8 @@ def read_request(request_id: str, access: Access = Depends(api_access)) -> Respo
 
 @router.get("/MedicationStatement")
 def search_statements(request: Request, access: Access = Depends(api_access)) -> Response:
-    count, offset = paging(request, {"patient", "subject"})
+    count, offset = paging(request, {"patient", "subject", INCLUDE})
+    include = includes_asked(request, "MedicationStatement")
     m = MedicationStatementRow
     page = search(
         access,
@@ -298,9 +307,10 @@ def search_statements(request: Request, access: Access = Depends(api_access)) ->
     )
     names = _names(access, {r.recorded_by for r in page.rows})
     resources = [medication_statement(r, names.get(r.recorded_by)) for r in page.rows]
-    return patient_data_response(
-        access, searchset(request, "MedicationStatement", resources, count, offset, page.has_more)
-    )
+    bundle = searchset(request, "MedicationStatement", resources, count, offset, page.has_more)
+    if include:
+        bundle = include_patients(request, access, bundle)
+    return patient_data_response(access, bundle)
 
 
 @router.get("/MedicationStatement/{statement_id}")
@@ -324,7 +334,8 @@ def _event(row: SideEffectRow, names: dict[int, str]) -> dict[str, Any]:
 
 @router.get("/AdverseEvent")
 def search_events(request: Request, access: Access = Depends(api_access)) -> Response:
-    count, offset = paging(request, {"patient", "subject"})
+    count, offset = paging(request, {"patient", "subject", INCLUDE})
+    include = includes_asked(request, "AdverseEvent")
     m = SideEffectRow
     page = search(
         access,
@@ -338,9 +349,10 @@ def search_events(request: Request, access: Access = Depends(api_access)) -> Res
     )
     names = _names(access, {r.recorded_by for r in page.rows})
     resources = [_event(r, names) for r in page.rows]
-    return patient_data_response(
-        access, searchset(request, "AdverseEvent", resources, count, offset, page.has_more)
-    )
+    bundle = searchset(request, "AdverseEvent", resources, count, offset, page.has_more)
+    if include:
+        bundle = include_patients(request, access, bundle)
+    return patient_data_response(access, bundle)
 
 
 @router.get("/AdverseEvent/{event_id}")

@@ -33,7 +33,7 @@ from sqlalchemy import Engine, inspect, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from tandem.storage.models import ApiToken, User, WebSession
+from tandem.storage.models import ApiToken, SmartClient, SmartToken, User, WebSession
 from tandem.storage.registry import full_metadata
 
 
@@ -81,6 +81,9 @@ class Snapshot:
     revoked_tokens: list[tuple[int, str, datetime | None]] = field(default_factory=list)
     ended_sessions: list[tuple[str, datetime | None]] = field(default_factory=list)
     inactive_users: list[tuple[int, str]] = field(default_factory=list)
+    # Apps' tokens revoked and apps disabled (SMART on FHIR), by their hash and client id.
+    revoked_app_tokens: list[tuple[str, datetime | None]] = field(default_factory=list)
+    disabled_apps: list[tuple[str, datetime | None]] = field(default_factory=list)
     rows: dict[str, array[int]] = field(default_factory=dict)  # table -> sorted key digests
 
 
@@ -119,6 +122,23 @@ def capture(engine: Engine) -> Snapshot:
             snapshot.inactive_users = [
                 (i, e) for i, e in conn.execute(select(User.id, User.email).where(~User.active))
             ]
+            if "smart_tokens" in existing:
+                snapshot.revoked_app_tokens = [
+                    (h, at)
+                    for h, at in conn.execute(
+                        select(SmartToken.token_hash, SmartToken.revoked_at).where(
+                            SmartToken.revoked_at.is_not(None)
+                        )
+                    )
+                ]
+                snapshot.disabled_apps = [
+                    (c, at)
+                    for c, at in conn.execute(
+                        select(SmartClient.client_id, SmartClient.disabled_at).where(
+                            SmartClient.disabled_at.is_not(None)
+                        )
+                    )
+                ]
             for table in full_metadata().sorted_tables:
                 if table.name in existing:
                     keys = array("q", sorted(_digests(conn, table)))
@@ -135,6 +155,9 @@ def keep_revocations(engine: Engine, snapshot: Snapshot, now: datetime) -> Kept:
             tokens = conn.execute(
                 update(ApiToken).where(ApiToken.revoked_at.is_(None)).values(revoked_at=now)
             ).rowcount
+            tokens += conn.execute(
+                update(SmartToken).where(SmartToken.revoked_at.is_(None)).values(revoked_at=now)
+            ).rowcount
             sessions = conn.execute(
                 update(WebSession).where(WebSession.ended_at.is_(None)).values(ended_at=now)
             ).rowcount
@@ -150,6 +173,18 @@ def keep_revocations(engine: Engine, snapshot: Snapshot, now: datetime) -> Kept:
                 )
                 .values(revoked_at=at)
             ).rowcount
+        for token_hash, at in snapshot.revoked_app_tokens:
+            tokens += conn.execute(
+                update(SmartToken)
+                .where(SmartToken.token_hash == token_hash, SmartToken.revoked_at.is_(None))
+                .values(revoked_at=at)
+            ).rowcount
+        for client_id, at in snapshot.disabled_apps:
+            conn.execute(
+                update(SmartClient)
+                .where(SmartClient.client_id == client_id, SmartClient.disabled_at.is_(None))
+                .values(disabled_at=at)
+            )
         for session_id, at in snapshot.ended_sessions:
             sessions += conn.execute(
                 update(WebSession)

@@ -395,3 +395,112 @@ class ScheduledJob(Base):
     last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_status: Mapped[str] = mapped_column(String(200), default="", server_default="")
     claimed_by: Mapped[str] = mapped_column(String(120), default="", server_default="")
+
+
+# --- SMART on FHIR: registered apps, authorization codes, tokens (tandem.access.smart) ---------
+
+
+class SmartClient(Base):
+    """An app registered by an administrator of its program: a SMART app that people launch
+    (public, or confidential with a secret) or a backend service (a signed JWT, system/ scopes,
+    acting as `role` in its program)."""
+
+    __tablename__ = "smart_clients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))  # public | confidential | backend
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="RESTRICT"))
+    # One redirect URI a line (apps); none for a backend service.
+    redirect_uris: Mapped[str] = mapped_column(Text, default="")
+    # sha256 of the client secret (confidential apps); the secret is shown once.
+    secret_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The public keys (a JWKS, JSON) a backend service signs its assertions with.
+    jwks: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Backend services: the role they act as, and the most they may ask for (system/ scopes).
+    role: Mapped[str] = mapped_column(String(20), default="")
+    scopes: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), nullable=True
+    )
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    program: Mapped[Program] = relationship()
+
+    @property
+    def redirect_uri_list(self) -> list[str]:
+        return [line for line in self.redirect_uris.splitlines() if line]
+
+
+class SmartCode(Base):
+    """An authorization code: single use, short-lived, bound to its app, redirect URI and PKCE
+    challenge. Stored as its sha256."""
+
+    __tablename__ = "smart_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(String(36), index=True)
+    client_pk: Mapped[int] = mapped_column(ForeignKey("smart_clients.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[str] = mapped_column(Text)
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    patient_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # The app's OpenID Connect nonce, repeated in the id_token.
+    nonce: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SmartToken(Base):
+    """An access or refresh token issued to an app, stored as its sha256. `grant_id` ties the
+    tokens of one authorization together: revoking one revokes them all."""
+
+    __tablename__ = "smart_tokens"
+    __table_args__ = (Index("ix_smart_tokens_user", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(10))  # access | refresh
+    grant_id: Mapped[str] = mapped_column(String(36), index=True)
+    client_pk: Mapped[int] = mapped_column(ForeignKey("smart_clients.id", ondelete="CASCADE"))
+    # The person it acts for; None for a backend service.
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=True
+    )
+    # The patient in context (a patient's own record, or the one chosen at launch).
+    patient_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    scopes: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    client: Mapped[SmartClient] = relationship()
+    user: Mapped[User | None] = relationship()
+
+
+class SmartAssertion(Base):
+    """A backend service's client assertion (its `jti`), kept until it expires so that it is
+    accepted once only."""
+
+    __tablename__ = "smart_assertions"
+
+    client_pk: Mapped[int] = mapped_column(
+        ForeignKey("smart_clients.id", ondelete="CASCADE"), primary_key=True
+    )
+    jti: Mapped[str] = mapped_column(String(200), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SmartSigningKey(Base):
+    """The key Tandem signs id_tokens with (OpenID Connect, RS256), made on first use; its
+    public half is served at /oauth/jwks. The newest signs; older ones still verify."""
+
+    __tablename__ = "smart_signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    private_jwk: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

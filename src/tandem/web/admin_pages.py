@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
-from tandem.access import accounts, administration, audit
+from tandem.access import accounts, administration, audit, smart
 from tandem.access.guard import Access
 from tandem.access.policy import (
     ROLE_DUTIES,
@@ -16,12 +16,20 @@ from tandem.access.policy import (
     ROLE_LABELS,
     Role,
     may_administer,
+    may_administer_program,
     may_create_program,
 )
 from tandem.access.queries import visible
-from tandem.errors import InvalidInput
+from tandem.errors import InvalidInput, NotFound
 from tandem.storage.db import utcnow
-from tandem.storage.models import AuditEntry, Patient, PatientIdentifier, Program, User
+from tandem.storage.models import (
+    AuditEntry,
+    Patient,
+    PatientIdentifier,
+    Program,
+    SmartClient,
+    User,
+)
 from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, form_refused, page_access
 from tandem.web.forms import row_id
 from tandem.web.rendering import render
@@ -352,3 +360,91 @@ def audit_trail(
         names=names,
         describe=audit.describe,
     )
+
+
+# --- apps (SMART on FHIR) -----------------------------------------------------------------
+
+
+def _apps_page(
+    request: Request, access: Access, status_code: int = 200, **context: Any
+) -> Response:
+    programs = _programs(access)
+    rows = list(
+        access.db.scalars(
+            select(SmartClient)
+            .where(SmartClient.program_id.in_([p.id for p in programs]))
+            .order_by(SmartClient.disabled_at.is_not(None), SmartClient.name)
+        )
+    )
+    context.setdefault("values", {"kind": "public"})
+    return _page(
+        request,
+        "admin/apps.html",
+        status_code,
+        section="apps",
+        apps=rows,
+        programs=programs,
+        program_names={p.id: p.name for p in programs},
+        kinds=smart.KINDS,
+        service_roles=[(r.value, ROLE_LABELS[r]) for r in smart.SERVICE_ROLES],
+        **context,
+    )
+
+
+@router.get("/apps")
+def apps(request: Request, access: Access = Depends(admin_access)) -> Response:
+    """Apps registered for the administrator's programs: SMART apps people launch and backend
+    services, and the form to register one."""
+    return _apps_page(request, access)
+
+
+@router.post("/apps")
+def register_app(request: Request, access: Access = Depends(admin_form)) -> Response:
+    form = form_of(request)
+    values = {
+        k: str(form.get(k, "")).strip()
+        for k in ("name", "kind", "program", "redirect_uris", "jwks", "role", "scopes")
+    }
+    try:
+        program_id = row_id(values["program"])
+        if program_id is None or not may_administer_program(access.actor, program_id):
+            raise InvalidInput("program", "choose one of the programs you administer")
+        registered = smart.register_app(
+            access.db,
+            name=values["name"],
+            kind=values["kind"],
+            program_id=program_id,
+            now=utcnow(),
+            created_by=access.actor.user_id,
+            redirect_uris=values["redirect_uris"],
+            jwks=values["jwks"],
+            role=values["role"],
+            scopes=values["scopes"],
+        )
+        access.audit(
+            "create",
+            resource_type="SmartApp",
+            resource_id=registered.client.client_id,
+            detail=f"{registered.client.kind} app {registered.client.name}",
+        )
+    except InvalidInput as exc:
+        form_refused(request, access, exc)
+        return _apps_page(
+            request, access, 422, values=values, error_field=exc.field, error=exc.message
+        )
+    return _apps_page(request, access, registered=registered)
+
+
+@router.post("/apps/{app_id}/disable")
+def disable_app(request: Request, app_id: int, access: Access = Depends(admin_form)) -> Response:
+    client = access.db.get(SmartClient, app_id)
+    if client is None or not may_administer_program(access.actor, client.program_id):
+        raise NotFound(f"app {app_id} is not known")
+    revoked = smart.disable_app(access.db, client, utcnow())
+    access.audit(
+        "update",
+        resource_type="SmartApp",
+        resource_id=client.client_id,
+        detail=f"disabled; {revoked} tokens revoked",
+    )
+    return RedirectResponse("/admin/apps?flash=saved", status_code=303)

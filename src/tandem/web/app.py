@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from tandem.access import anonymous, audit
 from tandem.access.guard import Access, AccessDenied
 from tandem.access.policy import STAFF_ROLES, Decision
 from tandem.errors import Conflict, InvalidInput, NotFound
-from tandem.fhir.capability import ResourceSupport, merged
+from tandem.fhir.capability import ResourceSupport, SearchParam, merged
 from tandem.fhir.http import PAGING
 from tandem.fhir.outcome import FHIR_JSON, FhirError, outcome_response, validation_outcome
 from tandem.fhir.output import check_output
@@ -48,7 +47,6 @@ from tandem.web.limits import BodyLimit
 from tandem.web.rendering import render
 
 STATIC = Path(__file__).parent / "static"
-SWAGGER_UI = Path(str(files("fastapi_offline") / "static"))
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -169,9 +167,13 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
-    # Swagger UI, installed from the registry with its Python package (fastapi-offline).
-    app.mount("/static/swagger-ui", StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # Tandem's files, then Swagger UI's (for /api/docs), installed from the registry with its
+    # Python package (fastapi-offline).
+    app.mount(
+        "/static",
+        StaticFiles(directory=STATIC, packages=[("fastapi_offline", "static")]),
+        name="static",
+    )
     for router in domains.routers():
         app.include_router(router)
     app.include_router(_api_docs(app))
@@ -200,7 +202,9 @@ def openapi_schema(app: FastAPI) -> dict[str, Any]:
         search = operations.get("get") if len(parts) == 3 else None
         if search is not None:
             declared = {p["name"] for p in search.get("parameters", [])}
-            for param in (*support.search_params, *PAGING):
+            includes = support.extras.get("searchInclude", ())
+            include = SearchParam("_include", "token", "one of: " + ", ".join(includes))
+            for param in (*support.search_params, *PAGING, *((include,) if includes else ())):
                 if param.name in declared:
                     continue
                 declared.add(param.name)

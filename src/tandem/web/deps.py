@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from tandem.access import smart
 from tandem.access.audit import Origin
 from tandem.access.credentials import actor_for, find_session, find_token
 from tandem.access.guard import Access
@@ -259,10 +260,15 @@ def _api_access(request: Request) -> Access:
     db = open_db(request)
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        token = find_token(db, header[7:].strip(), utcnow())
-        if token is None:
+        secret = header[7:].strip()
+        if secret.startswith(smart.ACCESS_PREFIX):  # an app's token (SMART on FHIR)
+            found = smart.actor_of_token(db, secret, utcnow())
+        else:
+            token = find_token(db, secret, utcnow())
+            found = actor_for(token.user, token.scopes) if token is not None else None
+        if found is None:
             raise ApiUnauthorized("the bearer token is unknown, expired or revoked")
-        actor = actor_for(token.user, token.scopes)
+        actor = found
         request.state.access = Access(actor, origin_of(request, "api"), db, sessions_of(request))
         refuse_nul(request)
         return request.state.access  # type: ignore[no-any-return]

@@ -9,7 +9,7 @@ from tandem.fhir import audit_event, observation_routes
 from tandem.fhir import routes as fhir_metadata
 from tandem.kit import Domain, Job
 from tandem.storage import models
-from tandem.web import admin_pages, auth_pages, home
+from tandem.web import admin_pages, auth_pages, home, smart_pages
 
 DOMAIN = Domain(
     name="platform",
@@ -20,7 +20,9 @@ DOMAIN = Domain(
         fhir_metadata.router,
         audit_event.router,
         observation_routes.router,
+        smart_pages.router,
     ),
+    nav=(smart_pages.NAV,),
     tables=(models,),
     fhir_resources=audit_event.FHIR_RESOURCES,
     cli=platform_cli.COMMANDS,

@@ -91,6 +91,7 @@ FHIR_RESOURCES = (
             ),
             *PAGING,
         ),
+        extras={"searchInclude": ["Observation:patient", "Observation:subject"]},
     ),
 )
 

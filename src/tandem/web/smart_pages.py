@@ -1,0 +1,440 @@
+"""SMART on FHIR for apps: discovery, the authorization (consent) page, the token and revocation
+endpoints. Thin: the protocol is in `tandem.access.smart`; the policy decides as for every
+other request once an app holds a token."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2.rfc6749 import errors
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
+
+from tandem.access import audit, smart
+from tandem.access.credentials import actor_for
+from tandem.access.guard import Access
+from tandem.access.policy import Role
+from tandem.access.queries import Page, load_patient, search_page
+from tandem.errors import NotFound
+from tandem.fhir.http import base_url
+from tandem.kit import NavItem
+from tandem.storage.db import utcnow
+from tandem.storage.models import Patient, Program, SmartClient
+from tandem.web.deps import (
+    UnitOfWorkRoute,
+    csrf_form,
+    form_of,
+    get_db,
+    origin_of,
+    page_access,
+    read_form,
+)
+from tandem.web.rendering import render
+
+router = APIRouter(include_in_schema=False, route_class=UnitOfWorkRoute)
+
+AUTHORIZE_FIELDS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "aud",
+    "code_challenge",
+    "code_challenge_method",
+    "nonce",
+)
+PICKER_SIZE = 20
+
+
+def _root(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+@router.get("/.well-known/smart-configuration")
+def smart_configuration(request: Request) -> JSONResponse:
+    """Where apps find the authorization and token endpoints (also under the FHIR base)."""
+    return JSONResponse(smart.configuration(_root(request)))
+
+
+@router.get("/fhir/.well-known/smart-configuration")
+def fhir_smart_configuration(request: Request) -> JSONResponse:
+    return JSONResponse(smart.configuration(_root(request)))
+
+
+@router.get("/oauth/jwks")
+def jwks(db: Session = Depends(get_db)) -> JSONResponse:
+    """The public keys id_tokens are signed with (OpenID Connect)."""
+    smart.signing_key(db, utcnow())  # made now if no id_token was signed yet
+    return JSONResponse(smart.public_keys(db))
+
+
+# --- the authorization page ---------------------------------------------------------------
+
+
+def consent_policy(redirect_uri: str) -> str:
+    """The page's Content-Security-Policy, letting its form lead on to the app's address."""
+    from tandem.web.app import SECURITY_HEADERS
+
+    parts = urlsplit(redirect_uri)
+    return SECURITY_HEADERS["Content-Security-Policy"].replace(
+        "form-action 'self'", f"form-action 'self' {parts.scheme}://{parts.netloc}"
+    )
+
+
+def _redirect_error(error: errors.OAuth2Error) -> Response:
+    _, _, headers = error()
+    return RedirectResponse(dict(headers)["Location"], status_code=303)
+
+
+def _unknown_app(request: Request, access: Access, exc: smart.UnknownApp) -> Response:
+    access.refused("authorize", str(exc), resource_type="SmartApp")
+    return render(request, "error.html", status_code=400, title="Cannot connect", message=str(exc))
+
+
+def _refused(access: Access, client: SmartClient, exc: errors.OAuth2Error) -> Response:
+    access.refused(
+        "authorize",
+        f"{exc.error}: {exc.description or ''}",
+        resource_type="SmartApp",
+        resource_id=client.client_id,
+    )
+    return _redirect_error(exc)
+
+
+def _picker(access: Access, program_id: int, find: str) -> Page[Patient]:
+    """Patients of the app's program the person may see, by name (audited as a search)."""
+    statement = select(Patient).where(Patient.program_id == program_id, Patient.active)
+    if find.strip():
+        statement = statement.where(Patient.family_lower.startswith(find.strip().lower()))
+    page: Page[Patient] = search_page(
+        access,
+        "Patient",
+        statement,
+        patient_column=Patient.id,
+        program_column=Patient.program_id,
+        patient_of=lambda p: p.id,
+        order=(Patient.family_lower, Patient.given_lower, Patient.id),
+        count=PICKER_SIZE,
+        query_text=f"app launch patient picker: {find[:100]}",
+    )
+    return page
+
+
+def _consent(
+    request: Request,
+    access: Access,
+    params: dict[str, str],
+    find: str = "",
+    error: str = "",
+    status_code: int = 200,
+) -> Response:
+    try:
+        wanted = smart.check_authorization_request(access.db, params, base_url(request))
+    except smart.UnknownApp as exc:
+        return _unknown_app(request, access, exc)
+    except errors.OAuth2Error as exc:
+        client = smart.find_client(access.db, params.get("client_id", ""))
+        assert client is not None
+        return _refused(access, client, exc)
+    client = wanted.client
+    try:
+        if not smart.may_use(client, access.actor):
+            raise errors.AccessDeniedError(
+                description="the app belongs to a program you are not a member of",
+                state=wanted.state,
+                redirect_uri=wanted.redirect_uri,
+            )
+        scopes = smart.decide_scopes(access.actor.role, wanted.scope, redirect=wanted)
+    except errors.OAuth2Error as exc:
+        return _refused(access, client, exc)
+    picked = _picker(access, client.program_id, find) if scopes.needs_patient else None
+    program = access.db.get(Program, client.program_id)
+    response = render(
+        request,
+        "smart/consent.html",
+        status_code=status_code,
+        client=client,
+        program=program,
+        params=params,
+        fields=AUTHORIZE_FIELDS,
+        granted=[(s, smart.describe_scope(s, access.actor.role)) for s in scopes.granted],
+        not_granted=scopes.not_granted,
+        needs_patient=scopes.needs_patient,
+        patients=picked.rows if picked else [],
+        more_patients=bool(picked and picked.has_more),
+        find=find,
+        error=error,
+        return_host=urlsplit(wanted.redirect_uri).netloc,
+    )
+    # The consent form's answer sends the browser on to the app's address.
+    response.headers["Content-Security-Policy"] = consent_policy(wanted.redirect_uri)
+    return response
+
+
+@router.get("/oauth/authorize")
+def authorize_page(
+    request: Request,
+    access: Access = Depends(page_access),
+    response_type: str = "",
+    client_id: str = "",
+    redirect_uri: str = "",
+    scope: str = "",
+    state: str = "",
+    aud: str = "",
+    code_challenge: str = "",
+    code_challenge_method: str = "",
+    nonce: str = "",
+    find: str = "",
+) -> Response:
+    """An app asks for access: the signed-in person sees what it asks, in words, and allows or
+    denies it (choosing a patient first when a member of staff launches it for one)."""
+    params = {
+        "response_type": response_type,
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "scope": scope,
+        "state": state,
+        "aud": aud,
+        "code_challenge": code_challenge,
+        "code_challenge_method": code_challenge_method,
+        "nonce": nonce,
+    }
+    return _consent(request, access, params, find)
+
+
+@router.post("/oauth/authorize")
+def authorize(request: Request, access: Access = Depends(csrf_form)) -> Response:
+    form = form_of(request)
+    params = {name: str(form.get(name, "")) for name in AUTHORIZE_FIELDS}
+    try:
+        wanted = smart.check_authorization_request(access.db, params, base_url(request))
+    except smart.UnknownApp as exc:
+        return _unknown_app(request, access, exc)
+    except errors.OAuth2Error as exc:
+        client = smart.find_client(access.db, params.get("client_id", ""))
+        assert client is not None
+        return _refused(access, client, exc)
+    client = wanted.client
+    try:
+        if not smart.may_use(client, access.actor):
+            raise errors.AccessDeniedError(
+                description="the app belongs to a program you are not a member of",
+                state=wanted.state,
+                redirect_uri=wanted.redirect_uri,
+            )
+        scopes = smart.decide_scopes(access.actor.role, wanted.scope, redirect=wanted)
+        if form.get("decision") != "allow":
+            raise errors.AccessDeniedError(
+                description="the user denied access",
+                state=wanted.state,
+                redirect_uri=wanted.redirect_uri,
+            )
+    except errors.OAuth2Error as exc:
+        return _refused(access, client, exc)
+    patient_id: str | None = None
+    if access.actor.role is Role.PATIENT:
+        patient_id = access.actor.patient_id
+    elif scopes.needs_patient:
+        chosen = str(form.get("patient", ""))
+        try:
+            patient = load_patient(access, chosen) if 0 < len(chosen) <= 36 else None
+        except NotFound:
+            patient = None
+        if patient is None or patient.program_id != client.program_id:
+            return _consent(
+                request, access, params, error="Choose the patient to open.", status_code=422
+            )
+        patient_id = patient.id
+    code = smart.issue_code(
+        access.db, wanted, access.actor.user_id, scopes.text, patient_id, utcnow()
+    )
+    access.audit(
+        "authorize",
+        resource_type="SmartApp",
+        resource_id=client.client_id,
+        patient_id=patient_id,
+        detail=f"allowed {client.name}: {scopes.text}",
+    )
+    location = add_params_to_uri(wanted.redirect_uri, [("code", code), ("state", wanted.state)])
+    return RedirectResponse(location, status_code=303)
+
+
+# --- the token and revocation endpoints ------------------------------------------------------
+
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _oauth_error(exc: errors.OAuth2Error) -> JSONResponse:
+    body = dict(exc.get_body())
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+    return JSONResponse(body, status_code=exc.status_code or 400, headers=headers)
+
+
+def _token_refused(
+    request: Request, db: Session, refusal: smart.TokenRefusal, grant_type: str
+) -> JSONResponse:
+    """Nothing of the refused request is kept but what the refusal itself does (a reused code
+    revokes its tokens), and the refusal is audited."""
+    db.rollback()
+    now = utcnow()
+    revoked = smart.revoke_grant(db, refusal.revoke_grant, now) if refusal.revoke_grant else 0
+    db.add(
+        audit.entry(
+            None,
+            "token",
+            origin_of(request, "api"),
+            outcome=audit.MINOR_FAILURE,
+            resource_type="SmartApp",
+            resource_id=refusal.client.client_id if refusal.client else None,
+            detail=f"{grant_type or 'no grant_type'}: {refusal}"
+            + (f"; {revoked} tokens revoked" if revoked else ""),
+            actor_label=f"app {refusal.client.client_id}" if refusal.client else "anonymous app",
+            now=now,
+        )
+    )
+    db.commit()
+    return _oauth_error(refusal.error)
+
+
+def _form_values(form: FormData) -> dict[str, str]:
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+@router.post("/oauth/token")
+def token(
+    request: Request, form: FormData = Depends(read_form), db: Session = Depends(get_db)
+) -> Response:
+    values = _form_values(form)
+    grant_type = values.get("grant_type", "")[:40]
+    now = utcnow()
+    try:
+        client = smart.authenticate_client(
+            db,
+            values,
+            request.headers.get("authorization", ""),
+            f"{_root(request)}/oauth/token",
+            now,
+        )
+        if grant_type == "authorization_code":
+            server = smart.Server(_root(request), base_url(request))
+            issued = smart.exchange_code(db, client, values, now, server)
+        elif grant_type == "refresh_token":
+            issued = smart.refresh(db, client, values, now)
+        elif grant_type == "client_credentials":
+            issued = smart.client_credentials(db, client, values, now)
+        else:
+            raise smart.TokenRefusal(
+                errors.UnsupportedGrantTypeError(smart.plain(grant_type)), client
+            )
+    except smart.TokenRefusal as refusal:
+        return _token_refused(request, db, refusal, grant_type)
+    actor = actor_for(issued.user, "") if issued.user is not None else None
+    db.add(
+        audit.entry(
+            actor,
+            "token",
+            origin_of(request, "api"),
+            resource_type="SmartApp",
+            resource_id=issued.client.client_id,
+            patient_id=issued.patient_id,
+            detail=f"{grant_type}: issued to {issued.client.name}: {issued.scopes}",
+            actor_label=None if actor else f"app {issued.client.client_id}",
+            now=now,
+        )
+    )
+    return JSONResponse(issued.body, headers=_NO_STORE)
+
+
+@router.post("/oauth/revoke")
+def revoke(
+    request: Request, form: FormData = Depends(read_form), db: Session = Depends(get_db)
+) -> Response:
+    """RFC 7009: the app's token, and every token of the same authorization, stop working."""
+    values = _form_values(form)
+    now = utcnow()
+    try:
+        client = smart.authenticate_client(
+            db,
+            values,
+            request.headers.get("authorization", ""),
+            f"{_root(request)}/oauth/revoke",
+            now,
+        )
+    except smart.TokenRefusal as refusal:
+        return _token_refused(request, db, refusal, "revoke")
+    revoked = smart.revoke(db, client, values.get("token", ""), now)
+    db.add(
+        audit.entry(
+            None,
+            "revoke",
+            origin_of(request, "api"),
+            resource_type="SmartApp",
+            resource_id=client.client_id,
+            detail=f"{revoked} tokens revoked",
+            actor_label=f"app {client.client_id}",
+            now=now,
+        )
+    )
+    return JSONResponse({}, headers=_NO_STORE)
+
+
+@router.post("/oauth/introspect")
+def introspect(
+    request: Request, form: FormData = Depends(read_form), db: Session = Depends(get_db)
+) -> Response:
+    """RFC 7662: an app asks whether one of its tokens still works, and what it grants."""
+    values = _form_values(form)
+    now = utcnow()
+    try:
+        client = smart.authenticate_client(
+            db,
+            values,
+            request.headers.get("authorization", ""),
+            f"{_root(request)}/oauth/introspect",
+            now,
+        )
+    except smart.TokenRefusal as refusal:
+        return _token_refused(request, db, refusal, "introspect")
+    answer = smart.introspect(db, client, values.get("token", ""), now, base_url(request))
+    return JSONResponse(answer, headers=_NO_STORE)
+
+
+# --- the apps a person allowed ---------------------------------------------------------------
+
+NAV = NavItem(
+    "apps",
+    "My apps",
+    "/account/apps",
+    frozenset({"admin", "prescriber", "nurse", "counselor", "researcher", "patient"}),
+    90,
+)
+
+
+@router.get("/account/apps")
+def allowed_apps(request: Request, access: Access = Depends(page_access)) -> Response:
+    """The apps the signed-in person allowed, and a way to stop each."""
+    return render(
+        request,
+        "smart/allowed.html",
+        active="apps",
+        grants=smart.allowed_apps(access.db, access.actor.user_id, utcnow()),
+        describe=lambda scope: smart.describe_scope(scope, access.actor.role),
+    )
+
+
+@router.post("/account/apps")
+def stop_app(request: Request, access: Access = Depends(csrf_form)) -> Response:
+    grant = str(form_of(request).get("grant", ""))
+    stopped = smart.stop_app(access.db, access.actor.user_id, grant, utcnow())
+    if stopped:
+        access.audit(
+            "revoke",
+            resource_type="SmartApp",
+            detail=f"the person stopped an app's access: {stopped} tokens revoked",
+        )
+    return RedirectResponse("/account/apps?flash=saved", status_code=303)
