@@ -23,6 +23,7 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "tandem.withdrawal.domain",  # detox monitoring
     "tandem.medications.domain",  # monographs, screening, dose plans, doses
     "tandem.outcomes.domain",  # de-identified program counts for research
+    "tandem.choice.domain",  # consent (42 CFR Part 2), disclosures and their accounting
 )
 
 

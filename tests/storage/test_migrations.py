@@ -44,6 +44,7 @@ LINEAR = [
     "0012_input",
     "0015_fhir",
     "0017_unit_mar",
+    "0020_consent",
 ]
 OLD_HEADS = {"0006_medication_dues", "0007_patient_name_words", "0008_detox_census"}
 

@@ -105,6 +105,8 @@ RECORD_WORDS: dict[str, str] = {
     "Admin": "administration",
     "User": "user account",
     "Organization": "program",
+    "Consent": "consent",
+    "Disclosure": "release of records",
 }
 
 _DID = {"create": "recorded", "read": "opened", "search": "searched", "update": "changed"}

@@ -3,8 +3,10 @@ policy, always audited. Every domain, page, FHIR route and CLI command reads pat
 
 Deny by default: a statement is filtered to what the actor may see *before* it runs (never
 after), and a patient out of reach is refused (403, audited) whether it was read by id or
-named in a search. Consent (42 CFR Part 2) joins as one more input to `access.policy`, not here
-and not in any domain.
+named in a search. Consent (42 CFR Part 2) is one more input to `access.policy`: a patient of
+another program is within reach when a valid consent names the actor's program for treatment
+(`Access.require` loads their consents once per request), and the WHERE clause of `visible`
+then adds that patient's rows. No domain has consent code of its own.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Select, false, func, select
+from sqlalchemy import ColumnElement, Select, false, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, joinedload, selectinload
 
 from tandem.access.guard import Access
@@ -106,7 +108,10 @@ def visible(
         return false()
     if seen.only_patient_id is not None:
         return patient_column == seen.only_patient_id
-    return program_column.in_(sorted(seen.program_ids))
+    own = program_column.in_(sorted(seen.program_ids))
+    if seen.consented_patient_ids:
+        return or_(own, patient_column.in_(sorted(seen.consented_patient_ids)))
+    return own
 
 
 @dataclass(frozen=True)
