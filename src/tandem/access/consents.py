@@ -30,7 +30,9 @@ def load_grants(db: Session, patient_id: str) -> tuple[ConsentGrant, ...]:
             c.expires_at,
             c.revoked_at,
             c.ended_at,
-        ).where(c.patient_id == patient_id)
+        )
+        .where(c.patient_id == patient_id)
+        .order_by(c.signed_at.desc(), c.id.desc())  # a refusal names the newest consent's state
     )
     grants = []
     for row in rows:
