@@ -43,6 +43,8 @@ from tandem.access.policy import (
     may_read_audit,
 )
 from tandem.alerts.models import Alert
+from tandem.choice.consent import ConsentInput
+from tandem.choice.consent_service import record_consent
 from tandem.clock import program_today
 from tandem.medications.dose_calendar import plan_view
 from tandem.medications.doses import record_administration, record_statement
@@ -304,6 +306,20 @@ def _seed(sessions: sessionmaker[Session], world: World) -> dict[str, str]:
             plan_id=plan.id,
             now=now,
         )
+        # A consent naming someone outside Tandem (never program B: its callers stay outsiders).
+        consent = record_consent(
+            prescriber,
+            world.patient_a,
+            ConsentInput(
+                recipient_name="Dr Lee's clinic",
+                purpose="TREAT",
+                information=("all",),
+                expiry_event="the end of treatment",
+                signed_on=program_today("America/New_York", now),
+                signed_by="Ana Rivera",
+            ),
+            now,
+        )
     with sessions() as db:
 
         def first(column, owner) -> str:  # type: ignore[no-untyped-def]
@@ -325,6 +341,7 @@ def _seed(sessions: sessionmaker[Session], world: World) -> dict[str, str]:
             ),
             "statement_id": first(MedicationStatementRow.id, MedicationStatementRow.patient_id),
             "event_id": first(SideEffectRow.id, SideEffectRow.patient_id),
+            "consent_id": str(consent.id),
             "entry_id": first(AuditEntry.id, AuditEntry.patient_id),
             "user_id": str(
                 db.scalars(select(User.id).where(User.email == world.email("target"))).one()
@@ -359,6 +376,7 @@ PATIENT_BOUND = frozenset(
         "administration_id",
         "statement_id",
         "event_id",
+        "consent_id",
     }
 )
 PROGRAM_BOUND = frozenset({"entry_id", "user_id", "program_id", "unit_id"})

@@ -60,18 +60,43 @@ def consent_body(
     body: dict[str, Any] = {
         "resourceType": "Consent",
         "status": "active",
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                }
+            ]
+        },
         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
         "patient": {"reference": f"Patient/{patient_id}"},
         "dateTime": signed or today(),
         "performer": [{"reference": f"Patient/{patient_id}", "display": "Ana Rivera"}],
-        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "42CFRPart2"}]},
+        "policyRule": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "42CFRPart2"}
+            ]
+        },
         "extension": [{"url": f"{EXT}consent-information", "valueCode": i} for i in information],
         "provision": {
             "type": "permit",
             "period": {"start": signed or today(), "end": expires or days(30)},
-            "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]}, "reference": reference}],
-            "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": purpose}],
+            "actor": [
+                {
+                    "role": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                "code": "IRCP",
+                            }
+                        ]
+                    },
+                    "reference": reference,
+                }
+            ],
+            "purpose": [
+                {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": purpose}
+            ],
         },
     }
     if drop == "purpose":
@@ -96,7 +121,9 @@ def refusals(sessions, operation: str) -> list[AuditEntry]:  # type: ignore[no-u
     with sessions() as db:
         return list(
             db.scalars(
-                select(AuditEntry).where(AuditEntry.operation == operation, AuditEntry.outcome != "0")
+                select(AuditEntry).where(
+                    AuditEntry.operation == operation, AuditEntry.outcome != "0"
+                )
             )
         )
 
@@ -113,7 +140,9 @@ def seed_assessment(sessions, world: World) -> None:  # type: ignore[no-untyped-
 def test_consent_create_read_search_and_revoke(client, sessions, world: World) -> None:
     nurse = make_token(sessions, world.email("nurse"), "user/*.cruds")
     created = client.post(
-        "/fhir/Consent", json=consent_body(world.patient_a, program_id=world.program_b), headers=auth(nurse)
+        "/fhir/Consent",
+        json=consent_body(world.patient_a, program_id=world.program_b),
+        headers=auth(nurse),
     )
     assert created.status_code == 201, created.text
     consent = created.json()
@@ -125,21 +154,37 @@ def test_consent_create_read_search_and_revoke(client, sessions, world: World) -
     read = client.get(f"/fhir/Consent/{consent['id']}", headers=auth(nurse))
     assert read.status_code == 200 and read.json()["id"] == consent["id"]
 
-    found = client.get("/fhir/Consent", params={"patient": world.patient_a, "status": "active"}, headers=auth(nurse)).json()
+    found = client.get(
+        "/fhir/Consent",
+        params={"patient": world.patient_a, "status": "active"},
+        headers=auth(nurse),
+    ).json()
     Bundle.model_validate(found)
     assert [e["resource"]["id"] for e in found["entry"]] == [consent["id"]]
 
     revoked = client.put(
-        f"/fhir/Consent/{consent['id']}", json={**consent, "status": "inactive"}, headers=auth(nurse)
+        f"/fhir/Consent/{consent['id']}",
+        json={**consent, "status": "inactive"},
+        headers=auth(nurse),
     )
     assert revoked.status_code == 200 and revoked.json()["status"] == "inactive"
     assert any(e["url"] == f"{EXT}consent-revoked" for e in revoked.json()["extension"])
-    active = client.get("/fhir/Consent", params={"patient": world.patient_a, "status": "active"}, headers=auth(nurse)).json()
+    active = client.get(
+        "/fhir/Consent",
+        params={"patient": world.patient_a, "status": "active"},
+        headers=auth(nurse),
+    ).json()
     assert active.get("entry", []) == []
-    inactive = client.get("/fhir/Consent", params={"patient": world.patient_a, "status": "inactive"}, headers=auth(nurse)).json()
+    inactive = client.get(
+        "/fhir/Consent",
+        params={"patient": world.patient_a, "status": "inactive"},
+        headers=auth(nurse),
+    ).json()
     assert [e["resource"]["id"] for e in inactive["entry"]] == [consent["id"]]
     # Never deleted, and a revoked consent is not changed back.
-    again = client.put(f"/fhir/Consent/{consent['id']}", json={**consent, "status": "active"}, headers=auth(nurse))
+    again = client.put(
+        f"/fhir/Consent/{consent['id']}", json={**consent, "status": "active"}, headers=auth(nurse)
+    )
     assert again.status_code == 422 and count(sessions, ConsentRow) == 1
 
 
@@ -157,47 +202,89 @@ def test_a_consent_missing_a_required_element_is_refused_naming_it(
     client, sessions, world: World, drop: str, field: str
 ) -> None:
     nurse = make_token(sessions, world.email("nurse"), "user/*.cruds")
-    response = client.post("/fhir/Consent", json=consent_body(world.patient_a, drop=drop), headers=auth(nurse))
+    response = client.post(
+        "/fhir/Consent", json=consent_body(world.patient_a, drop=drop), headers=auth(nurse)
+    )
     assert response.status_code == 422, response.text
     issue = response.json()["issue"][0]
     assert issue["expression"] == [field] and "2.31" in issue["diagnostics"]
     assert count(sessions, ConsentRow) == 0
 
 
-def test_another_program_reads_only_under_a_valid_consent_for_treatment(client, sessions, world: World) -> None:
+def test_another_program_reads_only_under_a_valid_consent_for_treatment(
+    client, sessions, world: World
+) -> None:
     seed_assessment(sessions, world)
     nurse = make_token(sessions, world.email("nurse"), "user/*.cruds")
     other = make_token(sessions, world.email("prescriber_b"), "user/*.rs")
     refused = client.get(f"/fhir/Patient/{world.patient_a}", headers=auth(other))
     assert refused.status_code == 403 and "no valid consent" in refused.text
-    assert client.get("/fhir/Observation", params={"patient": world.patient_a}, headers=auth(other)).status_code == 403
+    assert (
+        client.get(
+            "/fhir/Observation", params={"patient": world.patient_a}, headers=auth(other)
+        ).status_code
+        == 403
+    )
     assert len(refusals(sessions, "read")) == 1
 
     # A consent for payment, or for another program, changes nothing.
-    client.post("/fhir/Consent", json=consent_body(world.patient_a, program_id=world.program_b, purpose="HPAYMT"), headers=auth(nurse))
+    client.post(
+        "/fhir/Consent",
+        json=consent_body(world.patient_a, program_id=world.program_b, purpose="HPAYMT"),
+        headers=auth(nurse),
+    )
     assert client.get(f"/fhir/Patient/{world.patient_a}", headers=auth(other)).status_code == 403
 
     medications_only = client.post(
         "/fhir/Consent",
-        json=consent_body(world.patient_a, program_id=world.program_b, information=("medications",)),
+        json=consent_body(
+            world.patient_a, program_id=world.program_b, information=("medications",)
+        ),
         headers=auth(nurse),
     ).json()
     assert client.get(f"/fhir/Patient/{world.patient_a}", headers=auth(other)).status_code == 200
-    assert client.get("/fhir/Observation", params={"patient": world.patient_a}, headers=auth(other)).status_code == 403
-    assert client.get("/fhir/MedicationRequest", params={"patient": world.patient_a}, headers=auth(other)).status_code == 200
-    client.put(f"/fhir/Consent/{medications_only['id']}", json={**medications_only, "status": "inactive"}, headers=auth(nurse))
+    assert (
+        client.get(
+            "/fhir/Observation", params={"patient": world.patient_a}, headers=auth(other)
+        ).status_code
+        == 403
+    )
+    assert (
+        client.get(
+            "/fhir/MedicationRequest", params={"patient": world.patient_a}, headers=auth(other)
+        ).status_code
+        == 200
+    )
+    client.put(
+        f"/fhir/Consent/{medications_only['id']}",
+        json={**medications_only, "status": "inactive"},
+        headers=auth(nurse),
+    )
 
     every = client.post(
-        "/fhir/Consent", json=consent_body(world.patient_a, program_id=world.program_b), headers=auth(nurse)
+        "/fhir/Consent",
+        json=consent_body(world.patient_a, program_id=world.program_b),
+        headers=auth(nurse),
     ).json()
-    observations = client.get("/fhir/Observation", params={"patient": world.patient_a}, headers=auth(other))
+    observations = client.get(
+        "/fhir/Observation", params={"patient": world.patient_a}, headers=auth(other)
+    )
     assert observations.status_code == 200 and observations.json()["entry"], observations.text
     # Consent opens the named patient's records, not the program's others (patient A2).
     assert client.get(f"/fhir/Patient/{world.patient_a2}", headers=auth(other)).status_code == 403
     # Still read only.
-    assert client.post("/fhir/Consent", json=consent_body(world.patient_a), headers=auth(make_token(sessions, world.email("prescriber_b"), "user/*.cruds"))).status_code == 403
+    assert (
+        client.post(
+            "/fhir/Consent",
+            json=consent_body(world.patient_a),
+            headers=auth(make_token(sessions, world.email("prescriber_b"), "user/*.cruds")),
+        ).status_code
+        == 403
+    )
 
-    client.put(f"/fhir/Consent/{every['id']}", json={**every, "status": "inactive"}, headers=auth(nurse))
+    client.put(
+        f"/fhir/Consent/{every['id']}", json={**every, "status": "inactive"}, headers=auth(nurse)
+    )
     after = client.get(f"/fhir/Patient/{world.patient_a}", headers=auth(other))
     assert after.status_code == 403
     with sessions() as db:
@@ -205,7 +292,14 @@ def test_another_program_reads_only_under_a_valid_consent_for_treatment(client, 
         assert last is not None and last.outcome != "0" and last.patient_id == world.patient_a
 
 
-def disclose(client, token: str, patient_id: str, recipient: str = CLINIC, purpose: str = "TREAT", information: str = "all"):  # type: ignore[no-untyped-def]
+def disclose(
+    client,
+    token: str,
+    patient_id: str,
+    recipient: str = CLINIC,
+    purpose: str = "TREAT",
+    information: str = "all",
+):  # type: ignore[no-untyped-def]
     body = {
         "resourceType": "Parameters",
         "parameter": [
@@ -217,7 +311,9 @@ def disclose(client, token: str, patient_id: str, recipient: str = CLINIC, purpo
     return client.post(f"/fhir/Patient/{patient_id}/$disclose", json=body, headers=auth(token))
 
 
-def test_a_release_is_refused_and_audited_without_expired_or_after_revoked_consent(client, sessions, world: World) -> None:
+def test_a_release_is_refused_and_audited_without_expired_or_after_revoked_consent(
+    client, sessions, world: World
+) -> None:
     seed_assessment(sessions, world)
     nurse = make_token(sessions, world.email("nurse"), "user/*.cruds")
 
@@ -230,7 +326,9 @@ def test_a_release_is_refused_and_audited_without_expired_or_after_revoked_conse
     was_expired = disclose(client, nurse, world.patient_a)
     assert was_expired.status_code == 403 and "expired" in was_expired.text
 
-    valid = client.post("/fhir/Consent", json=consent_body(world.patient_a), headers=auth(nurse)).json()
+    valid = client.post(
+        "/fhir/Consent", json=consent_body(world.patient_a), headers=auth(nurse)
+    ).json()
     assert disclose(client, nurse, world.patient_a, recipient="An employer").status_code == 403
     assert disclose(client, nurse, world.patient_a, purpose="HPAYMT").status_code == 403
 
@@ -249,7 +347,9 @@ def test_a_release_is_refused_and_audited_without_expired_or_after_revoked_conse
     assert "QuestionnaireResponse" in kinds and "Observation" in kinds
     assert bundle["meta"]["security"][0]["code"] == "NORDSCLCD"
 
-    client.put(f"/fhir/Consent/{valid['id']}", json={**valid, "status": "inactive"}, headers=auth(nurse))
+    client.put(
+        f"/fhir/Consent/{valid['id']}", json={**valid, "status": "inactive"}, headers=auth(nurse)
+    )
     after = disclose(client, nurse, world.patient_a)
     assert after.status_code == 403 and "revoked" in after.text
 
@@ -258,11 +358,17 @@ def test_a_release_is_refused_and_audited_without_expired_or_after_revoked_conse
     assert all(r.resource_type == "Disclosure" for r in refused)
     with sessions() as db:
         rows = list(db.scalars(select(DisclosureRow)))
-    assert len(rows) == 1 and rows[0].recipient_name == CLINIC and rows[0].consent_id == int(valid["id"])
+    assert (
+        len(rows) == 1
+        and rows[0].recipient_name == CLINIC
+        and rows[0].consent_id == int(valid["id"])
+    )
     assert "QuestionnaireResponse 1" in rows[0].contents
 
 
-def test_staff_record_release_a_pdf_and_the_patient_sees_the_accounting_and_revokes(client, sessions, world: World) -> None:
+def test_staff_record_release_a_pdf_and_the_patient_sees_the_accounting_and_revokes(
+    client, sessions, world: World
+) -> None:
     seed_assessment(sessions, world)
     csrf = sign_in(client, world.email("nurse"), world.passwords["nurse"])
     page = client.get(f"/patients/{world.patient_a}/consents")
@@ -280,7 +386,11 @@ def test_staff_record_release_a_pdf_and_the_patient_sees_the_accounting_and_revo
         "signer_role": "patient",
     }
     missing = client.post(f"/patients/{world.patient_a}/consents", data={**form, "signed_by": ""})
-    assert missing.status_code == 422 and 'id="signed_by-error"' in missing.text and "2.31(a)(8)" in missing.text
+    assert (
+        missing.status_code == 422
+        and 'id="signed_by-error"' in missing.text
+        and "2.31(a)(8)" in missing.text
+    )
     assert count(sessions, ConsentRow) == 0
     saved = client.post(f"/patients/{world.patient_a}/consents", data=form)
     assert saved.status_code == 303, saved.text
@@ -293,11 +403,15 @@ def test_staff_record_release_a_pdf_and_the_patient_sees_the_accounting_and_revo
         "information": ["assessments"],
         "form": "pdf",
     }
-    wrong = client.post(f"/patients/{world.patient_a}/disclosures", data={**release, "purpose": "HRESCH"})
+    wrong = client.post(
+        f"/patients/{world.patient_a}/disclosures", data={**release, "purpose": "HRESCH"}
+    )
     assert wrong.status_code == 403 and "Refused" in wrong.text
     pdf = client.post(f"/patients/{world.patient_a}/disclosures", data=release)
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
-    text = " ".join(" ".join(page.extract_text().split()) for page in PdfReader(io.BytesIO(pdf.content)).pages)
+    text = " ".join(
+        " ".join(page.extract_text().split()) for page in PdfReader(io.BytesIO(pdf.content)).pages
+    )
     assert "Notice prohibiting redisclosure" in text
     for phrase in (
         "This record which has been disclosed to you is protected by Federal confidentiality rules",
@@ -305,7 +419,9 @@ def test_staff_record_release_a_pdf_and_the_patient_sees_the_accounting_and_revo
     ):
         assert " ".join(phrase.split()) in text, phrase
     assert CLINIC in text and "QuestionnaireResponse" in text
-    bundle = client.post(f"/patients/{world.patient_a}/disclosures", data={**release, "form": "bundle"})
+    bundle = client.post(
+        f"/patients/{world.patient_a}/disclosures", data={**release, "form": "bundle"}
+    )
     assert bundle.status_code == 200 and bundle.json()["type"] == "document"
     assert len(refusals(sessions, "disclose")) == 1
 
@@ -319,7 +435,8 @@ def test_staff_record_release_a_pdf_and_the_patient_sees_the_accounting_and_revo
     with sessions() as db:
         consent_id = db.scalars(select(ConsentRow.id)).one()
     taken_back = client.post(
-        f"/patients/{world.patient_a}/consents/{consent_id}/revoke", data={"csrf_token": patient_csrf}
+        f"/patients/{world.patient_a}/consents/{consent_id}/revoke",
+        data={"csrf_token": patient_csrf},
     )
     assert taken_back.status_code == 303
     with sessions() as db:

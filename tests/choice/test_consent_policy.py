@@ -53,25 +53,44 @@ CASES = [
     ("valid, the chart itself", grant(resource_types=frozenset({"Observation"})), "Patient", True),
     ("expired", grant(expires_at=NOW - timedelta(seconds=1)), "Observation", False),
     ("revoked", grant(revoked_at=NOW - timedelta(minutes=1)), "Observation", False),
-    ("revoked later (still in force now)", grant(revoked_at=NOW + timedelta(days=1)), "Observation", True),
+    (
+        "revoked later (still in force now)",
+        grant(revoked_at=NOW + timedelta(days=1)),
+        "Observation",
+        True,
+    ),
     ("signed only tomorrow", grant(starts_at=NOW + timedelta(days=1)), "Observation", False),
     ("another program named", grant(recipient_program_id=THIRD), "Observation", False),
     ("someone outside named", grant(recipient_program_id=None), "Observation", False),
     ("payment, not treatment", grant(purpose="HPAYMT"), "Observation", False),
     ("research, not treatment", grant(purpose="HRESCH"), "Observation", False),
-    ("medications only: a dose plan", grant(resource_types=covered_types("medications")), "MedicationRequest", True),
-    ("medications only: an assessment", grant(resource_types=covered_types("medications")), "QuestionnaireResponse", False),
+    (
+        "medications only: a dose plan",
+        grant(resource_types=covered_types("medications")),
+        "MedicationRequest",
+        True,
+    ),
+    (
+        "medications only: an assessment",
+        grant(resource_types=covered_types("medications")),
+        "QuestionnaireResponse",
+        False,
+    ),
     ("another patient's consent", grant(patient_id="p-2"), "Observation", False),
     ("never the program's alerts", grant(), "Alert", False),
 ]
 
 
-@pytest.mark.parametrize(("case", "consent", "resource_type", "allowed"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("case", "consent", "resource_type", "allowed"), CASES, ids=[c[0] for c in CASES]
+)
 @pytest.mark.parametrize("permission", [Permission.READ, Permission.SEARCH])
 def test_reading_another_programs_patient_under_consent(
     case: str, consent: ConsentGrant, resource_type: str, allowed: bool, permission: Permission
 ) -> None:
-    decision = decide(staff(), permission, resource_type, PATIENT, consents=Consents((consent,), NOW))
+    decision = decide(
+        staff(), permission, resource_type, PATIENT, consents=Consents((consent,), NOW)
+    )
     assert bool(decision) is allowed, decision.reason
     if not allowed:
         assert "no valid consent" in decision.reason
@@ -93,7 +112,9 @@ def test_without_consents_another_program_is_refused_and_nothing_is_loaded_for_o
     patient = Actor(9, "p@test", Role.PATIENT, frozenset({HOME}), "p-1")
     assert not consent_matters(patient, PATIENT)
     researcher = staff(Role.RESEARCHER)
-    assert not decide(researcher, Permission.READ, "Patient", PATIENT, consents=Consents((grant(),), NOW))
+    assert not decide(
+        researcher, Permission.READ, "Patient", PATIENT, consents=Consents((grant(),), NOW)
+    )
 
 
 def test_search_visibility_adds_only_consented_patients_for_covered_types() -> None:
@@ -114,7 +135,10 @@ def _disclose(consent: ConsentGrant, **asked: object) -> tuple[bool, str]:
     }
     values.update(asked)
     decision, found = may_disclose(
-        staff(program=HOME), PATIENT, Consents((consent,), NOW), **values  # type: ignore[arg-type]
+        staff(program=HOME),
+        PATIENT,
+        Consents((consent,), NOW),
+        **values,  # type: ignore[arg-type]
     )
     assert (found is not None) is bool(decision)
     return bool(decision), decision.reason
@@ -126,14 +150,60 @@ OUTSIDE = grant(recipient_program_id=None, recipient_name="Dr Lee's clinic")
 @pytest.mark.parametrize(
     ("case", "consent", "asked", "allowed", "says"),
     [
-        ("valid (name compared without case or extra spaces)", OUTSIDE, {"recipient_name": "dr lee's  CLINIC"}, True, "under consent 5"),
-        ("no consent for that recipient", OUTSIDE, {"recipient_name": "An employer"}, False, "no consent"),
+        (
+            "valid (name compared without case or extra spaces)",
+            OUTSIDE,
+            {"recipient_name": "dr lee's  CLINIC"},
+            True,
+            "under consent 5",
+        ),
+        (
+            "no consent for that recipient",
+            OUTSIDE,
+            {"recipient_name": "An employer"},
+            False,
+            "no consent",
+        ),
         ("another purpose", OUTSIDE, {"purpose": "HPAYMT"}, False, "no consent"),
-        ("expired", grant(recipient_program_id=None, recipient_name="Dr Lee's clinic", expires_at=NOW), {}, False, "expired"),
-        ("revoked", grant(recipient_program_id=None, recipient_name="Dr Lee's clinic", revoked_at=NOW), {}, False, "revoked"),
-        ("information not covered", grant(recipient_program_id=None, recipient_name="Dr Lee's clinic", resource_types=covered_types("assessments")), {}, False, "does not cover"),
-        ("a program recipient by id", grant(), {"recipient_program_id": OTHER, "recipient_name": ""}, True, "under consent"),
-        ("a program not named", grant(), {"recipient_program_id": THIRD, "recipient_name": ""}, False, "no consent"),
+        (
+            "expired",
+            grant(recipient_program_id=None, recipient_name="Dr Lee's clinic", expires_at=NOW),
+            {},
+            False,
+            "expired",
+        ),
+        (
+            "revoked",
+            grant(recipient_program_id=None, recipient_name="Dr Lee's clinic", revoked_at=NOW),
+            {},
+            False,
+            "revoked",
+        ),
+        (
+            "information not covered",
+            grant(
+                recipient_program_id=None,
+                recipient_name="Dr Lee's clinic",
+                resource_types=covered_types("assessments"),
+            ),
+            {},
+            False,
+            "does not cover",
+        ),
+        (
+            "a program recipient by id",
+            grant(),
+            {"recipient_program_id": OTHER, "recipient_name": ""},
+            True,
+            "under consent",
+        ),
+        (
+            "a program not named",
+            grant(),
+            {"recipient_program_id": THIRD, "recipient_name": ""},
+            False,
+            "no consent",
+        ),
     ],
 )
 def test_disclosure_needs_a_valid_consent_for_that_recipient_and_purpose(
@@ -156,7 +226,12 @@ def test_only_the_patients_own_program_discloses() -> None:
     assert not decision and "not a member" in decision.reason
     patient = Actor(9, "p@test", Role.PATIENT, frozenset({HOME}), "p-1")
     decision, _ = may_disclose(
-        patient, PATIENT, Consents((OUTSIDE,), NOW), recipient_program_id=None,
-        recipient_name="Dr Lee's clinic", purpose="TREAT", resource_types=(),
+        patient,
+        PATIENT,
+        Consents((OUTSIDE,), NOW),
+        recipient_program_id=None,
+        recipient_name="Dr Lee's clinic",
+        purpose="TREAT",
+        resource_types=(),
     )
     assert not decision

@@ -63,11 +63,17 @@ def test_the_domain_list_wires_every_part() -> None:
         "withdrawal",
         "medications",
         "outcomes",
+        "choice",
     ]
     paths = {route.path for router in domains.routers() for route in router.routes}
     for path in ("/fhir/Patient", "/fhir/Observation", "/fhir/MedicationRequest", "/detox"):
         assert path in paths
-    assert [t.id for t in domains.chart_tabs()] == ["overview", "withdrawal", "medications"]
+    assert [t.id for t in domains.chart_tabs()] == [
+        "overview",
+        "withdrawal",
+        "medications",
+        "consent",
+    ]
     assert {job.name for job in domains.scheduled_jobs()} >= {
         "withdrawal.overdue",
         "medications.missed_doses",
@@ -79,6 +85,7 @@ def test_the_domain_list_wires_every_part() -> None:
     ]
     tables = set(full_metadata().tables)
     assert {"patients", "withdrawal_assessments", "medication_dose_plans", "alerts"} <= tables
+    assert {"consents", "consent_disclosures"} <= tables
 
 
 def test_every_domain_route_is_one_unit_of_work_and_off_the_event_loop() -> None:

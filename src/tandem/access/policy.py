@@ -411,9 +411,7 @@ def may_disclose(
         return Decision(
             False, f"the patient's consent for this recipient and purpose is {states[0]}"
         ), None
-    return Decision(
-        False, "no consent of the patient names this recipient for this purpose"
-    ), None
+    return Decision(False, "no consent of the patient names this recipient for this purpose"), None
 
 
 def may_administer(actor: Actor) -> Decision:

@@ -42,7 +42,11 @@ RECIPIENT_ROLE = {
     ]
 }
 # A label on every released Bundle: do not redisclose without the patient's consent.
-NO_REDISCLOSURE = {"system": ACT_CODE, "code": "NORDSCLCD", "display": "no redisclosure without consent directive"}
+NO_REDISCLOSURE = {
+    "system": ACT_CODE,
+    "code": "NORDSCLCD",
+    "display": "no redisclosure without consent directive",
+}
 
 
 def _iso(value: datetime) -> str:
@@ -135,7 +139,7 @@ def to_consent(
 
 
 def _ext(body: dict[str, Any], name: str) -> list[Any]:
-    found = []
+    found: list[Any] = []
     for item in body.get("extension") or []:
         if isinstance(item, dict) and item.get("url") == f"{EXT}{name}":
             found.extend(v for k, v in item.items() if k.startswith("value"))
@@ -176,7 +180,9 @@ def from_consent(body: dict[str, Any]) -> tuple[str, core.ConsentInput]:
         raise InvalidInput("Consent", f"not a valid FHIR Consent: {str(exc)[:300]}") from None
     reference = str((body.get("patient") or {}).get("reference") or "")
     if not reference.startswith("Patient/") or len(reference) <= len("Patient/"):
-        raise InvalidInput("patient", "name the patient: Patient/<id> (required by 42 CFR 2.31(a)(1))")
+        raise InvalidInput(
+            "patient", "name the patient: Patient/<id> (required by 42 CFR 2.31(a)(1))"
+        )
     provision = body.get("provision") or {}
     actors = [a for a in provision.get("actor") or [] if isinstance(a, dict)]
     recipient_program_id: int | None = None
@@ -198,7 +204,9 @@ def from_consent(body: dict[str, Any]) -> tuple[str, core.ConsentInput]:
             break
     performer = (body.get("performer") or [{}])[0] or {}
     signer_role = next(iter(_ext(body, "consent-signer-role")), None) or (
-        "patient" if str(performer.get("reference", "")).startswith("Patient/") else "representative"
+        "patient"
+        if str(performer.get("reference", "")).startswith("Patient/")
+        else "representative"
     )
     period = provision.get("period") or {}
     values = core.ConsentInput(
@@ -252,7 +260,11 @@ def release_bundle(
         "status": "final",
         "type": {
             "coding": [
-                {"system": "http://loinc.org", "code": "34133-9", "display": "Summary of episode note"}
+                {
+                    "system": "http://loinc.org",
+                    "code": "34133-9",
+                    "display": "Summary of episode note",
+                }
             ],
             "text": "Release of substance-use records",
         },

@@ -150,7 +150,9 @@ def record(request: Request, patient_id: str, access: Access = Depends(csrf_form
     return RedirectResponse(f"/patients/{patient_id}/consents?flash=consent-saved", status_code=303)
 
 
-def _change(request: Request, access: Access, patient_id: str, consent_id: int, action: str) -> Response:
+def _change(
+    request: Request, access: Access, patient_id: str, consent_id: int, action: str
+) -> Response:
     try:
         row = consent_service.get_consent(access, consent_id)
         if row.patient_id != patient_id:
@@ -162,9 +164,7 @@ def _change(request: Request, access: Access, patient_id: str, consent_id: int, 
             consent_service.end_consent(access, consent_id, utcnow())
     except InvalidInput as exc:
         form_refused(request, access, exc)
-        return _consent_page(
-            request, access, patient_id, status_code=422, change_error=exc.message
-        )
+        return _consent_page(request, access, patient_id, status_code=422, change_error=exc.message)
     flash = "consent-revoked" if action == "revoke" else "consent-ended"
     return RedirectResponse(f"/patients/{patient_id}/consents?flash={flash}", status_code=303)
 
@@ -206,13 +206,17 @@ def _release_form(
         rules=core.rules(),
         programs=consent_service.other_programs(access, patient),
         information_label=core.information_label,
-        values=context.pop("values", {"recipient_kind": "outside", "information": ["all"], "form": "pdf"}),
+        values=context.pop(
+            "values", {"recipient_kind": "outside", "information": ["all"], "form": "pdf"}
+        ),
         **context,
     )
 
 
 @router.get("/patients/{patient_id}/disclosures/new")
-def release_form(request: Request, patient_id: str, access: Access = Depends(page_access)) -> Response:
+def release_form(
+    request: Request, patient_id: str, access: Access = Depends(page_access)
+) -> Response:
     patient = patients.get_patient(access, patient_id)
     consent_id = row_id(request.query_params.get("consent", ""))
     values: dict[str, Any] = {"recipient_kind": "outside", "information": ["all"], "form": "pdf"}
@@ -266,7 +270,11 @@ def release(request: Request, patient_id: str, access: Access = Depends(csrf_for
     filename = f"release-{made.disclosure.id}"
     if form == "bundle":
         bundle = consent_fhir.release_bundle(
-            made.disclosure, consent, made.resources, program, discloser,
+            made.disclosure,
+            consent,
+            made.resources,
+            program,
+            discloser,
             str(request.base_url).rstrip("/") + "/fhir",
         )
         return Response(
@@ -317,9 +325,13 @@ def _summary(resource: dict[str, Any]) -> dict[str, str]:
             when = str(resource[key])[:16].replace("T", " ")
             break
     what = ""
-    code = resource.get("code") or resource.get("medicationCodeableConcept") or resource.get("event")
+    code = (
+        resource.get("code") or resource.get("medicationCodeableConcept") or resource.get("event")
+    )
     if isinstance(code, dict):
-        what = str(code.get("text") or next((c.get("display", "") for c in code.get("coding", [])), ""))
+        what = str(
+            code.get("text") or next((c.get("display", "") for c in code.get("coding", [])), "")
+        )
     if kind == "Patient":
         names = resource.get("name") or [{}]
         what = " ".join([*names[0].get("given", []), names[0].get("family", "")]).strip()

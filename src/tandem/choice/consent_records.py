@@ -30,7 +30,9 @@ LIMIT = 500  # per kind of record: a release is for a person to read
 Exporter = Callable[[Access, Patient, str, datetime], list[dict[str, Any]]]
 
 
-def _assessments(access: Access, patient: Patient, base: str, now: datetime) -> list[dict[str, Any]]:
+def _assessments(
+    access: Access, patient: Patient, base: str, now: datetime
+) -> list[dict[str, Any]]:
     rows: list[AssessmentRow] = patient_rows(
         access,
         "QuestionnaireResponse",
@@ -40,16 +42,20 @@ def _assessments(access: Access, patient: Patient, base: str, now: datetime) -> 
         f"disclosure patient={patient.id}",
     )
     names = display_names(access.db, {r.recorded_by for r in rows})
-    return [questionnaire_response(r, base, names.get(r.recorded_by)) for r in rows]
+    return [questionnaire_response(r, base, names.get(r.recorded_by or 0)) for r in rows]
 
 
-def _observations(access: Access, patient: Patient, base: str, now: datetime) -> list[dict[str, Any]]:
+def _observations(
+    access: Access, patient: Patient, base: str, now: datetime
+) -> list[dict[str, Any]]:
     o, a = ObservationRow, AssessmentRow
     access.require(Permission.SEARCH, "Observation", patient_ref(patient))
     pairs = access.db.execute(
         select(o, a)
         .join(a, a.id == o.assessment_id)
-        .where(a.patient_id == patient.id, visible(access, "Observation", a.patient_id, a.program_id))
+        .where(
+            a.patient_id == patient.id, visible(access, "Observation", a.patient_id, a.program_id)
+        )
         .order_by(o.effective_at.desc())
         .limit(LIMIT)
     ).all()

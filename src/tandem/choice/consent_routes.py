@@ -59,10 +59,21 @@ FHIR_RESOURCES = (
 
 def _resources(access: Access, rows: list[ConsentRow]) -> list[dict[str, Any]]:
     names = display_names(access.db, {r.recorded_by for r in rows} | {r.revoked_by for r in rows})
-    programs = dict(access.db.query(Program.id, Program.name).filter(Program.id.in_({r.program_id for r in rows})).all()) if rows else {}
+    programs = (
+        dict(
+            access.db.query(Program.id, Program.name)
+            .filter(Program.id.in_({r.program_id for r in rows}))
+            .all()
+        )
+        if rows
+        else {}
+    )
     return [
         consent_fhir.to_consent(
-            r, programs.get(r.program_id, ""), names.get(r.recorded_by), names.get(r.revoked_by or 0)
+            r,
+            programs.get(r.program_id, ""),
+            names.get(r.recorded_by),
+            names.get(r.revoked_by or 0),
         )
         for r in rows
     ]
@@ -79,7 +90,10 @@ def create_consent(
         row = consent_service.record_consent(access, patient_id, values, utcnow())
     except NotFound:
         raise FhirError(
-            422, "invalid", f"Consent.patient: Patient/{patient_id} is not known", ["Consent.patient"]
+            422,
+            "invalid",
+            f"Consent.patient: Patient/{patient_id} is not known",
+            ["Consent.patient"],
         ) from None
     (resource,) = _resources(access, [row])
     location = f"{base_url(request)}/Consent/{row.id}"
@@ -92,7 +106,9 @@ def search_consents(request: Request, access: Access = Depends(api_access)) -> R
     statuses = [s for v in request.query_params.getlist("status") for s in v.split(",") if s]
     bad = [s for s in statuses if s not in ("active", "inactive")]
     if bad:
-        raise FhirError(400, "invalid", f"status must be active or inactive, got {bad[0]!r}", ["status"])
+        raise FhirError(
+            400, "invalid", f"status must be active or inactive, got {bad[0]!r}", ["status"]
+        )
     page = consent_service.search_consents(
         access,
         patient_param(request, "patient"),
@@ -124,10 +140,13 @@ def update_consent(
     (a new one is signed instead)."""
     row_id = int_id(consent_id, "Consent")
     if str(body.get("id", "")) != str(row_id):
-        raise FhirError(400, "invalid", "Consent.id must match the id in the address", ["Consent.id"])
+        raise FhirError(
+            400, "invalid", "Consent.id must match the id in the address", ["Consent.id"]
+        )
     if body.get("status") != "inactive":
         raise InvalidInput(
-            "status", "only a revocation (status inactive) changes a consent; sign a new one instead"
+            "status",
+            "only a revocation (status inactive) changes a consent; sign a new one instead",
         )
     row = consent_service.revoke_consent(access, row_id, utcnow())
     (resource,) = _resources(access, [row])
@@ -158,8 +177,16 @@ def disclose(
     program_id: int | None = None
     name = ""
     if isinstance(recipient, dict):
-        if recipient.get("system") != consent_fhir.PROGRAM_SYSTEM or not str(recipient.get("value", "")).isdigit():
-            raise FhirError(422, "invalid", "recipient: an identifier must be urn:tandem:program|<id>", ["recipient"])
+        if (
+            recipient.get("system") != consent_fhir.PROGRAM_SYSTEM
+            or not str(recipient.get("value", "")).isdigit()
+        ):
+            raise FhirError(
+                422,
+                "invalid",
+                "recipient: an identifier must be urn:tandem:program|<id>",
+                ["recipient"],
+            )
         program_id = int(str(recipient["value"])[:9])
     else:
         name = str(recipient)
@@ -177,6 +204,11 @@ def disclose(
     (consent,) = _resources(access, [release.consent])
     program = release.patient.program.name
     bundle = consent_fhir.release_bundle(
-        release.disclosure, consent, release.resources, program, access.actor.label, base_url(request)
+        release.disclosure,
+        consent,
+        release.resources,
+        program,
+        access.actor.label,
+        base_url(request),
     )
     return patient_data_response(access, bundle)

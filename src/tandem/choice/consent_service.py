@@ -89,7 +89,9 @@ def record_consent(
     return row
 
 
-def get_consent(access: Access, consent_id: int, permission: Permission = Permission.READ) -> ConsentRow:
+def get_consent(
+    access: Access, consent_id: int, permission: Permission = Permission.READ
+) -> ConsentRow:
     return read_row(access, CONSENT, ConsentRow, consent_id, permission=permission)
 
 
@@ -276,9 +278,7 @@ def disclose(
     assert consent is not None  # the grant was read from it in this request
     patient = load_patient(access, patient.id)
     resources = gather(access, patient, types, base_url, now)
-    contents = ", ".join(
-        f"{t} {n}" for t, n in sorted(_counts(resources).items())
-    )
+    contents = ", ".join(f"{t} {n}" for t, n in sorted(_counts(resources).items()))
     row = DisclosureRow(
         patient_id=patient.id,
         program_id=patient.program_id,
