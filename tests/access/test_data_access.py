@@ -17,7 +17,10 @@ PATIENT_SEARCHES = (
     "MedicationStatement",
     "AdverseEvent",
     "MedicationRequest",
+    "Consent",
 )
+# Searches that take `patient` only (no `subject`).
+PATIENT_ONLY = frozenset({"MedicationAdministration", "Consent"})
 
 
 def auth(token: str) -> dict[str, str]:
@@ -43,7 +46,7 @@ def test_a_search_for_a_patient_of_another_program_is_refused_and_audited(
 ) -> None:
     nurse_b = make_token(sessions, world.email("nurse_b"), "user/*.rs")
     for param in ("patient", "subject"):
-        if resource_type == "MedicationAdministration" and param == "subject":
+        if resource_type in PATIENT_ONLY and param == "subject":
             continue
         answer = client.get(
             f"/fhir/{resource_type}",

@@ -453,3 +453,10 @@ def test_the_notice_is_the_regulations_statement_with_its_source() -> None:
     assert notice.text.startswith("This record which has been disclosed to you is protected")
     assert len(notice.items) == 3 and "45 CFR part 164" in notice.items[2]
     assert rules().sources[notice.source].url.endswith("section-2.32")  # type: ignore[union-attr]
+
+
+def test_the_capability_statement_lists_consent(client) -> None:
+    metadata = client.get("/fhir/metadata").json()
+    (consent,) = [r for r in metadata["rest"][0]["resource"] if r["type"] == "Consent"]
+    assert {i["code"] for i in consent["interaction"]} == {"read", "create", "update", "search-type"}
+    assert {"patient", "status"} <= {p["name"] for p in consent["searchParam"]}
