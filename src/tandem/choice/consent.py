@@ -111,6 +111,12 @@ def information_label(information: str) -> str:
     return ", ".join(labels.get(i, i) for i in information.split(",") if i)
 
 
+def information_plain(information: str) -> str:
+    """The information a consent covers, as the patient reads it."""
+    plain = {c.id: c.plain for c in rules().categories}
+    return ", ".join(plain.get(i, i) for i in information.split(",") if i)
+
+
 def _missing(field: str, detail: str = "") -> InvalidInput:
     element = rules().element(field)
     return InvalidInput(

@@ -121,6 +121,7 @@ def _consent_page(
         state_text=core.STATE_TEXT,
         programs=consent_service.other_programs(access, patient) if may_record else [],
         information_label=core.information_label,
+        information_plain=core.information_plain,
         values=context.pop("values", defaults),
         **context,
     )
