@@ -95,7 +95,12 @@ def load(url: str, patients: int, consents: int, seed: int) -> Loaded:
         tokens = []
         for name, program in (("a", a), ("b", b)):
             user = accounts.create_user(
-                db, f"nurse-{name}@bench.test", f"Nurse {name}", "nurse", "bench-password-1", [program.id]
+                db,
+                f"nurse-{name}@bench.test",
+                f"Nurse {name}",
+                "nurse",
+                "bench-password-1",
+                [program.id],
             )
             db.flush()
             secret, _ = create_token(db, user, ["user/*.rs"], "bench", NOW)
@@ -146,7 +151,12 @@ def load(url: str, patients: int, consents: int, seed: int) -> Loaded:
                 "revocation_note": "",
             }
             if k == 0 and program == program_a:
-                row.update(recipient_program_id=program_b, recipient_name="Bravo", purpose="TREAT", information="all")
+                row.update(
+                    recipient_program_id=program_b,
+                    recipient_name="Bravo",
+                    purpose="TREAT",
+                    information="all",
+                )
                 fate = i % 3
                 if fate == 1:
                     row["revoked_at"] = NOW - timedelta(days=1)
@@ -157,7 +167,10 @@ def load(url: str, patients: int, consents: int, seed: int) -> Loaded:
             consent_rows.append(row)
     with engine.begin() as conn:
         patient_columns = set(Patient.__table__.columns.keys())
-        conn.execute(insert(Patient.__table__), [{k: v for k, v in r.items() if k in patient_columns} for r in patient_rows])
+        conn.execute(
+            insert(Patient.__table__),
+            [{k: v for k, v in r.items() if k in patient_columns} for r in patient_rows],
+        )
         for start in range(0, len(consent_rows), 5000):
             conn.execute(insert(ConsentRow.__table__), consent_rows[start : start + 5000])
         if engine.dialect.name == "postgresql":
@@ -171,7 +184,9 @@ def consent_off() -> Iterator[None]:
     """The access layer as it was before consent: no consent input to any decision."""
     saved = Access.consents_for, Access.visibility
     Access.consents_for = lambda self, patient: NO_CONSENTS  # type: ignore[method-assign,assignment]
-    Access.visibility = lambda self, resource_type="Patient": policy_visibility(self.actor, resource_type)  # type: ignore[method-assign,assignment]
+    Access.visibility = lambda self, resource_type="Patient": policy_visibility(
+        self.actor, resource_type
+    )  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
@@ -204,7 +219,9 @@ def bare_lookup(url: str, patients: list[str]) -> float:
         query = LOOKUP.format(p="?")
         args: Callable[[str], Any] = lambda p: (p,)  # noqa: E731
     else:
-        conn = psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
+        conn = psycopg.connect(
+            make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        )
         query = LOOKUP.format(p="%s")
         args = lambda p: (p,)  # noqa: E731
     started = time.perf_counter()
@@ -216,11 +233,15 @@ def bare_lookup(url: str, patients: list[str]) -> float:
     return elapsed
 
 
-def run_engine(name: str, url: str, args: argparse.Namespace) -> list[tuple[str, str, float, float]]:
+def run_engine(
+    name: str, url: str, args: argparse.Namespace
+) -> list[tuple[str, str, float, float]]:
     log(f"[{name}] loading {args.patients} patients x {args.consents} consents ...")
     started = time.perf_counter()
     loaded = load(url, args.patients, args.consents, args.seed)
-    log(f"[{name}] loaded in {time.perf_counter() - started:.1f}s; {len(loaded.consented)} patients consented to B")
+    log(
+        f"[{name}] loaded in {time.perf_counter() - started:.1f}s; {len(loaded.consented)} patients consented to B"
+    )
     app = create_app(Settings(database_url=url))
     rng = random.Random(args.seed + 1)
     results: list[tuple[str, str, float, float]] = []
@@ -233,7 +254,9 @@ def run_engine(name: str, url: str, args: argparse.Namespace) -> list[tuple[str,
                 one(client, loaded.nurse_a, path.format(p=p))
             for p in sample:
                 order = list(ARMS)
-                rng.shuffle(order)  # request by request, so drift on a shared machine hits every arm
+                rng.shuffle(
+                    order
+                )  # request by request, so drift on a shared machine hits every arm
                 for arm in order:
                     token = loaded.nurse_b if arm.startswith("other") else loaded.nurse_a
                     if arm == "own, consent off":
@@ -244,7 +267,9 @@ def run_engine(name: str, url: str, args: argparse.Namespace) -> list[tuple[str,
                     walls[arm].append(wall)
                     cpus[arm].append(cpu)
             for arm in ARMS:
-                results.append((label, arm, statistics.median(walls[arm]), statistics.median(cpus[arm])))
+                results.append(
+                    (label, arm, statistics.median(walls[arm]), statistics.median(cpus[arm]))
+                )
     app.state.engine.dispose()
     sample = rng.sample(loaded.consented, min(len(loaded.consented), 500))
     bare = bare_lookup(url, sample)
@@ -267,12 +292,16 @@ def report(name: str, results: list[tuple[str, str, float, float]]) -> bool:
                 met = False
         else:
             print(f"{label:<26}{arm:<24}{wall:>9.3f}")
-    print(f"\ntarget (with consent within 1.10 of without, wall or CPU): {'met' if met else 'NOT met'}")
+    print(
+        f"\ntarget (with consent within 1.10 of without, wall or CPU): {'met' if met else 'NOT met'}"
+    )
     return met
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--patients", type=int, default=10_000)
     parser.add_argument("--consents", type=int, default=3)
     parser.add_argument("--requests", type=int, default=300, help="patients drawn per request kind")

@@ -41,7 +41,9 @@ def test_a_consent_opens_the_chart_to_another_program_until_the_patient_takes_it
     staff.get_by_label("Signed by (name)").fill("The patient")
     staff.get_by_role("button", name="Save the consent").click()
     assert "The consent was saved" in staff.inner_text("body")
-    staff.get_by_role("heading", name="Consents to share substance-use records").scroll_into_view_if_needed()
+    staff.get_by_role(
+        "heading", name="Consents to share substance-use records"
+    ).scroll_into_view_if_needed()
     shot(staff, "consent-staff-1280")
     staff.get_by_role("link", name="Release records under it").click()
     assert "No consent in force" not in staff.inner_text("body")

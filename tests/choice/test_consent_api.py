@@ -458,11 +458,18 @@ def test_the_notice_is_the_regulations_statement_with_its_source() -> None:
 def test_the_capability_statement_lists_consent(client) -> None:
     metadata = client.get("/fhir/metadata").json()
     (consent,) = [r for r in metadata["rest"][0]["resource"] if r["type"] == "Consent"]
-    assert {i["code"] for i in consent["interaction"]} == {"read", "create", "update", "search-type"}
+    assert {i["code"] for i in consent["interaction"]} == {
+        "read",
+        "create",
+        "update",
+        "search-type",
+    }
     assert {"patient", "status"} <= {p["name"] for p in consent["searchParam"]}
 
 
-def test_the_chart_pages_honour_a_consent_with_no_code_of_their_own(client, sessions, world: World) -> None:
+def test_the_chart_pages_honour_a_consent_with_no_code_of_their_own(
+    client, sessions, world: World
+) -> None:
     """Every existing page reads through the data-access layer: under a consent the other
     program's prescriber opens the chart and its tabs; without it, each is refused."""
     seed_assessment(sessions, world)
@@ -471,7 +478,11 @@ def test_the_chart_pages_honour_a_consent_with_no_code_of_their_own(client, sess
     for tab in tabs:
         assert client.get(f"/patients/{world.patient_a}{tab}").status_code == 403, tab
     nurse = make_token(sessions, world.email("nurse"), "user/*.cruds")
-    client.post("/fhir/Consent", json=consent_body(world.patient_a, program_id=world.program_b), headers=auth(nurse))
+    client.post(
+        "/fhir/Consent",
+        json=consent_body(world.patient_a, program_id=world.program_b),
+        headers=auth(nurse),
+    )
     for tab in tabs:
         page = client.get(f"/patients/{world.patient_a}{tab}")
         assert page.status_code == 200 and "RIVERA" in page.text.upper(), tab
@@ -479,7 +490,12 @@ def test_the_chart_pages_honour_a_consent_with_no_code_of_their_own(client, sess
     assert client.get(f"/patients/{world.patient_a}/consents").status_code == 403
     # Never a write: the forms refuse.
     csrf = csrf_from(client.get(f"/patients/{world.patient_a}").text)
-    assert client.post(f"/patients/{world.patient_a}/edit", data={"csrf_token": csrf, "family": "X"}).status_code == 403
+    assert (
+        client.post(
+            f"/patients/{world.patient_a}/edit", data={"csrf_token": csrf, "family": "X"}
+        ).status_code
+        == 403
+    )
 
 
 def test_consent_rules_the_core_checks() -> None:
@@ -498,17 +514,33 @@ def test_consent_rules_the_core_checks() -> None:
         signed_on=date.fromisoformat(today()),
         signed_by="Ana Rivera",
     )
-    kwargs = dict(patient_name="Ana Rivera", program_name="Alpha", recipient_program_name=None, own_program_id=1, time_zone="America/New_York", now=now)
+    kwargs = dict(
+        patient_name="Ana Rivera",
+        program_name="Alpha",
+        recipient_program_name=None,
+        own_program_id=1,
+        time_zone="America/New_York",
+        now=now,
+    )
     assert check_consent(base, **kwargs).expires_at is None  # type: ignore[arg-type]
     cases = {
         "signed_on": base.__class__(**{**base.__dict__, "signed_on": date.fromisoformat(days(2))}),
-        "expiry": base.__class__(**{**base.__dict__, "expires_on": date.fromisoformat(days(-3)), "expiry_event": ""}),
+        "expiry": base.__class__(
+            **{**base.__dict__, "expires_on": date.fromisoformat(days(-3)), "expiry_event": ""}
+        ),
         "purpose": base.__class__(**{**base.__dict__, "purpose": "PATRQT"}),
-        "recipient": base.__class__(**{**base.__dict__, "recipient_name": "", "recipient_program_id": 1}),
+        "recipient": base.__class__(
+            **{**base.__dict__, "recipient_name": "", "recipient_program_id": 1}
+        ),
     }
     for field, values in cases.items():
         with pytest.raises(InvalidInput) as refused:
-            check_consent(values, **{**kwargs, "recipient_program_name": "Alpha"} if field == "recipient" else kwargs)  # type: ignore[arg-type]
+            check_consent(
+                values,
+                **{**kwargs, "recipient_program_name": "Alpha"} if field == "recipient" else kwargs,
+            )  # type: ignore[arg-type]
         assert refused.value.field == field
-    dated = check_consent(base.__class__(**{**base.__dict__, "expires_on": date.fromisoformat(days(3))}), **kwargs)  # type: ignore[arg-type]
+    dated = check_consent(
+        base.__class__(**{**base.__dict__, "expires_on": date.fromisoformat(days(3))}), **kwargs
+    )  # type: ignore[arg-type]
     assert dated.expires_at is not None and dated.expires_at > now + timedelta(days=3)

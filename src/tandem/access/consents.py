@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from sqlalchemy import Integer, String, TextClause, text
+from sqlalchemy import Integer, String, TextualSelect, text
 from sqlalchemy.orm import Session
 
 from tandem.access.policy import ConsentGrant
@@ -18,7 +18,7 @@ from tandem.storage.db import UTCDateTime
 
 
 @cache
-def _statement() -> TextClause:
+def _statement() -> TextualSelect:
     # Newest first: a refusal names the state of the newest consent.
     return text(
         "SELECT id, purpose, signed_at, recipient_program_id, recipient_name, information, "
