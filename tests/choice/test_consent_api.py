@@ -317,6 +317,20 @@ def test_a_release_is_refused_and_audited_without_expired_or_after_revoked_conse
     seed_assessment(sessions, world)
     nurse = make_token(sessions, world.email("nurse"), "user/*.cruds")
 
+    for odd in (
+        {"parameter": 5},
+        {"parameter": [{"name": "recipient", "valueIdentifier": {"value": "x"}}]},
+        {},
+    ):
+        answer = client.post(
+            f"/fhir/Patient/{world.patient_a}/$disclose",
+            json={"resourceType": "Parameters", **odd},
+            headers=auth(nurse),
+        )
+        assert (
+            400 <= answer.status_code < 500 and answer.json()["resourceType"] == "OperationOutcome"
+        )
+
     none = disclose(client, nurse, world.patient_a)
     assert none.status_code == 403 and none.json()["resourceType"] == "OperationOutcome"
     assert "no consent" in none.text

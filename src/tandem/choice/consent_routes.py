@@ -155,7 +155,12 @@ def update_consent(
 
 def _parameters(body: dict[str, Any]) -> dict[str, list[Any]]:
     found: dict[str, list[Any]] = {}
-    for item in body.get("parameter") or []:
+    items = body.get("parameter")
+    if not isinstance(items, list):
+        raise FhirError(
+            400, "invalid", "Parameters.parameter must be a list", ["Parameters.parameter"]
+        )
+    for item in items:
         if isinstance(item, dict) and isinstance(item.get("name"), str):
             values = [v for k, v in item.items() if k.startswith("value")]
             found.setdefault(item["name"], []).extend(values)
