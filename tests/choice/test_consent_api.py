@@ -21,6 +21,10 @@ from tandem.choice.consent_storage import ConsentRow, DisclosureRow
 from tandem.clock import program_today, utcnow
 from tandem.storage.db import session_scope
 from tandem.storage.models import AuditEntry
+from tandem.medications.dose_calendar import plan_view
+from tandem.medications.doses import record_administration
+from tandem.medications.plans import create_titration
+from tandem.patients.service import get_patient
 from tandem.withdrawal import assessments
 from tests.conftest import World, csrf_from, make_token, sign_in
 from tests.medications.conftest import access_for
@@ -134,6 +138,34 @@ def seed_assessment(sessions, world: World) -> None:  # type: ignore[no-untyped-
         nurse = access_for(db, sessions, world.email("nurse"))
         assessments.save_assessment(
             nurse, world.patient_a, "ciwa_ar", ciwa_answers(12), utcnow() - timedelta(minutes=5)
+        )
+
+
+def seed_medication(sessions, world: World) -> None:  # type: ignore[no-untyped-def]
+    """A baclofen dose plan started yesterday, with its first dose given."""
+    now = utcnow()
+    with session_scope(sessions) as db:
+        prescriber = access_for(db, sessions, world.email("prescriber"))
+        plan = create_titration(
+            prescriber,
+            world.patient_a,
+            "baclofen",
+            start="5mg-tid",
+            step_mg=5,
+            every_days=3,
+            target="20mg-tid",
+            start_date=program_today("America/New_York", now) - timedelta(days=1),
+            now=now,
+        )
+        doses = plan_view(prescriber, get_patient(prescriber, world.patient_a), plan, now).doses
+        record_administration(
+            prescriber,
+            world.patient_a,
+            plan.id,
+            due_at=doses[0].planned.due_at,
+            given=True,
+            administered_at=doses[0].planned.due_at,
+            now=now,
         )
 
 
@@ -315,6 +347,7 @@ def test_a_release_is_refused_and_audited_without_expired_or_after_revoked_conse
     client, sessions, world: World
 ) -> None:
     seed_assessment(sessions, world)
+    seed_medication(sessions, world)
     nurse = make_token(sessions, world.email("nurse"), "user/*.cruds")
 
     for odd in (
@@ -358,7 +391,8 @@ def test_a_release_is_refused_and_audited_without_expired_or_after_revoked_conse
     assert "NOT sufficient" in notice
     kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
     assert kinds[:3] == ["Composition", "Consent", "Patient"]
-    assert "QuestionnaireResponse" in kinds and "Observation" in kinds
+    assert {"QuestionnaireResponse", "Observation", "MedicationRequest"} <= set(kinds)
+    assert "MedicationAdministration" in kinds
     assert bundle["meta"]["security"][0]["code"] == "NORDSCLCD"
 
     client.put(

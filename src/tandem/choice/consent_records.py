@@ -16,10 +16,16 @@ from tandem.access.policy import Permission
 from tandem.access.queries import audit_shown, patient_ref, visible
 from tandem.clock import program_today
 from tandem.fhir.patient import to_fhir
+from tandem.medications.administration_routes import medication_administration
 from tandem.medications.fhir_records import adverse_event, medication_request, medication_statement
 from tandem.medications.plans import effective_status
 from tandem.medications.search import patient_rows
-from tandem.medications.storage import DosePlanRow, MedicationStatementRow, SideEffectRow
+from tandem.medications.storage import (
+    DosePlanRow,
+    MedicationAdministrationRow,
+    MedicationStatementRow,
+    SideEffectRow,
+)
 from tandem.medications.validation import SIDE_EFFECTS
 from tandem.storage.models import Patient
 from tandem.withdrawal.fhir import observation, questionnaire_response
@@ -110,11 +116,28 @@ def _side_effects(
     ]
 
 
+def _doses_given(
+    access: Access, patient: Patient, base: str, now: datetime
+) -> list[dict[str, Any]]:
+    m = MedicationAdministrationRow
+    rows: list[MedicationAdministrationRow] = patient_rows(
+        access,
+        "MedicationAdministration",
+        m,
+        select(m).order_by(m.administered_at.desc()).limit(LIMIT),
+        patient,
+        f"disclosure patient={patient.id}",
+    )
+    names = display_names(access.db, {r.performer_id for r in rows})
+    return [medication_administration(r, names.get(r.performer_id)) for r in rows]
+
+
 EXPORTERS: dict[str, Exporter] = {
     "QuestionnaireResponse": _assessments,
     "Observation": _observations,
     "MedicationRequest": _plans,
     "MedicationStatement": _statements,
+    "MedicationAdministration": _doses_given,
     "AdverseEvent": _side_effects,
 }
 
