@@ -19,12 +19,12 @@ from sqlalchemy import func, select
 from tandem.choice.consent import rules
 from tandem.choice.consent_storage import ConsentRow, DisclosureRow
 from tandem.clock import program_today, utcnow
-from tandem.storage.db import session_scope
-from tandem.storage.models import AuditEntry
 from tandem.medications.dose_calendar import plan_view
 from tandem.medications.doses import record_administration
 from tandem.medications.plans import create_titration
 from tandem.patients.service import get_patient
+from tandem.storage.db import session_scope
+from tandem.storage.models import AuditEntry
 from tandem.withdrawal import assessments
 from tests.conftest import World, csrf_from, make_token, sign_in
 from tests.medications.conftest import access_for
