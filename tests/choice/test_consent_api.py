@@ -592,3 +592,40 @@ def test_consent_rules_the_core_checks() -> None:
         base.__class__(**{**base.__dict__, "expires_on": date.fromisoformat(days(3))}), **kwargs
     )  # type: ignore[arg-type]
     assert dated.expires_at is not None and dated.expires_at > now + timedelta(days=3)
+
+
+def test_a_consent_ending_on_an_event_ends_when_staff_record_it(
+    client, sessions, world: World
+) -> None:
+    csrf = sign_in(client, world.email("counselor"), world.passwords["counselor"])
+    saved = client.post(
+        f"/patients/{world.patient_a}/consents",
+        data={
+            "csrf_token": csrf,
+            "recipient_kind": "program",
+            "recipient_program_id": str(world.program_b),
+            "purpose": "TREAT",
+            "information": ["all"],
+            "expiry_event": "discharge from detox",
+            "signed_on": today(),
+            "signed_by": "Ana Rivera",
+            "signer_role": "patient",
+        },
+    )
+    assert saved.status_code == 303, saved.text
+    other = make_token(sessions, world.email("nurse_b"), "user/*.rs")
+    assert client.get(f"/fhir/Patient/{world.patient_a}", headers=auth(other)).status_code == 200
+    with sessions() as db:
+        consent_id = db.scalars(select(ConsentRow.id)).one()
+    ended = client.post(
+        f"/patients/{world.patient_a}/consents/{consent_id}/ended", data={"csrf_token": csrf}
+    )
+    assert ended.status_code == 303
+    assert (
+        "Ended (its expiry event happened)"
+        in client.get(f"/patients/{world.patient_a}/consents").text
+    )
+    assert client.get(f"/fhir/Patient/{world.patient_a}", headers=auth(other)).status_code == 403
+    nurse = make_token(sessions, world.email("nurse"), "user/*.rs")
+    resource = client.get(f"/fhir/Consent/{consent_id}", headers=auth(nurse)).json()
+    assert any(e["url"].endswith("consent-ended") for e in resource["extension"])
