@@ -8,9 +8,11 @@ honours them. The statement is built once (it runs on every decision that turns 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
+from typing import Any
 
-from sqlalchemy import Integer, String, TextualSelect, text
+from sqlalchemy import Integer, String, TextualSelect, bindparam, text
 from sqlalchemy.orm import Session
 
 from tandem.access.policy import ConsentGrant
@@ -39,10 +41,61 @@ def _statement() -> TextualSelect:
 
 def load_grants(db: Session, patient_id: str) -> tuple[ConsentGrant, ...]:
     """Every consent of the patient (in force, expired and revoked alike: the policy judges)."""
+    return _grants(patient_id, db.execute(_statement(), {"patient_id": patient_id}))
+
+
+@cache
+def _patient_statement() -> TextualSelect:
+    # The consents join only when the patient is outside the actor's programs: for one's own
+    # patients this is the one-row lookup of the patient's program it replaces.
+    return (
+        text(
+            "SELECT p.program_id AS patient_program_id, c.id, c.purpose, c.signed_at, "
+            "c.recipient_program_id, c.recipient_name, c.information, c.expires_at, "
+            "c.revoked_at, c.ended_at FROM patients p LEFT OUTER JOIN consents c "
+            "ON c.patient_id = p.id AND p.program_id NOT IN :program_ids "
+            "WHERE p.id = :patient_id ORDER BY c.signed_at DESC, c.id DESC"
+        )
+        .bindparams(bindparam("program_ids", expanding=True))
+        .columns(
+            patient_program_id=Integer,
+            id=Integer,
+            purpose=String,
+            signed_at=UTCDateTime,
+            recipient_program_id=Integer,
+            recipient_name=String,
+            information=String,
+            expires_at=UTCDateTime,
+            revoked_at=UTCDateTime,
+            ended_at=UTCDateTime,
+        )
+    )
+
+
+def patient_program_and_grants(
+    db: Session, patient_id: str, program_ids: frozenset[int]
+) -> tuple[int | None, tuple[ConsentGrant, ...] | None]:
+    """The patient's program (None: no such patient) and, when that program is not one of
+    `program_ids`, the patient's consents, in one round trip (None: not loaded)."""
+    rows = list(
+        db.execute(
+            _patient_statement(),
+            {"patient_id": patient_id, "program_ids": sorted(program_ids) or [-1]},
+        )
+    )
+    if not rows:
+        return None, None
+    program_id = int(rows[0].patient_program_id)
+    if program_id in program_ids:
+        return program_id, None
+    return program_id, _grants(patient_id, [r for r in rows if r.id is not None])
+
+
+def _grants(patient_id: str, rows: Iterable[Any]) -> tuple[ConsentGrant, ...]:
     from tandem.choice.consent import covered_types
 
     grants = []
-    for row in db.execute(_statement(), {"patient_id": patient_id}):
+    for row in rows:
         ends = [t for t in (row.expires_at, row.ended_at) if t is not None]
         grants.append(
             ConsentGrant(

@@ -61,6 +61,10 @@ class Access:
             return NO_CONSENTS
         return self.patient_consents(patient.patient_id)
 
+    def remember_consents(self, patient_id: str, grants: tuple[ConsentGrant, ...]) -> None:
+        """Consents the data-access layer read along with the patient (same round trip)."""
+        self._grants.setdefault(patient_id, grants)
+
     def patient_consents(self, patient_id: str) -> Consents:
         if self._consents_at is None:
             from tandem.clock import utcnow

@@ -205,10 +205,15 @@ def _consent_for(
     return None
 
 
+def may_rest_on_consent(actor: Actor) -> bool:
+    """Whether any decision about `actor` can turn on a patient's consent (staff only)."""
+    return actor.role in STAFF_ROLES
+
+
 def consent_matters(actor: Actor, patient: PatientRef) -> bool:
     """Whether a decision about `patient` can turn on their consents: staff outside the
     patient's program (so the consents are loaded only then, never for one's own patients)."""
-    return actor.role in STAFF_ROLES and patient.program_id not in actor.program_ids
+    return may_rest_on_consent(actor) and patient.program_id not in actor.program_ids
 
 
 def _scope_allows(actor: Actor, resource_type: str, permission: Permission) -> Decision:

@@ -18,8 +18,9 @@ from typing import Any, Generic, Protocol, TypeVar
 from sqlalchemy import ColumnElement, Select, false, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, joinedload, selectinload
 
+from tandem.access.consents import patient_program_and_grants
 from tandem.access.guard import Access
-from tandem.access.policy import PatientRef, Permission
+from tandem.access.policy import PatientRef, Permission, may_rest_on_consent
 from tandem.errors import NotFound
 from tandem.storage.models import Patient
 
@@ -73,6 +74,20 @@ def load_patient(
     if audit and read is not None:
         access.audit("read", resource_type="Patient", resource_id=patient.id, patient_id=patient.id)
     return patient
+
+
+def locate_patient(access: Access, patient_id: str) -> PatientRef | None:
+    """Whose program a patient named in a search belongs to (None: unknown), in one round trip
+    that also reads their consents when the actor's decision can turn on them."""
+    if not may_rest_on_consent(access.actor):
+        patient = access.db.get(Patient, patient_id)
+        return patient_ref(patient) if patient is not None else None
+    program_id, grants = patient_program_and_grants(access.db, patient_id, access.actor.program_ids)
+    if program_id is None:
+        return None
+    if grants is not None:
+        access.remember_consents(patient_id, grants)
+    return PatientRef(patient_id, program_id)
 
 
 def read_row(
@@ -141,12 +156,12 @@ def search_page(
     search is refused and audited otherwise, on every resource type alike); an unknown
     patient matches nothing. `scalars=False` for statements selecting several entities."""
     if patient_id is not None:
-        patient = access.db.get(Patient, patient_id)
-        if patient is None:
+        ref = locate_patient(access, patient_id)
+        if ref is None:
             access.require(Permission.SEARCH, resource_type)
             access.audit("search", resource_type=resource_type, query=query_text)
             return Page([], False)
-        access.require(Permission.SEARCH, resource_type, patient_ref(patient))
+        access.require(Permission.SEARCH, resource_type, ref)
         statement = statement.where(patient_column == patient_id)
     else:
         access.require(Permission.SEARCH, resource_type)
