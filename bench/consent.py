@@ -48,10 +48,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
 
-from tandem.access import accounts
+from tandem.access import accounts, queries
 from tandem.access.credentials import create_token
 from tandem.access.guard import Access
-from tandem.access.policy import NO_CONSENTS
+from tandem.access.policy import NO_CONSENTS, Consents, PatientRef, Visibility
 from tandem.access.policy import visibility as policy_visibility
 from tandem.choice.consent_storage import ConsentRow
 from tandem.settings import Settings
@@ -181,16 +181,27 @@ def load(url: str, patients: int, consents: int, seed: int) -> Loaded:
 
 @contextmanager
 def consent_off() -> Iterator[None]:
-    """The access layer as it was before consent: no consent input to any decision."""
-    saved = Access.consents_for, Access.visibility
-    Access.consents_for = lambda self, patient: NO_CONSENTS  # type: ignore[method-assign,assignment]
-    Access.visibility = lambda self, resource_type="Patient": policy_visibility(
-        self.actor, resource_type
-    )  # type: ignore[method-assign,assignment]
+    """The access layer as it was before consent: no consent input to any decision, and a
+    search's patient looked up as before (the ORM row, no consents with it)."""
+    saved = Access.consents_for, Access.visibility, queries.locate_patient
+
+    def locate(access: Access, patient_id: str) -> PatientRef | None:
+        patient = access.db.get(Patient, patient_id)
+        return queries.patient_ref(patient) if patient is not None else None
+
+    def no_consents(self: Access, patient: PatientRef | None) -> Consents:
+        return NO_CONSENTS
+
+    def plain_visibility(self: Access, resource_type: str = "Patient") -> Visibility:
+        return policy_visibility(self.actor, resource_type)
+
+    Access.consents_for = no_consents  # type: ignore[method-assign]
+    Access.visibility = plain_visibility  # type: ignore[method-assign]
+    queries.locate_patient = locate
     try:
         yield
     finally:
-        Access.consents_for, Access.visibility = saved  # type: ignore[method-assign]
+        Access.consents_for, Access.visibility, queries.locate_patient = saved  # type: ignore[method-assign]
 
 
 ARMS = ("own, consent off", "own, consent on", "other, under consent")
