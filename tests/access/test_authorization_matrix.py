@@ -44,6 +44,8 @@ from tandem.access.policy import (
     may_read_audit,
 )
 from tandem.alerts.models import Alert
+from tandem.choice.consent import ConsentInput
+from tandem.choice.consent_service import record_consent
 from tandem.clock import program_today
 from tandem.counseling import questions
 from tandem.counseling.storage import MessageRow
@@ -376,6 +378,20 @@ def _seed(sessions: sessionmaker[Session], world: World) -> dict[str, str]:
             ).client
             db.flush()
             smart_apps[name] = (smart_apps[name].id, smart_apps[name].client_id)
+        # A consent naming someone outside Tandem (never program B: its callers stay outsiders).
+        consent = record_consent(
+            prescriber,
+            world.patient_a,
+            ConsentInput(
+                recipient_name="Dr Lee's clinic",
+                purpose="TREAT",
+                information=("all",),
+                expiry_event="the end of treatment",
+                signed_on=program_today("America/New_York", now),
+                signed_by="Ana Rivera",
+            ),
+            now,
+        )
     with sessions() as db:
 
         def first(column, owner) -> str:  # type: ignore[no-untyped-def]
@@ -397,6 +413,7 @@ def _seed(sessions: sessionmaker[Session], world: World) -> dict[str, str]:
             ),
             "statement_id": first(MedicationStatementRow.id, MedicationStatementRow.patient_id),
             "event_id": first(SideEffectRow.id, SideEffectRow.patient_id),
+            "consent_id": str(consent.id),
             "entry_id": first(AuditEntry.id, AuditEntry.patient_id),
             "user_id": str(
                 db.scalars(select(User.id).where(User.email == world.email("target"))).one()
@@ -510,6 +527,7 @@ PATIENT_BOUND = frozenset(
         "question_id",
         "communication_id",
         "communication_request_id",
+        "consent_id",
     }
 )
 PROGRAM_BOUND = frozenset({"entry_id", "user_id", "program_id", "unit_id", "app_id"})

@@ -23,7 +23,10 @@ PATIENT_SEARCHES = (
     "Encounter",
     "Communication",
     "CommunicationRequest",
+    "Consent",
 )
+# Searches that take `patient` only (no `subject`).
+PATIENT_ONLY = frozenset({"MedicationAdministration", "Appointment", "Consent"})
 
 
 def auth(token: str) -> dict[str, str]:
@@ -49,7 +52,7 @@ def test_a_search_for_a_patient_of_another_program_is_refused_and_audited(
 ) -> None:
     nurse_b = make_token(sessions, world.email("nurse_b"), "user/*.rs")
     for param in ("patient", "subject"):
-        if resource_type in ("MedicationAdministration", "Appointment") and param == "subject":
+        if resource_type in PATIENT_ONLY and param == "subject":
             continue
         answer = client.get(
             f"/fhir/{resource_type}",

@@ -73,6 +73,7 @@ def test_the_domain_list_wires_every_part() -> None:
     assert tabs[:3] == ["overview", "withdrawal", "medications"]
     assert "options" in tabs
     assert "questions" in tabs
+    assert "consent" in tabs
     assert {job.name for job in domains.scheduled_jobs()} >= {
         "withdrawal.overdue",
         "medications.missed_doses",
@@ -85,6 +86,7 @@ def test_the_domain_list_wires_every_part() -> None:
     ]
     tables = set(full_metadata().tables)
     assert {"patients", "withdrawal_assessments", "medication_dose_plans", "alerts"} <= tables
+    assert {"consents", "consent_disclosures"} <= tables
 
 
 def test_every_domain_route_is_one_unit_of_work_and_off_the_event_loop() -> None:

@@ -49,6 +49,7 @@ LINEAR = [
     "0021_counseling",
     "0019_portal",
     "0023_smart",
+    "0020_consent",
 ]
 OLD_HEADS = {"0006_medication_dues", "0007_patient_name_words", "0008_detox_census"}
 

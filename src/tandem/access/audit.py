@@ -108,6 +108,8 @@ RECORD_WORDS: dict[str, str] = {
     "User": "user account",
     "Organization": "program",
     "SmartApp": "app access",
+    "Consent": "consent",
+    "Disclosure": "release of records",
 }
 
 _DID = {"create": "recorded", "read": "opened", "search": "searched", "update": "changed"}

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.access import audit
+from tandem.access.consents import load_grants
 from tandem.access.policy import (
+    NO_CONSENTS,
     Actor,
+    ConsentGrant,
+    Consents,
     Decision,
     PatientRef,
     Permission,
     Role,
     Visibility,
+    consent_matters,
     decide,
 )
 from tandem.access.policy import visibility as policy_visibility
@@ -43,6 +49,30 @@ class Access:
     db: Session
     sessions: sessionmaker[Session]
     refusals: int = 0  # refusals recorded in this request
+    # The consents of each patient of another program this request asked about, loaded once
+    # per patient (one indexed query), judged at the moment of the first load.
+    _grants: dict[str, tuple[ConsentGrant, ...]] = field(default_factory=dict, repr=False)
+    _consents_at: datetime | None = field(default=None, repr=False)
+
+    def consents_for(self, patient: PatientRef | None) -> Consents:
+        """What the policy needs to know of `patient`'s consents: nothing for one's own
+        patients (no query), their consents otherwise (loaded once per request)."""
+        if patient is None or not consent_matters(self.actor, patient):
+            return NO_CONSENTS
+        return self.patient_consents(patient.patient_id)
+
+    def remember_consents(self, patient_id: str, grants: tuple[ConsentGrant, ...]) -> None:
+        """Consents the data-access layer read along with the patient (same round trip)."""
+        self._grants.setdefault(patient_id, grants)
+
+    def patient_consents(self, patient_id: str) -> Consents:
+        if self._consents_at is None:
+            from tandem.clock import utcnow
+
+            self._consents_at = utcnow()
+        if patient_id not in self._grants:
+            self._grants[patient_id] = load_grants(self.db, patient_id)
+        return Consents(self._grants[patient_id], self._consents_at)
 
     def require(
         self,
@@ -52,7 +82,9 @@ class Access:
         program_id: int | None = None,
         resource_id: str | None = None,
     ) -> None:
-        decision = decide(self.actor, permission, resource_type, patient, program_id)
+        decision = decide(
+            self.actor, permission, resource_type, patient, program_id, self.consents_for(patient)
+        )
         if not decision:
             self.refused(
                 _OPERATIONS[permission],
@@ -96,7 +128,12 @@ class Access:
         self.db.commit()
 
     def visibility(self, resource_type: str = "Patient") -> Visibility:
-        return policy_visibility(self.actor, resource_type)
+        """What a search may show: the actor's programs, and the patients of other programs
+        this request has named (and whose consents were loaded) when a consent covers them."""
+        if not self._grants:
+            return policy_visibility(self.actor, resource_type)
+        loaded = tuple(g for grants in self._grants.values() for g in grants)
+        return policy_visibility(self.actor, resource_type, Consents(loaded, self._consents_at))
 
     def audit(self, operation: str, *, shown: Iterable[str] = (), **where: Any) -> None:
         """Add an entry to this request's unit of work; `shown` names every patient a list or

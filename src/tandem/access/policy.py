@@ -3,12 +3,17 @@
 Every route asks here, through `decide`, before it touches patient data; nothing else decides
 access. Pure: plain values in, a `Decision` out. The inputs are the actor's role, their program
 memberships, their own patient record (for patients), the scopes of an API token, and the
-patient's program. Consent (42 CFR Part 2) joins as one more input in the consent issue.
+patient's program, and the patient's consents (42 CFR Part 2) naming the actor's program: staff
+of another program read a patient's records only under a valid consent for treatment covering
+that kind of record, and records leave the program (a disclosure) only under a valid consent
+covering that recipient, purpose and information.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 from tandem.access.scopes import Scope
@@ -53,9 +58,10 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
     Role.NURSE: {"*": "crus", "Alert": "rs", "MedicationRequest": "rs"},
     # Counselors discuss treatment options with patients and record the patient's decision,
     # give the self-report scales (PHQ-9, GAD-7, PACS...) with their patients, keep the rehab
-    # program (the care plan, the sessions and their attendance), and answer questions
-    # (Communication) and call people back (CommunicationRequest). A withdrawal assessment also
-    # needs Observation create, which they do not have.
+    # program (the care plan, the sessions and their attendance), answer questions
+    # (Communication) and call people back (CommunicationRequest), and record the consents
+    # patients sign and release records under them. A withdrawal assessment also needs
+    # Observation create, which they do not have.
     Role.COUNSELOR: {
         "*": "rs",
         "TreatmentDecision": "crs",
@@ -64,6 +70,8 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
         "Appointment": "crus",
         "Communication": "crus",
         "CommunicationRequest": "crus",
+        "Consent": "crus",
+        "Disclosure": "crs",
     },
     # Alerts are messages between clinicians about the patient, not part of the patient's view;
     # so are safety screening findings (DetectedIssue) and the program's protocol
@@ -73,8 +81,8 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
     # ask a counselor a question or for a call back from their own record. And a patient reports
     # on themselves from their portal: their daily check-in, whether they took each planned dose
     # (a MedicationStatement, which feeds adherence), side effects of their medicine
-    # (AdverseEvent), and which reminders they want. Nothing else of their record is theirs to
-    # write.
+    # (AdverseEvent), and which reminders they want. A patient revokes their own consents (an
+    # update of its status, nothing else). Nothing else of their record is theirs to write.
     Role.PATIENT: {
         "*": "rs",
         "QuestionnaireResponse": "crs",
@@ -87,6 +95,7 @@ ROLE_GRANTS: dict[Role, dict[str, str]] = {
         "MedicationStatement": "crus",
         "AdverseEvent": "crs",
         "ReminderPreference": "crus",
+        "Consent": "rsu",
     },
     # Researchers read program-level, de-identified counts (MeasureReport) only.
     Role.RESEARCHER: {"MeasureReport": "rs"},
@@ -99,9 +108,9 @@ ROLE_DUTIES: dict[Role, str] = {
     Role.NURSE: "Registers patients, records assessments and doses given in own programs; does not prescribe.",
     Role.COUNSELOR: "Reads charts of patients in own programs; gives self-report scales; keeps "
     "their care plans, sessions and attendance; answers questions and call-back requests to own "
-    "programs.",
+    "programs; records consents and releases records under them.",
     Role.PATIENT: "Reads own record; checks in daily, reports own doses taken or missed, answers "
-    "self-report scales, asks counselors and chooses own reminders.",
+    "self-report scales, asks counselors, chooses own reminders and revokes own consents.",
     Role.RESEARCHER: "No identified patient records; program-level outcomes only.",
 }
 
@@ -146,6 +155,98 @@ class Visibility:
     program_ids: frozenset[int] = field(default_factory=frozenset)
     only_patient_id: str | None = None
     nothing: bool = False
+    # Patients of other programs whose valid consent lets the actor's program see these records.
+    consented_patient_ids: frozenset[str] = field(default_factory=frozenset)
+
+
+# --- consent (42 CFR Part 2) -------------------------------------------------------------------
+
+# HL7 v3 PurposeOfUse (http://terminology.hl7.org/CodeSystem/v3-ActReason): the one purpose under
+# which another program's staff may read a patient's records in Tandem.
+TREATMENT = "TREAT"
+# Consent never reaches these: they are about the actor's own program, not the patient's record.
+NOT_UNDER_CONSENT = frozenset({"Alert", "Consent", "Disclosure", "AuditEvent", "MeasureReport"})
+
+
+@dataclass(frozen=True)
+class ConsentGrant:
+    """One consent of a patient, as the policy needs it: who may receive the records (another
+    Tandem program, or someone outside named in words), for which purpose, which kinds of
+    record (None: every substance-use record), and when it starts, ends and was revoked."""
+
+    consent_id: int
+    patient_id: str
+    purpose: str
+    starts_at: datetime
+    recipient_program_id: int | None = None
+    recipient_name: str = ""
+    resource_types: frozenset[str] | None = None
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def state(self, now: datetime) -> str:
+        """valid | revoked | expired | not yet signed, as of `now`."""
+        if self.revoked_at is not None and self.revoked_at <= now:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        if self.starts_at > now:
+            return "not yet signed"
+        return "valid"
+
+    def covers(self, resource_type: str) -> bool:
+        if resource_type in NOT_UNDER_CONSENT:
+            return False
+        if resource_type == "Patient" or self.resource_types is None:
+            return True  # the consent names the patient: who the records are about is covered
+        return resource_type in self.resource_types
+
+
+@dataclass(frozen=True)
+class Consents:
+    """The consents of the patients a request touches that name one of the actor's programs
+    (or anyone, for a disclosure), loaded once per patient per request, and the moment they
+    are judged at."""
+
+    grants: tuple[ConsentGrant, ...] = ()
+    now: datetime | None = None
+
+
+NO_CONSENTS = Consents()
+
+
+def _grant_allows(
+    actor: Actor, resource_type: str, grant: ConsentGrant, now: datetime | None
+) -> bool:
+    return (
+        now is not None
+        and grant.recipient_program_id in actor.program_ids
+        and grant.purpose == TREATMENT
+        and grant.covers(resource_type)
+        and grant.state(now) == "valid"
+    )
+
+
+def _consent_for(
+    actor: Actor, resource_type: str, patient: PatientRef, consents: Consents
+) -> ConsentGrant | None:
+    for grant in consents.grants:
+        if grant.patient_id == patient.patient_id and _grant_allows(
+            actor, resource_type, grant, consents.now
+        ):
+            return grant
+    return None
+
+
+def may_rest_on_consent(actor: Actor) -> bool:
+    """Whether any decision about `actor` can turn on a patient's consent (staff only)."""
+    return actor.role in STAFF_ROLES
+
+
+def consent_matters(actor: Actor, patient: PatientRef) -> bool:
+    """Whether a decision about `patient` can turn on their consents: staff outside the
+    patient's program (so the consents are loaded only then, never for one's own patients)."""
+    return may_rest_on_consent(actor) and patient.program_id not in actor.program_ids
 
 
 def _scope_allows(
@@ -232,6 +333,10 @@ ACTIONS: dict[str, tuple[Permission, str]] = {
     "see_screening": (Permission.READ, "DetectedIssue"),
     "see_protocol": (Permission.READ, "PlanDefinition"),
     "see_outcomes": (Permission.READ, "MeasureReport"),
+    "record_consent": (Permission.CREATE, "Consent"),
+    "revoke_consent": (Permission.UPDATE, "Consent"),
+    "see_consents": (Permission.SEARCH, "Consent"),
+    "disclose": (Permission.CREATE, "Disclosure"),
     "acknowledge_alert": (Permission.UPDATE, "Alert"),
     "record_decision": (Permission.CREATE, "TreatmentDecision"),
     "ask_counselor": (Permission.CREATE, "Communication"),
@@ -272,6 +377,9 @@ _DOING: dict[tuple[Permission, str], str] = {
     (Permission.CREATE, "CheckIn"): "record a daily check-in",
     (Permission.UPDATE, "CheckIn"): "change a daily check-in",
     (Permission.UPDATE, "ReminderPreference"): "change reminder choices",
+    (Permission.CREATE, "Consent"): "record consents",
+    (Permission.UPDATE, "Consent"): "revoke consents",
+    (Permission.CREATE, "Disclosure"): "release records outside the program",
 }
 
 
@@ -305,10 +413,13 @@ def decide(
     resource_type: str,
     patient: PatientRef | None = None,
     program_id: int | None = None,
+    consents: Consents = NO_CONSENTS,
 ) -> Decision:
     """May `actor` do `permission` on `resource_type` of `patient` (or in `program_id`)?
 
-    Deny by default: role, then token scope, then program membership or own record.
+    Deny by default: role, then token scope, then program membership, own record, or (to read
+    and search) a valid consent of the patient naming the actor's program for treatment and
+    covering `resource_type`.
     """
     for check in (
         _role_allows(actor, resource_type, permission),
@@ -323,6 +434,15 @@ def decide(
             return Decision(False, "a patient may see only their own record")
         if patient.program_id in actor.program_ids:
             return Decision(True, "member of the patient's program")
+        if permission in (Permission.READ, Permission.SEARCH):
+            grant = _consent_for(actor, resource_type, patient, consents)
+            if grant is not None:
+                return Decision(True, f"consent {grant.consent_id} of the patient (treatment)")
+            return Decision(
+                False,
+                "not a member of the patient's program, and no valid consent of the patient "
+                f"names your program for treatment covering {resource_type} records",
+            )
         return Decision(False, "not a member of the patient's program")
     if program_id is not None:
         if actor.role is Role.PATIENT:
@@ -352,17 +472,76 @@ def may(
     return decision
 
 
-def visibility(actor: Actor, resource_type: str = "Patient") -> Visibility:
-    """The rows a search by `actor` may return; searches filter by this, never after."""
+def visibility(
+    actor: Actor, resource_type: str = "Patient", consents: Consents = NO_CONSENTS
+) -> Visibility:
+    """The rows a search by `actor` may return; searches filter by this, never after. The
+    patients of other programs among `consents` (those a search named) whose valid consent
+    covers `resource_type` are added to the actor's programs."""
     if not decide(actor, Permission.SEARCH, resource_type):
         return Visibility(nothing=True)
     if actor.role is Role.PATIENT:
         if actor.patient_id is None:
             return Visibility(nothing=True)
         return Visibility(only_patient_id=actor.patient_id)
+    consented = frozenset(
+        grant.patient_id
+        for grant in consents.grants
+        if _grant_allows(actor, resource_type, grant, consents.now)
+    )
     if _only_launch_context(actor, resource_type):
-        return Visibility(program_ids=actor.program_ids, only_patient_id=actor.context_patient_id)
-    return Visibility(program_ids=actor.program_ids)
+        # An app launched on one patient sees that patient only (under consent too).
+        return Visibility(
+            program_ids=actor.program_ids,
+            only_patient_id=actor.context_patient_id,
+            consented_patient_ids=consented & {actor.context_patient_id or ""},
+        )
+    return Visibility(program_ids=actor.program_ids, consented_patient_ids=consented)
+
+
+def may_disclose(
+    actor: Actor,
+    patient: PatientRef,
+    consents: Consents,
+    *,
+    recipient_program_id: int | None,
+    recipient_name: str,
+    purpose: str,
+    resource_types: Iterable[str],
+) -> tuple[Decision, ConsentGrant | None]:
+    """May `actor` release these kinds of `patient`'s records to this recipient for this
+    purpose (a disclosure outside the program)? Only staff of the patient's program who may
+    create a Disclosure, and only under a valid consent naming that recipient and purpose and
+    covering every kind of record released; the consent it rests on is returned with it."""
+    allowed = decide(actor, Permission.CREATE, "Disclosure", patient)
+    if not allowed:
+        return allowed, None
+    wanted = frozenset(resource_types)
+    name = " ".join(recipient_name.split()).casefold()
+    states: list[str] = []
+    for grant in consents.grants:
+        if grant.patient_id != patient.patient_id:
+            continue
+        same_recipient = (
+            grant.recipient_program_id == recipient_program_id
+            if recipient_program_id is not None
+            else grant.recipient_program_id is None
+            and " ".join(grant.recipient_name.split()).casefold() == name
+        )
+        if not same_recipient or grant.purpose != purpose:
+            continue
+        if not all(grant.covers(t) for t in wanted):
+            states.append("does not cover the records asked for")
+            continue
+        state = grant.state(consents.now) if consents.now is not None else "unknown"
+        if state == "valid":
+            return Decision(True, f"under consent {grant.consent_id}"), grant
+        states.append(state)
+    if states:
+        return Decision(
+            False, f"the patient's consent for this recipient and purpose is {states[0]}"
+        ), None
+    return Decision(False, "no consent of the patient names this recipient for this purpose"), None
 
 
 def may_administer(actor: Actor) -> Decision:

@@ -3,8 +3,10 @@ policy, always audited. Every domain, page, FHIR route and CLI command reads pat
 
 Deny by default: a statement is filtered to what the actor may see *before* it runs (never
 after), and a patient out of reach is refused (403, audited) whether it was read by id or
-named in a search. Consent (42 CFR Part 2) joins as one more input to `access.policy`, not here
-and not in any domain.
+named in a search. Consent (42 CFR Part 2) is one more input to `access.policy`: a patient of
+another program is within reach when a valid consent names the actor's program for treatment
+(`Access.require` loads their consents once per request), and the WHERE clause of `visible`
+then adds that patient's rows. No domain has consent code of its own.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, joinedload, selectinload
 
+from tandem.access.consents import patient_program_and_grants
 from tandem.access.guard import Access
-from tandem.access.policy import PatientRef, Permission, decide
+from tandem.access.policy import PatientRef, Permission, decide, may_rest_on_consent
 from tandem.errors import NotFound
 from tandem.storage.models import Patient
 
@@ -73,6 +76,20 @@ def load_patient(
     return patient
 
 
+def locate_patient(access: Access, patient_id: str) -> PatientRef | None:
+    """Whose program a patient named in a search belongs to (None: unknown), in one round trip
+    that also reads their consents when the actor's decision can turn on them."""
+    if not may_rest_on_consent(access.actor):
+        patient = access.db.get(Patient, patient_id)
+        return patient_ref(patient) if patient is not None else None
+    program_id, grants = patient_program_and_grants(access.db, patient_id, access.actor.program_ids)
+    if program_id is None:
+        return None
+    if grants is not None:
+        access.remember_consents(patient_id, grants)
+    return PatientRef(patient_id, program_id)
+
+
 def read_row(
     access: Access,
     resource_type: str,
@@ -105,13 +122,18 @@ def visible(
     if seen.nothing:
         return false()
     if seen.only_patient_id is not None:
+        if seen.consented_patient_ids:  # an app launched for a patient seen under consent
+            return patient_column == seen.only_patient_id
         if seen.program_ids:  # a member of staff's app launched for one patient of their programs
             return and_(
                 patient_column == seen.only_patient_id,
                 program_column.in_(sorted(seen.program_ids)),
             )
         return patient_column == seen.only_patient_id
-    return program_column.in_(sorted(seen.program_ids))
+    own = program_column.in_(sorted(seen.program_ids))
+    if seen.consented_patient_ids:
+        return or_(own, patient_column.in_(sorted(seen.consented_patient_ids)))
+    return own
 
 
 @dataclass(frozen=True)
@@ -141,12 +163,12 @@ def search_page(
     search is refused and audited otherwise, on every resource type alike); an unknown
     patient matches nothing. `scalars=False` for statements selecting several entities."""
     if patient_id is not None:
-        patient = access.db.get(Patient, patient_id)
-        if patient is None:
+        ref = locate_patient(access, patient_id)
+        if ref is None:
             access.require(Permission.SEARCH, resource_type)
             access.audit("search", resource_type=resource_type, query=query_text)
             return Page([], False)
-        access.require(Permission.SEARCH, resource_type, patient_ref(patient))
+        access.require(Permission.SEARCH, resource_type, ref)
         statement = statement.where(patient_column == patient_id)
     else:
         access.require(Permission.SEARCH, resource_type)
