@@ -333,6 +333,20 @@ def _seed(sessions: sessionmaker[Session], world: World) -> dict[str, str]:
             plan_id=plan.id,
             now=now,
         )
+        # A consent naming someone outside Tandem (never program B: its callers stay outsiders).
+        consent = record_consent(
+            prescriber,
+            world.patient_a,
+            ConsentInput(
+                recipient_name="Dr Lee's clinic",
+                purpose="TREAT",
+                information=("all",),
+                expiry_event="the end of treatment",
+                signed_on=program_today("America/New_York", now),
+                signed_by="Ana Rivera",
+            ),
+            now,
+        )
     care_plan_id, session_id = _seed_recovery(sessions, world)
     with session_scope(sessions) as db:
         patient = Access(
@@ -378,20 +392,6 @@ def _seed(sessions: sessionmaker[Session], world: World) -> dict[str, str]:
             ).client
             db.flush()
             smart_apps[name] = (smart_apps[name].id, smart_apps[name].client_id)
-        # A consent naming someone outside Tandem (never program B: its callers stay outsiders).
-        consent = record_consent(
-            prescriber,
-            world.patient_a,
-            ConsentInput(
-                recipient_name="Dr Lee's clinic",
-                purpose="TREAT",
-                information=("all",),
-                expiry_event="the end of treatment",
-                signed_on=program_today("America/New_York", now),
-                signed_by="Ana Rivera",
-            ),
-            now,
-        )
     with sessions() as db:
 
         def first(column, owner) -> str:  # type: ignore[no-untyped-def]
