@@ -45,6 +45,7 @@ LINEAR = [
     "0015_fhir",
     "0017_unit_mar",
     "0018_recovery",
+    "0019_caseload",
 ]
 OLD_HEADS = {"0006_medication_dues", "0007_patient_name_words", "0008_detox_census"}
 

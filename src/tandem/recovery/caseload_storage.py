@@ -1,0 +1,35 @@
+"""The caseload's stored parts: each program's risk-flag rules, every version kept (one current),
+like a program's withdrawal protocol. A program without its own reads the shipped example."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tandem.storage.db import UTCDateTime, utcnow
+from tandem.storage.models import Base
+
+
+class RiskFlagVersionRow(Base):
+    """One version of a program's caseload risk-flag rules, exactly as validated."""
+
+    __tablename__ = "recovery_risk_flag_versions"
+    __table_args__ = (
+        UniqueConstraint("program_id", "content_hash", name="uq_risk_flag_versions_hash"),
+        Index("ix_risk_flag_versions_current", "program_id", "is_current"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="RESTRICT"))
+    rules_id: Mapped[str] = mapped_column(String(80))
+    version: Mapped[str] = mapped_column(String(40))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    is_current: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), nullable=True
+    )

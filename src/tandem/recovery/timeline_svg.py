@@ -1,0 +1,184 @@
+"""The recovery timeline drawn on the server as inline SVG: one lane a measure, every lane on
+the same time axis (the same start, end and width), so a lapse, a positive screen, a missed
+session and a rise in craving line up. Lane names are HTML headings beside the drawing (readable
+on a phone); each drawing has a title and a description, and the page has a table of the same
+numbers. Pure: plain values in, markup out; colours come from CSS classes (web/static).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, timedelta
+from html import escape
+
+from markupsafe import Markup
+
+from tandem.recovery.timeline import Mark, Point
+
+WIDTH = 720
+LEFT, RIGHT = 34, 10
+PLOT = WIDTH - LEFT - RIGHT
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.1f}".rstrip("0").rstrip(".")
+
+
+class Axis:
+    """Days from `start` to `end` (inclusive) across the plot; a day is a column."""
+
+    def __init__(self, start: date, end: date) -> None:
+        self.start, self.end = start, end
+        self.days = (end - start).days + 1
+
+    def x(self, day: date) -> float:
+        return LEFT + ((day - self.start).days + 0.5) / self.days * PLOT
+
+    @property
+    def column(self) -> float:
+        return PLOT / self.days
+
+
+def _svg(height: int, title: str, body: str, css: str) -> Markup:
+    label = escape(title)
+    return Markup(  # noqa: S704 - numbers, and text passed through escape()
+        f'<svg class="timeline-lane {css}" viewBox="0 0 {WIDTH} {height}" role="img" '
+        f'aria-label="{label}" preserveAspectRatio="xMidYMid meet"><title>{label}</title>{body}</svg>'
+    )
+
+
+def _ticks(axis: Axis) -> list[date]:
+    """Month starts for long ranges, Mondays for short ones."""
+    if axis.days > 62:
+        days = [axis.start + timedelta(days=i) for i in range(axis.days)]
+        return [d for d in days if d.day == 1]
+    return [
+        axis.start + timedelta(days=i)
+        for i in range(axis.days)
+        if (axis.start + timedelta(days=i)).weekday() == 0
+    ]
+
+
+def axis_svg(axis: Axis) -> Markup:
+    """The shared time axis: date labels large enough to read when scaled to a phone."""
+    height = 34
+    parts = [f'<line class="axis" x1="{LEFT}" y1="2" x2="{WIDTH - RIGHT}" y2="2"/>']
+    ticks = _ticks(axis)
+    step = max(1, len(ticks) // 6)  # at most about six labels
+    for i, day in enumerate(ticks):
+        x = _fmt(axis.x(day))
+        parts.append(f'<line class="tick" x1="{x}" y1="2" x2="{x}" y2="9"/>')
+        if i % step == 0:
+            label = day.strftime("%b") if axis.days > 62 else day.strftime("%d %b")
+            parts.append(
+                f'<text class="tick-label" x="{x}" y="28" text-anchor="middle">{escape(label)}</text>'
+            )
+    title = f"Time axis from {axis.start:%d %b %Y} to {axis.end:%d %b %Y}"
+    return _svg(height, title, "".join(parts), "axis-lane")
+
+
+def _grid(axis: Axis, height: int) -> str:
+    return "".join(
+        f'<line class="grid" x1="{_fmt(axis.x(d))}" y1="0" x2="{_fmt(axis.x(d))}" y2="{height}"/>'
+        for d in _ticks(axis)
+    )
+
+
+def line_lane(
+    axis: Axis,
+    series: Sequence[tuple[str, Sequence[Point]]],
+    top: float,
+    title: str,
+    height: int = 90,
+) -> Markup:
+    """One or more series of numbers (a key each, for its CSS class) scaled 0..`top`."""
+    pad = 8
+    plot_h = height - 2 * pad
+    top = max(top, 1)
+
+    def y(value: float) -> float:
+        return pad + plot_h - min(max(value, 0), top) / top * plot_h
+
+    parts = [_grid(axis, height)]
+    parts.append(
+        f'<line class="baseline" x1="{LEFT}" y1="{_fmt(y(0))}" x2="{WIDTH - RIGHT}" y2="{_fmt(y(0))}"/>'
+    )
+    parts.append(
+        f'<text class="scale-label" x="{LEFT - 4}" y="{_fmt(y(top) + 9)}" text-anchor="end">{_fmt(top)}</text>'
+    )
+    parts.append(
+        f'<text class="scale-label" x="{LEFT - 4}" y="{_fmt(y(0))}" text-anchor="end">0</text>'
+    )
+    summary = []
+    for key, points in series:
+        if not points:
+            continue
+        css = escape(key)
+        coords = " ".join(f"{_fmt(axis.x(p.day))},{_fmt(y(p.value))}" for p in points)
+        if len(points) > 1:
+            parts.append(f'<polyline class="series s-{css}" points="{coords}"/>')
+        radius = 2.2 if len(points) > 60 else 3.2
+        for p in points:
+            tip = escape(f"{p.day:%d %b}: {_fmt(p.value)}{' ' + p.text if p.text else ''}")
+            parts.append(
+                f'<circle class="dot s-{css}" cx="{_fmt(axis.x(p.day))}" cy="{_fmt(y(p.value))}" r="{radius}"><title>{tip}</title></circle>'
+            )
+        summary.append(f"{key}: {len(points)} values, latest {_fmt(points[-1].value)}")
+    return _svg(height, f"{title}. " + "; ".join(summary), "".join(parts), "line-lane")
+
+
+# Marks: a shape and a CSS class a kind.
+_SHAPES = {
+    "used": ("bar", "bad"),
+    "abstinent": ("tick", "good"),
+    "positive": ("plus", "bad"),
+    "negative": ("minus", "good"),
+    "invalid": ("minus", "muted"),
+    "taken": ("tick", "good"),
+    "given": ("tick", "good"),
+    "missed": ("cross", "bad"),
+    "not_given": ("cross", "muted"),
+    "attended": ("dot", "good"),
+    "missed_session": ("ring", "bad"),
+    "cancelled": ("ring", "muted"),
+    "booked": ("ring", "plain"),
+}
+
+
+def marks_lane(axis: Axis, marks: Sequence[Mark], title: str, height: int = 30) -> Markup:
+    """Events a day: each kind a shape and a colour class (used days as bars, missed doses as
+    crosses, missed sessions as red rings...)."""
+    mid = height / 2
+    half = min(max(axis.column / 2 - 0.3, 1.2), 6)
+    parts = [_grid(axis, height)]
+    counts: dict[str, int] = {}
+    for m in marks:
+        shape, css = _SHAPES.get(m.kind, ("dot", "plain"))
+        counts[m.kind] = counts.get(m.kind, 0) + 1
+        x = axis.x(m.day)
+        tip = f"<title>{escape(f'{m.day:%d %b}: {m.text}')}</title>"
+        if shape == "bar":
+            body = f'<rect class="mark {css}" x="{_fmt(x - half)}" y="3" width="{_fmt(2 * half)}" height="{height - 6}">{tip}</rect>'
+        elif shape == "tick":
+            body = f'<rect class="mark {css}" x="{_fmt(x - half)}" y="{_fmt(mid + 4)}" width="{_fmt(2 * half)}" height="4">{tip}</rect>'
+        elif shape == "plus":
+            body = (
+                f'<g class="mark {css}">{tip}<rect x="{_fmt(x - 6)}" y="{_fmt(mid - 1.5)}" width="12" height="3"/>'
+                f'<rect x="{_fmt(x - 1.5)}" y="{_fmt(mid - 6)}" width="3" height="12"/></g>'
+            )
+        elif shape == "minus":
+            body = f'<rect class="mark {css}" x="{_fmt(x - 6)}" y="{_fmt(mid - 1.5)}" width="12" height="3">{tip}</rect>'
+        elif shape == "cross":
+            body = (
+                f'<path class="mark stroke {css}" d="M{_fmt(x - 4)},{_fmt(mid - 4)} L{_fmt(x + 4)},{_fmt(mid + 4)} '
+                f'M{_fmt(x - 4)},{_fmt(mid + 4)} L{_fmt(x + 4)},{_fmt(mid - 4)}">{tip}</path>'
+            )
+        elif shape == "ring":
+            body = f'<circle class="mark ring {css}" cx="{_fmt(x)}" cy="{_fmt(mid)}" r="5">{tip}</circle>'
+        else:
+            body = (
+                f'<circle class="mark {css}" cx="{_fmt(x)}" cy="{_fmt(mid)}" r="5">{tip}</circle>'
+            )
+        parts.append(body)
+    summary = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(counts.items()))
+    return _svg(height, f"{title}: {summary or 'nothing recorded'}", "".join(parts), "marks-lane")
