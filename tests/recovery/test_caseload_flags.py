@@ -250,7 +250,9 @@ def test_most_serious_first_and_the_view_is_audited_with_each_patient(
         assert entry is not None
         patients = set(
             db.scalars(
-                select(AuditEntryPatient.patient_id).where(AuditEntryPatient.audit_entry_id == entry.id)
+                select(AuditEntryPatient.patient_id).where(
+                    AuditEntryPatient.audit_entry_id == entry.id
+                )
             )
         )
     assert patients == {world.patient_a, world.patient_a2}
