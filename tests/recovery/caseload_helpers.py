@@ -5,7 +5,6 @@ program's today."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select

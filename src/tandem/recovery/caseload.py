@@ -129,6 +129,10 @@ class CaseloadRow:
     last_check_in: date | None = None
 
     @property
+    def substance_labels(self) -> list[str]:
+        return [rules_core.substance_label(s) for s in self.substances]
+
+    @property
     def top_severity(self) -> int:
         return max((f.severity for f in self.flags), default=0)
 

@@ -120,7 +120,7 @@ def timeline_tab(
         "timeline",
         "recovery/caseload/timeline.html",
         timeline=shown,
-        axis=timeline_svg.axis_svg(axis),
+        axes=(timeline_svg.axis_svg(axis), timeline_svg.axis_svg(axis, narrow=True)),
         lanes=lanes,
         weeks=weeks(shown),
         kinds=kinds_present(shown),

@@ -121,8 +121,8 @@ def _counselors(db: Session, world: DemoWorld) -> tuple[int, int, int]:
                 email=email,
                 display_name=name,
                 role="counselor",
-                password_hash="!",
-                active=True,  # noqa: S106
+                password_hash="!",  # noqa: S106
+                active=True,
             )
             db.add(existing)
             db.flush()
@@ -137,7 +137,8 @@ def _course(
     span = rng.randint(42, 180)
     start = today - timedelta(days=span)
     roll = rng.random()
-    retention, end = "active", today
+    # Those still in care have reported through yesterday: today's check-in is not in yet.
+    retention, end = "active", today - timedelta(days=1)
     if roll < 0.17 and span > 30:
         retention, end = "dropped_out", start + timedelta(days=rng.randint(18, span - 5))
     elif roll < 0.3 and span >= 90:
@@ -293,7 +294,7 @@ def recovery_months(db: Session, world: DemoWorld) -> None:
             plan_id,
             base,
             sessions,
-            todays[prog],
+            world.now,
             with_group=any(s[0] == "group_therapy" for s in extra),
         )
         _days(rng, course, day_parts)
@@ -359,7 +360,7 @@ def _days(rng: random.Random, course: Course, out: list[tuple[Course, date, int,
     total = (course.end - course.start).days
     lapse_days: set[date] = set()
     for t in range(total + 1):
-        rate = course.lapse_rate * math.exp(-t / 70) + 0.004
+        rate = course.lapse_rate * math.exp(-t / 45) + 0.0015
         if course.retention == "dropped_out" and total - t < 14:
             rate *= 4
         if rng.random() < rate:
@@ -390,7 +391,7 @@ def _sessions(
     plan_id: int,
     base: dict[str, Any],
     out: list[dict[str, Any]],
-    today: date,
+    now: datetime,
     with_group: bool,
 ) -> None:
     """Weekly individual counseling (and group therapy for some) from the start to the end,
@@ -406,7 +407,7 @@ def _sessions(
         for service, hour, staff in kinds:
             starts = _at(day, hour, 0, course.zone)
             to_end = (course.end - day).days
-            if day > today or day > course.end:
+            if starts > now or day > course.end:
                 status, status_at = "booked", None
             else:
                 miss = 0.08 if not (course.retention == "dropped_out" and to_end < 21) else 0.6

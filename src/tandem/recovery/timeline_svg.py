@@ -59,22 +59,36 @@ def _ticks(axis: Axis) -> list[date]:
     ]
 
 
-def axis_svg(axis: Axis) -> Markup:
-    """The shared time axis: date labels large enough to read when scaled to a phone."""
-    height = 34
+def axis_svg(axis: Axis, narrow: bool = False) -> Markup:
+    """The shared time axis. Two drawings, one shown at a time by CSS: few, large labels for a
+    phone (the drawing is scaled down to its width), more and smaller ones for a wide screen."""
+    height = 44 if narrow else 30
+    size_class = "tick-label narrow" if narrow else "tick-label"
+    most = 4 if narrow else 8
     parts = [f'<line class="axis" x1="{LEFT}" y1="2" x2="{WIDTH - RIGHT}" y2="2"/>']
     ticks = _ticks(axis)
-    step = max(1, len(ticks) // 6)  # at most about six labels
+    step = max(1, -(-len(ticks) // most))
     for i, day in enumerate(ticks):
         x = _fmt(axis.x(day))
         parts.append(f'<line class="tick" x1="{x}" y1="2" x2="{x}" y2="9"/>')
         if i % step == 0:
             label = day.strftime("%b") if axis.days > 62 else day.strftime("%d %b")
+            # A label near either edge is anchored inside the drawing, not cut in half.
+            near = (WIDTH - axis.x(day)) if axis.x(day) > WIDTH / 2 else axis.x(day)
+            anchor = (
+                "middle"
+                if near > (70 if narrow else 30)
+                else "end"
+                if axis.x(day) > WIDTH / 2
+                else "start"
+            )
             parts.append(
-                f'<text class="tick-label" x="{x}" y="28" text-anchor="middle">{escape(label)}</text>'
+                f'<text class="{size_class}" x="{x}" y="{height - 6}" text-anchor="{anchor}">'
+                f"{escape(label)}</text>"
             )
     title = f"Time axis from {axis.start:%d %b %Y} to {axis.end:%d %b %Y}"
-    return _svg(height, title, "".join(parts), "axis-lane")
+    css = "axis-lane axis-narrow" if narrow else "axis-lane axis-wide"
+    return _svg(height, title, "".join(parts), css)
 
 
 def _grid(axis: Axis, height: int) -> str:
@@ -104,7 +118,7 @@ def line_lane(
         f'<line class="baseline" x1="{LEFT}" y1="{_fmt(y(0))}" x2="{WIDTH - RIGHT}" y2="{_fmt(y(0))}"/>'
     )
     parts.append(
-        f'<text class="scale-label" x="{LEFT - 4}" y="{_fmt(y(top) + 9)}" text-anchor="end">{_fmt(top)}</text>'
+        f'<text class="scale-label" x="{LEFT - 4}" y="{_fmt(y(top))}" text-anchor="end" dominant-baseline="hanging">{_fmt(top)}</text>'
     )
     parts.append(
         f'<text class="scale-label" x="{LEFT - 4}" y="{_fmt(y(0))}" text-anchor="end">0</text>'
