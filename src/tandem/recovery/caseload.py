@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import case, distinct, false, func, select, true, update
+from sqlalchemy import bindparam, case, distinct, false, func, select, true, update
 from sqlalchemy.orm import Session, aliased
 
 from tandem.access.accounts import display_names
@@ -48,6 +48,9 @@ RESPONSE = "QuestionnaireResponse"
 STATEMENT = "MedicationStatement"
 MAX_SHOWN = 2000  # a whole program's caseload beyond this is cut (and the page says so)
 LONG_AGO = date(1900, 1, 1)
+# The caseload's patient ids, bound once as a list (not 200 literals coerced one by one in
+# every statement).
+CASELOAD = bindparam("caseload", expanding=True)
 
 
 # --------------------------------------------------------------------------- program rules
@@ -269,15 +272,21 @@ def caseload(
 
 
 def _last_check_ins(access: Access, ids: Sequence[str]) -> list[tuple[str, date]]:
-    statement = (
-        select(CheckInRow.patient_id, func.max(CheckInRow.day))
+    """Each patient's latest check-in day: one statement, a look-up at the end of the
+    (patient_id, day) index a patient (a grouped scan would read their whole year)."""
+    last = (
+        select(func.max(CheckInRow.day))
         .where(
-            CheckInRow.patient_id.in_(ids),
+            CheckInRow.patient_id == Patient.id,
             visible(access, RESPONSE, CheckInRow.patient_id, CheckInRow.program_id),
         )
-        .group_by(CheckInRow.patient_id)
+        .correlate(Patient)
+        .scalar_subquery()
     )
-    return [(p, d) for p, d in access.db.execute(statement)]
+    statement = select(Patient.id, last).where(Patient.id.in_(CASELOAD))
+    return [
+        (p, d) for p, d in access.db.execute(statement, {"caseload": list(ids)}) if d is not None
+    ]
 
 
 def compute_flags(
@@ -306,8 +315,11 @@ def compute_flags(
                 func.max(value),
             )
             .where(
-                QuestionnaireResponseRow.patient_id.in_(ids),
+                QuestionnaireResponseRow.patient_id.in_(CASELOAD),
                 QuestionnaireResponseRow.instrument_id == "phq9",
+                # authored_at (in the patient index) bounds the window; day is the program's day
+                QuestionnaireResponseRow.authored_at
+                >= _day_start(time_zone, since(rule.window_days) - timedelta(days=1)),
                 QuestionnaireResponseRow.day >= since(rule.window_days),
                 QuestionnaireResponseRow.day <= today,
                 value >= rule.threshold,
@@ -319,8 +331,11 @@ def compute_flags(
                 ),
             )
             .group_by(QuestionnaireResponseRow.patient_id)
+            .with_hint(
+                QuestionnaireResponseRow, "INDEXED BY ix_questionnaire_responses_patient", "sqlite"
+            )
         )
-        for patient_id, day, top in db.execute(statement):
+        for patient_id, day, top in db.execute(statement, {"caseload": list(ids)}):
             flag = rules_core.phq9_flag(rule, day, int(top))
             if flag:
                 raised.append((patient_id, flag))
@@ -335,7 +350,8 @@ def compute_flags(
             select(DrugScreenResultRow.patient_id, DrugScreenRow.day, DrugScreenResultRow.substance)
             .join(DrugScreenRow, DrugScreenRow.id == DrugScreenResultRow.screen_id)
             .where(
-                DrugScreenResultRow.patient_id.in_(ids),
+                DrugScreenResultRow.patient_id.in_(CASELOAD),
+                DrugScreenRow.patient_id.in_(CASELOAD),  # the screens by (patient_id, day)
                 DrugScreenResultRow.result == "positive",
                 DrugScreenRow.day >= since(rule.window_days),
                 DrugScreenRow.day <= today,
@@ -348,7 +364,7 @@ def compute_flags(
             )
         )
         positives: dict[str, list[tuple[date, str]]] = defaultdict(list)
-        for patient_id, day, substance in db.execute(statement):
+        for patient_id, day, substance in db.execute(statement, {"caseload": list(ids)}):
             positives[patient_id].append((day, substance))
         for patient_id, found in positives.items():
             latest = max(d for d, _ in found)
@@ -365,7 +381,7 @@ def compute_flags(
         statement = (
             select(CravingRatingRow.patient_id, recent, before)
             .where(
-                CravingRatingRow.patient_id.in_(ids),
+                CravingRatingRow.patient_id.in_(CASELOAD),
                 CravingRatingRow.day > split - timedelta(days=days),
                 CravingRatingRow.day <= today,
                 visible(
@@ -375,7 +391,7 @@ def compute_flags(
             .group_by(CravingRatingRow.patient_id)
             .having(recent - before >= rule.at_least)
         )
-        for patient_id, now_avg, before_avg in db.execute(statement):
+        for patient_id, now_avg, before_avg in db.execute(statement, {"caseload": list(ids)}):
             flag = rules_core.craving_flag(rule, float(now_avg), float(before_avg))
             if flag:
                 raised.append((patient_id, flag))
@@ -393,18 +409,23 @@ def compute_flags(
                 func.max(case((missed, TherapySessionRow.starts_at))),
             )
             .where(
-                TherapySessionRow.patient_id.in_(ids),
+                TherapySessionRow.patient_id.in_(CASELOAD),
                 TherapySessionRow.status.in_(("attended", "missed")),
                 TherapySessionRow.starts_at >= start,
                 TherapySessionRow.starts_at <= now,
+                # `program_id + 0`: the same filter, kept off the (program_id, starts_at)
+                # index, which SQLite's planner would otherwise walk for the whole program.
                 visible(
-                    access, ENCOUNTER, TherapySessionRow.patient_id, TherapySessionRow.program_id
+                    access,
+                    ENCOUNTER,
+                    TherapySessionRow.patient_id,
+                    TherapySessionRow.program_id + 0,
                 ),
             )
             .group_by(TherapySessionRow.patient_id)
             .having(n_missed >= rule.threshold)
         )
-        for patient_id, count, booked, last in db.execute(statement):
+        for patient_id, count, booked, last in db.execute(statement, {"caseload": list(ids)}):
             last_day = _as_day(last, time_zone)
             flag = rules_core.sessions_flag(rule, int(count), int(booked), last_day)
             if flag:
@@ -420,7 +441,7 @@ def compute_flags(
                 func.count(),
             )
             .where(
-                MedicationStatementRow.patient_id.in_(ids),
+                MedicationStatementRow.patient_id.in_(CASELOAD),
                 MedicationStatementRow.taken == false(),
                 MedicationStatementRow.due_at >= start,
                 MedicationStatementRow.due_at <= now,
@@ -434,7 +455,7 @@ def compute_flags(
             .group_by(MedicationStatementRow.patient_id, MedicationStatementRow.medication_id)
         )
         per_patient: dict[str, list[tuple[str, int]]] = defaultdict(list)
-        for patient_id, medication, count in db.execute(statement):
+        for patient_id, medication, count in db.execute(statement, {"caseload": list(ids)}):
             per_patient[patient_id].append((medication, int(count)))
         for patient_id, counts in per_patient.items():
             flag = rules_core.doses_flag(rule, sum(c for _, c in counts), [m for m, _ in counts])
@@ -456,43 +477,48 @@ def _use_after_abstinence(
     access: Access, rule: rules_core.FlagRule, ids: Sequence[str], since: date, today: date
 ) -> list[tuple[str, RaisedFlag]]:
     """A use day in the window whose reported days without any use, back to the previous use
-    (or the first report), number at least the threshold: correlated lookups on
-    (patient_id, day) for each use day in the window only."""
-    lapse = aliased(UseDayRow, name="lapse")
-    earlier = aliased(UseDayRow, name="earlier")
-    reported = aliased(UseDayRow, name="reported")
-    previous_use = (
-        select(func.max(earlier.day))
-        .where(
-            earlier.patient_id == lapse.patient_id, earlier.used == true(), earlier.day < lapse.day
+    (or the first report), number at least the threshold. The caseload's use days (the partial
+    index on used days) each with the use day before it (a window function), then for the
+    window's use days only, the reported days between the two (a range of the (patient_id,
+    day) index)."""
+    used = (
+        select(
+            UseDayRow.patient_id.label("patient_id"),
+            UseDayRow.day.label("day"),
+            func.min(UseDayRow.substance).label("substance"),
         )
-        .correlate(lapse)
-        .scalar_subquery()
+        .where(
+            UseDayRow.patient_id.in_(CASELOAD),
+            UseDayRow.used == true(),
+            UseDayRow.day <= today,
+            visible(access, OBSERVATION, UseDayRow.patient_id, UseDayRow.program_id),
+        )
+        .group_by(UseDayRow.patient_id, UseDayRow.day)
+        .subquery("used")
     )
+    previous = func.lag(used.c.day).over(partition_by=used.c.patient_id, order_by=used.c.day)
+    uses = select(
+        used.c.patient_id, used.c.day, used.c.substance, previous.label("previous_use")
+    ).subquery("uses")
+    reported = aliased(UseDayRow, name="reported")
     run = (
         select(func.count(distinct(reported.day)))
         .where(
-            reported.patient_id == lapse.patient_id,
-            reported.day < lapse.day,
-            reported.day > func.coalesce(previous_use, LONG_AGO),
+            reported.patient_id == uses.c.patient_id,
+            reported.day < uses.c.day,
+            reported.day > func.coalesce(uses.c.previous_use, LONG_AGO),
         )
-        .correlate(lapse)
+        .correlate(uses)
         .scalar_subquery()
     )
     lapses = (
-        select(lapse.patient_id, lapse.day, lapse.substance, run.label("run"))
-        .where(
-            lapse.patient_id.in_(ids),
-            lapse.used == true(),
-            lapse.day >= since,
-            lapse.day <= today,
-            visible(access, OBSERVATION, lapse.patient_id, lapse.program_id),
-        )
-        .subquery()
+        select(uses.c.patient_id, uses.c.day, uses.c.substance, run.label("run"))
+        .where(uses.c.day >= since)
+        .subquery("lapses")
     )
     statement = select(lapses).where(lapses.c.run >= rule.threshold)
     latest: dict[str, tuple[date, int, str]] = {}
-    for patient_id, day, substance, count in access.db.execute(statement):
+    for patient_id, day, substance, count in access.db.execute(statement, {"caseload": list(ids)}):
         if patient_id not in latest or day > latest[patient_id][0]:
             latest[patient_id] = (day, int(count), substance)
     out = []

@@ -1,5 +1,6 @@
 """The caseload's stored parts: each program's risk-flag rules, every version kept (one current),
-like a program's withdrawal protocol. A program without its own reads the shipped example."""
+like a program's withdrawal protocol. A program without its own reads the shipped example.
+And the index the caseload's flags read the recovery tables by (migration 0019_caseload)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from tandem.recovery.storage import UseDayRow
 from tandem.storage.db import UTCDateTime, utcnow
 from tandem.storage.models import Base
 
@@ -33,3 +35,14 @@ class RiskFlagVersionRow(Base):
     created_by: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="RESTRICT"), nullable=True
     )
+
+
+# A patient's use days only (a few a month among a year of reported days): the previous use
+# before a lapse, and the lapses of a caseload, without reading every day reported.
+USE_DAYS_USED = Index(
+    "ix_use_days_used",
+    UseDayRow.patient_id,
+    UseDayRow.day,
+    postgresql_where=UseDayRow.used,
+    sqlite_where=UseDayRow.used,
+)

@@ -18,6 +18,9 @@ from tandem.recovery.timeline import Mark, Point
 WIDTH = 720
 LEFT, RIGHT = 34, 10
 PLOT = WIDTH - LEFT - RIGHT
+DOTS_UP_TO = 120  # more points than this: the line alone (the table has the numbers)
+# Quiet days drawn as one bar a run of days (a year of "no use" is a few shapes, not 365).
+RUNS = frozenset({"abstinent", "taken", "given"})
 
 
 def _fmt(value: float) -> str:
@@ -131,12 +134,14 @@ def line_lane(
         coords = " ".join(f"{_fmt(axis.x(p.day))},{_fmt(y(p.value))}" for p in points)
         if len(points) > 1:
             parts.append(f'<polyline class="series s-{css}" points="{coords}"/>')
-        radius = 2.2 if len(points) > 60 else 3.2
-        for p in points:
-            tip = escape(f"{p.day:%d %b}: {_fmt(p.value)}{' ' + p.text if p.text else ''}")
-            parts.append(
-                f'<circle class="dot s-{css}" cx="{_fmt(axis.x(p.day))}" cy="{_fmt(y(p.value))}" r="{radius}"><title>{tip}</title></circle>'
-            )
+        if len(points) <= DOTS_UP_TO:  # a dot (with its value) a point; a year is a line
+            radius = 2.2 if len(points) > 60 else 3.2
+            for p in points:
+                tip = escape(f"{p.day:%d %b}: {_fmt(p.value)}{' ' + p.text if p.text else ''}")
+                parts.append(
+                    f'<circle class="dot s-{css}" cx="{_fmt(axis.x(p.day))}" '
+                    f'cy="{_fmt(y(p.value))}" r="{radius}"><title>{tip}</title></circle>'
+                )
         summary.append(f"{key}: {len(points)} values, latest {_fmt(points[-1].value)}")
     return _svg(height, f"{title}. " + "; ".join(summary), "".join(parts), "line-lane")
 
@@ -144,12 +149,12 @@ def line_lane(
 # Marks: a shape and a CSS class a kind.
 _SHAPES = {
     "used": ("bar", "bad"),
-    "abstinent": ("tick", "good"),
+    "abstinent": ("run", "good"),
     "positive": ("plus", "bad"),
     "negative": ("minus", "good"),
     "invalid": ("minus", "muted"),
-    "taken": ("tick", "good"),
-    "given": ("tick", "good"),
+    "taken": ("run", "good"),
+    "given": ("run", "good"),
     "missed": ("cross", "bad"),
     "not_given": ("cross", "muted"),
     "attended": ("dot", "good"),
@@ -157,6 +162,18 @@ _SHAPES = {
     "cancelled": ("ring", "muted"),
     "booked": ("ring", "plain"),
 }
+
+
+def _runs(marks: Sequence[Mark]) -> list[tuple[str, date, date, int]]:
+    """Consecutive days of the same kind as (kind, first day, last day, how many marks)."""
+    out: list[tuple[str, date, date, int]] = []
+    for m in sorted(marks, key=lambda m: (m.kind, m.day)):
+        if out and out[-1][0] == m.kind and (m.day - out[-1][2]).days <= 1:
+            kind, first, _, n = out[-1]
+            out[-1] = (kind, first, m.day, n + 1)
+        else:
+            out.append((m.kind, m.day, m.day, 1))
+    return out
 
 
 def marks_lane(axis: Axis, marks: Sequence[Mark], title: str, height: int = 30) -> Markup:
@@ -167,28 +184,49 @@ def marks_lane(axis: Axis, marks: Sequence[Mark], title: str, height: int = 30) 
     parts = [_grid(axis, height)]
     counts: dict[str, int] = {}
     for m in marks:
-        shape, css = _SHAPES.get(m.kind, ("dot", "plain"))
         counts[m.kind] = counts.get(m.kind, 0) + 1
+    for kind, first, last, n in _runs([m for m in marks if m.kind in RUNS]):
+        _, css = _SHAPES[kind]
+        x0, x1 = axis.x(first) - half, axis.x(last) + half
+        label = f"{first:%d %b}" if first == last else f"{first:%d %b} to {last:%d %b}"
+        tip = f"<title>{escape(f'{label}: {n} {kind.replace(chr(95), chr(32))}')}</title>"
+        parts.append(
+            f'<rect class="mark {css}" x="{_fmt(x0)}" y="{_fmt(mid + 4)}" '
+            f'width="{_fmt(x1 - x0)}" height="4">{tip}</rect>'
+        )
+    for m in marks:
+        if m.kind in RUNS:
+            continue
+        shape, css = _SHAPES.get(m.kind, ("dot", "plain"))
         x = axis.x(m.day)
         tip = f"<title>{escape(f'{m.day:%d %b}: {m.text}')}</title>"
         if shape == "bar":
-            body = f'<rect class="mark {css}" x="{_fmt(x - half)}" y="3" width="{_fmt(2 * half)}" height="{height - 6}">{tip}</rect>'
-        elif shape == "tick":
-            body = f'<rect class="mark {css}" x="{_fmt(x - half)}" y="{_fmt(mid + 4)}" width="{_fmt(2 * half)}" height="4">{tip}</rect>'
+            body = (
+                f'<rect class="mark {css}" x="{_fmt(x - half)}" y="3" width="{_fmt(2 * half)}" '
+                f'height="{height - 6}">{tip}</rect>'
+            )
         elif shape == "plus":
             body = (
-                f'<g class="mark {css}">{tip}<rect x="{_fmt(x - 6)}" y="{_fmt(mid - 1.5)}" width="12" height="3"/>'
-                f'<rect x="{_fmt(x - 1.5)}" y="{_fmt(mid - 6)}" width="3" height="12"/></g>'
+                f'<g class="mark {css}">{tip}<rect x="{_fmt(x - 6)}" y="{_fmt(mid - 1.5)}" '
+                f'width="12" height="3"/><rect x="{_fmt(x - 1.5)}" y="{_fmt(mid - 6)}" width="3" '
+                'height="12"/></g>'
             )
         elif shape == "minus":
-            body = f'<rect class="mark {css}" x="{_fmt(x - 6)}" y="{_fmt(mid - 1.5)}" width="12" height="3">{tip}</rect>'
+            body = (
+                f'<rect class="mark {css}" x="{_fmt(x - 6)}" y="{_fmt(mid - 1.5)}" width="12" '
+                f'height="3">{tip}</rect>'
+            )
         elif shape == "cross":
             body = (
-                f'<path class="mark stroke {css}" d="M{_fmt(x - 4)},{_fmt(mid - 4)} L{_fmt(x + 4)},{_fmt(mid + 4)} '
-                f'M{_fmt(x - 4)},{_fmt(mid + 4)} L{_fmt(x + 4)},{_fmt(mid - 4)}">{tip}</path>'
+                f'<path class="mark stroke {css}" d="M{_fmt(x - 4)},{_fmt(mid - 4)} '
+                f"L{_fmt(x + 4)},{_fmt(mid + 4)} M{_fmt(x - 4)},{_fmt(mid + 4)} "
+                f'L{_fmt(x + 4)},{_fmt(mid - 4)}">{tip}</path>'
             )
         elif shape == "ring":
-            body = f'<circle class="mark ring {css}" cx="{_fmt(x)}" cy="{_fmt(mid)}" r="5">{tip}</circle>'
+            body = (
+                f'<circle class="mark ring {css}" cx="{_fmt(x)}" cy="{_fmt(mid)}" r="5">'
+                f"{tip}</circle>"
+            )
         else:
             body = (
                 f'<circle class="mark {css}" cx="{_fmt(x)}" cy="{_fmt(mid)}" r="5">{tip}</circle>'

@@ -42,8 +42,18 @@ def upgrade() -> None:
         ["program_id", "is_current"],
         unique=False,
     )
+    # A patient's use days only: the caseload's "use after a run of abstinence" flag.
+    op.create_index(
+        "ix_use_days_used",
+        "use_days",
+        ["patient_id", "day"],
+        unique=False,
+        postgresql_where=sa.text("used"),
+        sqlite_where=sa.text("used"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_use_days_used", table_name="use_days")
     op.drop_index("ix_risk_flag_versions_current", table_name="recovery_risk_flag_versions")
     op.drop_table("recovery_risk_flag_versions")
