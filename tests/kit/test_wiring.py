@@ -79,6 +79,7 @@ def test_the_domain_list_wires_every_part() -> None:
     assert [label for label, _ in domains.demo_steps()] == [
         "Detox assessments",
         "Medication plans",
+        "Recovery: care plans, check-ins, screens, sessions",
     ]
     tables = set(full_metadata().tables)
     assert {"patients", "withdrawal_assessments", "medication_dose_plans", "alerts"} <= tables

@@ -14,9 +14,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, case, distinct, false, func, select, true, update
+from sqlalchemy import bindparam, case, distinct, false, func, select, update
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import BindParameter
 
 from tandem.access.accounts import display_names
 from tandem.access.guard import Access
@@ -50,7 +52,7 @@ MAX_SHOWN = 2000  # a whole program's caseload beyond this is cut (and the page 
 LONG_AGO = date(1900, 1, 1)
 # The caseload's patient ids, bound once as a list (not 200 literals coerced one by one in
 # every statement).
-CASELOAD = bindparam("caseload", expanding=True)
+CASELOAD: BindParameter[Any] = bindparam("caseload", expanding=True)
 
 
 # --------------------------------------------------------------------------- program rules
@@ -244,9 +246,9 @@ def caseload(
         rule = current.rules.rule("no_check_in")
         if rule is not None:
             for row in rows.values():
-                flag = rules_core.check_in_flag(rule, today, row.last_check_in, row.started_on)
-                if flag:
-                    row.flags.append(flag)
+                late = rules_core.check_in_flag(rule, today, row.last_check_in, row.started_on)
+                if late:
+                    row.flags.append(late)
     ordered = sorted(rows.values(), key=lambda r: rules_core.sort_key(r.flags, r.name))
     for row in ordered:
         row.flags.sort(key=lambda f: (-f.severity, f.label))
@@ -489,7 +491,7 @@ def _use_after_abstinence(
         )
         .where(
             UseDayRow.patient_id.in_(CASELOAD),
-            UseDayRow.used == true(),
+            UseDayRow.used,  # the partial index ix_use_days_used
             UseDayRow.day <= today,
             visible(access, OBSERVATION, UseDayRow.patient_id, UseDayRow.program_id),
         )

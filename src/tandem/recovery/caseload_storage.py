@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tandem.recovery.storage import UseDayRow
@@ -43,6 +43,8 @@ USE_DAYS_USED = Index(
     "ix_use_days_used",
     UseDayRow.patient_id,
     UseDayRow.day,
+    # `used = 1` on SQLite: the term a query on a boolean column is written with there, which
+    # the planner must find word for word to use a partial index.
     postgresql_where=UseDayRow.used,
-    sqlite_where=UseDayRow.used,
+    sqlite_where=UseDayRow.used == true(),
 )

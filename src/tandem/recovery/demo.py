@@ -203,8 +203,8 @@ def recovery_months(db: Session, world: DemoWorld) -> None:
     mine, second, harbor = _counselors(db, world)
     ids = [p.id for p in world.patients]
     episodes: dict[str, Episode] = {}
-    for episode in db.scalars(select(Episode).where(Episode.patient_id.in_(ids))):
-        episodes.setdefault(episode.patient_id, episode)
+    for found in db.scalars(select(Episode).where(Episode.patient_id.in_(ids))):
+        episodes.setdefault(found.patient_id, found)
     zones = {
         world.program.id: ZoneInfo(world.program.time_zone),
         world.other_program.id: ZoneInfo(world.other_program.time_zone),
@@ -399,7 +399,7 @@ def _sessions(
     weekday = rng.randint(0, 4)
     first = course.start + timedelta(days=(weekday - course.start.weekday()) % 7)
     last = course.end + (timedelta(days=14) if course.retention == "active" else timedelta(0))
-    kinds = [("individual_counseling", 10, course.counselor_id)]
+    kinds: list[tuple[str, int, int | None]] = [("individual_counseling", 10, course.counselor_id)]
     if with_group:
         kinds.append(("group_therapy", 17, None))
     day = first

@@ -49,7 +49,7 @@ def upgrade() -> None:
         ["patient_id", "day"],
         unique=False,
         postgresql_where=sa.text("used"),
-        sqlite_where=sa.text("used"),
+        sqlite_where=sa.text("used = 1"),  # as SQLite queries write it (see caseload_storage)
     )
 
 
