@@ -4,7 +4,7 @@ for the same seed, scored by the instrument engine, and something for the caselo
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -25,6 +25,7 @@ from tandem.recovery.storage import (
 )
 from tandem.storage.db import make_engine, make_sessionmaker, session_scope
 from tandem.storage.migrate import upgrade
+from tandem.storage.models import User
 from tests.recovery.caseload_helpers import access_for
 
 NOW = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
@@ -123,3 +124,15 @@ def test_the_demo_counselor_has_patients_to_look_at(demo_sessions: sessionmaker[
         db.commit()
     assert len(shown.rows) >= 10
     assert any(row.flags for row in shown.rows) and any(not row.flags for row in shown.rows)
+    # The demo patient's own login is on that caseload, abstinent lately: their next check-in
+    # reporting use is what the caseload flags (the browser test's path through the portal).
+    with demo_sessions() as db:
+        own = db.scalar(select(User.patient_id).where(User.email == "patient@demo.tandem.test"))
+        recent = db.execute(
+            select(UseDayRow.day, UseDayRow.used).where(
+                UseDayRow.patient_id == own, UseDayRow.day >= NOW.date() - timedelta(days=21)
+            )
+        ).all()
+    mine = next(row for row in shown.rows if row.patient_id == own)
+    assert "use_after_abstinence" not in [f.kind for f in mine.flags]
+    assert len({day for day, _ in recent}) >= 14 and not any(used for _, used in recent)

@@ -102,6 +102,9 @@ class Course:
     check_in_rate: float
     stopped_checking_in: int = 0  # days without a check-in at the end (active patients)
     slip_this_week: bool = False
+    # The demo patient's own login: in care with the demo counselor, abstinent and checking in
+    # every day for the last three weeks, so their next check-in shows on the caseload.
+    steady: bool = False
     use: dict[date, set[str]] = field(default_factory=dict)
 
 
@@ -213,10 +216,15 @@ def recovery_months(db: Session, world: DemoWorld) -> None:
         world.program.id: program_today(world.program.time_zone, world.now),
         world.other_program.id: program_today(world.other_program.time_zone, world.now),
     }
+    login = world.users.get("patient")
+    own = login.patient_id if login is not None else None
     courses = []
     for patient in world.patients:
         episode = episodes.get(patient.id)
-        if episode is not None and episode.phase == "detox" and episode.discharged_at is None:
+        in_detox = (
+            episode is not None and episode.phase == "detox" and episode.discharged_at is None
+        )
+        if in_detox and patient.id != own:
             continue  # still in detox: their care plan starts when they leave it
         if patient.program_id == world.other_program.id:
             counselor = harbor
@@ -225,6 +233,10 @@ def recovery_months(db: Session, world: DemoWorld) -> None:
         course = _course(
             rng, patient, todays[patient.program_id], counselor, zones[patient.program_id]
         )
+        if patient.id == own:
+            course.counselor_id, course.steady = mine, True
+            course.retention, course.end = "active", todays[patient.program_id] - timedelta(days=1)
+            course.stopped_checking_in, course.slip_this_week = 0, False
         courses.append((course, episode))
     if not courses:
         return
@@ -369,6 +381,8 @@ def _days(rng: random.Random, course: Course, out: list[tuple[Course, date, int,
         # Abstinent for the three weeks before, then a lapse in the last few days.
         slip = course.end - timedelta(days=rng.randint(0, 3))
         lapse_days = {d for d in lapse_days if d < course.end - timedelta(days=24)} | {slip}
+    if course.steady:
+        lapse_days = {d for d in lapse_days if d < course.end - timedelta(days=24)}
     for day in lapse_days:
         course.use[day] = {course.substances[0]} if rng.random() < 0.8 else set(course.substances)
     ordered = sorted(lapse_days)
@@ -380,6 +394,7 @@ def _days(rng: random.Random, course: Course, out: list[tuple[Course, date, int,
         if ahead is not None and (ahead - day).days <= 4:
             pressure = 3 - (ahead - day).days // 2  # craving climbs before a lapse
         checked = rng.random() < course.check_in_rate or day in course.use
+        checked = checked or (course.steady and (course.end - day).days < 21)
         if course.stopped_checking_in and (course.end - day).days < course.stopped_checking_in:
             checked = False
         out.append((course, day, pressure, checked))
