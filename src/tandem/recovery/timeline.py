@@ -2,7 +2,7 @@
 craving, use, drug screens, mood and craving scales, doses (given and reported) and attendance.
 
 The service reads through the data-access layer (the chart read through the policy, each kind
-of record asked for and audited); daily measures are grouped by day in the database. The
+of record asked for and audited); craving ratings are averaged a day in the database. The
 drawing is in `timeline_svg` (pure), the weekly table beside it here (pure).
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 
 from tandem.access.guard import Access
 from tandem.access.policy import Permission
@@ -153,26 +153,24 @@ def timeline(
     for day, average, top in db.execute(craving):
         shown.craving.append(Point(day, round(float(average), 1), f"highest {top}"))
 
-    used = func.max(case((UseDayRow.used, 1), else_=0))
+    # Use days: a row a substance and day (a year is a few hundred rows), told a day at a time.
     use = (
-        select(UseDayRow.day, used, func.sum(UseDayRow.standard_drinks))
+        select(UseDayRow.day, UseDayRow.substance, UseDayRow.used, UseDayRow.standard_drinks)
         .where(*mine(UseDayRow, "Observation"), UseDayRow.day.between(start, end))
-        .group_by(UseDayRow.day)
-        .order_by(UseDayRow.day)
+        .order_by(UseDayRow.day, UseDayRow.substance)
     )
-    used_on: dict[date, list[str]] = defaultdict(list)
-    if True:  # which substances, for the days with use (few rows)
-        which = select(UseDayRow.day, UseDayRow.substance).where(
-            *mine(UseDayRow, "Observation"), UseDayRow.day.between(start, end), UseDayRow.used
-        )
-        for day, substance in db.execute(which):
-            used_on[day].append(substance_label(substance))
-    for day, any_use, drinks in db.execute(use):
-        if any_use:
-            words = ", ".join(sorted(used_on.get(day, [])))
+    days: dict[date, tuple[list[str], float]] = {}
+    for day, substance, was_used, drinks in db.execute(use):
+        substances, total = days.setdefault(day, ([], 0.0))
+        if was_used:
+            substances.append(substance_label(substance))
+            days[day] = (substances, total + float(drinks or 0))
+    for day, (substances, drinks) in days.items():
+        if substances:
+            words = ", ".join(substances)
             if drinks:
-                words += f" ({float(drinks):g} standard drinks)"
-            shown.use.append(Mark(day, "used", f"used {words}".strip()))
+                words += f" ({drinks:g} standard drinks)"
+            shown.use.append(Mark(day, "used", f"used {words}"))
         else:
             shown.use.append(Mark(day, "abstinent", "no use"))
 
