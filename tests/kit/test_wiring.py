@@ -82,6 +82,7 @@ def test_the_domain_list_wires_every_part() -> None:
     assert [label for label, _ in domains.demo_steps()] == [
         "Detox assessments",
         "Medication plans",
+        "Recovery: care plans, check-ins, screens, sessions",
         "Questions to counselors",
     ]
     tables = set(full_metadata().tables)

@@ -50,6 +50,7 @@ LINEAR = [
     "0019_portal",
     "0023_smart",
     "0020_consent",
+    "0019_caseload",
 ]
 OLD_HEADS = {"0006_medication_dues", "0007_patient_name_words", "0008_detox_census"}
 

@@ -13,7 +13,7 @@ HEADINGS = {
     "admin": "Administration",
     "prescriber": "Patients",
     "nurse": "Patients",
-    "counselor": "Detox census",
+    "counselor": "Caseload",
     "researcher": "Research",
     "patient": "Today",  # their day: reminders, the check-in, doses, sessions
 }

@@ -16,7 +16,7 @@ HOME_PAGES: dict[Role, str] = {
     Role.ADMIN: "/admin/users",
     Role.PRESCRIBER: "/patients",
     Role.NURSE: "/patients",
-    Role.COUNSELOR: "/detox",  # the census of their units: who is in care now
+    Role.COUNSELOR: "/caseload",  # their patients in care, most at risk first
     Role.RESEARCHER: "/research",  # de-identified counts
     Role.PATIENT: "/patients/{patient_id}/today",  # their day: reminders, check-in, doses
 }
