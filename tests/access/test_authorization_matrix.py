@@ -737,7 +737,14 @@ def _send(m: Matrix, probe: Probe, caller: Caller) -> Response:
         headers["Authorization"] = f"Bearer {caller.token}"
     m.client.cookies.clear()  # only the caller's own credentials
     if not probe.writes:
-        params = {q: m.fills[QUERY_FILLS[q]] for q in probe.query if q in QUERY_FILLS}
+        params = {
+            q: m.fills[QUERY_FILLS[q]]
+            for q in probe.query
+            # The SMART authorization request's parameters, for the OAuth routes only (other
+            # routes have a `scope` or `state` of their own).
+            if q in QUERY_FILLS
+            and (probe.path.startswith("/oauth/") or not QUERY_FILLS[q].startswith("smart_"))
+        }
         params.update(
             {"patient": m.world.patient_a}
             if _bound(probe) == "patient" and not probe.params

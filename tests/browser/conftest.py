@@ -122,6 +122,13 @@ def sign_in(page, server: LiveServer, name: str) -> None:  # type: ignore[no-unt
     page.wait_for_load_state()
 
 
+def own_record(page) -> str:  # type: ignore[no-untyped-def]
+    """The address of a signed-in patient's own record (they land on their Today page)."""
+    href = page.get_by_role("link", name="My record").first.get_attribute("href")
+    assert href, "no link to the patient's own record"
+    return str(page.url.split("/patients/")[0] + href)
+
+
 def screenshot(page, name: str) -> None:  # type: ignore[no-untyped-def]
     SHOTS.mkdir(exist_ok=True)
     from playwright.sync_api import Error as PlaywrightError

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import SHOTS, sign_in
+from tests.browser.conftest import SHOTS, own_record, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -27,7 +27,7 @@ def test_a_choice_recorded_on_a_phone_and_read_by_the_patient(browser, live_serv
     page = context.new_page()
     page.set_default_timeout(15_000)
     sign_in(page, live_server, "patient")
-    patient_home = page.url
+    patient_home = own_record(page)
     page.get_by_role("link", name="My options").first.click()
     page.wait_for_load_state()
     patient_options = page.url

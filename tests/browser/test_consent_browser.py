@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import SHOTS, sign_in
+from tests.browser.conftest import SHOTS, own_record, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -23,7 +23,7 @@ def test_a_consent_opens_the_chart_to_another_program_until_the_patient_takes_it
     patient = phone.new_page()
     patient.set_default_timeout(15_000)
     sign_in(patient, live_server, "patient")
-    chart = patient.url.split("?")[0]
+    chart = own_record(patient)
     desk = browser.new_context(viewport={"width": 1280, "height": 900})
     staff = desk.new_page()
     staff.set_default_timeout(15_000)

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import screenshot, sign_in
+from tests.browser.conftest import own_record, screenshot, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -48,8 +48,10 @@ def test_wrong_password_is_refused_with_a_message(page, live_server) -> None:
 
 def test_patient_lands_on_their_own_record_only(page, live_server) -> None:
     sign_in(page, live_server, "patient")
-    expect(page).to_have_url(re.compile(r"/patients/[0-9a-f-]{36}$"))
-    own = page.url
+    # A patient lands on their day (the recovery portal), with a link to their own record.
+    expect(page).to_have_url(re.compile(r"/patients/[0-9a-f-]{36}/today$"))
+    own = own_record(page)
+    assert re.search(r"/patients/[0-9a-f-]{36}$", own)
     page.goto(live_server.url + "/patients")
     assert page.locator("tbody tr").count() == 1
     page.goto(own)

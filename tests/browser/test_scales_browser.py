@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import SHOTS, sign_in
+from tests.browser.conftest import SHOTS, own_record, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -26,7 +26,7 @@ def test_patient_phq9_on_a_phone_shows_crisis_resources_and_staff_see_it_urgent(
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     sign_in(page, live_server, "patient")
-    chart = page.url.split("?")[0].rstrip("/")
+    chart = own_record(page)
     page.goto(chart + "/scales")
     page.get_by_role("link", name="Answer PHQ-9").click()
     assert "unverified" not in page.inner_text("body")

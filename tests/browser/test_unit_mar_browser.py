@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 def _patient_on_baclofen(database_url: str, skip: int) -> tuple[str, str]:
     """A demo patient in rehab with no plan, started on baclofen three times daily from
-    yesterday: whatever the hour, one of their doses falls in the current shift."""
+    yesterday (written two days ago): whatever the hour, one of their doses falls in the current shift."""
     engine = make_engine(database_url)
     sessions = make_sessionmaker(engine)
     with sessions() as db:
@@ -52,7 +52,7 @@ def _patient_on_baclofen(database_url: str, skip: int) -> tuple[str, str]:
             every_days=3,
             target="10mg-tid",
             start_date=program_today(program.time_zone, now) - timedelta(days=1),
-            now=now,
+            now=now - timedelta(days=2),  # written before its first dose
         )
         db.commit()
         found = patient.id, patient.display_name
