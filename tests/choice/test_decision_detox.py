@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from tandem.clock import program_today
 from tandem.storage.db import session_scope, utcnow
 from tandem.withdrawal import assessments
 from tandem.withdrawal.checks import ContextInput
@@ -56,7 +57,8 @@ def test_no_medication_is_shown_beside_the_withdrawal_protocol_suggestion(
             "substance": "alcohol",
             "phase": "withdrawal",
             "choice": "no_medication",
-            "discussed_on": utcnow().date().isoformat(),
+            # The program's day (alpha is in New York), not UTC's: the two differ at night.
+            "discussed_on": program_today("America/New_York", utcnow()).isoformat(),
             "discussed_by": "Casey Counselor",
         },
     )
