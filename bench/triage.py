@@ -113,7 +113,9 @@ def load(url: str, args: argparse.Namespace, now: datetime) -> tuple[float, int]
                     "name": rng.choice(("", "Sam", "A worried mother")),
                     "phone": "555 0100" if kind == "callback" else "",
                     "window_start": asked + timedelta(days=1) if kind == "callback" else None,
-                    "window_end": asked + timedelta(days=1, hours=2) if kind == "callback" else None,
+                    "window_end": asked + timedelta(days=1, hours=2)
+                    if kind == "callback"
+                    else None,
                     "token_hash": None if patient else f"{next_id:064x}",
                     "asked_at": asked,
                 }
@@ -136,7 +138,9 @@ def load(url: str, args: argparse.Namespace, now: datetime) -> tuple[float, int]
     return time.perf_counter() - started, len(rows)
 
 
-def run_engine(label: str, url: str, args: argparse.Namespace, sqlite_path: str | None) -> list[str]:
+def run_engine(
+    label: str, url: str, args: argparse.Namespace, sqlite_path: str | None
+) -> list[str]:
     app = create_app(Settings(database_url=url, cookie_secure=True))
     captured: list[tuple[str, Any]] = []
     shown = 0
