@@ -131,3 +131,18 @@ def test_a_patient_sees_their_withdrawal_chart_but_not_the_clinicians_alerts(
     assert "Open alerts" not in chart.text and "Record CIWA-Ar" not in chart.text
     assert client.get("/alerts").status_code == 403
     assert client.get(f"/patients/{world.patient_a2}/withdrawal").status_code == 403
+
+
+def test_a_counselor_finds_the_alerts_in_the_menu_and_reads_them_without_acknowledging(
+    client, sessions, world: World
+) -> None:
+    admit_to_detox(sessions, world, world.patient_a)
+    _escalate(sessions, world, world.patient_a, 20)
+    with sessions() as db:
+        alert_id = db.scalar(select(Alert.id).where(Alert.rule_id == "ciwa_icu"))
+    sign_in(client, world.email("counselor"), world.passwords["counselor"])
+    home = client.get("/patients").text
+    assert 'href="/alerts"' in home
+    page = client.get("/alerts")
+    assert page.status_code == 200
+    assert f'id="alert-{alert_id}"' in page.text and "/acknowledge" not in page.text

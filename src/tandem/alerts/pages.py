@@ -26,7 +26,11 @@ CHART_TAB_OF = {
     "crisis_signal": "questions",
 }
 
-NAV = NavItem("alerts", "Alerts", "/alerts", frozenset({"admin", "prescriber", "nurse"}), 30)
+# Counselors read the alerts too (a PHQ-9 item 9 answer, a crisis message to a counselor); the
+# policy leaves acknowledging to the prescriber.
+NAV = NavItem(
+    "alerts", "Alerts", "/alerts", frozenset({"admin", "prescriber", "nurse", "counselor"}), 30
+)
 
 
 def _programs(access: Access) -> list[Program]:
