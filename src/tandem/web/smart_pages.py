@@ -125,14 +125,12 @@ def _picker(access: Access, program_id: int, find: str) -> Page[Patient]:
     return page
 
 
-def _consent(
-    request: Request,
-    access: Access,
-    params: dict[str, str],
-    find: str = "",
-    error: str = "",
-    status_code: int = 200,
-) -> Response:
+def _checked_request(
+    request: Request, access: Access, params: dict[str, str]
+) -> Response | tuple[smart.AuthorizationRequest, smart.ScopeDecision]:
+    """The authorization request checked (app, redirect, PKCE), the app usable by this person,
+    and the scopes they may grant it; or the refusal to answer with (a page for an unknown app,
+    otherwise a redirect to the app with the OAuth error)."""
     try:
         wanted = smart.check_authorization_request(access.db, params, base_url(request))
     except smart.UnknownApp as exc:
@@ -152,6 +150,22 @@ def _consent(
         scopes = smart.decide_scopes(access.actor.role, wanted.scope, redirect=wanted)
     except errors.OAuth2Error as exc:
         return _refused(access, client, exc)
+    return wanted, scopes
+
+
+def _consent(
+    request: Request,
+    access: Access,
+    params: dict[str, str],
+    find: str = "",
+    error: str = "",
+    status_code: int = 200,
+) -> Response:
+    checked = _checked_request(request, access, params)
+    if isinstance(checked, Response):
+        return checked
+    wanted, scopes = checked
+    client = wanted.client
     picked = _picker(access, client.program_id, find) if scopes.needs_patient else None
     program = access.db.get(Program, client.program_id)
     response = render(
@@ -211,31 +225,18 @@ def authorize_page(
 def authorize(request: Request, access: Access = Depends(csrf_form)) -> Response:
     form = form_of(request)
     params = {name: str(form.get(name, "")) for name in AUTHORIZE_FIELDS}
-    try:
-        wanted = smart.check_authorization_request(access.db, params, base_url(request))
-    except smart.UnknownApp as exc:
-        return _unknown_app(request, access, exc)
-    except errors.OAuth2Error as exc:
-        client = smart.find_client(access.db, params.get("client_id", ""))
-        assert client is not None
-        return _refused(access, client, exc)
+    checked = _checked_request(request, access, params)
+    if isinstance(checked, Response):
+        return checked
+    wanted, scopes = checked
     client = wanted.client
-    try:
-        if not smart.may_use(client, access.actor):
-            raise errors.AccessDeniedError(
-                description="the app belongs to a program you are not a member of",
-                state=wanted.state,
-                redirect_uri=wanted.redirect_uri,
-            )
-        scopes = smart.decide_scopes(access.actor.role, wanted.scope, redirect=wanted)
-        if form.get("decision") != "allow":
-            raise errors.AccessDeniedError(
-                description="the user denied access",
-                state=wanted.state,
-                redirect_uri=wanted.redirect_uri,
-            )
-    except errors.OAuth2Error as exc:
-        return _refused(access, client, exc)
+    if form.get("decision") != "allow":
+        denied = errors.AccessDeniedError(
+            description="the user denied access",
+            state=wanted.state,
+            redirect_uri=wanted.redirect_uri,
+        )
+        return _refused(access, client, denied)
     patient_id: str | None = None
     if access.actor.role is Role.PATIENT:
         patient_id = access.actor.patient_id
