@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import SHOTS, sign_in
+from tests.browser.conftest import screenshot, sign_in
 
 pytestmark = pytest.mark.browser
 
 QUESTION = "My dad finished detox last week. How can we help him at home?"
 REPLY = "Thank you for asking. Keep evenings calm and come to the family group on Tuesdays."
-
-
-def _shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
-    SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"))  # the viewport, as a person sees it
 
 
 def test_a_visitor_asks_on_a_phone_and_reads_the_counselors_answer(browser, live_server) -> None:
@@ -36,7 +31,7 @@ def test_a_visitor_asks_on_a_phone_and_reads_the_counselors_answer(browser, live
     visitor.get_by_role("link", name="ask a counselor").click()
     visitor.wait_for_load_state()
     assert visitor.evaluate("document.documentElement.scrollWidth") <= 375
-    _shot(visitor, "ask-phone-form")
+    screenshot(visitor, "ask-phone-form", full_page=False)
     if visitor.locator("#program").count():
         visitor.select_option("#program", label=program)
     visitor.get_by_label("Your question").fill(QUESTION)
@@ -46,10 +41,10 @@ def test_a_visitor_asks_on_a_phone_and_reads_the_counselors_answer(browser, live
     link = visitor.locator(".private-link a").get_attribute("href")
     assert link and "/ask/t/" in link
     assert visitor.evaluate("document.documentElement.scrollWidth") <= 375
-    _shot(visitor, "ask-phone-sent")
+    screenshot(visitor, "ask-phone-sent", full_page=False)
 
     counselor.reload()
-    _shot(counselor, "questions-queue-desktop")
+    screenshot(counselor, "questions-queue-desktop", full_page=False)
     counselor.get_by_role("link", name=QUESTION[:30], exact=False).first.click()
     counselor.wait_for_load_state()
     counselor.get_by_role("button", name="Assign to me").click()
@@ -58,13 +53,13 @@ def test_a_visitor_asks_on_a_phone_and_reads_the_counselors_answer(browser, live
     counselor.get_by_role("button", name="Send reply").click()
     counselor.wait_for_load_state()
     assert REPLY in counselor.inner_text("body")
-    _shot(counselor, "question-answered-desktop")
+    screenshot(counselor, "question-answered-desktop", full_page=False)
 
     visitor.goto(link)
     text = visitor.inner_text("body")
     assert REPLY in text and "Answered" in text
     assert visitor.evaluate("document.documentElement.scrollWidth") <= 375
-    _shot(visitor, "ask-phone-answer")
+    screenshot(visitor, "ask-phone-answer", full_page=False)
     # A signed-in patient asks from their own record, on the same phone.
     sign_in(visitor, live_server, "patient")
     visitor.get_by_role("link", name="Questions").click()
@@ -74,7 +69,7 @@ def test_a_visitor_asks_on_a_phone_and_reads_the_counselors_answer(browser, live
     visitor.wait_for_load_state()
     assert "Sent. A counselor will answer here." in visitor.inner_text("body")
     assert visitor.evaluate("document.documentElement.scrollWidth") <= 375
-    _shot(visitor, "patient-phone-questions")
+    screenshot(visitor, "patient-phone-questions", full_page=False)
     assert not errors, errors
     desk.close()
     phone.close()

@@ -16,15 +16,9 @@ from tandem.clock import program_today
 from tandem.recovery.storage import CarePlanRow, CheckInRow, CravingRatingRow, UseDayRow
 from tandem.storage.db import make_engine, make_sessionmaker, session_scope
 from tandem.storage.models import Patient, Program, User
-from tests.browser.conftest import SHOTS, sign_in
+from tests.browser.conftest import screenshot, sign_in
 
 pytestmark = pytest.mark.browser
-
-
-def screenshot(page, name: str) -> None:  # type: ignore[no-untyped-def]
-    """What the screen shows (the viewport), to look at."""
-    SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
 def _abstinent_patient_checks_in_with_use(database_url: str) -> tuple[str, str]:
@@ -123,14 +117,14 @@ def test_a_check_in_with_use_shows_on_the_counselors_caseload(browser, live_serv
     assert "days without use" in flag.inner_text()
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     row.scroll_into_view_if_needed()
-    screenshot(page, "caseload-phone")
+    screenshot(page, "caseload-phone", full_page=False)
     page.goto(live_server.url + f"/patients/{patient_id}/timeline?range=3m")
     assert page.locator("svg.timeline-lane").count() >= 6
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     page.locator(".timeline-lanes").scroll_into_view_if_needed()
-    screenshot(page, "timeline-phone")
+    screenshot(page, "timeline-phone", full_page=False)
     page.locator(".timeline-table").scroll_into_view_if_needed()
-    screenshot(page, "timeline-phone-table")
+    screenshot(page, "timeline-phone-table", full_page=False)
     phone.close()
 
     wide = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -138,11 +132,11 @@ def test_a_check_in_with_use_shows_on_the_counselors_caseload(browser, live_serv
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     sign_in(page, live_server, "counselor")
     page.goto(live_server.url + "/caseload")
-    screenshot(page, "caseload-wide")
+    screenshot(page, "caseload-wide", full_page=False)
     page.goto(live_server.url + f"/patients/{patient_id}/timeline?range=3m")
     page.locator(".timeline-lanes").scroll_into_view_if_needed()
-    screenshot(page, "timeline-wide")
+    screenshot(page, "timeline-wide", full_page=False)
     page.mouse.wheel(0, 600)
-    screenshot(page, "timeline-wide-lower")
+    screenshot(page, "timeline-wide-lower", full_page=False)
     wide.close()
     assert not errors, errors

@@ -4,18 +4,11 @@ article of the education library. Nothing is wider than the screen."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from tests.browser.conftest import SHOTS, own_record, sign_in
+from tests.browser.conftest import own_record, screenshot, sign_in
 
 pytestmark = pytest.mark.browser
-
-
-def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
-    SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(Path(SHOTS) / f"{name}.png"))
 
 
 def fits(page) -> None:  # type: ignore[no-untyped-def]
@@ -37,11 +30,11 @@ def test_a_choice_recorded_on_a_phone_and_read_by_the_patient(browser, live_serv
     page.goto(patient_options + "?substance=alcohol&phase=staying_stopped")
     assert page.get_by_role("heading", name="Recovery without medication").is_visible()
     fits(page)
-    shot(page, "choice-options-375")
+    screenshot(page, "choice-options-375", full_page=False)
     page.get_by_role("heading", name="Acamprosate").scroll_into_view_if_needed()
-    shot(page, "choice-option-card-375")
+    screenshot(page, "choice-option-card-375", full_page=False)
     page.get_by_role("heading", name="Recovery without medication").scroll_into_view_if_needed()
-    shot(page, "choice-option-free-375")
+    screenshot(page, "choice-option-free-375", full_page=False)
     page.get_by_label("No medication (recovery without medication)").check()
     page.get_by_label("What matters to the patient").fill("Wants to try meetings first")
     page.get_by_role("button", name="Record decision").click()
@@ -49,7 +42,7 @@ def test_a_choice_recorded_on_a_phone_and_read_by_the_patient(browser, live_serv
     assert "Wants to try meetings first" in page.inner_text("#decision")
     assert "Counselor (demo)" in page.inner_text("#decision")  # who discussed it
     page.locator("#decision").scroll_into_view_if_needed()
-    shot(page, "choice-decision-375")
+    screenshot(page, "choice-decision-375", full_page=False)
     context.clear_cookies()
 
     sign_in(page, live_server, "patient")
@@ -57,16 +50,16 @@ def test_a_choice_recorded_on_a_phone_and_read_by_the_patient(browser, live_serv
     text = page.inner_text("body")
     assert "My options" in text and "You chose no medication" in text
     fits(page)
-    shot(page, "choice-patient-375")
+    screenshot(page, "choice-patient-375", full_page=False)
     page.get_by_role("heading", name="Baclofen").scroll_into_view_if_needed()
-    shot(page, "choice-patient-card-375")
+    screenshot(page, "choice-patient-card-375", full_page=False)
     page.goto(patient_home + "/medications")
     assert "You chose no medication" in page.inner_text("body")
     page.goto(live_server.url + "/learn/recovery-without-medication")
     assert "Further reading" in page.inner_text("body")
     fits(page)
-    shot(page, "choice-learn-375")
+    screenshot(page, "choice-learn-375", full_page=False)
     page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(patient_options)
-    shot(page, "choice-patient-1280")
+    screenshot(page, "choice-patient-1280", full_page=False)
     context.close()

@@ -6,14 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import SHOTS, own_record, sign_in
+from tests.browser.conftest import own_record, screenshot, sign_in
 
 pytestmark = pytest.mark.browser
-
-
-def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
-    SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"))  # the viewport, as a person sees it
 
 
 def test_a_consent_opens_the_chart_to_another_program_until_the_patient_takes_it_back(
@@ -44,10 +39,10 @@ def test_a_consent_opens_the_chart_to_another_program_until_the_patient_takes_it
     staff.get_by_role(
         "heading", name="Consents to share substance-use records"
     ).scroll_into_view_if_needed()
-    shot(staff, "consent-staff-1280")
+    screenshot(staff, "consent-staff-1280", full_page=False)
     staff.get_by_role("link", name="Release records under it").click()
     assert "No consent in force" not in staff.inner_text("body")
-    shot(staff, "consent-release-1280")
+    screenshot(staff, "consent-release-1280", full_page=False)
 
     staff.context.clear_cookies()
     sign_in(staff, live_server, "harbor.nurse")
@@ -58,10 +53,10 @@ def test_a_consent_opens_the_chart_to_another_program_until_the_patient_takes_it
     assert "Who may see your records" in body and "to care for you (treatment)" in body
     assert patient.evaluate("document.documentElement.scrollWidth") <= 375
     patient.get_by_role("button", name="Take back this consent").scroll_into_view_if_needed()
-    shot(patient, "consent-patient-375")
+    screenshot(patient, "consent-patient-375", full_page=False)
     patient.get_by_role("button", name="Take back this consent").click()
     assert "Nothing more will be shared under it" in patient.inner_text("body")
-    shot(patient, "consent-patient-revoked-375")
+    screenshot(patient, "consent-patient-revoked-375", full_page=False)
 
     assert staff.goto(chart).status == 403
     phone.close()

@@ -6,14 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import SHOTS, sign_in
+from tests.browser.conftest import screenshot, sign_in
 
 pytestmark = pytest.mark.browser
-
-
-def _shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
-    SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"))  # the viewport, as the phone shows it
 
 
 def _choose(page, name: str, value: str) -> None:  # type: ignore[no-untyped-def]
@@ -28,11 +23,11 @@ def test_a_patient_checks_in_on_a_phone(browser, live_server) -> None:
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     sign_in(page, live_server, "patient")
     assert page.url.endswith("/today"), page.url
-    _shot(page, "portal-today-375")
+    screenshot(page, "portal-today-375", full_page=False)
     page.get_by_role("link", name="Check in now").click()
     page.wait_for_load_state()
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
-    _shot(page, "portal-check-in-375")
+    screenshot(page, "portal-check-in-375", full_page=False)
     for field in page.locator('input[name^="craving_"][value="4"]').all():
         _choose(page, str(field.get_attribute("name")), "4")
     asked = [
@@ -57,16 +52,16 @@ def test_a_patient_checks_in_on_a_phone(browser, live_server) -> None:
     assert page.url.endswith("/today?done=saved"), page.url
     assert "Your check-in is saved" in page.inner_text("main")
     assert "You checked in today" in page.inner_text("main")
-    _shot(page, "portal-saved-375")
+    screenshot(page, "portal-saved-375", full_page=False)
     page.get_by_role("link", name="How am I doing?").click()
     page.wait_for_load_state()
     assert page.locator("svg.portal-chart").count() == 1
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
-    _shot(page, "portal-progress-375")
+    screenshot(page, "portal-progress-375", full_page=False)
     page.set_viewport_size({"width": 1280, "height": 900})
     page.go_back()
     page.get_by_role("link", name="Change today's answers").click()
     page.wait_for_load_state()
-    _shot(page, "portal-check-in-1280")
+    screenshot(page, "portal-check-in-1280", full_page=False)
     assert not errors, errors
     context.close()

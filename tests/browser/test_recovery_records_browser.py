@@ -12,7 +12,7 @@ from sqlalchemy import select
 from tandem.recovery.storage import CarePlanRow
 from tandem.storage.db import make_engine, make_sessionmaker
 from tandem.storage.models import Patient, Program
-from tests.browser.conftest import SHOTS, sign_in
+from tests.browser.conftest import screenshot, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -31,11 +31,6 @@ def _patient_without_plan(database_url: str) -> str:
         )
     engine.dispose()
     return found
-
-
-def _shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
-    SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"))  # the viewport, as a person sees it
 
 
 def test_nurse_records_a_day_and_the_calendar_shows_it_on_desktop_and_phone(
@@ -64,7 +59,7 @@ def test_nurse_records_a_day_and_the_calendar_shows_it_on_desktop_and_phone(
     expect(cell).to_contain_text("Alcohol: used, 5 drinks")
     expect(cell).to_contain_text("Opioids: no use")
     page.locator("#calendar").scroll_into_view_if_needed()
-    _shot(page, "recovery-calendar-desktop")
+    screenshot(page, "recovery-calendar-desktop", full_page=False)
 
     page.set_viewport_size({"width": 375, "height": 812})
     page.reload()
@@ -73,6 +68,6 @@ def test_nurse_records_a_day_and_the_calendar_shows_it_on_desktop_and_phone(
     expect(cell).to_be_visible()
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= 375, f"the page scrolls sideways at phone width ({width}px)"
-    _shot(page, "recovery-calendar-phone")
+    screenshot(page, "recovery-calendar-phone", full_page=False)
     page.goto(f"{live_server.url}/patients/{patient_id}/recovery/program")
-    _shot(page, "recovery-program-phone")
+    screenshot(page, "recovery-program-phone", full_page=False)

@@ -43,27 +43,19 @@ def program_counts(access: Access) -> list[ProgramCounts]:
     if not programs:
         access.require(*ACTIONS["see_outcomes"], program_id=-1)
     db = access.db
-    names = dict(
-        db.execute(select(Program.id, Program.name).where(Program.id.in_(programs))).tuples().all()
-    )
+    names = dict(db.execute(select(Program.id, Program.name).where(Program.id.in_(programs))).all())
     patients = dict(
         db.execute(
             select(Patient.program_id, func.count())
             .where(Patient.program_id.in_(programs))
             .group_by(Patient.program_id)
-        )
-        .tuples()
-        .all()
+        ).all()
     )
-    open_rows = (
-        db.execute(
-            select(Episode.program_id, Episode.phase, func.count())
-            .where(Episode.program_id.in_(programs), Episode.discharged_at.is_(None))
-            .group_by(Episode.program_id, Episode.phase)
-        )
-        .tuples()
-        .all()
-    )
+    open_rows = db.execute(
+        select(Episode.program_id, Episode.phase, func.count())
+        .where(Episode.program_id.in_(programs), Episode.discharged_at.is_(None))
+        .group_by(Episode.program_id, Episode.phase)
+    ).all()
     in_care: dict[int, dict[str, int]] = {}
     for program_id, phase, count in open_rows:
         in_care.setdefault(program_id, {})[phase] = count
@@ -72,9 +64,7 @@ def program_counts(access: Access) -> list[ProgramCounts]:
             select(Episode.program_id, func.count())
             .where(Episode.program_id.in_(programs), Episode.discharged_at.is_not(None))
             .group_by(Episode.program_id)
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     access.audit("read", resource_type=RESOURCE, query="program counts")
     return [
