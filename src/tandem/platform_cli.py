@@ -600,8 +600,14 @@ def client_add(
     redirect_uri: list[str] = typer.Option(
         None, "--redirect-uri", help="Where the app receives its code (repeatable; apps)"
     ),
+    launch_url: str = typer.Option(
+        "", "--launch-url", help="Where staff open the app from a patient's chart (apps)"
+    ),
     jwks: Path | None = typer.Option(
         None, "--jwks", help="File with the service's public keys, a JWKS (backend)"
+    ),
+    jwks_uri: str = typer.Option(
+        "", "--jwks-uri", help="Or the https address the service publishes its keys at (backend)"
     ),
     role: str = typer.Option("", "--role", help="The role a backend service acts as"),
     scope: list[str] = typer.Option(
@@ -632,8 +638,10 @@ def client_add(
                 created_by=None,
                 redirect_uris="\n".join(redirect_uri or []),
                 jwks=keys,
+                jwks_uri=jwks_uri,
                 role=role,
                 scopes=" ".join(scope or []),
+                launch_url=launch_url,
             )
             db.add(
                 audit.entry(
@@ -648,7 +656,12 @@ def client_add(
             )
             client_id = done.client.client_id
     except InvalidInput as exc:
-        flag = {"redirect_uris": "redirect-uri", "scopes": "scope"}.get(exc.field, exc.field)
+        flag = {
+            "redirect_uris": "redirect-uri",
+            "scopes": "scope",
+            "launch_url": "launch-url",
+            "jwks_uri": "jwks-uri",
+        }.get(exc.field, exc.field)
         raise fail(f"--{flag}: {exc.message}") from None
     err.print(f"Registered {name} ({kind}) for program {program}.")
     print(client_id)
@@ -696,6 +709,33 @@ def client_disable(
             )
         )
     out.print(f"App {client_id} disabled; {revoked} tokens revoked.")
+
+
+@client_app.command("rotate-key")
+def client_rotate_key() -> None:
+    """Sign id_tokens with a new key from now on (the old ones stay published until the
+    id_tokens they signed expire). Also after changing TANDEM_KEY_SECRET or TANDEM_KEY_FILE."""
+    from tandem.access import smart
+
+    settings = _settings()
+    _, sessions = _migrated_sessions(settings)
+    try:
+        sealer = settings.sealer()
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    with session_scope(sessions) as db:
+        key = smart.new_signing_key(db, utcnow(), sealer)
+        db.add(
+            audit.entry(
+                None,
+                "update",
+                CLI_ORIGIN,
+                resource_type="SmartApp",
+                detail=f"new id_token signing key {key.kid}",
+                actor_label="tandem client rotate-key",
+            )
+        )
+    out.print(f"id_tokens are signed with key {key.kid} from now on (sealed with {sealer.source}).")
 
 
 COMMANDS: tuple[tuple[str, object], ...] = (

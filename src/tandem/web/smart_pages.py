@@ -79,8 +79,11 @@ def _server(request: Request) -> smart.Server:
 def jwks(request: Request, db: Session = Depends(get_db)) -> JSONResponse:
     """The public keys id_tokens are signed with (OpenID Connect)."""
     now = utcnow()
-    smart.signing_key(db, now, _server(request).sealer)  # made now if none signs yet
-    return JSONResponse(smart.public_keys(db, now))
+    published = smart.public_keys(db, now)
+    if not published["keys"]:  # made now, for apps that fetch the keys before an id_token
+        smart.signing_key(db, now, _server(request).sealer)
+        published = smart.public_keys(db, now)
+    return JSONResponse(published)
 
 
 @router.get("/oauth/smart-style.json")
