@@ -540,3 +540,83 @@ def test_a_key_secret_that_cannot_protect_is_refused_at_start(tmp_path: Path) ->
     assert sealer.open(sealed, "kid-1") == "private"
     assert sealer.open(sealed, "kid-2") is None  # bound to its key id
     assert Settings(key_secret="j" * 40).sealer().open(sealed, "kid-1") is None
+
+
+# --- registration by an administrator's software (RFC 7591) ---------------------------------
+
+
+def test_an_administrators_token_registers_apps_for_their_program(
+    client: TestClient, world: World, sessions: sessionmaker[Session]
+) -> None:
+    from tests.conftest import make_token
+
+    admin = bearer(make_token(sessions, world.email("admin"), "user/AuditEvent.rs"))
+    nurse = bearer(make_token(sessions, world.email("nurse"), "user/*.rs"))
+    endpoint = client.get("/.well-known/smart-configuration").json()["registration_endpoint"]
+    assert endpoint == "https://testserver/oauth/register"
+    public = {
+        "client_name": "Dose diary",
+        "redirect_uris": [APP],
+        "token_endpoint_auth_method": "none",
+        "tandem_launch_url": LAUNCH_URL,
+    }
+    assert client.post("/oauth/register", json=public).status_code == 401
+    refused = client.post("/oauth/register", json=public, headers=nurse)
+    assert refused.status_code == 403 and refused.json()["error"] == "insufficient_scope"
+
+    made = client.post("/oauth/register", json=public, headers=admin)
+    assert made.status_code == 201, made.text
+    body = made.json()
+    assert body["client_id"].startswith("app-") and "client_secret" not in body
+    assert body["redirect_uris"] == [APP] and body["tandem_launch_url"] == LAUNCH_URL
+    sign_in(client, world.email("nurse"), world.passwords["nurse"])
+    assert "Launch Dose diary" in client.get(f"/patients/{world.patient_a}").text
+    client.cookies.clear()
+
+    confidential = client.post(
+        "/oauth/register",
+        json={"client_name": "Clinic portal", "redirect_uris": [APP]},
+        headers=admin,
+    ).json()
+    assert confidential["token_endpoint_auth_method"] == "client_secret_basic"
+    assert confidential["client_secret"] and confidential["client_secret_expires_at"] == 0
+    service = client.post(
+        "/oauth/register",
+        json={
+            "client_name": "Lab feed",
+            "token_endpoint_auth_method": "private_key_jwt",
+            "jwks_uri": "https://lab.example/jwks.json",
+            "scope": "system/*.rs",
+            "tandem_role": "counselor",
+        },
+        headers=admin,
+    )
+    assert service.status_code == 201, service.text
+    assert service.json()["grant_types"] == ["client_credentials"]
+
+    for metadata, error, said in (
+        ({**public, "redirect_uris": ["http://evil.example/cb"]}, "invalid_redirect_uri", "https"),
+        ({**public, "tandem_program": "beta"}, "invalid_client_metadata", "not a program"),
+        ({**public, "client_name": ""}, "invalid_client_metadata", "client_name"),
+        ({**public, "grant_types": ["client_credentials"]}, "invalid_client_metadata", "grant"),
+        ({**public, "redirect_uris": APP}, "invalid_client_metadata", "list of strings"),
+        ([public], "invalid_client_metadata", "JSON object"),
+    ):
+        answer = client.post("/oauth/register", json=metadata, headers=admin)
+        assert answer.status_code == 400, metadata
+        assert answer.json()["error"] == error and said in answer.json()["error_description"]
+    garbled = client.post(
+        "/oauth/register",
+        content=b"{not json",
+        headers={**admin, "Content-Type": "application/json"},
+    )
+    assert garbled.status_code == 400
+    with sessions() as db:
+        names = set(db.scalars(select(smart.SmartClient.name)))
+        refusals = db.scalars(
+            select(AuditEntry).where(
+                AuditEntry.resource_type == "SmartApp", AuditEntry.outcome == "4"
+            )
+        ).all()
+    assert names == {"Dose diary", "Clinic portal", "Lab feed"}
+    assert len(refusals) >= 8  # every refusal is in the audit trail

@@ -265,6 +265,139 @@ def register_app(
     return Registered(client, secret)
 
 
+# --- dynamic registration (RFC 7591), by an administrator's token ------------------------------
+
+_AUTH_METHODS = {
+    "none": "public",
+    "client_secret_basic": "confidential",
+    "client_secret_post": "confidential",
+    "private_key_jwt": "backend",
+}
+# Fields of Tandem's own: the program (by code) when the administrator has several, the role a
+# backend service acts as, and where staff open an app from a chart.
+PROGRAM_FIELD, ROLE_FIELD, LAUNCH_FIELD = "tandem_program", "tandem_role", "tandem_launch_url"
+
+
+class RegistrationError(Exception):
+    """RFC 7591 3.2.2: `error` (invalid_redirect_uri, invalid_client_metadata) and why."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = plain(description)
+
+
+def _text(metadata: Mapping[str, Any], name: str) -> str:
+    value = metadata.get(name, "")
+    if not isinstance(value, str):
+        raise RegistrationError("invalid_client_metadata", f"{name} must be a string")
+    return value
+
+
+def _strings(metadata: Mapping[str, Any], name: str) -> list[str]:
+    value = metadata.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RegistrationError("invalid_client_metadata", f"{name} must be a list of strings")
+    return value
+
+
+def register_from_metadata(
+    db: Session,
+    metadata: Any,
+    program_ids: Mapping[str, int],
+    now: datetime,
+    created_by: int,
+) -> tuple[Registered, dict[str, Any]]:
+    """Register an app from RFC 7591 client metadata, for one of `program_ids` (the programs
+    the registering administrator administers, by code). Returns the registration and the
+    answer (client_id, the secret once, the metadata as registered)."""
+    if not isinstance(metadata, dict):
+        raise RegistrationError("invalid_client_metadata", "send the client metadata as a JSON object")
+    method = _text(metadata, "token_endpoint_auth_method") or "client_secret_basic"
+    kind = _AUTH_METHODS.get(method)
+    if kind is None:
+        raise RegistrationError(
+            "invalid_client_metadata",
+            f"token_endpoint_auth_method must be one of {', '.join(_AUTH_METHODS)}",
+        )
+    program = _text(metadata, PROGRAM_FIELD)
+    if program:
+        if program not in program_ids:
+            raise RegistrationError(
+                "invalid_client_metadata", f"{PROGRAM_FIELD}: not a program you administer"
+            )
+        program_id = program_ids[program]
+    elif len(program_ids) == 1:
+        program, program_id = next(iter(program_ids.items()))
+    else:
+        raise RegistrationError(
+            "invalid_client_metadata",
+            f"{PROGRAM_FIELD}: name the program (its code): you administer several",
+        )
+    grants = _strings(metadata, "grant_types") or (
+        ["client_credentials"] if kind == "backend" else ["authorization_code"]
+    )
+    allowed_grants = (
+        {"client_credentials"} if kind == "backend" else {"authorization_code", "refresh_token"}
+    )
+    if not set(grants) <= allowed_grants:
+        raise RegistrationError(
+            "invalid_client_metadata",
+            f"grant_types for {method}: {', '.join(sorted(allowed_grants))}",
+        )
+    jwks = metadata.get("jwks")
+    try:
+        registered = register_app(
+            db,
+            name=_text(metadata, "client_name"),
+            kind=kind,
+            program_id=program_id,
+            now=now,
+            created_by=created_by,
+            redirect_uris="\n".join(_strings(metadata, "redirect_uris")),
+            jwks=json.dumps(jwks) if jwks is not None else "",
+            jwks_uri=_text(metadata, "jwks_uri"),
+            role=_text(metadata, ROLE_FIELD),
+            scopes=_text(metadata, "scope"),
+            launch_url=_text(metadata, LAUNCH_FIELD),
+        )
+    except InvalidInput as exc:
+        field = {
+            "name": "client_name",
+            "redirect_uris": "redirect_uris",
+            "scopes": "scope",
+            "role": ROLE_FIELD,
+            "launch_url": LAUNCH_FIELD,
+        }.get(exc.field, exc.field)
+        error = "invalid_redirect_uri" if exc.field == "redirect_uris" else "invalid_client_metadata"
+        raise RegistrationError(error, f"{field}: {exc.message}") from None
+    client = registered.client
+    answer: dict[str, Any] = {
+        "client_id": client.client_id,
+        "client_id_issued_at": int(now.timestamp()),
+        "client_name": client.name,
+        "token_endpoint_auth_method": method,
+        "grant_types": grants,
+        PROGRAM_FIELD: program,
+    }
+    if registered.secret:
+        answer["client_secret"] = registered.secret
+        answer["client_secret_expires_at"] = 0
+    if kind == "backend":
+        answer["scope"] = client.scopes
+        answer[ROLE_FIELD] = client.role
+        if client.jwks_uri:
+            answer["jwks_uri"] = client.jwks_uri
+        else:
+            answer["jwks"] = json.loads(client.jwks or "{}")
+    else:
+        answer["redirect_uris"] = client.redirect_uri_list
+        answer["response_types"] = ["code"]
+        if client.launch_url:
+            answer[LAUNCH_FIELD] = client.launch_url
+    return registered, answer
+
+
 def disable_app(db: Session, client: SmartClient, now: datetime) -> int:
     """The app stops working at once: its tokens are revoked. Returns the tokens revoked."""
     if client.disabled_at is None:
@@ -1098,6 +1231,7 @@ def configuration(root: str) -> dict[str, Any]:
         "authorization_endpoint": f"{root}/oauth/authorize",
         "token_endpoint": f"{root}/oauth/token",
         "revocation_endpoint": f"{root}/oauth/revoke",
+        "registration_endpoint": f"{root}/oauth/register",
         "introspection_endpoint": f"{root}/oauth/introspect",
         "token_endpoint_auth_methods_supported": [
             "client_secret_basic",

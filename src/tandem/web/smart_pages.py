@@ -15,18 +15,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from tandem.access import audit, smart
+from tandem.access import administration, audit, smart
 from tandem.access.credentials import actor_for, claim_login_attempt, login_succeeded
 from tandem.access.guard import Access
 from tandem.access.policy import Decision, Role
 from tandem.access.queries import Page, load_patient, search_page
 from tandem.errors import NotFound
-from tandem.fhir.http import base_url
+from tandem.fhir.http import base_url, parse_json
+from tandem.fhir.outcome import FhirError
 from tandem.kit import NavItem
 from tandem.storage.db import utcnow
 from tandem.storage.models import Patient, Program, SmartClient, SmartLaunch
 from tandem.web.deps import (
     UnitOfWorkRoute,
+    api_access,
     client_ip,
     csrf_form,
     form_of,
@@ -556,6 +558,56 @@ def introspect(
     claim.succeeded(db)
     answer = smart.introspect(db, client, values.get("token", ""), now, base_url(request))
     return JSONResponse(answer, headers=_NO_STORE)
+
+
+# --- dynamic registration (RFC 7591) -----------------------------------------------------------
+
+
+async def raw_body(request: Request) -> bytes:
+    """The body, read on the event loop (within TANDEM_MAX_BODY_BYTES) and parsed by the route
+    once the caller is known to be allowed."""
+    return await request.body()
+
+
+@router.post("/oauth/register")
+def register_client(
+    request: Request, access: Access = Depends(api_access), raw: bytes = Depends(raw_body)
+) -> Response:
+    """An administrator's software registers an app for one of their programs (RFC 7591), with
+    the administrator's API token as the initial access token: the same decision as Admin → Apps,
+    for the same person, and audited as theirs."""
+    header = request.headers.get("authorization", "")
+    app_token = header[7:].strip().startswith(smart.ACCESS_PREFIX)
+    programs = {p.code: p.id for p in administration.programs(access)} if not app_token else {}
+    if access.actor.role is not Role.ADMIN or app_token or not programs:
+        why = "registering an app takes an API token of an administrator of its program"
+        access.refused("create", why, resource_type="SmartApp")
+        return JSONResponse(
+            {"error": "insufficient_scope", "error_description": why},
+            status_code=403,
+            headers={**_NO_STORE, "WWW-Authenticate": 'Bearer error="insufficient_scope"'},
+        )
+    try:
+        metadata = parse_json(raw)
+        registered, answer = smart.register_from_metadata(
+            access.db, metadata, programs, utcnow(), access.actor.user_id
+        )
+    except (FhirError, smart.RegistrationError) as exc:
+        error = exc.error if isinstance(exc, smart.RegistrationError) else "invalid_client_metadata"
+        why = exc.description if isinstance(exc, smart.RegistrationError) else str(exc)
+        access.refused("create", f"{error}: {why}", resource_type="SmartApp")
+        return JSONResponse(
+            {"error": error, "error_description": smart.plain(why)},
+            status_code=400,
+            headers=_NO_STORE,
+        )
+    access.audit(
+        "create",
+        resource_type="SmartApp",
+        resource_id=registered.client.client_id,
+        detail=f"{registered.client.kind} app {registered.client.name} (registered by its API)",
+    )
+    return JSONResponse(answer, status_code=201, headers=_NO_STORE)
 
 
 # --- the apps a person allowed ---------------------------------------------------------------
