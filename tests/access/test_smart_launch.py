@@ -620,3 +620,48 @@ def test_an_administrators_token_registers_apps_for_their_program(
         ).all()
     assert names == {"Dose diary", "Clinic portal", "Lab feed"}
     assert len(refusals) >= 8  # every refusal is in the audit trail
+
+
+def test_the_operator_registers_a_launchable_app_from_the_command_line(
+    database_url: str, world: World, sessions: sessionmaker[Session]
+) -> None:
+    refused = run_tandem(
+        database_url,
+        "client",
+        "add",
+        "--name",
+        "Lab feed",
+        "--program",
+        "alpha",
+        "--kind",
+        "backend",
+        "--role",
+        "counselor",
+        "--scope",
+        "system/*.rs",
+        "--jwks-uri",
+        "http://lab.example/jwks.json",
+    )
+    assert refused.returncode == 2 and "--jwks-uri" in refused.stderr
+    made = run_tandem(
+        database_url,
+        "client",
+        "add",
+        "--name",
+        "Dose diary",
+        "--program",
+        "alpha",
+        "--redirect-uri",
+        APP,
+        "--launch-url",
+        LAUNCH_URL,
+    )
+    assert made.returncode == 0, made.stderr
+    with sessions() as db:
+        client = db.scalars(
+            select(smart.SmartClient).where(smart.SmartClient.client_id == made.stdout.split()[0])
+        ).one()
+        assert client.launch_url == LAUNCH_URL
+        assert [a.client_id for a in smart.launchable_apps(db, world.program_a)] == [
+            client.client_id
+        ]

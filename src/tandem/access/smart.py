@@ -312,7 +312,9 @@ def register_from_metadata(
     the registering administrator administers, by code). Returns the registration and the
     answer (client_id, the secret once, the metadata as registered)."""
     if not isinstance(metadata, dict):
-        raise RegistrationError("invalid_client_metadata", "send the client metadata as a JSON object")
+        raise RegistrationError(
+            "invalid_client_metadata", "send the client metadata as a JSON object"
+        )
     method = _text(metadata, "token_endpoint_auth_method") or "client_secret_basic"
     kind = _AUTH_METHODS.get(method)
     if kind is None:
@@ -369,7 +371,9 @@ def register_from_metadata(
             "role": ROLE_FIELD,
             "launch_url": LAUNCH_FIELD,
         }.get(exc.field, exc.field)
-        error = "invalid_redirect_uri" if exc.field == "redirect_uris" else "invalid_client_metadata"
+        error = (
+            "invalid_redirect_uri" if exc.field == "redirect_uris" else "invalid_client_metadata"
+        )
         raise RegistrationError(error, f"{field}: {exc.message}") from None
     client = registered.client
     answer: dict[str, Any] = {
