@@ -261,6 +261,8 @@ class KeyServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 outer.fetches[self.path] = outer.fetches.get(self.path, 0) + 1
+                if self.path == "/slow":
+                    time.sleep(remote_keys.TIMEOUT_SECONDS + 1)
                 if self.path == "/moved":
                     self.send_response(302)
                     self.send_header("Location", "/jwks.json")
@@ -367,6 +369,54 @@ def test_a_key_set_address_that_misbehaves_is_refused_by_name(
     answer = service_token(client, assertion(app, key, "RS384"))
     assert answer.status_code == 400 and answer.json()["error"] == "invalid_client"
     assert said in answer.json()["error_description"]
+
+
+def test_a_slow_key_server_holds_up_no_one_else(
+    live_root: str, world: World, sessions: sessionmaker[Session], key_server: KeyServer
+) -> None:
+    """The keys are fetched in the token request's worker thread, with a timeout: while it
+    waits on a key server that does not answer, Tandem answers others at once (uvicorn on a
+    loopback port)."""
+    import httpx
+
+    key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
+    app = register(
+        sessions,
+        world.program_a,
+        "backend",
+        role="nurse",
+        scopes="system/*.rs",
+        jwks_uri=f"{key_server.root}/slow",
+    )
+    signed = assertion(app, key, "RS384", aud=f"{live_root}/oauth/token")
+    answers: list[httpx.Response] = []
+
+    def ask() -> None:
+        answers.append(
+            httpx.post(
+                f"{live_root}/oauth/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "scope": "system/*.rs",
+                    "client_assertion_type": smart.ASSERTION_TYPE,
+                    "client_assertion": signed,
+                },
+                timeout=60,
+            )
+        )
+
+    waiting = threading.Thread(target=ask)
+    started = time.monotonic()
+    waiting.start()
+    time.sleep(0.5)  # the token request is waiting on the key server by now
+    assert httpx.get(f"{live_root}/healthz", timeout=60).status_code == 200
+    assert httpx.get(f"{live_root}/.well-known/smart-configuration", timeout=60).status_code == 200
+    assert time.monotonic() - started < remote_keys.TIMEOUT_SECONDS
+    waiting.join(timeout=60)
+    (answer,) = answers
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_client"
+    assert "did not answer" in answer.json()["error_description"]
+    assert time.monotonic() - started < remote_keys.TIMEOUT_SECONDS + 5
 
 
 def test_a_key_set_address_must_be_https(world: World, sessions: sessionmaker[Session]) -> None:
