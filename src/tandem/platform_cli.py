@@ -8,7 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -468,7 +468,7 @@ def restore(
     now = utcnow()
     kept = backups.keep_revocations(engine, before, now)
     gone = backups.rolled_back(engine, before)
-    summary = ", ".join(f"{table} {count}" for table, count in gone.items())
+    told = _rolled_back_lines(gone) + _kept_lines(kept)
     with session_scope(sessions) as db:
         db.add(
             audit.entry(
@@ -477,27 +477,73 @@ def restore(
                 CLI_ORIGIN,
                 resource_type="Database",
                 actor_label="tandem restore",
-                detail=f"restored from {path.name}; rolled back: {summary or 'nothing'}",
+                detail=f"restored from {path.name}. " + " ".join(told),
                 now=now,
             )
         )
     engine.dispose()
     out.print(f"Restored from {path}.")
-    if gone:
-        out.print(f"Rolled back (written after the backup, now gone): {summary}.")
+    for line in told:
+        (err if kept.failed_closed and line is told[-1] else out).print(line)
+
+
+def _when(at: datetime) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _span(gone: backups.RolledBack, table: str) -> str:
+    if table not in gone.first:
+        return ""
+    first, last = gone.first[table], gone.last[table]
+    return f" (at {_when(first)})" if first == last else f" ({_when(first)} to {_when(last)})"
+
+
+def _rolled_back_lines(gone: backups.RolledBack) -> list[str]:
+    """What the restore took away: rows written after the backup, per table with when they were
+    written, and rows changed back."""
+    lines = []
+    if gone.total:
+        span = gone.span
+        when = f" written between {_when(span[0])} and {_when(span[1])} UTC" if span else ""
+        tables = ", ".join(
+            f"{table} {count}" + _span(gone, table) for table, count in gone.removed.items()
+        )
+        lines.append(f"Rolled back: {gone.total} records{when}, now gone: {tables}.")
     else:
-        out.print("Rolled back: nothing (no row written after the backup was lost).")
+        lines.append("Rolled back: nothing (no record written after the backup was lost).")
+    if gone.changed:
+        changed = ", ".join(f"{table} {count}" for table, count in gone.changed.items())
+        lines.append(f"Changed back to their state at the backup: {changed}.")
+    return lines
+
+
+def _kept_lines(kept: backups.Kept) -> list[str]:
     if kept.failed_closed:
-        err.print(
-            "The database before the restore could not be read, so its revocations are unknown: "
-            f"every session was ended ({kept.sessions}) and every API token revoked "
-            f"({kept.tokens})."
+        return [
+            "The database before the restore could not be read, so its revocations and password "
+            f"changes are unknown: every session was ended ({kept.sessions}) and every API token "
+            f"revoked ({kept.tokens}); passwords are those of the backup."
+        ]
+
+    def n(count: int, one: str, many: str) -> str:
+        return f"{count} {one if count == 1 else many}"
+
+    parts = [
+        n(kept.passwords, "password changed", "passwords changed"),
+        n(kept.users, "user stays deactivated", "users stay deactivated"),
+        n(kept.sessions, "session stays ended", "sessions stay ended"),
+        n(kept.tokens, "API token stays revoked", "API tokens stay revoked"),
+    ] + [  # the rarer ones only when they happened
+        n(count, one, many)
+        for count, one, many in (
+            (kept.reactivated, "user stays reactivated", "users stay reactivated"),
+            (kept.roles, "role or program change", "role or program changes"),
+            (kept.apps, "app stays disabled", "apps stay disabled"),
+            (kept.devices, "device stays forgotten", "devices stay forgotten"),
         )
-    else:
-        out.print(
-            f"Revocations kept: {kept.tokens} API tokens stay revoked, {kept.sessions} sessions "
-            f"stay ended, {kept.users} users stay deactivated."
-        )
+        if count
+    ]
+    return ["Credentials kept as they were before the restore: " + ", ".join(parts) + "."]
 
 
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
