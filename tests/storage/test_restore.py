@@ -227,3 +227,127 @@ def test_a_restore_keeps_every_credential_change_made_after_the_backup(
     assert ended >= 3, told
     revoked = int(re.search(r"(\d+) API tokens stay revoked", told).group(1))  # type: ignore[union-attr]
     assert revoked >= 2, told
+
+
+# --- PostgreSQL: onto a new server, without `tandem init` ------------------------------------
+
+
+@contextmanager
+def server_roles(*names: str, database: str | None = None) -> Iterator[None]:
+    """Roles of the server, dropped afterwards with whatever they own (in `database` too)."""
+    server = make_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as conn:
+            for name in names:
+                login = "LOGIN" if name.endswith("_app") else "NOLOGIN"
+                conn.execute(text(f'CREATE ROLE "{name}" {login}'))
+        yield
+    finally:
+        quoted = ", ".join(f'"{name}"' for name in names)
+        if database is not None:
+            inside = make_engine(database, isolation_level="AUTOCOMMIT")
+            with inside.connect() as conn:
+                conn.execute(text(f"REASSIGN OWNED BY {quoted} TO CURRENT_USER"))
+                conn.execute(text(f"DROP OWNED BY {quoted}"))
+            inside.dispose()
+        with server.connect() as conn:
+            conn.execute(text(f"DROP OWNED BY {quoted}"))
+            for name in names:
+                conn.execute(text(f'DROP ROLE "{name}"'))
+        server.dispose()
+
+
+def as_role(database_url: str, role: str) -> str:
+    return make_url(database_url).set(username=role).render_as_string(hide_password=False)
+
+
+@pytest.mark.postgres
+def test_a_postgresql_backup_restores_onto_a_new_server_with_its_roles(tmp_path: Path) -> None:
+    stem = f"tandem_r{uuid.uuid4().hex[:10]}"
+    owner, app = f"{stem}_owner", f"{stem}_app"
+    backup = tmp_path / "tandem.backup"
+    with server_roles(owner, app), throwaway_database() as old_server:
+        ok(
+            run_tandem(
+                old_server,
+                "init",
+                "--admin-email",
+                ADMIN[0],
+                "--admin-name",
+                ADMIN[1],
+                "--admin-password",
+                ADMIN[2],
+                "--owner-role",
+                owner,
+                "--app-role",
+                app,
+            )
+        )
+        ok(run_tandem(old_server, "backup", str(backup)))
+    # The old server is gone, and its roles with it.
+
+    with throwaway_database() as new_server:
+        refused = run_tandem(new_server, "restore", str(backup), "--yes")
+        assert refused.returncode == 2
+        told = said(refused.stderr)
+        assert f"no role {owner}, {app}" in told, told
+        assert f"CREATE ROLE {owner} NOLOGIN" in told and f"CREATE ROLE {app} LOGIN" in told, told
+        assert "Nothing was changed" in told
+        engine = make_engine(new_server)
+        with engine.connect() as conn:
+            tables = conn.execute(
+                text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+            ).scalar()
+        engine.dispose()
+        assert tables == 0, "refused before restoring anything"
+
+        with server_roles(owner, app, database=new_server):
+            result = run_tandem(new_server, "restore", str(backup), "--yes")
+            restored = said(ok(result))
+            # Nothing is known of what was revoked after the backup: every session and token ends.
+            assert "held no Tandem data yet (a new server)" in said(result.stderr)
+            assert f"owned by {owner}; {app} may read and add to the audit trail" in restored
+
+            app_url = as_role(new_server, app)
+            app_engine = make_engine(app_url)
+            try:
+                for statement in (
+                    "DELETE FROM audit_entries",
+                    "TRUNCATE audit_entries CASCADE",
+                    "ALTER TABLE audit_entries DISABLE TRIGGER ALL",
+                    "UPDATE audit_chain SET chain_hash = 'x'",
+                ):
+                    with app_engine.connect() as conn:
+                        with pytest.raises(Exception, match="permission denied|must be owner"):
+                            conn.execute(text(statement))
+            finally:
+                app_engine.dispose()
+            with web(app_url) as client:
+                assert signs_in(client, ADMIN[0], ADMIN[2]), "the application runs as its role"
+                assert client.get("/patients").status_code == 200
+            ok(run_tandem(new_server, "audit", "verify"))
+
+
+@pytest.mark.postgres
+def test_a_restore_run_as_the_application_role_is_refused_before_changing_anything(
+    tmp_path: Path,
+) -> None:
+    stem = f"tandem_r{uuid.uuid4().hex[:10]}"
+    owner, app = f"{stem}_owner", f"{stem}_app"
+    backup = tmp_path / "tandem.backup"
+    with server_roles(owner, app), throwaway_database() as url:
+        init = ("--admin-email", ADMIN[0], "--admin-name", ADMIN[1], "--admin-password", ADMIN[2])
+        ok(run_tandem(url, "init", *init, "--owner-role", owner, "--app-role", app))
+        ok(run_tandem(url, "backup", str(backup)))
+
+        refused = run_tandem(as_role(url, app), "restore", str(backup), "--yes")
+
+        assert refused.returncode == 2
+        told = said(refused.stderr)
+        assert f"restoring as '{app}'" in told and "superuser or a member" in told, told
+        assert signs_in_somewhere(url), "the database is as it was"
+
+
+def signs_in_somewhere(url: str) -> bool:
+    with web(url) as client:
+        return signs_in(client, ADMIN[0], ADMIN[2])

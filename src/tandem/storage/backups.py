@@ -14,8 +14,12 @@ with what, and which sessions and tokens are live stay as they were just before 
 - `keep_revocations`, after restoring, ends every session and token that was not live before
   (whether revoked, ended by a password reset or deactivation, or unknown), puts back each
   account's credentials, and forgets again the devices forgotten since. When the current database
-  cannot be read at all, every session is ended and every token revoked (failing closed: people
-  sign in again, integrations get new tokens).
+  cannot be read at all, or holds nothing yet (a restore onto a new server), every session is
+  ended and every token revoked (failing closed: people sign in again, integrations get new
+  tokens); passwords are then those of the backup.
+- On PostgreSQL, `archive_roles` reads from the backup file which role owned the tables and which
+  the application ran as (granted SELECT and INSERT on the audit trail), so that a restore can
+  check them on the server before replacing anything, and give the tables back to them after.
 - `rolled_back` counts, table by table, the rows written after the backup that are gone (with the
   time range they were written in) and the rows changed back to their state at the backup.
 """
@@ -24,6 +28,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import subprocess
 import tempfile
 from array import array
 from bisect import bisect_left
@@ -75,6 +81,70 @@ def pg_client(database_url: str) -> Iterator[tuple[str, dict[str, str]]]:
         yield conninfo, {**env, "PGPASSFILE": passfile}
     finally:
         Path(passfile).unlink(missing_ok=True)
+
+
+class NotAnArchive(Exception):
+    """The file is not a PostgreSQL backup of Tandem (pg_restore cannot list it, or it holds no
+    audit trail)."""
+
+
+@dataclass(frozen=True)
+class ArchiveRoles:
+    owner: str | None  # the role the tables belonged to
+    app: str | None  # the role granted SELECT and INSERT on the audit trail (None: no separation)
+
+
+def archive_roles(path: Path) -> ArchiveRoles:
+    """The roles a `pg_dump --format=custom` file names for the audit trail, read from its table
+    of contents (no database needed)."""
+    listed = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        ["pg_restore", "--list", str(path)],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if listed.returncode != 0:
+        raise NotAnArchive(listed.stderr.strip().removeprefix("pg_restore: error: "))
+    owner = None
+    grants = []
+    for line in listed.stdout.splitlines():
+        parts = line.split()
+        if line.startswith(";") or len(parts) < 7:
+            continue
+        if parts[3] == "TABLE" and parts[5] == "audit_entries":
+            owner = _unquote(" ".join(parts[6:]))
+        elif parts[3] == "ACL" and parts[5:7] == ["TABLE", "audit_entries"]:
+            grants.append(line)
+    if owner is None:
+        raise NotAnArchive("it holds no audit trail (audit_entries)")
+    app = None
+    if grants:
+        fd, listfile = tempfile.mkstemp(prefix="tandem-restore-list-")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write("\n".join(grants) + "\n")
+            sql = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                ["pg_restore", f"--use-list={listfile}", "--file=-", str(path)],  # noqa: S607
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
+        finally:
+            Path(listfile).unlink(missing_ok=True)
+        for privileges, grantee in _GRANT.findall(sql):
+            name = _unquote(grantee)
+            if "INSERT" in privileges.split(",") and name != owner:
+                app = name
+    return ArchiveRoles(owner, app)
+
+
+_GRANT = re.compile(r'^GRANT ([A-Z,]+) ON TABLE \S+ TO ("(?:[^"]|"")+"|[^;\s]+);$', re.MULTILINE)
+
+
+def _unquote(name: str) -> str:
+    if len(name) > 1 and name.startswith('"') and name.endswith('"'):
+        return name[1:-1].replace('""', '"')
+    return name
 
 
 def create_private(path: Path) -> None:
@@ -175,6 +245,7 @@ class Snapshot:
     sessions and tokens were live, when the others ended, and one digest per row."""
 
     readable: bool = True
+    empty: bool = False  # no Tandem database there yet (a new server): nothing is known
     accounts: dict[int, Account] = field(default_factory=dict)
     live_sessions: set[str] = field(default_factory=set)
     ended_sessions: _Index = field(default_factory=lambda: _Index(()))
@@ -195,6 +266,7 @@ class Kept:
     sessions: int  # sessions that stay ended
     users: int  # users that stay deactivated
     failed_closed: bool
+    empty: bool = False  # failed closed because the database replaced held nothing yet
     passwords: int = 0  # passwords changed since the backup, kept
     roles: int = 0  # roles, programs or cross-program administration changed since, kept
     reactivated: int = 0  # users reactivated since the backup, kept active
@@ -208,7 +280,7 @@ def capture(engine: Engine) -> Snapshot:
     try:
         existing = set(inspect(engine).get_table_names())
         if "alembic_version" not in existing:
-            return Snapshot()
+            return Snapshot(empty=True)
         snapshot = Snapshot()
         with engine.connect() as conn:
             _capture_credentials(conn, snapshot, existing)
@@ -309,9 +381,10 @@ def keep_revocations(engine: Engine, snapshot: Snapshot, now: datetime) -> Kept:
     one transaction: every session and token that was not live before ends (at the time it
     ended before, when known); each account gets back its password, role, programs and active
     state; forgotten devices stay forgotten. A database that could not be read fails closed:
-    every session ends and every token is revoked."""
+    every session ends and every token is revoked; so does an empty one (restoring onto a new
+    server), since what was revoked after the backup is unknown there."""
     with engine.begin() as conn:
-        if not snapshot.readable:
+        if not snapshot.readable or snapshot.empty:
             tokens = _count(
                 conn.execute(
                     update(ApiToken).where(ApiToken.revoked_at.is_(None)).values(revoked_at=now)
@@ -327,7 +400,7 @@ def keep_revocations(engine: Engine, snapshot: Snapshot, now: datetime) -> Kept:
                     update(WebSession).where(WebSession.ended_at.is_(None)).values(ended_at=now)
                 )
             )
-            return Kept(tokens, sessions, 0, failed_closed=True)
+            return Kept(tokens, sessions, 0, failed_closed=True, empty=snapshot.empty)
         sessions = _end_unless_live(
             conn,
             WebSession.__table__,
