@@ -17,16 +17,17 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.access import accounts
 from tandem.access.credentials import create_token, start_session
 from tandem.settings import Settings
 from tandem.storage.db import make_engine, make_sessionmaker, session_scope, utcnow
-from tandem.storage.models import Program, User
+from tandem.storage.models import KnownDevice, Membership, Program, User
 from tests.cli_runner import run_tandem
-from tests.conftest import PG_URL, csrf_from, postgres_available
+from tests.conftest import PG_URL, World, csrf_from, postgres_available
 
 pytestmark = pytest.mark.slow
 
@@ -351,3 +352,34 @@ def test_a_restore_run_as_the_application_role_is_refused_before_changing_anythi
 def signs_in_somewhere(url: str) -> bool:
     with web(url) as client:
         return signs_in(client, ADMIN[0], ADMIN[2])
+
+
+def test_a_restored_older_role_program_or_password_gives_way_to_the_newer_one(
+    world: World, sessions: sessionmaker[Session], engine: Engine
+) -> None:
+    """`capture` holds the credentials just before the restore; whatever the backup brings back
+    (here written over the database by hand) gives way to them."""
+    from tandem.storage import backups
+
+    newer = backups.capture(engine)
+    with session_scope(sessions) as db:  # the older state, as the backup holds it
+        nurse = db.scalars(select(User).where(User.email == world.email("nurse"))).one()
+        admin = db.scalars(select(User).where(User.email == world.email("admin"))).one()
+        nurse.role = "admin"
+        nurse.password_hash = "old-hash"
+        db.add(Membership(user_id=nurse.id, program_id=world.program_b))
+        admin.system_admin = True
+        db.add(KnownDevice(device="d" * 64, user_id=nurse.id))
+        nurse_id, admin_id = nurse.id, admin.id
+
+    kept = backups.keep_revocations(engine, newer, utcnow())
+
+    assert (kept.roles, kept.passwords, kept.devices) == (2, 1, 1)
+    with sessions() as db:
+        nurse = db.get(User, nurse_id)
+        assert nurse is not None and nurse.role == "nurse"
+        assert nurse.password_hash != "old-hash"
+        assert nurse.program_ids == {world.program_a}
+        assert db.get(User, admin_id).system_admin is False  # type: ignore[union-attr]
+        assert db.scalars(select(KnownDevice)).all() == []
+    assert backups.rolled_back(engine, newer).changed == {}, "nothing differs any more"
