@@ -81,9 +81,10 @@ def _first_nul(pairs: Iterable[tuple[str, object]]) -> str | None:
 
 
 def refuse_nul(request: Request, form: FormData | None = None) -> None:
-    """Raise `InvalidInput` naming the first address part, search parameter or form field that
-    holds a NUL character. Called once the person is known (so an anonymous request is still
-    told to sign in first)."""
+    """Raise `InvalidAddress` (400) naming the first path parameter, or `InvalidInput` (422)
+    the first search parameter or form field, that holds a NUL character; then check the ids in
+    the address (`refuse_bad_ids`). Called once the person is known (so an anonymous request is
+    still told to sign in first)."""
     message = "contains a NUL character (\\x00), which is not allowed"
     in_address = _first_nul(request.path_params.items())
     if in_address is not None:
