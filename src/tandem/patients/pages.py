@@ -300,6 +300,8 @@ def _episode_action(
     patient = service.get_patient(access, patient_id)
     zone = patient.program.time_zone
     try:
+        if episode_id is not None:  # the episode, and the right to change it, before the form
+            service.episode_to_change(access, patient_id, episode_id)
         if action == "admit":
             unit_id = row_id(form.get("unit_id", ""))
             if unit_id is None:
