@@ -158,6 +158,31 @@ def program_staff(access: Access, program_id: int) -> list[User]:
     return sorted(rows, key=lambda u: (u.role != "counselor", u.display_name))
 
 
+def care_team_counselor(access: Access, patient: Patient) -> int | None:
+    """The counselor of the patient's care plan in force (the latest started), when they are
+    still an active counselor of the patient's program: whom an urgent answer of the patient is
+    addressed to besides the prescriber. The caller has loaded the patient through the policy to
+    save the answer; this routes the alert that answer raises and shows the actor nothing (the
+    alert's own audit entry names the addressee), so it is not a read of the care plan."""
+    return access.db.scalar(
+        select(User.id)
+        .join(CarePlanRow, CarePlanRow.counselor_id == User.id)
+        .join(
+            Membership,
+            (Membership.user_id == User.id) & (Membership.program_id == patient.program_id),
+        )
+        .where(
+            CarePlanRow.patient_id == patient.id,
+            CarePlanRow.program_id == patient.program_id,
+            CarePlanRow.retention == "active",
+            User.active.is_(True),
+            User.role == "counselor",
+        )
+        .order_by(CarePlanRow.started_on.desc(), CarePlanRow.id.desc())
+        .limit(1)
+    )
+
+
 def active_plan(access: Access, patient: Patient) -> CarePlanRow | None:
     plans = patient_plans(access, patient)
     return next((p for p in plans if p.retention == "active"), plans[0] if plans else None)
