@@ -81,6 +81,8 @@ def test_the_patient_sees_the_reply_flagged_on_their_today_page_until_they_open_
     csrf = sign_in(client, world.email("counselor"), world.passwords["counselor"])
     client.post(f"/questions/{qid}/reply", data={"csrf_token": csrf, "reply": "One more thing."})
     assert client.get(f"/patients/{world.patient_a}/questions").status_code == 200
+    staff_view = client.get(f"/patients/{world.patient_a}/today")
+    assert staff_view.status_code == 200 and "replied to your question" not in staff_view.text
     client.cookies.clear()
     sign_in(client, world.email("patient"), world.passwords["patient"])
     assert (

@@ -107,7 +107,8 @@ def today_page(
         session_label=session_label,
         done=done,
         may_check_in=_may(access, Permission.CREATE, CHECK_IN, patient),
-        new_replies=new_replies(access, patient),
+        # "A counselor replied to your question": for the patient, not staff opening their day.
+        new_replies=new_replies(access, patient) if access.actor.patient_id == patient.id else [],
     )
 
 
