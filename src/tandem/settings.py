@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # from one address within the window (four times as many per address, and per app).
     token_max_failures: int = Field(default=10, ge=1)
     token_window_minutes: int = Field(default=15, ge=1)
+    # The address people reach Tandem at (https://tandem.example.org), for the links e-mails
+    # carry (a reply to a patient's question); empty: e-mails say to sign in instead.
+    public_url: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -76,6 +79,14 @@ class Settings(BaseSettings):
                 "TANDEM_DATABASE_URL must start with sqlite:/// or postgresql+psycopg:// "
                 f"(got {value.split(':', 1)[0]!r})"
             )
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _web_address(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not (value.startswith("https://") or value.startswith("http://")):
+            raise ValueError("TANDEM_PUBLIC_URL must start with https:// (or http://)")
         return value
 
     @model_validator(mode="after")

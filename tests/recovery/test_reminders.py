@@ -11,23 +11,27 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from email import message_from_string
 from email.message import Message
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem import scheduler
+from tandem.access import accounts
 from tandem.recovery import reminders_service
 from tandem.recovery.domain import DOMAIN
 from tandem.recovery.portal_storage import ReminderPreferenceRow, ReminderSentRow
 from tandem.recovery.reminders_mail import SmtpConfig
 from tandem.recovery.reminders_service import send_reminders, smtp_mailer
+from tandem.recovery.storage import CarePlanRow
 from tandem.settings import get_settings
 from tandem.storage.db import make_engine, make_sessionmaker, session_scope
+from tandem.storage.models import Patient
 from tests.conftest import World, sign_in
 from tests.recovery.portal_helpers import (
     NY,
@@ -231,6 +235,75 @@ def test_the_scheduler_runs_the_domains_job_with_the_smtp_settings(
         assert len(smtp.inbox.mails) == 4
     finally:
         get_settings.cache_clear()
+
+
+def _patients_in_treatment(
+    sessions: sessionmaker[Session], world: World, first: int, n: int
+) -> None:
+    """`n` more patients of program A with a portal account and a care plan in force."""
+    with session_scope(sessions) as db:
+        for i in range(first, first + n):
+            patient = Patient(
+                program_id=world.program_a,
+                family=f"Many{i}",
+                given="Pat",
+                family_lower=f"many{i}",
+                given_lower="pat",
+                gender="unknown",
+            )
+            db.add(patient)
+            db.flush()
+            accounts.create_user(
+                db,
+                f"many{i}@test.tandem.test",
+                f"Pat {i}",
+                "patient",
+                f"pw-many-{i}-0123456789",
+                [world.program_a],
+                patient.id,
+            )
+            db.add(
+                CarePlanRow(
+                    patient_id=patient.id,
+                    program_id=world.program_a,
+                    substances=["alcohol"],
+                    started_on=date(2026, 2, 1),
+                    retention="active",
+                )
+            )
+
+
+def _statements_of_a_run(
+    engine: Engine, sessions: sessionmaker[Session], now: datetime, mailer: Any
+) -> tuple[int, int]:
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        sent = send_reminders(sessions, now, mailer, "sweeper")
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    return sent, len(statements)
+
+
+def test_a_run_reads_only_the_patients_with_something_due(
+    engine: Engine, sessions: sessionmaker[Session], world: World, smtp: Smtp
+) -> None:
+    """Set-based: a patient who was already reminded (or has nothing due) costs the sweep
+    nothing, so a run's statements do not grow with the number of patients."""
+    mailer = smtp_mailer(smtp.config)
+    _patients_in_treatment(sessions, world, 0, 8)
+    assert send_reminders(sessions, NOW, mailer, "first") == 8  # each one's check-in
+    quiet, few = _statements_of_a_run(engine, sessions, NOW + timedelta(minutes=5), mailer)
+    _patients_in_treatment(sessions, world, 8, 16)
+    assert send_reminders(sessions, NOW + timedelta(minutes=6), mailer, "first") == 16
+    still_quiet, many = _statements_of_a_run(engine, sessions, NOW + timedelta(minutes=10), mailer)
+    assert quiet == still_quiet == 0
+    assert few == many, (few, many)  # 8 or 24 patients reminded: the same statements
+    assert len(smtp.inbox.mails) == 24
 
 
 def test_no_smtp_no_email(sessions: sessionmaker[Session], due: World, monkeypatch) -> None:

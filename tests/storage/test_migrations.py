@@ -52,6 +52,8 @@ LINEAR = [
     "0020_consent",
     "0019_caseload",
     "0024_smart_launch",
+    "0024_alert_addressee",
+    "0025_question_read_by_asker",
 ]
 OLD_HEADS = {"0006_medication_dues", "0007_patient_name_words", "0008_detox_census"}
 

@@ -19,6 +19,7 @@ class Alert(Base):
     __table_args__ = (
         Index("ix_alerts_program_open", "program_id", "acknowledged_at"),
         Index("ix_alerts_patient", "patient_id", "raised_at"),
+        Index("ix_alerts_for_user", "for_user_id", "acknowledged_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -30,6 +31,11 @@ class Alert(Base):
     rule_id: Mapped[str] = mapped_column(String(80), default="")
     severity: Mapped[str] = mapped_column(String(10))  # high | medium | low
     for_role: Mapped[str] = mapped_column(String(20), default="prescriber")
+    # A member of staff it is addressed to besides the role: the counselor of the patient's care
+    # plan, for a PHQ-9 item 9 answer. They see it marked "for you", counted in their menu.
+    for_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), nullable=True
+    )
     title: Mapped[str] = mapped_column(String(200))
     detail: Mapped[str] = mapped_column(Text, default="")
     source: Mapped[str] = mapped_column(Text, default="")

@@ -26,10 +26,21 @@ CHART_TAB_OF = {
     "crisis_signal": "questions",
 }
 
+
+def _for_me_badge(access: Access) -> int:
+    return service.open_for_me(access)
+
+
 # Counselors read the alerts too (a PHQ-9 item 9 answer, a crisis message to a counselor); the
-# policy leaves acknowledging to the prescriber.
+# policy leaves acknowledging to the prescriber. The number beside the entry: unacknowledged
+# alerts addressed to the signed-in person by name (a counselor's patient's PHQ-9 item 9).
 NAV = NavItem(
-    "alerts", "Alerts", "/alerts", frozenset({"admin", "prescriber", "nurse", "counselor"}), 30
+    "alerts",
+    "Alerts",
+    "/alerts",
+    frozenset({"admin", "prescriber", "nurse", "counselor"}),
+    30,
+    badge=_for_me_badge,
 )
 
 
@@ -77,6 +88,10 @@ def _page(
         may_acknowledge=chosen is not None
         and bool(decide(access.actor, Permission.UPDATE, service.RESOURCE, program_id=chosen.id)),
         open_count=sum(1 for v in views if v.alert.acknowledged_at is None),
+        for_me_count=sum(
+            1 for v in views if v.alert.acknowledged_at is None and v.is_for(access.actor.user_id)
+        ),
+        me=access.actor.user_id,
         now=utcnow(),
         chart_tab=CHART_TAB_OF,
     )

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Case, ColumnElement, case, select
+from sqlalchemy import Case, ColumnElement, case, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from tandem.access.guard import Access
-from tandem.access.policy import PatientRef, Permission
+from tandem.access.policy import PatientRef, Permission, decide
 from tandem.access.queries import audit_shown
 from tandem.alerts.models import Alert
 from tandem.errors import InvalidInput, NotFound
@@ -62,11 +62,14 @@ def raise_alert(
     related_type: str | None = None,
     related_id: str | None = None,
     for_role: str = "prescriber",
+    for_user_id: int | None = None,
     raised_at: datetime | None = None,
 ) -> Alert:
     """Add an alert to the caller's unit of work. The caller has already been allowed the change
     that raised it (e.g. saving an assessment); raising is a consequence, audited here.
-    `patient_id` None: an alert about no patient's record (a visitor's crisis message)."""
+    `patient_id` None: an alert about no patient's record (a visitor's crisis message).
+    `for_user_id`: a member of staff it is addressed to as well as `for_role` (a counselor of
+    the patient's care team)."""
     alert = Alert(
         patient_id=patient_id,
         program_id=program_id,
@@ -74,6 +77,7 @@ def raise_alert(
         rule_id=rule_id[:80],
         severity=severity,
         for_role=for_role,
+        for_user_id=for_user_id,
         title=title[:200],
         detail=detail,
         source=source,
@@ -89,10 +93,16 @@ def raise_alert(
         resource_type=RESOURCE,
         resource_id=str(alert.id),
         patient_id=patient_id,
-        detail=f"{kind} {rule_id}: {title}"[:2000],
+        detail=(
+            f"{kind} {rule_id}: {title} (for the {for_role}"
+            + (f" and user {for_user_id})" if for_user_id is not None else ")")
+        )[:2000],
     )
     _changed(access.db, patient_id)
     return alert
+
+
+ROLE_WORDS = {"prescriber": "the prescriber on duty", "counselor": "the counselors"}
 
 
 @dataclass(frozen=True)
@@ -100,10 +110,44 @@ class AlertView:
     alert: Alert
     patient_name: str  # "" for an alert about no patient
     acknowledged_by_name: str | None
+    addressee_name: str | None = None  # the member of staff it is addressed to, if any
 
     @property
     def about(self) -> str:
         return self.patient_name or "Not a patient (a visitor)"
+
+    @property
+    def addressed_to(self) -> str:
+        """Who the alert is for, in words: "the prescriber on duty and Casey Counselor"."""
+        role = ROLE_WORDS.get(self.alert.for_role, f"the {self.alert.for_role}")
+        if self.addressee_name:
+            return f"{role} and {self.addressee_name}"
+        return role
+
+    def is_for(self, user_id: int) -> bool:
+        return self.alert.for_user_id is not None and self.alert.for_user_id == user_id
+
+
+def open_for_me(access: Access) -> int:
+    """How many unacknowledged alerts of the actor's programs are addressed to them by name
+    (the number beside Alerts in their menu; a count, no record shown). In a short session of
+    its own: the layout may ask after the request's unit of work has ended (an error page)."""
+    if not access.actor.program_ids or not access.actor.user_id:
+        return 0
+    programs = sorted(access.actor.program_ids)
+    if not any(decide(access.actor, Permission.SEARCH, RESOURCE, program_id=p) for p in programs):
+        return 0
+    with access.sessions() as db:
+        total = db.scalar(
+            select(func.count())
+            .select_from(Alert)
+            .where(
+                Alert.for_user_id == access.actor.user_id,
+                Alert.acknowledged_at.is_(None),
+                Alert.program_id.in_(programs),
+            )
+        )
+    return int(total or 0)
 
 
 def list_alerts(
@@ -119,8 +163,9 @@ def list_alerts(
     acknowledger = (
         select(User.display_name).where(User.id == Alert.acknowledged_by).scalar_subquery()
     )
+    addressee = select(User.display_name).where(User.id == Alert.for_user_id).scalar_subquery()
     stmt = (
-        select(Alert, Patient.family, Patient.given, acknowledger)
+        select(Alert, Patient.family, Patient.given, acknowledger, addressee)
         .outerjoin(Patient, Patient.id == Alert.patient_id)
         .where(Alert.program_id == program_id)
         .order_by(
@@ -134,8 +179,8 @@ def list_alerts(
     if not include_acknowledged:
         stmt = stmt.where(Alert.acknowledged_at.is_(None))
     views = [
-        AlertView(alert, f"{(family or '').upper()}, {given or ''}".strip(", "), by)
-        for alert, family, given, by in access.db.execute(stmt)
+        AlertView(alert, f"{(family or '').upper()}, {given or ''}".strip(", "), by, to)
+        for alert, family, given, by, to in access.db.execute(stmt)
     ]
     patients = {v.alert.patient_id for v in views if v.alert.patient_id is not None}
     audit_shown(access, RESOURCE, patients, query_text or f"program={program_id}")

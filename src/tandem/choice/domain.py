@@ -6,6 +6,7 @@ from tandem.choice import (
     consent_pages,
     consent_routes,
     consent_storage,
+    decision_fhir,
     decision_pages,
     decision_storage,
     education_pages,
@@ -26,4 +27,5 @@ DOMAIN = Domain(
     ),
     tables=(decision_storage, consent_storage),
     fhir_resources=consent_routes.FHIR_RESOURCES,
+    observation_sources=(decision_fhir.SOURCE,),  # the patient's treatment decisions
 )

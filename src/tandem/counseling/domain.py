@@ -2,8 +2,10 @@
 for a call back; the counselors' triage queue; crisis signals marked urgent at once, alerting the
 care team; FHIR Communication and CommunicationRequest."""
 
-from tandem.counseling import demo, pages, routes, storage
-from tandem.kit import Domain
+from datetime import timedelta
+
+from tandem.counseling import demo, pages, reply_notices, routes, storage
+from tandem.kit import Domain, Job
 
 DOMAIN = Domain(
     name="counseling",
@@ -13,4 +15,12 @@ DOMAIN = Domain(
     tables=(storage,),
     fhir_resources=routes.FHIR_RESOURCES,
     demo_steps=(("Questions to counselors", demo.asked_questions),),
+    jobs=(
+        Job(
+            reply_notices.JOB,
+            timedelta(minutes=5),
+            reply_notices.send_due,
+            "e-mail patients that a counselor replied to their question (when SMTP is set)",
+        ),
+    ),
 )

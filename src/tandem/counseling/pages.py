@@ -228,6 +228,7 @@ def _patient_page(
 ) -> Response:
     patient = load_patient(access, patient_id, audit=False)
     threads = questions.patient_threads(access, patient)
+    new_replies = questions.mark_read_by_asker(access, patient, utcnow())
     sent = request.query_params.get("sent", "")
     return chart_page(
         request,
@@ -237,6 +238,7 @@ def _patient_page(
         "counseling/patient.html",
         status_code,
         threads=threads,
+        new_replies=new_replies,
         own=access.actor.patient_id == patient.id,
         may_answer=bool(
             decide(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, exists, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.access import audit
@@ -20,6 +20,7 @@ from tandem.access.guard import Access
 from tandem.access.policy import Actor, Decision, PatientRef, Permission, Role, decide
 from tandem.access.queries import audit_shown, load_patient, visible
 from tandem.alerts import service as alerts
+from tandem.clock import utcnow
 from tandem.counseling import crisis, triage
 from tandem.counseling.storage import MessageRow, NoteRow, QuestionRow
 from tandem.errors import InvalidInput, NotFound
@@ -249,7 +250,10 @@ def by_token(db: Session, origin: audit.Origin, token: str) -> Thread | None:
         patient_id=question.patient_id,
         actor_label="visitor (private link)",
     )
-    return _threads(db, [question])[0]
+    thread = _threads(db, [question])[0]
+    if question.patient_id is None:  # a visitor's own question: opening it reads the replies
+        question.asker_read_at = utcnow()
+    return thread
 
 
 def patient_threads(access: Access, patient: Patient) -> list[Thread]:
@@ -267,6 +271,71 @@ def patient_threads(access: Access, patient: Patient) -> list[Thread]:
     )
     audit_shown(access, MESSAGE, [patient.id], "questions", patient.id)
     return _threads(access.db, questions)
+
+
+# --------------------------------------------------------------------------- new replies
+
+
+def reply_not_read() -> ColumnElement[bool]:
+    """A question with a counselor's reply its asker has not opened yet (sent after they last
+    opened the conversation)."""
+    return exists().where(
+        MessageRow.question_id == QuestionRow.id,
+        MessageRow.author == "counselor",
+        or_(QuestionRow.asker_read_at.is_(None), MessageRow.sent_at > QuestionRow.asker_read_at),
+    )
+
+
+def new_replies(access: Access, patient: Patient) -> list[QuestionRow]:
+    """The patient's questions with a reply they have not read yet, oldest first (their Today
+    page flags them). Nothing for someone who may not see the patient's questions."""
+    ref = PatientRef(patient.id, patient.program_id)
+    if not decide(access.actor, Permission.SEARCH, MESSAGE, ref):
+        return []
+    access.require(Permission.SEARCH, MESSAGE, ref)
+    rows = list(
+        access.db.scalars(
+            select(QuestionRow)
+            .where(
+                QuestionRow.patient_id == patient.id,
+                visible(access, MESSAGE, QuestionRow.patient_id, QuestionRow.program_id),
+                reply_not_read(),
+            )
+            .order_by(QuestionRow.asked_at, QuestionRow.id)
+        )
+    )
+    if rows:
+        audit_shown(access, MESSAGE, [patient.id], "questions with a new reply", patient.id)
+    return rows
+
+
+def mark_read_by_asker(access: Access, patient: Patient, now: datetime) -> set[int]:
+    """The patient opened their questions: the replies so far are no longer new to them (no
+    flag, no e-mail). Only the patient themselves: staff opening the tab read nothing for them.
+    Returns the questions whose replies were new."""
+    if access.actor.patient_id != patient.id:
+        return set()
+    new = set(
+        access.db.scalars(
+            select(QuestionRow.id).where(QuestionRow.patient_id == patient.id, reply_not_read())
+        )
+    )
+    if new:
+        access.db.execute(
+            update(QuestionRow)
+            .where(QuestionRow.id.in_(sorted(new)))
+            .values(asker_read_at=now)
+            .execution_options(synchronize_session="fetch")
+        )
+        for question_id in sorted(new):
+            access.audit(
+                "update",
+                resource_type=MESSAGE,
+                resource_id=str(question_id),
+                patient_id=patient.id,
+                detail="reply read by the asker",
+            )
+    return new
 
 
 # --------------------------------------------------------------------------- the queue

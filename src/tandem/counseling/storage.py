@@ -51,6 +51,10 @@ class QuestionRow(Base):
         ForeignKey("users.id", ondelete="RESTRICT"), nullable=True
     )
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When the asker last opened the conversation (their record's Questions, or the private
+    # link): a counselor's reply sent later is new to them (flagged on their Today page, and
+    # e-mailed once to a patient who has e-mail on).
+    asker_read_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     messages: Mapped[list[MessageRow]] = relationship(
         order_by="MessageRow.id", back_populates="question", lazy="raise"

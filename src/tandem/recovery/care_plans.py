@@ -158,6 +158,31 @@ def program_staff(access: Access, program_id: int) -> list[User]:
     return sorted(rows, key=lambda u: (u.role != "counselor", u.display_name))
 
 
+def care_team_counselor(access: Access, patient: Patient) -> int | None:
+    """The counselor of the patient's care plan in force (the latest started), when they are
+    still an active counselor of the patient's program: whom an urgent answer of the patient is
+    addressed to besides the prescriber. The caller has loaded the patient through the policy to
+    save the answer; this routes the alert that answer raises and shows the actor nothing (the
+    alert's own audit entry names the addressee), so it is not a read of the care plan."""
+    return access.db.scalar(
+        select(User.id)
+        .join(CarePlanRow, CarePlanRow.counselor_id == User.id)
+        .join(
+            Membership,
+            (Membership.user_id == User.id) & (Membership.program_id == patient.program_id),
+        )
+        .where(
+            CarePlanRow.patient_id == patient.id,
+            CarePlanRow.program_id == patient.program_id,
+            CarePlanRow.retention == "active",
+            User.active.is_(True),
+            User.role == "counselor",
+        )
+        .order_by(CarePlanRow.started_on.desc(), CarePlanRow.id.desc())
+        .limit(1)
+    )
+
+
 def active_plan(access: Access, patient: Patient) -> CarePlanRow | None:
     plans = patient_plans(access, patient)
     return next((p for p in plans if p.retention == "active"), plans[0] if plans else None)
@@ -270,7 +295,8 @@ def get_care_plan(access: Access, plan_id: int) -> CarePlanRow:
     return read_row(access, CARE_PLAN, CarePlanRow, plan_id)
 
 
-def _plan_for_update(access: Access, patient_id: str, plan_id: int) -> tuple[Patient, CarePlanRow]:
+def plan_for_update(access: Access, patient_id: str, plan_id: int) -> tuple[Patient, CarePlanRow]:
+    """The patient's plan, for someone who may change it (refused and audited otherwise)."""
     patient = load_patient(access, patient_id, (Permission.UPDATE, CARE_PLAN), audit=False)
     plan = access.db.get(CarePlanRow, plan_id)
     if plan is None or plan.patient_id != patient.id:
@@ -291,7 +317,7 @@ def update_care_plan(
 ) -> CarePlanRow:
     """Change the counselor, substances and services: a service taken off ends today (kept as
     history), a new one starts today, a changed frequency is changed in place."""
-    patient, plan = _plan_for_update(access, patient_id, plan_id)
+    patient, plan = plan_for_update(access, patient_id, plan_id)
     today = program_today(patient.program.time_zone, now)
     ids, checked = check_plan(substances, planned, plan.started_on, today, title)
     plan.counselor_id = staff_member(access, counselor_id, patient.program_id, "counselor")
@@ -338,7 +364,7 @@ def change_retention(
     note: str = "",
 ) -> RetentionEventRow:
     """Record that the patient dropped out, completed or is back in treatment, from `on_day`."""
-    patient, plan = _plan_for_update(access, patient_id, plan_id)
+    patient, plan = plan_for_update(access, patient_id, plan_id)
     today = program_today(patient.program.time_zone, now)
     history = retention_history(access, plan)
     last = history[-1].on_day if history else plan.started_on
@@ -381,3 +407,79 @@ def may_change(access: Access, patient: Patient) -> bool:
     from tandem.access.policy import decide
 
     return bool(decide(access.actor, Permission.UPDATE, CARE_PLAN, patient_ref(patient)))
+
+
+# --------------------------------------------------------------------------- from the API
+
+
+@dataclass(frozen=True)
+class PlanWrite:
+    """A care plan as an API client writes it (a FHIR CarePlan, read by `care_fhir`)."""
+
+    patient_id: str
+    retention: str
+    substances: tuple[str, ...]
+    services: tuple[PlannedService, ...]
+    title: str
+    started_on: date | None
+    ended_on: date | None
+
+
+def create_from_api(access: Access, given: PlanWrite, now: datetime) -> CarePlanRow:
+    """A new plan from an API client: it starts active, on its start day; the counselor is
+    chosen on the care plan page."""
+    if given.retention != "active":
+        raise InvalidInput("retention", "a new plan starts active")
+    if given.ended_on is not None:
+        raise InvalidInput("ended_on", "a new plan has not ended: leave its end out")
+    if given.started_on is None:
+        raise InvalidInput("started_on", "give the day the plan starts")
+    return create_care_plan(
+        access,
+        given.patient_id,
+        counselor_id=None,
+        substances=given.substances,
+        planned=given.services,
+        started_on=given.started_on,
+        now=now,
+        title=given.title,
+    )
+
+
+def update_from_api(access: Access, plan_id: int, given: PlanWrite, now: datetime) -> CarePlanRow:
+    """An API client's change of a plan: its substances, services and title, and its status
+    (dropped out or completed from the plan's end day, or active again from today). Its start
+    day and counselor stay as they are."""
+    patient, plan = plan_for_update(access, given.patient_id, plan_id)
+    if given.started_on is not None and given.started_on != plan.started_on:
+        raise InvalidInput("started_on", "a plan's start day cannot be moved")
+    if given.retention == "active" and given.ended_on is not None:
+        raise InvalidInput("ended_on", "an active plan has not ended: leave its end out")
+    if given.retention == plan.retention and given.retention != "active":
+        if given.ended_on is not None and given.ended_on != plan.retention_on:
+            raise InvalidInput("ended_on", "to change the end day, record the change on the page")
+    update_care_plan(
+        access,
+        patient.id,
+        plan.id,
+        counselor_id=plan.counselor_id,
+        substances=given.substances,
+        planned=given.services,
+        now=now,
+        title=given.title,
+    )
+    if given.retention != plan.retention:
+        today = program_today(patient.program.time_zone, now)
+        on_day = today if given.retention == "active" else given.ended_on
+        if on_day is None:
+            raise InvalidInput("ended_on", "give the day the plan ended (its period's end)")
+        change_retention(
+            access,
+            patient.id,
+            plan.id,
+            retention=given.retention,
+            on_day=on_day,
+            now=now,
+            note="recorded through the API",
+        )
+    return plan

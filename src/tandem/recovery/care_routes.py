@@ -16,7 +16,7 @@ from tandem.access.accounts import display_names
 from tandem.access.guard import Access
 from tandem.access.queries import Page, search_page
 from tandem.clock import program_today, utcnow
-from tandem.errors import InvalidInput
+from tandem.errors import InvalidInput, NotFound
 from tandem.fhir.capability import ResourceSupport, SearchParam
 from tandem.fhir.http import (
     PAGING,
@@ -35,9 +35,14 @@ from tandem.fhir.search_dates import DateBounds, SearchValueError, day_bounds, p
 from tandem.recovery import care_fhir, use_fhir
 from tandem.recovery.care_plans import (
     CARE_PLAN,
+    PlannedService,
+    PlanWrite,
+    create_from_api,
     get_care_plan,
+    plan_for_update,
     plan_services,
     retention_history,
+    update_from_api,
 )
 from tandem.recovery.sessions_schedule import APPOINTMENT, book_session, get_session
 from tandem.recovery.storage import CarePlanRow, TherapySessionRow
@@ -52,10 +57,16 @@ DATE = SearchParam("date", "date", "prefixes eq, ge, gt, le, lt; repeat for a ra
 FHIR_RESOURCES = (
     ResourceSupport(
         type="CarePlan",
-        interactions=("read", "search-type"),
+        interactions=("read", "search-type", "create", "update"),
         search_params=(PATIENT, SearchParam("date", "date", "overlaps the plan's period"), *PAGING),
         documentation="A patient's rehab program: services as activities (with how often), "
-        "retention (active, revoked = dropped out, completed) and its history as notes.",
+        "retention (active, revoked = dropped out, completed) and its history as notes. create "
+        "starts one (status active, intent plan, subject, period.start, a category coding of "
+        "urn:tandem:recovery:substance per substance, activity.detail with a code of "
+        "urn:tandem:recovery:service and scheduledString, how often); update changes its "
+        "substances, services, title and status (revoked or completed from period.end). An "
+        "element Tandem does not store is refused by name (422), never dropped; description, "
+        "note, author and created are Tandem's own, accepted only as Tandem writes them.",
     ),
     ResourceSupport(
         type="Appointment",
@@ -140,6 +151,80 @@ def search_care_plans(request: Request, access: Access = Depends(api_access)) ->
     return patient_data_response(
         access, searchset(request, "CarePlan", resources, count, offset, page.has_more)
     )
+
+
+# The care plan service's field names, as the CarePlan's elements.
+PLAN_ELEMENTS = {
+    "retention": "status",
+    "ended_on": "period.end",
+    "on_day": "period.end",
+    "started_on": "period.start",
+    "substances": "category",
+    "title": "title",
+    "care_plan": "status",
+}
+
+
+def _plan_write(body: dict[str, Any]) -> tuple[care_fhir.CarePlanInput, PlanWrite]:
+    given = care_fhir.read_care_plan(body)
+    return given, PlanWrite(
+        patient_id=given.patient_id,
+        retention=given.retention,
+        substances=given.substances,
+        services=tuple(PlannedService(s, f) for s, f in given.services),
+        title=given.title,
+        started_on=given.started_on,
+        ended_on=given.ended_on,
+    )
+
+
+def _as_element(exc: InvalidInput) -> InvalidInput:
+    field = exc.field
+    if field.startswith(("services", "frequency")):
+        return InvalidInput("activity", exc.message)
+    return InvalidInput(PLAN_ELEMENTS.get(field, field), exc.message)
+
+
+@router.post("/CarePlan")
+def create_care_plan(
+    request: Request,
+    body: dict[str, Any] = Depends(fhir_body("CarePlan")),
+    access: Access = Depends(api_access),
+) -> Response:
+    given, write = _plan_write(body)
+    try:
+        plan = create_from_api(access, write, utcnow())
+    except InvalidInput as exc:
+        raise _as_element(exc) from None
+    resource = _care_plan_resource(access, plan)
+    care_fhir.check_written(given, {}, resource)
+    location = f"{base_url(request)}/CarePlan/{plan.id}"
+    return patient_data_response(access, resource, 201, {"Location": location})
+
+
+@router.put("/CarePlan/{care_plan_id}")
+def update_care_plan(
+    care_plan_id: str,
+    body: dict[str, Any] = Depends(fhir_body("CarePlan")),
+    access: Access = Depends(api_access),
+) -> Response:
+    plan_id = int_id(care_plan_id, "CarePlan")
+    if "id" in body and body["id"] != care_plan_id:
+        raise InvalidInput("id", f"the body's id must be {care_plan_id}, as in the address")
+    given, write = _plan_write(body)
+    if access.db.get(CarePlanRow, plan_id) is None:
+        raise NotFound(f"CarePlan/{plan_id} is not known")
+    try:
+        _, plan = plan_for_update(access, write.patient_id, plan_id)
+        before = _care_plan_resource(access, plan)  # as the client read it
+        plan = update_from_api(access, plan_id, write, utcnow())
+    except InvalidInput as exc:
+        if exc.field == "care_plan":
+            raise InvalidInput("subject", exc.message) from None
+        raise _as_element(exc) from None
+    resource = _care_plan_resource(access, plan)
+    care_fhir.check_written(given, before, resource)
+    return patient_data_response(access, resource)
 
 
 @router.get("/CarePlan/{care_plan_id}")

@@ -18,6 +18,7 @@ from tandem.access.guard import Access
 from tandem.access.policy import Permission, decide
 from tandem.access.queries import load_patient, patient_ref
 from tandem.clock import local, program_today, utcnow
+from tandem.counseling.questions import new_replies
 from tandem.errors import InvalidInput
 from tandem.kit import NavItem
 from tandem.medications.validation import SIDE_EFFECTS
@@ -106,6 +107,8 @@ def today_page(
         session_label=session_label,
         done=done,
         may_check_in=_may(access, Permission.CREATE, CHECK_IN, patient),
+        # "A counselor replied to your question": for the patient, not staff opening their day.
+        new_replies=new_replies(access, patient) if access.actor.patient_id == patient.id else [],
     )
 
 

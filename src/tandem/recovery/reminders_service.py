@@ -1,6 +1,11 @@
 """Reminders: what a patient is reminded of in the app (their portal's list), their choices, and
 the scheduled job that e-mails due reminders once each.
 
+Set-based: each run reads, per program, only the patients with something that may be due (a
+check-in not yet done nor reminded after the program's time, an active dose plan, a booked
+session coming up not yet reminded), in a few statements for all of them, never patient by
+patient; a patient who checked in or was already reminded costs nothing.
+
 Once, across server processes: the scheduler already runs the job once a period across every
 process (`tandem.scheduler`), but a run may be repeated (a process that died mid-run is taken
 over after its lease) and a reminder stays due over several runs. So each reminder is claimed
@@ -12,10 +17,12 @@ reminder is sent at most once, never twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, exists, false, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -49,7 +56,7 @@ from tandem.recovery.reminders_mail import SmtpConfig, send_mail, smtp_config
 from tandem.recovery.storage import CarePlanRow, CheckInRow, TherapySessionRow
 from tandem.scheduler import process_name
 from tandem.storage.db import session_scope
-from tandem.storage.models import Episode, Patient, User
+from tandem.storage.models import Episode, Patient, Program, User
 
 log = logging.getLogger("tandem.recovery.reminders")
 
@@ -200,8 +207,9 @@ def _compute(
     sessions: list[TherapySessionRow],
     checked_in_today: bool,
     in_treatment: bool,
+    times: tuple[str, int] | None = None,
 ) -> list[Reminder]:
-    check_in_at, hours = program_times(db, patient.program_id)
+    check_in_at, hours = times or program_times(db, patient.program_id)
     return due_reminders(
         patient_id=patient.id,
         now=now,
@@ -275,44 +283,167 @@ def smtp_mailer(config: SmtpConfig) -> Mailer:
     return lambda to, subject, body: send_mail(config, to, subject, body)
 
 
-def _recipients(access: Access) -> list[tuple[Patient, str, Preferences]]:
-    """Patients with a portal account and e-mail reminders on: the patient, the address, and
-    their choices. One query, limited to what the job's access may see."""
+@dataclass(frozen=True)
+class _Candidate:
+    patient: Patient
+    address: str
+    preferences: Preferences
+    check_in_due: bool  # in treatment, no check-in today, past the time, not yet reminded
+
+
+def _wanted(column: Any) -> ColumnElement[bool]:
+    """A reminder choice that is on: no choices saved yet (every reminder on), or this one on."""
+    return or_(ReminderPreferenceRow.patient_id.is_(None), column.is_(True))
+
+
+def _candidates(access: Access, program: Program, now: datetime) -> list[_Candidate]:
+    """The program's patients with something that may be due now, in one statement: a portal
+    account, e-mail reminders on, and a check-in due and not yet reminded today, an active dose
+    plan, or a booked session coming up that was not reminded yet. Everyone else (checked in,
+    already reminded, nothing planned) is not read at all."""
+    today = program_today(program.time_zone, now)
+    check_in_at, hours = program_times(access.db, program.id)
+    check_in_due = datetime.combine(today, parse_clock(check_in_at), tzinfo=zone(program.time_zone))
+    pref, sent = ReminderPreferenceRow, ReminderSentRow
+    if now >= check_in_due:
+        check_in: ColumnElement[bool] = and_(
+            _wanted(pref.check_in),
+            or_(
+                exists().where(Episode.patient_id == Patient.id, Episode.discharged_at.is_(None)),
+                exists().where(
+                    CarePlanRow.patient_id == Patient.id, CarePlanRow.retention == "active"
+                ),
+            ),
+            ~exists().where(CheckInRow.patient_id == Patient.id, CheckInRow.day == today),
+            ~exists().where(
+                sent.patient_id == Patient.id, sent.kind == "check_in", sent.due_at == check_in_due
+            ),
+        )
+    else:
+        check_in = false()
+    dose = and_(
+        _wanted(pref.doses),
+        exists().where(DosePlanRow.patient_id == Patient.id, DosePlanRow.status == "active"),
+    )
+    session = and_(
+        _wanted(pref.sessions),
+        exists().where(
+            TherapySessionRow.patient_id == Patient.id,
+            TherapySessionRow.status == "booked",
+            TherapySessionRow.starts_at > now,
+            TherapySessionRow.starts_at <= now + timedelta(hours=hours),
+            ~exists().where(
+                sent.patient_id == Patient.id,
+                sent.kind == "session",
+                sent.due_at == TherapySessionRow.starts_at,
+            ),
+        ),
+    )
     statement = (
-        select(Patient, User.email, ReminderPreferenceRow)
+        select(Patient, User.email, pref, check_in.label("check_in_due"))
         .join(User, User.patient_id == Patient.id)
-        .outerjoin(ReminderPreferenceRow, ReminderPreferenceRow.patient_id == Patient.id)
+        .outerjoin(pref, pref.patient_id == Patient.id)
         .where(
+            Patient.program_id == program.id,
             User.active.is_(True),
+            _wanted(pref.email),
             visible(access, "Patient", Patient.id, Patient.program_id),
+            or_(check_in, dose, session),
         )
         .order_by(Patient.id)
     )
-    out = []
+    out: list[_Candidate] = []
     seen: set[str] = set()
-    for patient, login_email, pref in access.db.execute(statement).all():
-        prefs = _preferences_of(pref)
-        if patient.id in seen or not prefs.email:
+    for patient, login_email, row, due in access.db.execute(statement).all():
+        address = patient.email or login_email
+        if patient.id in seen or not address:
             continue
         seen.add(patient.id)
-        out.append((patient, patient.email or login_email, prefs))
+        out.append(_Candidate(patient, address, _preferences_of(row), bool(due)))
     return out
 
 
-def _claim(
-    sessions: sessionmaker[Session], patient: Patient, reminder: Reminder, now: datetime, me: str
+def _by_patient(rows: Sequence[Any]) -> dict[str, list[Any]]:
+    found: dict[str, list[Any]] = {}
+    for row in rows:
+        found.setdefault(row.patient_id, []).append(row)
+    return found
+
+
+def _due_in_program(access: Access, program: Program, now: datetime) -> list[_Due]:
+    """Every reminder due now for the program's candidates: their plans and sessions are read
+    in one statement each for all of them, not patient by patient."""
+    candidates = _candidates(access, program, now)
+    if not candidates:
+        return []
+    ids = sorted(c.patient.id for c in candidates)
+    times = program_times(access.db, program.id)
+    plans = _by_patient(
+        access.db.scalars(
+            select(DosePlanRow)
+            .where(DosePlanRow.patient_id.in_(ids), DosePlanRow.status == "active")
+            .order_by(DosePlanRow.id)
+        ).all()
+    )
+    booked = _by_patient(
+        access.db.scalars(
+            select(TherapySessionRow)
+            .where(
+                TherapySessionRow.patient_id.in_(ids),
+                TherapySessionRow.status == "booked",
+                TherapySessionRow.starts_at > now,
+                TherapySessionRow.starts_at <= now + timedelta(hours=times[1]),
+            )
+            .order_by(TherapySessionRow.starts_at, TherapySessionRow.id)
+        ).all()
+    )
+    due: list[_Due] = []
+    for c in candidates:
+        reminders = _compute(
+            access.db,
+            c.patient,
+            now,
+            c.preferences,
+            plans.get(c.patient.id, []),
+            booked.get(c.patient.id, []),
+            checked_in_today=not c.check_in_due,
+            in_treatment=c.check_in_due,
+            times=times,
+        )
+        due += [_Due(c.patient, c.address, r) for r in reminders]
+    return due
+
+
+@dataclass(frozen=True)
+class _Due:
+    patient: Patient
+    address: str
+    reminder: Reminder
+
+
+def claim_once(
+    sessions: sessionmaker[Session],
+    *,
+    key: str,
+    patient_id: str,
+    program_id: int,
+    kind: str,
+    due_at: datetime,
+    now: datetime,
+    me: str,
 ) -> bool:
-    """Insert the reminder's key, committed, before sending; False when another has it."""
+    """Insert an e-mail's key, committed, before sending it; False when another process (or an
+    earlier run) has it. The send-once of every e-mail to a patient (reminders, reply notices)."""
     with sessions() as db:
         insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
         result = db.execute(
             insert(ReminderSentRow)
             .values(
-                key=reminder.key,
-                patient_id=patient.id,
-                program_id=patient.program_id,
-                kind=reminder.kind,
-                due_at=reminder.due_at,
+                key=key,
+                patient_id=patient_id,
+                program_id=program_id,
+                kind=kind,
+                due_at=due_at,
                 claimed_at=now,
                 claimed_by=me,
                 status="claimed",
@@ -325,9 +456,25 @@ def _claim(
         return claimed
 
 
-def _finished(
+def _claim(
+    sessions: sessionmaker[Session], patient: Patient, reminder: Reminder, now: datetime, me: str
+) -> bool:
+    return claim_once(
+        sessions,
+        key=reminder.key,
+        patient_id=patient.id,
+        program_id=patient.program_id,
+        kind=reminder.kind,
+        due_at=reminder.due_at,
+        now=now,
+        me=me,
+    )
+
+
+def finished(
     sessions: sessionmaker[Session], key: str, sent_at: datetime | None, status: str
 ) -> None:
+    """How a claimed e-mail's sending ended: sent, or the error (never retried)."""
     with sessions() as db:
         db.execute(
             update(ReminderSentRow)
@@ -342,71 +489,34 @@ def send_reminders(
 ) -> int:
     """E-mail every reminder due at `now` that nobody has claimed yet; how many were sent."""
     me = me or process_name()
-    due: list[tuple[Patient, str, Reminder]] = []
+    due: list[_Due] = []
     with session_scope(sessions) as db:
         access = system_access(db, sessions, JOB)
         access.require(Permission.SEARCH, "Patient")
-        for patient, address, prefs in _recipients(access):
-            if not address:
-                continue
-            today = program_today(patient.program.time_zone, now)
-            plans = list(
-                db.scalars(
-                    select(DosePlanRow).where(
-                        DosePlanRow.patient_id == patient.id, DosePlanRow.status == "active"
-                    )
-                )
-            )
-            _, hours = program_times(db, patient.program_id)
-            booked = list(
-                db.scalars(
-                    select(TherapySessionRow).where(
-                        TherapySessionRow.patient_id == patient.id,
-                        TherapySessionRow.status == "booked",
-                        TherapySessionRow.starts_at > now,
-                        TherapySessionRow.starts_at <= now + timedelta(hours=hours),
-                    )
-                )
-            )
-            checked = db.scalar(
-                select(CheckInRow.id)
-                .where(CheckInRow.patient_id == patient.id, CheckInRow.day == today)
-                .limit(1)
-            )
-            in_treatment = (
-                db.scalar(
-                    select(Episode.id)
-                    .where(Episode.patient_id == patient.id, Episode.discharged_at.is_(None))
-                    .limit(1)
-                )
-                is not None
-                or db.scalar(
-                    select(CarePlanRow.id)
-                    .where(CarePlanRow.patient_id == patient.id, CarePlanRow.retention == "active")
-                    .limit(1)
-                )
-                is not None
-            )
-            reminders = _compute(
-                db, patient, now, prefs, plans, booked, checked is not None, in_treatment
-            )
-            for reminder in reminders:
-                due.append((patient, address, reminder))
+        programs = db.scalars(
+            select(Program)
+            .where(Program.id.in_(sorted(access.actor.program_ids)))
+            .order_by(Program.id)
+        ).all()
+        for program in programs:
+            due += _due_in_program(access, program, now)
         db.expunge_all()
-        # The sweep read every patient's plans, sessions and check-ins to decide; it showed
-        # them to nobody. Each e-mail sent is audited below, naming its patient.
+        # The sweep read the plans, sessions and check-ins of the patients with something due
+        # to decide; it showed them to nobody. Each e-mail sent is audited below, naming its
+        # patient.
         access.audit("search", resource_type="Patient", query="reminder sweep")
     sent = 0
-    for patient, address, reminder in due:
+    for item in due:
+        patient, address, reminder = item.patient, item.address, item.reminder
         if not _claim(sessions, patient, reminder, now, me):
             continue
         try:
             mailer(address, EMAIL_SUBJECT, email_text(reminder.kind))
         except Exception as exc:  # a mail server's refusal is recorded; the reminder is not retried
             log.warning("reminder %s not sent: %s", reminder.key, exc)
-            _finished(sessions, reminder.key, None, f"error: {type(exc).__name__}: {exc}")
+            finished(sessions, reminder.key, None, f"error: {type(exc).__name__}: {exc}")
             continue
-        _finished(sessions, reminder.key, now, "sent")
+        finished(sessions, reminder.key, now, "sent")
         with session_scope(sessions) as db:
             system_access(db, sessions, JOB).audit(
                 "notify",

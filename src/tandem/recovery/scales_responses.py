@@ -23,6 +23,7 @@ from tandem.alerts import service as alerts
 from tandem.alerts.models import Alert
 from tandem.clock import check_recorded_at, program_today, utcnow
 from tandem.instruments.engine import Score, score
+from tandem.recovery.care_plans import care_team_counselor
 from tandem.recovery.scales_catalog import Scale, scale
 from tandem.recovery.storage import QuestionnaireResponseRow
 from tandem.storage.models import Patient
@@ -127,6 +128,8 @@ def _raise_urgent(
         rule_id=f"{chosen.instrument}.{flag_id}",
         related_type=QR,
         related_id=public_id(row.id),
+        # The patient's counselor hears of it too, not only the prescriber on duty.
+        for_user_id=care_team_counselor(access, patient),
         raised_at=now,
     )
 
