@@ -14,12 +14,15 @@ worker's pid, and the workers report to the controller whether PostgreSQL was th
 from __future__ import annotations
 
 import copy
+import fcntl
 import os
+import pickle
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -29,7 +32,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from tandem.settings import Settings
 from tandem.storage.db import make_engine, make_sessionmaker
 from tandem.storage.migrate import upgrade
-from tests.postgres_schemas import SchemaCloner
+from tests.postgres_schemas import SchemaCloner, Statement
+
+T = TypeVar("T")
 
 # Every FHIR resource the app sends in a test is validated against fhir.resources (servers skip
 # it for speed; see tandem.fhir.output). Set before any Settings is read, servers started by
@@ -131,10 +136,35 @@ def _sqlite_checkpoint(engine: Engine) -> None:
     engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated, empty SQLite database file."""
-    path = tmp_path_factory.mktemp("template") / "template.db"
+def once_per_run(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], T]
+) -> T:
+    """What `build` returns, built once for the whole run: under pytest-xdist the first worker
+    to ask builds it (in a directory every worker of this run shares) while the others wait,
+    then they read what it left there (pickled). `build` gets a directory for its files."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build(tmp_path_factory.mktemp(name))
+    # Workers' base temporary directories are popen-gw<N> under the run's own one.
+    shared = tmp_path_factory.getbasetemp().parent / "once-per-run"
+    shared.mkdir(exist_ok=True)
+    with (shared / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        done = shared / f"{name}.pickle"
+        if done.exists():
+            value: T = pickle.loads(done.read_bytes())  # noqa: S301 - written by this run
+            return value
+        directory = shared / name
+        shutil.rmtree(directory, ignore_errors=True)  # a worker that failed half-way
+        directory.mkdir()
+        value = build(directory)
+        partial = done.with_suffix(".partial")
+        partial.write_bytes(pickle.dumps(value))
+        partial.rename(done)
+        return value
+
+
+def _migrated_sqlite(directory: Path) -> Path:
+    path = directory / "template.db"
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
     _sqlite_checkpoint(engine)
@@ -142,16 +172,26 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated, empty SQLite database file (copied, never opened, by the tests)."""
+    return once_per_run(tmp_path_factory, "sqlite-template", _migrated_sqlite)
+
+
+@pytest.fixture(scope="session")
 def sqlite_world_template(
     tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, _quick_password_hashing: None
 ) -> tuple[Path, World]:
     """A migrated SQLite database file holding the world, and the world's ids."""
-    path = tmp_path_factory.mktemp("template") / "world.db"
-    shutil.copy(sqlite_template, path)
-    engine = make_engine(f"sqlite:///{path}")
-    built = build_world(make_sessionmaker(engine))
-    _sqlite_checkpoint(engine)
-    return path, built
+
+    def build(directory: Path) -> tuple[Path, World]:
+        path = directory / "world.db"
+        shutil.copy(sqlite_template, path)
+        engine = make_engine(f"sqlite:///{path}")
+        built = build_world(make_sessionmaker(engine))
+        _sqlite_checkpoint(engine)
+        return path, built
+
+    return once_per_run(tmp_path_factory, "sqlite-world", build)
 
 
 @dataclass
@@ -161,18 +201,34 @@ class PostgresClones:
 
 
 @pytest.fixture(scope="session")
-def postgres_schemas(_quick_password_hashing: None) -> Iterator[PostgresClones]:
-    """Recordings of the migrations and of the world, replayed into a new schema per test."""
+def postgres_schemas(
+    tmp_path_factory: pytest.TempPathFactory, _quick_password_hashing: None
+) -> Iterator[PostgresClones]:
+    """Recordings of the migrations and of the world (made once per run), replayed into a schema
+    that each test gets reset to what they made (tests/postgres_schemas.py)."""
     ok, why = postgres_available()
     if not ok:
         pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {why}")
+
+    def record(_: Path) -> tuple[dict[str, list[Statement]], World]:
+        recorder = SchemaCloner(PG_URL)
+        try:
+            built = recorder.record(
+                {
+                    "migrations": upgrade,
+                    "world": lambda engine: build_world(make_sessionmaker(engine)),
+                },
+                make_engine,
+            )
+        finally:
+            recorder.close()
+        assert isinstance(built["world"], World)
+        return recorder.recordings, built["world"]
+
+    recordings, built = once_per_run(tmp_path_factory, "postgres-recordings", record)
     cloner = SchemaCloner(PG_URL)
-    built = cloner.record(
-        {"migrations": upgrade, "world": lambda engine: build_world(make_sessionmaker(engine))},
-        make_engine,
-    )
-    assert isinstance(built["world"], World)
-    yield PostgresClones(cloner, built["world"])
+    cloner.recordings = recordings
+    yield PostgresClones(cloner, built)
     cloner.close()
 
 
@@ -202,13 +258,13 @@ def database_url(
         return
     postgres: PostgresClones = request.getfixturevalue("postgres_schemas")
     steps = ("migrations", "world") if seeded else ("migrations",)
-    schema = postgres.cloner.clone(*steps)
+    schema = postgres.cloner.checkout(*steps)
     url = postgres.cloner.url(schema)
     if seeded:
         _worlds[url] = postgres.world
     yield url
     _worlds.pop(url, None)
-    postgres.cloner.drop(schema)
+    postgres.cloner.checkin(schema, *steps)
 
 
 @pytest.fixture

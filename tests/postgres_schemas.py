@@ -1,14 +1,24 @@
-"""Fresh PostgreSQL schemas for tests, cheaply: record once, replay per test.
+"""PostgreSQL schemas for tests, cheaply: record once, replay, then reset and reuse.
 
-Once per test process, the Alembic migrations (and, separately, the building of the test world)
-run against a template schema while every statement the driver receives is recorded. A test's
-schema is then made by replaying those statements, verbatim and in one transaction, into a new,
-empty schema (`search_path` points at it) and dropped afterwards. That is a fresh clone each time:
-nothing is truncated or deleted (audit entries are append-only), it needs no right beyond CREATE
-on the database, and there is no DROP DATABASE (which forces a server-wide checkpoint).
+Once per test run, the Alembic migrations (and, separately, the building of the test world)
+run against a template schema while every statement the driver receives is recorded. A schema
+is made by replaying those statements, verbatim and in one transaction, into a new, empty schema
+(`search_path` points at it). There is no DROP DATABASE (which forces a server-wide checkpoint).
 
 A replay that differs from the template in any table, column, default, constraint, index,
 trigger, function, sequence or row is refused when the recording is made (see `verify`).
+
+Replaying some 200 DDL statements and dropping the schema afterwards costs far more than the
+average test (catalog writes, files made and unlinked): so a test's schema is handed back after
+the test (`checkin`) and, unless the test changed its structure, its rows are put back as the
+replay left them (every table emptied and refilled from an untouched "pristine" replay of the
+same steps, every sequence set back) in one transaction with triggers off (the audit tables
+refuse DELETE to the application, not to the test harness); the next test of the process gets
+it (`checkout`). The structure (tables, columns, defaults, constraints, indexes, triggers and
+whether they are enabled, functions, owners and privileges, policies, views) is fingerprinted when
+the schema is made and again at checkin: a test that changed any of it (a role test reassigning
+owners, say) leaves a schema that is dropped, not reused. Where the harness may not turn
+triggers off (`session_replication_role` needs a superuser), every test gets a new replay.
 """
 
 from __future__ import annotations
@@ -19,9 +29,11 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg import Pipeline
+from psycopg.errors import InsufficientPrivilege
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
@@ -70,6 +82,10 @@ class SchemaCloner:
         self.stem = f"{PREFIX}{os.getpid()}"
         self.recordings: dict[str, list[Statement]] = {}
         self._numbers = itertools.count(1)
+        self._free: dict[tuple[str, ...], list[str]] = {}  # reset schemas, ready for a test
+        self._shapes: dict[str, str] = {}  # schema -> its structure's fingerprint when made
+        self._pristine: dict[tuple[str, ...], Pristine] = {}
+        self.resettable = True  # False once the server refused to turn triggers off
 
     def record(
         self, steps: dict[str, Callable[[Engine], object]], make_engine: Callable[[str], Engine]
@@ -131,7 +147,99 @@ class SchemaCloner:
     def drop(self, schema: str) -> None:
         self._execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
+    # --- reuse: a schema per test, reset rather than rebuilt ----------------------------------
+
+    def checkout(self, *steps: str) -> str:
+        """A schema holding exactly what the given recorded steps made, for one test."""
+        free = self._free.get(steps)
+        if free:
+            return free.pop()
+        name = self.clone(*steps)
+        if self.resettable:
+            self._shapes[name] = self.shape(name)
+        return name
+
+    def checkin(self, name: str, *steps: str) -> None:
+        """The test is over: reset the schema for the next test, or drop it when the test changed
+        its structure (or the server will not let the harness reset it)."""
+        shape = self._shapes.pop(name, None)
+        if self.resettable and shape is not None and shape == self.shape(name):
+            try:
+                self._reset(name, self._pristine_of(steps))
+            except InsufficientPrivilege:
+                self.resettable = False
+            else:
+                self._shapes[name] = shape
+                self._free.setdefault(steps, []).append(name)
+                return
+        self.drop(name)
+
+    def shape(self, schema: str) -> str:
+        """A fingerprint of the schema's structure (not its rows)."""
+        with self.server.connect() as conn:
+            return str(conn.execute(text(_SHAPE), {"s": schema}).scalar_one())
+
+    def _pristine_of(self, steps: tuple[str, ...]) -> Pristine:
+        if steps not in self._pristine:
+            name = self.clone(*steps)
+            with self.server.connect() as conn:
+                tables = list(
+                    conn.execute(
+                        text("SELECT tablename FROM pg_tables WHERE schemaname = :s ORDER BY 1"),
+                        {"s": name},
+                    ).scalars()
+                )
+                filled = []
+                for table in tables:  # names from the catalog, quoted
+                    query = f'SELECT EXISTS (SELECT FROM "{name}"."{table}")'  # noqa: S608
+                    if conn.execute(text(query)).scalar():
+                        filled.append(table)
+                sequences = []
+                for (sequence,) in conn.execute(
+                    text("SELECT sequencename FROM pg_sequences WHERE schemaname = :s ORDER BY 1"),
+                    {"s": name},
+                ):
+                    query = f'SELECT last_value, is_called FROM "{name}"."{sequence}"'  # noqa: S608
+                    value, called = conn.execute(text(query)).one()
+                    sequences.append((str(sequence), int(value), bool(called)))
+            self._pristine[steps] = Pristine(name, tables, filled, sequences)
+        return self._pristine[steps]
+
+    def _reset(self, schema: str, pristine: Pristine) -> None:
+        raw = self.server.raw_connection()
+        try:
+            connection = raw.driver_connection
+            with connection.pipeline() if Pipeline.is_supported() else nullcontext():
+                cursor = connection.cursor()
+                # No triggers: the append-only guards, and the foreign keys (every row goes).
+                cursor.execute("SET LOCAL session_replication_role = replica")
+                for table in pristine.tables:
+                    cursor.execute(f'DELETE FROM "{schema}"."{table}"')  # noqa: S608
+                for table in pristine.filled:
+                    cursor.execute(
+                        f'INSERT INTO "{schema}"."{table}" '  # noqa: S608 - names from the catalog
+                        f'SELECT * FROM "{pristine.schema}"."{table}"'
+                    )
+                for sequence, value, called in pristine.sequences:
+                    cursor.execute(
+                        "SELECT setval(%s::regclass, %s::bigint, %s::boolean)",
+                        (f'"{schema}"."{sequence}"', value, called),
+                    )
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
+
     def close(self) -> None:
+        """Drop the schemas kept for reuse, then let go of the server."""
+        kept = [name for names in self._free.values() for name in names]
+        kept += [pristine.schema for pristine in self._pristine.values()]
+        for name in kept:
+            self.drop(name)
+        self._free.clear()
+        self._pristine.clear()
         self.server.dispose()
 
     def verify(self, template: str, copy: str) -> None:
@@ -180,6 +288,16 @@ class SchemaCloner:
             conn.execute(text(statement))
 
 
+@dataclass(frozen=True)
+class Pristine:
+    """An untouched replay of some steps: where a used schema's rows are refilled from."""
+
+    schema: str
+    tables: list[str]
+    filled: list[str]  # the tables holding rows
+    sequences: list[tuple[str, int, bool]]  # name, last_value, is_called
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -224,4 +342,70 @@ SELECT 'view', viewname || ':' || definition FROM pg_views WHERE schemaname = :s
 UNION ALL
 SELECT 'sequence', sequencename || ':' || coalesce(last_value::text, '-')
 FROM pg_sequences WHERE schemaname = :s
+"""
+
+# The structure of a schema, hashed: relations with their owners, privileges and options; columns
+# (position, type, nullability, default, privileges); constraints; index definitions; triggers and
+# whether they fire; functions (source, owner, privileges, security, settings); policies; views;
+# default privileges; sequence parameters; types; the schema's own owner and privileges.
+_SHAPE = """
+WITH ns AS (SELECT oid, nspowner, nspacl FROM pg_namespace WHERE nspname = :s)
+SELECT md5(coalesce(string_agg(x, E'\\n' ORDER BY x), '')) FROM (
+    SELECT 'n:' || nspowner::text || ':' || coalesce(nspacl::text, '') AS x FROM ns
+    UNION ALL
+    SELECT 'c:' || c.relname || ':' || c.relkind::text || ':' || c.relowner::text || ':'
+        || coalesce(c.relacl::text, '') || ':' || c.relrowsecurity::text || ':'
+        || c.relforcerowsecurity::text || ':' || coalesce(c.reloptions::text, '') || ':'
+        || c.relnatts::text || ':' || c.relpersistence::text
+    FROM pg_class c JOIN ns ON c.relnamespace = ns.oid
+    UNION ALL
+    SELECT 'a:' || c.relname || ':' || a.attnum::text || ':' || a.attname || ':'
+        || format_type(a.atttypid, a.atttypmod) || ':' || a.attnotnull::text || ':'
+        || a.attisdropped::text || ':' || a.attidentity::text || ':' || a.attgenerated::text
+        || ':' || coalesce(pg_get_expr(d.adbin, d.adrelid), '') || ':'
+        || coalesce(a.attacl::text, '')
+    FROM pg_attribute a
+    JOIN pg_class c ON c.oid = a.attrelid
+    JOIN ns ON c.relnamespace = ns.oid
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    WHERE a.attnum > 0
+    UNION ALL
+    SELECT 'k:' || coalesce(c.relname, '') || ':' || co.conname || ':'
+        || pg_get_constraintdef(co.oid) || ':' || co.convalidated::text
+    FROM pg_constraint co JOIN ns ON co.connamespace = ns.oid
+    LEFT JOIN pg_class c ON c.oid = co.conrelid
+    UNION ALL
+    SELECT 'i:' || c.relname || ':' || pg_get_indexdef(i.indexrelid)
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN ns ON c.relnamespace = ns.oid
+    UNION ALL
+    SELECT 't:' || c.relname || ':' || t.tgname || ':' || t.tgenabled::text || ':'
+        || pg_get_triggerdef(t.oid)
+    FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN ns ON c.relnamespace = ns.oid
+    WHERE NOT t.tgisinternal
+    UNION ALL
+    SELECT 'f:' || p.proname || ':' || pg_get_function_identity_arguments(p.oid) || ':'
+        || md5(p.prosrc) || ':' || p.proowner::text || ':' || coalesce(p.proacl::text, '') || ':'
+        || p.prosecdef::text || ':' || coalesce(p.proconfig::text, '')
+    FROM pg_proc p JOIN ns ON p.pronamespace = ns.oid
+    UNION ALL
+    SELECT 'p:' || c.relname || ':' || pol.polname || ':' || pol.polcmd::text || ':'
+        || coalesce(pg_get_expr(pol.polqual, pol.polrelid), '') || ':'
+        || coalesce(pg_get_expr(pol.polwithcheck, pol.polrelid), '')
+    FROM pg_policy pol JOIN pg_class c ON c.oid = pol.polrelid JOIN ns ON c.relnamespace = ns.oid
+    UNION ALL
+    SELECT 'v:' || viewname || ':' || definition FROM pg_views WHERE schemaname = :s
+    UNION ALL
+    SELECT 'd:' || d.defaclrole::text || ':' || d.defaclobjtype::text || ':'
+        || coalesce(d.defaclacl::text, '')
+    FROM pg_default_acl d JOIN ns ON d.defaclnamespace = ns.oid
+    UNION ALL
+    SELECT 'q:' || c.relname || ':' || q.seqtypid::text || ':' || q.seqstart::text || ':'
+        || q.seqincrement::text || ':' || q.seqmax::text || ':' || q.seqmin::text || ':'
+        || q.seqcycle::text
+    FROM pg_sequence q JOIN pg_class c ON c.oid = q.seqrelid JOIN ns ON c.relnamespace = ns.oid
+    UNION ALL
+    SELECT 'y:' || t.typname || ':' || t.typtype::text || ':' || t.typowner::text || ':'
+        || coalesce(t.typacl::text, '')
+    FROM pg_type t JOIN ns ON t.typnamespace = ns.oid
+) shape
 """

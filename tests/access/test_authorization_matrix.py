@@ -591,9 +591,9 @@ def matrix(
         url = f"sqlite:///{path}"
     else:
         postgres: PostgresClones = request.getfixturevalue("postgres_schemas")
-        schema = postgres.cloner.clone("migrations", "world")
+        schema = postgres.cloner.checkout("migrations", "world")
         url, built = postgres.cloner.url(schema), postgres.world
-        drop = lambda: postgres.cloner.drop(schema)  # noqa: E731
+        drop = lambda: postgres.cloner.checkin(schema, "migrations", "world")  # noqa: E731
     world = World(**{**built.__dict__, "passwords": dict(built.passwords)})
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
