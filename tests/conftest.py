@@ -129,7 +129,7 @@ class World:
 # --- templates: built once per test process -----------------------------------------------
 
 
-def _sqlite_checkpoint(engine: Engine) -> None:
+def sqlite_checkpoint(engine: Engine) -> None:
     """Fold the WAL into the main file, so that copying that one file copies the database."""
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -167,7 +167,7 @@ def _migrated_sqlite(directory: Path) -> Path:
     path = directory / "template.db"
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
-    _sqlite_checkpoint(engine)
+    sqlite_checkpoint(engine)
     return path
 
 
@@ -188,7 +188,7 @@ def sqlite_world_template(
         shutil.copy(sqlite_template, path)
         engine = make_engine(f"sqlite:///{path}")
         built = build_world(make_sessionmaker(engine))
-        _sqlite_checkpoint(engine)
+        sqlite_checkpoint(engine)
         return path, built
 
     return once_per_run(tmp_path_factory, "sqlite-world", build)

@@ -115,6 +115,33 @@ class SchemaCloner:
             self.drop(template)
         return results
 
+    def record_on(
+        self,
+        base: tuple[str, ...],
+        name: str,
+        step: Callable[[Engine], object],
+        make_engine: Callable[[str], Engine],
+    ) -> object:
+        """Record one more step, run on a replay of the `base` steps (checked like `record`);
+        returns what the step returned."""
+        template = self.clone(*base)
+        try:
+            engine = make_engine(self.url(template))
+            try:
+                with recording(engine) as statements:
+                    result = step(engine)
+            finally:
+                engine.dispose()
+            self.recordings[name] = statements
+            copy = self.clone(*base, name)
+            try:
+                self.verify(template, copy)
+            finally:
+                self.drop(copy)
+        finally:
+            self.drop(template)
+        return result
+
     def clone(self, *steps: str) -> str:
         """A new schema holding what the given recorded steps made; returns its name."""
         name = f"{self.stem}_{next(self._numbers)}"
