@@ -3,12 +3,38 @@
 PostgreSQL: TANDEM_TEST_POSTGRES_URL, default postgresql+psycopg://postgres@127.0.0.1:5432/test.
 When no server answers there, those tests are skipped and the run says so at the end.
 
-Each test gets a database of its own, cloned from what is built once per test process: a copy of
-a template file on SQLite, a new schema replaying the recorded migrations on PostgreSQL (see
-tests/postgres_schemas.py). A test that asks for `world` gets a clone that already holds the world;
-any other test gets an empty, migrated one. Nothing is truncated or deleted between tests (audit
-entries are append-only). Safe under pytest-xdist: files are per test, schema names carry the
-worker's pid, and the workers report to the controller whether PostgreSQL was there.
+Each test gets a database of its own, made from what is built once per run: a copy of a template
+file on SQLite; on PostgreSQL a schema holding a replay of the recorded migrations (see
+tests/postgres_schemas.py). A test that asks for `world` gets one that already holds the world;
+any other test gets an empty, migrated one. Nothing a test does is seen by another: audit entries
+are append-only, so no test truncates or deletes; between tests the harness puts a PostgreSQL
+schema back as the replay left it and hands it to the next test of the process (unless the test
+changed its structure, when it is dropped instead).
+
+Keeping the suite fast (it must stay under 5 minutes on a 2-core machine, `scripts/test`: 4
+pytest-xdist workers, `--dist loadgroup`), in order of what it saved:
+- PostgreSQL: replaying ~200 DDL statements into a new schema and dropping it afterwards cost
+  far more than most tests (4.2 s against 0.18 s for a reset, measured side by side on the
+  shared machine); with some 600 PostgreSQL tests, a reset schema is reused instead.
+- Built once per run, not once per worker (`once_per_run`): the PostgreSQL recordings (the
+  migrations, the world, and the authorization matrix's records, each checked by a replay), the
+  SQLite templates and the matrix's seeded SQLite file. The first worker to need one builds it
+  under a file lock; the others read it from the run's shared temporary directory.
+- tests/access/test_authorization_matrix.py: every cell (route × engine) is a test of its own,
+  which `--dist loadgroup` hands to whichever worker is free (only tests marked with an
+  `xdist_group` are kept together: the browser tests, which share one live server and one
+  Chromium). Each worker that runs cells copies the seeded database once per engine, instead
+  of seeding it again (13 callers' sessions and tokens, records of every kind).
+- tests/test_crash_durability.py: the kill lands after 15 acknowledged creates (was 40), the
+  restart is one worker, and the chain is verified in this process; every acknowledged create
+  is still checked, with its audit row, after the kill -9.
+- Password hashing is argon2id at its smallest cost (below).
+Where the time goes: `scripts/test --durations=40`, or `--durations=0` on a subset and sum per
+file. Starting `tandem` as a process of its own costs seconds (imports), so a test does it only
+where the process is what it tests (serve, kill -9, the CLI as an operator runs it).
+
+Safe under pytest-xdist: files are per test, schema names carry the worker's pid, and the
+workers report to the controller whether PostgreSQL was there.
 """
 
 from __future__ import annotations

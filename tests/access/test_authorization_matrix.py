@@ -8,7 +8,9 @@ For every request: never a 5xx; anonymous reaches only the public routes; nobody
 program or another patient never does; the patient's name and MRN are never in an answer to
 anyone who may not read their chart; a refused write leaves every table as it was.
 
-One app and one world per engine (module scope), one test per route: SQLite and PostgreSQL.
+One test per route and engine (SQLite and PostgreSQL), each a unit pytest-xdist may give to any
+worker. The records and callers are seeded once per run and engine; each worker that runs cells
+works on a copy of its own, with one app (module scope).
 """
 
 from __future__ import annotations
