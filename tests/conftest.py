@@ -119,6 +119,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: igno
         terminalreporter.write_line(f"PostgreSQL tests ran against {PG_URL}.")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Keep each phase's report on the test, for fixtures to see in their teardown whether the
+    test failed."""
+    report = yield
+    item.__dict__.setdefault("tandem_reports", {})[report.when] = report
+    return report
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _quick_password_hashing() -> Iterator[None]:
     """argon2id still, with the smallest cost: a test creates many users and tries unknown
@@ -290,7 +299,9 @@ def database_url(
         _worlds[url] = postgres.world
     yield url
     _worlds.pop(url, None)
-    postgres.cloner.checkin(schema, *steps)
+    # A failed test may have left work under way in it (a request still running): never reused.
+    failed = any(report.failed for report in getattr(request.node, "tandem_reports", {}).values())
+    postgres.cloner.checkin(schema, *steps, reuse=not failed)
 
 
 @pytest.fixture

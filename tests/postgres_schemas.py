@@ -183,14 +183,23 @@ class SchemaCloner:
             return free.pop()
         name = self.clone(*steps)
         if self.resettable:
+            self._no_autovacuum(name)
             self._shapes[name] = self.shape(name)
         return name
 
-    def checkin(self, name: str, *steps: str) -> None:
+    def checkin(self, name: str, *steps: str, reuse: bool = True) -> None:
         """The test is over: reset the schema for the next test, or drop it when the test changed
-        its structure (or the server will not let the harness reset it)."""
+        its structure, when something still holds a lock in it (a request of a failed test still
+        under way, say), when `reuse` is False (the caller's test failed), or when the server will
+        not let the harness reset it."""
         shape = self._shapes.pop(name, None)
-        if self.resettable and shape is not None and shape == self.shape(name):
+        if (
+            reuse
+            and self.resettable
+            and shape is not None
+            and not self._in_use(name)
+            and shape == self.shape(name)
+        ):
             try:
                 self._reset(name, self._pristine_of(steps))
             except InsufficientPrivilege:
@@ -200,6 +209,28 @@ class SchemaCloner:
                 self._free.setdefault(steps, []).append(name)
                 return
         self.drop(name)
+
+    def _no_autovacuum(self, schema: str) -> None:
+        """Autovacuum off for the schema's tables. A reused schema's tables gather dead rows
+        (every reset deletes), and a vacuum under way holds a lock that the audit sealer's SHARE
+        lock waits for (`tandem.access.audit_chain.horizon` gives up after 500 ms); a schema
+        made for one test never had enough dead rows for autovacuum to come."""
+        with self.server.begin() as conn:
+            tables = conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = :s"), {"s": schema}
+            ).scalars()
+            for table in list(tables):  # names from the catalog, quoted
+                conn.execute(
+                    text(
+                        f'ALTER TABLE "{schema}"."{table}" SET (autovacuum_enabled = off, '
+                        "toast.autovacuum_enabled = off)"
+                    )
+                )
+
+    def _in_use(self, schema: str) -> bool:
+        """Does another connection hold a lock on anything in the schema (a transaction open)?"""
+        with self.server.connect() as conn:
+            return bool(conn.execute(text(_IN_USE), {"s": schema}).scalar())
 
     def shape(self, schema: str) -> str:
         """A fingerprint of the schema's structure (not its rows)."""
@@ -439,4 +470,17 @@ SELECT md5(coalesce(string_agg(x, E'\\n' ORDER BY x), '')) FROM (
     FROM pg_type t JOIN member m ON m.objid = t.oid AND m.classid = 'pg_type'::regclass
     LEFT JOIN pg_enum e ON e.enumtypid = t.oid
 ) shape
+"""
+
+_IN_USE = """
+SELECT EXISTS (
+    SELECT FROM pg_locks l
+    WHERE l.locktype = 'relation' AND l.pid <> pg_backend_pid()
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND EXISTS (
+            SELECT FROM pg_class c
+            WHERE c.oid = l.relation
+                AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = :s)
+        )
+)
 """
