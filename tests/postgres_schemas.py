@@ -17,8 +17,10 @@ refuse DELETE to the application, not to the test harness); the next test of the
 it (`checkout`). The structure (tables, columns, defaults, constraints, indexes, triggers and
 whether they are enabled, functions, owners and privileges, policies, views) is fingerprinted when
 the schema is made and again at checkin: a test that changed any of it (a role test reassigning
-owners, say) leaves a schema that is dropped, not reused. Where the harness may not turn
-triggers off (`session_replication_role` needs a superuser), every test gets a new replay.
+owners, say) leaves a schema that is dropped, not reused. So is the schema of a test that failed
+(a request it started may still be under way) and one another connection still holds a lock in.
+Autovacuum is off on a reused schema's tables (see `_no_autovacuum`). Where the harness may not
+turn triggers off (`session_replication_role` needs a superuser), every test gets a new replay.
 """
 
 from __future__ import annotations
