@@ -15,6 +15,11 @@ class InvalidInput(ValueError):
         self.message = message
 
 
+class InvalidAddress(InvalidInput):
+    """A part of the address (a path parameter) that cannot name anything, such as an id that is
+    not a number: 400, naming the part and what it must be."""
+
+
 class NotFound(LookupError):
     """No such record (or none this request may know of)."""
 

@@ -8,7 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from tandem.access import accounts, audit, audit_chain
 from tandem.access.credentials import CredentialError, actor_for, create_token, revoke_token
@@ -33,7 +34,8 @@ from tandem.storage.db import (
 )
 from tandem.storage.migrate import upgrade
 from tandem.storage.models import ApiToken, User
-from tandem.storage.roles import set_up_roles
+from tandem.storage.roles import check_for_restore, set_up_roles
+from tandem.storage.roles import missing_roles as roles_missing
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -417,16 +419,26 @@ def backup(path: Path = typer.Argument(..., help="File to write")) -> None:
 def restore(
     path: Path = typer.Argument(..., help="A file made by `tandem backup`"),
     yes: bool = typer.Option(False, "--yes", help="Do not ask before replacing the database"),
+    owner_role: str | None = typer.Option(
+        None, help="PostgreSQL: the role to own the tables (default: the backup's)"
+    ),
+    app_role: str | None = typer.Option(
+        None,
+        help="PostgreSQL: the role `tandem serve` connects as (default: the backup's)",
+    ),
 ) -> None:
-    """Replace the database with a backup. Tokens revoked, sessions ended and users deactivated
-    since the backup stay so; what was written after the backup and is now gone is listed."""
+    """Replace the database with a backup. The credentials stay as they were before it:
+    passwords, deactivations, roles, and only the sessions and tokens live then stay live. Lists
+    what was written after the backup and is now gone, and what was kept. On PostgreSQL the
+    tables go to the backup's owner role and application role (checked first)."""
     settings = _settings()
     if not path.exists():
         raise fail(f"{path} does not exist")
-    if not yes:
-        if not sys.stdin.isatty():  # a script without --yes must not replace the database unasked
-            raise fail("restore replaces the whole database; add --yes to do it without a prompt")
-        typer.confirm(f"Replace {settings.database_url} with {path}?", abort=True)
+    if (owner_role is None) != (app_role is None):
+        raise fail("--owner-role and --app-role go together")
+    if owner_role is not None and settings.is_sqlite:
+        raise fail("--owner-role: roles are a PostgreSQL feature; SQLite has none")
+    roles: tuple[str, str] | None = None
     if settings.is_sqlite:
         try:
             with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as src:
@@ -435,7 +447,30 @@ def restore(
             raise fail(f"{path} is not a Tandem SQLite backup") from None
     elif shutil.which("pg_restore") is None:
         raise fail("pg_restore is not installed")
+    else:
+        try:
+            found = backups.archive_roles(path)
+        except backups.NotAnArchive as exc:
+            raise fail(f"{path} is not a Tandem PostgreSQL backup: {exc}") from None
+        if owner_role is not None and app_role is not None:
+            roles = (owner_role, app_role)
+        elif found.owner is not None and found.app is not None:
+            roles = (found.owner, found.app)
     engine = make_engine(settings.database_url)
+    try:
+        if roles is not None:
+            _check_restore_roles(engine, *roles, named=owner_role is not None)
+        else:
+            with engine.connect():
+                pass
+    except OperationalError as exc:
+        raise fail(f"cannot reach the database: {str(exc.orig).strip()}") from None
+    finally:
+        engine.dispose()
+    if not yes:
+        if not sys.stdin.isatty():  # a script without --yes must not replace the database unasked
+            raise fail("restore replaces the whole database; add --yes to do it without a prompt")
+        typer.confirm(f"Replace {settings.database_url} with {path}?", abort=True)
     before = backups.capture(engine)
     engine.dispose()
     if settings.is_sqlite:
@@ -452,7 +487,10 @@ def restore(
                     "pg_restore",
                     "--clean",
                     "--if-exists",
+                    # Ownership and grants are given after, by `set_up_roles`: the backup's
+                    # statements would fail on a server without its roles.
                     "--no-owner",
+                    "--no-acl",
                     "--single-transaction",
                     f"--dbname={conninfo}",
                     str(path),
@@ -468,7 +506,7 @@ def restore(
     now = utcnow()
     kept = backups.keep_revocations(engine, before, now)
     gone = backups.rolled_back(engine, before)
-    summary = ", ".join(f"{table} {count}" for table, count in gone.items())
+    told = _rolled_back_lines(gone) + _kept_lines(kept)
     with session_scope(sessions) as db:
         db.add(
             audit.entry(
@@ -477,27 +515,112 @@ def restore(
                 CLI_ORIGIN,
                 resource_type="Database",
                 actor_label="tandem restore",
-                detail=f"restored from {path.name}; rolled back: {summary or 'nothing'}",
+                detail=f"restored from {path.name}. " + " ".join(told),
                 now=now,
             )
         )
     engine.dispose()
     out.print(f"Restored from {path}.")
-    if gone:
-        out.print(f"Rolled back (written after the backup, now gone): {summary}.")
+    for line in told:
+        (err if kept.failed_closed and line is told[-1] else out).print(line)
+    if roles is not None:
+        engine = make_engine(settings.database_url)
+        try:
+            _set_up_roles(engine, *roles)
+        finally:
+            engine.dispose()
+
+
+def _check_restore_roles(engine: Engine, owner: str, app: str, named: bool) -> None:
+    """Refuse before replacing anything when the roles the tables go to are missing or unfit,
+    saying what to run first."""
+    missing = roles_missing(engine, owner, app)
+    if missing:
+        create = " ".join(
+            f'-c "CREATE ROLE {name} NOLOGIN"'
+            if name == owner
+            else f"-c \"CREATE ROLE {name} LOGIN PASSWORD '...'\""
+            for name in missing
+        )
+        source = "named" if named else "of the backup"
+        raise fail(
+            f"the roles {source} are missing on this server: the owner role {owner} owns the "
+            f"tables, and the application role {app} may only SELECT and INSERT on the audit "
+            f"trail; this server has no role {', '.join(missing)}. Create "
+            f"{'it' if len(missing) == 1 else 'them'} first, as the database administrator: "
+            f"psql {create}, then run tandem restore again (or name roles this server has with "
+            "--owner-role and --app-role). Nothing was changed."
+        )
+    try:
+        check_for_restore(engine, owner, app)
+    except InvalidInput as exc:
+        raise fail(
+            f"--{exc.field.replace('_', '-')}: {exc.message}. Nothing was changed."
+        ) from None
+
+
+def _when(at: datetime) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _span(gone: backups.RolledBack, table: str) -> str:
+    if table not in gone.first:
+        return ""
+    first, last = gone.first[table], gone.last[table]
+    return f" (at {_when(first)})" if first == last else f" ({_when(first)} to {_when(last)})"
+
+
+def _rolled_back_lines(gone: backups.RolledBack) -> list[str]:
+    """What the restore took away: rows written after the backup, per table with when they were
+    written, and rows changed back."""
+    lines = []
+    if gone.total:
+        span = gone.span
+        when = f" written between {_when(span[0])} and {_when(span[1])} UTC" if span else ""
+        tables = ", ".join(
+            f"{table} {count}" + _span(gone, table) for table, count in gone.removed.items()
+        )
+        lines.append(f"Rolled back: {gone.total} records{when}, now gone: {tables}.")
     else:
-        out.print("Rolled back: nothing (no row written after the backup was lost).")
+        lines.append("Rolled back: nothing (no record written after the backup was lost).")
+    if gone.changed:
+        changed = ", ".join(f"{table} {count}" for table, count in gone.changed.items())
+        lines.append(f"Changed back to their state at the backup: {changed}.")
+    return lines
+
+
+def _kept_lines(kept: backups.Kept) -> list[str]:
     if kept.failed_closed:
-        err.print(
-            "The database before the restore could not be read, so its revocations are unknown: "
-            f"every session was ended ({kept.sessions}) and every API token revoked "
-            f"({kept.tokens})."
+        return [
+            (
+                "The database replaced held no Tandem data yet (a new server)"
+                if kept.empty
+                else "The database before the restore could not be read"
+            )
+            + ", so what was revoked or changed after the backup is unknown: every session was "
+            f"ended ({kept.sessions}) and every API token "
+            f"revoked ({kept.tokens}); passwords are those of the backup."
+        ]
+
+    def n(count: int, one: str, many: str) -> str:
+        return f"{count} {one if count == 1 else many}"
+
+    parts = [
+        n(kept.passwords, "password changed", "passwords changed"),
+        n(kept.users, "user stays deactivated", "users stay deactivated"),
+        n(kept.sessions, "session stays ended", "sessions stay ended"),
+        n(kept.tokens, "API token stays revoked", "API tokens stay revoked"),
+    ] + [  # the rarer ones only when they happened
+        n(count, one, many)
+        for count, one, many in (
+            (kept.reactivated, "user stays reactivated", "users stay reactivated"),
+            (kept.roles, "role or program change", "role or program changes"),
+            (kept.apps, "app stays disabled", "apps stay disabled"),
+            (kept.devices, "device stays forgotten", "devices stay forgotten"),
         )
-    else:
-        out.print(
-            f"Revocations kept: {kept.tokens} API tokens stay revoked, {kept.sessions} sessions "
-            f"stay ended, {kept.users} users stay deactivated."
-        )
+        if count
+    ]
+    return ["Credentials kept as they were before the restore: " + ", ".join(parts) + "."]
 
 
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
@@ -600,8 +723,14 @@ def client_add(
     redirect_uri: list[str] = typer.Option(
         None, "--redirect-uri", help="Where the app receives its code (repeatable; apps)"
     ),
+    launch_url: str = typer.Option(
+        "", "--launch-url", help="Where staff open the app from a patient's chart (apps)"
+    ),
     jwks: Path | None = typer.Option(
         None, "--jwks", help="File with the service's public keys, a JWKS (backend)"
+    ),
+    jwks_uri: str = typer.Option(
+        "", "--jwks-uri", help="Or the https address the service publishes its keys at (backend)"
     ),
     role: str = typer.Option("", "--role", help="The role a backend service acts as"),
     scope: list[str] = typer.Option(
@@ -632,8 +761,10 @@ def client_add(
                 created_by=None,
                 redirect_uris="\n".join(redirect_uri or []),
                 jwks=keys,
+                jwks_uri=jwks_uri,
                 role=role,
                 scopes=" ".join(scope or []),
+                launch_url=launch_url,
             )
             db.add(
                 audit.entry(
@@ -648,7 +779,12 @@ def client_add(
             )
             client_id = done.client.client_id
     except InvalidInput as exc:
-        flag = {"redirect_uris": "redirect-uri", "scopes": "scope"}.get(exc.field, exc.field)
+        flag = {
+            "redirect_uris": "redirect-uri",
+            "scopes": "scope",
+            "launch_url": "launch-url",
+            "jwks_uri": "jwks-uri",
+        }.get(exc.field, exc.field)
         raise fail(f"--{flag}: {exc.message}") from None
     err.print(f"Registered {name} ({kind}) for program {program}.")
     print(client_id)
@@ -696,6 +832,33 @@ def client_disable(
             )
         )
     out.print(f"App {client_id} disabled; {revoked} tokens revoked.")
+
+
+@client_app.command("rotate-key")
+def client_rotate_key() -> None:
+    """Sign id_tokens with a new key from now on (the old ones stay published until the
+    id_tokens they signed expire). Also after changing TANDEM_KEY_SECRET or TANDEM_KEY_FILE."""
+    from tandem.access import smart
+
+    settings = _settings()
+    _, sessions = _migrated_sessions(settings)
+    try:
+        sealer = settings.sealer()
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    with session_scope(sessions) as db:
+        key = smart.new_signing_key(db, utcnow(), sealer)
+        db.add(
+            audit.entry(
+                None,
+                "update",
+                CLI_ORIGIN,
+                resource_type="SmartApp",
+                detail=f"new id_token signing key {key.kid}",
+                actor_label="tandem client rotate-key",
+            )
+        )
+    out.print(f"id_tokens are signed with key {key.kid} from now on (sealed with {sealer.source}).")
 
 
 COMMANDS: tuple[tuple[str, object], ...] = (

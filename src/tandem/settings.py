@@ -8,6 +8,13 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tandem.access.keystore import Sealer, sealer
+
+
+@lru_cache(maxsize=8)
+def cached_sealer(secret: str, key_file: str) -> Sealer:
+    return sealer(secret, key_file)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TANDEM_", extra="ignore")
@@ -51,6 +58,15 @@ class Settings(BaseSettings):
     smtp_from: str = ""
     # STARTTLS before signing in (off only for a relay on the same host or a test server).
     smtp_starttls: bool = True
+    # The secret that seals Tandem's private signing keys in the database (tandem.access.keystore):
+    # the secret itself, or a file holding it (mode 600). Neither: a file Tandem makes in its
+    # user's state directory.
+    key_secret: SecretStr = SecretStr("")
+    key_file: str = ""
+    # SMART token endpoint: failed client authentications and refused grants allowed per app
+    # from one address within the window (four times as many per address, and per app).
+    token_max_failures: int = Field(default=10, ge=1)
+    token_window_minutes: int = Field(default=15, ge=1)
 
     @field_validator("database_url")
     @classmethod
@@ -69,6 +85,17 @@ class Settings(BaseSettings):
                 "TANDEM_SMTP_FROM must be an e-mail address when TANDEM_SMTP_HOST is set"
             )
         return self
+
+    @model_validator(mode="after")
+    def _key_secret_usable(self) -> Settings:
+        """A configured key secret or key file is checked at start (the default file is made
+        when first needed)."""
+        if self.key_secret.get_secret_value() or self.key_file:
+            self.sealer()
+        return self
+
+    def sealer(self) -> Sealer:
+        return cached_sealer(self.key_secret.get_secret_value(), self.key_file)
 
     @model_validator(mode="before")
     @classmethod

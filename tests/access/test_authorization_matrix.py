@@ -101,6 +101,7 @@ PUBLIC = frozenset(
         ("POST", "/oauth/token"),
         ("POST", "/oauth/revoke"),
         ("GET", "/oauth/jwks"),
+        ("GET", "/oauth/smart-style.json"),  # colours for apps (smart_style_url)
         ("POST", "/oauth/introspect"),
     }
 )

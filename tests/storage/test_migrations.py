@@ -51,6 +51,7 @@ LINEAR = [
     "0023_smart",
     "0020_consent",
     "0019_caseload",
+    "0024_smart_launch",
 ]
 OLD_HEADS = {"0006_medication_dues", "0007_patient_name_words", "0008_detox_census"}
 

@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
+from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749 import errors
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jws, jwt
@@ -39,7 +40,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, joinedload, selectinload
 
+from tandem.access import remote_keys
 from tandem.access.credentials import actor_for
+from tandem.access.keystore import Sealer, is_sealed
 from tandem.access.policy import Actor, Role, grantable
 from tandem.access.scopes import Scope, ScopeError, is_resource_scope, parse_scope
 from tandem.errors import InvalidInput
@@ -47,6 +50,7 @@ from tandem.storage.models import (
     SmartAssertion,
     SmartClient,
     SmartCode,
+    SmartLaunch,
     SmartSigningKey,
     SmartToken,
     User,
@@ -70,6 +74,11 @@ KINDS = {
 SERVICE_ROLES = (Role.PRESCRIBER, Role.NURSE, Role.COUNSELOR, Role.RESEARCHER)
 
 LAUNCH_PATIENT = "launch/patient"
+LAUNCH = "launch"  # an EHR launch: the app has the context the chart gave it
+LAUNCH_LIFETIME = timedelta(minutes=5)
+# id_tokens are signed with a key at most this old; older keys are published until the last
+# id_token they signed has expired, then deleted.
+SIGNING_KEY_DAYS = 90
 OFFLINE = ("offline_access", "online_access")
 OPENID, FHIR_USER = "openid", "fhirUser"
 ID_TOKEN_LIFETIME = timedelta(hours=1)
@@ -79,6 +88,7 @@ ID_TOKEN_LIFETIME = timedelta(hours=1)
 SCOPES_SUPPORTED = (
     OPENID,
     FHIR_USER,
+    LAUNCH,
     LAUNCH_PATIENT,
     "offline_access",
     "online_access",
@@ -144,6 +154,29 @@ def _public_keys(text: str) -> str:
     return json.dumps({"keys": [key.as_dict(private=False) for key in keys.keys]})
 
 
+def _jwks_uri(text: str) -> str:
+    uri = text.strip()
+    problem = remote_keys.address_problem(uri)
+    if problem or len(uri) > 2000:
+        raise InvalidInput("jwks_uri", f"{uri[:200]} {problem or 'is too long'}")
+    return uri
+
+
+def _launch_url(text: str) -> str | None:
+    uri = text.strip()
+    if not uri:
+        return None
+    parts = urlsplit(uri)
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise InvalidInput(
+            "launch_url", f"{uri[:200]} must be an https address (http only for localhost)"
+        )
+    if not parts.netloc or parts.fragment or len(uri) > 2000:
+        raise InvalidInput("launch_url", "give the app's absolute launch address, no #fragment")
+    return uri
+
+
 def _service_scopes(text: str, role: Role) -> str:
     scopes = []
     for part in text.replace(",", " ").split():
@@ -172,8 +205,10 @@ def register_app(
     created_by: int | None,
     redirect_uris: str = "",
     jwks: str = "",
+    jwks_uri: str = "",
     role: str = "",
     scopes: str = "",
+    launch_url: str = "",
 ) -> Registered:
     """Register an app (the caller has checked that the registrant administers `program_id`)."""
     name = name.strip()
@@ -205,15 +240,166 @@ def register_app(
         assert service_role is not None
         client.role = service_role.value
         client.scopes = _service_scopes(scopes, service_role)
-        client.jwks = _public_keys(jwks)
+        if jwks.strip() and jwks_uri.strip():
+            raise InvalidInput(
+                "jwks", "give the keys or the address they are published at, not both"
+            )
+        if jwks_uri.strip():
+            client.jwks_uri = _jwks_uri(jwks_uri)
+        elif not jwks.strip():
+            raise InvalidInput(
+                "jwks",
+                "give the service's public keys (a JWKS) or the https address it publishes "
+                "them at (jwks_uri)",
+            )
+        else:
+            client.jwks = _public_keys(jwks)
     else:
         client.redirect_uris = "\n".join(_redirect_uris(redirect_uris))
+        client.launch_url = _launch_url(launch_url)
         if kind == "confidential":
             secret = secrets.token_urlsafe(32)
             client.secret_hash = _digest(secret)
     db.add(client)
     db.flush()
     return Registered(client, secret)
+
+
+# --- dynamic registration (RFC 7591), by an administrator's token ------------------------------
+
+_AUTH_METHODS = {
+    "none": "public",
+    "client_secret_basic": "confidential",
+    "client_secret_post": "confidential",
+    "private_key_jwt": "backend",
+}
+# Fields of Tandem's own: the program (by code) when the administrator has several, the role a
+# backend service acts as, and where staff open an app from a chart.
+PROGRAM_FIELD, ROLE_FIELD, LAUNCH_FIELD = "tandem_program", "tandem_role", "tandem_launch_url"
+
+
+class RegistrationError(Exception):
+    """RFC 7591 3.2.2: `error` (invalid_redirect_uri, invalid_client_metadata) and why."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = plain(description)
+
+
+def _text(metadata: Mapping[str, Any], name: str) -> str:
+    value = metadata.get(name, "")
+    if not isinstance(value, str):
+        raise RegistrationError("invalid_client_metadata", f"{name} must be a string")
+    return value
+
+
+def _strings(metadata: Mapping[str, Any], name: str) -> list[str]:
+    value = metadata.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RegistrationError("invalid_client_metadata", f"{name} must be a list of strings")
+    return value
+
+
+def register_from_metadata(
+    db: Session,
+    metadata: Any,
+    program_ids: Mapping[str, int],
+    now: datetime,
+    created_by: int,
+) -> tuple[Registered, dict[str, Any]]:
+    """Register an app from RFC 7591 client metadata, for one of `program_ids` (the programs
+    the registering administrator administers, by code). Returns the registration and the
+    answer (client_id, the secret once, the metadata as registered)."""
+    if not isinstance(metadata, dict):
+        raise RegistrationError(
+            "invalid_client_metadata", "send the client metadata as a JSON object"
+        )
+    method = _text(metadata, "token_endpoint_auth_method") or "client_secret_basic"
+    kind = _AUTH_METHODS.get(method)
+    if kind is None:
+        raise RegistrationError(
+            "invalid_client_metadata",
+            f"token_endpoint_auth_method must be one of {', '.join(_AUTH_METHODS)}",
+        )
+    program = _text(metadata, PROGRAM_FIELD)
+    if program:
+        if program not in program_ids:
+            raise RegistrationError(
+                "invalid_client_metadata", f"{PROGRAM_FIELD}: not a program you administer"
+            )
+        program_id = program_ids[program]
+    elif len(program_ids) == 1:
+        program, program_id = next(iter(program_ids.items()))
+    else:
+        raise RegistrationError(
+            "invalid_client_metadata",
+            f"{PROGRAM_FIELD}: name the program (its code): you administer several",
+        )
+    grants = _strings(metadata, "grant_types") or (
+        ["client_credentials"] if kind == "backend" else ["authorization_code"]
+    )
+    allowed_grants = (
+        {"client_credentials"} if kind == "backend" else {"authorization_code", "refresh_token"}
+    )
+    if not set(grants) <= allowed_grants:
+        raise RegistrationError(
+            "invalid_client_metadata",
+            f"grant_types for {method}: {', '.join(sorted(allowed_grants))}",
+        )
+    jwks = metadata.get("jwks")
+    try:
+        registered = register_app(
+            db,
+            name=_text(metadata, "client_name"),
+            kind=kind,
+            program_id=program_id,
+            now=now,
+            created_by=created_by,
+            redirect_uris="\n".join(_strings(metadata, "redirect_uris")),
+            jwks=json.dumps(jwks) if jwks is not None else "",
+            jwks_uri=_text(metadata, "jwks_uri"),
+            role=_text(metadata, ROLE_FIELD),
+            scopes=_text(metadata, "scope"),
+            launch_url=_text(metadata, LAUNCH_FIELD),
+        )
+    except InvalidInput as exc:
+        field = {
+            "name": "client_name",
+            "redirect_uris": "redirect_uris",
+            "scopes": "scope",
+            "role": ROLE_FIELD,
+            "launch_url": LAUNCH_FIELD,
+        }.get(exc.field, exc.field)
+        error = (
+            "invalid_redirect_uri" if exc.field == "redirect_uris" else "invalid_client_metadata"
+        )
+        raise RegistrationError(error, f"{field}: {exc.message}") from None
+    client = registered.client
+    answer: dict[str, Any] = {
+        "client_id": client.client_id,
+        "client_id_issued_at": int(now.timestamp()),
+        "client_name": client.name,
+        "token_endpoint_auth_method": method,
+        "grant_types": grants,
+        PROGRAM_FIELD: program,
+    }
+    if registered.secret:
+        answer["client_secret"] = registered.secret
+        answer["client_secret_expires_at"] = 0
+    if kind == "backend":
+        answer["scope"] = client.scopes
+        answer[ROLE_FIELD] = client.role
+        if client.jwks_uri:
+            answer["jwks_uri"] = client.jwks_uri
+        else:
+            answer["jwks"] = json.loads(client.jwks or "{}")
+    else:
+        answer["redirect_uris"] = client.redirect_uri_list
+        answer["response_types"] = ["code"]
+        if client.launch_url:
+            answer[LAUNCH_FIELD] = client.launch_url
+    return registered, answer
 
 
 def disable_app(db: Session, client: SmartClient, now: datetime) -> int:
@@ -251,6 +437,7 @@ class AuthorizationRequest:
     scope: str
     code_challenge: str
     nonce: str = ""
+    launch: str = ""  # the `launch` value of an EHR launch, as the app sent it
 
 
 def check_authorization_request(
@@ -293,7 +480,91 @@ def check_authorization_request(
         params.get("scope", ""),
         challenge,
         params.get("nonce", "")[:200],
+        params.get("launch", "")[:200],
     )
+
+
+# --- EHR launch: an app opened from a patient's chart ---------------------------------------
+
+
+def launchable_apps(db: Session, program_id: int) -> list[SmartClient]:
+    """The apps of a program that can be opened from a chart (those with a launch URL)."""
+    return list(
+        db.scalars(
+            select(SmartClient)
+            .where(
+                SmartClient.program_id == program_id,
+                SmartClient.launch_url.is_not(None),
+                SmartClient.disabled_at.is_(None),
+                SmartClient.kind != "backend",
+            )
+            .order_by(SmartClient.name)
+        )
+    )
+
+
+def start_launch(
+    db: Session, client: SmartClient, user_id: int, patient_id: str, fhir_base: str, now: datetime
+) -> str:
+    """A launch of `client` by this person for this patient (the caller has checked that they
+    may see the patient and use the app): the address to send the browser to, with `iss` and a
+    single-use `launch` value that expires in LAUNCH_LIFETIME."""
+    assert client.launch_url is not None
+    launch = secrets.token_urlsafe(32)
+    db.add(
+        SmartLaunch(
+            launch_hash=_digest(launch),
+            client_pk=client.id,
+            user_id=user_id,
+            patient_id=patient_id,
+            created_at=now,
+            expires_at=now + LAUNCH_LIFETIME,
+        )
+    )
+    db.execute(delete(SmartLaunch).where(SmartLaunch.expires_at < now - timedelta(days=1)))
+    return str(add_params_to_uri(client.launch_url, [("iss", fhir_base), ("launch", launch)]))
+
+
+def launch_context(
+    db: Session, request: AuthorizationRequest, user_id: int, now: datetime
+) -> SmartLaunch | None:
+    """The EHR launch an authorization request redeems (None: a standalone launch). A launch
+    value that is unknown, spent, expired, or another person's or app's is refused."""
+    if not request.launch:
+        return None
+
+    def refuse(description: str) -> errors.OAuth2Error:
+        return errors.InvalidRequestError(
+            description=description, state=request.state, redirect_uri=request.redirect_uri
+        )
+
+    row = db.get(SmartLaunch, _digest(request.launch))
+    if row is None or row.client_pk != request.client.id or row.user_id != user_id:
+        raise refuse("unknown launch: open the app again from the patient's chart")
+    if row.used_at is not None:
+        raise refuse("this launch was used before: open the app again from the patient's chart")
+    if row.expires_at <= now:
+        raise refuse("this launch has expired: open the app again from the patient's chart")
+    if LAUNCH not in request.scope.split():
+        raise refuse("an app launched from a chart asks for the launch scope")
+    return row
+
+
+def redeem_launch(
+    db: Session, row: SmartLaunch, request: AuthorizationRequest, now: datetime
+) -> None:
+    """Spend the launch (once, even with two answers at the same moment)."""
+    used = db.execute(
+        update(SmartLaunch)
+        .where(SmartLaunch.launch_hash == row.launch_hash, SmartLaunch.used_at.is_(None))
+        .values(used_at=now)
+    )
+    if cast(CursorResult[Any], used).rowcount != 1:
+        raise errors.InvalidRequestError(
+            description="this launch was used before: open the app again from the patient's chart",
+            state=request.state,
+            redirect_uri=request.redirect_uri,
+        )
 
 
 @dataclass(frozen=True)
@@ -301,25 +572,38 @@ class ScopeDecision:
     granted: tuple[str, ...]  # what the app gets, in the order asked
     not_granted: tuple[tuple[str, str], ...] = ()  # (scope asked, why not)
     needs_patient: bool = False  # staff asked for a patient in context (launch/patient)
+    ehr_patient: str | None = None  # the patient in context of an EHR launch
 
     @property
     def text(self) -> str:
         return " ".join(self.granted)
 
 
-def decide_scopes(role: Role, requested: str, *, redirect: AuthorizationRequest) -> ScopeDecision:
+def decide_scopes(
+    role: Role,
+    requested: str,
+    *,
+    redirect: AuthorizationRequest,
+    ehr_patient: str | None = None,
+) -> ScopeDecision:
     """What an app asking `requested` may be granted for someone of `role`: resource scopes
     narrowed to the role (policy.grantable), patient/ scopes for a patient, or for staff with a
-    patient in context (launch/patient); never system/ scopes. Nothing of data access left:
-    invalid_scope."""
+    patient in context (the patient of an EHR launch, `ehr_patient`, or one they choose,
+    launch/patient); never system/ scopes. Nothing of data access left: invalid_scope."""
     asked = requested.split()
-    launch = LAUNCH_PATIENT in asked
+    launch = LAUNCH_PATIENT in asked or ehr_patient is not None
     granted: list[str] = []
     refused: list[tuple[str, str]] = []
     data = False
     for item in dict.fromkeys(asked):
         if item in (LAUNCH_PATIENT, OPENID) or item in OFFLINE:
             granted.append(item)
+            continue
+        if item == LAUNCH:
+            if ehr_patient is not None:
+                granted.append(item)
+            else:
+                refused.append((item, "the app was not opened from a patient's chart"))
             continue
         if item == FHIR_USER:
             if role is Role.PATIENT:
@@ -352,7 +636,12 @@ def decide_scopes(role: Role, requested: str, *, redirect: AuthorizationRequest)
             state=redirect.state,
             redirect_uri=redirect.redirect_uri,
         )
-    return ScopeDecision(tuple(granted), tuple(refused), launch and role is not Role.PATIENT)
+    return ScopeDecision(
+        tuple(granted),
+        tuple(refused),
+        launch and role is not Role.PATIENT and ehr_patient is None,
+        ehr_patient,
+    )
 
 
 def may_use(client: SmartClient, actor: Actor) -> bool:
@@ -437,6 +726,22 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
     return unquote(client_id), unquote(secret)
 
 
+def claimed_client_id(form: Mapping[str, str], authorization: str) -> str:
+    """Which app a token request says it is (before any proof): the Basic user, the form's
+    client_id, or the issuer of its client assertion. For rate limits."""
+    basic = _basic_credentials(authorization)
+    if basic:
+        return basic[0][:64]
+    assertion = form.get("client_assertion", "")
+    if assertion:
+        try:
+            claims = json.loads(jws.extract_compact(assertion.encode()).payload)
+        except (ValueError, JoseError):
+            return ""
+        return str(claims.get("iss", ""))[:64] if isinstance(claims, dict) else ""
+    return form.get("client_id", "")[:64]
+
+
 def authenticate_client(
     db: Session, form: Mapping[str, str], authorization: str, token_url: str, now: datetime
 ) -> SmartClient:
@@ -473,21 +778,26 @@ def _assertion_client(
     if form.get("client_assertion_type") != ASSERTION_TYPE or not assertion:
         raise _refuse(errors.InvalidClientError, f"client_assertion_type must be {ASSERTION_TYPE}")
     try:
-        unverified = json.loads(jws.extract_compact(assertion.encode()).payload)
+        compact = jws.extract_compact(assertion.encode())
+        unverified = json.loads(compact.payload)
         issuer = str(unverified.get("iss", "")) if isinstance(unverified, dict) else ""
+        kid = compact.headers().get("kid")
     except (ValueError, JoseError):
         raise _refuse(errors.InvalidClientError, "client_assertion is not a JWT") from None
     client = find_client(db, issuer)
-    if client is None or client.jwks is None:
+    if client is None or (client.jwks is None and client.jwks_uri is None):
         raise _refuse(
             errors.InvalidClientError, "the assertion's issuer is not a registered service"
         )
+    if client.jwks_uri is not None:
+        try:
+            keys = remote_keys.CACHE.keys_for(client.jwks_uri, str(kid) if kid else None)
+        except remote_keys.KeySetUnavailable as exc:
+            raise _refuse(errors.InvalidClientError, f"{exc}", client) from None
+    else:
+        keys = KeySet.import_key_set(json.loads(client.jwks or "{}"))
     try:
-        token = jwt.decode(
-            assertion,
-            KeySet.import_key_set(json.loads(client.jwks)),
-            algorithms=ASSERTION_ALGORITHMS,
-        )
+        token = jwt.decode(assertion, keys, algorithms=ASSERTION_ALGORITHMS)
         jwt.JWTClaimsRegistry(
             iss={"essential": True, "value": client.client_id},
             sub={"essential": True, "value": client.client_id},
@@ -543,36 +853,106 @@ def _new_token(
 
 @dataclass(frozen=True)
 class Server:
-    """Where this Tandem is reached: the OpenID issuer (its root URL) and its FHIR base."""
+    """Where this Tandem is reached (the OpenID issuer, its root URL, and its FHIR base), and
+    what seals its signing keys."""
 
     issuer: str
     fhir_base: str
+    sealer: Sealer
+
+    @property
+    def style_url(self) -> str:
+        return f"{self.issuer}/oauth/smart-style.json"
 
 
-def signing_key(db: Session, now: datetime) -> RSAKey:
-    """The newest id_token signing key, made (RS256, 2048 bits) the first time one is needed."""
-    row = db.scalar(
-        select(SmartSigningKey).order_by(
-            SmartSigningKey.created_at.desc(), SmartSigningKey.kid.desc()
+def _signing_keys(db: Session) -> list[SmartSigningKey]:
+    return list(
+        db.scalars(
+            select(SmartSigningKey).order_by(SmartSigningKey.created_at, SmartSigningKey.kid)
         )
     )
-    if row is not None:
-        return RSAKey.import_key(json.loads(row.private_jwk))
+
+
+def _seal_plain(rows: list[SmartSigningKey], sealer: Sealer) -> None:
+    """Keys stored before sealing (a plain JWK) are sealed, their public half kept apart."""
+    for row in rows:
+        if not is_sealed(row.private_jwk):
+            key = RSAKey.import_key(json.loads(row.private_jwk))
+            row.public_jwk = json.dumps(key.as_dict(private=False))
+            row.private_jwk = sealer.seal(json.dumps(key.as_dict(private=True)), row.kid)
+
+
+def _retired(rows: list[SmartSigningKey], now: datetime) -> list[SmartSigningKey]:
+    """Keys no id_token still valid was signed with: a newer key has signed for longer than an
+    id_token lives."""
+    return [
+        row
+        for row, successor in zip(rows, rows[1:], strict=False)
+        if successor.created_at + ID_TOKEN_LIFETIME < now
+    ]
+
+
+def new_signing_key(db: Session, now: datetime, sealer: Sealer) -> RSAKey:
+    """A new signing key (RS256, 2048 bits), sealed; keys retired by it are deleted."""
+    rows = _signing_keys(db)
+    _seal_plain(rows, sealer)
     kid = secrets.token_hex(8)
     key = RSAKey.generate_key(2048, parameters={"kid": kid, "use": "sig", "alg": "RS256"})
     db.add(
-        SmartSigningKey(kid=kid, private_jwk=json.dumps(key.as_dict(private=True)), created_at=now)
+        SmartSigningKey(
+            kid=kid,
+            private_jwk=sealer.seal(json.dumps(key.as_dict(private=True)), kid),
+            public_jwk=json.dumps(key.as_dict(private=False)),
+            created_at=now,
+        )
     )
+    for row in _retired(rows, now):
+        db.delete(row)
     db.flush()
     return key
 
 
-def public_keys(db: Session) -> dict[str, Any]:
-    """The JWKS apps verify id_tokens with."""
-    rows = db.scalars(select(SmartSigningKey).order_by(SmartSigningKey.created_at))
-    return {
-        "keys": [RSAKey.import_key(json.loads(r.private_jwk)).as_dict(private=False) for r in rows]
-    }
+def signing_key(db: Session, now: datetime, sealer: Sealer) -> RSAKey:
+    """The key id_tokens are signed with: the newest, unless it is older than SIGNING_KEY_DAYS or
+    was sealed under another secret; then a new one (made the first time one is needed)."""
+    rows = _signing_keys(db)
+    _seal_plain(rows, sealer)
+    if rows and rows[-1].created_at > now - timedelta(days=SIGNING_KEY_DAYS):
+        opened = sealer.open(rows[-1].private_jwk, rows[-1].kid)
+        if opened is not None:
+            return RSAKey.import_key(json.loads(opened))
+    return new_signing_key(db, now, sealer)
+
+
+def public_keys(db: Session, now: datetime) -> dict[str, Any]:
+    """The JWKS apps verify id_tokens with: every key an unexpired id_token may be signed with."""
+    rows = _signing_keys(db)
+    retired = {row.kid for row in _retired(rows, now)}
+    keys = []
+    for row in rows:
+        if row.kid in retired:
+            continue
+        if row.public_jwk is not None:
+            keys.append(json.loads(row.public_jwk))
+        elif not is_sealed(row.private_jwk):
+            keys.append(RSAKey.import_key(json.loads(row.private_jwk)).as_dict(private=False))
+    return {"keys": keys}
+
+
+# The look SMART apps may take on to match Tandem (smart_style_url; the colours of style.css).
+STYLE = {
+    "color_background": "#f5f7f9",
+    "color_error": "#a4161a",
+    "color_highlight": "#0b5cad",
+    "color_modal_backdrop": "rgba(27, 31, 36, 0.5)",
+    "color_success": "#1e6b34",
+    "color_text": "#1b1f24",
+    "dim_border_radius": "6px",
+    "dim_font_size": "16px",
+    "dim_spacing_size": "16px",
+    "font_family_body": 'system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", sans-serif',
+    "font_family_heading": 'system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", sans-serif',
+}
 
 
 def _id_token(
@@ -595,7 +975,7 @@ def _id_token(
         claims["nonce"] = nonce
     if FHIR_USER in scopes.split() and user.patient_id is not None:
         claims["fhirUser"] = f"{server.fhir_base}/Patient/{user.patient_id}"
-    key = signing_key(db, now)
+    key = signing_key(db, now, server.sealer)
     return jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key, algorithms=["RS256"])
 
 
@@ -630,6 +1010,10 @@ def _tokens(
     }
     if patient_id is not None:
         body["patient"] = patient_id
+        # Apps open in a tab of their own, outside Tandem's chart: they show whose record it is.
+        body["need_patient_banner"] = True
+        if server is not None:
+            body["smart_style_url"] = server.style_url
     if user is not None and any(s in OFFLINE for s in scopes.split()):
         body["refresh_token"] = _new_token(
             db,
@@ -704,7 +1088,13 @@ def exchange_code(
     )
 
 
-def refresh(db: Session, client: SmartClient, form: Mapping[str, str], now: datetime) -> Issued:
+def refresh(
+    db: Session,
+    client: SmartClient,
+    form: Mapping[str, str],
+    now: datetime,
+    server: Server | None = None,
+) -> Issued:
     secret = form.get("refresh_token", "")
     row = (
         db.scalar(
@@ -737,7 +1127,7 @@ def refresh(db: Session, client: SmartClient, form: Mapping[str, str], now: date
             )
         scopes = " ".join(dict.fromkeys(asked))
     row.revoked_at = now  # rotated: the old refresh token is spent
-    return _tokens(db, row.grant_id, client, user, row.patient_id, scopes, now)
+    return _tokens(db, row.grant_id, client, user, row.patient_id, scopes, now, server)
 
 
 def _covered(scope: Scope, allowed: list[Scope]) -> Scope | None:
@@ -845,6 +1235,7 @@ def configuration(root: str) -> dict[str, Any]:
         "authorization_endpoint": f"{root}/oauth/authorize",
         "token_endpoint": f"{root}/oauth/token",
         "revocation_endpoint": f"{root}/oauth/revoke",
+        "registration_endpoint": f"{root}/oauth/register",
         "introspection_endpoint": f"{root}/oauth/introspect",
         "token_endpoint_auth_methods_supported": [
             "client_secret_basic",
@@ -858,7 +1249,11 @@ def configuration(root: str) -> dict[str, Any]:
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": list(SCOPES_SUPPORTED),
         "capabilities": [
+            "launch-ehr",
             "launch-standalone",
+            "context-ehr-patient",
+            "context-banner",
+            "context-style",
             "sso-openid-connect",
             "client-public",
             "client-confidential-symmetric",
@@ -892,6 +1287,8 @@ _THINGS = {
 def describe_scope(scope: str, role: Role) -> str:
     """What a granted scope lets the app do, as the consent page says it."""
     own = role is Role.PATIENT
+    if scope == LAUNCH:
+        return "Know the patient whose chart you opened it from"
     if scope == LAUNCH_PATIENT:
         return "Know whose record it is working with" if own else "Open the patient you choose"
     if scope == "offline_access":

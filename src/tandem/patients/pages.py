@@ -32,6 +32,7 @@ from tandem.storage.models import Patient, Program, Unit
 from tandem.web.deps import UnitOfWorkRoute, csrf_form, form_of, form_refused, page_access
 from tandem.web.forms import local_datetime, row_id
 from tandem.web.rendering import render
+from tandem.web.smart_pages import chart_apps, chart_policy
 
 router = APIRouter(include_in_schema=False, route_class=UnitOfWorkRoute)
 PAGE_SIZE = 25
@@ -228,14 +229,20 @@ def chart(request: Request, patient_id: str, access: Access = Depends(page_acces
         )
     )
     context = _chart_context(access, patient)
-    return render(
+    apps = chart_apps(access, patient)
+    response = render(
         request,
         "patients/overview.html",
         tab="overview",
         units=units,
         reasons=DISCHARGE_REASONS,
+        apps=apps,
         **context,
     )
+    policy = chart_policy(apps)
+    if policy:  # the Launch forms lead on to the apps' addresses
+        response.headers["Content-Security-Policy"] = policy
+    return response
 
 
 @router.get("/patients/{patient_id}/edit")
@@ -293,6 +300,8 @@ def _episode_action(
     patient = service.get_patient(access, patient_id)
     zone = patient.program.time_zone
     try:
+        if episode_id is not None:  # the episode, and the right to change it, before the form
+            service.episode_to_change(access, patient_id, episode_id)
         if action == "admit":
             unit_id = row_id(form.get("unit_id", ""))
             if unit_id is None:

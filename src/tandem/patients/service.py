@@ -385,6 +385,12 @@ def admit(
     return episode
 
 
+def episode_to_change(access: Access, patient_id: str, episode_id: int) -> Episode:
+    """The patient's open episode that this person may change: 404 when there is none by that
+    id, 403 when refused (audited). Pages ask before reading the form."""
+    return _episode(access, patient_id, episode_id)
+
+
 def _episode(access: Access, patient_id: str, episode_id: int) -> Episode:
     episode = access.db.get(Episode, episode_id)
     if episode is None or episode.patient_id != patient_id:

@@ -416,8 +416,13 @@ class SmartClient(Base):
     redirect_uris: Mapped[str] = mapped_column(Text, default="")
     # sha256 of the client secret (confidential apps); the secret is shown once.
     secret_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    # The public keys (a JWKS, JSON) a backend service signs its assertions with.
+    # The public keys (a JWKS, JSON) a backend service signs its assertions with, or the https
+    # address it publishes them at (fetched, cached, fetched again for a key id not yet seen).
     jwks: Mapped[str | None] = mapped_column(Text, nullable=True)
+    jwks_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Apps people launch from a patient's chart (EHR launch): where Tandem sends the browser with
+    # `iss` and `launch`. None: the app is launched on its own only.
+    launch_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Backend services: the role they act as, and the most they may ask for (system/ scopes).
     role: Mapped[str] = mapped_column(String(20), default="")
     scopes: Mapped[str] = mapped_column(Text, default="")
@@ -495,12 +500,34 @@ class SmartAssertion(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class SmartLaunch(Base):
+    """An EHR launch: a member of staff opened an app from a patient's chart. Its `launch` value
+    (stored as its sha256) is redeemed once, by that person's authorization request for that
+    app, within minutes; the app then has that patient in context."""
+
+    __tablename__ = "smart_launches"
+
+    launch_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_pk: Mapped[int] = mapped_column(ForeignKey("smart_clients.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    patient_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 class SmartSigningKey(Base):
-    """The key Tandem signs id_tokens with (OpenID Connect, RS256), made on first use; its
-    public half is served at /oauth/jwks. The newest signs; older ones still verify."""
+    """A key Tandem signs id_tokens with (OpenID Connect, RS256), made on first use and replaced
+    after `smart.SIGNING_KEY_DAYS`; its public half is served at /oauth/jwks until the last
+    id_token it signed has expired. The private half is sealed (AES-256-GCM) with a secret kept
+    outside the database (`tandem.access.keystore`)."""
 
     __tablename__ = "smart_signing_keys"
 
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The sealed private key ("sealed:v1:..."); a plain JWK (JSON) from before sealing is
+    # sealed at next use.
     private_jwk: Mapped[str] = mapped_column(Text)
+    # The public half, published without opening the private one.
+    public_jwk: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -83,6 +83,39 @@ def set_up_roles(engine: Engine, owner: str, app: str) -> str:
     return schema
 
 
+def missing_roles(engine: Engine, *names: str) -> list[str]:
+    """Those of `names` that are not roles of the server."""
+    with engine.connect() as conn:
+        found = set(
+            conn.execute(
+                text("SELECT rolname FROM pg_roles WHERE rolname = ANY(:n)"), {"n": list(names)}
+            ).scalars()
+        )
+    return [name for name in names if name not in found]
+
+
+def check_for_restore(engine: Engine, owner: str, app: str) -> None:
+    """Before a restore replaces anything: the roles are fit (as for `set_up_roles`), and the
+    role restoring may give the tables to the owner (a superuser or a member of it)."""
+    if owner == app:
+        raise InvalidInput("app_role", "must differ from the owner role")
+    with engine.connect() as conn:
+        _check_roles(conn, owner, app)
+        me, may = conn.execute(
+            text(
+                "SELECT current_user, rolsuper OR pg_has_role(current_user, :o, 'MEMBER') "
+                "FROM pg_roles WHERE rolname = current_user"
+            ),
+            {"o": owner},
+        ).one()
+        if not may:
+            raise InvalidInput(
+                "owner_role",
+                f"restoring as {me!r}, which can give no table to {owner!r}: restore as a "
+                f"superuser or a member of {owner!r} (not as the application role)",
+            )
+
+
 def _check_roles(conn: Connection, owner: str, app: str) -> None:
     found = {
         name: superuser

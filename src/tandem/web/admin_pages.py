@@ -403,7 +403,17 @@ def register_app(request: Request, access: Access = Depends(admin_form)) -> Resp
     form = form_of(request)
     values = {
         k: str(form.get(k, "")).strip()
-        for k in ("name", "kind", "program", "redirect_uris", "jwks", "role", "scopes")
+        for k in (
+            "name",
+            "kind",
+            "program",
+            "redirect_uris",
+            "launch_url",
+            "jwks",
+            "jwks_uri",
+            "role",
+            "scopes",
+        )
     }
     try:
         program_id = row_id(values["program"])
@@ -418,8 +428,10 @@ def register_app(request: Request, access: Access = Depends(admin_form)) -> Resp
             created_by=access.actor.user_id,
             redirect_uris=values["redirect_uris"],
             jwks=values["jwks"],
+            jwks_uri=values["jwks_uri"],
             role=values["role"],
             scopes=values["scopes"],
+            launch_url=values["launch_url"],
         )
         access.audit(
             "create",

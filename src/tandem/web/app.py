@@ -28,7 +28,7 @@ from tandem import domains
 from tandem.access import anonymous, audit
 from tandem.access.guard import Access, AccessDenied
 from tandem.access.policy import STAFF_ROLES, Decision
-from tandem.errors import Conflict, InvalidInput, NotFound
+from tandem.errors import Conflict, InvalidAddress, InvalidInput, NotFound
 from tandem.fhir.capability import ResourceSupport, SearchParam, merged
 from tandem.fhir.http import PAGING
 from tandem.fhir.outcome import FHIR_JSON, FhirError, outcome_response, validation_outcome
@@ -130,8 +130,10 @@ def _access_of(request: Request) -> Access | None:
 async def _record_refusal(request: Request, operation: str, reason: str) -> None:
     access = _access_of(request)
     if access is not None:
+        # The address may hold a NUL (refused for it), which PostgreSQL cannot store.
+        where = request.url.path.replace("\x00", "\\x00")[:60]
         await run_in_threadpool(
-            access.refused, operation, reason, resource_type=request.url.path[:60]
+            access.refused, operation, reason.replace("\x00", "\\x00"), resource_type=where
         )
 
 
@@ -352,6 +354,12 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(request: Request, exc: RequestValidationError) -> Response:
+        in_address = [e for e in exc.errors() if e["loc"][:1] == ("path",)]
+        if in_address:  # a route whose ids `refuse_bad_ids` did not see: still named, 400
+            name = str(in_address[0]["loc"][-1])
+            return await _bad_address(
+                request, InvalidAddress(name, f"is not valid: {in_address[0]['msg']}")
+            )
         if _is_api(request):
             return validation_outcome(exc.errors())
         fields = ", ".join(
@@ -435,6 +443,21 @@ def _install_handlers(app: FastAPI) -> None:
         response = render(request, "error.html", status_code=503, title="Busy", message=message)
         response.headers.update(headers)
         return response
+
+    @app.exception_handler(InvalidAddress)
+    async def _bad_address(request: Request, exc: InvalidAddress) -> Response:
+        await _record_refusal(request, request.method.lower(), f"invalid address: {exc}")
+        if _is_api(request):
+            message = f"{exc.field} in the address {exc.message}"
+            return outcome_response(400, "invalid", message, [exc.field])
+        return render(
+            request,
+            "error.html",
+            status_code=400,
+            title="Address not valid",
+            message=f"The address is not right: {exc.field} in it {exc.message}.",
+            back=_chart_of(request.url.path) if exc.field != "patient_id" else None,
+        )
 
     @app.exception_handler(InvalidInput)
     async def _invalid(request: Request, exc: InvalidInput) -> Response:

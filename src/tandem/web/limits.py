@@ -1,19 +1,21 @@
 """Limits every request meets before any route reads it: the size of its body (checked while
-it streams in, so a huge body is refused unread) and the NUL character, which no text field of
-Tandem may hold (PostgreSQL cannot store it; no clinic types it)."""
+it streams in, so a huge body is refused unread), the NUL character, which no text field of
+Tandem may hold (PostgreSQL cannot store it; no clinic types it), and ids in the address."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
+from fastapi.routing import APIRoute
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tandem.errors import InvalidInput
-from tandem.fhir.outcome import outcome_response
+from tandem.errors import InvalidAddress, InvalidInput
+from tandem.fhir.outcome import FhirError, outcome_response
 
 NUL = "\x00"
 
@@ -79,13 +81,55 @@ def _first_nul(pairs: Iterable[tuple[str, object]]) -> str | None:
 
 
 def refuse_nul(request: Request, form: FormData | None = None) -> None:
-    """Raise `InvalidInput` naming the first address part, search parameter or form field that
-    holds a NUL character. Called once the person is known (so an anonymous request is still
-    told to sign in first)."""
-    field = (
-        _first_nul(request.path_params.items())
-        or _first_nul(request.query_params.multi_items())
-        or (_first_nul(form.multi_items()) if form is not None else None)
+    """Raise `InvalidAddress` (400) naming the first path parameter, or `InvalidInput` (422)
+    the first search parameter or form field, that holds a NUL character; then check the ids in
+    the address (`refuse_bad_ids`). Called once the person is known (so an anonymous request is
+    still told to sign in first)."""
+    message = "contains a NUL character (\\x00), which is not allowed"
+    in_address = _first_nul(request.path_params.items())
+    if in_address is not None:
+        raise InvalidAddress(in_address, message)
+    field = _first_nul(request.query_params.multi_items()) or (
+        _first_nul(form.multi_items()) if form is not None else None
     )
     if field is not None:
-        raise InvalidInput(field, "contains a NUL character (\\x00), which is not allowed")
+        raise InvalidInput(field, message)
+    refuse_bad_ids(request)
+
+
+MAX_ID = 2**31 - 1  # the smallest integer id column on any engine
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def _id_parameters(route: APIRoute) -> tuple[str, ...]:
+    """The route's path parameters declared `int`: ids of rows (cached on the route)."""
+    found: tuple[str, ...] | None = getattr(route, "_tandem_id_parameters", None)
+    if found is None:
+        found = tuple(
+            param.name
+            for param in route.dependant.path_params
+            if param.field_info.annotation is int
+        )
+        route._tandem_id_parameters = found  # type: ignore[attr-defined]
+    return found
+
+
+def refuse_bad_ids(request: Request) -> None:
+    """Every `int` path parameter of the route must be an id: whole ASCII digits from 1 to
+    MAX_ID. Otherwise a page answers 400 naming the parameter; a FHIR read answers as FHIR does
+    for an id of valid syntax that names nothing (404), and 400 naming it for any other. Run
+    once the person is known, before the route (and FastAPI's own parsing) sees the value."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    for name in _id_parameters(route):
+        raw = str(request.path_params.get(name, ""))
+        if raw.isascii() and raw.isdigit() and len(raw) <= 10 and 0 < int(raw) <= MAX_ID:
+            continue
+        shown = raw if len(raw) <= 24 else raw[:24] + "…"
+        if request.url.path.startswith("/fhir/") and _FHIR_ID.fullmatch(raw):
+            resource_type = request.url.path.split("/")[2]
+            raise FhirError(404, "not-found", f"{resource_type}/{shown} is not known")
+        raise InvalidAddress(
+            name, f"must be a whole number from 1 to {MAX_ID:,} (an id), not {shown!r}"
+        )

@@ -4,6 +4,7 @@ other request once an app holds a token."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from authlib.common.urls import add_params_to_uri
@@ -14,24 +15,29 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from tandem.access import audit, smart
-from tandem.access.credentials import actor_for
+from tandem.access import administration, audit, smart
+from tandem.access.credentials import actor_for, claim_login_attempt, login_succeeded
 from tandem.access.guard import Access
-from tandem.access.policy import Role
+from tandem.access.policy import Decision, Role
 from tandem.access.queries import Page, load_patient, search_page
 from tandem.errors import NotFound
-from tandem.fhir.http import base_url
+from tandem.fhir.http import base_url, parse_json
+from tandem.fhir.outcome import FhirError
 from tandem.kit import NavItem
 from tandem.storage.db import utcnow
-from tandem.storage.models import Patient, Program, SmartClient
+from tandem.storage.models import Patient, Program, SmartClient, SmartLaunch
 from tandem.web.deps import (
     UnitOfWorkRoute,
+    api_access,
+    client_ip,
     csrf_form,
     form_of,
     get_db,
     origin_of,
     page_access,
     read_form,
+    sessions_of,
+    settings_of,
 )
 from tandem.web.rendering import render
 
@@ -47,6 +53,7 @@ AUTHORIZE_FIELDS = (
     "code_challenge",
     "code_challenge_method",
     "nonce",
+    "launch",
 )
 PICKER_SIZE = 20
 
@@ -66,11 +73,25 @@ def fhir_smart_configuration(request: Request) -> JSONResponse:
     return JSONResponse(smart.configuration(_root(request)))
 
 
+def _server(request: Request) -> smart.Server:
+    return smart.Server(_root(request), base_url(request), settings_of(request).sealer())
+
+
 @router.get("/oauth/jwks")
-def jwks(db: Session = Depends(get_db)) -> JSONResponse:
+def jwks(request: Request, db: Session = Depends(get_db)) -> JSONResponse:
     """The public keys id_tokens are signed with (OpenID Connect)."""
-    smart.signing_key(db, utcnow())  # made now if no id_token was signed yet
-    return JSONResponse(smart.public_keys(db))
+    now = utcnow()
+    published = smart.public_keys(db, now)
+    if not published["keys"]:  # made now, for apps that fetch the keys before an id_token
+        smart.signing_key(db, now, _server(request).sealer)
+        published = smart.public_keys(db, now)
+    return JSONResponse(published)
+
+
+@router.get("/oauth/smart-style.json")
+def smart_style() -> JSONResponse:
+    """Tandem's colours and type, for apps that want to look at home (smart_style_url)."""
+    return JSONResponse(smart.STYLE)
 
 
 # --- the authorization page ---------------------------------------------------------------
@@ -125,12 +146,19 @@ def _picker(access: Access, program_id: int, find: str) -> Page[Patient]:
     return page
 
 
+@dataclass(frozen=True)
+class Checked:
+    wanted: smart.AuthorizationRequest
+    scopes: smart.ScopeDecision
+    launched: SmartLaunch | None  # the EHR launch it redeems
+
+
 def _checked_request(
     request: Request, access: Access, params: dict[str, str]
-) -> Response | tuple[smart.AuthorizationRequest, smart.ScopeDecision]:
-    """The authorization request checked (app, redirect, PKCE), the app usable by this person,
-    and the scopes they may grant it; or the refusal to answer with (a page for an unknown app,
-    otherwise a redirect to the app with the OAuth error)."""
+) -> Response | Checked:
+    """The authorization request checked (app, redirect, PKCE, the EHR launch it redeems), the
+    app usable by this person, and the scopes they may grant it; or the refusal to answer with
+    (a page for an unknown app, otherwise a redirect to the app with the OAuth error)."""
     try:
         wanted = smart.check_authorization_request(access.db, params, base_url(request))
     except smart.UnknownApp as exc:
@@ -147,10 +175,16 @@ def _checked_request(
                 state=wanted.state,
                 redirect_uri=wanted.redirect_uri,
             )
-        scopes = smart.decide_scopes(access.actor.role, wanted.scope, redirect=wanted)
+        launched = smart.launch_context(access.db, wanted, access.actor.user_id, utcnow())
+        scopes = smart.decide_scopes(
+            access.actor.role,
+            wanted.scope,
+            redirect=wanted,
+            ehr_patient=launched.patient_id if launched else None,
+        )
     except errors.OAuth2Error as exc:
         return _refused(access, client, exc)
-    return wanted, scopes
+    return Checked(wanted, scopes, launched)
 
 
 def _consent(
@@ -164,9 +198,10 @@ def _consent(
     checked = _checked_request(request, access, params)
     if isinstance(checked, Response):
         return checked
-    wanted, scopes = checked
+    wanted, scopes = checked.wanted, checked.scopes
     client = wanted.client
     picked = _picker(access, client.program_id, find) if scopes.needs_patient else None
+    launched_for = load_patient(access, scopes.ehr_patient) if scopes.ehr_patient else None
     program = access.db.get(Program, client.program_id)
     response = render(
         request,
@@ -179,6 +214,7 @@ def _consent(
         granted=[(s, smart.describe_scope(s, access.actor.role)) for s in scopes.granted],
         not_granted=scopes.not_granted,
         needs_patient=scopes.needs_patient,
+        launched_for=launched_for,
         patients=picked.rows if picked else [],
         more_patients=bool(picked and picked.has_more),
         find=find,
@@ -203,6 +239,7 @@ def authorize_page(
     code_challenge: str = "",
     code_challenge_method: str = "",
     nonce: str = "",
+    launch: str = "",
     find: str = "",
 ) -> Response:
     """An app asks for access: the signed-in person sees what it asks, in words, and allows or
@@ -217,6 +254,7 @@ def authorize_page(
         "code_challenge": code_challenge,
         "code_challenge_method": code_challenge_method,
         "nonce": nonce,
+        "launch": launch,
     }
     return _consent(request, access, params, find)
 
@@ -228,7 +266,7 @@ def authorize(request: Request, access: Access = Depends(csrf_form)) -> Response
     checked = _checked_request(request, access, params)
     if isinstance(checked, Response):
         return checked
-    wanted, scopes = checked
+    wanted, scopes = checked.wanted, checked.scopes
     client = wanted.client
     if form.get("decision") != "allow":
         denied = errors.AccessDeniedError(
@@ -240,6 +278,13 @@ def authorize(request: Request, access: Access = Depends(csrf_form)) -> Response
     patient_id: str | None = None
     if access.actor.role is Role.PATIENT:
         patient_id = access.actor.patient_id
+    elif checked.launched is not None:
+        # Still allowed to see the patient the chart was open on; the launch is spent.
+        patient_id = load_patient(access, checked.launched.patient_id).id
+        try:
+            smart.redeem_launch(access.db, checked.launched, wanted, utcnow())
+        except errors.OAuth2Error as exc:
+            return _refused(access, client, exc)
     elif scopes.needs_patient:
         chosen = str(form.get("patient", ""))
         try:
@@ -262,6 +307,62 @@ def authorize(request: Request, access: Access = Depends(csrf_form)) -> Response
         detail=f"allowed {client.name}: {scopes.text}",
     )
     location = add_params_to_uri(wanted.redirect_uri, [("code", code), ("state", wanted.state)])
+    return RedirectResponse(location, status_code=303)
+
+
+# --- EHR launch: an app opened from a patient's chart ---------------------------------------
+
+
+def chart_apps(access: Access, patient: Patient) -> list[SmartClient]:
+    """The apps a member of staff may open from this patient's chart: their program's apps with
+    a launch URL, when the patient is of that program (the chart was opened through the policy)."""
+    if access.actor.role is Role.PATIENT or patient.program_id not in access.actor.program_ids:
+        return []
+    return smart.launchable_apps(access.db, patient.program_id)
+
+
+def chart_policy(apps: list[SmartClient]) -> str | None:
+    """The chart's Content-Security-Policy when its Launch forms lead on to apps' addresses."""
+    from tandem.web.app import SECURITY_HEADERS
+
+    origins = sorted(
+        {
+            f"{urlsplit(a.launch_url).scheme}://{urlsplit(a.launch_url).netloc}"
+            for a in apps
+            if a.launch_url
+        }
+    )
+    if not origins:
+        return None
+    return SECURITY_HEADERS["Content-Security-Policy"].replace(
+        "form-action 'self'", "form-action 'self' " + " ".join(origins)
+    )
+
+
+@router.post("/patients/{patient_id}/launch")
+def launch_app(request: Request, patient_id: str, access: Access = Depends(csrf_form)) -> Response:
+    """Open an app for the patient whose chart is open (SMART EHR launch): the browser goes to
+    the app's launch URL with `iss` and a single-use `launch` that gives the app this patient."""
+    patient = load_patient(access, patient_id[:36])
+    wanted = str(form_of(request).get("app", ""))[:64]
+    client = next((a for a in chart_apps(access, patient) if a.client_id == wanted), None)
+    if client is None:
+        access.require_decision(
+            Decision(False, "no app of the patient's program that staff may open from the chart"),
+            "launch",
+            "SmartApp",
+        )
+        raise NotFound(f"app {wanted} is not known")  # not reached: refused above
+    location = smart.start_launch(
+        access.db, client, access.actor.user_id, patient.id, base_url(request), utcnow()
+    )
+    access.audit(
+        "launch",
+        resource_type="SmartApp",
+        resource_id=client.client_id,
+        patient_id=patient.id,
+        detail=f"opened {client.name} from the chart",
+    )
     return RedirectResponse(location, status_code=303)
 
 
@@ -306,12 +407,58 @@ def _form_values(form: FormData) -> dict[str, str]:
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
+# Token requests share the sign-in limits (login_attempts, atomic across worker processes),
+# under a key no e-mail address can take (it has no @).
+CLIENT_KEY = "oauth-client:"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A token request under the limits: recorded as failed until `succeeded`."""
+
+    attempt_id: int | None
+
+    def succeeded(self, db: Session) -> None:
+        if self.attempt_id is not None:
+            login_succeeded(db, self.attempt_id)
+
+
+def _claim(request: Request, values: dict[str, str]) -> Claimed | JSONResponse:
+    """Count this request against the limits on refused token requests (per app from one
+    address, per address, per app), or answer 429 with Retry-After if one is reached."""
+    settings = settings_of(request)
+    claimed = smart.claimed_client_id(values, request.headers.get("authorization", ""))
+    lockout = claim_login_attempt(
+        sessions_of(request),
+        f"{CLIENT_KEY}{claimed}",
+        client_ip(request),
+        utcnow(),
+        settings.token_max_failures,
+        settings.token_window_minutes,
+    )
+    if lockout.locked:
+        seconds = lockout.retry_after_minutes * 60
+        return JSONResponse(
+            {
+                "error": "invalid_client",
+                "error_description": "too many refused requests from this app or address: "
+                f"try again in {lockout.retry_after_minutes} minutes",
+            },
+            status_code=429,
+            headers={**_NO_STORE, "Retry-After": str(seconds)},
+        )
+    return Claimed(lockout.attempt_id)
+
+
 @router.post("/oauth/token")
 def token(
     request: Request, form: FormData = Depends(read_form), db: Session = Depends(get_db)
 ) -> Response:
     values = _form_values(form)
     grant_type = values.get("grant_type", "")[:40]
+    claim = _claim(request, values)
+    if isinstance(claim, Response):
+        return claim
     now = utcnow()
     try:
         client = smart.authenticate_client(
@@ -322,10 +469,9 @@ def token(
             now,
         )
         if grant_type == "authorization_code":
-            server = smart.Server(_root(request), base_url(request))
-            issued = smart.exchange_code(db, client, values, now, server)
+            issued = smart.exchange_code(db, client, values, now, _server(request))
         elif grant_type == "refresh_token":
-            issued = smart.refresh(db, client, values, now)
+            issued = smart.refresh(db, client, values, now, _server(request))
         elif grant_type == "client_credentials":
             issued = smart.client_credentials(db, client, values, now)
         else:
@@ -334,6 +480,7 @@ def token(
             )
     except smart.TokenRefusal as refusal:
         return _token_refused(request, db, refusal, grant_type)
+    claim.succeeded(db)
     actor = actor_for(issued.user, "") if issued.user is not None else None
     db.add(
         audit.entry(
@@ -357,6 +504,9 @@ def revoke(
 ) -> Response:
     """RFC 7009: the app's token, and every token of the same authorization, stop working."""
     values = _form_values(form)
+    claim = _claim(request, values)
+    if isinstance(claim, Response):
+        return claim
     now = utcnow()
     try:
         client = smart.authenticate_client(
@@ -368,6 +518,7 @@ def revoke(
         )
     except smart.TokenRefusal as refusal:
         return _token_refused(request, db, refusal, "revoke")
+    claim.succeeded(db)
     revoked = smart.revoke(db, client, values.get("token", ""), now)
     db.add(
         audit.entry(
@@ -390,6 +541,9 @@ def introspect(
 ) -> Response:
     """RFC 7662: an app asks whether one of its tokens still works, and what it grants."""
     values = _form_values(form)
+    claim = _claim(request, values)
+    if isinstance(claim, Response):
+        return claim
     now = utcnow()
     try:
         client = smart.authenticate_client(
@@ -401,8 +555,59 @@ def introspect(
         )
     except smart.TokenRefusal as refusal:
         return _token_refused(request, db, refusal, "introspect")
+    claim.succeeded(db)
     answer = smart.introspect(db, client, values.get("token", ""), now, base_url(request))
     return JSONResponse(answer, headers=_NO_STORE)
+
+
+# --- dynamic registration (RFC 7591) -----------------------------------------------------------
+
+
+async def raw_body(request: Request) -> bytes:
+    """The body, read on the event loop (within TANDEM_MAX_BODY_BYTES) and parsed by the route
+    once the caller is known to be allowed."""
+    return await request.body()
+
+
+@router.post("/oauth/register")
+def register_client(
+    request: Request, access: Access = Depends(api_access), raw: bytes = Depends(raw_body)
+) -> Response:
+    """An administrator's software registers an app for one of their programs (RFC 7591), with
+    the administrator's API token as the initial access token: the same decision as Admin → Apps,
+    for the same person, and audited as theirs."""
+    header = request.headers.get("authorization", "")
+    app_token = header[7:].strip().startswith(smart.ACCESS_PREFIX)
+    programs = {p.code: p.id for p in administration.programs(access)} if not app_token else {}
+    if access.actor.role is not Role.ADMIN or app_token or not programs:
+        why = "registering an app takes an API token of an administrator of its program"
+        access.refused("create", why, resource_type="SmartApp")
+        return JSONResponse(
+            {"error": "insufficient_scope", "error_description": why},
+            status_code=403,
+            headers={**_NO_STORE, "WWW-Authenticate": 'Bearer error="insufficient_scope"'},
+        )
+    try:
+        metadata = parse_json(raw)
+        registered, answer = smart.register_from_metadata(
+            access.db, metadata, programs, utcnow(), access.actor.user_id
+        )
+    except (FhirError, smart.RegistrationError) as exc:
+        error = exc.error if isinstance(exc, smart.RegistrationError) else "invalid_client_metadata"
+        why = exc.description if isinstance(exc, smart.RegistrationError) else str(exc)
+        access.refused("create", f"{error}: {why}", resource_type="SmartApp")
+        return JSONResponse(
+            {"error": error, "error_description": smart.plain(why)},
+            status_code=400,
+            headers=_NO_STORE,
+        )
+    access.audit(
+        "create",
+        resource_type="SmartApp",
+        resource_id=registered.client.client_id,
+        detail=f"{registered.client.kind} app {registered.client.name} (registered by its API)",
+    )
+    return JSONResponse(answer, status_code=201, headers=_NO_STORE)
 
 
 # --- the apps a person allowed ---------------------------------------------------------------
