@@ -43,6 +43,7 @@ from sqlalchemy.pool import NullPool
 Statement = tuple[str, str, Any]  # (how: execute|executemany|plain, SQL, parameters)
 
 PREFIX = "tandem_test_"
+_NUMBERS = itertools.count(1)
 
 
 @contextmanager
@@ -83,7 +84,7 @@ class SchemaCloner:
         self.server = create_engine(server_url, poolclass=NullPool)
         self.stem = f"{PREFIX}{os.getpid()}"
         self.recordings: dict[str, list[Statement]] = {}
-        self._numbers = itertools.count(1)
+        self._numbers = _NUMBERS  # one count per process: cloners there never pick one name
         self._free: dict[tuple[str, ...], list[str]] = {}  # reset schemas, ready for a test
         self._shapes: dict[str, str] = {}  # schema -> its structure's fingerprint when made
         self._pristine: dict[tuple[str, ...], Pristine] = {}
