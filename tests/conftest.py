@@ -3,23 +3,55 @@
 PostgreSQL: TANDEM_TEST_POSTGRES_URL, default postgresql+psycopg://postgres@127.0.0.1:5432/test.
 When no server answers there, those tests are skipped and the run says so at the end.
 
-Each test gets a database of its own, cloned from what is built once per test process: a copy of
-a template file on SQLite, a new schema replaying the recorded migrations on PostgreSQL (see
-tests/postgres_schemas.py). A test that asks for `world` gets a clone that already holds the world;
-any other test gets an empty, migrated one. Nothing is truncated or deleted between tests (audit
-entries are append-only). Safe under pytest-xdist: files are per test, schema names carry the
-worker's pid, and the workers report to the controller whether PostgreSQL was there.
+Each test gets a database of its own, made from what is built once per run: a copy of a template
+file on SQLite; on PostgreSQL a schema holding a replay of the recorded migrations (see
+tests/postgres_schemas.py). A test that asks for `world` gets one that already holds the world;
+any other test gets an empty, migrated one. Nothing a test does is seen by another: audit entries
+are append-only, so no test truncates or deletes; between tests the harness puts a PostgreSQL
+schema back as the replay left it and hands it to the next test of the process (unless the test
+changed its structure, when it is dropped instead).
+
+Keeping the suite fast (it must stay under 5 minutes on a 2-core machine, `scripts/test`: 4
+pytest-xdist workers, `--dist loadgroup`), in order of what it saved:
+- PostgreSQL: replaying ~200 DDL statements into a new schema and dropping it afterwards cost
+  far more than most tests (clone 4.2 s + drop 1.4 s against 0.4 s for a checkin: fingerprint
+  and reset, measured side by side on the shared, loaded machine); with some 600 PostgreSQL
+  tests, a reset schema is reused instead. It also spares the catalogs the dead rows that
+  thousands of dropped schemas leave, which slow every catalog lookup. A failed test's schema
+  is dropped, not reused.
+- Built once per run, not once per worker (`once_per_run`): the PostgreSQL recordings (the
+  migrations, the world, and the authorization matrix's records, each checked by a replay), the
+  SQLite templates and the matrix's seeded SQLite file. The first worker to need one builds it
+  under a file lock; the others read it from the run's shared temporary directory.
+- tests/access/test_authorization_matrix.py: every cell (route × engine) is a test of its own,
+  which `--dist loadgroup` hands to whichever worker is free (only tests marked with an
+  `xdist_group` are kept together: the browser tests, which share one live server and one
+  Chromium). Each worker that runs cells copies the seeded database once per engine, instead
+  of seeding it again (13 callers' sessions and tokens, records of every kind).
+- tests/test_crash_durability.py: the kill lands after 15 acknowledged creates (was 40), the
+  restart is one worker, and the chain is verified in this process; every acknowledged create
+  is still checked, with its audit row, after the kill -9.
+- Password hashing is argon2id at its smallest cost (below).
+Where the time goes: `scripts/test --durations=40`, or `--durations=0` on a subset and sum per
+file. Starting `tandem` as a process of its own costs seconds (imports), so a test does it only
+where the process is what it tests (serve, kill -9, the CLI as an operator runs it).
+
+Safe under pytest-xdist: files are per test, schema names carry the worker's pid, and the
+workers report to the controller whether PostgreSQL was there.
 """
 
 from __future__ import annotations
 
 import copy
+import fcntl
 import os
+import pickle
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -29,7 +61,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from tandem.settings import Settings
 from tandem.storage.db import make_engine, make_sessionmaker
 from tandem.storage.migrate import upgrade
-from tests.postgres_schemas import SchemaCloner
+from tests.postgres_schemas import SchemaCloner, Statement
+
+T = TypeVar("T")
 
 # Every FHIR resource the app sends in a test is validated against fhir.resources (servers skip
 # it for speed; see tandem.fhir.output). Set before any Settings is read, servers started by
@@ -88,6 +122,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: igno
         terminalreporter.write_line(f"PostgreSQL tests ran against {PG_URL}.")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Keep each phase's report on the test, for fixtures to see in their teardown whether the
+    test failed."""
+    report = yield
+    item.__dict__.setdefault("tandem_reports", {})[report.when] = report
+    return report
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _quick_password_hashing() -> Iterator[None]:
     """argon2id still, with the smallest cost: a test creates many users and tries unknown
@@ -124,21 +167,52 @@ class World:
 # --- templates: built once per test process -----------------------------------------------
 
 
-def _sqlite_checkpoint(engine: Engine) -> None:
+def sqlite_checkpoint(engine: Engine) -> None:
     """Fold the WAL into the main file, so that copying that one file copies the database."""
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated, empty SQLite database file."""
-    path = tmp_path_factory.mktemp("template") / "template.db"
+def once_per_run(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], T]
+) -> T:
+    """What `build` returns, built once for the whole run: under pytest-xdist the first worker
+    to ask builds it (in a directory every worker of this run shares) while the others wait,
+    then they read what it left there (pickled). `build` gets a directory for its files."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build(tmp_path_factory.mktemp(name))
+    # Workers' base temporary directories are popen-gw<N> under the run's own one.
+    shared = tmp_path_factory.getbasetemp().parent / "once-per-run"
+    shared.mkdir(exist_ok=True)
+    with (shared / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        done = shared / f"{name}.pickle"
+        if done.exists():
+            value: T = pickle.loads(done.read_bytes())  # noqa: S301 - written by this run
+            return value
+        directory = shared / name
+        shutil.rmtree(directory, ignore_errors=True)  # a worker that failed half-way
+        directory.mkdir()
+        value = build(directory)
+        partial = done.with_suffix(".partial")
+        partial.write_bytes(pickle.dumps(value))
+        partial.rename(done)
+        return value
+
+
+def _migrated_sqlite(directory: Path) -> Path:
+    path = directory / "template.db"
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
-    _sqlite_checkpoint(engine)
+    sqlite_checkpoint(engine)
     return path
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated, empty SQLite database file (copied, never opened, by the tests)."""
+    return once_per_run(tmp_path_factory, "sqlite-template", _migrated_sqlite)
 
 
 @pytest.fixture(scope="session")
@@ -146,12 +220,16 @@ def sqlite_world_template(
     tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, _quick_password_hashing: None
 ) -> tuple[Path, World]:
     """A migrated SQLite database file holding the world, and the world's ids."""
-    path = tmp_path_factory.mktemp("template") / "world.db"
-    shutil.copy(sqlite_template, path)
-    engine = make_engine(f"sqlite:///{path}")
-    built = build_world(make_sessionmaker(engine))
-    _sqlite_checkpoint(engine)
-    return path, built
+
+    def build(directory: Path) -> tuple[Path, World]:
+        path = directory / "world.db"
+        shutil.copy(sqlite_template, path)
+        engine = make_engine(f"sqlite:///{path}")
+        built = build_world(make_sessionmaker(engine))
+        sqlite_checkpoint(engine)
+        return path, built
+
+    return once_per_run(tmp_path_factory, "sqlite-world", build)
 
 
 @dataclass
@@ -161,18 +239,34 @@ class PostgresClones:
 
 
 @pytest.fixture(scope="session")
-def postgres_schemas(_quick_password_hashing: None) -> Iterator[PostgresClones]:
-    """Recordings of the migrations and of the world, replayed into a new schema per test."""
+def postgres_schemas(
+    tmp_path_factory: pytest.TempPathFactory, _quick_password_hashing: None
+) -> Iterator[PostgresClones]:
+    """Recordings of the migrations and of the world (made once per run), replayed into a schema
+    that each test gets reset to what they made (tests/postgres_schemas.py)."""
     ok, why = postgres_available()
     if not ok:
         pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {why}")
+
+    def record(_: Path) -> tuple[dict[str, list[Statement]], World]:
+        recorder = SchemaCloner(PG_URL)
+        try:
+            built = recorder.record(
+                {
+                    "migrations": upgrade,
+                    "world": lambda engine: build_world(make_sessionmaker(engine)),
+                },
+                make_engine,
+            )
+        finally:
+            recorder.close()
+        assert isinstance(built["world"], World)
+        return recorder.recordings, built["world"]
+
+    recordings, built = once_per_run(tmp_path_factory, "postgres-recordings", record)
     cloner = SchemaCloner(PG_URL)
-    built = cloner.record(
-        {"migrations": upgrade, "world": lambda engine: build_world(make_sessionmaker(engine))},
-        make_engine,
-    )
-    assert isinstance(built["world"], World)
-    yield PostgresClones(cloner, built["world"])
+    cloner.recordings = recordings
+    yield PostgresClones(cloner, built)
     cloner.close()
 
 
@@ -202,13 +296,15 @@ def database_url(
         return
     postgres: PostgresClones = request.getfixturevalue("postgres_schemas")
     steps = ("migrations", "world") if seeded else ("migrations",)
-    schema = postgres.cloner.clone(*steps)
+    schema = postgres.cloner.checkout(*steps)
     url = postgres.cloner.url(schema)
     if seeded:
         _worlds[url] = postgres.world
     yield url
     _worlds.pop(url, None)
-    postgres.cloner.drop(schema)
+    # A failed test may have left work under way in it (a request still running): never reused.
+    failed = any(report.failed for report in getattr(request.node, "tandem_reports", {}).values())
+    postgres.cloner.checkin(schema, *steps, reuse=not failed)
 
 
 @pytest.fixture

@@ -8,7 +8,9 @@ For every request: never a 5xx; anonymous reaches only the public routes; nobody
 program or another patient never does; the patient's name and MRN are never in an answer to
 anyone who may not read their chart; a refused write leaves every table as it was.
 
-One app and one world per engine (module scope), one test per route: SQLite and PostgreSQL.
+One test per route and engine (SQLite and PostgreSQL), each a unit pytest-xdist may give to any
+worker. The records and callers are seeded once per run and engine; each worker that runs cells
+works on a copy of its own, with one app (module scope).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -70,7 +73,8 @@ from tandem.storage.registry import full_metadata
 from tandem.web.app import STATIC, create_app
 from tandem.withdrawal import assessments
 from tandem.withdrawal.storage import AssessmentRow, ObservationRow
-from tests.conftest import PostgresClones, World
+from tests.conftest import PostgresClones, World, once_per_run, sqlite_checkpoint
+from tests.postgres_schemas import SchemaCloner, Statement
 from tests.withdrawal.helpers import admit_to_detox, ciwa_answers
 
 # The patient every path parameter points at (program A), as the answers would show them.
@@ -576,30 +580,72 @@ def _callers(sessions: sessionmaker[Session], world: World) -> dict[str, Caller]
     return callers
 
 
+Seeded = tuple[World, dict[str, str], dict[str, Caller]]
+
+
+def _seeded(engine: Engine, built: World) -> Seeded:
+    """Seed the world in `engine`'s database with the matrix's records and callers."""
+    world = World(**{**built.__dict__, "passwords": dict(built.passwords)})
+    sessions = make_sessionmaker(engine)
+    fills = _seed(sessions, world)
+    return world, fills, _callers(sessions, world)
+
+
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
 def matrix(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Matrix]:
-    """The world (tests/conftest.py) with records of every kind, one app and its callers: built
-    once per engine for all the routes."""
-    drop: Callable[[], None] = lambda: None  # noqa: E731
+    """The world (tests/conftest.py) with records of every kind, one app and its callers, for
+    all the routes. The seeding is done once per run and engine (a SQLite file; a recorded
+    PostgreSQL step): each test process that runs cells gets a copy of its own, so the cells
+    spread over every pytest-xdist worker without seeding again."""
+    release: Callable[[], None] = lambda: None  # noqa: E731
     if request.param == "sqlite":
         template, built = request.getfixturevalue("sqlite_world_template")
+
+        def seed_sqlite(directory: Path) -> tuple[Path, Seeded]:
+            path = directory / "matrix.db"
+            shutil.copy(template, path)
+            engine = make_engine(f"sqlite:///{path}")
+            seeded = _seeded(engine, built)
+            sqlite_checkpoint(engine)
+            return path, seeded
+
+        seeded_file, (world, fills, callers) = once_per_run(
+            tmp_path_factory, "matrix-sqlite", seed_sqlite
+        )
         path = tmp_path_factory.mktemp("matrix") / "tandem.db"
-        shutil.copy(template, path)
+        shutil.copy(seeded_file, path)
         url = f"sqlite:///{path}"
     else:
         postgres: PostgresClones = request.getfixturevalue("postgres_schemas")
-        schema = postgres.cloner.clone("migrations", "world")
-        url, built = postgres.cloner.url(schema), postgres.world
-        drop = lambda: postgres.cloner.drop(schema)  # noqa: E731
-    world = World(**{**built.__dict__, "passwords": dict(built.passwords)})
+        cloner = postgres.cloner
+
+        def seed_postgres(_: Path) -> tuple[list[Statement], Seeded]:
+            recorder = SchemaCloner(cloner.server_url)
+            recorder.recordings = dict(cloner.recordings)
+            try:
+                seeded = recorder.record_on(
+                    ("migrations", "world"),
+                    "matrix",
+                    lambda engine: _seeded(engine, postgres.world),
+                    make_engine,
+                )
+            finally:
+                recorder.close()
+            return recorder.recordings["matrix"], seeded  # type: ignore[return-value]
+
+        steps, (world, fills, callers) = once_per_run(
+            tmp_path_factory, "matrix-postgres", seed_postgres
+        )
+        cloner.recordings["matrix"] = steps
+        schema = cloner.checkout("migrations", "world", "matrix")
+        url = cloner.url(schema)
+        release = lambda: cloner.checkin(schema, "migrations", "world", "matrix")  # noqa: E731
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
-    fills = _seed(sessions, world)
-    callers = _callers(sessions, world)
     settings = Settings(
         database_url=url, cookie_secure=True, session_idle_minutes=240, login_slowdown_ms=0
     )
@@ -616,7 +662,7 @@ def matrix(
     finally:
         app.state.engine.dispose()
         engine.dispose()
-        drop()
+        release()
 
 
 # --- what the policy says ---------------------------------------------------------------------
