@@ -173,7 +173,8 @@ def _session_for(request: Request, db: Session) -> tuple[WebSession | None, str]
         person_active=request.headers.get("x-fragment") != "1",
         absolute_hours=settings.session_absolute_hours,
     )
-    db.commit()
+    if has_written(db):  # the session touched or ended: kept whatever the request does next
+        db.commit()
     if found.ends_at is not None:
         # For the page (the warning before the idle limit, in tandem.js) and /session/alive.
         request.state.session_left = SessionLeft(
