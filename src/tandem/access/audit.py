@@ -70,12 +70,25 @@ def record(
 ) -> AuditEntry:
     """Add an entry to the caller's unit of work: it commits, or rolls back, with the change.
     `shown`: the patients a list or search showed (one row each beside the entry)."""
+    item = build(actor, operation, origin, shown=shown, **where)
+    db.add(item)
+    return item
+
+
+def build(
+    actor: Actor | None,
+    operation: str,
+    origin: Origin,
+    *,
+    shown: Iterable[str] = (),
+    **where: Any,
+) -> AuditEntry:
+    """An entry with the patients a list or search showed, not yet in any session."""
     item = entry(actor, operation, origin, **where)
     patients = sorted(set(shown))
     if len(patients) == 1 and item.patient_id is None:
         item.patient_id = patients[0]
     item.shown_patients = [AuditEntryPatient(patient_id=p) for p in patients]
-    db.add(item)
     return item
 
 

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import and_, delete, func, select, text, update
+from sqlalchemy import and_, bindparam, delete, func, select, text, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 
@@ -20,6 +20,7 @@ from tandem.storage.models import (
     ApiToken,
     KnownDevice,
     LoginAttempt,
+    Membership,
     SmartToken,
     User,
     WebSession,
@@ -407,6 +408,52 @@ def find_token(db: Session, secret: str, now: datetime) -> ApiToken | None:
     if token.expires_at is not None and token.expires_at <= now:
         return None
     return token
+
+
+# A bearer token's actor in one statement of Core SQL (no ORM objects): the token, its user and
+# the user's programs (one row per membership). Built once; only the digest changes.
+_TOKEN_ACTOR = (
+    select(
+        ApiToken.revoked_at,
+        ApiToken.expires_at,
+        ApiToken.scopes,
+        User.id,
+        User.email,
+        User.role,
+        User.patient_id,
+        User.system_admin,
+        User.active,
+        Membership.program_id,
+    )
+    .join(User, User.id == ApiToken.user_id)
+    .outerjoin(Membership, Membership.user_id == User.id)
+    .where(ApiToken.token_hash == bindparam("digest"))
+)
+
+
+def token_actor(db: Session, secret: str, now: datetime) -> Actor | None:
+    """Who a live bearer token acts as (None: unknown, revoked, expired, or its user is
+    inactive), read on every API request: one statement, checked afresh each time (a revoked
+    token is refused at once in every process, nothing is cached)."""
+    rows = db.connection().execute(_TOKEN_ACTOR, {"digest": _digest(secret)}).all()
+    if not rows:
+        return None
+    revoked_at, expires_at, scopes, user_id, email, role, patient_id, system_admin, active, _ = (
+        rows[0]
+    )
+    if revoked_at is not None or not active:
+        return None
+    if expires_at is not None and expires_at <= now:
+        return None
+    return Actor(
+        user_id=user_id,
+        label=email,
+        role=Role(role),
+        program_ids=frozenset(row[-1] for row in rows if row[-1] is not None),
+        patient_id=patient_id,
+        scopes=parse_scopes(scopes),
+        system_admin=system_admin and role == Role.ADMIN,
+    )
 
 
 def revoke_token(db: Session, token_id_or_prefix: str, now: datetime) -> ApiToken | None:

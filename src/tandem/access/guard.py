@@ -25,6 +25,7 @@ from tandem.access.policy import (
     decide,
 )
 from tandem.access.policy import visibility as policy_visibility
+from tandem.storage.models import AuditEntry
 
 
 class AccessDenied(Exception):
@@ -49,6 +50,11 @@ class Access:
     db: Session
     sessions: sessionmaker[Session]
     refusals: int = 0  # refusals recorded in this request
+    # The request's audit entries, kept out of its session until its unit of work ends
+    # (`web.deps.UnitOfWorkRoute`): a request that only read hands them to the group committer
+    # (`access.audit_commit`), one that wrote commits them with its change. None: straight
+    # into the session (the CLI, scheduled jobs, tests of services).
+    pending_audit: list[AuditEntry] | None = None
     # The consents of each patient of another program this request asked about, loaded once
     # per patient (one indexed query), judged at the moment of the first load.
     _grants: dict[str, tuple[ConsentGrant, ...]] = field(default_factory=dict, repr=False)
@@ -113,6 +119,8 @@ class Access:
         is discarded first: it is never kept, and on SQLite its pending writes would hold the
         one write lock that a second session would wait on."""
         self.db.rollback()
+        if self.pending_audit is not None:
+            self.pending_audit.clear()  # discarded with the work, as a rollback discards them
         self.refusals += 1
         audit.record(
             self.db,
@@ -138,7 +146,19 @@ class Access:
     def audit(self, operation: str, *, shown: Iterable[str] = (), **where: Any) -> None:
         """Add an entry to this request's unit of work; `shown` names every patient a list or
         search showed, so "who saw patient X" has an answer."""
-        audit.record(self.db, self.actor, operation, self.origin, shown=shown, **where)
+        if self.pending_audit is None:
+            audit.record(self.db, self.actor, operation, self.origin, shown=shown, **where)
+        else:
+            self.pending_audit.append(
+                audit.build(self.actor, operation, self.origin, shown=shown, **where)
+            )
+
+    def take_pending_audit(self) -> list[AuditEntry]:
+        """The entries not yet handed to the session or the committer, once."""
+        if not self.pending_audit:
+            return []
+        entries, self.pending_audit = self.pending_audit, []
+        return entries
 
 
 def system_access(db: Session, sessions: sessionmaker[Session], job: str) -> Access:

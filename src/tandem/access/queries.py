@@ -13,16 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, false, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, joinedload, selectinload
 
 from tandem.access.consents import patient_program_and_grants
 from tandem.access.guard import Access
 from tandem.access.policy import PatientRef, Permission, decide, may_rest_on_consent
 from tandem.errors import NotFound
-from tandem.storage.models import Patient
+from tandem.storage.models import Patient, PatientIdentifier, Program, mrn_system_of
 
 T = TypeVar("T")
 Row = TypeVar("Row", bound="PatientOwned")
@@ -74,6 +75,132 @@ def load_patient(
     if audit and read is not None:
         access.audit("read", resource_type="Patient", resource_id=patient.id, patient_id=patient.id)
     return patient
+
+
+@dataclass(frozen=True)
+class ProgramView:
+    name: str
+    mrn_system: str
+
+
+@dataclass(frozen=True)
+class IdentifierView:
+    system: str
+    value: str
+
+
+@dataclass(frozen=True)
+class PatientView:
+    """A patient as read for showing (FHIR read, vread): plain values, no ORM object. The
+    same attributes `fhir.patient.to_fhir` reads from a stored `Patient`."""
+
+    id: str
+    program_id: int
+    family: str
+    given: str
+    given_names: list[str] | None
+    gender: str | None
+    birth_date: date | None
+    phone: str | None
+    email: str | None
+    active: bool
+    synthetic: bool
+    version_id: int
+    last_updated: datetime
+    family_lower: str  # the search's sort key (and its paging cursor)
+    given_lower: str
+    program: ProgramView
+    identifiers: tuple[IdentifierView, ...]
+
+
+# What a PatientView holds of the patients table, in its field order.
+PATIENT_VIEW_COLUMNS = (
+    Patient.id,
+    Patient.program_id,
+    Patient.family,
+    Patient.given,
+    Patient.given_names,
+    Patient.gender,
+    Patient.birth_date,
+    Patient.phone,
+    Patient.email,
+    Patient.active,
+    Patient.synthetic,
+    Patient.version_id,
+    Patient.last_updated,
+    Patient.family_lower,
+    Patient.given_lower,
+)
+_VIEW_WIDTH = len(PATIENT_VIEW_COLUMNS)
+
+# The patient, their program and their identifiers in one statement of Core SQL (one row per
+# identifier, in the order they were added). Built once; only the id changes.
+_PATIENT_VIEW = (
+    select(
+        *PATIENT_VIEW_COLUMNS,
+        Program.name,
+        Program.code,
+        PatientIdentifier.system,
+        PatientIdentifier.value,
+    )
+    .join(Program, Program.id == Patient.program_id)
+    .outerjoin(PatientIdentifier, PatientIdentifier.patient_id == Patient.id)
+    .where(Patient.id == bindparam("patient_id"))
+    .order_by(PatientIdentifier.id)
+)
+_IDENTIFIERS_OF = (
+    select(PatientIdentifier.patient_id, PatientIdentifier.system, PatientIdentifier.value)
+    .where(PatientIdentifier.patient_id.in_(bindparam("patient_ids", expanding=True)))
+    .order_by(PatientIdentifier.id)
+)
+_PROGRAMS = select(Program.id, Program.name, Program.code).where(
+    Program.id.in_(bindparam("program_ids", expanding=True))
+)
+
+
+def _view(
+    row: Sequence[Any], program: ProgramView, identifiers: tuple[IdentifierView, ...]
+) -> PatientView:
+    fields: Any = PatientView  # positional: the columns in the dataclass's field order
+    return fields(*row[:_VIEW_WIDTH], program, identifiers)  # type: ignore[no-any-return]
+
+
+def patient_views(access: Access, rows: Sequence[Sequence[Any]]) -> list[PatientView]:
+    """Patients already read through the policy (rows of PATIENT_VIEW_COLUMNS, e.g. a page of
+    `search_page`), with their programs and identifiers: two statements for the whole page."""
+    if not rows:
+        return []
+    connection = access.db.connection()
+    identifiers: dict[str, list[IdentifierView]] = {}
+    for patient_id, system, value in connection.execute(
+        _IDENTIFIERS_OF, {"patient_ids": [r[0] for r in rows]}
+    ):
+        identifiers.setdefault(patient_id, []).append(IdentifierView(system, value))
+    programs = {
+        program_id: ProgramView(name, mrn_system_of(code))
+        for program_id, name, code in connection.execute(
+            _PROGRAMS, {"program_ids": sorted({r[1] for r in rows})}
+        )
+    }
+    return [_view(r, programs[r[1]], tuple(identifiers.get(r[0], ()))) for r in rows]
+
+
+def read_patient(access: Access, patient_id: str) -> PatientView:
+    """A patient to show, once the policy allows reading the chart; audited as a read. The
+    same decision and the same audit entry as `load_patient`, read in one round trip and
+    without ORM objects (the FHIR read by id, the busiest request of all)."""
+    rows = access.db.connection().execute(_PATIENT_VIEW, {"patient_id": patient_id}).all()
+    if not rows:
+        raise NotFound(f"Patient/{patient_id} is not known")
+    first = rows[0]
+    ref = PatientRef(first.id, first.program_id)
+    access.require(Permission.READ, "Patient", ref, resource_id=patient_id)
+    access.audit("read", resource_type="Patient", resource_id=first.id, patient_id=first.id)
+    return _view(
+        first,
+        ProgramView(first.name, mrn_system_of(first.code)),
+        tuple(IdentifierView(r.system, r.value) for r in rows if r.system is not None),
+    )
 
 
 def locate_patient(access: Access, patient_id: str) -> PatientRef | None:

@@ -8,10 +8,14 @@ from typing import Any
 from fhir.resources.R4B.patient import Patient as FhirPatient
 from pydantic import ValidationError
 
+from tandem.access.queries import PatientView
 from tandem.fhir.outcome import FhirError
 from tandem.fhir.output import checked
 from tandem.patients.records import Identifier, PatientRecord
 from tandem.storage.models import Patient
+
+# A stored patient, or one read for showing only (plain values): the same attributes.
+Shown = Patient | PatientView
 
 # The elements Tandem stores, by path. Anything else in a body, at any depth, is refused by its
 # path, so nothing sent is silently lost. `meta.versionId` and `meta.lastUpdated` are the
@@ -85,13 +89,13 @@ SYNTHETIC_LABEL = {
 }
 
 
-def given_names(patient: Patient) -> list[str]:
+def given_names(patient: Shown) -> list[str]:
     if patient.given_names is not None:
         return list(patient.given_names)
     return patient.given.split()
 
 
-def to_fhir(patient: Patient) -> dict[str, Any]:
+def to_fhir(patient: Shown) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Patient",
         "id": patient.id,

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from starlette.datastructures import QueryParams
 
 from tandem.access.guard import Access
+from tandem.access.queries import PatientView
 from tandem.errors import InvalidInput
 from tandem.fhir import patient as patient_map
 from tandem.fhir.capability import ResourceSupport, SearchParam
@@ -92,7 +93,7 @@ FHIR_RESOURCES = (
 )
 
 
-def _patient_headers(resource: dict[str, Any], patient: Patient) -> dict[str, str]:
+def _patient_headers(resource: dict[str, Any], patient: Patient | PatientView) -> dict[str, str]:
     return version_headers(resource["meta"]["versionId"], patient.last_updated)
 
 
@@ -146,7 +147,7 @@ def create_patient(
 def read_patient(
     patient_id: str, request: Request, access: Access = Depends(api_access)
 ) -> Response:
-    patient = service.get_patient(access, patient_id)
+    patient = service.show_patient(access, patient_id)
     resource = patient_map.to_fhir(patient)
     headers = _patient_headers(resource, patient)
     if not_modified(request, headers["ETag"]):
@@ -160,7 +161,7 @@ def vread_patient(
 ) -> Response:
     """The current version by its number (vread). Tandem keeps no earlier versions: asking
     for one is answered 404 saying so."""
-    patient = service.get_patient(access, patient_id)
+    patient = service.show_patient(access, patient_id)
     if version_id != str(patient.version_id):
         raise FhirError(
             404,
@@ -244,7 +245,7 @@ def search_patients(request: Request, access: Access = Depends(api_access)) -> R
         return fhir_response(bundle)
     if query.sort:
         # Sorted on request: offset paging (the next link carries _offset).
-        patients, has_more = service.search_patients(access, query, query_text=query_text)
+        patients, has_more = service.search_patient_views(access, query, query_text=query_text)
         bundle = searchset(
             request, "Patient", [patient_map.to_fhir(p) for p in patients], count, offset, has_more
         )
@@ -252,7 +253,7 @@ def search_patients(request: Request, access: Access = Depends(api_access)) -> R
     after = read_cursor(request, 3)
     if after is not None:
         query = replace(query, after=(str(after[0]), str(after[1]), str(after[2])))
-    patients, has_more = service.search_patients(access, query, query_text=query_text)
+    patients, has_more = service.search_patient_views(access, query, query_text=query_text)
     last = patients[-1] if patients and has_more else None
     bundle = keyset_searchset(
         request,

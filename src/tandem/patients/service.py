@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, true, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, aliased, selectinload
@@ -12,10 +12,14 @@ from sqlalchemy.orm import InstrumentedAttribute, aliased, selectinload
 from tandem.access.guard import Access
 from tandem.access.policy import PatientRef, Permission
 from tandem.access.queries import (
+    PATIENT_VIEW_COLUMNS,
     Page,
+    PatientView,
     count_visible,
     load_patient,
     patient_ref,
+    patient_views,
+    read_patient,
     search_page,
 )
 from tandem.errors import Conflict, InvalidInput, NotFound
@@ -51,6 +55,11 @@ def _load(access: Access, patient_id: str) -> Patient:
 
 def get_patient(access: Access, patient_id: str) -> Patient:
     return load_patient(access, patient_id)
+
+
+def show_patient(access: Access, patient_id: str) -> PatientView:
+    """The patient as shown by a FHIR read: the same policy and audit, plain values."""
+    return read_patient(access, patient_id)
 
 
 def _apply(patient: Patient, record: PatientRecord) -> None:
@@ -300,24 +309,28 @@ def count_patients(access: Access, query: PatientQuery, query_text: str = "") ->
     )
 
 
-def search_patients(
-    access: Access, query: PatientQuery, query_text: str = "", *, with_episodes: bool = False
-) -> tuple[list[Patient], bool]:
-    """A page of patients the actor may see, and whether there are more. `with_episodes`:
-    load the page's episodes with it (the list page shows each one's current episode)."""
+def _order(query: PatientQuery) -> tuple[Any, ...]:
     # With a name filter, sort the (few) matches rather than let the planner walk the program's
     # family-name index hoping to meet matches early: a rare or absent name then scanned every
     # patient (0.5-1 s at 100,000 on PostgreSQL). `|| ''` keeps that index out of the ORDER BY.
     family_order = Patient.family_lower.concat("") if query.names else Patient.family_lower
-    order: tuple[Any, ...] = (family_order, Patient.given_lower, Patient.id)
     if query.sort:
-        order = (
+        return (
             *(
                 (_SORT_COLUMNS[k].desc() if desc else _SORT_COLUMNS[k].asc()).nulls_last()
                 for k, desc in query.sort
             ),
             Patient.id,
         )
+    return (family_order, Patient.given_lower, Patient.id)
+
+
+def search_patients(
+    access: Access, query: PatientQuery, query_text: str = "", *, with_episodes: bool = False
+) -> tuple[list[Patient], bool]:
+    """A page of patients the actor may see, and whether there are more. `with_episodes`:
+    load the page's episodes with it (the list page shows each one's current episode)."""
+    order = _order(query)
     statement = _search_statement(query)
     if query.after is not None and not query.sort:
         # Keyset paging: the page starts after the last row shown, however rows were written.
@@ -341,6 +354,32 @@ def search_patients(
         query_text=query_text,
     )
     return page.rows, page.has_more
+
+
+def search_patient_views(
+    access: Access, query: PatientQuery, query_text: str = ""
+) -> tuple[list[PatientView], bool]:
+    """`search_patients` for showing only (the FHIR search): the same statement, policy, order,
+    paging and audit, read as plain values instead of ORM objects."""
+    statement = cast(Select[Any], _search_statement(query).with_only_columns(*PATIENT_VIEW_COLUMNS))
+    if query.after is not None and not query.sort:
+        statement = statement.where(
+            tuple_(Patient.family_lower, Patient.given_lower, Patient.id) > tuple_(*query.after)
+        )
+    page: Page[Any] = search_page(
+        access,
+        "Patient",
+        statement,
+        patient_column=Patient.id,
+        program_column=Patient.program_id,
+        patient_of=lambda row: row[0],
+        order=_order(query),
+        count=query.count,
+        offset=query.offset,
+        query_text=query_text,
+        scalars=False,
+    )
+    return patient_views(access, page.rows), page.has_more
 
 
 # --- episodes of care -----------------------------------------------------------------

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
+from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import TypeDecorator
 
 
@@ -39,7 +40,38 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
     factory = sessionmaker(engine, expire_on_commit=False)
     event.listen(factory, "before_flush", index_patient_names)
+    event.listen(factory, "after_flush", _wrote_by_flush)
+    event.listen(factory, "do_orm_execute", _wrote_by_statement)
+    event.listen(factory, "after_transaction_end", _transaction_ended)
     return factory
+
+
+WROTE = "tandem_wrote"
+
+
+def has_written(session: Session) -> bool:
+    """Whether the session's current transaction has written anything (flushed objects, or
+    run an INSERT, UPDATE, DELETE or other non-SELECT statement), or holds changes not yet
+    flushed. A request that has not may hand its audit entries to the group committer."""
+    return bool(session.info.get(WROTE) or session.new or session.deleted or session.dirty)
+
+
+def _wrote_by_flush(session: Session, _context: Any) -> None:
+    session.info[WROTE] = True
+
+
+def _wrote_by_statement(state: ORMExecuteState) -> None:
+    if state.is_select:
+        return
+    statement = state.statement
+    if isinstance(statement, TextClause) and statement.text.lstrip()[:6].upper() == "SELECT":
+        return
+    state.session.info[WROTE] = True
+
+
+def _transaction_ended(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the outermost: committed or rolled back
+        session.info.pop(WROTE, None)
 
 
 @contextmanager

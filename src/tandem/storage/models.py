@@ -52,7 +52,12 @@ class Program(Base):
 
     @property
     def mrn_system(self) -> str:
-        return f"urn:tandem:program:{self.code}:mrn"
+        return mrn_system_of(self.code)
+
+
+def mrn_system_of(program_code: str) -> str:
+    """The identifier system of a program's medical record numbers."""
+    return f"urn:tandem:program:{program_code}:mrn"
 
 
 class Unit(Base):

@@ -8,6 +8,7 @@ thread, so one slow database never stalls other requests.
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tandem import domains
 from tandem.access import anonymous, audit
+from tandem.access.audit_commit import AuditCommitter, AuditNotWritten
 from tandem.access.guard import Access, AccessDenied
 from tandem.access.policy import STAFF_ROLES, Decision
 from tandem.errors import Conflict, InvalidAddress, InvalidInput, NotFound
@@ -59,6 +61,9 @@ SECURITY_HEADERS = {
 
 
 HSTS = "max-age=31536000; includeSubDomains"
+
+
+log = logging.getLogger(__name__)
 
 
 class SecurityHeaders:
@@ -168,6 +173,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
         finally:
             if scheduler is not None:
                 scheduler.stop()
+            app.state.audit_committer.close()
             app.state.engine.dispose()
 
     # The API description is served to signed-in staff only (`_api_docs`), not to the world.
@@ -183,6 +189,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = False) -> F
     check_output(settings.validate_fhir_output)
     app.state.engine = make_engine(settings.database_url)
     app.state.sessions = make_sessionmaker(app.state.engine)
+    app.state.audit_committer = AuditCommitter(app.state.engine)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
@@ -430,6 +437,20 @@ def _install_handlers(app: FastAPI) -> None:
         if _is_api(request):
             return outcome_response(409, "conflict", message)
         return render(request, "error.html", status_code=409, title="Changed", message=message)
+
+    @app.exception_handler(AuditNotWritten)
+    async def _audit_not_written(request: Request, exc: AuditNotWritten) -> Response:
+        # A read is shown only once its audit entry is durable; this one could not be written.
+        log.error("read not answered: its audit entry could not be written: %s", exc)
+        message = "the audit trail could not record this read, so nothing is shown; try again"
+        headers = {"Retry-After": "2"}
+        if _is_api(request):
+            return outcome_response(503, "transient", message, headers=headers)
+        response = render(
+            request, "error.html", status_code=503, title="Not recorded", message=message
+        )
+        response.headers.update(headers)
+        return response
 
     @app.exception_handler(OperationalError)
     async def _busy(request: Request, exc: OperationalError) -> Response:

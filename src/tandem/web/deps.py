@@ -17,11 +17,12 @@ from starlette.datastructures import FormData
 
 from tandem.access import smart
 from tandem.access.audit import Origin
-from tandem.access.credentials import actor_for, find_session, find_token
+from tandem.access.audit_commit import AuditCommitter
+from tandem.access.credentials import actor_for, find_session, token_actor
 from tandem.access.guard import Access
 from tandem.settings import Settings
-from tandem.storage.db import utcnow
-from tandem.storage.models import WebSession
+from tandem.storage.db import has_written, utcnow
+from tandem.storage.models import AuditEntry, WebSession
 from tandem.web.limits import refuse_nul
 
 SESSION_COOKIE = "tandem_session"
@@ -51,6 +52,10 @@ def sessions_of(request: Request) -> sessionmaker[Session]:
     return request.app.state.sessions  # type: ignore[no-any-return]
 
 
+def committer_of(request: Request) -> AuditCommitter:
+    return request.app.state.audit_committer  # type: ignore[no-any-return]
+
+
 def get_db(request: Request) -> Iterator[Session]:
     """The request's database session. The route class (`UnitOfWorkRoute`) commits it once the
     route has answered below 400 and rolls it back otherwise, before the answer is sent."""
@@ -62,12 +67,20 @@ def get_db(request: Request) -> Iterator[Session]:
         db.close()  # anything not committed is rolled back
 
 
-def _finish(db: Session, keep: bool) -> None:
+def _finish(db: Session, keep: bool, access: Access | None = None) -> list[AuditEntry]:
+    """End the request's unit of work. Returns the audit entries of a request that only read:
+    its transaction is ended (nothing to keep) and the entries go to the group committer."""
     try:
-        if keep:
-            db.commit()
-        else:
+        if not keep:
             db.rollback()
+            return []
+        entries = access.take_pending_audit() if access is not None else []
+        if entries and not has_written(db):
+            db.rollback()
+            return entries
+        db.add_all(entries)
+        db.commit()
+        return []
     finally:
         db.close()
 
@@ -81,6 +94,7 @@ class UnitOfWorkRoute(APIRoute):
         handle = super().get_route_handler()
 
         async def handle_in_unit_of_work(request: Request) -> Response:
+            request.state.unit_of_work = True
             try:
                 response = await handle(request)
             except BaseException:
@@ -95,10 +109,19 @@ class UnitOfWorkRoute(APIRoute):
                 # is audited and kept. Any other error answer keeps nothing.
                 access = getattr(request.state, "access", None)
                 keep = response.status_code < 400 or (access is not None and access.refusals > 0)
-                await run_in_threadpool(_finish, db, keep)
+                reads = await run_in_threadpool(_finish, db, keep, access)
+                if reads:
+                    # Durable before the answer is sent, committed with other requests' reads.
+                    await committer_of(request).commit(reads)
             return response
 
         return handle_in_unit_of_work
+
+
+def deferred_audit(request: Request) -> list[AuditEntry] | None:
+    """Where the request's audit entries wait for the end of its unit of work: a list under
+    `UnitOfWorkRoute` (which hands them on), None elsewhere (straight into the session)."""
+    return [] if getattr(request.state, "unit_of_work", False) else None
 
 
 def client_ip(request: Request) -> str:
@@ -150,7 +173,8 @@ def _session_for(request: Request, db: Session) -> tuple[WebSession | None, str]
         person_active=request.headers.get("x-fragment") != "1",
         absolute_hours=settings.session_absolute_hours,
     )
-    db.commit()
+    if has_written(db):  # the session touched or ended: kept whatever the request does next
+        db.commit()
     if found.ends_at is not None:
         # For the page (the warning before the idle limit, in tandem.js) and /session/alive.
         request.state.session_left = SessionLeft(
@@ -213,7 +237,11 @@ def _page_access(request: Request) -> Access:
     request.state.web_session = web_session
     remember_viewer(request, web_session)
     access = Access(
-        actor_for(web_session.user), origin_of(request, "web"), db, sessions_of(request)
+        actor_for(web_session.user),
+        origin_of(request, "web"),
+        db,
+        sessions_of(request),
+        pending_audit=deferred_audit(request),
     )
     request.state.access = access
     refuse_nul(request)
@@ -264,19 +292,28 @@ def _api_access(request: Request) -> Access:
         if secret.startswith(smart.ACCESS_PREFIX):  # an app's token (SMART on FHIR)
             found = smart.actor_of_token(db, secret, utcnow())
         else:
-            token = find_token(db, secret, utcnow())
-            found = actor_for(token.user, token.scopes) if token is not None else None
+            found = token_actor(db, secret, utcnow())
         if found is None:
             raise ApiUnauthorized("the bearer token is unknown, expired or revoked")
         actor = found
-        request.state.access = Access(actor, origin_of(request, "api"), db, sessions_of(request))
+        request.state.access = Access(
+            actor,
+            origin_of(request, "api"),
+            db,
+            sessions_of(request),
+            pending_audit=deferred_audit(request),
+        )
         refuse_nul(request)
         return request.state.access  # type: ignore[no-any-return]
     if request.method in ("GET", "HEAD"):
         web_session, _ = _session_for(request, db)
         if web_session is not None:
             request.state.access = Access(
-                actor_for(web_session.user), origin_of(request, "web"), db, sessions_of(request)
+                actor_for(web_session.user),
+                origin_of(request, "web"),
+                db,
+                sessions_of(request),
+                pending_audit=deferred_audit(request),
             )
             refuse_nul(request)
             return request.state.access  # type: ignore[no-any-return]
