@@ -836,6 +836,7 @@ class Timing:
     label: str
     seconds: list[float]
     cpu: list[float]
+    server_ms: float | None = None  # PostgreSQL's CPU a run (mean), when it can be read
 
     def p(self, q: float) -> float:
         return percentile(self.seconds, q) * 1000
@@ -844,17 +845,57 @@ class Timing:
         return percentile(self.cpu, q) * 1000
 
 
+class ServerCpu:
+    """The CPU time of the PostgreSQL backends serving the bench's database (read from Linux's
+    /proc: the server runs on this machine), around a timed loop. Like this process's CPU time,
+    and unlike wall time, it hardly depends on what else the shared machine is running."""
+
+    def __init__(self, url: str) -> None:
+        self.conn = psycopg.connect(_libpq(url), autocommit=True)
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def seconds(self) -> float | None:
+        pids = [
+            row[0]
+            for row in self.conn.execute(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ]
+        ticks, read = 0, False
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone, or not on this machine
+                continue
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            read = True
+        return ticks / self.tick if read else None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+SERVER: list[ServerCpu] = []  # the PostgreSQL server being measured, while one is
+
+
 def _timed(label: str, runs: int, run: Callable[[int], None]) -> Timing:
     """Wall and CPU time of `runs` calls after three warm-up calls (on a shared machine the wall
-    time also counts waiting for a CPU: the load average is printed)."""
+    time also counts waiting for a CPU: the load average is printed), and on PostgreSQL the
+    server's CPU a call (a mean over the warm-ups and runs)."""
     seconds, cpu = [], []
+    server_before = SERVER[0].seconds() if SERVER else None
     for i in range(runs + 3):
         started, cpu_started = time.perf_counter(), time.process_time()
         run(i)
         if i >= 3:
             seconds.append(time.perf_counter() - started)
             cpu.append(time.process_time() - cpu_started)
-    return Timing(label, seconds, cpu)
+    server_after = SERVER[0].seconds() if SERVER else None
+    server_ms = None
+    if server_before is not None and server_after is not None:
+        server_ms = (server_after - server_before) * 1000 / (runs + 3)
+    return Timing(label, seconds, cpu, server_ms)
 
 
 Captured = list[tuple[str, Any, bool]]
@@ -1000,6 +1041,16 @@ def save_check_in(
 
 
 def run_engine(label: str, loaded: Loaded, args: argparse.Namespace) -> list[str]:
+    if loaded.url.startswith("postgresql"):
+        SERVER.append(ServerCpu(loaded.url))
+    try:
+        return _run_engine(label, loaded, args)
+    finally:
+        while SERVER:
+            SERVER.pop().close()
+
+
+def _run_engine(label: str, loaded: Loaded, args: argparse.Namespace) -> list[str]:
     url, now = loaded.url, loaded.now
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
@@ -1116,8 +1167,9 @@ def run_engine(label: str, loaded: Loaded, args: argparse.Namespace) -> list[str
     def line(t: Timing, base: Timing) -> str:
         out = (
             f"    {t.label:<40} p50 {t.p(0.5):7.1f} ms   p95 {t.p(0.95):7.1f} ms   "
-            f"(CPU p50 {t.cpu_p(0.5):6.1f}, p95 {t.cpu_p(0.95):6.1f})"
+            f"(CPU p50 {t.cpu_p(0.5):6.1f}, p95 {t.cpu_p(0.95):6.1f}"
         )
+        out += f"; server CPU {t.server_ms:5.1f})" if t.server_ms is not None else ")"
         if t is not base:
             out += f"   x{t.p(0.5) / base.p(0.5):.1f} of bare at p50, x{t.p(0.95) / base.p(0.95):.1f} at p95"
         return out
