@@ -30,6 +30,9 @@ Targets (issue 10): caseload p95 < 100 ms, check-in p95 < 50 ms, timeline p95 < 
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
+import inspect
 import json
 import os
 import platform
@@ -72,14 +75,13 @@ from tandem.storage.migrate import upgrade
 from tandem.storage.models import Patient, User
 from tandem.web.app import create_app
 
-DEFAULT_PG = os.environ.get(
-    "TANDEM_BENCH_POSTGRES_URL",
-    "postgresql+psycopg://postgres@127.0.0.1:5432/tandem_bench_recovery",
-)
+# A database per size (`_<patients>` added to the name), so a quick run keeps the full load.
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/tandem_bench_recovery"
 PASSWORD = "bench-password-1"  # noqa: S105 (a synthetic bench login)
 COUNSELOR = "counselor@bench.tandem.test"
 ZONE = "America/New_York"
-CACHE_VERSION = 1  # bump when the shape of the loaded data changes
+CACHE_VERSION = 2  # bump when the shape of the loaded data changes
+LOAD_BATCH = 500  # patients generated and written at a time (the random draws follow it)
 
 
 def log(message: str) -> None:
@@ -108,6 +110,7 @@ class Loaded:
         return datetime.fromisoformat(self.anchor)
 
 
+@functools.lru_cache(maxsize=100_000)
 def _at(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime.combine(day, clock_time(hour, minute), tzinfo=ZoneInfo(ZONE)).astimezone(UTC)
 
@@ -130,27 +133,103 @@ def _answer_templates(rng: random.Random, instrument_id: str) -> list[tuple[str,
 Tables = dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]]
 
 
+# The tables a load fills, whose secondary indexes are dropped during the load and built once
+# after it (one sort each instead of millions of random B-tree inserts).
+LOADED_TABLES = (
+    "care_plans",
+    "recovery_check_ins",
+    "craving_ratings",
+    "use_days",
+    "questionnaire_responses",
+    "therapy_sessions",
+    "drug_screens",
+    "drug_screen_results",
+    "medication_dose_plans",
+    "medication_statements",
+)
+
+
+def _sqlite_value(value: Any) -> Any:
+    """A value as the app stores it on SQLite: a datetime as SQLAlchemy's DateTime writes a UTC
+    one (UTCDateTime drops the zone there), a day as ISO, a flag as 0 or 1."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
 class Writer:
-    """Bulk rows into one table at a time through the bare driver."""
+    """Bulk rows into one table at a time through the bare driver. For the load only: SQLite
+    without a journal or syncs (a crashed load is thrown away: the cache's JSON is written
+    last), PostgreSQL without waiting for the WAL flush at commit; the loaded tables' secondary
+    indexes are dropped first and built again by `finish()`."""
 
     def __init__(self, url: str) -> None:
         self.sqlite = url.startswith("sqlite")
         if self.sqlite:
             self.conn: Any = sqlite3.connect(make_url(url).database)
-            self.conn.execute("PRAGMA synchronous=OFF")
+            for pragma in (
+                "journal_mode=OFF",
+                "synchronous=OFF",
+                "locking_mode=EXCLUSIVE",
+                "temp_store=MEMORY",
+                "cache_size=-524288",  # 512 MB of pages: the index builds sort in memory
+            ):
+                self.conn.execute(f"PRAGMA {pragma}")
         else:
             self.conn = psycopg.connect(_libpq(url))
+            self.conn.execute("SET synchronous_commit = off")
+            self.conn.execute("SET maintenance_work_mem = '512MB'")
         self.count = 0
+        self.indexes = self._drop_indexes()
 
-    @staticmethod
-    def _sqlite_value(value: Any) -> Any:
-        if isinstance(value, datetime):
-            return value.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
-        if isinstance(value, date):
-            return value.isoformat()
-        if isinstance(value, bool):
-            return int(value)
-        return value
+    def _drop_indexes(self) -> list[str]:
+        """Drop the loaded tables' secondary indexes (not those of a primary key or unique
+        constraint); returns the statements that build them again."""
+        names = ", ".join(f"'{t}'" for t in LOADED_TABLES)
+        if self.sqlite:
+            found = self.conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "  # noqa: S608 - our names
+                f"AND tbl_name IN ({names})"
+            ).fetchall()
+        else:
+            found = self.conn.execute(
+                "SELECT i.indexname, i.indexdef FROM pg_indexes i "  # noqa: S608 - our names
+                "WHERE i.schemaname = current_schema() "
+                f"AND i.tablename IN ({names}) AND NOT EXISTS (SELECT 1 FROM pg_constraint c "
+                "WHERE c.conname = i.indexname AND c.contype IN ('p', 'u', 'x'))"
+            ).fetchall()
+        for name, _ in found:
+            self.conn.execute(f'DROP INDEX "{name}"')
+        self.conn.commit()
+        return [sql for _, sql in found]
+
+    def finish(self) -> None:
+        """Build the dropped indexes, and put SQLite back in its own journal mode."""
+        for sql in self.indexes:
+            self.conn.execute(sql)
+        self.conn.commit()
+        if self.sqlite:
+            self.conn.execute("PRAGMA locking_mode=NORMAL")
+            self.conn.execute("PRAGMA journal_mode=WAL")
+
+    def _sqlite_rows(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Rows as SQLite stores them, a column at a time: each distinct date, datetime or flag
+        converted once (a year of days and a few times a day: few distinct values among
+        millions), the rest by look-up."""
+        columns: list[Any] = list(zip(*rows, strict=True))
+        converted = False
+        for i, column in enumerate(columns):
+            sample = next((v for v in column if v is not None), None)
+            if not isinstance(sample, (date, bool)):  # a datetime is a date
+                continue
+            mapping = {v: _sqlite_value(v) for v in set(column)}
+            columns[i] = list(map(mapping.__getitem__, column))
+            converted = True
+        return list(zip(*columns, strict=True)) if converted else rows
 
     def write(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         if not rows:
@@ -160,7 +239,7 @@ class Writer:
             marks = ", ".join("?" for _ in columns)
             self.conn.executemany(
                 f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608 - our names
-                ([self._sqlite_value(v) for v in row] for row in rows),
+                self._sqlite_rows(rows),
             )
         else:
             with (
@@ -543,7 +622,7 @@ def load(url: str, args: argparse.Namespace, anchor: datetime, key: str) -> Load
     engine.dispose()
     writer = Writer(url)
     ids = {"plan": 0, "check_in": 0, "screen": 0, "dose_plan": 0}
-    batch = 250
+    batch = LOAD_BATCH
     for first in range(0, len(patient_ids), batch):
         tables = _generate(
             rng,
@@ -560,7 +639,7 @@ def load(url: str, args: argparse.Namespace, anchor: datetime, key: str) -> Load
         for table, (columns, rows) in tables.items():
             writer.write(table, columns, rows)
         writer.commit()
-        if first // batch % 8 == 0:
+        if first // batch % 4 == 0:
             log(f"  {first + batch:,} patients, {writer.count:,} rows")
     if not writer.sqlite:
         with writer.conn.cursor() as cur:
@@ -574,6 +653,8 @@ def load(url: str, args: argparse.Namespace, anchor: datetime, key: str) -> Load
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"  # noqa: S608
                 )
         writer.commit()
+    log(f"  {writer.count:,} rows; building {len(writer.indexes)} indexes")
+    writer.finish()
     rows = writer.count
     writer.close()
     engine = make_engine(url)
@@ -632,33 +713,95 @@ def _ensure_indexes(engine: Engine) -> None:
             index.create(engine, checkfirst=True)
 
 
+def _data_key(args: argparse.Namespace) -> str:
+    """What a load is: its size and seed, and the code that generates its rows (a change to the
+    generator makes the cached load stale, so it is built again rather than timed)."""
+    code = "".join(inspect.getsource(f) for f in (_generate, _answer_templates))
+    digest = hashlib.sha256(f"{CACHE_VERSION} {LOAD_BATCH}\n{code}".encode()).hexdigest()[:12]
+    return f"v{CACHE_VERSION}-{digest}-{args.patients}-{args.days}-{args.caseload}-{args.seed}"
+
+
+def _schema_current(engine: Engine) -> str | None:
+    """None when the database is at the migrations' head and has every table and column the
+    models declare; else what is not."""
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import inspect as inspect_schema
+
+    from tandem.storage.migrate import head_revision
+    from tandem.storage.registry import full_metadata
+
+    with engine.connect() as conn:
+        at = MigrationContext.configure(conn).get_current_revision()
+        if at != head_revision():
+            return f"at revision {at}, not {head_revision()}"
+        found = inspect_schema(conn)
+        tables = set(found.get_table_names())
+        for table in full_metadata().tables.values():
+            if table.name not in tables:
+                return f"no table {table.name}"
+            columns = {c["name"] for c in found.get_columns(table.name)}
+            missing = [c.name for c in table.columns if c.name not in columns]
+            if missing:
+                return f"{table.name} lacks {', '.join(missing)}"
+    return None
+
+
+def _reuse(url: str, args: argparse.Namespace, meta: Path, key: str, label: str) -> Loaded | None:
+    """The cached load, migrated to the head revision first, when it is the load asked for and
+    its schema is current; None (and why, in the log) when it must be built again."""
+    if args.fresh:
+        return None
+    if not meta.exists():
+        log(f"{label}: no cached load")
+        return None
+    try:
+        found = Loaded(**json.loads(meta.read_text()))
+    except (ValueError, TypeError) as exc:  # written by another version of this file
+        log(f"{label}: cache description not readable ({type(exc).__name__}); loading afresh")
+        return None
+    if found.key != key or found.url != url:
+        log(f"{label}: the cache holds another load ({found.key}); loading afresh")
+        return None
+    engine = make_engine(url)
+    try:
+        upgrade(engine)  # migrations added since the load apply to it, as to a real database
+        _ensure_indexes(engine)
+        stale = _schema_current(engine)
+        if stale:
+            log(f"{label}: cached schema not current after upgrade ({stale}); loading afresh")
+            return None
+        with engine.connect() as conn:
+            plans = conn.execute(text("SELECT count(*) FROM care_plans")).scalar()
+        if plans != args.patients:
+            log(f"{label}: cache holds {plans} care plans, not {args.patients}; loading afresh")
+            return None
+    except Exception as exc:  # a missing, broken or unmigratable cache: build it again
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        log(f"{label}: cache not usable ({type(exc).__name__}: {first}); loading afresh")
+        return None
+    finally:
+        engine.dispose()
+    log(f"{label}: reusing the load in {url} (built for {found.anchor})")
+    if url.startswith("postgresql"):
+        with psycopg.connect(_libpq(url), autocommit=True) as conn:
+            conn.execute("ANALYZE")
+    return found
+
+
 def cached_or_load(url: str, args: argparse.Namespace, label: str) -> Loaded | str:
-    """The cached load when it matches (same size, seed, schema), else a fresh one; or why not."""
+    """The cached load when it matches (same size, seed, generator; migrated to the head
+    revision), else a fresh one; or why not."""
     cache = Path(args.cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    key = f"v{CACHE_VERSION}-{args.patients}-{args.days}-{args.caseload}-{args.seed}"
+    key = _data_key(args)
     meta = cache / f"{label}.json"
-    if not args.fresh and meta.exists():
-        found = Loaded(**json.loads(meta.read_text()))
-        if found.key == key and found.url == url:
-            try:
-                engine = make_engine(url)
-                upgrade(engine)  # new migrations (indexes) apply to the cached load too
-                _ensure_indexes(engine)
-                with engine.connect() as conn:
-                    plans = conn.execute(text("SELECT count(*) FROM care_plans")).scalar()
-                engine.dispose()
-                if plans == args.patients:
-                    log(f"{label}: reusing the load in {url} (built for {found.anchor})")
-                    if url.startswith("postgresql"):
-                        with psycopg.connect(_libpq(url), autocommit=True) as conn:
-                            conn.execute("ANALYZE")
-                    return found
-            except Exception as exc:  # a missing or broken cache: build it again
-                log(f"{label}: cache not usable ({type(exc).__name__}); loading afresh")
+    found = _reuse(url, args, meta, key, label)
+    if found is not None:
+        return found
+    meta.unlink(missing_ok=True)  # written again only once the new load is complete
     if url.startswith("sqlite"):
         path = Path(make_url(url).database or "")
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", "-wal", "-shm", "-journal"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
     else:
         name = make_url(url).database
@@ -693,6 +836,7 @@ class Timing:
     label: str
     seconds: list[float]
     cpu: list[float]
+    server_ms: float | None = None  # PostgreSQL's CPU a run (mean), when it can be read
 
     def p(self, q: float) -> float:
         return percentile(self.seconds, q) * 1000
@@ -701,17 +845,57 @@ class Timing:
         return percentile(self.cpu, q) * 1000
 
 
+class ServerCpu:
+    """The CPU time of the PostgreSQL backends serving the bench's database (read from Linux's
+    /proc: the server runs on this machine), around a timed loop. Like this process's CPU time,
+    and unlike wall time, it hardly depends on what else the shared machine is running."""
+
+    def __init__(self, url: str) -> None:
+        self.conn = psycopg.connect(_libpq(url), autocommit=True)
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def seconds(self) -> float | None:
+        pids = [
+            row[0]
+            for row in self.conn.execute(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ]
+        ticks, read = 0, False
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone, or not on this machine
+                continue
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            read = True
+        return ticks / self.tick if read else None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+SERVER: list[ServerCpu] = []  # the PostgreSQL server being measured, while one is
+
+
 def _timed(label: str, runs: int, run: Callable[[int], None]) -> Timing:
     """Wall and CPU time of `runs` calls after three warm-up calls (on a shared machine the wall
-    time also counts waiting for a CPU: the load average is printed)."""
+    time also counts waiting for a CPU: the load average is printed), and on PostgreSQL the
+    server's CPU a call (a mean over the warm-ups and runs)."""
     seconds, cpu = [], []
+    server_before = SERVER[0].seconds() if SERVER else None
     for i in range(runs + 3):
         started, cpu_started = time.perf_counter(), time.process_time()
         run(i)
         if i >= 3:
             seconds.append(time.perf_counter() - started)
             cpu.append(time.process_time() - cpu_started)
-    return Timing(label, seconds, cpu)
+    server_after = SERVER[0].seconds() if SERVER else None
+    server_ms = None
+    if server_before is not None and server_after is not None:
+        server_ms = (server_after - server_before) * 1000 / (runs + 3)
+    return Timing(label, seconds, cpu, server_ms)
 
 
 Captured = list[tuple[str, Any, bool]]
@@ -857,6 +1041,16 @@ def save_check_in(
 
 
 def run_engine(label: str, loaded: Loaded, args: argparse.Namespace) -> list[str]:
+    if loaded.url.startswith("postgresql"):
+        SERVER.append(ServerCpu(loaded.url))
+    try:
+        return _run_engine(label, loaded, args)
+    finally:
+        while SERVER:
+            SERVER.pop().close()
+
+
+def _run_engine(label: str, loaded: Loaded, args: argparse.Namespace) -> list[str]:
     url, now = loaded.url, loaded.now
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
@@ -973,8 +1167,9 @@ def run_engine(label: str, loaded: Loaded, args: argparse.Namespace) -> list[str
     def line(t: Timing, base: Timing) -> str:
         out = (
             f"    {t.label:<40} p50 {t.p(0.5):7.1f} ms   p95 {t.p(0.95):7.1f} ms   "
-            f"(CPU p50 {t.cpu_p(0.5):6.1f}, p95 {t.cpu_p(0.95):6.1f})"
+            f"(CPU p50 {t.cpu_p(0.5):6.1f}, p95 {t.cpu_p(0.95):6.1f}"
         )
+        out += f"; server CPU {t.server_ms:5.1f})" if t.server_ms is not None else ")"
         if t is not base:
             out += f"   x{t.p(0.5) / base.p(0.5):.1f} of bare at p50, x{t.p(0.95) / base.p(0.95):.1f} at p95"
         return out
@@ -1009,7 +1204,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=100, help="timed runs each (default 100)")
     parser.add_argument("--engine", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument(
-        "--postgres-url", default=DEFAULT_PG, help="a database the benchmark may DROP and CREATE"
+        "--postgres-url",
+        default=os.environ.get("TANDEM_BENCH_POSTGRES_URL"),
+        help="a database the benchmark may DROP and CREATE (default: "
+        "tandem_bench_recovery_<patients> on 127.0.0.1)",
     )
     parser.add_argument(
         "--cache-dir",
@@ -1036,7 +1234,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not args.load_only:
             report += run_engine(f"SQLite {sqlite3.sqlite_version}", loaded, args)
     if args.engine in ("postgresql", "both"):
-        found = cached_or_load(args.postgres_url, args, f"postgresql-{args.patients}")
+        pg_url = args.postgres_url or make_url(DEFAULT_PG).set(
+            database=f"tandem_bench_recovery_{args.patients}"
+        ).render_as_string(hide_password=False)
+        found = cached_or_load(pg_url, args, f"postgresql-{args.patients}")
         if isinstance(found, str):
             report.append(f"PostgreSQL: SKIPPED ({found})")
         elif not args.load_only:

@@ -11,14 +11,30 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, case, distinct, false, func, select, update
+from sqlalchemy import (
+    JSON,
+    Date,
+    Float,
+    Integer,
+    Select,
+    String,
+    any_,
+    bindparam,
+    case,
+    distinct,
+    false,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, aliased
-from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.elements import ColumnElement
 
 from tandem.access.accounts import display_names
 from tandem.access.guard import Access
@@ -50,9 +66,6 @@ RESPONSE = "QuestionnaireResponse"
 STATEMENT = "MedicationStatement"
 MAX_SHOWN = 2000  # a whole program's caseload beyond this is cut (and the page says so)
 LONG_AGO = date(1900, 1, 1)
-# The caseload's patient ids, bound once as a list (not 200 literals coerced one by one in
-# every statement).
-CASELOAD: BindParameter[Any] = bindparam("caseload", expanding=True)
 
 
 # --------------------------------------------------------------------------- program rules
@@ -237,11 +250,10 @@ def caseload(
             )
     ids = sorted(rows)
     if ids:
-        for patient_id, flag in compute_flags(
-            access, current.rules, ids, program.time_zone, today, now
-        ):
+        ask = _ask(access, ids)
+        for patient_id, flag in _compute_flags(ask, current.rules, program.time_zone, today, now):
             rows[patient_id].flags.append(flag)
-        for patient_id, last in _last_check_ins(access, ids):
+        for patient_id, last in _last_check_ins(ask):
             rows[patient_id].last_check_in = last
         rule = current.rules.rule("no_check_in")
         if rule is not None:
@@ -273,22 +285,184 @@ def caseload(
     )
 
 
-def _last_check_ins(access: Access, ids: Sequence[str]) -> list[tuple[str, date]]:
+# --------------------------------------------------------------------------- the statements
+#
+# Each flag's statement is built once per engine and per visibility (what `visible(...)` adds
+# for the actor), with every date, threshold and the caseload's ids as named parameters: a
+# page view binds values to statements already built (and compiled, in SQLAlchemy's cache)
+# instead of building ten statements of several dozen clauses each time.
+
+Flags = Select[*tuple[Any, ...]]
+_BUILT: dict[tuple[Any, ...], Flags] = {}
+_BUILT_MAX = 512  # a statement a kind of flag and visibility; cleared when it grows past this
+
+
+def _built(key: tuple[Any, ...], build: Callable[[], Flags]) -> Flags:
+    statement = _BUILT.get(key)
+    if statement is None:
+        if len(_BUILT) >= _BUILT_MAX:
+            _BUILT.clear()
+        statement = _BUILT[key] = build()
+    return statement
+
+
+def _among_caseload(column: Any, dialect: str) -> ColumnElement[bool]:
+    """`column` is one of the caseload's patients, the ids bound as one value: an array on
+    PostgreSQL, a JSON list read by json_each on SQLite (both use the patient index as an IN
+    list does, without 200 parameters expanded into the SQL at every execution)."""
+    if dialect == "postgresql":
+        among = column == any_(bindparam("caseload", type_=postgresql.ARRAY(String)))
+    else:
+        ids = func.json_each(bindparam("caseload", type_=JSON)).table_valued("value")
+        among = column.in_(select(ids.c.value))
+    return cast(ColumnElement[bool], among)
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """What every flag statement of one caseload is built for and executed with."""
+
+    access: Access
+    dialect: str
+    ids: list[str]
+
+    def key(self, kind: str, *resource_types: str) -> tuple[Any, ...]:
+        seen = tuple(self.access.visibility(t) for t in resource_types)
+        return (kind, self.dialect, seen)
+
+    def visible(self, resource_type: str, patient_column: Any, program_column: Any) -> Any:
+        return visible(self.access, resource_type, patient_column, program_column)
+
+    def among(self, column: Any) -> ColumnElement[bool]:
+        return _among_caseload(column, self.dialect)
+
+    def run(self, statement: Flags, **values: Any) -> Any:
+        return self.access.db.execute(statement, {"caseload": self.ids, **values})
+
+
+def _last_check_ins(ask: _Ask) -> list[tuple[str, date]]:
     """Each patient's latest check-in day: one statement, a look-up at the end of the
     (patient_id, day) index a patient (a grouped scan would read their whole year)."""
-    last = (
-        select(func.max(CheckInRow.day))
-        .where(
-            CheckInRow.patient_id == Patient.id,
-            visible(access, RESPONSE, CheckInRow.patient_id, CheckInRow.program_id),
+
+    def build() -> Flags:
+        last = (
+            select(func.max(CheckInRow.day))
+            .where(
+                CheckInRow.patient_id == Patient.id,
+                ask.visible(RESPONSE, CheckInRow.patient_id, CheckInRow.program_id),
+            )
+            .correlate(Patient)
+            .scalar_subquery()
         )
-        .correlate(Patient)
-        .scalar_subquery()
-    )
-    statement = select(Patient.id, last).where(Patient.id.in_(CASELOAD))
-    return [
-        (p, d) for p, d in access.db.execute(statement, {"caseload": list(ids)}) if d is not None
-    ]
+        return select(Patient.id, last).where(ask.among(Patient.id))
+
+    statement = _built(ask.key("last_check_in", RESPONSE), build)
+    return [(p, d) for p, d in ask.run(statement) if d is not None]
+
+
+def _phq9_statement(ask: _Ask, item: str) -> Flags:
+    def build() -> Flags:
+        row = QuestionnaireResponseRow
+        value = row.answers[item].as_integer()
+        return (
+            select(row.patient_id, func.max(row.day), func.max(value))
+            .where(
+                ask.among(row.patient_id),
+                row.instrument_id == "phq9",
+                # authored_at (in the patient index) bounds the window; day is the program's day
+                row.authored_at >= bindparam("authored_from"),
+                row.day >= bindparam("since"),
+                row.day <= bindparam("today"),
+                value >= bindparam("threshold", type_=Integer),
+                ask.visible(RESPONSE, row.patient_id, row.program_id),
+            )
+            .group_by(row.patient_id)
+            .with_hint(row, "INDEXED BY ix_questionnaire_responses_patient", "sqlite")
+        )
+
+    return _built(ask.key("phq9_item9", RESPONSE) + (item,), build)
+
+
+def _screen_statement(ask: _Ask) -> Flags:
+    def build() -> Flags:
+        return (
+            select(DrugScreenResultRow.patient_id, DrugScreenRow.day, DrugScreenResultRow.substance)
+            .join(DrugScreenRow, DrugScreenRow.id == DrugScreenResultRow.screen_id)
+            .where(
+                ask.among(DrugScreenResultRow.patient_id),
+                ask.among(DrugScreenRow.patient_id),  # the screens by (patient_id, day)
+                DrugScreenResultRow.result == "positive",
+                DrugScreenRow.day >= bindparam("since"),
+                DrugScreenRow.day <= bindparam("today"),
+                ask.visible(
+                    OBSERVATION, DrugScreenResultRow.patient_id, DrugScreenResultRow.program_id
+                ),
+            )
+        )
+
+    return _built(ask.key("positive_screen", OBSERVATION), build)
+
+
+def _craving_statement(ask: _Ask) -> Flags:
+    def build() -> Flags:
+        row = CravingRatingRow
+        split = bindparam("split", type_=Date)  # this window: after it; the one before: up to it
+        recent = func.avg(case((row.day > split, row.rating)))
+        before = func.avg(case((row.day <= split, row.rating)))
+        return (
+            select(row.patient_id, recent, before)
+            .where(
+                ask.among(row.patient_id),
+                row.day > bindparam("from"),
+                row.day <= bindparam("today"),
+                ask.visible(OBSERVATION, row.patient_id, row.program_id),
+            )
+            .group_by(row.patient_id)
+            .having(recent - before >= bindparam("rise", type_=Float))
+        )
+
+    return _built(ask.key("craving_rising", OBSERVATION), build)
+
+
+def _sessions_statement(ask: _Ask) -> Flags:
+    def build() -> Flags:
+        row = TherapySessionRow
+        missed = row.status == "missed"
+        n_missed = func.sum(case((missed, 1), else_=0))
+        return (
+            select(row.patient_id, n_missed, func.count(), func.max(case((missed, row.starts_at))))
+            .where(
+                ask.among(row.patient_id),
+                row.status.in_(("attended", "missed")),
+                row.starts_at >= bindparam("start"),
+                row.starts_at <= bindparam("now"),
+                # `program_id + 0`: the same filter, kept off the (program_id, starts_at)
+                # index, which SQLite's planner would otherwise walk for the whole program.
+                ask.visible(ENCOUNTER, row.patient_id, row.program_id + 0),
+            )
+            .group_by(row.patient_id)
+            .having(n_missed >= bindparam("threshold", type_=Integer))
+        )
+
+    return _built(ask.key("missed_sessions", ENCOUNTER), build)
+
+
+def _doses_statement(ask: _Ask) -> Flags:
+    def build() -> Flags:
+        row = MedicationStatementRow
+        return (
+            select(row.patient_id, row.medication_id, func.count())
+            .where(
+                ask.among(row.patient_id),
+                row.taken == false(),
+                row.due_at >= bindparam("start"),
+                row.due_at <= bindparam("now"),
+                ask.visible(STATEMENT, row.patient_id, row.program_id),
+            )
+            .group_by(row.patient_id, row.medication_id)
+        )
+
+    return _built(ask.key("missed_doses", STATEMENT), build)
 
 
 def compute_flags(
@@ -300,8 +474,17 @@ def compute_flags(
     now: datetime,
 ) -> list[tuple[str, RaisedFlag]]:
     """Every flag the rules raise for these patients: one grouped query per kind of flag."""
+    return _compute_flags(_ask(access, ids), rules, time_zone, today, now)
+
+
+def _ask(access: Access, ids: Sequence[str]) -> _Ask:
+    return _Ask(access, access.db.get_bind().dialect.name, list(ids))
+
+
+def _compute_flags(
+    ask: _Ask, rules: RiskFlagRules, time_zone: str, today: date, now: datetime
+) -> list[tuple[str, RaisedFlag]]:
     raised: list[tuple[str, RaisedFlag]] = []
-    db = access.db
 
     def since(window_days: int | None) -> date:
         return today - timedelta(days=(window_days or 1) - 1)
@@ -309,155 +492,73 @@ def compute_flags(
     rule = rules.rule("phq9_item9")
     if rule is not None:
         item = next(f.item for f in get_instrument("phq9").flags)
-        value = QuestionnaireResponseRow.answers[item].as_integer()
-        statement = (
-            select(
-                QuestionnaireResponseRow.patient_id,
-                func.max(QuestionnaireResponseRow.day),
-                func.max(value),
-            )
-            .where(
-                QuestionnaireResponseRow.patient_id.in_(CASELOAD),
-                QuestionnaireResponseRow.instrument_id == "phq9",
-                # authored_at (in the patient index) bounds the window; day is the program's day
-                QuestionnaireResponseRow.authored_at
-                >= _day_start(time_zone, since(rule.window_days) - timedelta(days=1)),
-                QuestionnaireResponseRow.day >= since(rule.window_days),
-                QuestionnaireResponseRow.day <= today,
-                value >= rule.threshold,
-                visible(
-                    access,
-                    RESPONSE,
-                    QuestionnaireResponseRow.patient_id,
-                    QuestionnaireResponseRow.program_id,
-                ),
-            )
-            .group_by(QuestionnaireResponseRow.patient_id)
-            .with_hint(
-                QuestionnaireResponseRow, "INDEXED BY ix_questionnaire_responses_patient", "sqlite"
-            )
+        first = since(rule.window_days)
+        found = ask.run(
+            _phq9_statement(ask, item),
+            authored_from=_day_start(time_zone, first - timedelta(days=1)),
+            since=first,
+            today=today,
+            threshold=rule.threshold,
         )
-        for patient_id, day, top in db.execute(statement, {"caseload": list(ids)}):
+        for patient_id, day, top in found:
             flag = rules_core.phq9_flag(rule, day, int(top))
             if flag:
                 raised.append((patient_id, flag))
 
     rule = rules.rule("use_after_abstinence")
     if rule is not None:
-        raised += _use_after_abstinence(access, rule, ids, since(rule.window_days), today)
+        raised += _use_after_abstinence(ask, rule, since(rule.window_days), today)
 
     rule = rules.rule("positive_screen")
     if rule is not None:
-        statement = (
-            select(DrugScreenResultRow.patient_id, DrugScreenRow.day, DrugScreenResultRow.substance)
-            .join(DrugScreenRow, DrugScreenRow.id == DrugScreenResultRow.screen_id)
-            .where(
-                DrugScreenResultRow.patient_id.in_(CASELOAD),
-                DrugScreenRow.patient_id.in_(CASELOAD),  # the screens by (patient_id, day)
-                DrugScreenResultRow.result == "positive",
-                DrugScreenRow.day >= since(rule.window_days),
-                DrugScreenRow.day <= today,
-                visible(
-                    access,
-                    OBSERVATION,
-                    DrugScreenResultRow.patient_id,
-                    DrugScreenResultRow.program_id,
-                ),
-            )
-        )
         positives: dict[str, list[tuple[date, str]]] = defaultdict(list)
-        for patient_id, day, substance in db.execute(statement, {"caseload": list(ids)}):
+        found = ask.run(_screen_statement(ask), since=since(rule.window_days), today=today)
+        for patient_id, day, substance in found:
             positives[patient_id].append((day, substance))
-        for patient_id, found in positives.items():
-            latest = max(d for d, _ in found)
-            flag = rules_core.screen_flag(rule, latest, [s for d, s in found if d == latest])
-            if flag and len(found) >= rule.at_least:
+        for patient_id, screens in positives.items():
+            latest = max(d for d, _ in screens)
+            flag = rules_core.screen_flag(rule, latest, [s for d, s in screens if d == latest])
+            if flag and len(screens) >= rule.at_least:
                 raised.append((patient_id, flag))
 
     rule = rules.rule("craving_rising")
     if rule is not None:
         days = rule.window_days or 7
-        split = today - timedelta(days=days)  # this window: after `split`; the one before: up to it
-        recent = func.avg(case((CravingRatingRow.day > split, CravingRatingRow.rating)))
-        before = func.avg(case((CravingRatingRow.day <= split, CravingRatingRow.rating)))
-        statement = (
-            select(CravingRatingRow.patient_id, recent, before)
-            .where(
-                CravingRatingRow.patient_id.in_(CASELOAD),
-                CravingRatingRow.day > split - timedelta(days=days),
-                CravingRatingRow.day <= today,
-                visible(
-                    access, OBSERVATION, CravingRatingRow.patient_id, CravingRatingRow.program_id
-                ),
-            )
-            .group_by(CravingRatingRow.patient_id)
-            .having(recent - before >= rule.at_least)
+        split = today - timedelta(days=days)
+        found = ask.run(
+            _craving_statement(ask),
+            split=split,
+            today=today,
+            rise=rule.at_least,
+            **{"from": split - timedelta(days=days)},
         )
-        for patient_id, now_avg, before_avg in db.execute(statement, {"caseload": list(ids)}):
+        for patient_id, now_avg, before_avg in found:
             flag = rules_core.craving_flag(rule, float(now_avg), float(before_avg))
             if flag:
                 raised.append((patient_id, flag))
 
     rule = rules.rule("missed_sessions")
     if rule is not None:
-        start = _day_start(time_zone, since(rule.window_days))
-        missed = TherapySessionRow.status == "missed"
-        n_missed = func.sum(case((missed, 1), else_=0))
-        statement = (
-            select(
-                TherapySessionRow.patient_id,
-                n_missed,
-                func.count(),
-                func.max(case((missed, TherapySessionRow.starts_at))),
-            )
-            .where(
-                TherapySessionRow.patient_id.in_(CASELOAD),
-                TherapySessionRow.status.in_(("attended", "missed")),
-                TherapySessionRow.starts_at >= start,
-                TherapySessionRow.starts_at <= now,
-                # `program_id + 0`: the same filter, kept off the (program_id, starts_at)
-                # index, which SQLite's planner would otherwise walk for the whole program.
-                visible(
-                    access,
-                    ENCOUNTER,
-                    TherapySessionRow.patient_id,
-                    TherapySessionRow.program_id + 0,
-                ),
-            )
-            .group_by(TherapySessionRow.patient_id)
-            .having(n_missed >= rule.threshold)
+        found = ask.run(
+            _sessions_statement(ask),
+            start=_day_start(time_zone, since(rule.window_days)),
+            now=now,
+            threshold=rule.threshold,
         )
-        for patient_id, count, booked, last in db.execute(statement, {"caseload": list(ids)}):
-            last_day = _as_day(last, time_zone)
-            flag = rules_core.sessions_flag(rule, int(count), int(booked), last_day)
+        for patient_id, count, booked, last in found:
+            flag = rules_core.sessions_flag(rule, int(count), int(booked), _as_day(last, time_zone))
             if flag:
                 raised.append((patient_id, flag))
 
     rule = rules.rule("missed_doses")
     if rule is not None:
-        start = _day_start(time_zone, since(rule.window_days))
-        statement = (
-            select(
-                MedicationStatementRow.patient_id,
-                MedicationStatementRow.medication_id,
-                func.count(),
-            )
-            .where(
-                MedicationStatementRow.patient_id.in_(CASELOAD),
-                MedicationStatementRow.taken == false(),
-                MedicationStatementRow.due_at >= start,
-                MedicationStatementRow.due_at <= now,
-                visible(
-                    access,
-                    STATEMENT,
-                    MedicationStatementRow.patient_id,
-                    MedicationStatementRow.program_id,
-                ),
-            )
-            .group_by(MedicationStatementRow.patient_id, MedicationStatementRow.medication_id)
-        )
         per_patient: dict[str, list[tuple[str, int]]] = defaultdict(list)
-        for patient_id, medication, count in db.execute(statement, {"caseload": list(ids)}):
+        found = ask.run(
+            _doses_statement(ask),
+            start=_day_start(time_zone, since(rule.window_days)),
+            now=now,
+        )
+        for patient_id, medication, count in found:
             per_patient[patient_id].append((medication, int(count)))
         for patient_id, counts in per_patient.items():
             flag = rules_core.doses_flag(rule, sum(c for _, c in counts), [m for m, _ in counts])
@@ -476,51 +577,56 @@ def _as_day(value: datetime | None, time_zone: str) -> date | None:
 
 
 def _use_after_abstinence(
-    access: Access, rule: rules_core.FlagRule, ids: Sequence[str], since: date, today: date
+    ask: _Ask, rule: rules_core.FlagRule, since: date, today: date
 ) -> list[tuple[str, RaisedFlag]]:
     """A use day in the window whose reported days without any use, back to the previous use
     (or the first report), number at least the threshold. The caseload's use days (the partial
     index on used days) each with the use day before it (a window function), then for the
     window's use days only, the reported days between the two (a range of the (patient_id,
     day) index)."""
-    used = (
-        select(
-            UseDayRow.patient_id.label("patient_id"),
-            UseDayRow.day.label("day"),
-            func.min(UseDayRow.substance).label("substance"),
+
+    def build() -> Flags:
+        used = (
+            select(
+                UseDayRow.patient_id.label("patient_id"),
+                UseDayRow.day.label("day"),
+                func.min(UseDayRow.substance).label("substance"),
+            )
+            .where(
+                ask.among(UseDayRow.patient_id),
+                UseDayRow.used,  # the partial index ix_use_days_used
+                UseDayRow.day <= bindparam("today"),
+                ask.visible(OBSERVATION, UseDayRow.patient_id, UseDayRow.program_id),
+            )
+            .group_by(UseDayRow.patient_id, UseDayRow.day)
+            .subquery("used")
         )
-        .where(
-            UseDayRow.patient_id.in_(CASELOAD),
-            UseDayRow.used,  # the partial index ix_use_days_used
-            UseDayRow.day <= today,
-            visible(access, OBSERVATION, UseDayRow.patient_id, UseDayRow.program_id),
+        previous = func.lag(used.c.day).over(partition_by=used.c.patient_id, order_by=used.c.day)
+        uses = select(
+            used.c.patient_id, used.c.day, used.c.substance, previous.label("previous_use")
+        ).subquery("uses")
+        reported = aliased(UseDayRow, name="reported")
+        run = (
+            select(func.count(distinct(reported.day)))
+            .where(
+                reported.patient_id == uses.c.patient_id,
+                reported.day < uses.c.day,
+                reported.day > func.coalesce(uses.c.previous_use, LONG_AGO),
+            )
+            .correlate(uses)
+            .scalar_subquery()
         )
-        .group_by(UseDayRow.patient_id, UseDayRow.day)
-        .subquery("used")
-    )
-    previous = func.lag(used.c.day).over(partition_by=used.c.patient_id, order_by=used.c.day)
-    uses = select(
-        used.c.patient_id, used.c.day, used.c.substance, previous.label("previous_use")
-    ).subquery("uses")
-    reported = aliased(UseDayRow, name="reported")
-    run = (
-        select(func.count(distinct(reported.day)))
-        .where(
-            reported.patient_id == uses.c.patient_id,
-            reported.day < uses.c.day,
-            reported.day > func.coalesce(uses.c.previous_use, LONG_AGO),
+        lapses = (
+            select(uses.c.patient_id, uses.c.day, uses.c.substance, run.label("run"))
+            .where(uses.c.day >= bindparam("since", type_=Date))
+            .subquery("lapses")
         )
-        .correlate(uses)
-        .scalar_subquery()
-    )
-    lapses = (
-        select(uses.c.patient_id, uses.c.day, uses.c.substance, run.label("run"))
-        .where(uses.c.day >= since)
-        .subquery("lapses")
-    )
-    statement = select(lapses).where(lapses.c.run >= rule.threshold)
+        return select(lapses).where(lapses.c.run >= bindparam("threshold", type_=Integer))
+
+    statement = _built(ask.key("use_after_abstinence", OBSERVATION), build)
     latest: dict[str, tuple[date, int, str]] = {}
-    for patient_id, day, substance, count in access.db.execute(statement, {"caseload": list(ids)}):
+    found = ask.run(statement, today=today, since=since, threshold=rule.threshold)
+    for patient_id, day, substance, count in found:
         if patient_id not in latest or day > latest[patient_id][0]:
             latest[patient_id] = (day, int(count), substance)
     out = []
