@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.access.policy import Actor
 from tandem.storage.db import session_scope, utcnow
-from tandem.storage.models import AuditEntry, AuditEntryPatient
+from tandem.storage.models import PENDING_SHOWN, SHOWN_IN_BULK, AuditEntry, AuditEntryPatient
 
 ACTIONS = {"create": "C", "read": "R", "search": "R", "update": "U", "delete": "D"}
 SUCCESS, MINOR_FAILURE, SERIOUS_FAILURE = "0", "4", "8"
@@ -74,7 +74,11 @@ def record(
     patients = sorted(set(shown))
     if len(patients) == 1 and item.patient_id is None:
         item.patient_id = patients[0]
-    item.shown_patients = [AuditEntryPatient(patient_id=p) for p in patients]
+    if patients and db.info.get(SHOWN_IN_BULK):
+        # Inserted right after the entry, in the same flush (`models.insert_shown_patients`).
+        db.info.setdefault(PENDING_SHOWN, []).append((item, patients))
+    else:
+        item.shown_patients = [AuditEntryPatient(patient_id=p) for p in patients]
     db.add(item)
     return item
 

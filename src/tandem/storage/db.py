@@ -35,10 +35,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    from tandem.storage.models import index_patient_names
+    from tandem.storage.models import SHOWN_IN_BULK, index_patient_names, insert_shown_patients
 
-    factory = sessionmaker(engine, expire_on_commit=False)
+    factory = sessionmaker(engine, expire_on_commit=False, info={SHOWN_IN_BULK: True})
     event.listen(factory, "before_flush", index_patient_names)
+    event.listen(factory, "after_flush", insert_shown_patients)
     return factory
 
 
