@@ -6,17 +6,22 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
 
 HERE = Path(__file__).parent
 TANDEM = str(Path(sys.executable).with_name("tandem"))
@@ -244,3 +249,129 @@ def quantile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))]
+
+
+# --------------------------------------------------------------------------- bulk loads and bare SQL
+# (bench/recovery.py and bench/sweep.py: data loaded through the bare driver, and the statements
+# the app sent replayed through it)
+
+
+def libpq(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL as libpq takes it."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+_libpq = libpq
+
+
+class Writer:
+    """Bulk rows into one table at a time through the bare driver."""
+
+    def __init__(self, url: str) -> None:
+        self.sqlite = url.startswith("sqlite")
+        if self.sqlite:
+            self.conn: Any = sqlite3.connect(make_url(url).database)
+            self.conn.execute("PRAGMA synchronous=OFF")
+        else:
+            self.conn = psycopg.connect(_libpq(url))
+        self.count = 0
+
+    @staticmethod
+    def _sqlite_value(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+        if isinstance(value, date):
+            return value.isoformat()
+        if isinstance(value, bool):
+            return int(value)
+        return value
+
+    def write(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        self.count += len(rows)
+        if self.sqlite:
+            marks = ", ".join("?" for _ in columns)
+            self.conn.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608 - our names
+                ([self._sqlite_value(v) for v in row] for row in rows),
+            )
+        else:
+            with (
+                self.conn.cursor() as cur,
+                cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+Captured = list[tuple[str, Any, bool]]
+
+
+class Capture:
+    """Every statement one call sends to the database, as sent (SQL text and parameters)."""
+
+    def __init__(self, engine: Engine, selects_only: bool) -> None:
+        self.engine, self.selects_only = engine, selects_only
+        self.found: Captured = []
+
+    def _hook(
+        self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        if self.selects_only and not statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            return
+        self.found.append((statement, parameters, many))
+
+    def __enter__(self) -> Capture:
+        event.listen(self.engine, "before_cursor_execute", self._hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._hook)
+
+
+class Bare:
+    """The same statements through the bare driver (sqlite3 / psycopg), one connection."""
+
+    def __init__(self, url: str) -> None:
+        self.sqlite = url.startswith("sqlite")
+        self.conn: Any = (
+            sqlite3.connect(make_url(url).database, isolation_level=None)
+            if self.sqlite
+            else psycopg.connect(_libpq(url))
+        )
+        if self.sqlite:
+            self.conn.execute("PRAGMA foreign_keys=ON")
+
+    def run(self, statements: Captured, commit: bool) -> int:
+        rows = 0
+        if self.sqlite:
+            if commit:
+                self.conn.execute("BEGIN IMMEDIATE")
+            for sql, params, many in statements:
+                if many:
+                    self.conn.executemany(sql, params)
+                else:
+                    rows += len(self.conn.execute(sql, params).fetchall())
+            if commit:
+                self.conn.execute("COMMIT")
+            return rows
+        with self.conn.cursor() as cur:
+            for sql, params, many in statements:
+                if many:
+                    cur.executemany(sql, params)
+                else:
+                    cur.execute(sql, params)
+                    if cur.description is not None:
+                        rows += len(cur.fetchall())
+        self.conn.commit()
+        return rows
+
+    def close(self) -> None:
+        self.conn.close()

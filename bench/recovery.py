@@ -48,7 +48,8 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, event, insert, select, text
+from harness import Bare, Capture, Writer
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.engine import Engine, make_url
 
 from tandem.access import accounts
@@ -128,53 +129,6 @@ def _answer_templates(rng: random.Random, instrument_id: str) -> list[tuple[str,
 
 
 Tables = dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]]
-
-
-class Writer:
-    """Bulk rows into one table at a time through the bare driver."""
-
-    def __init__(self, url: str) -> None:
-        self.sqlite = url.startswith("sqlite")
-        if self.sqlite:
-            self.conn: Any = sqlite3.connect(make_url(url).database)
-            self.conn.execute("PRAGMA synchronous=OFF")
-        else:
-            self.conn = psycopg.connect(_libpq(url))
-        self.count = 0
-
-    @staticmethod
-    def _sqlite_value(value: Any) -> Any:
-        if isinstance(value, datetime):
-            return value.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
-        if isinstance(value, date):
-            return value.isoformat()
-        if isinstance(value, bool):
-            return int(value)
-        return value
-
-    def write(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        self.count += len(rows)
-        if self.sqlite:
-            marks = ", ".join("?" for _ in columns)
-            self.conn.executemany(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608 - our names
-                ([self._sqlite_value(v) for v in row] for row in rows),
-            )
-        else:
-            with (
-                self.conn.cursor() as cur,
-                cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
-            ):
-                for row in rows:
-                    copy.write_row(row)
-
-    def commit(self) -> None:
-        self.conn.commit()
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 def _generate(
@@ -712,72 +666,6 @@ def _timed(label: str, runs: int, run: Callable[[int], None]) -> Timing:
             seconds.append(time.perf_counter() - started)
             cpu.append(time.process_time() - cpu_started)
     return Timing(label, seconds, cpu)
-
-
-Captured = list[tuple[str, Any, bool]]
-
-
-class Capture:
-    """Every statement one call sends to the database, as sent (SQL text and parameters)."""
-
-    def __init__(self, engine: Engine, selects_only: bool) -> None:
-        self.engine, self.selects_only = engine, selects_only
-        self.found: Captured = []
-
-    def _hook(
-        self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
-    ) -> None:
-        if self.selects_only and not statement.lstrip().upper().startswith(("SELECT", "WITH")):
-            return
-        self.found.append((statement, parameters, many))
-
-    def __enter__(self) -> Capture:
-        event.listen(self.engine, "before_cursor_execute", self._hook)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._hook)
-
-
-class Bare:
-    """The same statements through the bare driver (sqlite3 / psycopg), one connection."""
-
-    def __init__(self, url: str) -> None:
-        self.sqlite = url.startswith("sqlite")
-        self.conn: Any = (
-            sqlite3.connect(make_url(url).database, isolation_level=None)
-            if self.sqlite
-            else psycopg.connect(_libpq(url))
-        )
-        if self.sqlite:
-            self.conn.execute("PRAGMA foreign_keys=ON")
-
-    def run(self, statements: Captured, commit: bool) -> int:
-        rows = 0
-        if self.sqlite:
-            if commit:
-                self.conn.execute("BEGIN IMMEDIATE")
-            for sql, params, many in statements:
-                if many:
-                    self.conn.executemany(sql, params)
-                else:
-                    rows += len(self.conn.execute(sql, params).fetchall())
-            if commit:
-                self.conn.execute("COMMIT")
-            return rows
-        with self.conn.cursor() as cur:
-            for sql, params, many in statements:
-                if many:
-                    cur.executemany(sql, params)
-                else:
-                    cur.execute(sql, params)
-                    if cur.description is not None:
-                        rows += len(cur.fetchall())
-        self.conn.commit()
-        return rows
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 def _access(sessions: Any, db: Any) -> Access:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    insert,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
@@ -411,7 +412,7 @@ def insert_shown_patients(session: Session, _context: object) -> None:
             waiting.append((item, patients))
     session.info[PENDING_SHOWN] = waiting
     if rows:
-        session.connection().execute(AuditEntryPatient.__table__.insert(), rows)
+        session.connection().execute(insert(AuditEntryPatient), rows)
 
 
 class AuditChainLink(Base):
