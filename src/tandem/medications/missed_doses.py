@@ -41,6 +41,7 @@ from tandem.medications.storage import (
     MedicationAdministrationRow,
     MedicationStatementRow,
 )
+from tandem.medications.validation import GIVEN_WINDOW
 from tandem.storage.db import session_scope
 from tandem.storage.models import Patient, Program
 
@@ -286,8 +287,8 @@ def _lines(db: Session, plan_ids: Sequence[int]) -> list[_PlanLine]:
 
 
 def _histories(db: Session, plan_ids: Sequence[int]) -> dict[int, list[DoseRecord]]:
-    """Every record against these plans (as `dose_calendar.recorded_doses` reads one plan's):
-    two statements for the lot."""
+    """Every record against these plans (as `dose_calendar.recorded_doses` reads one plan's),
+    in two statements for the lot."""
     a, d, s = MedicationAdministrationRow, AdministrationDueRow, MedicationStatementRow
     out: dict[int, list[DoseRecord]] = defaultdict(list)
     for admin_id, plan_id, status, at, due_at in db.execute(
@@ -306,12 +307,36 @@ def _histories(db: Session, plan_ids: Sequence[int]) -> dict[int, list[DoseRecor
     return out
 
 
-def _alerted_since(db: Session, lines: Sequence[_PlanLine]) -> dict[str, datetime]:
-    """The latest missed-dose alert of each of these plans, by plan id (as alerts name it)."""
+def _last_changes(db: Session, plan_ids: Sequence[int]) -> dict[int, datetime]:
+    """For each plan, the last time one of its records can change its doses' states: when it
+    was written, or when the dose it may stand for falls due (a dose may be given up to
+    GIVEN_WINDOW before it is due; a report names its dose)."""
+    a, s = MedicationAdministrationRow, MedicationStatementRow
+    out: dict[int, datetime] = {}
+    for plan_id, recorded, given in db.execute(
+        select(a.dose_plan_id, func.max(a.recorded_at), func.max(a.administered_at))
+        .where(a.dose_plan_id.in_(plan_ids))
+        .group_by(a.dose_plan_id)
+    ):
+        assert plan_id is not None
+        out[plan_id] = max(recorded, given + GIVEN_WINDOW)
+    for plan_id, reported, due in db.execute(
+        select(s.dose_plan_id, func.max(s.reported_at), func.max(s.due_at))
+        .where(s.dose_plan_id.in_(plan_ids))
+        .group_by(s.dose_plan_id)
+    ):
+        last = max(reported, due)
+        out[plan_id] = max(out.get(plan_id, last), last)
+    return out
+
+
+def _alerted_since(db: Session, patient_ids: Iterable[str]) -> dict[str, datetime]:
+    """The latest missed-dose alert of each plan of these patients, by plan id (as alerts
+    name it)."""
     rows = db.execute(
         select(Alert.related_id, func.max(Alert.raised_at))
         .where(
-            Alert.patient_id.in_(sorted({line.patient_id for line in lines})),
+            Alert.patient_id.in_(sorted(set(patient_ids))),
             Alert.kind == KIND,
             Alert.related_type == PLAN,
         )
@@ -325,18 +350,32 @@ def sweep_missed_doses(access: Access, now: datetime | None = None) -> list[Aler
     Audited as one search of plans; it shows nobody a record (each alert raised is audited).
 
     Set-based: one statement finds the plans that can have reached a run (`due_for_check`);
-    their calendars, records and latest alerts are read a few hundred plans per statement;
-    only the pure check runs per plan."""
+    a plan alerted for its run with no record since that could end it is left there; the
+    others' calendars and records are read a few hundred plans per statement, and only the
+    pure check runs per plan."""
     now = now or utcnow()
     access.require(Permission.SEARCH, PLAN)
     raised = []
     plan_ids = due_for_check(access, now)
     for first in range(0, len(plan_ids), CHUNK):
         chunk = plan_ids[first : first + CHUNK]
-        lines = _lines(access.db, chunk)
-        histories = _histories(access.db, chunk)
-        alerted = _alerted_since(access.db, lines)
-        for line in lines:
+        owners = access.db.execute(
+            select(DosePlanRow.patient_id).where(DosePlanRow.id.in_(chunk))
+        ).scalars()
+        alerted = _alerted_since(access.db, owners)
+        changes = _last_changes(access.db, chunk)
+        todo = []
+        for plan_id in chunk:
+            last, changed = alerted.get(str(plan_id)), changes.get(plan_id)
+            if last is not None and (changed is None or changed <= last):
+                # Raised for a run, and no record since can have ended it: time only adds
+                # missed doses to that run, which was alerted once already.
+                continue
+            todo.append(plan_id)
+        if not todo:
+            continue
+        histories = _histories(access.db, todo)
+        for line in _lines(access.db, todo):
             found = _missed_run(line, histories.get(line.plan_id, ()), now)
             if found is None:
                 continue
