@@ -6,17 +6,22 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
 
 HERE = Path(__file__).parent
 TANDEM = str(Path(sys.executable).with_name("tandem"))
@@ -248,3 +253,190 @@ def quantile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))]
+
+
+# --------------------------------------------------------------------------- bulk loads and bare SQL
+# (bench/recovery.py and bench/sweep.py: data loaded through the bare driver, and the statements
+# the app sent replayed through it)
+
+
+def libpq(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL as libpq takes it."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+_libpq = libpq
+
+
+def _sqlite_value(value: Any) -> Any:
+    """A value as the app stores it on SQLite: a datetime as SQLAlchemy's DateTime writes a UTC
+    one (UTCDateTime drops the zone there), a day as ISO, a flag as 0 or 1."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+class Writer:
+    """Bulk rows into one table at a time through the bare driver. For the load only: SQLite
+    without a journal or syncs (a crashed load is thrown away: the cache's JSON is written
+    last), PostgreSQL without waiting for the WAL flush at commit; the loaded tables' secondary
+    indexes are dropped first and built again by `finish()`."""
+
+    def __init__(self, url: str, tables: Sequence[str] = ()) -> None:
+        self.sqlite = url.startswith("sqlite")
+        if self.sqlite:
+            self.conn: Any = sqlite3.connect(make_url(url).database)
+            for pragma in (
+                "journal_mode=OFF",
+                "synchronous=OFF",
+                "locking_mode=EXCLUSIVE",
+                "temp_store=MEMORY",
+                "cache_size=-524288",  # 512 MB of pages: the index builds sort in memory
+            ):
+                self.conn.execute(f"PRAGMA {pragma}")
+        else:
+            self.conn = psycopg.connect(libpq(url))
+            self.conn.execute("SET synchronous_commit = off")
+            self.conn.execute("SET maintenance_work_mem = '512MB'")
+        self.count = 0
+        self.tables = tuple(tables)
+        self.indexes = self._drop_indexes() if self.tables else []
+
+    def _drop_indexes(self) -> list[str]:
+        """Drop the loaded tables' secondary indexes (not those of a primary key or unique
+        constraint); returns the statements that build them again."""
+        names = ", ".join(f"'{t}'" for t in self.tables)
+        if self.sqlite:
+            found = self.conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "  # noqa: S608 - our names
+                f"AND tbl_name IN ({names})"
+            ).fetchall()
+        else:
+            found = self.conn.execute(
+                "SELECT i.indexname, i.indexdef FROM pg_indexes i "  # noqa: S608 - our names
+                "WHERE i.schemaname = current_schema() "
+                f"AND i.tablename IN ({names}) AND NOT EXISTS (SELECT 1 FROM pg_constraint c "
+                "WHERE c.conname = i.indexname AND c.contype IN ('p', 'u', 'x'))"
+            ).fetchall()
+        for name, _ in found:
+            self.conn.execute(f'DROP INDEX "{name}"')
+        self.conn.commit()
+        return [sql for _, sql in found]
+
+    def finish(self) -> None:
+        """Build the dropped indexes, and put SQLite back in its own journal mode."""
+        for sql in self.indexes:
+            self.conn.execute(sql)
+        self.conn.commit()
+        if self.sqlite:
+            self.conn.execute("PRAGMA locking_mode=NORMAL")
+            self.conn.execute("PRAGMA journal_mode=WAL")
+
+    def _sqlite_rows(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Rows as SQLite stores them, a column at a time: each distinct date, datetime or flag
+        converted once (a year of days and a few times a day: few distinct values among
+        millions), the rest by look-up."""
+        columns: list[Any] = list(zip(*rows, strict=True))
+        converted = False
+        for i, column in enumerate(columns):
+            sample = next((v for v in column if v is not None), None)
+            if not isinstance(sample, (date, bool)):  # a datetime is a date
+                continue
+            mapping = {v: _sqlite_value(v) for v in set(column)}
+            columns[i] = list(map(mapping.__getitem__, column))
+            converted = True
+        return list(zip(*columns, strict=True)) if converted else rows
+
+    def write(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        self.count += len(rows)
+        if self.sqlite:
+            marks = ", ".join("?" for _ in columns)
+            self.conn.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608 - our names
+                self._sqlite_rows(rows),
+            )
+        else:
+            with (
+                self.conn.cursor() as cur,
+                cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+Captured = list[tuple[str, Any, bool]]
+
+
+class Capture:
+    """Every statement one call sends to the database, as sent (SQL text and parameters)."""
+
+    def __init__(self, engine: Engine, selects_only: bool) -> None:
+        self.engine, self.selects_only = engine, selects_only
+        self.found: Captured = []
+
+    def _hook(
+        self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        if self.selects_only and not statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            return
+        self.found.append((statement, parameters, many))
+
+    def __enter__(self) -> Capture:
+        event.listen(self.engine, "before_cursor_execute", self._hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._hook)
+
+
+class Bare:
+    """The same statements through the bare driver (sqlite3 / psycopg), one connection."""
+
+    def __init__(self, url: str) -> None:
+        self.sqlite = url.startswith("sqlite")
+        self.conn: Any = (
+            sqlite3.connect(make_url(url).database, isolation_level=None)
+            if self.sqlite
+            else psycopg.connect(_libpq(url))
+        )
+        if self.sqlite:
+            self.conn.execute("PRAGMA foreign_keys=ON")
+
+    def run(self, statements: Captured, commit: bool) -> int:
+        rows = 0
+        if self.sqlite:
+            if commit:
+                self.conn.execute("BEGIN IMMEDIATE")
+            for sql, params, many in statements:
+                if many:
+                    self.conn.executemany(sql, params)
+                else:
+                    rows += len(self.conn.execute(sql, params).fetchall())
+            if commit:
+                self.conn.execute("COMMIT")
+            return rows
+        with self.conn.cursor() as cur:
+            for sql, params, many in statements:
+                if many:
+                    cur.executemany(sql, params)
+                else:
+                    cur.execute(sql, params)
+                    if cur.description is not None:
+                        rows += len(cur.fetchall())
+        self.conn.commit()
+        return rows
+
+    def close(self) -> None:
+        self.conn.close()

@@ -51,7 +51,8 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, event, insert, select, text
+from harness import Bare, Capture, Writer, libpq
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.engine import Engine, make_url
 
 from tandem.access import accounts
@@ -147,113 +148,6 @@ LOADED_TABLES = (
     "medication_dose_plans",
     "medication_statements",
 )
-
-
-def _sqlite_value(value: Any) -> Any:
-    """A value as the app stores it on SQLite: a datetime as SQLAlchemy's DateTime writes a UTC
-    one (UTCDateTime drops the zone there), a day as ISO, a flag as 0 or 1."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, bool):
-        return int(value)
-    return value
-
-
-class Writer:
-    """Bulk rows into one table at a time through the bare driver. For the load only: SQLite
-    without a journal or syncs (a crashed load is thrown away: the cache's JSON is written
-    last), PostgreSQL without waiting for the WAL flush at commit; the loaded tables' secondary
-    indexes are dropped first and built again by `finish()`."""
-
-    def __init__(self, url: str) -> None:
-        self.sqlite = url.startswith("sqlite")
-        if self.sqlite:
-            self.conn: Any = sqlite3.connect(make_url(url).database)
-            for pragma in (
-                "journal_mode=OFF",
-                "synchronous=OFF",
-                "locking_mode=EXCLUSIVE",
-                "temp_store=MEMORY",
-                "cache_size=-524288",  # 512 MB of pages: the index builds sort in memory
-            ):
-                self.conn.execute(f"PRAGMA {pragma}")
-        else:
-            self.conn = psycopg.connect(_libpq(url))
-            self.conn.execute("SET synchronous_commit = off")
-            self.conn.execute("SET maintenance_work_mem = '512MB'")
-        self.count = 0
-        self.indexes = self._drop_indexes()
-
-    def _drop_indexes(self) -> list[str]:
-        """Drop the loaded tables' secondary indexes (not those of a primary key or unique
-        constraint); returns the statements that build them again."""
-        names = ", ".join(f"'{t}'" for t in LOADED_TABLES)
-        if self.sqlite:
-            found = self.conn.execute(
-                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "  # noqa: S608 - our names
-                f"AND tbl_name IN ({names})"
-            ).fetchall()
-        else:
-            found = self.conn.execute(
-                "SELECT i.indexname, i.indexdef FROM pg_indexes i "  # noqa: S608 - our names
-                "WHERE i.schemaname = current_schema() "
-                f"AND i.tablename IN ({names}) AND NOT EXISTS (SELECT 1 FROM pg_constraint c "
-                "WHERE c.conname = i.indexname AND c.contype IN ('p', 'u', 'x'))"
-            ).fetchall()
-        for name, _ in found:
-            self.conn.execute(f'DROP INDEX "{name}"')
-        self.conn.commit()
-        return [sql for _, sql in found]
-
-    def finish(self) -> None:
-        """Build the dropped indexes, and put SQLite back in its own journal mode."""
-        for sql in self.indexes:
-            self.conn.execute(sql)
-        self.conn.commit()
-        if self.sqlite:
-            self.conn.execute("PRAGMA locking_mode=NORMAL")
-            self.conn.execute("PRAGMA journal_mode=WAL")
-
-    def _sqlite_rows(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """Rows as SQLite stores them, a column at a time: each distinct date, datetime or flag
-        converted once (a year of days and a few times a day: few distinct values among
-        millions), the rest by look-up."""
-        columns: list[Any] = list(zip(*rows, strict=True))
-        converted = False
-        for i, column in enumerate(columns):
-            sample = next((v for v in column if v is not None), None)
-            if not isinstance(sample, (date, bool)):  # a datetime is a date
-                continue
-            mapping = {v: _sqlite_value(v) for v in set(column)}
-            columns[i] = list(map(mapping.__getitem__, column))
-            converted = True
-        return list(zip(*columns, strict=True)) if converted else rows
-
-    def write(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        self.count += len(rows)
-        if self.sqlite:
-            marks = ", ".join("?" for _ in columns)
-            self.conn.executemany(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608 - our names
-                self._sqlite_rows(rows),
-            )
-        else:
-            with (
-                self.conn.cursor() as cur,
-                cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
-            ):
-                for row in rows:
-                    copy.write_row(row)
-
-    def commit(self) -> None:
-        self.conn.commit()
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 def _generate(
@@ -620,7 +514,7 @@ def load(url: str, args: argparse.Namespace, anchor: datetime, key: str) -> Load
             ],
         )
     engine.dispose()
-    writer = Writer(url)
+    writer = Writer(url, LOADED_TABLES)
     ids = {"plan": 0, "check_in": 0, "screen": 0, "dose_plan": 0}
     batch = LOAD_BATCH
     for first in range(0, len(patient_ids), batch):
@@ -659,7 +553,7 @@ def load(url: str, args: argparse.Namespace, anchor: datetime, key: str) -> Load
     writer.close()
     engine = make_engine(url)
     if url.startswith("postgresql"):
-        with psycopg.connect(_libpq(url), autocommit=True) as conn:
+        with psycopg.connect(libpq(url), autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
     else:
         refresh_planner_statistics(engine)
@@ -677,10 +571,6 @@ def load(url: str, args: argparse.Namespace, anchor: datetime, key: str) -> Load
         mine[0],
         mine[1:41],
     )
-
-
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def _postgres_server(url: str) -> Any:
@@ -783,7 +673,7 @@ def _reuse(url: str, args: argparse.Namespace, meta: Path, key: str, label: str)
         engine.dispose()
     log(f"{label}: reusing the load in {url} (built for {found.anchor})")
     if url.startswith("postgresql"):
-        with psycopg.connect(_libpq(url), autocommit=True) as conn:
+        with psycopg.connect(libpq(url), autocommit=True) as conn:
             conn.execute("ANALYZE")
     return found
 
@@ -851,7 +741,7 @@ class ServerCpu:
     and unlike wall time, it hardly depends on what else the shared machine is running."""
 
     def __init__(self, url: str) -> None:
-        self.conn = psycopg.connect(_libpq(url), autocommit=True)
+        self.conn = psycopg.connect(libpq(url), autocommit=True)
         self.tick = os.sysconf("SC_CLK_TCK")
 
     def seconds(self) -> float | None:
@@ -896,72 +786,6 @@ def _timed(label: str, runs: int, run: Callable[[int], None]) -> Timing:
     if server_before is not None and server_after is not None:
         server_ms = (server_after - server_before) * 1000 / (runs + 3)
     return Timing(label, seconds, cpu, server_ms)
-
-
-Captured = list[tuple[str, Any, bool]]
-
-
-class Capture:
-    """Every statement one call sends to the database, as sent (SQL text and parameters)."""
-
-    def __init__(self, engine: Engine, selects_only: bool) -> None:
-        self.engine, self.selects_only = engine, selects_only
-        self.found: Captured = []
-
-    def _hook(
-        self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
-    ) -> None:
-        if self.selects_only and not statement.lstrip().upper().startswith(("SELECT", "WITH")):
-            return
-        self.found.append((statement, parameters, many))
-
-    def __enter__(self) -> Capture:
-        event.listen(self.engine, "before_cursor_execute", self._hook)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._hook)
-
-
-class Bare:
-    """The same statements through the bare driver (sqlite3 / psycopg), one connection."""
-
-    def __init__(self, url: str) -> None:
-        self.sqlite = url.startswith("sqlite")
-        self.conn: Any = (
-            sqlite3.connect(make_url(url).database, isolation_level=None)
-            if self.sqlite
-            else psycopg.connect(_libpq(url))
-        )
-        if self.sqlite:
-            self.conn.execute("PRAGMA foreign_keys=ON")
-
-    def run(self, statements: Captured, commit: bool) -> int:
-        rows = 0
-        if self.sqlite:
-            if commit:
-                self.conn.execute("BEGIN IMMEDIATE")
-            for sql, params, many in statements:
-                if many:
-                    self.conn.executemany(sql, params)
-                else:
-                    rows += len(self.conn.execute(sql, params).fetchall())
-            if commit:
-                self.conn.execute("COMMIT")
-            return rows
-        with self.conn.cursor() as cur:
-            for sql, params, many in statements:
-                if many:
-                    cur.executemany(sql, params)
-                else:
-                    cur.execute(sql, params)
-                    if cur.description is not None:
-                        rows += len(cur.fetchall())
-        self.conn.commit()
-        return rows
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 def _access(sessions: Any, db: Any) -> Access:
@@ -1241,7 +1065,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if isinstance(found, str):
             report.append(f"PostgreSQL: SKIPPED ({found})")
         elif not args.load_only:
-            with psycopg.connect(_libpq(found.url)) as conn:
+            with psycopg.connect(libpq(found.url)) as conn:
                 version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
             report += run_engine(f"PostgreSQL {version}", found, args)
     print(

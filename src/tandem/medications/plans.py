@@ -5,6 +5,10 @@ this module keeps it."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
@@ -49,12 +53,41 @@ __all__ = [
     "list_plans",
     "patient_plan",
     "plan_of",
+    "stored_plan",
     "stop_plan",
 ]
 
 
 def plan_of(row: DosePlanRow) -> DosePlan:
     return DosePlan.from_dict(row.plan)
+
+
+# Parsed plans by the digest of their stored JSON text: a stored plan's calendar never changes,
+# and a list of sixty plans would otherwise decode and rebuild every one on every view. Keyed by
+# content, not by id (a new database, e.g. in tests, reuses ids), bounded, and the same in every
+# process (parsing is pure: the registry of sources it resolves is bundled data).
+_PARSED_LIMIT = 4096
+_parsed: OrderedDict[bytes, DosePlan] = OrderedDict()
+_parsed_lock = threading.Lock()
+
+
+def stored_plan(text: str | dict[str, Any]) -> DosePlan:
+    """The plan from its stored JSON (the column read as text; a dict where the driver has
+    already decoded it), parsed once per process."""
+    if isinstance(text, dict):
+        return DosePlan.from_dict(text)
+    key = hashlib.blake2b(text.encode(), digest_size=20).digest()
+    with _parsed_lock:
+        found = _parsed.get(key)
+        if found is not None:
+            _parsed.move_to_end(key)
+            return found
+    plan = DosePlan.from_dict(json.loads(text))
+    with _parsed_lock:
+        _parsed[key] = plan
+        if len(_parsed) > _PARSED_LIMIT:
+            _parsed.popitem(last=False)
+    return plan
 
 
 def effective_status(row: DosePlanRow, today: date) -> str:

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
 
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session, defer, selectinload
+from sqlalchemy import Text, cast, or_, select
+from sqlalchemy.orm import Session
 
 from tandem.access.accounts import display_names
 from tandem.access.guard import Access
-from tandem.access.policy import Permission, decide
-from tandem.access.queries import audit_shown, load_patient, patient_ref, visible
+from tandem.access.policy import PatientRef, Permission, decide
+from tandem.access.queries import audit_shown, load_patient, visible
 from tandem.clock import utcnow, zone
 from tandem.errors import InvalidInput
 from tandem.medications.adherence import planned_doses
@@ -31,6 +31,7 @@ from tandem.medications.dose_plan import DosePlan
 from tandem.medications.doses import record_administration
 from tandem.medications.errors import ImplausibleValue
 from tandem.medications.monograph import load_monograph
+from tandem.medications.plans import plan_of, stored_plan
 from tandem.medications.resources import ADMINISTRATION, PLAN, STATEMENT
 from tandem.medications.schedule import (
     DEFAULT_SLOT_TIMES,
@@ -59,7 +60,14 @@ from tandem.medications.storage import (
     ShiftSettingRow,
 )
 from tandem.medications.validation import GIVEN_WINDOW, check_note, recordable
-from tandem.storage.models import Patient, Program
+from tandem.storage.models import (
+    Patient,
+    PatientIdentifier,
+    Program,
+    display_name,
+    mrn_of,
+    mrn_system_of,
+)
 
 __all__ = [
     "OUTCOMES",
@@ -198,13 +206,22 @@ def _shifts(access: Access, which: str, now: datetime) -> list[ProgramShift]:
     return out
 
 
+@dataclass(frozen=True)
+class _Given:
+    """What the list says of a dose given or not given: who recorded it, and why not."""
+
+    performer_id: int | None
+    status_reason: str
+
+
 def _records(
     access: Access, plan_ids: Sequence[int], start: datetime, end: datetime
-) -> tuple[dict[int, list[DoseRecord]], dict[int, MedicationAdministrationRow], set[str], set[str]]:
+) -> tuple[dict[int, list[DoseRecord]], dict[int, _Given], set[str], set[str]]:
     """What was recorded against these plans' doses near `start`..`end`, by plan: the nurses'
-    administrations (with the planned dose each was) and the patients' reports."""
+    administrations (with the planned dose each was) and the patients' reports. Columns, not
+    entities: the list reads a few hundred of them on every view."""
     by_plan: dict[int, list[DoseRecord]] = defaultdict(list)
-    admins: dict[int, MedicationAdministrationRow] = {}
+    admins: dict[int, _Given] = {}
     if not plan_ids:
         return by_plan, admins, set(), set()
     m = MedicationAdministrationRow
@@ -212,7 +229,16 @@ def _records(
     # planned dose within MATCH_WINDOW: either way within the wider of the two.
     margin = max(GIVEN_WINDOW, MATCH_WINDOW)
     given = access.db.execute(
-        select(m, AdministrationDueRow.due_at)
+        select(
+            m.id,
+            m.dose_plan_id,
+            m.patient_id,
+            m.status,
+            m.status_reason,
+            m.administered_at,
+            m.performer_id,
+            AdministrationDueRow.due_at,
+        )
         .outerjoin(AdministrationDueRow, AdministrationDueRow.administration_id == m.id)
         .where(
             m.dose_plan_id.in_(plan_ids),
@@ -222,18 +248,16 @@ def _records(
         )
     ).all()
     admin_patients: set[str] = set()
-    for row, due_at in given:
-        assert row.dose_plan_id is not None
-        admins[row.id] = row
-        admin_patients.add(row.patient_id)
-        by_plan[row.dose_plan_id].append(
-            DoseRecord(
-                "administration", row.id, row.status == "completed", row.administered_at, due_at
-            )
+    for admin_id, plan_id, patient_id, status, reason, at, performer, due_at in given:
+        assert plan_id is not None
+        admins[admin_id] = _Given(performer, reason)
+        admin_patients.add(patient_id)
+        by_plan[plan_id].append(
+            DoseRecord("administration", admin_id, status == "completed", at, due_at)
         )
     s = MedicationStatementRow
-    reports = access.db.scalars(
-        select(s).where(
+    reports = access.db.execute(
+        select(s.id, s.dose_plan_id, s.patient_id, s.taken, s.due_at).where(
             s.dose_plan_id.in_(plan_ids),
             s.due_at >= start,
             s.due_at < end,
@@ -241,17 +265,15 @@ def _records(
         )
     ).all()
     statement_patients: set[str] = set()
-    for report in reports:
-        statement_patients.add(report.patient_id)
-        by_plan[report.dose_plan_id].append(
-            DoseRecord("statement", report.id, report.taken, report.due_at, report.due_at)
-        )
+    for report_id, plan_id, patient_id, taken, due_at in reports:
+        statement_patients.add(patient_id)
+        by_plan[plan_id].append(DoseRecord("statement", report_id, taken, due_at, due_at))
     return by_plan, admins, admin_patients, statement_patients
 
 
 def _recorded_text(
     dose: CalendarDose,
-    admins: dict[int, MedicationAdministrationRow],
+    admins: dict[int, _Given],
     names: dict[int, str],
     time_zone: str,
 ) -> str:
@@ -269,20 +291,47 @@ def _recorded_text(
     return f"{reason or 'not given'} ({at:%H:%M}{who})"
 
 
-def _plan_around(row: DosePlanRow, first: date, last: date) -> DosePlan:
-    """The stored plan with only the days a shift from `first` to `last` needs: those days,
-    and the plan's last day (a continuing plan repeats it). A long plan is read in full by
-    `plan_of`; the list reads sixty of them per view."""
-    days = row.plan["days"]
-    keep = [d for d in days if first.isoformat() <= d["date"] <= last.isoformat()]
-    if days and (not keep or keep[-1] is not days[-1]):
-        keep.append(days[-1])
-    return DosePlan.from_dict({**row.plan, "days": keep})
+def _plan_around(plan: DosePlan, first: date, last: date) -> DosePlan:
+    """The plan with only the days a shift from `first` to `last` needs: those days, and the
+    plan's last day (a continuing plan repeats it)."""
+    keep = [d for d in plan.days if first <= d.date <= last]
+    if plan.days and (not keep or keep[-1] is not plan.days[-1]):
+        keep.append(plan.days[-1])
+    return dataclasses.replace(plan, days=tuple(keep))
+
+
+@dataclass(frozen=True)
+class _PlanLine:
+    """What the list needs of one stored plan and its patient (columns, not entities)."""
+
+    plan_id: int
+    patient_id: str
+    program_id: int  # the patient's program
+    medication_id: str
+    ends_on: date | None
+    created_at: datetime
+    plan: DosePlan
+    patient_name: str
+    mrn: str | None
+
+    @classmethod
+    def of(cls, row: DosePlanRow, patient: Patient) -> _PlanLine:
+        return cls(
+            row.id,
+            patient.id,
+            patient.program_id,
+            row.medication_id,
+            row.ends_on,
+            row.created_at,
+            plan_of(row),
+            patient.display_name,
+            patient.mrn,
+        )
 
 
 def _doses(
     access: Access,
-    plans: Iterable[tuple[DosePlanRow, Patient]],
+    plans: Iterable[_PlanLine],
     shifts: dict[int, ProgramShift],
     now: datetime,
     only_due: datetime | None = None,
@@ -290,19 +339,19 @@ def _doses(
     pairs = list(plans)
     if not pairs:
         return [], set(), set()
-    start = min(shifts[p.program_id].shift.start for _, p in pairs)
-    end = max(shifts[p.program_id].shift.end for _, p in pairs)
+    start = min(shifts[line.program_id].shift.start for line in pairs)
+    end = max(shifts[line.program_id].shift.end for line in pairs)
     records, admins, admin_patients, statement_patients = _records(
-        access, [row.id for row, _ in pairs], start, end
+        access, [line.plan_id for line in pairs], start, end
     )
     names = display_names(access.db, (a.performer_id for a in admins.values()))
     out: list[DueDose] = []
-    for row, patient in pairs:
-        program = shifts[patient.program_id]
+    for line in pairs:
+        program = shifts[line.program_id]
         tz = zone(program.time_zone)
         first, last = program.shift.days
-        plan = _plan_around(row, first, last)
-        days = [d for d in days_through(plan, last, row.ends_on) if first <= d.date <= last]
+        plan = _plan_around(line.plan, first, last)
+        days = [d for d in days_through(plan, last, line.ends_on) if first <= d.date <= last]
         if not days:
             continue
         planned = [
@@ -314,21 +363,28 @@ def _doses(
         ]
         if not planned:
             continue
-        mono = load_monograph(row.medication_id)
-        may = bool(decide(access.actor, Permission.CREATE, ADMINISTRATION, patient_ref(patient)))
+        mono = load_monograph(line.medication_id)
+        may = bool(
+            decide(
+                access.actor,
+                Permission.CREATE,
+                ADMINISTRATION,
+                PatientRef(line.patient_id, line.program_id),
+            )
+        )
         for dose in dose_states(
-            planned, records.get(row.id, ()), now, tz, written_at=row.created_at
+            planned, records.get(line.plan_id, ()), now, tz, written_at=line.created_at
         ):
             if dose.state == "before_plan":
                 continue  # due before the plan was written: nobody was asked to give it
             overdue = dose.state == "unrecorded"
             out.append(
                 DueDose(
-                    patient_id=patient.id,
-                    patient_name=patient.display_name,
-                    mrn=patient.mrn,
+                    patient_id=line.patient_id,
+                    patient_name=line.patient_name,
+                    mrn=line.mrn,
                     program_name=program.program_name,
-                    plan_id=row.id,
+                    plan_id=line.plan_id,
                     medication=mono.name,
                     dose=dose,
                     due_local=dose.planned.due_at.astimezone(tz),
@@ -344,28 +400,72 @@ def _doses(
     return out, admin_patients, statement_patients
 
 
-def _plans_in(access: Access, shifts: Sequence[ProgramShift]) -> list[tuple[DosePlanRow, Patient]]:
+def _plans_in(access: Access, shifts: Sequence[ProgramShift]) -> list[_PlanLine]:
+    """The plans with doses in the shifts' days that the actor may see, with their patients'
+    names and record numbers: two statements, whatever the number of plans."""
     if not shifts:
         return []
     first = min(s.shift.days[0] for s in shifts)
     last = max(s.shift.days[1] for s in shifts)
     p = DosePlanRow
-    statement = (
-        select(p, Patient)
+    rows = access.db.execute(
+        select(
+            p.id,
+            p.patient_id,
+            Patient.program_id,
+            p.medication_id,
+            p.ends_on,
+            p.created_at,
+            # The calendar as its stored text: parsed once per process (`stored_plan`), not
+            # decoded into a dict on every view.
+            cast(p.plan, Text),
+            Patient.family,
+            Patient.given,
+            Program.code,
+        )
         .join(Patient, Patient.id == p.patient_id)
+        .join(Program, Program.id == Patient.program_id)
         .where(
             p.start_date <= last,
             or_(p.ends_on.is_(None), p.ends_on > first),
             visible(access, PLAN, p.patient_id, p.program_id),
         )
         .order_by(p.id)
-        .options(
-            defer(p.inputs),
-            selectinload(Patient.identifiers),
-            selectinload(Patient.program),
+    ).all()
+    identifiers: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    if rows:
+        i = PatientIdentifier
+        for patient_id, system, value in access.db.execute(
+            select(i.patient_id, i.system, i.value)
+            .where(i.patient_id.in_(sorted({r[1] for r in rows})))
+            .order_by(i.id)
+        ):
+            identifiers[patient_id].append((system, value))
+    return [
+        _PlanLine(
+            plan_id,
+            patient_id,
+            program_id,
+            medication_id,
+            ends_on,
+            created_at,
+            stored_plan(text),
+            display_name(family, given),
+            mrn_of(identifiers.get(patient_id, ()), mrn_system_of(code)),
         )
-    )
-    return [(row, patient) for row, patient in access.db.execute(statement)]
+        for (
+            plan_id,
+            patient_id,
+            program_id,
+            medication_id,
+            ends_on,
+            created_at,
+            text,
+            family,
+            given,
+            code,
+        ) in rows
+    ]
 
 
 def unit_record(access: Access, which: str = "current", now: datetime | None = None) -> UnitRecord:
@@ -413,7 +513,9 @@ def due_dose(
         times,
         shift_at(times, due_at, zone(program.time_zone)),
     )
-    doses, _, _ = _doses(access, [(row, patient)], {program.id: shift}, now, only_due=due_at)
+    doses, _, _ = _doses(
+        access, [_PlanLine.of(row, patient)], {program.id: shift}, now, only_due=due_at
+    )
     query = f"unit medication record, dose plan {plan_id}"
     for resource_type in (ADMINISTRATION, STATEMENT):
         audit_shown(access, resource_type, [patient.id] if doses else [], query, patient.id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import date, datetime
 
 from sqlalchemy import (
@@ -158,15 +159,26 @@ class Patient(Base):
 
     @property
     def display_name(self) -> str:
-        return f"{self.family.upper()}, {self.given}".strip(", ")
+        return display_name(self.family, self.given)
 
     @property
     def mrn(self) -> str | None:
         system = self.program.mrn_system if self.program else None
-        for ident in self.identifiers:
-            if ident.system == system:
-                return ident.value
-        return self.identifiers[0].value if self.identifiers else None
+        return mrn_of([(i.system, i.value) for i in self.identifiers], system)
+
+
+def display_name(family: str, given: str) -> str:
+    """A patient's name as the app shows it: "WILSON, Nora"."""
+    return f"{family.upper()}, {given}".strip(", ")
+
+
+def mrn_of(identifiers: Sequence[tuple[str, str]], system: str | None) -> str | None:
+    """The record number among a patient's identifiers (system, value), in the order stored:
+    the program's own, else the first."""
+    for ident_system, value in identifiers:
+        if ident_system == system:
+            return value
+    return identifiers[0][1] if identifiers else None
 
 
 class PatientIdentifier(Base):
