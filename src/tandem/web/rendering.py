@@ -38,6 +38,9 @@ env = Environment(
     autoescape=select_autoescape(["html"]),
     trim_blocks=True,
     lstrip_blocks=True,
+    # The templates ship with the package and do not change while it runs: without this, every
+    # `{% include %}` and `{% extends %}` asks the disk whether the file changed (a stat each).
+    auto_reload=False,
 )
 env.filters["local"] = _local
 env.globals["nav_for"] = nav_for
