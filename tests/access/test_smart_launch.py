@@ -106,6 +106,8 @@ def test_staff_open_an_app_from_the_chart_with_that_patient(
     assert "For <strong>RIVERA, Ana</strong>" in page.text
     assert "Which patient?" not in page.text  # the chart said which
     assert "Know the patient whose chart you opened it from" in page.text
+    assert "Read and search this patient&#39;s records" in page.text  # not "the chosen"
+    assert "chosen patient" not in page.text
     form = {**params, "csrf_token": csrf_from(page.text), "decision": "allow"}
     allowed = client.post("/oauth/authorize", data=form)
     assert allowed.status_code == 303

@@ -1284,8 +1284,9 @@ _THINGS = {
 }
 
 
-def describe_scope(scope: str, role: Role) -> str:
-    """What a granted scope lets the app do, as the consent page says it."""
+def describe_scope(scope: str, role: Role, *, launched: bool = False) -> str:
+    """What a granted scope lets the app do, as the consent page says it. `launched`: the app
+    was opened from a chart (EHR launch), so a patient scope is that chart's patient."""
     own = role is Role.PATIENT
     if scope == LAUNCH:
         return "Know the patient whose chart you opened it from"
@@ -1303,7 +1304,7 @@ def describe_scope(scope: str, role: Role) -> str:
     verbs = [_VERBS[c] for c in parsed.permissions]
     said = ", ".join(verbs[:-1]) + (" and " if len(verbs) > 1 else "") + verbs[-1]
     whose = {
-        "patient": "your" if own else "the chosen patient's",
+        "patient": "your" if own else ("this patient's" if launched else "the chosen patient's"),
         "user": "your programs' patients'",
         "system": "the program's",
     }[parsed.context]

@@ -211,7 +211,10 @@ def _consent(
         program=program,
         params=params,
         fields=AUTHORIZE_FIELDS,
-        granted=[(s, smart.describe_scope(s, access.actor.role)) for s in scopes.granted],
+        granted=[
+            (s, smart.describe_scope(s, access.actor.role, launched=launched_for is not None))
+            for s in scopes.granted
+        ],
         not_granted=scopes.not_granted,
         needs_patient=scopes.needs_patient,
         launched_for=launched_for,
