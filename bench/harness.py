@@ -327,8 +327,16 @@ class Writer:
         self.conn.commit()
         return [sql for _, sql in found]
 
-    def finish(self) -> None:
-        """Build the dropped indexes, and put SQLite back in its own journal mode."""
+    def finish(self, serial_tables: Sequence[str] = ()) -> None:
+        """Set PostgreSQL's id sequences of `serial_tables` past the loaded ids, build the
+        dropped indexes, and put SQLite back in its own journal mode."""
+        if not self.sqlite:
+            with self.conn.cursor() as cur:
+                for table in serial_tables:
+                    cur.execute(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"  # noqa: S608 - our names
+                    )
+            self.conn.commit()
         for sql in self.indexes:
             self.conn.execute(sql)
         self.conn.commit()

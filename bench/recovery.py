@@ -535,20 +535,8 @@ def load(url: str, args: argparse.Namespace, anchor: datetime, key: str) -> Load
         writer.commit()
         if first // batch % 4 == 0:
             log(f"  {first + batch:,} patients, {writer.count:,} rows")
-    if not writer.sqlite:
-        with writer.conn.cursor() as cur:
-            for table in (
-                "care_plans",
-                "recovery_check_ins",
-                "drug_screens",
-                "medication_dose_plans",
-            ):
-                cur.execute(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"  # noqa: S608
-                )
-        writer.commit()
     log(f"  {writer.count:,} rows; building {len(writer.indexes)} indexes")
-    writer.finish()
+    writer.finish(("care_plans", "recovery_check_ins", "drug_screens", "medication_dose_plans"))
     rows = writer.count
     writer.close()
     engine = make_engine(url)

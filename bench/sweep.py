@@ -298,15 +298,16 @@ def load(url: str, args: argparse.Namespace, anchor: datetime, key: str) -> Load
             if plan_id % 10000 == 0:
                 log(f"  {plan_id:,} plans, {writer.count:,} rows")
     flush()
-    if not writer.sqlite:
-        with writer.conn.cursor() as cur:
-            for table in ("units", "episodes", "withdrawal_monitoring", "medication_dose_plans",
-                          "medication_administrations", "medication_statements"):  # fmt: skip
-                cur.execute(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"  # noqa: S608
-                )
-        writer.commit()
-    writer.finish()
+    writer.finish(
+        (
+            "units",
+            "episodes",
+            "withdrawal_monitoring",
+            "medication_dose_plans",
+            "medication_administrations",
+            "medication_statements",
+        )  # fmt: skip
+    )
     rows = writer.count
     writer.close()
     engine = make_engine(url)
