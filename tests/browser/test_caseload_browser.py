@@ -22,8 +22,9 @@ pytestmark = pytest.mark.browser
 
 
 def _abstinent_patient_checks_in_with_use(database_url: str) -> tuple[str, str]:
-    """A patient of the demo counselor with two weeks of reported days without use reports use
-    today; returns their id and the name the caseload shows."""
+    """A patient of the demo counselor (not one who signs in to the portal) with two weeks of
+    reported days without use reports use today; returns their id and the name the caseload
+    shows."""
     engine = make_engine(database_url)
     try:
         with session_scope(make_sessionmaker(engine)) as db:
@@ -38,6 +39,12 @@ def _abstinent_patient_checks_in_with_use(database_url: str) -> tuple[str, str]:
                 )
                 .join(Patient, Patient.id == CarePlanRow.patient_id)
                 .where(CarePlanRow.counselor_id == counselor, CarePlanRow.retention == "active")
+                # Not a patient who signs in to the portal: other browser tests check in as them.
+                .where(
+                    ~CarePlanRow.patient_id.in_(
+                        select(User.patient_id).where(User.patient_id.is_not(None))
+                    )
+                )
                 .order_by(Patient.family_lower)
             ).all()
             chosen = None
