@@ -17,13 +17,17 @@ TANDEM = str(Path(sys.executable).with_name("tandem"))
 
 
 def run_tandem(
-    database_url: str, *args: str, cwd: Path | None = None, columns: int = 200
+    database_url: str,
+    *args: str,
+    cwd: Path | None = None,
+    columns: int = 200,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     from typer.testing import CliRunner
 
     from tandem.cli import app
 
-    env = {"TANDEM_DATABASE_URL": database_url, "COLUMNS": str(columns)}
+    env = {**(env or {}), "TANDEM_DATABASE_URL": database_url, "COLUMNS": str(columns)}
     # The commands' consoles were made when their modules were imported: as wide as a terminal
     # with COLUMNS would make them, for this command.
     consoles = [

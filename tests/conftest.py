@@ -47,6 +47,7 @@ import fcntl
 import os
 import pickle
 import re
+import resource
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -120,6 +121,44 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: igno
         )
     elif _pg_state.get("ok"):
         terminalreporter.write_line(f"PostgreSQL tests ran against {PG_URL}.")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `one_engine` run on SQLite only: page tests, whose storage and API run on
+    both engines in their own tests (the suite must stay under 5 minutes on 2 CPUs, and each
+    PostgreSQL test costs the server about as much CPU again as the test itself)."""
+    kept, dropped = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        on_postgres = "postgresql" in (params.get("database_url"), params.get("matrix"))
+        (dropped if on_postgres and item.get_closest_marker("one_engine") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):  # type: ignore[no-untyped-def]
+    """With TANDEM_TEST_CPU_LOG=<file>: append each test's CPU seconds (this process and the
+    processes it waited for, setup and teardown included) and its id, to find what makes the
+    suite long on a shared machine, where wall times mostly measure the queue for a CPU."""
+    log = os.environ.get("TANDEM_TEST_CPU_LOG")
+    if not log:
+        return (yield)
+    before = _cpu_seconds()
+    try:
+        return (yield)
+    finally:
+        with open(log, "a", encoding="utf-8") as out:
+            out.write(f"{_cpu_seconds() - before:.3f}\t{item.nodeid}\n")
+
+
+def _cpu_seconds() -> float:
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 @pytest.hookimpl(wrapper=True)

@@ -518,15 +518,7 @@ def test_the_postgresql_password_never_reaches_a_command_line(
     backup = tmp_path / "pw.backup"
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # noqa: S603
-            [TANDEM, *args],
-            env={**os.environ, "PATH": env_path, "TANDEM_DATABASE_URL": with_password},
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            timeout=300,
-            check=False,
-        )
+        return run_tandem(with_password, *args, env={"PATH": env_path})
 
     ok(run("backup", str(backup)))
     ok(run("restore", str(backup), "--yes"))

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tandem.access import accounts
 from tandem.storage.db import session_scope
 from tandem.storage.models import AuditEntry
+from tests.cli_runner import run_tandem
 
 pytestmark = pytest.mark.slow
 
@@ -178,15 +179,9 @@ def test_two_workers_share_sessions_and_sign_in_limits(
     assert logins == 5  # every attempt audited, whichever worker took it
 
 
-def test_help_shows_the_default_worker_count() -> None:
-    result = subprocess.run(
-        [TANDEM, "serve", "--help"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        timeout=120,
-        check=False,
-    )
+def test_help_shows_the_default_worker_count(tmp_path: Path) -> None:
+    # In this process: the installed script itself is tested in tests/test_cli.py.
+    result = run_tandem(f"sqlite:///{tmp_path / 'unused.db'}", "serve", "--help")
     assert result.returncode == 0, result.stderr
     assert "--workers" in result.stdout
     assert f"default: {os.cpu_count()}" in result.stdout

@@ -10,13 +10,10 @@ with the triggers dropped; a PostgreSQL superuser with triggers off).
 # ruff: noqa: S608 - the tests write SQL by hand on purpose: it is what an attacker would type
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -33,7 +30,6 @@ from tandem.storage.db import session_scope, utcnow
 from tandem.storage.models import AuditChainLink, AuditEntry, AuditEntryPatient
 from tests.conftest import World, make_token
 
-TANDEM = str(Path(sys.executable).with_name("tandem"))
 FHIR = {"Content-Type": "application/fhir+json"}
 
 
@@ -58,19 +54,6 @@ def history(client: TestClient, sessions: sessionmaker[Session], world: World) -
 def entry_ids(sessions: sessionmaker[Session]) -> list[int]:
     with sessions() as db:
         return list(db.scalars(select(AuditEntry.id).order_by(AuditEntry.id)))
-
-
-def verify_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """`tandem audit verify` as an operator runs it: a process of its own."""
-    return subprocess.run(  # noqa: S603
-        [TANDEM, "audit", "verify", *args],
-        env={**os.environ, "TANDEM_DATABASE_URL": database_url, "COLUMNS": "300"},
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=300,
-        check=False,
-    )
 
 
 def verify_here(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -250,7 +233,7 @@ def test_verify_passes_on_a_normal_history_of_reads_writes_and_refusals(
         outcomes = set(db.scalars(select(AuditEntry.outcome)))
     assert {"0", "8"} <= outcomes or {"0", "4"} <= outcomes, "successes and refusals"
 
-    result = verify_cli(database_url)
+    result = verify_here(database_url)
 
     assert result.returncode == 0, result.stderr
     count = len(entry_ids(sessions))

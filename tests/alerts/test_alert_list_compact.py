@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from tandem.alerts.models import Alert
@@ -14,6 +15,8 @@ from tandem.storage.db import session_scope, utcnow
 from tests.alerts.test_alerts import _escalate
 from tests.conftest import World, sign_in
 from tests.withdrawal.helpers import admit_to_detox
+
+pytestmark = pytest.mark.one_engine  # a page test: see tests/conftest.py
 
 
 def test_alerts_show_their_age_and_link_to_the_tab_they_are_about(

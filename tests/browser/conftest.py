@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import time
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import once_per_run, sqlite_checkpoint
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -33,15 +36,22 @@ class LiveServer:
         return email, self.logins[email]
 
 
+BROWSER_WORKERS = 2
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`--dist loadgroup`), keep the browser tests on one worker: they share
-    one demo database, one live server and one Chromium, which are built once per process."""
+    """Under pytest-xdist (`--dist loadgroup`), the browser tests run on two workers, a test
+    file's tests together (`browser-0`, `browser-1`: files by name, alternately): each worker
+    starts one live server on its own copy of one demo database and one Chromium. On one worker
+    they were the suite's longest thread, mostly waiting for pages."""
     if not config.pluginmanager.hasplugin("xdist"):
         return
     here = Path(__file__).parent
+    files = sorted({item.path for item in items if here in item.path.parents})
+    group = {path: f"browser-{n % BROWSER_WORKERS}" for n, path in enumerate(files)}
     for item in items:
-        if here in item.path.parents:
-            item.add_marker(pytest.mark.xdist_group("browser"))
+        if item.path in group:
+            item.add_marker(pytest.mark.xdist_group(group[item.path]))
 
 
 def _free_port() -> int:
@@ -61,15 +71,23 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     from tandem.storage.migrate import upgrade
     from tandem.web.app import create_app
 
-    url = f"sqlite:///{tmp_path_factory.mktemp('live') / 'tandem.db'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    with session_scope(make_sessionmaker(engine)) as db:
-        world = demo.build_platform(db, 80, seed=7)
-        logins = demo.create_logins(db, world, seed=7)
-        for _label, step in demo_steps():
-            step(db, world)
-    engine.dispose()
+    def build(directory: Path) -> tuple[Path, dict[str, str]]:
+        path = directory / "demo.db"
+        engine = make_engine(f"sqlite:///{path}")
+        upgrade(engine)
+        with session_scope(make_sessionmaker(engine)) as db:
+            world = demo.build_platform(db, 80, seed=7)
+            logins = demo.create_logins(db, world, seed=7)
+            for _label, step in demo_steps():
+                step(db, world)
+        sqlite_checkpoint(engine)
+        return path, {login.email: login.password for login in logins}
+
+    # The demo is built once per run; each worker's server gets a copy of its own.
+    demo_file, logins = once_per_run(tmp_path_factory, "browser-demo", build)
+    path = tmp_path_factory.mktemp("live") / "tandem.db"
+    shutil.copy(demo_file, path)
+    url = f"sqlite:///{path}"
     port = _free_port()
     config = uvicorn.Config(
         create_app(Settings(database_url=url, cookie_secure=True)),
@@ -83,9 +101,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     deadline = time.monotonic() + 20
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield LiveServer(
-        f"http://127.0.0.1:{port}", {login.email: login.password for login in logins}, url
-    )
+    yield LiveServer(f"http://127.0.0.1:{port}", logins, url)
     server.should_exit = True
     thread.join(timeout=10)
 

@@ -1,7 +1,7 @@
-"""The decision aid through the browser's HTTP, on SQLite and PostgreSQL: the options side by
-side with medication-free recovery and the patient's safety screen, the PDF handout, recording
-a decision (history kept, audited), "no medication" respected on the medication pages, a
-patient sees only their own options, another program's staff is refused, and bad input is
+"""The decision aid through the browser's HTTP (SQLite; their storage and API run on both engines):
+the options side by side with medication-free recovery and the patient's safety screen, the PDF
+handout, recording a decision (history kept, audited), "no medication" respected on the medication
+pages, a patient sees only their own options, another program's staff is refused, and bad input is
 refused naming the field with nothing stored."""
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from sqlalchemy import func, select
 from tandem.choice.decision_storage import TreatmentDecisionRow
 from tandem.storage.models import AuditEntry
 from tests.conftest import World, sign_in
+
+pytestmark = pytest.mark.one_engine  # a page test: see tests/conftest.py
 
 NOW = datetime(2026, 3, 4, 21, 0, tzinfo=UTC)
 TODAY = "2026-03-04"

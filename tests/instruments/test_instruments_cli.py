@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import typer
@@ -156,19 +153,12 @@ def test_list_human() -> None:
     assert "asam_2020" in out
 
 
-def test_installed_entry_point() -> None:
-    tandem = Path(sys.executable).parent / "tandem"
-    good = subprocess.run(  # noqa: S603 - fixed arguments, our own entry point
-        [tandem, "score", "cows", *COWS_13, "--json"], capture_output=True, text=True, check=False
-    )
-    bad = subprocess.run(  # noqa: S603
-        [tandem, "score", "cows", *COWS_13[:-1], "gooseflesh=2", "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+def test_a_score_and_a_refusal_on_the_command_line() -> None:
+    # In this process: tests/test_cli.py runs the installed script itself.
+    good_code, good_out, _ = run("cows", *COWS_13, "--json")
+    bad_code, _, bad_err = run("cows", *COWS_13[:-1], "gooseflesh=2", "--json")
 
-    assert good.returncode == 0, good.stderr
-    assert json.loads(good.stdout)["band"] == "moderate"
-    assert bad.returncode == 2
-    assert "gooseflesh" in bad.stderr and "0, 3, 5" in bad.stderr
+    assert good_code == 0
+    assert json.loads(good_out)["band"] == "moderate"
+    assert bad_code == 2
+    assert "gooseflesh" in bad_err and "0, 3, 5" in bad_err

@@ -13,6 +13,8 @@ from tests.withdrawal.helpers import admit_to_detox
 
 from .facts import ANCHORS
 
+pytestmark = pytest.mark.one_engine  # a page test: see tests/conftest.py
+
 PROVENANCE = (
     "Sullivan",
     "Wesson",

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import typer
@@ -270,39 +267,25 @@ def test_abrupt_stop_message_gives_the_reason_and_source() -> None:
     assert "abrupt" in err and "seizures" in err and "Ozobax" in err
 
 
-def test_real_entry_point_in_a_subprocess() -> None:
-    exe = Path(sys.executable).with_name("tandem")
-    ok = subprocess.run(  # noqa: S603 - our own entry point, fixed arguments
-        [
-            str(exe),
-            "med",
-            "taper",
-            "baclofen",
-            "--from",
-            "20mg-tid",
-            "--over",
-            "2w",
-            "--start-date",
-            "2025-03-01",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+def test_a_taper_and_a_refused_measurement_on_the_command_line() -> None:
+    # In this process: tests/test_cli.py runs the installed script itself.
+    code, out, err = run(
+        "taper",
+        "baclofen",
+        "--from",
+        "20mg-tid",
+        "--over",
+        "2w",
+        "--start-date",
+        "2025-03-01",
+        "--json",
     )
-    assert ok.returncode == 0, ok.stderr
-    assert len(json.loads(ok.stdout)["days"]) == 14
-    bad = subprocess.run(  # noqa: S603
-        [str(exe), "med", "check", "baclofen", "--creatinine-mg-dl", "-1"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert bad.returncode == 2
-    assert bad.stdout == ""
-    assert "--creatinine-mg-dl" in bad.stderr
+    assert code == 0, err
+    assert len(json.loads(out)["days"]) == 14
+    bad_code, bad_out, bad_err = run("check", "baclofen", "--creatinine-mg-dl", "-1")
+    assert bad_code == 2
+    assert bad_out == ""
+    assert "--creatinine-mg-dl" in bad_err
 
 
 def test_plan_reduces_the_labelled_start_and_step_for_kidney_function() -> None:

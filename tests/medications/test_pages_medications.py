@@ -22,7 +22,10 @@ from tandem.storage.models import AuditEntry, Patient
 from tests.conftest import World, sign_in
 from tests.medications.conftest import NOW, NY
 
-pytestmark = pytest.mark.usefixtures("frozen_clock")
+pytestmark = [
+    pytest.mark.usefixtures("frozen_clock"),
+    pytest.mark.one_engine,  # a page test: see tests/conftest.py
+]
 
 
 def utcnow() -> datetime:

@@ -1,17 +1,20 @@
-"""The Scales tab on SQLite and PostgreSQL: a counselor fills a scale on the patient's chart, a
-patient fills one in their own view; each sees the total, band and source after saving and a
-history per scale; a patient whose PHQ-9 item 9 is above 0 sees the crisis resources at once
-(staff see that the urgent alert went out); impossible answers are refused on the form with
-nothing stored; another patient's form is refused."""
+"""The Scales tab (SQLite; their storage and API run on both engines): a counselor fills a scale on
+the patient's chart, a patient fills one in their own view; each sees the total, band and source
+after saving and a history per scale; a patient whose PHQ-9 item 9 is above 0 sees the crisis
+resources at once (staff see that the urgent alert went out); impossible answers are refused on the
+form with nothing stored; another patient's form is refused."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from tandem.alerts.models import Alert
 from tandem.recovery.storage import QuestionnaireResponseRow
 from tests.conftest import World, sign_in
 from tests.instruments.facts import answers
+
+pytestmark = pytest.mark.one_engine  # a page test: see tests/conftest.py
 
 
 def counts(sessions) -> tuple[int, int]:  # type: ignore[no-untyped-def]

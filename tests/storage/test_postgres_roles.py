@@ -6,9 +6,7 @@ Throwaway roles with unique names, on a schema of the test's own; dropped afterw
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,11 +22,11 @@ from tandem.access import audit_chain
 from tandem.settings import Settings
 from tandem.storage.db import make_engine, make_sessionmaker, utcnow
 from tandem.storage.models import AuditEntry
+from tests.cli_runner import run_tandem
 from tests.conftest import PG_URL, sign_in
 
 pytestmark = pytest.mark.postgres
 
-TANDEM = str(Path(sys.executable).with_name("tandem"))
 ADMIN = ("roles.admin@clinic.example", "Rolf Admin", "correct-horse-battery")
 
 
@@ -54,24 +52,19 @@ def roles(database_url: str) -> Iterator[tuple[str, str]]:
 
 
 def init(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603
-        [
-            TANDEM,
-            "init",
-            "--admin-email",
-            ADMIN[0],
-            "--admin-name",
-            ADMIN[1],
-            "--admin-password",
-            ADMIN[2],
-            *args,
-        ],
-        env={**os.environ, "TANDEM_DATABASE_URL": database_url, "COLUMNS": "300"},
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=300,
-        check=False,
+    """`tandem init` (the Typer app in this process; the installed script itself is tested in
+    tests/test_cli.py)."""
+    return run_tandem(
+        database_url,
+        "init",
+        "--admin-email",
+        ADMIN[0],
+        "--admin-name",
+        ADMIN[1],
+        "--admin-password",
+        ADMIN[2],
+        *args,
+        columns=300,
     )
 
 

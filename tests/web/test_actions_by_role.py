@@ -1,5 +1,6 @@
-"""Each person is offered only the actions the policy allows them, and a form they may not submit
-is refused before it is filled or validated, with a page that says why (SQLite and PostgreSQL)."""
+"""Each person is offered only the actions the policy allows them, and a form they may not submit is
+refused before it is filled or validated, with a page that says why (SQLite; their storage and API
+run on both engines)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import pytest
 from tandem.access.policy import Actor, PatientRef, Role, may
 from tests.conftest import World, sign_in
 from tests.withdrawal.helpers import admit_to_detox
+
+pytestmark = pytest.mark.one_engine  # a page test: see tests/conftest.py
 
 
 @pytest.mark.parametrize(

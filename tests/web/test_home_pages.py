@@ -1,4 +1,5 @@
-"""Every role signs in to a home page of its own, never a refusal (SQLite and PostgreSQL)."""
+"""Every role signs in to a home page of its own, never a refusal (SQLite; their storage and API run
+on both engines)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import pytest
 
 from tests.conftest import World, csrf_from
 from tests.withdrawal.helpers import admit_to_detox
+
+pytestmark = pytest.mark.one_engine  # a page test: see tests/conftest.py
 
 HEADINGS = {
     "admin": "Administration",

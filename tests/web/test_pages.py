@@ -1,12 +1,16 @@
-"""Patient pages and administration through the browser's HTTP, on SQLite and PostgreSQL."""
+"""Patient pages and administration through the browser's HTTP (SQLite; their storage and API run on
+both engines)."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from tandem.storage.models import AuditEntry, Episode, Patient, Program, User
 from tests.cli_runner import run_tandem as tandem
 from tests.conftest import World, sign_in
+
+pytestmark = pytest.mark.one_engine  # a page test: see tests/conftest.py
 
 
 def test_patient_list_searches_within_the_nurses_programs(client, world: World) -> None:

@@ -6,11 +6,15 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
+
 from tandem.plain_language import plain_language
 from tandem.storage.db import session_scope, utcnow
 from tandem.withdrawal.assessments import save_assessment
 from tests.conftest import World, sign_in
 from tests.withdrawal.helpers import access_for, admit_to_detox, ciwa_answers
+
+pytestmark = pytest.mark.one_engine  # a page test: see tests/conftest.py
 
 RULE_ID = re.compile(r"\b[a-z]+\.[a-z]+_[a-z_]+\b")  # baclofen.renal_mild
 

@@ -11,6 +11,7 @@ from datetime import timedelta
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import func, select, update
 
 from tandem.storage.db import utcnow
@@ -18,6 +19,8 @@ from tandem.storage.models import WebSession
 from tandem.withdrawal.storage import AssessmentRow
 from tests.conftest import World, csrf_from, sign_in
 from tests.withdrawal.helpers import admit_to_detox, ciwa_answers
+
+pytestmark = pytest.mark.one_engine  # a page test: see tests/conftest.py
 
 
 def local_now(hours: float = 0) -> str:

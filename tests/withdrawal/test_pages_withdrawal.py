@@ -1,5 +1,6 @@
-"""Withdrawal pages on SQLite and PostgreSQL: the nurse's assessment form, the chart tab, the
-census (one query, most urgent first), context and doses given; the form scores as the API does."""
+"""Withdrawal pages (SQLite; their storage and API run on both engines): the nurse's assessment
+form, the chart tab, the census (one query, most urgent first), context and doses given; the form
+scores as the API does."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from tests.withdrawal.helpers import (
     ciwa_answers,
     questionnaire_response,
 )
+
+pytestmark = pytest.mark.one_engine  # a page test: see tests/conftest.py
 
 
 def local_now(hours: float = 0) -> str:
