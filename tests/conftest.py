@@ -32,8 +32,17 @@ pytest-xdist workers, `--dist loadgroup`), in order of what it saved:
   restart is one worker, and the chain is verified in this process; every acknowledged create
   is still checked, with its audit row, after the kill -9.
 - Password hashing is argon2id at its smallest cost (below).
+- Page tests (`one_engine`) and the matrix's page form posts run on SQLite only: the storage,
+  API and FHIR tests under them run on both engines, and a PostgreSQL test costs the server
+  about as much CPU again as the test itself (measured: 181 s of server CPU for 633 s of the
+  suite's own, 2 December 2026).
+- The browser tests run on two workers (a file's tests together), each with its own copy of one
+  demo database built once per run.
+- `tandem` commands run in this process (tests/cli_runner.py) unless the process is what is
+  tested (serve, kill -9, the installed script): a new interpreter costs seconds of imports.
 Where the time goes: `scripts/test --durations=40`, or `--durations=0` on a subset and sum per
-file. Starting `tandem` as a process of its own costs seconds (imports), so a test does it only
+file; on a shared machine, CPU rather than wall: `TANDEM_TEST_CPU_LOG=/tmp/cpu.log scripts/test`
+appends each test's CPU seconds (a child process's CPU counts where it is reaped). Starting `tandem` as a process of its own costs seconds (imports), so a test does it only
 where the process is what it tests (serve, kill -9, the CLI as an operator runs it).
 
 Safe under pytest-xdist: files are per test, schema names carry the worker's pid, and the
