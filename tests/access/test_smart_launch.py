@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.access import keystore, remote_keys, smart
+from tandem.access.credentials import WIDE_LIMIT_FACTOR
 from tandem.errors import InvalidInput
 from tandem.settings import Settings
 from tandem.storage.db import session_scope, utcnow
@@ -442,7 +443,8 @@ def test_refused_token_requests_are_limited_across_processes(
     database_url: str, world: World, sessions: sessionmaker[Session]
 ) -> None:
     """Two app instances on one database (as two worker processes would be) share the limit;
-    from another address the service, proving itself, is still served."""
+    from another address the service, proving itself, is still served, even after refused
+    requests under its id from many addresses (no one can block an app by guessing)."""
     from tandem.web.app import create_app
 
     settings = Settings(
@@ -493,7 +495,11 @@ def test_refused_token_requests_are_limited_across_processes(
             assert "too many refused requests" in held.json()["error_description"]
             # From that address, even a good assertion waits ...
             assert ask(one, key, here).status_code == 429
-            # ... but the service itself keeps working from its own address.
+            # ... but the service itself keeps working from its own address, however many
+            # refused requests others send under its id from elsewhere.
+            for n in range(3 * WIDE_LIMIT_FACTOR + 1):
+                refused = ask(one, stranger, {"X-Forwarded-For": f"192.0.2.{n + 1}"})
+                assert refused.status_code == 400, n
             served = ask(two, key, {"X-Forwarded-For": "198.51.100.20"})
             assert served.status_code == 200, served.text
     finally:

@@ -138,6 +138,7 @@ def claim_login_attempt(
     max_failures: int,
     window_minutes: int,
     device: str = "",
+    across_addresses: bool = True,
 ) -> Lockout:
     """Count the recent failures and, below every limit, record this attempt (as failed until
     the password proves right), in one short transaction of its own, serialized with every other
@@ -147,7 +148,9 @@ def claim_login_attempt(
     - from a device this account has signed in from before (`device`): `max_failures` from that
       device, and nothing else: failures elsewhere do not lock a clinician out of their device;
     - otherwise: `max_failures` for this account from this address, `WIDE_LIMIT_FACTOR` times
-      that from this address across accounts, and as many for this account across addresses.
+      that from this address across accounts, and as many for this account across addresses
+      (unless `across_addresses` is False: for apps, whose credentials are keys and random
+      secrets nobody can guess, that limit would only let anyone block the app).
     """
     email = email.strip().lower()
     since = now - timedelta(minutes=window_minutes)
@@ -164,8 +167,9 @@ def claim_login_attempt(
             checks = [
                 (pair, max_failures),
                 (LoginAttempt.source_ip == source_ip, max_failures * WIDE_LIMIT_FACTOR),
-                (LoginAttempt.email == email, max_failures * WIDE_LIMIT_FACTOR),
             ]
+            if across_addresses:
+                checks.append((LoginAttempt.email == email, max_failures * WIDE_LIMIT_FACTOR))
         first_count = 0
         for i, (where, limit) in enumerate(checks):
             count, oldest = db.execute(

@@ -428,7 +428,9 @@ class Claimed:
 
 def _claim(request: Request, values: dict[str, str]) -> Claimed | JSONResponse:
     """Count this request against the limits on refused token requests (per app from one
-    address, per address, per app), or answer 429 with Retry-After if one is reached."""
+    address, per address), or answer 429 with Retry-After if one is reached. Not per app across
+    addresses: an app proves itself with a key or a random secret, which no number of guesses
+    finds, and such a limit would let anyone who knows an app's id block it."""
     settings = settings_of(request)
     claimed = smart.claimed_client_id(values, request.headers.get("authorization", ""))
     lockout = claim_login_attempt(
@@ -438,6 +440,7 @@ def _claim(request: Request, values: dict[str, str]) -> Claimed | JSONResponse:
         utcnow(),
         settings.token_max_failures,
         settings.token_window_minutes,
+        across_addresses=False,
     )
     if lockout.locked:
         seconds = lockout.retry_after_minutes * 60
