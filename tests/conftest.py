@@ -180,6 +180,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _state_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tandem's state directory (where it keeps the key secret when none is configured) in the
+    run's temporary directory, shared by the xdist workers and the processes tests start: a
+    test run never writes to the runner's home."""
+    if os.environ.get("XDG_STATE_HOME"):
+        yield
+        return
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    os.environ["XDG_STATE_HOME"] = str(shared / "state")
+    yield
+    del os.environ["XDG_STATE_HOME"]
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _quick_password_hashing() -> Iterator[None]:
     """argon2id still, with the smallest cost: a test creates many users and tries unknown
     e-mails (checked against a dummy hash). Production keeps the library's recommended
