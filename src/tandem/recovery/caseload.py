@@ -580,13 +580,14 @@ def _use_after_abstinence(
     ask: _Ask, rule: rules_core.FlagRule, since: date, today: date
 ) -> list[tuple[str, RaisedFlag]]:
     """A use day in the window whose reported days without any use, back to the previous use
-    (or the first report), number at least the threshold. The caseload's use days (the partial
-    index on used days) each with the use day before it (a window function), then for the
-    window's use days only, the reported days between the two (a range of the (patient_id,
-    day) index)."""
+    (or the first report), number at least the threshold. The window's use days only (the
+    partial index on used days, a range of days a patient), each with the use day before it
+    (one look-up backwards in the same index) and the reported days between the two (a range
+    of the (patient_id, day) index). Every lapse of the window comes back with its run; the
+    threshold is applied here, so the database counts each run once."""
 
     def build() -> Flags:
-        used = (
+        lapses = (
             select(
                 UseDayRow.patient_id.label("patient_id"),
                 UseDayRow.day.label("day"),
@@ -595,38 +596,44 @@ def _use_after_abstinence(
             .where(
                 ask.among(UseDayRow.patient_id),
                 UseDayRow.used,  # the partial index ix_use_days_used
-                UseDayRow.day <= bindparam("today"),
+                UseDayRow.day >= bindparam("since", type_=Date),
+                UseDayRow.day <= bindparam("today", type_=Date),
                 ask.visible(OBSERVATION, UseDayRow.patient_id, UseDayRow.program_id),
             )
             .group_by(UseDayRow.patient_id, UseDayRow.day)
-            .subquery("used")
+            .subquery("lapses")
         )
-        previous = func.lag(used.c.day).over(partition_by=used.c.patient_id, order_by=used.c.day)
-        uses = select(
-            used.c.patient_id, used.c.day, used.c.substance, previous.label("previous_use")
-        ).subquery("uses")
+        earlier = aliased(UseDayRow, name="earlier")
+        previous_use = (
+            select(func.max(earlier.day))
+            .where(
+                earlier.patient_id == lapses.c.patient_id,
+                earlier.used,  # the same partial index, read backwards from the lapse
+                earlier.day < lapses.c.day,
+                ask.visible(OBSERVATION, earlier.patient_id, earlier.program_id),
+            )
+            .correlate(lapses)
+            .scalar_subquery()
+        )
         reported = aliased(UseDayRow, name="reported")
         run = (
             select(func.count(distinct(reported.day)))
             .where(
-                reported.patient_id == uses.c.patient_id,
-                reported.day < uses.c.day,
-                reported.day > func.coalesce(uses.c.previous_use, LONG_AGO),
+                reported.patient_id == lapses.c.patient_id,
+                reported.day < lapses.c.day,
+                reported.day > func.coalesce(previous_use, LONG_AGO),
             )
-            .correlate(uses)
+            .correlate(lapses)
             .scalar_subquery()
         )
-        lapses = (
-            select(uses.c.patient_id, uses.c.day, uses.c.substance, run.label("run"))
-            .where(uses.c.day >= bindparam("since", type_=Date))
-            .subquery("lapses")
-        )
-        return select(lapses).where(lapses.c.run >= bindparam("threshold", type_=Integer))
+        return select(lapses.c.patient_id, lapses.c.day, lapses.c.substance, run.label("run"))
 
     statement = _built(ask.key("use_after_abstinence", OBSERVATION), build)
     latest: dict[str, tuple[date, int, str]] = {}
-    found = ask.run(statement, today=today, since=since, threshold=rule.threshold)
+    found = ask.run(statement, today=today, since=since)
     for patient_id, day, substance, count in found:
+        if int(count) < rule.threshold:
+            continue
         if patient_id not in latest or day > latest[patient_id][0]:
             latest[patient_id] = (day, int(count), substance)
     out = []
