@@ -165,6 +165,7 @@ def timeline_tab(
         patient_id,
         "timeline",
         "recovery/caseload/timeline.html",
+        loaded=shown.patient,
         timeline=shown,
         axes=(timeline_svg.axis_svg(axis), timeline_svg.axis_svg(axis, narrow=True)),
         lanes=lanes,
