@@ -29,6 +29,7 @@ from sqlalchemy import (
     distinct,
     false,
     func,
+    literal_column,
     select,
     update,
 )
@@ -231,7 +232,11 @@ def caseload(
             visible(access, CARE_PLAN, CarePlanRow.patient_id, CarePlanRow.program_id),
         )
         .order_by(Patient.family_lower, Patient.given_lower, CarePlanRow.id)
-        .limit(MAX_SHOWN + 1)
+        # The limit written into the SQL, not bound: PostgreSQL's generic plan for a prepared
+        # statement (psycopg prepares a statement run five times) guesses a bound limit to keep
+        # a tenth of the rows, and walked every patient in name order for a counselor's 200
+        # (45 ms at 10,000 patients, against 3 ms hashing the counselor's care plans).
+        .limit(literal_column(str(MAX_SHOWN + 1), Integer))
     )
     if counselor_id is not None:
         plans = plans.where(CarePlanRow.counselor_id == counselor_id)
