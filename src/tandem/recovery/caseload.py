@@ -342,7 +342,9 @@ class _Ask:
         return _among_caseload(column, self.dialect)
 
     def run(self, statement: Flags, **values: Any) -> Any:
-        return self.access.db.execute(statement, {"caseload": self.ids, **values})
+        # On the session's connection: plain rows of plain columns need none of the ORM's
+        # per-statement work (a fraction of a millisecond each, nine statements a view).
+        return self.access.db.connection().execute(statement, {"caseload": self.ids, **values})
 
 
 def _last_check_ins(ask: _Ask) -> list[tuple[str, date]]:
