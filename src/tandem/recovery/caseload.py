@@ -164,7 +164,7 @@ class Caseload:
     whole_program: bool
     counselor_id: int | None
     rows: list[CaseloadRow]
-    counselors: dict[int, str]
+    counselors: dict[int, str]  # names by id, for the whole program's view (else empty)
     today: date
     now: datetime
     cut: bool = False
@@ -275,7 +275,10 @@ def caseload(
         query=query_text or f"caseload program={program_id} whole={int(whole_program)}",
         shown=[r.patient_id for r in ordered],
     )
-    counselors = display_names(access.db, {r.counselor_id for r in ordered})
+    # The counselor column is the whole program's (a counselor's own rows all name them).
+    counselors = (
+        display_names(access.db, {r.counselor_id for r in ordered}) if whole_program else {}
+    )
     return Caseload(
         program,
         programs,
