@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, insert, text
 
+from tandem.access.audit import shown_ids
 from tandem.storage.models import AuditEntry, AuditEntryPatient
 
 log = logging.getLogger(__name__)
@@ -142,9 +143,9 @@ class AuditCommitter:
                 .all()
             )
             shown = [
-                {"audit_entry_id": entry_id, "patient_id": p.patient_id}
+                {"audit_entry_id": entry_id, "patient_id": patient_id}
                 for entry_id, e in zip(ids, entries, strict=True)
-                for p in e.shown_patients
+                for patient_id in shown_ids(e)
             ]
             if shown and connection.dialect.name == "postgresql":
                 # One statement of two arrays: the server inserts 200 rows in one execution
