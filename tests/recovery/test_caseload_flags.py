@@ -256,3 +256,37 @@ def test_most_serious_first_and_the_view_is_audited_with_each_patient(
             )
         )
     assert patients == {world.patient_a, world.patient_a2}
+
+
+def test_a_lapse_is_counted_from_the_previous_use_of_any_substance(
+    sessions: sessionmaker[Session], world: World
+) -> None:
+    """Two lapses in the window: the later one after 3 days without use does not count, the
+    earlier one after 25 reported days does (two substances asked a day count as one day)."""
+
+    def lapses(r: Records, users: dict[str, int]) -> None:
+        for n in range(30, 5, -1):
+            r.use(days_ago(n), used=False)
+            r.use(days_ago(n), used=False, substance="opioids")
+        r.use(days_ago(5), used=True, substance="opioids")
+        for n in range(4, 1, -1):
+            r.use(days_ago(n), used=False)
+        r.use(days_ago(1), used=True)
+
+    def short_runs(r: Records, users: dict[str, int]) -> None:
+        r.use(days_ago(20), used=True)
+        for n in range(19, 1, -1):
+            r.use(days_ago(n), used=False)
+        r.use(days_ago(10), used=True, substance="opioids")  # the run restarts here
+        r.use(days_ago(1), used=True)
+
+    _both(sessions, world, lapses, short_runs)
+    with sessions() as db:
+        shown = caseload(access_for(db, sessions, world.email("counselor")), world.program_a)
+        db.commit()
+    rows = {row.patient_id: row for row in shown.rows}
+    raised = [f for f in rows[world.patient_a].flags if f.kind == "use_after_abstinence"]
+    assert len(raised) == 1
+    assert "after 25 days without use" in raised[0].sentence
+    assert days_ago(5).strftime("%a %d %b") in raised[0].sentence
+    assert "use_after_abstinence" not in [f.kind for f in rows[world.patient_a2].flags]

@@ -211,10 +211,16 @@ def chart_page(
     tab: str,
     template: str,
     status_code: int = 200,
+    loaded: Patient | None = None,
     **context: Any,
 ) -> Response:
-    """Render a chart tab: the header and tabs from here, the body from the domain's template."""
-    patient = service.get_patient(access, patient_id)
+    """Render a chart tab: the header and tabs from here, the body from the domain's template.
+    `loaded`: the patient as the tab's service already read them in this request (through the
+    policy, the read audited), so the chart is not read and audited twice."""
+    if loaded is not None and loaded.id == patient_id:
+        patient = loaded
+    else:
+        patient = service.get_patient(access, patient_id)
     base = _chart_context(access, patient)
     return render(request, template, status_code=status_code, tab=tab, **base, **context)
 

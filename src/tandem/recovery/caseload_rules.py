@@ -183,10 +183,12 @@ def _number(value: float) -> str:
 
 
 def substance_label(substance_id: str) -> str:
-    for each in substances():
-        if each.id == substance_id:
-            return each.label.lower()
-    return substance_id
+    return _substance_labels().get(substance_id, substance_id)
+
+
+@functools.cache
+def _substance_labels() -> dict[str, str]:
+    return {each.id: each.label.lower() for each in substances()}
 
 
 def raise_flag(rule: FlagRule, **found: Any) -> RaisedFlag:

@@ -112,7 +112,11 @@ class CravingRatingRow(Base):
     """A single 0-10 craving rating for one substance (0 none, 10 the strongest imaginable)."""
 
     __tablename__ = "craving_ratings"
-    __table_args__ = (Index("ix_craving_ratings_patient", "patient_id", "day"),)
+    # The rating and program beside (patient_id, day): the caseload's "craving rising" flag and
+    # the timeline's craving lane read the index alone (migration 0026).
+    __table_args__ = (
+        Index("ix_craving_ratings_patient_rating", "patient_id", "day", "program_id", "rating"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     patient_id: Mapped[str] = _patient()

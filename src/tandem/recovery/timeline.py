@@ -12,8 +12,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import BindParameter, Select, bindparam, func, select
 
 from tandem.access.guard import Access
 from tandem.access.policy import Permission
@@ -117,6 +118,134 @@ def _day_of(at: datetime, time_zone: str) -> date:
     return at.astimezone(zone(time_zone)).date()
 
 
+# The timeline's statements, built once per engine and visibility (what `visible(...)` adds for
+# the actor), the patient and the range bound at each view: a view binds values to statements
+# already built and compiled instead of building eight statements each time.
+_BUILT: dict[tuple[Any, ...], dict[str, Select[Any]]] = {}
+_BUILT_MAX = 256
+
+
+def _statements(access: Access) -> dict[str, Select[Any]]:
+    dialect = access.db.get_bind().dialect.name
+    key = (dialect, *(access.visibility(t) for t in RESOURCE_TYPES))
+    built = _BUILT.get(key)
+    if built is None:
+        if len(_BUILT) >= _BUILT_MAX:
+            _BUILT.clear()
+        built = _BUILT[key] = _build(access)
+    return built
+
+
+def _build(access: Access) -> dict[str, Select[Any]]:
+    # Untyped: each comparison gives its parameter the column's type, as a value would be.
+    patient: BindParameter[Any] = bindparam("patient")
+    start: BindParameter[Any] = bindparam("start")
+    end: BindParameter[Any] = bindparam("end")
+    after: BindParameter[Any] = bindparam("after")
+    until: BindParameter[Any] = bindparam("until")
+
+    def mine(model: Any, resource_type: str) -> tuple[Any, Any]:
+        return (
+            model.patient_id == patient,
+            visible(access, resource_type, model.patient_id, model.program_id),
+        )
+
+    craving = (
+        select(
+            CravingRatingRow.day,
+            func.avg(CravingRatingRow.rating),
+            func.max(CravingRatingRow.rating),
+        )
+        .where(*mine(CravingRatingRow, "Observation"), CravingRatingRow.day.between(start, end))
+        .group_by(CravingRatingRow.day)
+        .order_by(CravingRatingRow.day)
+    )
+    use = (
+        select(UseDayRow.day, UseDayRow.substance, UseDayRow.used, UseDayRow.standard_drinks)
+        .where(*mine(UseDayRow, "Observation"), UseDayRow.day.between(start, end))
+        .order_by(UseDayRow.day, UseDayRow.substance)
+    )
+    screens = (
+        select(DrugScreenRow.day, DrugScreenResultRow.substance, DrugScreenResultRow.result)
+        .join(DrugScreenResultRow, DrugScreenResultRow.screen_id == DrugScreenRow.id)
+        .where(*mine(DrugScreenRow, "Observation"), DrugScreenRow.day.between(start, end))
+        .order_by(DrugScreenRow.day, DrugScreenRow.id)
+    )
+    scales = (
+        select(
+            QuestionnaireResponseRow.instrument_id,
+            QuestionnaireResponseRow.day,
+            QuestionnaireResponseRow.total,
+            QuestionnaireResponseRow.band_id,
+        )
+        .where(
+            *mine(QuestionnaireResponseRow, "QuestionnaireResponse"),
+            QuestionnaireResponseRow.day.between(start, end),
+            QuestionnaireResponseRow.instrument_id.in_(tuple(SCALE_NAMES)),
+        )
+        .order_by(QuestionnaireResponseRow.authored_at)
+    )
+    assessments = (
+        select(
+            AssessmentRow.instrument_id,
+            AssessmentRow.assessed_at,
+            AssessmentRow.total,
+            AssessmentRow.band_label,
+        )
+        .where(
+            *mine(AssessmentRow, "QuestionnaireResponse"),
+            AssessmentRow.assessed_at >= after,
+            AssessmentRow.assessed_at < until,
+        )
+        .order_by(AssessmentRow.assessed_at)
+    )
+    given = (
+        select(
+            MedicationAdministrationRow.administered_at,
+            MedicationAdministrationRow.medication_text,
+            MedicationAdministrationRow.status,
+        )
+        .where(
+            *mine(MedicationAdministrationRow, "MedicationAdministration"),
+            MedicationAdministrationRow.administered_at >= after,
+            MedicationAdministrationRow.administered_at < until,
+        )
+        .order_by(MedicationAdministrationRow.administered_at)
+    )
+    reported = (
+        select(
+            MedicationStatementRow.due_at,
+            MedicationStatementRow.medication_id,
+            MedicationStatementRow.taken,
+        )
+        .where(
+            *mine(MedicationStatementRow, "MedicationStatement"),
+            MedicationStatementRow.due_at >= after,
+            MedicationStatementRow.due_at < until,
+        )
+        .order_by(MedicationStatementRow.due_at)
+    )
+    sessions = (
+        select(TherapySessionRow.starts_at, TherapySessionRow.service, TherapySessionRow.status)
+        .where(
+            *mine(TherapySessionRow, "Encounter"),
+            TherapySessionRow.starts_at >= after,
+            TherapySessionRow.starts_at < until,
+        )
+        .order_by(TherapySessionRow.starts_at)
+    )
+    return {
+        "craving": craving,
+        "use": use,
+        "screens": screens,
+        "scales": scales,
+        "assessments": assessments,
+        "given": given,
+        "reported": reported,
+        "sessions": sessions,
+    }
+
+
 def timeline(
     access: Access, patient_id: str, range_id: str | None = None, now: datetime | None = None
 ) -> Timeline:
@@ -133,34 +262,16 @@ def timeline(
     after, until = _start_of(start, time_zone), _start_of(end + timedelta(days=1), time_zone)
     shown = Timeline(patient, range_id, start, end, time_zone)
     db = access.db
+    statements = _statements(access)
+    run = db.connection().execute  # plain rows of plain columns: none of the ORM's work needed
+    values = {"patient": patient.id, "start": start, "end": end, "after": after, "until": until}
 
-    def mine(model: type, resource_type: str):  # type: ignore[no-untyped-def]
-        return (
-            model.patient_id == patient.id,  # type: ignore[attr-defined]
-            visible(access, resource_type, model.patient_id, model.program_id),  # type: ignore[attr-defined]
-        )
-
-    craving = (
-        select(
-            CravingRatingRow.day,
-            func.avg(CravingRatingRow.rating),
-            func.max(CravingRatingRow.rating),
-        )
-        .where(*mine(CravingRatingRow, "Observation"), CravingRatingRow.day.between(start, end))
-        .group_by(CravingRatingRow.day)
-        .order_by(CravingRatingRow.day)
-    )
-    for day, average, top in db.execute(craving):
+    for day, average, top in run(statements["craving"], values):
         shown.craving.append(Point(day, round(float(average), 1), f"highest {top}"))
 
     # Use days: a row a substance and day (a year is a few hundred rows), told a day at a time.
-    use = (
-        select(UseDayRow.day, UseDayRow.substance, UseDayRow.used, UseDayRow.standard_drinks)
-        .where(*mine(UseDayRow, "Observation"), UseDayRow.day.between(start, end))
-        .order_by(UseDayRow.day, UseDayRow.substance)
-    )
     days: dict[date, tuple[list[str], float]] = {}
-    for day, substance, was_used, drinks in db.execute(use):
+    for day, substance, was_used, drinks in run(statements["use"], values):
         substances, total = days.setdefault(day, ([], 0.0))
         if was_used:
             substances.append(substance_label(substance))
@@ -174,14 +285,8 @@ def timeline(
         else:
             shown.use.append(Mark(day, "abstinent", "no use"))
 
-    screens = (
-        select(DrugScreenRow.day, DrugScreenResultRow.substance, DrugScreenResultRow.result)
-        .join(DrugScreenResultRow, DrugScreenResultRow.screen_id == DrugScreenRow.id)
-        .where(*mine(DrugScreenRow, "Observation"), DrugScreenRow.day.between(start, end))
-        .order_by(DrugScreenRow.day, DrugScreenRow.id)
-    )
     by_screen: dict[date, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for day, substance, result in db.execute(screens):
+    for day, substance, result in run(statements["screens"], values):
         by_screen[day][result].append(substance_label(substance))
     for day, results in sorted(by_screen.items()):
         if results.get("positive"):
@@ -192,56 +297,15 @@ def timeline(
             kind, text = "negative", "negative"
         shown.screens.append(Mark(day, kind, text))
 
-    scales = (
-        select(
-            QuestionnaireResponseRow.instrument_id,
-            QuestionnaireResponseRow.day,
-            QuestionnaireResponseRow.total,
-            QuestionnaireResponseRow.band_id,
-        )
-        .where(
-            *mine(QuestionnaireResponseRow, "QuestionnaireResponse"),
-            QuestionnaireResponseRow.day.between(start, end),
-            QuestionnaireResponseRow.instrument_id.in_(tuple(SCALE_NAMES)),
-        )
-        .order_by(QuestionnaireResponseRow.authored_at)
-    )
-    for instrument_id, day, total, band in db.execute(scales):
+    for instrument_id, day, total, band in run(statements["scales"], values):
         shown.scales.setdefault(instrument_id, []).append(Point(day, total, band or ""))
 
-    assessments = (
-        select(
-            AssessmentRow.instrument_id,
-            AssessmentRow.assessed_at,
-            AssessmentRow.total,
-            AssessmentRow.band_label,
-        )
-        .where(
-            *mine(AssessmentRow, "QuestionnaireResponse"),
-            AssessmentRow.assessed_at >= after,
-            AssessmentRow.assessed_at < until,
-        )
-        .order_by(AssessmentRow.assessed_at)
-    )
-    for instrument_id, at, total, band in db.execute(assessments):
+    for instrument_id, at, total, band in run(statements["assessments"], values):
         shown.withdrawal.setdefault(instrument_id, []).append(
             Point(_day_of(at, time_zone), total, band or "")
         )
 
-    given = (
-        select(
-            MedicationAdministrationRow.administered_at,
-            MedicationAdministrationRow.medication_text,
-            MedicationAdministrationRow.status,
-        )
-        .where(
-            *mine(MedicationAdministrationRow, "MedicationAdministration"),
-            MedicationAdministrationRow.administered_at >= after,
-            MedicationAdministrationRow.administered_at < until,
-        )
-        .order_by(MedicationAdministrationRow.administered_at)
-    )
-    for at, text, status in db.execute(given):
+    for at, text, status in run(statements["given"], values):
         kind = "given" if status == "completed" else "not_given"
         shown.doses.append(
             Mark(
@@ -250,20 +314,7 @@ def timeline(
                 f"{text} ({'given' if kind == 'given' else 'not given'})",
             )
         )
-    reported = (
-        select(
-            MedicationStatementRow.due_at,
-            MedicationStatementRow.medication_id,
-            MedicationStatementRow.taken,
-        )
-        .where(
-            *mine(MedicationStatementRow, "MedicationStatement"),
-            MedicationStatementRow.due_at >= after,
-            MedicationStatementRow.due_at < until,
-        )
-        .order_by(MedicationStatementRow.due_at)
-    )
-    for at, medication, taken in db.execute(reported):
+    for at, medication, taken in run(statements["reported"], values):
         shown.doses.append(
             Mark(
                 _day_of(at, time_zone),
@@ -272,16 +323,7 @@ def timeline(
             )
         )
 
-    sessions = (
-        select(TherapySessionRow.starts_at, TherapySessionRow.service, TherapySessionRow.status)
-        .where(
-            *mine(TherapySessionRow, "Encounter"),
-            TherapySessionRow.starts_at >= after,
-            TherapySessionRow.starts_at < until,
-        )
-        .order_by(TherapySessionRow.starts_at)
-    )
-    for at, service, status in db.execute(sessions):
+    for at, service, status in run(statements["sessions"], values):
         kind = {"missed": "missed_session"}.get(status, status)
         shown.sessions.append(
             Mark(_day_of(at, time_zone), kind, f"{service.replace('_', ' ')}: {status}")

@@ -33,6 +33,9 @@ class Axis:
     def __init__(self, start: date, end: date) -> None:
         self.start, self.end = start, end
         self.days = (end - start).days + 1
+        # Every lane of a page draws the same ticks and grid lines: worked out once an axis.
+        self.ticks = _ticks(self)
+        self.grids: dict[int, str] = {}
 
     def x(self, day: date) -> float:
         return LEFT + ((day - self.start).days + 0.5) / self.days * PLOT
@@ -52,14 +55,10 @@ def _svg(height: int, title: str, body: str, css: str) -> Markup:
 
 def _ticks(axis: Axis) -> list[date]:
     """Month starts for long ranges, Mondays for short ones."""
+    days = [axis.start + timedelta(days=i) for i in range(axis.days)]
     if axis.days > 62:
-        days = [axis.start + timedelta(days=i) for i in range(axis.days)]
         return [d for d in days if d.day == 1]
-    return [
-        axis.start + timedelta(days=i)
-        for i in range(axis.days)
-        if (axis.start + timedelta(days=i)).weekday() == 0
-    ]
+    return [d for d in days if d.weekday() == 0]
 
 
 def axis_svg(axis: Axis, narrow: bool = False) -> Markup:
@@ -69,7 +68,7 @@ def axis_svg(axis: Axis, narrow: bool = False) -> Markup:
     size_class = "tick-label narrow" if narrow else "tick-label"
     most = 4 if narrow else 8
     parts = [f'<line class="axis" x1="{LEFT}" y1="2" x2="{WIDTH - RIGHT}" y2="2"/>']
-    ticks = _ticks(axis)
+    ticks = axis.ticks
     step = max(1, -(-len(ticks) // most))
     for i, day in enumerate(ticks):
         x = _fmt(axis.x(day))
@@ -95,10 +94,14 @@ def axis_svg(axis: Axis, narrow: bool = False) -> Markup:
 
 
 def _grid(axis: Axis, height: int) -> str:
-    return "".join(
-        f'<line class="grid" x1="{_fmt(axis.x(d))}" y1="0" x2="{_fmt(axis.x(d))}" y2="{height}"/>'
-        for d in _ticks(axis)
-    )
+    grid = axis.grids.get(height)
+    if grid is None:
+        grid = axis.grids[height] = "".join(
+            f'<line class="grid" x1="{_fmt(axis.x(d))}" y1="0" x2="{_fmt(axis.x(d))}" '
+            f'y2="{height}"/>'
+            for d in axis.ticks
+        )
+    return grid
 
 
 def line_lane(

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from tandem.access import smart
-from tandem.access.audit import Origin
+from tandem.access.audit import Origin, with_shown_rows
 from tandem.access.audit_commit import AuditCommitter
 from tandem.access.credentials import actor_for, find_session, token_actor
 from tandem.access.guard import Access
@@ -78,7 +78,7 @@ def _finish(db: Session, keep: bool, access: Access | None = None) -> list[Audit
         if entries and not has_written(db):
             db.rollback()
             return entries
-        db.add_all(entries)
+        db.add_all([with_shown_rows(e) for e in entries])
         db.commit()
         return []
     finally:
