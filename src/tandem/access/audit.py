@@ -79,7 +79,7 @@ def record(
     item, patients = _entry_showing(actor, operation, origin, shown, where)
     db.add(item)
     if patients:
-        db.flush([item])
+        db.flush()  # the entry for its id (with the rest of the unit of work so far)
         db.execute(
             insert(_SHOWN),
             [{"audit_entry_id": item.id, "patient_id": p} for p in patients],
