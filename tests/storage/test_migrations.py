@@ -54,6 +54,7 @@ LINEAR = [
     "0024_smart_launch",
     "0024_alert_addressee",
     "0025_question_read_by_asker",
+    "0026_dose_speed",
 ]
 OLD_HEADS = {"0006_medication_dues", "0007_patient_name_words", "0008_detox_census"}
 
