@@ -15,8 +15,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select
+from sqlalchemy import Select, Table, bindparam, delete, func, insert, or_, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from tandem.access.guard import Access, system_access
@@ -35,6 +36,7 @@ from tandem.medications.schedule import (
     DEFAULT_SLOT_TIMES,
     MATCH_WINDOW,
     UNRECORDED_GRACE,
+    CalendarDose,
     DoseRecord,
     check_missed_run,
     dose_states,
@@ -117,12 +119,23 @@ def _missed_run(
 ) -> MissedRunAlert | None:
     """The pure check: the plan's doses through today, each with what was recorded, and the
     monograph's run of missed doses ending now (None while the plan is not active)."""
+    return _run_in(line, _doses(line, records, now, program_today(line.time_zone, now)), now)
+
+
+def _doses(
+    line: _PlanLine, records: Iterable[DoseRecord], now: datetime, through: date
+) -> list[CalendarDose]:
+    tz = zone(line.time_zone)
+    planned = planned_through(line.plan, through, tz, line.ends_on)
+    return dose_states(planned, records, now, tz, written_at=line.created_at)
+
+
+def _run_in(line: _PlanLine, doses: Sequence[CalendarDose], now: datetime) -> MissedRunAlert | None:
+    """`_missed_run` on the plan's doses through today or later: the doses due after `now`
+    do not count, and a dose's state is decided by its own day's records."""
     today = program_today(line.time_zone, now)
     if line.status != "active" or (line.ends_on is not None and line.ends_on <= today):
         return None  # `plans.effective_status`: stopped, or a taper past its stop date
-    tz = zone(line.time_zone)
-    planned = planned_through(line.plan, today, tz, line.ends_on)
-    doses = dose_states(planned, records, now, tz, written_at=line.created_at)
     return check_missed_run(line.medication_id, doses, now)
 
 
@@ -223,6 +236,30 @@ def _quiet_until(
     no administration that could stand for that dose instead (none linked to it, and none of
     the plan's unlinked ones given from `now - _shortest_span(T) - MATCH_WINDOW` on, at any
     later time: so the answer holds for every t until the time returned)."""
+    limits = thresholds()
+    by_medication: dict[str, list[int]] = defaultdict(list)
+    for plan_id, medication_id, _version in plans:
+        by_medication[medication_id].append(plan_id)
+    out: dict[int, datetime] = {}
+    for medication_id, plan_ids in sorted(by_medication.items()):
+        span = _shortest_span(limits[medication_id])
+        cutoff = now - span
+        params = {
+            "plan_ids": plan_ids,
+            "cutoff": cutoff,
+            "now": now,
+            "unlinked_from": cutoff - MATCH_WINDOW,
+        }
+        for query in (_GIVEN_RECENTLY, _REPORTED_RECENTLY):
+            for plan_id, taken_due in db.execute(query, params):
+                until = taken_due + span
+                out[plan_id] = max(out.get(plan_id, until), until)
+    return out
+
+
+def _taken_recently() -> tuple[Select[int, datetime], Select[int, datetime]]:
+    """`_quiet_until`'s two statements, built once (their parameters: plan_ids, cutoff, now,
+    unlinked_from)."""
     due, given, later, later_admin = (
         aliased(AdministrationDueRow),
         aliased(MedicationAdministrationRow),
@@ -232,63 +269,53 @@ def _quiet_until(
     s = MedicationStatementRow
     linked, other = aliased(AdministrationDueRow), aliased(MedicationAdministrationRow)
     unlinked = aliased(AdministrationDueRow)
-    limits = thresholds()
-    by_medication: dict[str, list[int]] = defaultdict(list)
-    for plan_id, medication_id, _version in plans:
-        by_medication[medication_id].append(plan_id)
-    out: dict[int, datetime] = {}
-    for medication_id, plan_ids in sorted(by_medication.items()):
-        span = _shortest_span(limits[medication_id])
-        cutoff = now - span
-        ids = {"plan_ids": plan_ids}
-        given_recently = (
-            select(due.dose_plan_id, func.max(due.due_at))
-            .join(given, given.id == due.administration_id)
+    given_recently = (
+        select(due.dose_plan_id, func.max(due.due_at))
+        .join(given, given.id == due.administration_id)
+        .where(
+            due.dose_plan_id.in_(bindparam("plan_ids", expanding=True)),
+            due.due_at >= bindparam("cutoff"),
+            due.due_at <= bindparam("now"),
+            given.status == "completed",
+            ~select(later.administration_id)
+            .join(later_admin, later_admin.id == later.administration_id)
             .where(
-                due.dose_plan_id.in_(bindparam("plan_ids", expanding=True)),
-                due.due_at >= cutoff,
-                due.due_at <= now,
-                given.status == "completed",
-                ~select(later.administration_id)
-                .join(later_admin, later_admin.id == later.administration_id)
-                .where(
-                    later.dose_plan_id == due.dose_plan_id,
-                    later.due_at == due.due_at,
-                    later.administration_id > due.administration_id,
-                    later_admin.status != "completed",
-                )
+                later.dose_plan_id == due.dose_plan_id,
+                later.due_at == due.due_at,
+                later.administration_id > due.administration_id,
+                later_admin.status != "completed",
+            )
+            .exists(),
+        )
+        .group_by(due.dose_plan_id)
+    )
+    reported_recently = (
+        select(s.dose_plan_id, func.max(s.due_at))
+        .where(
+            s.dose_plan_id.in_(bindparam("plan_ids", expanding=True)),
+            s.due_at >= bindparam("cutoff"),
+            s.due_at <= bindparam("now"),
+            s.taken.is_(True),
+            ~select(linked.administration_id)
+            .where(linked.dose_plan_id == s.dose_plan_id, linked.due_at == s.due_at)
+            .exists(),
+            # An administration linked to no planned dose may be matched to this one.
+            ~select(other.id)
+            .where(
+                other.dose_plan_id == s.dose_plan_id,
+                other.administered_at >= bindparam("unlinked_from"),
+                ~select(unlinked.administration_id)
+                .where(unlinked.administration_id == other.id)
                 .exists(),
             )
-            .group_by(due.dose_plan_id)
+            .exists(),
         )
-        reported_recently = (
-            select(s.dose_plan_id, func.max(s.due_at))
-            .where(
-                s.dose_plan_id.in_(bindparam("plan_ids", expanding=True)),
-                s.due_at >= cutoff,
-                s.due_at <= now,
-                s.taken.is_(True),
-                ~select(linked.administration_id)
-                .where(linked.dose_plan_id == s.dose_plan_id, linked.due_at == s.due_at)
-                .exists(),
-                # An administration linked to no planned dose may be matched to this one.
-                ~select(other.id)
-                .where(
-                    other.dose_plan_id == s.dose_plan_id,
-                    other.administered_at >= cutoff - MATCH_WINDOW,
-                    ~select(unlinked.administration_id)
-                    .where(unlinked.administration_id == other.id)
-                    .exists(),
-                )
-                .exists(),
-            )
-            .group_by(s.dose_plan_id)
-        )
-        for query in (given_recently, reported_recently):
-            for plan_id, taken_due in db.execute(query, ids):
-                until = taken_due + span
-                out[plan_id] = max(out.get(plan_id, until), until)
-    return out
+        .group_by(s.dose_plan_id)
+    )
+    return given_recently, reported_recently
+
+
+_GIVEN_RECENTLY, _REPORTED_RECENTLY = _taken_recently()
 
 
 def due_for_check(access: Access, now: datetime) -> list[int]:
@@ -387,8 +414,15 @@ def _rules() -> str:
     return f"v{_CHECK_VERSION};{limits};grace={grace:.0f};{slots};horizon={horizon:.0f}"
 
 
+def _horizon_day(line: _PlanLine, now: datetime) -> date:
+    """The last day whose doses `_next_alert_at` needs: through the horizon and the grace
+    after it (a dose's state is decided by that day's doses only: an unlinked record matches
+    a dose of its own day)."""
+    return (now + HORIZON + UNRECORDED_GRACE).astimezone(zone(line.time_zone)).date()
+
+
 def _next_alert_at(
-    line: _PlanLine, records: Sequence[DoseRecord], now: datetime, alerted: datetime | None
+    line: _PlanLine, doses: Sequence[CalendarDose], now: datetime, alerted: datetime | None
 ) -> datetime:
     """The earliest time after `now`, and no later than `now + HORIZON`, at which the plan can
     raise a missed-run alert if nothing more is recorded against it (`alerted`: its latest
@@ -403,13 +437,7 @@ def _next_alert_at(
     threshold = thresholds().get(line.medication_id)
     if threshold is None or line.status != "active":
         return limit
-    tz = zone(line.time_zone)
-    # Through the day of the horizon, and the grace after it: a dose's state is decided by
-    # that day's doses only (an unlinked record matches a dose of its own day).
-    through = (limit + UNRECORDED_GRACE).astimezone(tz).date()
-    planned = planned_through(line.plan, through, tz, line.ends_on)
-    doses = dose_states(planned, records, now, tz, written_at=line.created_at)
-    # (due, when it enters the count, missed)
+    # (due, when it enters the count, missed); `doses` run through `_horizon_day`.
     events: list[tuple[datetime, datetime, bool]] = []
     for d in doses:
         if d.state == "before_plan":
@@ -433,6 +461,9 @@ def _next_alert_at(
     return limit
 
 
+_CHECKS = cast(Table, MissedDoseCheckRow.__table__)  # rows inserted in bulk, never loaded
+
+
 def _store_checks(
     db: Session,
     checks: dict[int, datetime],
@@ -449,7 +480,7 @@ def _store_checks(
         {"plan_ids": ids},
     )
     db.execute(
-        insert(c),
+        insert(_CHECKS),
         [
             {
                 "dose_plan_id": plan_id,
@@ -490,12 +521,13 @@ def sweep_missed_doses(access: Access, now: datetime | None = None) -> list[Aler
             histories = _histories(access.db, todo)
             for line in lines:
                 records = histories.get(line.plan_id, [])
+                doses = _doses(line, records, now, _horizon_day(line, now))
                 last = alerted.get(str(line.plan_id))
-                found = _missed_run(line, records, now)
+                found = _run_in(line, doses, now)
                 if found is not None and (last is None or last < found.since):
                     raised.append(_raise(access, line, found, now))
                     last = now if last is None else max(last, now)
-                checks[line.plan_id] = _next_alert_at(line, records, now, last)
+                checks[line.plan_id] = _next_alert_at(line, doses, now, last)
         _store_checks(access.db, checks, versions, now, rules)
     access.audit("search", resource_type=PLAN, query="missed-dose sweep")
     return raised
