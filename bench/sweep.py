@@ -366,6 +366,13 @@ def cached_or_load(url: str, args: argparse.Namespace, label: str) -> Loaded | s
                 if found.head != head:
                     log(f"{label}: cache built at {found.head}; migrating to {head}")
                     upgrade(engine)
+                    # As after a load: a migration that rewrites rows leaves the planner's
+                    # statistics stale (and, on PostgreSQL, dead rows to vacuum).
+                    if url.startswith("postgresql"):
+                        with psycopg.connect(libpq(url), autocommit=True) as conn:
+                            conn.execute("VACUUM ANALYZE")
+                    else:
+                        refresh_planner_statistics(engine)
                     found.head = head
                     meta.write_text(json.dumps(asdict(found), indent=1))
                 with engine.connect() as conn:

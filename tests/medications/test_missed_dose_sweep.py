@@ -381,9 +381,9 @@ def test_a_dose_recorded_makes_the_plans_stored_check_stale(sessions, world: Wor
         system = system_access(db, sessions, "test")
         sweep_missed_doses(system, now)
         db.commit()
-        assert row.id not in [p for p, _m, _v in _active(system, now, _rules())]
+        assert row.id not in [p.plan_id for p in _active(system, now, _rules())]
         patient = db.get(Patient, row.patient_id)
         assert patient is not None
         _write(db, row, patient, "given", now - timedelta(hours=1), nurse)
         db.commit()
-        assert row.id in [p for p, _m, _v in _active(system, now, _rules())]
+        assert row.id in [p.plan_id for p in _active(system, now, _rules())]

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import cast
+from typing import NamedTuple, cast
 
 from sqlalchemy import Select, Table, bindparam, delete, func, insert, or_, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
@@ -193,18 +193,31 @@ def thresholds() -> dict[str, int]:
     return out
 
 
-def _active(access: Access, now: datetime, rules: str | None = None) -> list[tuple[int, str, int]]:
-    """The active plans of medications with a missed-run threshold that the actor may see, as
-    (id, medication, records_version); with `rules`, only those without a stored check valid
-    at `now` under these rules for the plan's records as they are."""
+class _Candidate(NamedTuple):
+    plan_id: int
+    medication_id: str
+    records_version: int
+    time_zone: str  # the patient's program's: the plan's doses fall on its clock
+
+
+def _active(access: Access, now: datetime, rules: str | None = None) -> list[_Candidate]:
+    """The active plans of medications with a missed-run threshold that the actor may see;
+    with `rules`, only those without a stored check valid at `now`: made under these rules,
+    on the plan's records as they are (its records_version), on the clock of the patient's
+    program as it is."""
     p, c = DosePlanRow, MissedDoseCheckRow
-    query = select(p.id, p.medication_id, p.records_version).where(
-        p.medication_id.in_(sorted(thresholds())),
-        p.status == "active",
-        # ends_on is a program's calendar day: the exact test is `_missed_run`'s.
-        or_(p.ends_on.is_(None), p.ends_on >= (now - timedelta(days=1)).date()),
-        p.start_date <= (now + timedelta(days=1)).date(),
-        visible(access, PLAN, p.patient_id, p.program_id),
+    query = (
+        select(p.id, p.medication_id, p.records_version, Program.time_zone)
+        .join(Patient, Patient.id == p.patient_id)
+        .join(Program, Program.id == Patient.program_id)
+        .where(
+            p.medication_id.in_(sorted(thresholds())),
+            p.status == "active",
+            # ends_on is a program's calendar day: the exact test is `_missed_run`'s.
+            or_(p.ends_on.is_(None), p.ends_on >= (now - timedelta(days=1)).date()),
+            p.start_date <= (now + timedelta(days=1)).date(),
+            visible(access, PLAN, p.patient_id, p.program_id),
+        )
     )
     if rules is not None:
         query = query.where(
@@ -212,18 +225,17 @@ def _active(access: Access, now: datetime, rules: str | None = None) -> list[tup
             .where(
                 c.dose_plan_id == p.id,
                 c.records_version == p.records_version,
+                c.time_zone == Program.time_zone,
                 c.basis == rules,
                 c.checked_at <= now,
                 c.next_check_at > now,
             )
             .exists()
         )
-    return [(i, m, v) for i, m, v in access.db.execute(query.order_by(p.id))]
+    return [_Candidate(*row) for row in access.db.execute(query.order_by(p.id))]
 
 
-def _quiet_until(
-    db: Session, plans: Sequence[tuple[int, str, int]], now: datetime
-) -> dict[int, datetime]:
+def _quiet_until(db: Session, plans: Sequence[_Candidate], now: datetime) -> dict[int, datetime]:
     """The plans that cannot have reached a run of missed doses by `now`, each with the time
     until which that stays so if nothing more is recorded: a plan with a dose certainly taken
     at `due`, and `due` no earlier than `now - _shortest_span(T)`, cannot alert before
@@ -238,8 +250,8 @@ def _quiet_until(
     later time: so the answer holds for every t until the time returned)."""
     limits = thresholds()
     by_medication: dict[str, list[int]] = defaultdict(list)
-    for plan_id, medication_id, _version in plans:
-        by_medication[medication_id].append(plan_id)
+    for plan in plans:
+        by_medication[plan.medication_id].append(plan.plan_id)
     out: dict[int, datetime] = {}
     for medication_id, plan_ids in sorted(by_medication.items()):
         span = _shortest_span(limits[medication_id])
@@ -328,7 +340,7 @@ def due_for_check(access: Access, now: datetime) -> list[int]:
     for first in range(0, len(plans), CHUNK):
         chunk = plans[first : first + CHUNK]
         quiet = _quiet_until(access.db, chunk, now)
-        found += [plan_id for plan_id, _m, _v in chunk if plan_id not in quiet]
+        found += [plan.plan_id for plan in chunk if plan.plan_id not in quiet]
     return sorted(found)
 
 
@@ -467,7 +479,7 @@ _CHECKS = cast(Table, MissedDoseCheckRow.__table__)  # rows inserted in bulk, ne
 def _store_checks(
     db: Session,
     checks: dict[int, datetime],
-    versions: dict[int, int],
+    plans: dict[int, _Candidate],
     now: datetime,
     rules: str,
 ) -> None:
@@ -486,7 +498,8 @@ def _store_checks(
                 "dose_plan_id": plan_id,
                 "checked_at": now,
                 "next_check_at": checks[plan_id],
-                "records_version": versions[plan_id],
+                "records_version": plans[plan_id].records_version,
+                "time_zone": plans[plan_id].time_zone,
                 "basis": rules,
             }
             for plan_id in ids
@@ -512,9 +525,9 @@ def sweep_missed_doses(access: Access, now: datetime | None = None) -> list[Aler
     plans = _active(access, now, rules)
     for first in range(0, len(plans), CHUNK):
         chunk = plans[first : first + CHUNK]
-        versions = {plan_id: version for plan_id, _m, version in chunk}
+        by_id = {plan.plan_id: plan for plan in chunk}
         checks = _quiet_until(access.db, chunk, now)
-        todo = [plan_id for plan_id, _m, _v in chunk if plan_id not in checks]
+        todo = [plan.plan_id for plan in chunk if plan.plan_id not in checks]
         if todo:
             lines = _lines(access.db, todo)
             alerted = _alerted_since(access.db, (line.patient_id for line in lines))
@@ -528,7 +541,7 @@ def sweep_missed_doses(access: Access, now: datetime | None = None) -> list[Aler
                     raised.append(_raise(access, line, found, now))
                     last = now if last is None else max(last, now)
                 checks[line.plan_id] = _next_alert_at(line, doses, now, last)
-        _store_checks(access.db, checks, versions, now, rules)
+        _store_checks(access.db, checks, by_id, now, rules)
     access.audit("search", resource_type=PLAN, query="missed-dose sweep")
     return raised
 

@@ -276,8 +276,9 @@ class AdministrationDueRow(Base):
 class MissedDoseCheckRow(Base):
     """When the missed-dose sweep next needs to look at a plan (`missed_doses`): no missed-run
     alert can fall due before `next_check_at`, as computed at `checked_at` from the plan and
-    its records as of `records_version`, under the sweep's rules of then (`basis`). Valid only
-    while the plan's `records_version` is still that one. Only the sweep reads and writes it."""
+    its records as of `records_version`, on the clock of `time_zone` (the patient's program's),
+    under the sweep's rules of then (`basis`). Valid only while all three still hold. Only the
+    sweep reads and writes it."""
 
     __tablename__ = "medication_missed_checks"
 
@@ -288,6 +289,7 @@ class MissedDoseCheckRow(Base):
     # No missed-run alert can be due before this, while `basis` holds.
     next_check_at: Mapped[datetime] = mapped_column(UTCDateTime)
     records_version: Mapped[int] = mapped_column(Integer)
+    time_zone: Mapped[str] = mapped_column(String(64))  # the clock the doses fell on
     basis: Mapped[str] = mapped_column(String(400))
 
 

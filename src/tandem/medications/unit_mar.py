@@ -299,9 +299,7 @@ def _recorded_text(dose: CalendarDose, admins: dict[int, _Given], time_zone: str
     if record.kind == "statement":
         return "reported taken by the patient" if record.taken else "reported missed by the patient"
     row = admins.get(record.record_id)
-    who = (
-        f" by {row.performer_name}" if row is not None and row.performer_name is not None else ""
-    )
+    who = f" by {row.performer_name}" if row is not None and row.performer_name is not None else ""
     if record.taken:
         return f"given {at:%H:%M}{who}"
     reason = row.status_reason if row is not None else ""

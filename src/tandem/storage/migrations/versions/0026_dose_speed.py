@@ -81,6 +81,7 @@ def upgrade() -> None:
         sa.Column("checked_at", tandem.storage.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("next_check_at", tandem.storage.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("records_version", sa.Integer(), nullable=False),
+        sa.Column("time_zone", sa.String(length=64), nullable=False),
         sa.Column("basis", sa.String(length=400), nullable=False),
         sa.ForeignKeyConstraint(["dose_plan_id"], ["medication_dose_plans.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("dose_plan_id"),
