@@ -14,7 +14,12 @@ The two sweeps the scheduler runs on its own (`tandem serve` / `tandem worker`):
 Each is timed as the job runs it, in a transaction that is rolled back after each run (so every
 run finds the same rows due), beside the SELECTs it issued replayed through the bare driver
 (sqlite3 / psycopg) in the same run. The first run in the process is reported apart: it parses
-the plans it reads for the first time (`plans.stored_plan` keeps them).
+the plans it reads for the first time (`plans.stored_plan` keeps them), and stores each plan's
+next-check time (`medication_missed_checks`) where none holds yet. The missed-dose sweep is
+also timed after a busy quarter of an hour (one plan in 20 with a record written since: their
+stored checks no longer hold) and with no stored check at all (the first sweep after the
+upgrade that adds them); what is changed for that, in the same rolled-back transaction, is not
+timed.
 
 The data (loaded once through the bare driver, executemany on SQLite and COPY on PostgreSQL, and
 kept under --cache-dir keyed by the schema's head revision; a cache made under an older head is
