@@ -486,8 +486,8 @@ def run_engine(label: str, loaded: Loaded, args: argparse.Namespace) -> list[str
         # sweep after the upgrade that adds them, or after the rules change).
         timed_after(
             "missed, 1 plan in 20 recorded since",
-            "UPDATE medication_dose_plans SET records_version = records_version + 1 "
-            "WHERE id % 20 = 0",
+            "UPDATE medication_plan_records SET records_version = records_version + 1 "
+            "WHERE dose_plan_id % 20 = 0",
         ),
         timed_after("missed, no stored checks (cold)", "DELETE FROM medication_missed_checks"),
     ]

@@ -4,9 +4,9 @@ dose is recorded, and swept over every active plan on a schedule (`sweep_missed_
 a job in the medications DOMAIN; `tandem med sweep` runs it by hand).
 
 The sweep keeps, per plan, the earliest time its next alert can fall due
-(`MissedDoseCheckRow`), valid while the plan's records are the ones it was computed from (the
-plan's `records_version`, counted up by triggers on every write to its records); each sweep
-looks only at the plans without a valid one."""
+(`MissedDoseCheckRow`), valid while the plan's records are the ones it was computed from (its
+`PlanRecordsRow.records_version`, counted up by triggers on every write to its records); each
+sweep looks only at the plans without a valid one."""
 
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ from tandem.medications.storage import (
     MedicationAdministrationRow,
     MedicationStatementRow,
     MissedDoseCheckRow,
+    PlanRecordsRow,
 )
 from tandem.storage.db import session_scope
 from tandem.storage.models import Patient, Program
@@ -205,11 +206,13 @@ def _active(access: Access, now: datetime, rules: str | None = None) -> list[_Ca
     with `rules`, only those without a stored check valid at `now`: made under these rules,
     on the plan's records as they are (its records_version), on the clock of the patient's
     program as it is."""
-    p, c = DosePlanRow, MissedDoseCheckRow
+    p, c, r = DosePlanRow, MissedDoseCheckRow, PlanRecordsRow
+    version = func.coalesce(r.records_version, 0)
     query = (
-        select(p.id, p.medication_id, p.records_version, Program.time_zone)
+        select(p.id, p.medication_id, version, Program.time_zone)
         .join(Patient, Patient.id == p.patient_id)
         .join(Program, Program.id == Patient.program_id)
+        .outerjoin(r, r.dose_plan_id == p.id)
         .where(
             p.medication_id.in_(sorted(thresholds())),
             p.status == "active",
@@ -224,7 +227,7 @@ def _active(access: Access, now: datetime, rules: str | None = None) -> list[_Ca
             ~select(c.dose_plan_id)
             .where(
                 c.dose_plan_id == p.id,
-                c.records_version == p.records_version,
+                c.records_version == version,
                 c.time_zone == Program.time_zone,
                 c.basis == rules,
                 c.checked_at <= now,

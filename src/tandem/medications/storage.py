@@ -174,13 +174,6 @@ class DosePlanRow(Base):
     plan_digest: Mapped[str | None] = mapped_column(
         String(40), nullable=True, default=_plan_digest_default
     )
-    # Counted up by triggers (migration 0026) whenever a row of medication_administrations,
-    # medication_administration_dues or medication_statements naming this plan is inserted,
-    # updated or deleted, whatever wrote it: the missed-dose sweep's stored checks hold only
-    # for the version they were computed from. Never written by the app. A migration that
-    # rebuilds one of those tables on SQLite (batch mode) must create the triggers again (as
-    # 0013's `_sqlite_triggers` does for its table).
-    records_version: Mapped[int] = mapped_column(Integer, server_default="0")
     inputs: Mapped[dict[str, Any]] = mapped_column(JSON)  # what the prescriber asked for
     protocol_max_mg_day: Mapped[float | None] = mapped_column(
         Numeric(10, 3, asdecimal=False), nullable=True
@@ -273,10 +266,28 @@ class AdministrationDueRow(Base):
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class PlanRecordsRow(Base):
+    """How many times the records of a plan's doses were written: counted up by triggers
+    (migration 0026) whenever a row of medication_administrations,
+    medication_administration_dues or medication_statements naming the plan is inserted,
+    updated or deleted, whatever wrote it (no row: never). The missed-dose sweep's stored
+    checks hold only for the version they were computed from. Never written by the app; a
+    table of its own, so that a record written does not rewrite the plan's wide row. A
+    migration that rebuilds one of those tables on SQLite (batch mode) must create the
+    triggers again (as 0013's `_sqlite_triggers` does for its table)."""
+
+    __tablename__ = "medication_plan_records"
+
+    dose_plan_id: Mapped[int] = mapped_column(
+        ForeignKey("medication_dose_plans.id", ondelete="CASCADE"), primary_key=True
+    )
+    records_version: Mapped[int] = mapped_column(Integer)
+
+
 class MissedDoseCheckRow(Base):
     """When the missed-dose sweep next needs to look at a plan (`missed_doses`): no missed-run
     alert can fall due before `next_check_at`, as computed at `checked_at` from the plan and
-    its records as of `records_version`, on the clock of `time_zone` (the patient's program's),
+    its records as of `records_version` (`PlanRecordsRow`; 0 while it has none), on the clock of `time_zone` (the patient's program's),
     under the sweep's rules of then (`basis`). Valid only while all three still hold. Only the
     sweep reads and writes it."""
 

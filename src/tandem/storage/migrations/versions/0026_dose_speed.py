@@ -1,8 +1,8 @@
 """medications: a stored calendar's digest (a list of plans reads the calendars it has not
 parsed yet, not all of them), a plan's doses given by time (ix_medadmin_plan_at replaces the
 dose_plan_id index), and when the missed-dose sweep next needs to look at a plan: a row per
-plan, valid while the plan's `records_version` (counted up by triggers whenever a record of
-the plan's doses is written) is the one it was computed from
+plan, valid while the plan's records_version (medication_plan_records, counted up by triggers
+whenever a record of the plan's doses is written) is the one it was computed from
 
 Revision ID: 0026_dose_speed
 Revises: 0025_question_read_by_asker
@@ -26,7 +26,7 @@ depends_on = None
 
 BATCH = 2000
 # The tables whose rows decide a plan's dose states: any write to them counts up the plan's
-# records_version.
+# records_version (medication_plan_records).
 RECORDS = ("medication_administrations", "medication_administration_dues", "medication_statements")
 
 
@@ -42,9 +42,6 @@ def _digest(plan: object) -> str:
 def upgrade() -> None:
     with op.batch_alter_table("medication_dose_plans", schema=None) as batch_op:
         batch_op.add_column(sa.Column("plan_digest", sa.String(length=40), nullable=True))
-        batch_op.add_column(
-            sa.Column("records_version", sa.Integer(), server_default="0", nullable=False)
-        )
     plans = sa.table(
         "medication_dose_plans",
         sa.column("id", sa.Integer()),
@@ -76,6 +73,13 @@ def upgrade() -> None:
         ["dose_plan_id", "administered_at"],
     )
     op.create_table(
+        "medication_plan_records",
+        sa.Column("dose_plan_id", sa.Integer(), nullable=False),
+        sa.Column("records_version", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["dose_plan_id"], ["medication_dose_plans.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("dose_plan_id"),
+    )
+    op.create_table(
         "medication_missed_checks",
         sa.Column("dose_plan_id", sa.Integer(), nullable=False),
         sa.Column("checked_at", tandem.storage.db.UTCDateTime(timezone=True), nullable=False),
@@ -89,9 +93,23 @@ def upgrade() -> None:
     _create_triggers()
 
 
+# A narrow table of its own: a record written does not rewrite the plan's (wide) row.
+SEED = (
+    "INSERT INTO medication_plan_records (dose_plan_id, records_version) "
+    "SELECT {row}.dose_plan_id, 0 WHERE {row}.dose_plan_id IS NOT NULL "
+    "AND NOT EXISTS (SELECT 1 FROM medication_plan_records "
+    "WHERE dose_plan_id = {row}.dose_plan_id)"
+)
 BUMP = (
-    "UPDATE medication_dose_plans SET records_version = records_version + 1 "
-    "WHERE id = {row}.dose_plan_id"
+    "UPDATE medication_plan_records SET records_version = records_version + 1 "
+    "WHERE dose_plan_id = {row}.dose_plan_id"
+)
+
+
+UPSERT = (
+    "INSERT INTO medication_plan_records (dose_plan_id, records_version) "
+    "VALUES ({row}.dose_plan_id, 1) ON CONFLICT (dose_plan_id) DO UPDATE SET "
+    "records_version = medication_plan_records.records_version + 1"
 )
 
 
@@ -103,7 +121,7 @@ def _create_triggers() -> None:
                 ("update", ("OLD", "NEW")),
                 ("delete", ("OLD",)),
             ):
-                body = "; ".join(BUMP.format(row=r) for r in rows)
+                body = "; ".join(f"{SEED.format(row=r)}; {BUMP.format(row=r)}" for r in rows)
                 op.execute(
                     f"CREATE TRIGGER {table}_records_version_{verb} AFTER {verb.upper()} "
                     f"ON {table} BEGIN {body}; END"
@@ -112,8 +130,10 @@ def _create_triggers() -> None:
     op.execute(
         "CREATE FUNCTION medication_records_version() RETURNS trigger LANGUAGE plpgsql AS $$ "
         "BEGIN "
-        f"IF TG_OP IN ('UPDATE', 'DELETE') THEN {BUMP.format(row='OLD')}; END IF; "
-        f"IF TG_OP IN ('INSERT', 'UPDATE') THEN {BUMP.format(row='NEW')}; END IF; "
+        "IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.dose_plan_id IS NOT NULL THEN "
+        f"{UPSERT.format(row='OLD')}; END IF; "
+        "IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.dose_plan_id IS NOT NULL THEN "
+        f"{UPSERT.format(row='NEW')}; END IF; "
         "RETURN NULL; END $$"
     )
     for table in RECORDS:
@@ -137,6 +157,7 @@ def _drop_triggers() -> None:
 def downgrade() -> None:
     _drop_triggers()
     op.drop_table("medication_missed_checks")
+    op.drop_table("medication_plan_records")
     op.drop_index("ix_medadmin_plan_at", "medication_administrations")
     op.create_index(
         "ix_medication_administrations_dose_plan_id",
@@ -144,5 +165,4 @@ def downgrade() -> None:
         ["dose_plan_id"],
     )
     with op.batch_alter_table("medication_dose_plans", schema=None) as batch_op:
-        batch_op.drop_column("records_version")
         batch_op.drop_column("plan_digest")
