@@ -14,7 +14,12 @@ The two sweeps the scheduler runs on its own (`tandem serve` / `tandem worker`):
 Each is timed as the job runs it, in a transaction that is rolled back after each run (so every
 run finds the same rows due), beside the SELECTs it issued replayed through the bare driver
 (sqlite3 / psycopg) in the same run. The first run in the process is reported apart: it parses
-the plans it reads for the first time (`plans.stored_plan` keeps them).
+the plans it reads for the first time (`plans.stored_plan` keeps them), and stores each plan's
+next-check time (`medication_missed_checks`) where none holds yet. The missed-dose sweep is
+also timed after a busy quarter of an hour (one plan in 20 with a record written since: their
+stored checks no longer hold) and with no stored check at all (the first sweep after the
+upgrade that adds them); what is changed for that, in the same rolled-back transaction, is not
+timed.
 
 The data (loaded once through the bare driver, executemany on SQLite and COPY on PostgreSQL, and
 kept under --cache-dir keyed by the schema's head revision; a cache made under an older head is
@@ -58,6 +63,7 @@ from tandem.clock import zone
 from tandem.medications.dose_plan import DosePlan, maintenance, titration
 from tandem.medications.missed_doses import sweep_missed_doses
 from tandem.medications.schedule import planned_through
+from tandem.medications.storage import plan_digest
 from tandem.storage.db import (
     make_engine,
     make_sessionmaker,
@@ -123,11 +129,12 @@ def _bench_protocol() -> Any:
     return protocol_from_mapping(document, "bench/sweep.py")
 
 
-_PLAN_JSON: dict[tuple[str, date], tuple[str, DosePlan]] = {}
+_PLAN_JSON: dict[tuple[str, date], tuple[str, str, DosePlan]] = {}
 
 
-def _plan(kind: str, start: date) -> tuple[str, DosePlan]:
-    """A plan from the real plan core (one per kind and start day, as JSON text)."""
+def _plan(kind: str, start: date) -> tuple[str, str, DosePlan]:
+    """A plan from the real plan core (one per kind and start day, as JSON text), with the
+    digest the app stores beside it."""
     key = (kind, start)
     if key not in _PLAN_JSON:
         if kind == "titration":
@@ -136,7 +143,8 @@ def _plan(kind: str, start: date) -> tuple[str, DosePlan]:
             plan = maintenance("baclofen", "10mg-tid", start)
         else:
             plan = maintenance("acamprosate", "666mg-tid", start)
-        _PLAN_JSON[key] = (json.dumps(plan.to_dict()), plan)
+        stored = plan.to_dict()
+        _PLAN_JSON[key] = (json.dumps(stored), plan_digest(stored), plan)
     return _PLAN_JSON[key]
 
 
@@ -231,7 +239,8 @@ def load(url: str, args: argparse.Namespace, anchor: datetime, key: str) -> Load
     log(f"  {args.monitored:,} monitored patients on {UNITS} units")
     # The dose plans, two a patient, with the last days of doses recorded.
     plan_cols = ("id", "patient_id", "program_id", "medication_id", "kind", "status",
-                 "status_reason", "start_date", "plan", "inputs", "prescriber_id", "created_at")  # fmt: skip
+                 "status_reason", "start_date", "plan", "plan_digest", "inputs", "prescriber_id",
+                 "created_at")  # fmt: skip
     admin_cols = ("id", "patient_id", "program_id", "medication_id", "medication_text",
                   "dose_value", "dose_unit", "route", "status", "status_reason", "indication",
                   "administered_at", "performer_id", "dose_plan_id", "note", "recorded_at",
@@ -257,13 +266,13 @@ def load(url: str, args: argparse.Namespace, anchor: datetime, key: str) -> Load
         roll = rng.random()
         kind = "titration" if roll < 0.35 else "fixed" if roll < 0.6 else "acamprosate"
         start = today - timedelta(days=rng.randint(0, 14))
-        plan_text, plan = _plan(kind, start)
+        plan_text, digest, plan = _plan(kind, start)
         plan_id += 1
         written = datetime.combine(start, datetime.min.time(), tz) + timedelta(hours=7)
         batch["p"].append(
             (plan_id, pid, program_id, plan.medication_id,
              "maintenance" if kind != "titration" else "titration", "active", "", start,
-             plan_text, '{"bench": true}', prescriber_id, written)
+             plan_text, digest, '{"bench": true}', prescriber_id, written)
         )  # fmt: skip
         habit = rng.random()
         silent_from = now - timedelta(hours=rng.randint(24, 72)) if habit < 0.0625 else None
@@ -362,6 +371,13 @@ def cached_or_load(url: str, args: argparse.Namespace, label: str) -> Loaded | s
                 if found.head != head:
                     log(f"{label}: cache built at {found.head}; migrating to {head}")
                     upgrade(engine)
+                    # As after a load: a migration that rewrites rows leaves the planner's
+                    # statistics stale (and, on PostgreSQL, dead rows to vacuum).
+                    if url.startswith("postgresql"):
+                        with psycopg.connect(libpq(url), autocommit=True) as conn:
+                            conn.execute("VACUUM ANALYZE")
+                    else:
+                        refresh_planner_statistics(engine)
                     found.head = head
                     meta.write_text(json.dumps(asdict(found), indent=1))
                 with engine.connect() as conn:
@@ -427,10 +443,25 @@ def run_engine(label: str, loaded: Loaded, args: argparse.Namespace) -> list[str
             counts["overdue"] = sum(len(raise_overdue(access, u, now)) for u in units)
             db.commit() if keep else db.rollback()
 
-    def missed(keep: bool = False) -> None:
+    def missed(keep: bool = False, before: str | None = None) -> None:
         with sessions() as db:
+            if before is not None:
+                db.execute(text(before))
+                # Timed from here: what `before` changed is not the sweep's work.
+                timer.update(wall=time.perf_counter(), cpu=time.process_time())
             counts["missed"] = len(sweep_missed_doses(system_access(db, sessions, "bench"), now))
             db.commit() if keep else db.rollback()
+
+    timer: dict[str, float] = {}
+
+    def timed_after(label: str, before: str) -> Timing:
+        """The missed-dose sweep after `before` ran in its transaction (not timed)."""
+        wall, cpu = [], []
+        for _ in range(args.runs):
+            missed(before=before)
+            wall.append(time.perf_counter() - timer["wall"])
+            cpu.append(time.process_time() - timer["cpu"])
+        return Timing(label, wall, cpu)
 
     def both() -> None:
         overdue()
@@ -450,6 +481,15 @@ def run_engine(label: str, loaded: Loaded, args: argparse.Namespace) -> list[str
         _timed("overdue escalations", args.runs, overdue),
         _timed("missed doses", args.runs, missed),
         _timed("one sweep (both)", args.runs, both),
+        # A busy quarter of an hour: doses recorded against one plan in 20 since the last
+        # sweep (their stored checks no longer hold); and no stored check at all (the first
+        # sweep after the upgrade that adds them, or after the rules change).
+        timed_after(
+            "missed, 1 plan in 20 recorded since",
+            "UPDATE medication_plan_records SET records_version = records_version + 1 "
+            "WHERE dose_plan_id % 20 = 0",
+        ),
+        timed_after("missed, no stored checks (cold)", "DELETE FROM medication_missed_checks"),
     ]
     statements: dict[str, Any] = {}
     for name, job in (("overdue", overdue), ("missed", missed)):
@@ -494,6 +534,8 @@ def run_engine(label: str, loaded: Loaded, args: argparse.Namespace) -> list[str
         line(timings[2], bare_timings[1]),
         line(bare_timings[1]),
         line(timings[3]),
+        line(timings[4]),
+        line(timings[5]),
         f"  target: one sweep < {TARGET_SECONDS:g} s -> {verdict} ({sweep.p(0.95):.0f} ms p95 "
         f"wall, {sweep.cpu_p(0.95):.0f} ms CPU; load average {load_now:.1f} after)",
     ]

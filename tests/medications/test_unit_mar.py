@@ -298,3 +298,49 @@ def test_doses_due_before_the_plan_was_written_are_not_listed_as_overdue(
     # Tomorrow's day shift lists its doses as planned.
     later = [k for k, _ in rows(client.get("/unit/medications", params={"shift": "next"}).text)]
     assert len([k for k in later if k.startswith(f"dose-{written.id}-")]) == 2
+
+
+def test_the_list_shows_what_was_recorded_since_it_was_last_shown(
+    client, sessions, world: World, plans
+) -> None:  # type: ignore[no-untyped-def]
+    """Each plan's doses in a shift are kept per process; what was recorded against them never
+    is: a report written elsewhere, then replaced, then a dose given from the chart, each shows
+    on the next view of the list."""
+    from tandem.medications.doses import record_administration
+    from tandem.medications.storage import MedicationStatementRow
+
+    sign_in(client, world.email("nurse"), world.passwords["nurse"])
+    first = client.get("/unit/medications").text
+    assert all("is-overdue" in cls for _, cls in rows(first)) and len(rows(first)) == 2
+    with sessions() as db:
+        nurse = access_for(db, sessions, world.email("nurse"))
+        db.add(
+            MedicationStatementRow(
+                patient_id=world.patient_a2, program_id=world.program_a,
+                dose_plan_id=plans["a2"], medication_id="baclofen", due_at=EVENING,
+                time_slot="evening", dose_mg=5, taken=True, reason="",
+                reported_at=NOW, recorded_by=nurse.actor.user_id,
+            )
+        )  # fmt: skip
+        db.commit()
+    listed = client.get("/unit/medications").text
+    assert dict(rows(listed))[key(plans["a2"], EVENING)] == ""  # no longer overdue
+    assert "reported taken by the patient" in listed
+    with sessions() as db:
+        report = db.scalar(select(MedicationStatementRow))
+        report.taken = False
+        db.commit()
+    listed = client.get("/unit/medications").text
+    assert "reported missed by the patient" in listed
+    assert "reported taken" not in listed
+    with sessions() as db:
+        record_administration(
+            access_for(db, sessions, world.email("nurse")), world.patient_a, plans["a"],
+            due_at=EVENING, given=True, administered_at=NOW - timedelta(minutes=30),
+            reason="", note="", now=NOW,
+        )  # fmt: skip
+        db.commit()
+    listed = client.get("/unit/medications").text
+    assert "given 20:30 by Nurse" in listed
+    assert dict(rows(listed))[key(plans["a"], EVENING)] == ""
+    assert 'class="mar-form"' not in listed

@@ -12,6 +12,8 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, bindparam, inspect, select, text
+from sqlalchemy import column as sa_column
+from sqlalchemy import table as sa_table
 from sqlalchemy.exc import DatabaseError, IntegrityError
 
 from tandem.storage.db import UTCDateTime, make_engine, utcnow
@@ -55,6 +57,7 @@ LINEAR = [
     "0024_alert_addressee",
     "0025_question_read_by_asker",
     "0026_craving_ratings_covering",
+    "0026_dose_speed",
 ]
 OLD_HEADS = {"0006_medication_dues", "0007_patient_name_words", "0008_detox_census"}
 
@@ -124,16 +127,24 @@ def _seed_administration_with_due(engine: Engine) -> None:
                 last_updated=now,
             )
         )
+        # Without the columns added since 0008 (a Python default would name them).
+        plans = sa_table(
+            "medication_dose_plans",
+            *(
+                sa_column(c.name, c.type)
+                for c in t["medication_dose_plans"].c
+                if c.name != "plan_digest"
+            ),
+        )
         conn.execute(
-            t["medication_dose_plans"]
-            .insert()
-            .values(
+            plans.insert().values(
                 id=1,
                 patient_id="pat-1",
                 program_id=1,
                 medication_id="baclofen",
                 kind="fixed",
                 status="active",
+                status_reason="",
                 start_date=date(2026, 1, 5),
                 plan={},
                 inputs={},
@@ -294,7 +305,8 @@ def test_administrations_keep_their_indexes_and_gain_their_keys(engine) -> None:
     assert indexes == {
         "ix_medadmin_patient_at",
         "ix_medication_administrations_assessment_id",
-        "ix_medication_administrations_dose_plan_id",
+        # 0026: a plan's doses by time, instead of the dose_plan_id index of 0009
+        "ix_medadmin_plan_at",
     }
     keys = {
         (tuple(fk["constrained_columns"]), fk["referred_table"], fk["options"].get("ondelete"))

@@ -1,7 +1,12 @@
 """The missed-dose alert: raised for the prescriber when a plan's doses go missed (or
 unrecorded) in a run as long as the monograph's threshold, once per run. Checked whenever a
 dose is recorded, and swept over every active plan on a schedule (`sweep_missed_doses_everywhere`,
-a job in the medications DOMAIN; `tandem med sweep` runs it by hand)."""
+a job in the medications DOMAIN; `tandem med sweep` runs it by hand).
+
+The sweep keeps, per plan, the earliest time its next alert can fall due
+(`MissedDoseCheckRow`), valid while the plan's records are the ones it was computed from (its
+`PlanRecordsRow.records_version`, counted up by triggers on every write to its records); each
+sweep looks only at the plans without a valid one."""
 
 from __future__ import annotations
 
@@ -10,8 +15,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import NamedTuple, cast
 
-from sqlalchemy import Text, cast, func, or_, select
+from sqlalchemy import Select, Table, bindparam, delete, func, insert, or_, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from tandem.access.guard import Access, system_access
@@ -24,11 +30,13 @@ from tandem.medications.adherence import MissedRunAlert
 from tandem.medications.dose_calendar import recorded_doses
 from tandem.medications.dose_plan import DosePlan
 from tandem.medications.monograph import all_monographs, load_monograph
-from tandem.medications.plans import plan_of, stored_plan
+from tandem.medications.plans import plan_of, plans_by_id
 from tandem.medications.resources import ALERT, PLAN
 from tandem.medications.schedule import (
     DEFAULT_SLOT_TIMES,
     MATCH_WINDOW,
+    UNRECORDED_GRACE,
+    CalendarDose,
     DoseRecord,
     check_missed_run,
     dose_states,
@@ -40,8 +48,9 @@ from tandem.medications.storage import (
     DosePlanRow,
     MedicationAdministrationRow,
     MedicationStatementRow,
+    MissedDoseCheckRow,
+    PlanRecordsRow,
 )
-from tandem.medications.validation import GIVEN_WINDOW
 from tandem.storage.db import session_scope
 from tandem.storage.models import Patient, Program
 
@@ -111,12 +120,23 @@ def _missed_run(
 ) -> MissedRunAlert | None:
     """The pure check: the plan's doses through today, each with what was recorded, and the
     monograph's run of missed doses ending now (None while the plan is not active)."""
+    return _run_in(line, _doses(line, records, now, program_today(line.time_zone, now)), now)
+
+
+def _doses(
+    line: _PlanLine, records: Iterable[DoseRecord], now: datetime, through: date
+) -> list[CalendarDose]:
+    tz = zone(line.time_zone)
+    planned = planned_through(line.plan, through, tz, line.ends_on)
+    return dose_states(planned, records, now, tz, written_at=line.created_at)
+
+
+def _run_in(line: _PlanLine, doses: Sequence[CalendarDose], now: datetime) -> MissedRunAlert | None:
+    """`_missed_run` on the plan's doses through today or later: the doses due after `now`
+    do not count, and a dose's state is decided by its own day's records."""
     today = program_today(line.time_zone, now)
     if line.status != "active" or (line.ends_on is not None and line.ends_on <= today):
         return None  # `plans.effective_status`: stopped, or a taper past its stop date
-    tz = zone(line.time_zone)
-    planned = planned_through(line.plan, today, tz, line.ends_on)
-    doses = dose_states(planned, records, now, tz, written_at=line.created_at)
     return check_missed_run(line.medication_id, doses, now)
 
 
@@ -174,18 +194,87 @@ def thresholds() -> dict[str, int]:
     return out
 
 
-def due_for_check(access: Access, now: datetime) -> list[int]:
-    """The active plans that can have reached a run of missed doses by `now`, in one statement:
-    only medications with a threshold, and not a plan with a dose certainly taken too recently
-    for `threshold` missed doses to have followed it.
+class _Candidate(NamedTuple):
+    plan_id: int
+    medication_id: str
+    records_version: int
+    time_zone: str  # the patient's program's: the plan's doses fall on its clock
 
-    A run of T missed doses ending by `now` follows the last dose taken, so T more planned
-    doses fit between that dose and now: at least `_shortest_span(T)`. A dose is certainly
-    taken when the record that decides its state (`schedule.dose_states`) says so: the latest
+
+def _active(access: Access, now: datetime, rules: str | None = None) -> list[_Candidate]:
+    """The active plans of medications with a missed-run threshold that the actor may see;
+    with `rules`, only those without a stored check valid at `now`: made under these rules,
+    on the plan's records as they are (its records_version), on the clock of the patient's
+    program as it is."""
+    p, c, r = DosePlanRow, MissedDoseCheckRow, PlanRecordsRow
+    version = func.coalesce(r.records_version, 0)
+    query = (
+        select(p.id, p.medication_id, version, Program.time_zone)
+        .join(Patient, Patient.id == p.patient_id)
+        .join(Program, Program.id == Patient.program_id)
+        .outerjoin(r, r.dose_plan_id == p.id)
+        .where(
+            p.medication_id.in_(sorted(thresholds())),
+            p.status == "active",
+            # ends_on is a program's calendar day: the exact test is `_missed_run`'s.
+            or_(p.ends_on.is_(None), p.ends_on >= (now - timedelta(days=1)).date()),
+            p.start_date <= (now + timedelta(days=1)).date(),
+            visible(access, PLAN, p.patient_id, p.program_id),
+        )
+    )
+    if rules is not None:
+        query = query.where(
+            ~select(c.dose_plan_id)
+            .where(
+                c.dose_plan_id == p.id,
+                c.records_version == version,
+                c.time_zone == Program.time_zone,
+                c.basis == rules,
+                c.checked_at <= now,
+                c.next_check_at > now,
+            )
+            .exists()
+        )
+    return [_Candidate(*row) for row in access.db.execute(query.order_by(p.id))]
+
+
+def _quiet_until(db: Session, plans: Sequence[_Candidate], now: datetime) -> dict[int, datetime]:
+    """The plans that cannot have reached a run of missed doses by `now`, each with the time
+    until which that stays so if nothing more is recorded: a plan with a dose certainly taken
+    at `due`, and `due` no earlier than `now - _shortest_span(T)`, cannot alert before
+    `due + _shortest_span(T)`.
+
+    A run of T missed doses ending at t follows the last dose taken, so T more planned doses
+    fit between that dose and t: at least `_shortest_span(T)`. A dose is certainly taken when
+    the record that decides its state (`schedule.dose_states`) says so: the latest
     administration linked to that planned dose, given; or a patient's report of it taken with
-    no administration that could stand for that dose instead. Plans left in are checked in
-    full (`_missed_run`); a plan left out could not alert."""
-    p = DosePlanRow
+    no administration that could stand for that dose instead (none linked to it, and none of
+    the plan's unlinked ones given from `now - _shortest_span(T) - MATCH_WINDOW` on, at any
+    later time: so the answer holds for every t until the time returned)."""
+    limits = thresholds()
+    by_medication: dict[str, list[int]] = defaultdict(list)
+    for plan in plans:
+        by_medication[plan.medication_id].append(plan.plan_id)
+    out: dict[int, datetime] = {}
+    for medication_id, plan_ids in sorted(by_medication.items()):
+        span = _shortest_span(limits[medication_id])
+        cutoff = now - span
+        params = {
+            "plan_ids": plan_ids,
+            "cutoff": cutoff,
+            "now": now,
+            "unlinked_from": cutoff - MATCH_WINDOW,
+        }
+        for query in (_GIVEN_RECENTLY, _REPORTED_RECENTLY):
+            for plan_id, taken_due in db.execute(query, params):
+                until = taken_due + span
+                out[plan_id] = max(out.get(plan_id, until), until)
+    return out
+
+
+def _taken_recently() -> tuple[Select[int, datetime], Select[int, datetime]]:
+    """`_quiet_until`'s two statements, built once (their parameters: plan_ids, cutoff, now,
+    unlinked_from)."""
     due, given, later, later_admin = (
         aliased(AdministrationDueRow),
         aliased(MedicationAdministrationRow),
@@ -195,72 +284,66 @@ def due_for_check(access: Access, now: datetime) -> list[int]:
     s = MedicationStatementRow
     linked, other = aliased(AdministrationDueRow), aliased(MedicationAdministrationRow)
     unlinked = aliased(AdministrationDueRow)
+    given_recently = (
+        select(due.dose_plan_id, func.max(due.due_at))
+        .join(given, given.id == due.administration_id)
+        .where(
+            due.dose_plan_id.in_(bindparam("plan_ids", expanding=True)),
+            due.due_at >= bindparam("cutoff"),
+            due.due_at <= bindparam("now"),
+            given.status == "completed",
+            ~select(later.administration_id)
+            .join(later_admin, later_admin.id == later.administration_id)
+            .where(
+                later.dose_plan_id == due.dose_plan_id,
+                later.due_at == due.due_at,
+                later.administration_id > due.administration_id,
+                later_admin.status != "completed",
+            )
+            .exists(),
+        )
+        .group_by(due.dose_plan_id)
+    )
+    reported_recently = (
+        select(s.dose_plan_id, func.max(s.due_at))
+        .where(
+            s.dose_plan_id.in_(bindparam("plan_ids", expanding=True)),
+            s.due_at >= bindparam("cutoff"),
+            s.due_at <= bindparam("now"),
+            s.taken.is_(True),
+            ~select(linked.administration_id)
+            .where(linked.dose_plan_id == s.dose_plan_id, linked.due_at == s.due_at)
+            .exists(),
+            # An administration linked to no planned dose may be matched to this one.
+            ~select(other.id)
+            .where(
+                other.dose_plan_id == s.dose_plan_id,
+                other.administered_at >= bindparam("unlinked_from"),
+                ~select(unlinked.administration_id)
+                .where(unlinked.administration_id == other.id)
+                .exists(),
+            )
+            .exists(),
+        )
+        .group_by(s.dose_plan_id)
+    )
+    return given_recently, reported_recently
+
+
+_GIVEN_RECENTLY, _REPORTED_RECENTLY = _taken_recently()
+
+
+def due_for_check(access: Access, now: datetime) -> list[int]:
+    """The active plans that can have reached a run of missed doses by `now`: only
+    medications with a threshold, and not a plan with a dose certainly taken too recently for
+    `threshold` missed doses to have followed it (`_quiet_until`). Plans left in are checked
+    in full (`_missed_run`); a plan left out could not alert."""
     found: list[int] = []
-    for medication_id, threshold in sorted(thresholds().items()):
-        cutoff = now - _shortest_span(threshold)
-        given_recently = (
-            select(due.administration_id)
-            .join(given, given.id == due.administration_id)
-            .where(
-                due.dose_plan_id == p.id,
-                due.due_at >= cutoff,
-                due.due_at <= now,
-                given.status == "completed",
-                ~select(later.administration_id)
-                .join(later_admin, later_admin.id == later.administration_id)
-                .where(
-                    later.dose_plan_id == p.id,
-                    later.due_at == due.due_at,
-                    later.administration_id > due.administration_id,
-                    later_admin.status != "completed",
-                )
-                # Two levels down: name what it refers to (auto-correlation is one level only).
-                .correlate(p, due)
-                .exists(),
-            )
-            .exists()
-        )
-        reported_recently = (
-            select(s.id)
-            .where(
-                s.dose_plan_id == p.id,
-                s.due_at >= cutoff,
-                s.due_at <= now,
-                s.taken.is_(True),
-                ~select(linked.administration_id)
-                .where(linked.dose_plan_id == p.id, linked.due_at == s.due_at)
-                .correlate(p, s)
-                .exists(),
-                # An administration linked to no planned dose may be matched to this one.
-                ~select(other.id)
-                .where(
-                    other.patient_id == p.patient_id,
-                    other.dose_plan_id == p.id,
-                    other.administered_at >= cutoff - MATCH_WINDOW,
-                    other.administered_at <= now + MATCH_WINDOW,
-                    ~select(unlinked.administration_id)
-                    .where(unlinked.administration_id == other.id)
-                    .exists(),
-                )
-                .correlate(p)
-                .exists(),
-            )
-            .exists()
-        )
-        found += access.db.scalars(
-            select(p.id)
-            .where(
-                p.medication_id == medication_id,
-                p.status == "active",
-                # ends_on is a program's calendar day: the exact test is `_missed_run`'s.
-                or_(p.ends_on.is_(None), p.ends_on >= (now - timedelta(days=1)).date()),
-                p.start_date <= (now + timedelta(days=1)).date(),
-                visible(access, PLAN, p.patient_id, p.program_id),
-                ~given_recently,
-                ~reported_recently,
-            )
-            .order_by(p.id)
-        )
+    plans = _active(access, now)
+    for first in range(0, len(plans), CHUNK):
+        chunk = plans[first : first + CHUNK]
+        quiet = _quiet_until(access.db, chunk, now)
+        found += [plan.plan_id for plan in chunk if plan.plan_id not in quiet]
     return sorted(found)
 
 
@@ -276,57 +359,41 @@ def _lines(db: Session, plan_ids: Sequence[int]) -> list[_PlanLine]:
             p.ends_on,
             p.created_at,
             Program.time_zone,
-            cast(p.plan, Text),
+            p.plan_digest,
         )
         .join(Patient, Patient.id == p.patient_id)
         .join(Program, Program.id == Patient.program_id)
-        .where(p.id.in_(plan_ids))
-        .order_by(p.id)
-    )
-    return [_PlanLine(*row[:8], stored_plan(row[8])) for row in rows]
+        .where(p.id.in_(bindparam("plan_ids", expanding=True)))
+        .order_by(p.id),
+        {"plan_ids": list(plan_ids)},
+    ).all()
+    calendars = plans_by_id(db, [(row[0], row[8]) for row in rows])
+    return [_PlanLine(*row[:8], calendars[row[0]][1]) for row in rows]
 
 
 def _histories(db: Session, plan_ids: Sequence[int]) -> dict[int, list[DoseRecord]]:
     """Every record against these plans (as `dose_calendar.recorded_doses` reads one plan's),
     in two statements for the lot."""
     a, d, s = MedicationAdministrationRow, AdministrationDueRow, MedicationStatementRow
+    ids = {"plan_ids": list(plan_ids)}
     out: dict[int, list[DoseRecord]] = defaultdict(list)
     for admin_id, plan_id, status, at, due_at in db.execute(
         select(a.id, a.dose_plan_id, a.status, a.administered_at, d.due_at)
         .outerjoin(d, d.administration_id == a.id)
-        .where(a.dose_plan_id.in_(plan_ids))
+        .where(a.dose_plan_id.in_(bindparam("plan_ids", expanding=True))),
+        ids,
     ):
         assert plan_id is not None
         out[plan_id].append(
             DoseRecord("administration", admin_id, status == "completed", at, due_at)
         )
     for report_id, plan_id, taken, due_at in db.execute(
-        select(s.id, s.dose_plan_id, s.taken, s.due_at).where(s.dose_plan_id.in_(plan_ids))
+        select(s.id, s.dose_plan_id, s.taken, s.due_at).where(
+            s.dose_plan_id.in_(bindparam("plan_ids", expanding=True))
+        ),
+        ids,
     ):
         out[plan_id].append(DoseRecord("statement", report_id, taken, due_at, due_at))
-    return out
-
-
-def _last_changes(db: Session, plan_ids: Sequence[int]) -> dict[int, datetime]:
-    """For each plan, the last time one of its records can change its doses' states: when it
-    was written, or when the dose it may stand for falls due (a dose may be given up to
-    GIVEN_WINDOW before it is due; a report names its dose)."""
-    a, s = MedicationAdministrationRow, MedicationStatementRow
-    out: dict[int, datetime] = {}
-    for plan_id, recorded, given in db.execute(
-        select(a.dose_plan_id, func.max(a.recorded_at), func.max(a.administered_at))
-        .where(a.dose_plan_id.in_(plan_ids))
-        .group_by(a.dose_plan_id)
-    ):
-        assert plan_id is not None
-        out[plan_id] = max(recorded, given + GIVEN_WINDOW)
-    for plan_id, reported, due in db.execute(
-        select(s.dose_plan_id, func.max(s.reported_at), func.max(s.due_at))
-        .where(s.dose_plan_id.in_(plan_ids))
-        .group_by(s.dose_plan_id)
-    ):
-        last = max(reported, due)
-        out[plan_id] = max(out.get(plan_id, last), last)
     return out
 
 
@@ -336,53 +403,148 @@ def _alerted_since(db: Session, patient_ids: Iterable[str]) -> dict[str, datetim
     rows = db.execute(
         select(Alert.related_id, func.max(Alert.raised_at))
         .where(
-            Alert.patient_id.in_(sorted(set(patient_ids))),
+            Alert.patient_id.in_(bindparam("patient_ids", expanding=True)),
             Alert.kind == KIND,
             Alert.related_type == PLAN,
         )
-        .group_by(Alert.related_id)
+        .group_by(Alert.related_id),
+        {"patient_ids": sorted(set(patient_ids))},
     )
     return {related_id: at for related_id, at in rows if related_id is not None}
+
+
+# How far ahead a check looks for the plan's next alert; a plan with none in sight is looked at
+# again after this long (or as soon as something is recorded against it).
+HORIZON = timedelta(days=2)
+# Counted up whenever what a stored check means changes (the rules below are in it too).
+_CHECK_VERSION = 1
+
+
+def _rules() -> str:
+    """What a stored check was computed under: a check made under other rules (thresholds,
+    the unrecorded grace, the slot times) is not used."""
+    limits = ",".join(f"{m}={t}" for m, t in sorted(thresholds().items()))
+    slots = ",".join(f"{k}={v:%H:%M}" for k, v in sorted(DEFAULT_SLOT_TIMES.items()))
+    grace, horizon = UNRECORDED_GRACE.total_seconds(), HORIZON.total_seconds()
+    return f"v{_CHECK_VERSION};{limits};grace={grace:.0f};{slots};horizon={horizon:.0f}"
+
+
+def _horizon_day(line: _PlanLine, now: datetime) -> date:
+    """The last day whose doses `_next_alert_at` needs: through the horizon and the grace
+    after it (a dose's state is decided by that day's doses only: an unlinked record matches
+    a dose of its own day)."""
+    return (now + HORIZON + UNRECORDED_GRACE).astimezone(zone(line.time_zone)).date()
+
+
+def _next_alert_at(
+    line: _PlanLine, doses: Sequence[CalendarDose], now: datetime, alerted: datetime | None
+) -> datetime:
+    """The earliest time after `now`, and no later than `now + HORIZON`, at which the plan can
+    raise a missed-run alert if nothing more is recorded against it (`alerted`: its latest
+    alert, which silences the run it was raised for).
+
+    With the records fixed, what the check sees changes only when a dose enters its count: a
+    recorded dose when it falls due, an unrecorded one `UNRECORDED_GRACE` after (then missed);
+    so the check is run at each of those times, on the same doses and states as
+    `_missed_run` (a dose's state does not depend on the time but for due or not yet). Whether
+    the plan is still active is left out: that only takes alerts away."""
+    limit = now + HORIZON
+    threshold = thresholds().get(line.medication_id)
+    if threshold is None or line.status != "active":
+        return limit
+    # (due, when it enters the count, missed); `doses` run through `_horizon_day`.
+    events: list[tuple[datetime, datetime, bool]] = []
+    for d in doses:
+        if d.state == "before_plan":
+            continue
+        due_at = d.planned.due_at
+        if d.record is None:
+            events.append((due_at, due_at + UNRECORDED_GRACE, True))
+        else:
+            events.append((due_at, due_at, d.state in ("missed", "not_given")))
+    events.sort()
+    for at in sorted({enters for _due, enters, _missed in events if now < enters <= limit}):
+        run: list[datetime] = []
+        for due_at, enters, missed in reversed(events):
+            if due_at > at or enters > at:
+                continue  # not yet in the count at `at`
+            if not missed:
+                break
+            run.append(due_at)
+        if len(run) >= threshold and (alerted is None or alerted < run[-1]):
+            return at
+    return limit
+
+
+_CHECKS = cast(Table, MissedDoseCheckRow.__table__)  # rows inserted in bulk, never loaded
+
+
+def _store_checks(
+    db: Session,
+    checks: dict[int, datetime],
+    plans: dict[int, _Candidate],
+    now: datetime,
+    rules: str,
+) -> None:
+    if not checks:
+        return
+    c = MissedDoseCheckRow
+    ids = sorted(checks)
+    db.execute(
+        delete(c).where(c.dose_plan_id.in_(bindparam("plan_ids", expanding=True))),
+        {"plan_ids": ids},
+    )
+    db.execute(
+        insert(_CHECKS),
+        [
+            {
+                "dose_plan_id": plan_id,
+                "checked_at": now,
+                "next_check_at": checks[plan_id],
+                "records_version": plans[plan_id].records_version,
+                "time_zone": plans[plan_id].time_zone,
+                "basis": rules,
+            }
+            for plan_id in ids
+        ],
+    )
 
 
 def sweep_missed_doses(access: Access, now: datetime | None = None) -> list[Alert]:
     """Check every active plan the actor may see for a missed run (run it on a schedule).
     Audited as one search of plans; it shows nobody a record (each alert raised is audited).
 
-    Set-based: one statement finds the plans that can have reached a run (`due_for_check`);
-    a plan alerted for its run with no record since that could end it is left there; the
-    others' calendars and records are read a few hundred plans per statement, and only the
-    pure check runs per plan."""
+    Set-based, and only what may have changed: one statement finds the plans with no stored
+    check valid now (`_active` with the rules); of those, the ones with a dose certainly taken
+    too recently to alert (`_quiet_until`) are stored as quiet until then; the others'
+    calendars and records are read a few hundred plans per statement, the pure check runs per
+    plan, and the time its next alert can fall due is stored (`_next_alert_at`). The records'
+    version is read before the records, so a record written meanwhile makes the stored check
+    stale, never wrong."""
     now = now or utcnow()
     access.require(Permission.SEARCH, PLAN)
+    rules = _rules()
     raised = []
-    plan_ids = due_for_check(access, now)
-    for first in range(0, len(plan_ids), CHUNK):
-        chunk = plan_ids[first : first + CHUNK]
-        owners = access.db.execute(
-            select(DosePlanRow.patient_id).where(DosePlanRow.id.in_(chunk))
-        ).scalars()
-        alerted = _alerted_since(access.db, owners)
-        changes = _last_changes(access.db, chunk)
-        todo = []
-        for plan_id in chunk:
-            last, changed = alerted.get(str(plan_id)), changes.get(plan_id)
-            if last is not None and (changed is None or changed <= last):
-                # Raised for a run, and no record since can have ended it: time only adds
-                # missed doses to that run, which was alerted once already.
-                continue
-            todo.append(plan_id)
-        if not todo:
-            continue
-        histories = _histories(access.db, todo)
-        for line in _lines(access.db, todo):
-            found = _missed_run(line, histories.get(line.plan_id, ()), now)
-            if found is None:
-                continue
-            last = alerted.get(str(line.plan_id))
-            if last is not None and last >= found.since:
-                continue  # raised once for this run already
-            raised.append(_raise(access, line, found, now))
+    plans = _active(access, now, rules)
+    for first in range(0, len(plans), CHUNK):
+        chunk = plans[first : first + CHUNK]
+        by_id = {plan.plan_id: plan for plan in chunk}
+        checks = _quiet_until(access.db, chunk, now)
+        todo = [plan.plan_id for plan in chunk if plan.plan_id not in checks]
+        if todo:
+            lines = _lines(access.db, todo)
+            alerted = _alerted_since(access.db, (line.patient_id for line in lines))
+            histories = _histories(access.db, todo)
+            for line in lines:
+                records = histories.get(line.plan_id, [])
+                doses = _doses(line, records, now, _horizon_day(line, now))
+                last = alerted.get(str(line.plan_id))
+                found = _run_in(line, doses, now)
+                if found is not None and (last is None or last < found.since):
+                    raised.append(_raise(access, line, found, now))
+                    last = now if last is None else max(last, now)
+                checks[line.plan_id] = _next_alert_at(line, doses, now, last)
+        _store_checks(access.db, checks, by_id, now, rules)
     access.audit("search", resource_type=PLAN, query="missed-dose sweep")
     return raised
 

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, bindparam, cast, select
+from sqlalchemy.orm import Session
 
 from tandem.access.guard import Access
 from tandem.access.policy import Permission
@@ -53,6 +54,7 @@ __all__ = [
     "list_plans",
     "patient_plan",
     "plan_of",
+    "plans_by_id",
     "stored_plan",
     "stop_plan",
 ]
@@ -65,10 +67,65 @@ def plan_of(row: DosePlanRow) -> DosePlan:
 # Parsed plans by the digest of their stored JSON text: a stored plan's calendar never changes,
 # and a list of sixty plans would otherwise decode and rebuild every one on every view. Keyed by
 # content, not by id (a new database, e.g. in tests, reuses ids), bounded, and the same in every
-# process (parsing is pure: the registry of sources it resolves is bundled data).
+# process (parsing is pure: the registry of sources it resolves is bundled data). Two kinds of
+# key: the digest of the text read (bytes), and the row's stored `plan_digest` (str).
 _PARSED_LIMIT = 4096
-_parsed: OrderedDict[bytes, DosePlan] = OrderedDict()
+_parsed: OrderedDict[bytes | str, DosePlan] = OrderedDict()
 _parsed_lock = threading.Lock()
+
+
+def _cached(key: bytes | str) -> DosePlan | None:
+    with _parsed_lock:
+        found = _parsed.get(key)
+        if found is not None:
+            _parsed.move_to_end(key)
+        return found
+
+
+def _keep(key: bytes | str, plan: DosePlan) -> None:
+    with _parsed_lock:
+        _parsed[key] = plan
+        if len(_parsed) > _PARSED_LIMIT:
+            _parsed.popitem(last=False)
+
+
+_CALENDARS = (
+    select(DosePlanRow.id, cast(DosePlanRow.plan, Text))
+    .where(DosePlanRow.id.in_(bindparam("plan_ids", expanding=True)))
+    .order_by(DosePlanRow.id)
+)
+
+
+def plans_by_id(
+    db: Session, rows: Sequence[tuple[int, str | None]]
+) -> dict[int, tuple[bytes | str, DosePlan]]:
+    """The calendars of stored plans, given as (id, stored `plan_digest`), with the key each is
+    kept under: from this process's parsed plans where the digest is known, and the rest read
+    as text in one statement (a row bulk-loaded without a digest is read every time, and kept
+    by its text's digest). A list of plans need not read sixty calendars it has parsed before."""
+    out: dict[int, tuple[bytes | str, DosePlan]] = {}
+    missing: dict[int, str | None] = {}
+    for plan_id, digest in rows:
+        if digest is not None:
+            found = _cached(digest)
+            if found is not None:
+                out[plan_id] = (digest, found)
+                continue
+        missing[plan_id] = digest
+    if missing:
+        for plan_id, text in db.execute(_CALENDARS, {"plan_ids": sorted(missing)}):
+            digest = missing[plan_id]
+            plan = stored_plan(text)
+            if digest is not None:
+                _keep(digest, plan)
+                out[plan_id] = (digest, plan)
+            else:
+                out[plan_id] = (_text_key(text), plan)
+    return out
+
+
+def _text_key(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=20).digest()
 
 
 def stored_plan(text: str | dict[str, Any]) -> DosePlan:
@@ -76,17 +133,12 @@ def stored_plan(text: str | dict[str, Any]) -> DosePlan:
     already decoded it), parsed once per process."""
     if isinstance(text, dict):
         return DosePlan.from_dict(text)
-    key = hashlib.blake2b(text.encode(), digest_size=20).digest()
-    with _parsed_lock:
-        found = _parsed.get(key)
-        if found is not None:
-            _parsed.move_to_end(key)
-            return found
+    key = _text_key(text)
+    found = _cached(key)
+    if found is not None:
+        return found
     plan = DosePlan.from_dict(json.loads(text))
-    with _parsed_lock:
-        _parsed[key] = plan
-        if len(_parsed) > _PARSED_LIMIT:
-            _parsed.popitem(last=False)
+    _keep(key, plan)
     return plan
 
 

@@ -8,6 +8,8 @@ effects (AdverseEvent). Tables hold our values, not FHIR JSON.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import date, datetime
 from typing import Any
 
@@ -31,7 +33,11 @@ from tandem.storage.models import Base
 
 class MedicationAdministrationRow(Base):
     __tablename__ = "medication_administrations"
-    __table_args__ = (Index("ix_medadmin_patient_at", "patient_id", "administered_at"),)
+    __table_args__ = (
+        Index("ix_medadmin_patient_at", "patient_id", "administered_at"),
+        # A plan's doses given around a time (the unit's list, the missed-dose sweep).
+        Index("ix_medadmin_plan_at", "dose_plan_id", "administered_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id", ondelete="RESTRICT"))
@@ -59,7 +65,6 @@ class MedicationAdministrationRow(Base):
             "medication_dose_plans.id", ondelete="RESTRICT", name="fk_medadmin_dose_plan_id"
         ),
         nullable=True,
-        index=True,
     )
     note: Mapped[str] = mapped_column(Text, default="")
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -130,6 +135,19 @@ class MedicationFactsRow(Base):
     recorded_by: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
 
 
+def plan_digest(plan: dict[str, Any]) -> str:
+    """A digest of a stored calendar's content: the key its parsed form is kept under in each
+    process (`plans.plans_by_id`), so a list of plans need not read the calendars it has
+    already parsed."""
+    text = json.dumps(plan, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
+
+
+def _plan_digest_default(context: Any) -> str | None:
+    plan = context.get_current_parameters().get("plan")
+    return plan_digest(plan) if isinstance(plan, dict) else None
+
+
 class DosePlanRow(Base):
     """A dose plan as prescribed (a MedicationRequest): the calendar exactly as computed, the
     bounds it was checked against, and what became of it."""
@@ -151,6 +169,11 @@ class DosePlanRow(Base):
     # or replaced plan gave way. NULL while a continuing plan goes on.
     ends_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     plan: Mapped[dict[str, Any]] = mapped_column(JSON)  # DosePlan.to_dict()
+    # `plan_digest(plan)`, set on insert (a stored calendar never changes); NULL on rows a bulk
+    # load wrote without it (then the calendar is read to parse it).
+    plan_digest: Mapped[str | None] = mapped_column(
+        String(40), nullable=True, default=_plan_digest_default
+    )
     inputs: Mapped[dict[str, Any]] = mapped_column(JSON)  # what the prescriber asked for
     protocol_max_mg_day: Mapped[float | None] = mapped_column(
         Numeric(10, 3, asdecimal=False), nullable=True
@@ -241,6 +264,44 @@ class AdministrationDueRow(Base):
         ForeignKey("medication_dose_plans.id", ondelete="RESTRICT")
     )
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PlanRecordsRow(Base):
+    """How many times the records of a plan's doses were written: counted up by triggers
+    (migration 0026) whenever a row of medication_administrations,
+    medication_administration_dues or medication_statements naming the plan is inserted,
+    updated or deleted, whatever wrote it (no row: never). The missed-dose sweep's stored
+    checks hold only for the version they were computed from. Never written by the app; a
+    table of its own, so that a record written does not rewrite the plan's wide row. A
+    migration that rebuilds one of those tables on SQLite (batch mode) must create the
+    triggers again (as 0013's `_sqlite_triggers` does for its table)."""
+
+    __tablename__ = "medication_plan_records"
+
+    dose_plan_id: Mapped[int] = mapped_column(
+        ForeignKey("medication_dose_plans.id", ondelete="CASCADE"), primary_key=True
+    )
+    records_version: Mapped[int] = mapped_column(Integer)
+
+
+class MissedDoseCheckRow(Base):
+    """When the missed-dose sweep next needs to look at a plan (`missed_doses`): no missed-run
+    alert can fall due before `next_check_at`, as computed at `checked_at` from the plan and
+    its records as of `records_version` (`PlanRecordsRow`; 0 while it has none), on the clock of `time_zone` (the patient's program's),
+    under the sweep's rules of then (`basis`). Valid only while all three still hold. Only the
+    sweep reads and writes it."""
+
+    __tablename__ = "medication_missed_checks"
+
+    dose_plan_id: Mapped[int] = mapped_column(
+        ForeignKey("medication_dose_plans.id", ondelete="CASCADE"), primary_key=True
+    )
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # No missed-run alert can be due before this, while `basis` holds.
+    next_check_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    records_version: Mapped[int] = mapped_column(Integer)
+    time_zone: Mapped[str] = mapped_column(String(64))  # the clock the doses fell on
+    basis: Mapped[str] = mapped_column(String(400))
 
 
 class ShiftSettingRow(Base):

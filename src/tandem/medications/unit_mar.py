@@ -11,27 +11,27 @@ planned doses and `dose_states`, the missed-dose grace); a dose is written by
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
 
-from sqlalchemy import Text, cast, or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
-from tandem.access.accounts import display_names
 from tandem.access.guard import Access
 from tandem.access.policy import PatientRef, Permission, decide
 from tandem.access.queries import audit_shown, load_patient, visible
 from tandem.clock import utcnow, zone
 from tandem.errors import InvalidInput
-from tandem.medications.adherence import planned_doses
+from tandem.medications.adherence import PlannedDose, planned_doses
 from tandem.medications.dose_plan import DosePlan
 from tandem.medications.doses import record_administration
 from tandem.medications.errors import ImplausibleValue
 from tandem.medications.monograph import load_monograph
-from tandem.medications.plans import plan_of, stored_plan
+from tandem.medications.plans import plan_of, plans_by_id
 from tandem.medications.resources import ADMINISTRATION, PLAN, STATEMENT
 from tandem.medications.schedule import (
     DEFAULT_SLOT_TIMES,
@@ -58,12 +58,14 @@ from tandem.medications.storage import (
     MedicationAdministrationRow,
     MedicationStatementRow,
     ShiftSettingRow,
+    plan_digest,
 )
 from tandem.medications.validation import GIVEN_WINDOW, check_note, recordable
 from tandem.storage.models import (
     Patient,
     PatientIdentifier,
     Program,
+    User,
     display_name,
     mrn_of,
     mrn_system_of,
@@ -186,23 +188,35 @@ def _offset(which: str) -> int:
     return SHIFTS[which]
 
 
+_PROGRAM_SHIFTS = (
+    select(
+        Program.id,
+        Program.name,
+        Program.time_zone,
+        ShiftSettingRow.shift_starts,
+        ShiftSettingRow.source,
+    )
+    .outerjoin(ShiftSettingRow, ShiftSettingRow.program_id == Program.id)
+    .where(Program.id.in_(bindparam("program_ids", expanding=True)))
+    .order_by(Program.name, Program.id)
+)
+
+
 def _shifts(access: Access, which: str, now: datetime) -> list[ProgramShift]:
+    """The actor's programs with their shift times (one statement)."""
     programs = sorted(access.visibility(PLAN).program_ids)
     if not programs:
         return []
-    settings = {
-        r.program_id: r
-        for r in access.db.scalars(
-            select(ShiftSettingRow).where(ShiftSettingRow.program_id.in_(programs))
-        )
-    }
     out = []
-    for program in access.db.scalars(
-        select(Program).where(Program.id.in_(programs)).order_by(Program.name)
-    ):
-        times = program_shift_times(settings, program.id)
-        shift = shift_at(times, now, zone(program.time_zone), _offset(which))
-        out.append(ProgramShift(program.id, program.name, program.time_zone, times, shift))
+    rows = access.db.execute(_PROGRAM_SHIFTS, {"program_ids": programs})
+    for program_id, name, time_zone, starts, source in rows:
+        times = (
+            ShiftTimes(DEFAULT_SHIFT_STARTS, DEFAULT_SOURCE)
+            if starts is None
+            else parse_shift_starts(starts, source)
+        )
+        shift = shift_at(times, now, zone(time_zone), _offset(which))
+        out.append(ProgramShift(program_id, name, time_zone, times, shift))
     return out
 
 
@@ -211,6 +225,7 @@ class _Given:
     """What the list says of a dose given or not given: who recorded it, and why not."""
 
     performer_id: int | None
+    performer_name: str | None
     status_reason: str
 
 
@@ -228,6 +243,7 @@ def _records(
     # A dose given is within GIVEN_WINDOW of its planned time; an unlinked one matches a
     # planned dose within MATCH_WINDOW: either way within the wider of the two.
     margin = max(GIVEN_WINDOW, MATCH_WINDOW)
+    ids = {"plan_ids": sorted(plan_ids)}
     given = access.db.execute(
         select(
             m.id,
@@ -238,19 +254,22 @@ def _records(
             m.administered_at,
             m.performer_id,
             AdministrationDueRow.due_at,
+            User.display_name,
         )
         .outerjoin(AdministrationDueRow, AdministrationDueRow.administration_id == m.id)
+        .outerjoin(User, User.id == m.performer_id)
         .where(
-            m.dose_plan_id.in_(plan_ids),
+            m.dose_plan_id.in_(bindparam("plan_ids", expanding=True)),
             m.administered_at >= start - margin,
             m.administered_at < end + margin,
             visible(access, ADMINISTRATION, m.patient_id, m.program_id),
-        )
+        ),
+        ids,
     ).all()
     admin_patients: set[str] = set()
-    for admin_id, plan_id, patient_id, status, reason, at, performer, due_at in given:
+    for admin_id, plan_id, patient_id, status, reason, at, performer, due_at, name in given:
         assert plan_id is not None
-        admins[admin_id] = _Given(performer, reason)
+        admins[admin_id] = _Given(performer, name, reason)
         admin_patients.add(patient_id)
         by_plan[plan_id].append(
             DoseRecord("administration", admin_id, status == "completed", at, due_at)
@@ -258,11 +277,12 @@ def _records(
     s = MedicationStatementRow
     reports = access.db.execute(
         select(s.id, s.dose_plan_id, s.patient_id, s.taken, s.due_at).where(
-            s.dose_plan_id.in_(plan_ids),
+            s.dose_plan_id.in_(bindparam("plan_ids", expanding=True)),
             s.due_at >= start,
             s.due_at < end,
             visible(access, STATEMENT, s.patient_id, s.program_id),
-        )
+        ),
+        ids,
     ).all()
     statement_patients: set[str] = set()
     for report_id, plan_id, patient_id, taken, due_at in reports:
@@ -271,12 +291,7 @@ def _records(
     return by_plan, admins, admin_patients, statement_patients
 
 
-def _recorded_text(
-    dose: CalendarDose,
-    admins: dict[int, _Given],
-    names: dict[int, str],
-    time_zone: str,
-) -> str:
+def _recorded_text(dose: CalendarDose, admins: dict[int, _Given], time_zone: str) -> str:
     record = dose.record
     if record is None:
         return ""
@@ -284,7 +299,7 @@ def _recorded_text(
     if record.kind == "statement":
         return "reported taken by the patient" if record.taken else "reported missed by the patient"
     row = admins.get(record.record_id)
-    who = f" by {names[row.performer_id]}" if row is not None and row.performer_id in names else ""
+    who = f" by {row.performer_name}" if row is not None and row.performer_name is not None else ""
     if record.taken:
         return f"given {at:%H:%M}{who}"
     reason = row.status_reason if row is not None else ""
@@ -310,6 +325,7 @@ class _PlanLine:
     medication_id: str
     ends_on: date | None
     created_at: datetime
+    key: bytes | str  # the calendar's content key (`plans.plans_by_id`)
     plan: DosePlan
     patient_name: str
     mrn: str | None
@@ -323,10 +339,50 @@ class _PlanLine:
             row.medication_id,
             row.ends_on,
             row.created_at,
+            row.plan_digest or plan_digest(row.plan),
             plan_of(row),
             patient.display_name,
             patient.mrn,
         )
+
+
+# Each plan's planned doses in a shift, by the calendar's content key, the day the plan gave
+# way, the program's zone and the shift: all that decides them, so an entry is never stale (a
+# stored calendar never changes; a stopped plan's new `ends_on` is a new key). What was
+# recorded against the doses is read on every view and never kept here. Bounded: the unit's
+# plans in three shifts, for a few hundred beds.
+_WINDOW_LIMIT = 8192
+_windows: OrderedDict[tuple[object, ...], tuple[PlannedDose, ...]] = OrderedDict()
+_windows_lock = threading.Lock()
+
+
+def _shift_doses(line: _PlanLine, program: ProgramShift) -> tuple[PlannedDose, ...]:
+    """The plan's planned doses in the program's shift, computed once per process."""
+    shift = program.shift
+    key = (line.key, line.ends_on, program.time_zone, shift.start, shift.end)
+    with _windows_lock:
+        found = _windows.get(key)
+        if found is not None:
+            _windows.move_to_end(key)
+            return found
+    first, last = shift.days
+    plan = _plan_around(line.plan, first, last)
+    days = [d for d in days_through(plan, last, line.ends_on) if first <= d.date <= last]
+    planned: tuple[PlannedDose, ...] = ()
+    if days:
+        tz = zone(program.time_zone)
+        planned = tuple(
+            p
+            for p in planned_doses(
+                dataclasses.replace(plan, days=tuple(days)), DEFAULT_SLOT_TIMES, tz
+            )
+            if shift.holds(p.due_at)
+        )
+    with _windows_lock:
+        _windows[key] = planned
+        if len(_windows) > _WINDOW_LIMIT:
+            _windows.popitem(last=False)
+    return planned
 
 
 def _doses(
@@ -344,25 +400,15 @@ def _doses(
     records, admins, admin_patients, statement_patients = _records(
         access, [line.plan_id for line in pairs], start, end
     )
-    names = display_names(access.db, (a.performer_id for a in admins.values()))
     out: list[DueDose] = []
     for line in pairs:
         program = shifts[line.program_id]
-        tz = zone(program.time_zone)
-        first, last = program.shift.days
-        plan = _plan_around(line.plan, first, last)
-        days = [d for d in days_through(plan, last, line.ends_on) if first <= d.date <= last]
-        if not days:
-            continue
-        planned = [
-            p
-            for p in planned_doses(
-                dataclasses.replace(plan, days=tuple(days)), DEFAULT_SLOT_TIMES, tz
-            )
-            if program.shift.holds(p.due_at) and (only_due is None or p.due_at == only_due)
-        ]
+        planned = _shift_doses(line, program)
+        if only_due is not None:
+            planned = tuple(p for p in planned if p.due_at == only_due)
         if not planned:
             continue
+        tz = zone(program.time_zone)
         mono = load_monograph(line.medication_id)
         may = bool(
             decide(
@@ -390,7 +436,7 @@ def _doses(
                     due_local=dose.planned.due_at.astimezone(tz),
                     overdue=overdue,
                     counts_missed=overdue and now - dose.planned.due_at >= UNRECORDED_GRACE,
-                    recorded=_recorded_text(dose, admins, names, program.time_zone),
+                    recorded=_recorded_text(dose, admins, program.time_zone),
                     recordable=recordable(dose.planned.due_at, now)
                     and abs(now - dose.planned.due_at) <= GIVEN_WINDOW,
                     may_record=may,
@@ -400,9 +446,17 @@ def _doses(
     return out, admin_patients, statement_patients
 
 
+_IDENTIFIERS = (
+    select(PatientIdentifier.patient_id, PatientIdentifier.system, PatientIdentifier.value)
+    .where(PatientIdentifier.patient_id.in_(bindparam("patient_ids", expanding=True)))
+    .order_by(PatientIdentifier.id)
+)
+
+
 def _plans_in(access: Access, shifts: Sequence[ProgramShift]) -> list[_PlanLine]:
     """The plans with doses in the shifts' days that the actor may see, with their patients'
-    names and record numbers: two statements, whatever the number of plans."""
+    names and record numbers: two statements, whatever the number of plans, and a third for
+    the calendars this process has not parsed yet (`plans.plans_by_id`)."""
     if not shifts:
         return []
     first = min(s.shift.days[0] for s in shifts)
@@ -416,9 +470,7 @@ def _plans_in(access: Access, shifts: Sequence[ProgramShift]) -> list[_PlanLine]
             p.medication_id,
             p.ends_on,
             p.created_at,
-            # The calendar as its stored text: parsed once per process (`stored_plan`), not
-            # decoded into a dict on every view.
-            cast(p.plan, Text),
+            p.plan_digest,
             Patient.family,
             Patient.given,
             Program.code,
@@ -432,15 +484,14 @@ def _plans_in(access: Access, shifts: Sequence[ProgramShift]) -> list[_PlanLine]
         )
         .order_by(p.id)
     ).all()
+    if not rows:
+        return []
     identifiers: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    if rows:
-        i = PatientIdentifier
-        for patient_id, system, value in access.db.execute(
-            select(i.patient_id, i.system, i.value)
-            .where(i.patient_id.in_(sorted({r[1] for r in rows})))
-            .order_by(i.id)
-        ):
-            identifiers[patient_id].append((system, value))
+    for patient_id, system, value in access.db.execute(
+        _IDENTIFIERS, {"patient_ids": sorted({r[1] for r in rows})}
+    ):
+        identifiers[patient_id].append((system, value))
+    calendars = plans_by_id(access.db, [(r[0], r[6]) for r in rows])
     return [
         _PlanLine(
             plan_id,
@@ -449,7 +500,7 @@ def _plans_in(access: Access, shifts: Sequence[ProgramShift]) -> list[_PlanLine]
             medication_id,
             ends_on,
             created_at,
-            stored_plan(text),
+            *calendars[plan_id],
             display_name(family, given),
             mrn_of(identifiers.get(patient_id, ()), mrn_system_of(code)),
         )
@@ -460,7 +511,7 @@ def _plans_in(access: Access, shifts: Sequence[ProgramShift]) -> list[_PlanLine]
             medication_id,
             ends_on,
             created_at,
-            text,
+            _digest,
             family,
             given,
             code,
