@@ -403,8 +403,9 @@ def queue(
 
 def urgent_waiting(access: Access) -> int:
     """Urgent questions still waiting for an answer in the programs the person answers for
-    (the number beside "Questions"; a count, no record shown). In a short session of its own:
-    the layout may ask after the request's unit of work has ended (an error page)."""
+    (the number beside "Questions"; a count, no record shown). Asked in the request's unit of
+    work while it is open (a page renders inside it: no second connection); else in a short
+    session of its own (the layout may ask after the unit of work has ended, on an error page)."""
     actor = access.actor
     programs = sorted(
         p for p in actor.program_ids if decide(actor, Permission.UPDATE, MESSAGE, program_id=p)
@@ -412,16 +413,19 @@ def urgent_waiting(access: Access) -> int:
     if not programs:
         return 0
     q = QuestionRow
-    with access.sessions() as db:
-        total = db.scalar(
-            select(func.count())
-            .select_from(q)
-            .where(
-                q.program_id.in_(programs),
-                q.status.in_(triage.NEEDS_ANSWER),
-                q.urgent.is_(True),
-            )
+    count = (
+        select(func.count())
+        .select_from(q)
+        .where(
+            q.program_id.in_(programs),
+            q.status.in_(triage.NEEDS_ANSWER),
+            q.urgent.is_(True),
         )
+    )
+    if access.db.in_transaction() and access.db.is_active:
+        return int(access.db.scalar(count) or 0)
+    with access.sessions() as db:
+        total = db.scalar(count)
     return int(total or 0)
 
 
