@@ -53,3 +53,22 @@ def run_tandem(
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         stderr += "".join(traceback.format_exception(result.exception))
     return subprocess.CompletedProcess([TANDEM, *args], result.exit_code, result.stdout, stderr)
+
+
+def run_init(
+    database_url: str, admin: tuple[str, str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`tandem init` with its first administrator (e-mail, name, password) and any options."""
+    email, name, password = admin
+    return run_tandem(
+        database_url,
+        "init",
+        "--admin-email",
+        email,
+        "--admin-name",
+        name,
+        "--admin-password",
+        password,
+        *args,
+        columns=300,
+    )

@@ -267,27 +267,6 @@ def test_abrupt_stop_message_gives_the_reason_and_source() -> None:
     assert "abrupt" in err and "seizures" in err and "Ozobax" in err
 
 
-def test_a_taper_and_a_refused_measurement_on_the_command_line() -> None:
-    # In this process: tests/test_cli.py runs the installed script itself.
-    code, out, err = run(
-        "taper",
-        "baclofen",
-        "--from",
-        "20mg-tid",
-        "--over",
-        "2w",
-        "--start-date",
-        "2025-03-01",
-        "--json",
-    )
-    assert code == 0, err
-    assert len(json.loads(out)["days"]) == 14
-    bad_code, bad_out, bad_err = run("check", "baclofen", "--creatinine-mg-dl", "-1")
-    assert bad_code == 2
-    assert bad_out == ""
-    assert "--creatinine-mg-dl" in bad_err
-
-
 def test_plan_reduces_the_labelled_start_and_step_for_kidney_function() -> None:
     # Issue 9 item 3: CrCl 19.4 (fact sheet F1 worked value): start and step 5 mg × 1/3.
     kidney = ["--age", "70", "--sex", "male", "--weight-kg", "60", "--creatinine-mg-dl", "3.0"]

@@ -22,7 +22,7 @@ from tandem.access import audit_chain
 from tandem.settings import Settings
 from tandem.storage.db import make_engine, make_sessionmaker, utcnow
 from tandem.storage.models import AuditEntry
-from tests.cli_runner import run_tandem
+from tests.cli_runner import run_init
 from tests.conftest import PG_URL, sign_in
 
 pytestmark = pytest.mark.postgres
@@ -52,20 +52,7 @@ def roles(database_url: str) -> Iterator[tuple[str, str]]:
 
 
 def init(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """`tandem init` (the Typer app in this process; the installed script itself is tested in
-    tests/test_cli.py)."""
-    return run_tandem(
-        database_url,
-        "init",
-        "--admin-email",
-        ADMIN[0],
-        "--admin-name",
-        ADMIN[1],
-        "--admin-password",
-        ADMIN[2],
-        *args,
-        columns=300,
-    )
+    return run_init(database_url, ADMIN, *args)
 
 
 def as_role(database_url: str, role: str) -> str:

@@ -26,7 +26,7 @@ from tandem.access.credentials import create_token, start_session
 from tandem.settings import Settings
 from tandem.storage.db import make_engine, make_sessionmaker, session_scope, utcnow
 from tandem.storage.models import KnownDevice, Membership, Program, User
-from tests.cli_runner import run_tandem
+from tests.cli_runner import run_init, run_tandem
 from tests.conftest import PG_URL, World, csrf_from, postgres_available
 
 pytestmark = pytest.mark.slow
@@ -114,18 +114,7 @@ STAFF = {
 
 def a_clinic(url: str) -> dict[str, object]:
     """`tandem init`, three members of staff, a session each and two API tokens."""
-    ok(
-        run_tandem(
-            url,
-            "init",
-            "--admin-email",
-            ADMIN[0],
-            "--admin-name",
-            ADMIN[1],
-            "--admin-password",
-            ADMIN[2],
-        )
-    )
+    ok(run_init(url, ADMIN))
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
     made: dict[str, object] = {}
@@ -268,22 +257,7 @@ def test_a_postgresql_backup_restores_onto_a_new_server_with_its_roles(tmp_path:
     owner, app = f"{stem}_owner", f"{stem}_app"
     backup = tmp_path / "tandem.backup"
     with server_roles(owner, app), throwaway_database() as old_server:
-        ok(
-            run_tandem(
-                old_server,
-                "init",
-                "--admin-email",
-                ADMIN[0],
-                "--admin-name",
-                ADMIN[1],
-                "--admin-password",
-                ADMIN[2],
-                "--owner-role",
-                owner,
-                "--app-role",
-                app,
-            )
-        )
+        ok(run_init(old_server, ADMIN, "--owner-role", owner, "--app-role", app))
         ok(run_tandem(old_server, "backup", str(backup)))
     # The old server is gone, and its roles with it.
 
