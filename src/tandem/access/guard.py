@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.access import audit
@@ -79,6 +80,15 @@ class Access:
         if patient_id not in self._grants:
             self._grants[patient_id] = load_grants(self.db, patient_id)
         return Consents(self._grants[patient_id], self._consents_at)
+
+    def count(self, statement: Select[int]) -> int:
+        """A count that shows no record (a menu badge): in the request's unit of work while it
+        is open (a page renders inside it: no second connection); else in a short session of
+        its own (the layout may ask after the unit of work has ended, on an error page)."""
+        if self.db.in_transaction() and self.db.is_active:
+            return int(self.db.scalar(statement) or 0)
+        with self.sessions() as db:
+            return int(db.scalar(statement) or 0)
 
     def require(
         self,

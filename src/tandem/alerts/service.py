@@ -130,10 +130,7 @@ class AlertView:
 
 def open_for_me(access: Access) -> int:
     """How many unacknowledged alerts of the actor's programs are addressed to them by name
-    (the number beside Alerts in their menu; a count, no record shown). Asked in the request's
-    unit of work while it is open (a page renders inside it: no second connection, no more
-    round trips than the one statement); else in a short session of its own (the layout may
-    ask after the unit of work has ended, on an error page)."""
+    (the number beside Alerts in their menu; a count, no record shown; see `Access.count`)."""
     if not access.actor.program_ids or not access.actor.user_id:
         return 0
     programs = sorted(access.actor.program_ids)
@@ -148,11 +145,7 @@ def open_for_me(access: Access) -> int:
             Alert.program_id.in_(programs),
         )
     )
-    if access.db.in_transaction() and access.db.is_active:
-        return int(access.db.scalar(count) or 0)
-    with access.sessions() as db:
-        total = db.scalar(count)
-    return int(total or 0)
+    return access.count(count)
 
 
 def list_alerts(

@@ -403,9 +403,7 @@ def queue(
 
 def urgent_waiting(access: Access) -> int:
     """Urgent questions still waiting for an answer in the programs the person answers for
-    (the number beside "Questions"; a count, no record shown). Asked in the request's unit of
-    work while it is open (a page renders inside it: no second connection); else in a short
-    session of its own (the layout may ask after the unit of work has ended, on an error page)."""
+    (the number beside "Questions"; a count, no record shown; see `Access.count`)."""
     actor = access.actor
     programs = sorted(
         p for p in actor.program_ids if decide(actor, Permission.UPDATE, MESSAGE, program_id=p)
@@ -422,11 +420,7 @@ def urgent_waiting(access: Access) -> int:
             q.urgent.is_(True),
         )
     )
-    if access.db.in_transaction() and access.db.is_active:
-        return int(access.db.scalar(count) or 0)
-    with access.sessions() as db:
-        total = db.scalar(count)
-    return int(total or 0)
+    return access.count(count)
 
 
 # --------------------------------------------------------------------------- a counselor's work
