@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from tandem.settings import Settings
 from tandem.storage.db import make_engine
 from tandem.storage.models import Patient, PatientIdentifier
-from tests.cli_runner import run_tandem
+from tests.cli_runner import run_init, run_tandem
 from tests.conftest import PG_URL, postgres_available, sign_in
 
 pytestmark = pytest.mark.slow
@@ -152,17 +152,11 @@ def cli_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_init_creates_the_database_and_an_admin_who_can_sign_in(cli_db: str) -> None:
-    email, name, password = ADMIN
+    email, _, password = ADMIN
     result = ok(
-        tandem(
+        run_init(
             cli_db,
-            "init",
-            "--admin-email",
-            email,
-            "--admin-name",
-            name,
-            "--admin-password",
-            password,
+            ADMIN,
             "--program-code",
             "eastside",
             "--program-name",
@@ -181,19 +175,8 @@ def test_init_creates_the_database_and_an_admin_who_can_sign_in(cli_db: str) -> 
 
 
 def test_second_init_with_the_same_email_exits_2_and_changes_nothing(cli_db: str) -> None:
-    email, name, password = ADMIN
-    ok(
-        tandem(
-            cli_db,
-            "init",
-            "--admin-email",
-            email,
-            "--admin-name",
-            name,
-            "--admin-password",
-            password,
-        )
-    )
+    email = ADMIN[0]
+    ok(run_init(cli_db, ADMIN))
 
     again = tandem(
         cli_db,
@@ -374,12 +357,7 @@ def test_token_revoke_by_listed_id(demo_db: tuple[str, dict[str, str]]) -> None:
 def initialised(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A SQLite database after `tandem init`, shared by tests that must leave it unchanged."""
     url = f"sqlite:///{tmp_path_factory.mktemp('initialised') / 'tandem.db'}"
-    email, name, password = ADMIN
-    ok(
-        tandem(
-            url, "init", "--admin-email", email, "--admin-name", name, "--admin-password", password
-        )
-    )
+    ok(run_init(url, ADMIN))
     return url
 
 

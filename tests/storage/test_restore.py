@@ -311,8 +311,7 @@ def test_a_restore_run_as_the_application_role_is_refused_before_changing_anythi
     owner, app = f"{stem}_owner", f"{stem}_app"
     backup = tmp_path / "tandem.backup"
     with server_roles(owner, app), throwaway_database() as url:
-        init = ("--admin-email", ADMIN[0], "--admin-name", ADMIN[1], "--admin-password", ADMIN[2])
-        ok(run_tandem(url, "init", *init, "--owner-role", owner, "--app-role", app))
+        ok(run_init(url, ADMIN, "--owner-role", owner, "--app-role", app))
         ok(run_tandem(url, "backup", str(backup)))
 
         refused = run_tandem(as_role(url, app), "restore", str(backup), "--yes")
