@@ -399,6 +399,10 @@ class Capture:
     ) -> None:
         if self.selects_only and not statement.lstrip().upper().startswith(("SELECT", "WITH")):
             return
+        # A batch of "insertmanyvalues" (several rows' VALUES in one INSERT) comes flagged as
+        # many but is one execute with one flat set of parameters.
+        if many and isinstance(parameters, tuple | dict):
+            many = False
         self.found.append((statement, parameters, many))
 
     def __enter__(self) -> Capture:
@@ -407,6 +411,35 @@ class Capture:
 
     def __exit__(self, *exc: object) -> None:
         event.remove(self.engine, "before_cursor_execute", self._hook)
+
+
+def _relinked(sql: str, params: Any, many: bool, entry_ids: list[Any]) -> Any:
+    """The links of a captured audit entry to the patients it showed, pointed at the entries the
+    replay inserted: the captured ids, in order, become the replay's last ones (appended again
+    under their original ids, the links would repeat a key of the append-only table)."""
+    if not entry_ids or not sql.startswith("INSERT INTO audit_entry_patients"):
+        return params
+
+    def original(values: Any) -> Any:
+        return values["audit_entry_id"] if isinstance(values, dict) else tuple(values)[0]
+
+    def one(values: Any, new: dict[Any, Any]) -> Any:
+        if isinstance(values, dict):
+            return {**values, "audit_entry_id": new[values["audit_entry_id"]]}
+        return (new[tuple(values)[0]], *tuple(values)[1:])
+
+    rows = params if many else [params]
+    if not many and not isinstance(params, dict) and len(tuple(params)) > 2:  # multi-VALUES
+        flat = tuple(params)
+        pairs = [flat[i : i + 2] for i in range(0, len(flat), 2)]
+        new = dict(
+            zip(sorted({p[0] for p in pairs}), sorted(entry_ids)[-len(pairs) :], strict=False)
+        )
+        return tuple(v for p in pairs for v in (new.get(p[0], p[0]), p[1]))
+    originals = sorted({original(v) for v in rows})
+    new = dict(zip(originals, sorted(entry_ids)[-len(originals) :], strict=False))
+    out = [one(v, new) for v in rows]
+    return out if many else out[0]
 
 
 class Bare:
@@ -423,26 +456,39 @@ class Bare:
             self.conn.execute("PRAGMA foreign_keys=ON")
 
     def run(self, statements: Captured, commit: bool) -> int:
+        """Replay `statements`; the patients an audit entry showed are linked to the entry the
+        replay just inserted (their captured entry id is the original's: appended again, the
+        link would repeat its key)."""
         rows = 0
+        entry_ids: list[Any] = []
         if self.sqlite:
             if commit:
                 self.conn.execute("BEGIN IMMEDIATE")
             for sql, params, many in statements:
+                params = _relinked(sql, params, many, entry_ids)
                 if many:
                     self.conn.executemany(sql, params)
                 else:
-                    rows += len(self.conn.execute(sql, params).fetchall())
+                    cursor = self.conn.execute(sql, params)
+                    found = cursor.fetchall()
+                    rows += len(found)
+                    if sql.startswith("INSERT INTO audit_entries"):
+                        entry_ids = [row[0] for row in found] or [cursor.lastrowid]
             if commit:
                 self.conn.execute("COMMIT")
             return rows
         with self.conn.cursor() as cur:
             for sql, params, many in statements:
+                params = _relinked(sql, params, many, entry_ids)
                 if many:
                     cur.executemany(sql, params)
                 else:
                     cur.execute(sql, params)
                     if cur.description is not None:
-                        rows += len(cur.fetchall())
+                        found = cur.fetchall()
+                        rows += len(found)
+                        if sql.startswith("INSERT INTO audit_entries"):
+                            entry_ids = [row[0] for row in found]
         self.conn.commit()
         return rows
 

@@ -18,9 +18,15 @@ Then, in the same run and on the same database:
                     page     GET /caseload signed in (session, policy, queries, audit, HTML)
                     service  tandem.recovery.caseload.caseload (queries, flags, audit, commit)
                     bare     every SELECT the service issued, replayed on the bare driver
-  check-in saved  a daily check-in stored as the check-in service stores one (the chart read
-                  through the policy, the check-in, its craving rating, its use day replacing
-                  the day's answer, the audit entry, commit) beside the same statements bare
+  check-in saved  the patient's own daily check-in, as the portal saves it:
+                    page     POST /patients/{id}/check-in signed in as the patient (session,
+                             CSRF, the answers checked, today's answers replaced, audit,
+                             commit, the redirect)
+                    service  tandem.recovery.portal_service.record_check_in for a new day
+                             (the chart read and locked, today's dose plans and the doses
+                             asked, the check-in, craving ratings, use days, doses reported,
+                             audit entries, commit)
+                    bare     every statement the service sent, replayed on the bare driver
   timeline        one patient's whole year (GET /patients/{id}/timeline?range=1y, the service,
                   and its SELECTs bare)
 
@@ -52,18 +58,19 @@ from zoneinfo import ZoneInfo
 import psycopg
 from fastapi.testclient import TestClient
 from harness import Bare, Capture, Writer, libpq
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.engine import Engine, make_url
 
 from tandem.access import accounts
 from tandem.access.audit import Origin
 from tandem.access.credentials import actor_for
 from tandem.access.guard import Access
-from tandem.access.policy import Permission
-from tandem.access.queries import load_patient
 from tandem.instruments.engine import get_instrument, score
+from tandem.medications.dose_plan import maintenance
+from tandem.medications.storage import MedicationStatementRow
 from tandem.recovery.caseload import caseload
-from tandem.recovery.storage import CheckInRow, CravingRatingRow, UseDayRow
+from tandem.recovery.portal_service import check_in_form, record_check_in
+from tandem.recovery.storage import CheckInRow, UseDayRow
 from tandem.recovery.timeline import timeline
 from tandem.settings import Settings
 from tandem.storage.db import (
@@ -71,6 +78,7 @@ from tandem.storage.db import (
     make_sessionmaker,
     refresh_planner_statistics,
     session_scope,
+    utcnow,
 )
 from tandem.storage.migrate import upgrade
 from tandem.storage.models import Patient, User
@@ -81,7 +89,7 @@ DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/tandem_bench_recovery
 PASSWORD = "bench-password-1"  # noqa: S105 (a synthetic bench login)
 COUNSELOR = "counselor@bench.tandem.test"
 ZONE = "America/New_York"
-CACHE_VERSION = 2  # bump when the shape of the loaded data changes
+CACHE_VERSION = 3  # bump when the shape of the loaded data changes
 LOAD_BATCH = 500  # patients generated and written at a time (the random draws follow it)
 
 
@@ -148,6 +156,14 @@ LOADED_TABLES = (
     "medication_dose_plans",
     "medication_statements",
 )
+
+
+@functools.lru_cache(maxsize=4)
+def _naltrexone_plan(start: date) -> str:
+    """A real stored plan (the medication domain reads it: the calendar, the doses a check-in
+    asks about): naltrexone 50 mg daily from `start`, the demo's protocol maximum of 50 mg."""
+    plan = maintenance("naltrexone", "50mg-daily", start, protocol_max_mg_day=50)
+    return json.dumps(plan.to_dict())
 
 
 def _generate(
@@ -427,8 +443,8 @@ def _generate(
                     "active",
                     "",
                     plan_start,
-                    "{}",
-                    '{"bench": true}',
+                    _naltrexone_plan(plan_start),
+                    '{"bench": true, "protocol_max_mg_day": 50}',
                     prescriber,
                     _at(plan_start, 8),
                 )
@@ -757,13 +773,18 @@ class ServerCpu:
 SERVER: list[ServerCpu] = []  # the PostgreSQL server being measured, while one is
 
 
-def _timed(label: str, runs: int, run: Callable[[int], None]) -> Timing:
+def _timed(
+    label: str, runs: int, run: Callable[[int], None], before: Callable[[], None] | None = None
+) -> Timing:
     """Wall and CPU time of `runs` calls after three warm-up calls (on a shared machine the wall
     time also counts waiting for a CPU: the load average is printed), and on PostgreSQL the
-    server's CPU a call (a mean over the warm-ups and runs)."""
+    server's CPU a call (a mean over the warm-ups and runs, `before` included). `before`, if
+    given, runs untimed before each call."""
     seconds, cpu = [], []
     server_before = SERVER[0].seconds() if SERVER else None
     for i in range(runs + 3):
+        if before is not None:
+            before()
         started, cpu_started = time.perf_counter(), time.process_time()
         run(i)
         if i >= 3:
@@ -781,75 +802,50 @@ def _access(sessions: Any, db: Any) -> Access:
     return Access(actor_for(user), Origin(channel="web"), db, sessions)
 
 
-def _nurse(sessions: Any, loaded: Loaded) -> int:
-    """The nurse who records check-ins with patients during the run (made once, kept). The
-    patient's own portal check-in is another area's work; a patient may not yet create records
-    under the policy, so the check-in is timed as a staff member records one."""
+def _patient_users(sessions: Any, loaded: Loaded) -> dict[str, int]:
+    """A portal account for each check-in patient (made once, kept with the load)."""
+    users: dict[str, int] = {}
     with session_scope(sessions) as db:
-        user = db.scalar(select(User).where(User.email == "nurse@bench.tandem.test"))
-        if user is None:
-            user = User(
-                email="nurse@bench.tandem.test",
-                display_name="Bench Nurse",
-                role="nurse",
-                password_hash="!",  # noqa: S106 - no sign-in
-                active=True,
+        for patient_id in loaded.check_in_patients:
+            email = f"patient-{patient_id[:8]}@bench.tandem.test"
+            user = db.scalar(select(User).where(User.email == email))
+            if user is None:
+                user = accounts.create_user(
+                    db, email, "Bench Patient", "patient", PASSWORD, [], patient_id
+                )
+            users[patient_id] = user.id
+    return users
+
+
+def _first_free_day(sessions: Any, loaded: Loaded) -> date:
+    """The day after the pool's last check-in: every timed check-in is a new day's (an earlier
+    run of the bench has checked in after the load's last day)."""
+    with sessions() as db:
+        last = db.scalar(
+            select(func.max(CheckInRow.day)).where(
+                CheckInRow.patient_id.in_(loaded.check_in_patients)
             )
-            db.add(user)
-            db.flush()
-            accounts.set_memberships(db, user, [loaded.program_id])
-        return user.id
-
-
-def save_check_in(
-    access: Access, patient_id: str, day: date, now: datetime, rating: int, used: bool
-) -> int:
-    """A daily check-in stored as the check-in service stores one: the chart read through the
-    policy, the check-in, its craving rating, its use day (replacing the day's earlier answer),
-    the audit entry. The caller commits (the unit of work)."""
-    patient = load_patient(
-        access, patient_id, (Permission.CREATE, "QuestionnaireResponse"), audit=False
-    )
-    db = access.db
-    row = CheckInRow(
-        patient_id=patient.id,
-        program_id=patient.program_id,
-        day=day,
-        checked_in_at=now,
-        mood="okay",
-        source="staff",
-        recorded_by=access.actor.user_id,
-    )
-    db.add(row)
-    db.flush()
-    common = {
-        "patient_id": patient.id,
-        "program_id": patient.program_id,
-        "day": day,
-        "substance": "alcohol",
-        "source": "staff",
-        "check_in_id": row.id,
-        "recorded_at": now,
-        "recorded_by": access.actor.user_id,
-    }
-    db.execute(
-        delete(UseDayRow).where(
-            UseDayRow.patient_id == patient.id,
-            UseDayRow.day == day,
-            UseDayRow.substance == "alcohol",
         )
+    return max(last or loaded.now.date(), loaded.now.astimezone(ZoneInfo(ZONE)).date()) + (
+        timedelta(days=1)
     )
-    db.execute(insert(CravingRatingRow), [{**common, "rating": rating, "rated_at": now}])
-    db.execute(
-        insert(UseDayRow), [{**common, "used": used, "standard_drinks": 4.0 if used else 0.0}]
-    )
-    access.audit(
-        "create",
-        resource_type="QuestionnaireResponse",
-        resource_id=str(row.id),
-        patient_id=patient.id,
-    )
-    return row.id
+
+
+def check_in_answers(access: Access, patient_id: str, when: datetime, i: int) -> dict[str, Any]:
+    """What a patient answers in the portal: a craving and use for each substance of their care
+    plan (a lapse now and then), a mood, and every dose the check-in asks about (one in five
+    missed), as the form posts them."""
+    asked = check_in_form(access, patient_id, when)
+    form: dict[str, Any] = {"use_day": "today", "mood": "okay"}
+    for each in asked.substances:
+        used = i % 9 == 0
+        form[f"craving_{each.id}"] = str(2 + i % 5)
+        form[f"use_{each.id}"] = "yes" if used else "no"
+        if each.drinks and used:
+            form[f"drinks_{each.id}"] = "3"
+    for n, dose in enumerate(asked.doses):
+        form[dose.field] = "missed" if (i + n) % 5 == 0 else "taken"
+    return form
 
 
 def run_engine(label: str, loaded: Loaded, args: argparse.Namespace) -> list[str]:
@@ -909,39 +905,75 @@ def _run_engine(label: str, loaded: Loaded, args: argparse.Namespace) -> list[st
         )
         results.append(("timeline, a year", [service_tl, bare_tl], 100))
 
-        # --- a check-in saved (a new day for each of 40 patients, past the load's last day)
+        # --- a check-in saved: the patient's own, in the portal (record_check_in: the chart
+        # read through the policy and locked, the answers checked, today's dose plans and the
+        # doses asked, the check-in, its craving ratings and use days, the doses reported, the
+        # audit entry), a new day each time for each of 40 patients, committed.
         pool = loaded.check_in_patients
-        nurse = _nurse(sessions, loaded)
-        day0 = now.astimezone(ZoneInfo(ZONE)).date() + timedelta(days=1)
+        users = _patient_users(sessions, loaded)
+        day0 = _first_free_day(sessions, loaded)
+        hour = loaded.now.astimezone(ZoneInfo(ZONE)).time()
+        runs_ci = args.runs + 5
+
+        def when(i: int) -> datetime:
+            day = day0 + timedelta(days=i // len(pool))
+            return datetime.combine(day, hour, ZoneInfo(ZONE)).astimezone(UTC)
+
+        forms = []
+        with sessions() as db:
+            for i in range(runs_ci):
+                patient_id = pool[i % len(pool)]
+                access = Access(
+                    actor_for(db.get(User, users[patient_id])), Origin(channel="web"), db, sessions
+                )
+                forms.append(check_in_answers(access, patient_id, when(i), i))
+            db.rollback()
 
         def check_in_once(i: int) -> None:
+            patient_id = pool[i % len(pool)]
             with sessions() as db:
-                user = db.get(User, nurse)
+                user = db.get(User, users[patient_id])
                 access = Access(actor_for(user), Origin(channel="web"), db, sessions)
-                save_check_in(
-                    access,
-                    pool[i % len(pool)],
-                    day0 + timedelta(days=i // len(pool)),
-                    now,
-                    3,
-                    False,
-                )
+                saved = record_check_in(access, patient_id, forms[i], when(i))
+                assert not saved.updated, "a new day's check-in"
                 db.commit()
 
         check_in_once(0)
         with Capture(engine, selects_only=False) as capture:
             check_in_once(1)
         writes = capture.found
-        service_ci = _timed("service check-in + commit", args.runs, lambda i: check_in_once(i + 2))
+        service_ci = _timed(
+            "service record_check_in + commit", args.runs, lambda i: check_in_once(i + 2)
+        )
+        again = pool[1], when(1).astimezone(ZoneInfo(ZONE)).date()
+
+        def clear_use_answers() -> None:
+            # The replay answers the same patient's same day again: the answers kept one a day
+            # (use days a substance, doses a planned time) are cleared first, untimed; the rest
+            # is appended again.
+            with sessions() as db:
+                db.execute(
+                    delete(UseDayRow).where(
+                        UseDayRow.patient_id == again[0], UseDayRow.day == again[1]
+                    )
+                )
+                db.execute(
+                    delete(MedicationStatementRow).where(
+                        MedicationStatementRow.patient_id == again[0],
+                        MedicationStatementRow.due_at > loaded.now,
+                    )
+                )
+                db.commit()
+
         bare_ci = _timed(
             f"same {len(writes)} statements + commit, bare",
             args.runs,
             lambda _: bare.run(writes, True),
+            before=clear_use_answers,
         )
         results.append(("check-in saved", [service_ci, bare_ci], 50))
     finally:
         bare.close()
-        engine.dispose()
 
     # --- the pages, signed in, in-process (session, policy, queries, audit, commit, HTML)
     app = create_app(Settings(database_url=url, cookie_secure=True))
@@ -972,9 +1004,41 @@ def _run_engine(label: str, loaded: Loaded, args: argparse.Namespace) -> list[st
             args.runs,
             page(f"/patients/{loaded.timeline_patient}/timeline?range=1y"),
         )
+
+        # The patient's check-in page, posted as the patient's phone posts it. The load ends on
+        # the load's day, so here the patient's day already has a check-in: each post replaces
+        # today's answers (the service above times new days).
+        patient_id = loaded.check_in_patients[0]
+        with TestClient(app, base_url="https://testserver", follow_redirects=False) as phone:
+            login = phone.get("/login").text
+            csrf = login.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+            email = f"patient-{patient_id[:8]}@bench.tandem.test"
+            signed = phone.post(
+                "/login", data={"email": email, "password": PASSWORD, "csrf_token": csrf}
+            )
+            assert signed.status_code == 303, signed.text
+            form_page = phone.get(f"/patients/{patient_id}/check-in").text
+            csrf = form_page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+
+            with sessions() as db:
+                access = Access(
+                    actor_for(db.get(User, users[patient_id])), Origin(channel="web"), db, sessions
+                )
+                today_answers = [
+                    check_in_answers(access, patient_id, utcnow(), i) for i in range(5)
+                ]
+
+            def post_check_in(i: int) -> None:
+                form = {**today_answers[i % 5], "csrf_token": csrf}
+                got = phone.post(f"/patients/{patient_id}/check-in", data=form)
+                assert got.status_code == 303, (got.status_code, got.text[:2000])
+
+            page_ci = _timed("page POST check-in (answers replaced)", args.runs, post_check_in)
     app.state.engine.dispose()
+    engine.dispose()
     results[0][1].insert(0, page_cl)
     results[1][1].insert(0, page_tl)
+    results[2][1].insert(0, page_ci)
 
     def line(t: Timing, base: Timing) -> str:
         out = (

@@ -258,7 +258,14 @@ def record_check_in(
     row.recorded_by = access.actor.user_id or None
     access.db.flush()
     if updated:
-        access.db.execute(delete(CravingRatingRow).where(CravingRatingRow.check_in_id == row.id))
+        # By the patient's day (the ratings' index) as well: check_in_id alone has no index.
+        access.db.execute(
+            delete(CravingRatingRow).where(
+                CravingRatingRow.patient_id == patient.id,
+                CravingRatingRow.day == row.day,
+                CravingRatingRow.check_in_id == row.id,
+            )
+        )
     for substance_id, rating in answers.cravings.items():
         access.db.add(
             CravingRatingRow(
