@@ -44,6 +44,7 @@ from tandem.storage.models import (
     Program,
     Unit,
     name_words,
+    new_id,
 )
 
 
@@ -118,15 +119,16 @@ def create_patient(
     access.require(Permission.CREATE, "Patient", program_id=program_id)
     record = check_record(record, now.date())
     patient = Patient(
+        id=new_id(),
         program_id=program_id,
         version_id=1,
         last_updated=now,
         synthetic=bool(record.synthetic) or program.synthetic,
+        identifiers=[],  # a new patient has none yet: nothing to load
     )
     patient.program = program
     _apply(patient, record)
     access.db.add(patient)
-    access.db.flush()
     _identifiers(access, patient, record, program)
     access.db.flush()
     access.audit("create", resource_type="Patient", resource_id=patient.id, patient_id=patient.id)
