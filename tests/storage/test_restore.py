@@ -356,3 +356,25 @@ def test_a_restored_older_role_program_or_password_gives_way_to_the_newer_one(
         assert db.get(User, admin_id).system_admin is False  # type: ignore[union-attr]
         assert db.scalars(select(KnownDevice)).all() == []
     assert backups.rolled_back(engine, newer).changed == {}, "nothing differs any more"
+
+
+def test_routine_activity_since_the_backup_is_not_reported_as_changed_back(
+    world: World, sessions: sessionmaker[Session], engine: Engine
+) -> None:
+    """A sign-in or a session seen since the backup is routine, not a record the restore
+    changed back; a name changed since is."""
+    from tandem.storage import backups
+
+    with session_scope(sessions) as db:
+        nurse = db.scalars(select(User).where(User.email == world.email("nurse"))).one()
+        start_session(db, nurse, "10.0.0.1", utcnow())
+    newer = backups.capture(engine)
+    with session_scope(sessions) as db:  # the backup's older state: signed in earlier
+        nurse = db.scalars(select(User).where(User.email == world.email("nurse"))).one()
+        nurse.last_login_at = utcnow().replace(year=2020)
+        db.execute(text("UPDATE web_sessions SET last_seen_at = created_at"))
+    assert backups.rolled_back(engine, newer).changed == {}
+    with session_scope(sessions) as db:
+        nurse = db.scalars(select(User).where(User.email == world.email("nurse"))).one()
+        nurse.display_name = "Someone Else"
+    assert backups.rolled_back(engine, newer).changed == {"users": 1}

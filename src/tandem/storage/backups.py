@@ -345,9 +345,27 @@ def _capture_credentials(conn: Connection, snapshot: Snapshot, existing: set[str
         }
 
 
+# Columns that record routine activity, not the record's content: a row whose only difference
+# from the backup is one of these (a sign-in since, a session seen, a job run) is not listed as
+# "changed back" by a restore.
+BOOKKEEPING = {
+    "users": {"last_login_at"},
+    "web_sessions": {"last_seen_at"},
+    "known_devices": {"last_seen_at"},
+    "scheduled_jobs": {
+        "next_run_at",
+        "last_started_at",
+        "last_finished_at",
+        "last_status",
+        "claimed_by",
+    },
+}
+
+
 def _table_rows(conn: Connection, table: Table) -> TableRows:
     present = {c["name"] for c in inspect(conn).get_columns(table.name)}
-    columns = tuple(c.name for c in table.columns if c.name in present)
+    routine = BOOKKEEPING.get(table.name, set())
+    columns = tuple(c.name for c in table.columns if c.name in present and c.name not in routine)
     written = next((name for name in WRITTEN_AT if name in columns), None)
     contents, times = [], []
     for key, content, at in _rows(conn, table, columns, written):
